@@ -1,0 +1,454 @@
+// shutterctl: the operator CLI over the controller's admin API.
+//
+// Exit codes: 0 success; 1 the operation failed (RPC error, snapshot
+// FAILED); 2 bad usage. Errors are one line on stderr:
+// "shutterctl: <reason>".
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "cli/table.h"
+#include "common/ids.h"
+#include "common/rpc.h"
+#include "google/protobuf/util/json_util.h"
+#include "shutter/v1/admin.grpc.pb.h"
+#include "shutter/v1/partition_data.grpc.pb.h"
+
+namespace shutter::cli {
+namespace {
+
+using namespace shutter::v1;  // NOLINT
+
+struct Global {
+  std::string controller = "127.0.0.1:7000";
+  std::string output = "table";
+  int timeout_ms = 30000;
+};
+
+int Fail(absl::string_view msg, int code = 1) {
+  std::fprintf(stderr, "shutterctl: %s\n", std::string(msg).c_str());
+  return code;
+}
+
+int FailRpc(const grpc::Status& s, absl::string_view what) {
+  return Fail(absl::StrCat(
+      what, ": ",
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
+      ": ", s.error_message()));
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = true;
+  o.always_print_primitive_fields = true;
+  o.preserve_proto_field_names = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string StateName(SnapshotState s) {
+  std::string n = SnapshotState_Name(s);
+  return n.substr(std::string("SNAPSHOT_STATE_").size());
+}
+std::string TaskStateName(PartitionTaskState s) {
+  std::string n = PartitionTaskState_Name(s);
+  return n.substr(std::string("PARTITION_TASK_STATE_").size());
+}
+
+class Client {
+ public:
+  explicit Client(const Global& g)
+      : g_(g), stub_(AdminService::NewStub(MakeChannel(g.controller))) {}
+
+  template <typename Req, typename Resp, typename Fn>
+  grpc::Status Call(Fn fn, const Req& req, Resp* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::milliseconds(g_.timeout_ms));
+    return ((*stub_).*fn)(&ctx, req, resp);
+  }
+  AdminService::Stub* stub() { return stub_.get(); }
+
+ private:
+  const Global& g_;
+  std::unique_ptr<AdminService::Stub> stub_;
+};
+
+int NodesList(const Global& g) {
+  Client c(g);
+  ListNodesResponse resp;
+  grpc::Status s =
+      c.Call(&AdminService::Stub::ListNodes, ListNodesRequest(), &resp);
+  if (!s.ok()) return FailRpc(s, "list nodes");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+    return 0;
+  }
+  Table t({"NODE", "ADDRESS", "STATE", "LAST SEEN", "CAPACITY", "IN FLIGHT",
+           "HOSTED", "LEADS"});
+  for (const auto& n : resp.nodes()) {
+    t.Add({n.node_id(), n.address(), n.alive() ? "alive" : "DEAD",
+           absl::StrFormat("%.1fs ago", n.millis_since_heartbeat() / 1000.0),
+           absl::StrCat(n.checkpoint_capacity()),
+           absl::StrCat(n.checkpoints_in_flight()),
+           absl::StrCat(n.partitions_hosted()),
+           absl::StrCat(n.partitions_led())});
+  }
+  std::cout << t.Render();
+  return 0;
+}
+
+int PartitionsList(const Global& g) {
+  Client c(g);
+  ListPartitionsResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::ListPartitions,
+                          ListPartitionsRequest(), &resp);
+  if (!s.ok()) return FailRpc(s, "list partitions");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+    return 0;
+  }
+  Table t({"PARTITION", "LEADER", "EPOCH", "APPLIED", "SIZE", "REPLICAS",
+           "STATUS"});
+  for (const auto& p : resp.partitions()) {
+    std::string status = p.conflict()                 ? "CONFLICT"
+                         : p.leader_node_id().empty() ? "NO LEADER"
+                                                      : "ok";
+    t.Add({absl::StrCat(p.partition_id()),
+           p.leader_node_id().empty() ? "-" : p.leader_node_id(),
+           absl::StrCat(p.leader_epoch()), absl::StrCat(p.applied_index()),
+           HumanBytes(p.approximate_size_bytes()),
+           absl::StrCat(p.replicas_size()), status});
+  }
+  std::cout << t.Render();
+  return 0;
+}
+
+void PrintSnapshot(const Global& g, const Snapshot& s) {
+  if (g.output == "json") {
+    GetSnapshotResponse r;
+    *r.mutable_snapshot() = s;
+    std::cout << Json(r);
+    return;
+  }
+  uint64_t bytes = 0;
+  int published = 0;
+  for (const auto& t : s.partitions()) {
+    bytes += t.total_bytes();
+    if (t.state() == PARTITION_TASK_STATE_PUBLISHED) ++published;
+  }
+  std::cout << "Snapshot:   " << s.snapshot_id() << "\n"
+            << "Label:      " << (s.label().empty() ? "-" : s.label()) << "\n"
+            << "State:      " << StateName(s.state()) << "\n"
+            << "Created:    " << HumanTime(s.created_at_micros()) << " UTC\n"
+            << "Finished:   " << HumanTime(s.finished_at_micros()) << "\n";
+  if (s.finished_at_micros() > 0) {
+    std::cout << "Duration:   "
+              << absl::StrFormat(
+                     "%.3fs",
+                     (s.finished_at_micros() - s.created_at_micros()) / 1e6)
+              << "\n";
+  }
+  std::cout << "Partitions: " << published << "/" << s.partitions_size()
+            << " published, " << HumanBytes(bytes) << "\n";
+  if (!s.manifest_path().empty()) {
+    std::cout << "Manifest:   " << s.manifest_path() << "\n";
+  }
+  if (!s.error().empty()) std::cout << "Error:      " << s.error() << "\n";
+  std::cout << "\n";
+  Table t({"PARTITION", "STATE", "NODE", "EPOCH", "APPLIED", "FILES", "SIZE",
+           "TIME", "ATTEMPTS", "ERROR"});
+  for (const auto& p : s.partitions()) {
+    t.Add({absl::StrCat(p.partition_id()), TaskStateName(p.state()),
+           p.node_id(), absl::StrCat(p.leader_epoch()),
+           absl::StrCat(p.applied_index()), absl::StrCat(p.file_count()),
+           HumanBytes(p.total_bytes()),
+           absl::StrFormat("%dms", p.duration_millis()),
+           absl::StrCat(p.attempts()),
+           p.last_error().empty() ? "-" : p.last_error()});
+  }
+  std::cout << t.Render();
+}
+
+int ShowSnapshot(const Global& g, const std::string& id) {
+  Client c(g);
+  GetSnapshotRequest req;
+  req.set_snapshot_id(id);
+  GetSnapshotResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::GetSnapshot, req, &resp);
+  if (!s.ok()) return FailRpc(s, "show snapshot");
+  PrintSnapshot(g, resp.snapshot());
+  return 0;
+}
+
+int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
+  const bool tty = isatty(fileno(stderr));
+  int last_done = -1;
+  for (;;) {
+    GetSnapshotRequest req;
+    req.set_snapshot_id(id);
+    GetSnapshotResponse resp;
+    grpc::Status s = c.Call(&AdminService::Stub::GetSnapshot, req, &resp);
+    if (!s.ok()) return FailRpc(s, "wait for snapshot");
+    const Snapshot& snap = resp.snapshot();
+    int done = 0, failed = 0, running = 0;
+    for (const auto& t : snap.partitions()) {
+      if (t.state() == PARTITION_TASK_STATE_PUBLISHED) ++done;
+      if (t.state() == PARTITION_TASK_STATE_FAILED) ++failed;
+      if (t.state() == PARTITION_TASK_STATE_RUNNING) ++running;
+    }
+    bool terminal = snap.state() == SNAPSHOT_STATE_COMMITTED ||
+                    snap.state() == SNAPSHOT_STATE_FAILED;
+    if (done + failed != last_done || terminal) {
+      std::string line = absl::StrFormat(
+          "snapshot %s: %d/%d partitions published, %d running, %d failed [%s]",
+          id, done, snap.partitions_size(), running, failed,
+          StateName(snap.state()));
+      std::fprintf(stderr, tty ? "\r%s\033[K" : "%s\n", line.c_str());
+      last_done = done + failed;
+    }
+    if (terminal) {
+      if (tty) std::fputc('\n', stderr);
+      PrintSnapshot(g, snap);
+      if (snap.state() != SNAPSHOT_STATE_COMMITTED) {
+        return Fail(absl::StrCat("snapshot ", id, " ", StateName(snap.state()),
+                                 ": ", snap.error()));
+      }
+      return 0;
+    }
+    // A person is watching: poll a few times a second.
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
+
+int CreateSnapshot(const Global& g, const std::string& partitions,
+                   const std::string& label, bool wait) {
+  CreateSnapshotRequest req;
+  if (!partitions.empty()) {
+    auto ids = ParseIdList(partitions);
+    if (!ids.ok()) {
+      return Fail(absl::StrCat("--partitions: ", ids.status().message()), 2);
+    }
+    for (uint32_t id : *ids) req.add_partition_ids(id);
+  }
+  req.set_label(label);
+  Client c(g);
+  CreateSnapshotResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::CreateSnapshot, req, &resp);
+  if (!s.ok()) return FailRpc(s, "create snapshot");
+  if (!wait) {
+    if (g.output == "json") {
+      std::cout << Json(resp);
+    } else {
+      std::cout << resp.snapshot_id() << "\n";
+    }
+    return 0;
+  }
+  return WaitForSnapshot(g, c, resp.snapshot_id());
+}
+
+int ListSnapshots(const Global& g, uint32_t limit) {
+  Client c(g);
+  ListSnapshotsRequest req;
+  req.set_limit(limit);
+  ListSnapshotsResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::ListSnapshots, req, &resp);
+  if (!s.ok()) return FailRpc(s, "list snapshots");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+    return 0;
+  }
+  Table t({"SNAPSHOT", "STATE", "LABEL", "CREATED (UTC)", "DURATION",
+           "PARTITIONS", "SIZE"});
+  for (const auto& x : resp.snapshots()) {
+    std::string dur =
+        x.finished_at_micros() == 0
+            ? "-"
+            : absl::StrFormat(
+                  "%.2fs",
+                  (x.finished_at_micros() - x.created_at_micros()) / 1e6);
+    t.Add({x.snapshot_id(), StateName(x.state()),
+           x.label().empty() ? "-" : x.label(),
+           HumanTime(x.created_at_micros()), dur,
+           absl::StrFormat(
+               "%d/%d%s", x.partitions_published(), x.partitions_total(),
+               x.partitions_failed()
+                   ? absl::StrCat(" (", x.partitions_failed(), " failed)")
+                   : ""),
+           HumanBytes(x.total_bytes())});
+  }
+  std::cout << t.Render();
+  return 0;
+}
+
+// Writes deterministic sample data into every (or the listed) partition's
+// leader: keys "key-%08d", values of `value_size` pseudo-random bytes.
+int LoadData(const Global& g, const std::string& partitions, int keys,
+             int value_size, int batch) {
+  Client c(g);
+  ListPartitionsResponse parts;
+  grpc::Status s = c.Call(&AdminService::Stub::ListPartitions,
+                          ListPartitionsRequest(), &parts);
+  if (!s.ok()) return FailRpc(s, "list partitions");
+  std::set<uint32_t> wanted;
+  if (!partitions.empty()) {
+    auto ids = ParseIdList(partitions);
+    if (!ids.ok()) {
+      return Fail(absl::StrCat("--partitions: ", ids.status().message()), 2);
+    }
+    wanted.insert(ids->begin(), ids->end());
+  }
+  std::vector<PartitionInfo> targets;
+  for (const auto& p : parts.partitions()) {
+    if (!wanted.empty() && wanted.count(p.partition_id()) == 0) continue;
+    if (p.leader_address().empty()) {
+      return Fail(
+          absl::StrCat("partition ", p.partition_id(), " has no live leader"));
+    }
+    targets.push_back(p);
+  }
+  if (targets.empty()) return Fail("no partitions to load");
+  absl::Time start = absl::Now();
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::string first_error;
+  absl::Mutex err_mu;
+  auto worker = [&] {
+    for (size_t i = next++; i < targets.size() && !failed; i = next++) {
+      const PartitionInfo& p = targets[i];
+      auto stub = PartitionData::NewStub(MakeChannel(p.leader_address()));
+      std::mt19937_64 rng(p.partition_id() * 7919 + 1);
+      for (int k = 0; k < keys && !failed; k += batch) {
+        WriteRequest req;
+        req.set_partition_id(p.partition_id());
+        for (int j = k; j < std::min(keys, k + batch); ++j) {
+          auto* put = req.add_mutations()->mutable_put();
+          put->set_key(absl::StrFormat("key-%08d", j));
+          std::string v(value_size, '\0');
+          for (int b = 0; b + 8 <= value_size; b += 8) {
+            uint64_t r = rng();
+            memcpy(&v[b], &r, 8);
+          }
+          put->set_value(std::move(v));
+        }
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(g.timeout_ms));
+        WriteResponse resp;
+        grpc::Status ws = stub->Write(&ctx, req, &resp);
+        if (!ws.ok()) {
+          absl::MutexLock l(&err_mu);
+          if (!failed.exchange(true)) {
+            first_error = absl::StrCat("write to partition ", p.partition_id(),
+                                       ": ", ws.error_message());
+          }
+        }
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  if (failed) return Fail(first_error);
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  uint64_t bytes = static_cast<uint64_t>(keys) * value_size * targets.size();
+  std::printf(
+      "loaded %zu partitions x %d keys x %d B = %s in %.2fs (%.1f MiB/s)\n",
+      targets.size(), keys, value_size, HumanBytes(bytes).c_str(), secs,
+      bytes / 1048576.0 / std::max(secs, 1e-9));
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  Global g;
+  if (const char* env = std::getenv("SHUTTER_CONTROLLER"); env && *env) {
+    g.controller = env;
+  }
+  CLI::App app{"shutterctl: operate a Shutter cluster"};
+  app.require_subcommand(1);
+  app.add_option("--controller", g.controller,
+                 "Controller host:port (env SHUTTER_CONTROLLER)")
+      ->capture_default_str();
+  app.add_option("-o,--output", g.output, "table or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"table", "json"}));
+  app.add_option("--timeout-ms", g.timeout_ms, "Deadline of each call")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600000));
+
+  int rc = 0;
+  auto* nodes =
+      app.add_subcommand("nodes", "Cluster nodes")->require_subcommand(1);
+  nodes->add_subcommand("list", "List nodes with liveness")->callback([&] {
+    rc = NodesList(g);
+  });
+  auto* parts =
+      app.add_subcommand("partitions", "Partitions")->require_subcommand(1);
+  parts->add_subcommand("list", "List partitions and their leaders")
+      ->callback([&] { rc = PartitionsList(g); });
+
+  auto* snaps = app.add_subcommand("snapshots", "Cluster snapshots")
+                    ->require_subcommand(1);
+  std::string partitions, label;
+  bool wait = false;
+  auto* create = snaps->add_subcommand("create", "Start a cluster snapshot");
+  create->add_option("--partitions", partitions,
+                     "Partitions to include, e.g. 0,3,5-9 (default: all)");
+  create->add_option("--label", label, "Free-text label");
+  create->add_flag("--wait", wait,
+                   "Show progress and wait; exit 1 if the snapshot fails");
+  create->callback([&] { rc = CreateSnapshot(g, partitions, label, wait); });
+  uint32_t limit = 0;
+  auto* list = snaps->add_subcommand("list", "List snapshots, newest first");
+  list->add_option("--limit", limit, "At most this many (0: all)");
+  list->callback([&] { rc = ListSnapshots(g, limit); });
+  std::string id;
+  auto* show = snaps->add_subcommand("show", "Show a snapshot per partition");
+  show->add_option("id", id, "Snapshot id")->required();
+  show->callback([&] { rc = ShowSnapshot(g, id); });
+
+  auto* data = app.add_subcommand("data", "Sample data (reference nodes)")
+                   ->require_subcommand(1);
+  int keys = 10000, value_size = 1024, batch = 500;
+  std::string load_parts;
+  auto* load = data->add_subcommand(
+      "load", "Write sample keys to partition leaders via PartitionData");
+  load->add_option("--keys-per-partition", keys)
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000000));
+  load->add_option("--value-size", value_size)
+      ->capture_default_str()
+      ->check(CLI::Range(8, 16 << 20));
+  load->add_option("--batch", batch, "Keys per write batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  load->add_option("--partitions", load_parts, "Default: all");
+  load->callback(
+      [&] { rc = LoadData(g, load_parts, keys, value_size, batch); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    if (msg.empty()) msg = "bad usage (see --help)";
+    return Fail(msg, 2);
+  }
+  return rc;
+}
+
+}  // namespace
+}  // namespace shutter::cli
+
+int main(int argc, char** argv) { return shutter::cli::Main(argc, argv); }

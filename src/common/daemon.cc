@@ -1,0 +1,67 @@
+#include "common/daemon.h"
+
+#include <signal.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/fs.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+#ifdef SHUTTER_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace shutter::daemon {
+
+absl::Status InitLogging(const std::string& level, const std::string& name) {
+  spdlog::level::level_enum lvl = spdlog::level::from_str(level);
+  if (lvl == spdlog::level::off && level != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log-level: unknown level \"", level,
+                     "\" (trace, debug, info, warn, error, critical, off)"));
+  }
+  auto logger = spdlog::stderr_color_mt(name);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(lvl);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%L%$ %n[%t] %v");
+  spdlog::flush_on(spdlog::level::info);
+  return absl::OkStatus();
+}
+
+namespace {
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+}  // namespace
+
+void BlockShutdownSignals() {
+  sigset_t set = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForShutdownSignal() {
+  sigset_t set = ShutdownSignals();
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+void NotifySystemd(const char* state) {
+#ifdef SHUTTER_HAVE_SYSTEMD
+  sd_notify(0, state);
+#else
+  (void)state;
+#endif
+}
+
+absl::Status WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return absl::OkStatus();
+  return fs::WriteFileAtomically(path, absl::StrCat(port, "\n"));
+}
+
+}  // namespace shutter::daemon

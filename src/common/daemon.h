@@ -1,0 +1,32 @@
+#ifndef SHUTTER_COMMON_DAEMON_H_
+#define SHUTTER_COMMON_DAEMON_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+
+// Process-level helpers shared by the daemons' main() functions.
+namespace shutter::daemon {
+
+// Sets up spdlog's default logger at `level` ("trace".."off").
+// INVALID_ARGUMENT for an unknown level.
+absl::Status InitLogging(const std::string& level, const std::string& name);
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread created
+// after it. Call first thing in main(), before any thread starts.
+void BlockShutdownSignals();
+
+// Waits until SIGTERM or SIGINT arrives; returns the signal number.
+// Requires BlockShutdownSignals() to have been called.
+int WaitForShutdownSignal();
+
+// Tells systemd about a state change ("READY=1", "STOPPING=1"); no-op when
+// not run under systemd or built without libsystemd.
+void NotifySystemd(const char* state);
+
+// Writes `port` to `path` crash-safely (no-op if path is empty).
+absl::Status WritePortFile(const std::string& path, int port);
+
+}  // namespace shutter::daemon
+
+#endif  // SHUTTER_COMMON_DAEMON_H_

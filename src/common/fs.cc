@@ -1,0 +1,210 @@
+#include "common/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace shutter::fs {
+
+absl::Status ErrnoStatus(absl::string_view what, absl::string_view path) {
+  int e = errno;
+  return absl::Status(absl::ErrnoToStatusCode(e),
+                      absl::StrCat(what, " ", path, ": ", strerror(e)));
+}
+
+namespace {
+// Closes a descriptor on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  // Closes now, reporting errors (a deferred write error can surface here).
+  int Close() {
+    int r = ::close(fd_);
+    fd_ = -1;
+    return r;
+  }
+
+ private:
+  int fd_;
+};
+
+absl::Status WriteAll(int fd, const char* p, size_t n,
+                      const std::string& path) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("write", path);
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status SyncDir(const std::string& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoStatus("open dir", dir);
+  if (::fsync(fd.get()) != 0) return ErrnoStatus("fsync dir", dir);
+  return absl::OkStatus();
+}
+
+absl::Status SyncFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoStatus("open", path);
+  if (::fsync(fd.get()) != 0) return ErrnoStatus("fsync", path);
+  return absl::OkStatus();
+}
+
+std::string Dirname(const std::string& path) {
+  std::filesystem::path p(path);
+  std::string parent = p.parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view contents) {
+  const std::string tmp = path + ".tmp";
+  absl::Status s = [&]() -> absl::Status {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return ErrnoStatus("create", tmp);
+    absl::Status w = WriteAll(fd.get(), contents.data(), contents.size(), tmp);
+    if (!w.ok()) return w;
+    if (::fsync(fd.get()) != 0) return ErrnoStatus("fsync", tmp);
+    if (fd.Close() != 0) return ErrnoStatus("close", tmp);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      return ErrnoStatus("rename to " + path, tmp);
+    }
+    return SyncDir(Dirname(path));
+  }();
+  if (!s.ok()) ::unlink(tmp.c_str());
+  return s;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoStatus("open", path);
+  std::string out;
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t r = ::read(fd.get(), buf, sizeof(buf));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read", path);
+    }
+    if (r == 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+absl::Status CreateDirs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::Status(absl::ErrnoToStatusCode(ec.value()),
+                        absl::StrCat("mkdir -p ", dir, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RemoveAll(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) {
+    return absl::Status(absl::ErrnoToStatusCode(ec.value()),
+                        absl::StrCat("remove ", path, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256::Update(const void* data, size_t n) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, n);
+}
+
+std::string Sha256::HexDigest() {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), md, &len);
+  std::string hex;
+  hex.reserve(len * 2);
+  for (unsigned int i = 0; i < len; ++i)
+    absl::StrAppendFormat(&hex, "%02x", md[i]);
+  return hex;
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return ErrnoStatus("open", path);
+  Sha256 h;
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    ssize_t r = ::read(fd.get(), buf.data(), buf.size());
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read", path);
+    }
+    if (r == 0) break;
+    h.Update(buf.data(), static_cast<size_t>(r));
+  }
+  return h.HexDigest();
+}
+
+absl::StatusOr<CopyResult> CopyFileSynced(const std::string& src,
+                                          const std::string& dst) {
+  Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) return ErrnoStatus("open", src);
+  Fd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (out.get() < 0) return ErrnoStatus("create", dst);
+  auto result = [&]() -> absl::StatusOr<CopyResult> {
+    CopyResult r;
+    Sha256 h;
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+      ssize_t n = ::read(in.get(), buf.data(), buf.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus("read", src);
+      }
+      if (n == 0) break;
+      h.Update(buf.data(), static_cast<size_t>(n));
+      absl::Status w =
+          WriteAll(out.get(), buf.data(), static_cast<size_t>(n), dst);
+      if (!w.ok()) return w;
+      r.size_bytes += static_cast<uint64_t>(n);
+    }
+    if (::fsync(out.get()) != 0) return ErrnoStatus("fsync", dst);
+    if (out.Close() != 0) return ErrnoStatus("close", dst);
+    r.sha256 = h.HexDigest();
+    return r;
+  }();
+  if (!result.ok()) ::unlink(dst.c_str());
+  return result;
+}
+
+}  // namespace shutter::fs

@@ -1,0 +1,74 @@
+#ifndef SHUTTER_COMMON_FS_H_
+#define SHUTTER_COMMON_FS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+// Small POSIX file helpers with crash-safety in mind. All functions are
+// thread-safe (they share no state) and return errno-derived statuses whose
+// message names the path; ENOSPC maps to RESOURCE_EXHAUSTED.
+namespace shutter::fs {
+
+// Converts the current errno into a status mentioning `what` and `path`.
+absl::Status ErrnoStatus(absl::string_view what, absl::string_view path);
+
+// fsyncs a directory so that entries created or renamed in it are durable.
+absl::Status SyncDir(const std::string& dir);
+
+// fsyncs a regular file.
+absl::Status SyncFile(const std::string& path);
+
+// Writes `contents` to `path` crash-safely: into "<path>.tmp", fsync, rename
+// over `path`, fsync the parent directory. On failure the temp file is
+// removed and `path` is untouched.
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view contents);
+
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Creates `dir` and any missing parents (like mkdir -p).
+absl::Status CreateDirs(const std::string& dir);
+
+// Removes `path` recursively if it exists. OK if it does not exist.
+absl::Status RemoveAll(const std::string& path);
+
+bool Exists(const std::string& path);
+
+// Returns the parent directory of `path` ("." if none).
+std::string Dirname(const std::string& path);
+
+// Incremental SHA-256. Not thread-safe.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(const void* data, size_t n);
+  // Returns the lower-case hex digest. Call once.
+  std::string HexDigest();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX*, kept opaque so OpenSSL stays out of headers.
+};
+
+// Returns the hex SHA-256 of a file's contents.
+absl::StatusOr<std::string> Sha256File(const std::string& path);
+
+// Copies `src` to `dst` (which must not exist), computing the SHA-256 of
+// the bytes as they are written, then fsyncs `dst`. On failure `dst` is
+// removed.
+struct CopyResult {
+  uint64_t size_bytes = 0;
+  std::string sha256;
+};
+absl::StatusOr<CopyResult> CopyFileSynced(const std::string& src,
+                                          const std::string& dst);
+
+}  // namespace shutter::fs
+
+#endif  // SHUTTER_COMMON_FS_H_

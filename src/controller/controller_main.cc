@@ -1,0 +1,77 @@
+// shutter-controller: tracks nodes, serves the admin API, runs snapshots.
+#include <cstdio>
+
+#include "common/clock.h"
+#include "common/daemon.h"
+#include "common/fs.h"
+#include "common/rpc.h"
+#include "controller/controller_options.h"
+#include "controller/job_store.h"
+#include "controller/node_registry.h"
+#include "controller/node_transport.h"
+#include "controller/services.h"
+#include "controller/snapshot_coordinator.h"
+#include "snapshot/repository.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+int Fail(const absl::Status& s, int code) {
+  std::fprintf(stderr, "shutter-controller: %s\n",
+               std::string(s.message()).c_str());
+  return code;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace shutter;  // NOLINT
+  daemon::BlockShutdownSignals();
+  bool help = false;
+  std::string help_text;
+  auto opts = controller::ParseControllerOptions(argc, argv, &help, &help_text);
+  if (!opts.ok()) return Fail(opts.status(), 2);
+  if (help) {
+    std::fputs(help_text.c_str(), stdout);
+    return 0;
+  }
+  if (auto s = daemon::InitLogging(opts->log_level, "controller"); !s.ok()) {
+    return Fail(s, 2);
+  }
+  auto repo = snapshot::OpenRepository(opts->repository);
+  if (!repo.ok()) return Fail(repo.status(), 2);
+  if (auto s = fs::CreateDirs(opts->data_dir); !s.ok()) return Fail(s, 1);
+  auto store = controller::RocksDbJobStore::Open(opts->data_dir + "/jobs");
+  if (!store.ok()) return Fail(store.status(), 1);
+
+  controller::NodeRegistry registry(
+      {absl::Milliseconds(opts->node_dead_after_ms)}, Clock::Real());
+  controller::GrpcNodeTransport transport;
+  auto coordinator = controller::SnapshotCoordinator::Create(
+      {absl::Milliseconds(opts->rpc_timeout_ms), opts->dispatch_threads},
+      &registry, store->get(), repo->get(), &transport, Clock::Real());
+  if (!coordinator.ok()) return Fail(coordinator.status(), 1);
+
+  controller::AdminServiceImpl admin(&registry, coordinator->get());
+  controller::ControllerServiceImpl node_facing(
+      &registry, coordinator->get(),
+      absl::Milliseconds(opts->heartbeat_interval_ms));
+  auto server = StartGrpcServer(opts->listen, {&admin, &node_facing});
+  if (!server.ok()) return Fail(server.status(), 1);
+  spdlog::info("controller serving on port {}, state in {}, repository {}",
+               server->port, opts->data_dir, (*repo)->Describe());
+  if (auto s = daemon::WritePortFile(opts->port_file, server->port); !s.ok()) {
+    return Fail(s, 1);
+  }
+  daemon::NotifySystemd("READY=1");
+
+  int sig = daemon::WaitForShutdownSignal();
+  spdlog::info("signal {}: shutting down", sig);
+  daemon::NotifySystemd("STOPPING=1");
+  server->server->Shutdown(std::chrono::system_clock::now() +
+                           std::chrono::seconds(5));
+  (*coordinator)->Shutdown();
+  transport.Shutdown();
+  coordinator->reset();
+  store->reset();
+  spdlog::info("stopped");
+  return 0;
+}

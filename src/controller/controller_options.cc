@@ -1,0 +1,58 @@
+#include "controller/controller_options.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/cli_parse.h"
+#include "common/status_macros.h"
+
+namespace shutter::controller {
+
+absl::StatusOr<ControllerOptions> ParseControllerOptions(
+    int argc, const char* const* argv, bool* help, std::string* help_text) {
+  ControllerOptions o;
+  CLI::App app{"shutter-controller: coordinates parallel cluster snapshots"};
+  app.set_config("--config", "", "TOML config file (keys as long flag names)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.add_option("--listen", o.listen, "host:port to serve on (port 0: any)")
+      ->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "Controller state directory")
+      ->required();
+  app.add_option("--repository", o.repository,
+                 "Snapshot repository: directory or file:///path")
+      ->required();
+  app.add_option("--node-dead-after-ms", o.node_dead_after_ms,
+                 "Node is dead after this long without heartbeats")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 3600000));
+  app.add_option("--heartbeat-interval-ms", o.heartbeat_interval_ms,
+                 "Heartbeat period nodes are told to use")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60000));
+  app.add_option("--rpc-timeout-ms", o.rpc_timeout_ms,
+                 "Deadline of one CreateCheckpoint call")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 86400000));
+  app.add_option("--dispatch-threads", o.dispatch_threads,
+                 "Threads that dispatch tasks")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--port-file", o.port_file, "Write the bound port here");
+  app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str()
+      ->check(CLI::IsMember(
+          {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
+  if (*help) return o;
+  if (o.listen.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen: \"", o.listen, "\" is not host:port"));
+  }
+  if (o.node_dead_after_ms <= o.heartbeat_interval_ms) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--node-dead-after-ms: ", o.node_dead_after_ms,
+                     " must exceed --heartbeat-interval-ms (",
+                     o.heartbeat_interval_ms, ")"));
+  }
+  return o;
+}
+
+}  // namespace shutter::controller

@@ -1,0 +1,42 @@
+#ifndef SHUTTER_CONTROLLER_CONTROLLER_OPTIONS_H_
+#define SHUTTER_CONTROLLER_CONTROLLER_OPTIONS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace shutter::controller {
+
+// Settings of the shutter-controller daemon. Each can be given as a flag
+// (--data-dir) or in the TOML file named by --config (data-dir = "...");
+// flags win over the file.
+struct ControllerOptions {
+  // host:port for the admin and node-facing APIs; port 0 = ephemeral.
+  std::string listen = "127.0.0.1:7000";
+  // Directory of the controller's state (job store). Required.
+  std::string data_dir;
+  // Snapshot repository shared with the nodes: a directory or file:///path.
+  // Required.
+  std::string repository;
+  // A node is dead after this long without a heartbeat (100..3600000 ms).
+  int node_dead_after_ms = 10000;
+  // Heartbeat period the controller expects (informational, 10..60000 ms).
+  int heartbeat_interval_ms = 1000;
+  // Deadline of one CreateCheckpoint call (100..86400000 ms).
+  int rpc_timeout_ms = 600000;
+  // Threads that dispatch tasks (1..64).
+  int dispatch_threads = 2;
+  // If set, the bound port is written here once serving.
+  std::string port_file;
+  // trace, debug, info, warn, error, critical, off.
+  std::string log_level = "info";
+};
+
+// Parses flags and the optional config file; INVALID_ARGUMENT with a
+// one-line message naming the option. See ParseNodeOptions for `help`.
+absl::StatusOr<ControllerOptions> ParseControllerOptions(
+    int argc, const char* const* argv, bool* help, std::string* help_text);
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_CONTROLLER_OPTIONS_H_

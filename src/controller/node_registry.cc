@@ -1,0 +1,183 @@
+#include "controller/node_registry.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/ids.h"
+
+namespace shutter::controller {
+
+using shutter::v1::HeartbeatRequest;
+using shutter::v1::NodeInfo;
+using shutter::v1::PartitionInfo;
+
+NodeRegistry::NodeRegistry(const Options& options, Clock* clock)
+    : options_(options), clock_(clock) {}
+
+absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req) {
+  if (!IsSafePathComponent(req.node_id())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "heartbeat: node_id \"", req.node_id(), "\" is not a valid node id"));
+  }
+  if (req.address().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("heartbeat from ", req.node_id(), ": empty address"));
+  }
+  if (req.checkpoint_capacity() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "heartbeat from ", req.node_id(), ": checkpoint_capacity is 0"));
+  }
+  std::set<uint32_t> seen;
+  for (const auto& p : req.partitions()) {
+    if (!seen.insert(p.partition_id()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("heartbeat from ", req.node_id(), ": partition ",
+                       p.partition_id(), " listed twice"));
+    }
+  }
+  absl::MutexLock l(&mu_);
+  NodeState& n = nodes_[req.node_id()];
+  n.address = req.address();
+  n.capacity = req.checkpoint_capacity();
+  n.last_heartbeat = clock_->Now();
+  n.partitions.assign(req.partitions().begin(), req.partitions().end());
+  return absl::OkStatus();
+}
+
+bool NodeRegistry::AliveLocked(const NodeState& n) const {
+  return clock_->Now() - n.last_heartbeat < options_.dead_after;
+}
+
+std::vector<NodeInfo> NodeRegistry::ListNodes() const {
+  absl::MutexLock l(&mu_);
+  std::vector<NodeInfo> out;
+  absl::Time now = clock_->Now();
+  for (const auto& [id, n] : nodes_) {
+    NodeInfo info;
+    info.set_node_id(id);
+    info.set_address(n.address);
+    info.set_checkpoint_capacity(n.capacity);
+    info.set_alive(AliveLocked(n));
+    info.set_millis_since_heartbeat(
+        absl::ToInt64Milliseconds(now - n.last_heartbeat));
+    info.set_partitions_hosted(n.partitions.size());
+    uint32_t led = 0;
+    for (const auto& p : n.partitions) {
+      if (p.role() == shutter::v1::PARTITION_ROLE_LEADER) ++led;
+    }
+    info.set_partitions_led(led);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
+  PartitionInfo info;
+  info.set_partition_id(partition_id);
+  // Highest epoch among live leadership claims, and who claims it.
+  uint64_t best_epoch = 0;
+  std::vector<std::string> claimants;
+  for (const auto& [id, n] : nodes_) {
+    bool alive = AliveLocked(n);
+    for (const auto& p : n.partitions) {
+      if (p.partition_id() != partition_id) continue;
+      auto* r = info.add_replicas();
+      r->set_node_id(id);
+      r->set_role(p.role());
+      r->set_leader_epoch(p.leader_epoch());
+      r->set_applied_index(p.applied_index());
+      r->set_approximate_size_bytes(p.approximate_size_bytes());
+      r->set_alive(alive);
+      if (!alive || p.role() != shutter::v1::PARTITION_ROLE_LEADER) continue;
+      if (claimants.empty() || p.leader_epoch() > best_epoch) {
+        best_epoch = p.leader_epoch();
+        claimants = {id};
+      } else if (p.leader_epoch() == best_epoch) {
+        claimants.push_back(id);
+      }
+    }
+  }
+  if (claimants.size() == 1) {
+    const NodeState& n = nodes_.at(claimants[0]);
+    info.set_leader_node_id(claimants[0]);
+    info.set_leader_address(n.address);
+    info.set_leader_epoch(best_epoch);
+    for (const auto& p : n.partitions) {
+      if (p.partition_id() == partition_id) {
+        info.set_applied_index(p.applied_index());
+        info.set_approximate_size_bytes(p.approximate_size_bytes());
+      }
+    }
+  } else if (claimants.size() > 1) {
+    info.set_conflict(true);
+    info.set_leader_epoch(best_epoch);
+  }
+  return info;
+}
+
+std::vector<PartitionInfo> NodeRegistry::ListPartitions() const {
+  absl::MutexLock l(&mu_);
+  std::set<uint32_t> ids;
+  for (const auto& [id, n] : nodes_) {
+    for (const auto& p : n.partitions) ids.insert(p.partition_id());
+  }
+  std::vector<PartitionInfo> out;
+  out.reserve(ids.size());
+  for (uint32_t id : ids) out.push_back(DescribeLocked(id));
+  return out;
+}
+
+absl::StatusOr<NodeRegistry::Leader> NodeRegistry::ResolveLeader(
+    uint32_t partition_id) const {
+  absl::MutexLock l(&mu_);
+  PartitionInfo info = DescribeLocked(partition_id);
+  if (info.replicas_size() == 0) {
+    return absl::NotFoundError(
+        absl::StrCat("no node reports partition ", partition_id));
+  }
+  if (info.conflict()) {
+    std::vector<std::string> who;
+    for (const auto& r : info.replicas()) {
+      if (r.alive() && r.role() == shutter::v1::PARTITION_ROLE_LEADER &&
+          r.leader_epoch() == info.leader_epoch()) {
+        who.push_back(r.node_id());
+      }
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "partition ", partition_id, " has conflicting leaders at epoch ",
+        info.leader_epoch(), ": ", absl::StrJoin(who, ", ")));
+  }
+  if (info.leader_node_id().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("partition ", partition_id, " has no live leader"));
+  }
+  Leader leader;
+  leader.node_id = info.leader_node_id();
+  leader.address = info.leader_address();
+  leader.epoch = info.leader_epoch();
+  leader.approximate_size_bytes = info.approximate_size_bytes();
+  return leader;
+}
+
+absl::StatusOr<uint32_t> NodeRegistry::Capacity(
+    const std::string& node_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown node ", node_id));
+  }
+  return it->second.capacity;
+}
+
+absl::StatusOr<std::string> NodeRegistry::Address(
+    const std::string& node_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown node ", node_id));
+  }
+  return it->second.address;
+}
+
+}  // namespace shutter::controller

@@ -1,0 +1,92 @@
+#ifndef SHUTTER_CONTROLLER_NODE_REGISTRY_H_
+#define SHUTTER_CONTROLLER_NODE_REGISTRY_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "shutter/v1/admin.pb.h"
+#include "shutter/v1/controller.pb.h"
+
+namespace shutter::controller {
+
+// The controller's view of the cluster, built from heartbeats: which nodes
+// exist, whether they are alive, and who leads each partition.
+//
+// Rules:
+//  - A node is alive while its last heartbeat is younger than dead_after.
+//    Dead nodes are never forgotten; they are listed as dead.
+//  - A heartbeat replaces everything known about that node's partitions.
+//  - The leader of a partition is the live node claiming leadership with
+//    the highest epoch. If two or more live nodes claim the same highest
+//    epoch the partition is in conflict and has no usable leader.
+//
+// Thread-safe. `clock` must outlive the registry.
+class NodeRegistry {
+ public:
+  struct Options {
+    absl::Duration dead_after = absl::Seconds(10);
+  };
+
+  struct Leader {
+    std::string node_id;
+    std::string address;
+    uint64_t epoch = 0;
+    uint64_t approximate_size_bytes = 0;
+  };
+
+  NodeRegistry(const Options& options, Clock* clock);
+
+  // Records a heartbeat. INVALID_ARGUMENT (nothing recorded) for an unsafe
+  // or empty node id, an empty address, capacity 0 or a partition listed
+  // twice.
+  absl::Status Heartbeat(const shutter::v1::HeartbeatRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Sorted by node id; checkpoints_in_flight is left 0 (the registry does
+  // not know it).
+  std::vector<shutter::v1::NodeInfo> ListNodes() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Every partition any known node reports, sorted by id.
+  std::vector<shutter::v1::PartitionInfo> ListPartitions() const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // NOT_FOUND if no node reports the partition; FAILED_PRECONDITION if no
+  // live node leads it or leadership is in conflict (the message says which).
+  absl::StatusOr<Leader> ResolveLeader(uint32_t partition_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Address last reported by the node; NOT_FOUND if unknown.
+  absl::StatusOr<std::string> Address(const std::string& node_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Capacity last reported by the node; NOT_FOUND if unknown.
+  absl::StatusOr<uint32_t> Capacity(const std::string& node_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct NodeState {
+    std::string address;
+    uint32_t capacity = 0;
+    absl::Time last_heartbeat;
+    std::vector<shutter::v1::HostedPartition> partitions;
+  };
+
+  bool AliveLocked(const NodeState& n) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  shutter::v1::PartitionInfo DescribeLocked(uint32_t partition_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  Clock* const clock_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, NodeState> nodes_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_NODE_REGISTRY_H_

@@ -1,0 +1,68 @@
+#ifndef SHUTTER_CONTROLLER_NODE_TRANSPORT_H_
+#define SHUTTER_CONTROLLER_NODE_TRANSPORT_H_
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "shutter/v1/node.grpc.pb.h"
+
+namespace shutter::controller {
+
+// How the controller calls nodes. Injected so unit tests can complete calls
+// by hand; the real implementation is gRPC. Implementations are
+// thread-safe.
+class NodeTransport {
+ public:
+  using Callback = absl::AnyInvocable<
+      void(absl::StatusOr<shutter::v1::CreateCheckpointResponse>) &&>;
+
+  virtual ~NodeTransport() = default;
+
+  // Starts CreateCheckpoint on the node at `address`; `done` runs exactly
+  // once: on a transport thread, or inline (CANCELLED) after Shutdown().
+  // DEADLINE_EXCEEDED after
+  // `timeout`.
+  virtual void CreateCheckpoint(
+      const std::string& address,
+      const shutter::v1::CreateCheckpointRequest& request,
+      absl::Duration timeout, Callback done) = 0;
+
+  // Cancels every call in flight (their callbacks run with CANCELLED) and
+  // waits until all callbacks have run. Calls made afterwards fail at once.
+  virtual void Shutdown() = 0;
+};
+
+// NodeTransport over gRPC: one channel per node address, reused; callback
+// API, so no thread blocks on a call.
+class GrpcNodeTransport : public NodeTransport {
+ public:
+  GrpcNodeTransport() = default;
+  ~GrpcNodeTransport() override;
+
+  void CreateCheckpoint(const std::string& address,
+                        const shutter::v1::CreateCheckpointRequest& request,
+                        absl::Duration timeout, Callback done) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void Shutdown() override ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Call;
+  shutter::v1::NodeService::Stub* StubLocked(const std::string& address)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::unique_ptr<shutter::v1::NodeService::Stub>> stubs_
+      ABSL_GUARDED_BY(mu_);
+  std::set<Call*> in_flight_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_NODE_TRANSPORT_H_

@@ -1,0 +1,72 @@
+#include "controller/services.h"
+
+#include "common/rpc.h"
+#include "spdlog/spdlog.h"
+
+namespace shutter::controller {
+
+using namespace shutter::v1;  // NOLINT: service message types
+
+grpc::Status AdminServiceImpl::CreateSnapshot(grpc::ServerContext*,
+                                              const CreateSnapshotRequest* req,
+                                              CreateSnapshotResponse* resp) {
+  auto id = coordinator_->CreateSnapshot(*req);
+  if (!id.ok()) {
+    spdlog::info("CreateSnapshot rejected: {}", id.status().ToString());
+    return ToGrpcStatus(id.status());
+  }
+  resp->set_snapshot_id(*id);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::GetSnapshot(grpc::ServerContext*,
+                                           const GetSnapshotRequest* req,
+                                           GetSnapshotResponse* resp) {
+  auto s = coordinator_->GetSnapshot(req->snapshot_id());
+  if (!s.ok()) return ToGrpcStatus(s.status());
+  *resp->mutable_snapshot() = std::move(s).value();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListSnapshots(grpc::ServerContext*,
+                                             const ListSnapshotsRequest* req,
+                                             ListSnapshotsResponse* resp) {
+  for (auto& s : coordinator_->ListSnapshots(req->limit())) {
+    *resp->add_snapshots() = std::move(s);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext*,
+                                         const ListNodesRequest*,
+                                         ListNodesResponse* resp) {
+  auto stats = coordinator_->NodeStats();
+  for (auto& n : registry_->ListNodes()) {
+    auto it = stats.find(n.node_id());
+    if (it != stats.end()) n.set_checkpoints_in_flight(it->second.in_flight);
+    *resp->add_nodes() = std::move(n);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListPartitions(grpc::ServerContext*,
+                                              const ListPartitionsRequest*,
+                                              ListPartitionsResponse* resp) {
+  for (auto& p : registry_->ListPartitions()) {
+    *resp->add_partitions() = std::move(p);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext*,
+                                              const HeartbeatRequest* req,
+                                              HeartbeatResponse* resp) {
+  absl::Status s = registry_->Heartbeat(*req);
+  if (!s.ok()) return ToGrpcStatus(s);
+  coordinator_->SetNodeCapacity(req->node_id(), req->checkpoint_capacity());
+  resp->set_expected_interval_millis(
+      absl::ToInt64Milliseconds(expected_interval_));
+  return grpc::Status::OK;
+}
+
+}  // namespace shutter::controller

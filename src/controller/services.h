@@ -1,0 +1,64 @@
+#ifndef SHUTTER_CONTROLLER_SERVICES_H_
+#define SHUTTER_CONTROLLER_SERVICES_H_
+
+#include "controller/node_registry.h"
+#include "controller/snapshot_coordinator.h"
+#include "shutter/v1/admin.grpc.pb.h"
+#include "shutter/v1/controller.grpc.pb.h"
+
+namespace shutter::controller {
+
+// The operator API. Handlers only read or update in-memory state and the
+// job store, so they run on gRPC's sync thread pool. Thread-safe; the
+// pointers must outlive the service.
+class AdminServiceImpl final : public shutter::v1::AdminService::Service {
+ public:
+  AdminServiceImpl(NodeRegistry* registry, SnapshotCoordinator* coordinator)
+      : registry_(registry), coordinator_(coordinator) {}
+
+  grpc::Status CreateSnapshot(grpc::ServerContext*,
+                              const shutter::v1::CreateSnapshotRequest*,
+                              shutter::v1::CreateSnapshotResponse*) override;
+  grpc::Status GetSnapshot(grpc::ServerContext*,
+                           const shutter::v1::GetSnapshotRequest*,
+                           shutter::v1::GetSnapshotResponse*) override;
+  grpc::Status ListSnapshots(grpc::ServerContext*,
+                             const shutter::v1::ListSnapshotsRequest*,
+                             shutter::v1::ListSnapshotsResponse*) override;
+  grpc::Status ListNodes(grpc::ServerContext*,
+                         const shutter::v1::ListNodesRequest*,
+                         shutter::v1::ListNodesResponse*) override;
+  grpc::Status ListPartitions(grpc::ServerContext*,
+                              const shutter::v1::ListPartitionsRequest*,
+                              shutter::v1::ListPartitionsResponse*) override;
+
+ private:
+  NodeRegistry* const registry_;
+  SnapshotCoordinator* const coordinator_;
+};
+
+// Heartbeats from nodes: updates the registry and the node's concurrency
+// limit. Thread-safe; the pointers must outlive the service.
+class ControllerServiceImpl final
+    : public shutter::v1::ControllerService::Service {
+ public:
+  ControllerServiceImpl(NodeRegistry* registry,
+                        SnapshotCoordinator* coordinator,
+                        absl::Duration expected_interval)
+      : registry_(registry),
+        coordinator_(coordinator),
+        expected_interval_(expected_interval) {}
+
+  grpc::Status Heartbeat(grpc::ServerContext*,
+                         const shutter::v1::HeartbeatRequest*,
+                         shutter::v1::HeartbeatResponse*) override;
+
+ private:
+  NodeRegistry* const registry_;
+  SnapshotCoordinator* const coordinator_;
+  const absl::Duration expected_interval_;
+};
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_SERVICES_H_

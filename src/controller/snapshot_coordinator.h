@@ -1,0 +1,119 @@
+#ifndef SHUTTER_CONTROLLER_SNAPSHOT_COORDINATOR_H_
+#define SHUTTER_CONTROLLER_SNAPSHOT_COORDINATOR_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "controller/job_store.h"
+#include "controller/node_registry.h"
+#include "controller/node_transport.h"
+#include "scheduler/keyed_dispatcher.h"
+#include "shutter/v1/admin.pb.h"
+#include "snapshot/repository.h"
+
+namespace shutter::controller {
+
+// Turns "snapshot these partitions" into one task per partition, runs the
+// tasks on the partitions' leaders in parallel across nodes while keeping
+// each node within its checkpoint capacity, records every state change in
+// the JobStore before acting on it, and commits the cluster manifest only
+// when every partition is published and verified against the repository.
+//
+// A job is FAILED (and no cluster manifest is written) if any partition
+// fails. Jobs left unfinished by a controller stop are marked FAILED at the
+// next start (resuming them is future work, see docs/fault-tolerance.md).
+//
+// Thread-safe. All pointers passed to Create() must outlive the
+// coordinator. Order at exit: Shutdown(), then the transport's Shutdown()
+// (so no callback is left), then destroy the coordinator.
+class SnapshotCoordinator {
+ public:
+  struct Options {
+    // Deadline of one CreateCheckpoint call.
+    absl::Duration rpc_timeout = absl::Minutes(10);
+    // Threads that start tasks (task bodies only start an RPC).
+    int dispatch_threads = 2;
+  };
+
+  static absl::StatusOr<std::unique_ptr<SnapshotCoordinator>> Create(
+      const Options& options, NodeRegistry* registry, JobStore* store,
+      snapshot::Repository* repo, NodeTransport* transport, Clock* clock);
+  ~SnapshotCoordinator();
+
+  // Validates the request, resolves every partition's leader, durably
+  // records the job and queues its tasks. Returns the new snapshot id.
+  // INVALID_ARGUMENT for unknown or repeated partition ids or a label over
+  // 256 bytes; FAILED_PRECONDITION if there are no partitions or one has no
+  // usable leader. On error nothing is recorded or dispatched.
+  absl::StatusOr<std::string> CreateSnapshot(
+      const shutter::v1::CreateSnapshotRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // NOT_FOUND for an unknown id.
+  absl::StatusOr<shutter::v1::Snapshot> GetSnapshot(
+      const std::string& snapshot_id) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Newest first; `limit` 0 means all.
+  std::vector<shutter::v1::SnapshotSummary> ListSnapshots(uint32_t limit) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Applies a node's reported capacity as its concurrency limit.
+  void SetNodeCapacity(const std::string& node_id, uint32_t capacity);
+
+  // Per node: tasks in flight now and the most ever in flight at once.
+  std::map<std::string, scheduler::KeyedDispatcher::KeyStats> NodeStats() const;
+
+  // Stops dispatching. Jobs still running stay RUNNING in the store;
+  // results arriving afterwards are recorded only if successful.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  SnapshotCoordinator(const Options& options, NodeRegistry* registry,
+                      JobStore* store, snapshot::Repository* repo,
+                      NodeTransport* transport, Clock* clock);
+
+  absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
+  void StartTask(const std::string& snapshot_id, uint32_t partition_id,
+                 scheduler::SlotToken token) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnTaskDone(const std::string& snapshot_id, uint32_t partition_id,
+                  absl::Time started,
+                  absl::StatusOr<shutter::v1::CreateCheckpointResponse> result)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Checks a node's answer against what was asked and what the repository
+  // holds.
+  absl::Status VerifyPublished(
+      const shutter::v1::PartitionTask& task, const std::string& snapshot_id,
+      const shutter::v1::CreateCheckpointResponse& response) const;
+  // Persists `updated` as the new record of its job, then installs it.
+  absl::Status CommitLocked(shutter::v1::Snapshot updated)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Finishes the job if every task is terminal.
+  void MaybeFinishLocked(const std::string& snapshot_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  NodeRegistry* const registry_;
+  JobStore* const store_;
+  snapshot::Repository* const repo_;
+  NodeTransport* const transport_;
+  Clock* const clock_;
+  SnapshotIdGenerator ids_;
+  scheduler::KeyedDispatcher dispatcher_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Every job, by id (ids sort by creation time).
+  std::map<std::string, shutter::v1::Snapshot> jobs_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_SNAPSHOT_COORDINATOR_H_

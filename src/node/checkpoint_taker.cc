@@ -1,0 +1,222 @@
+#include "node/checkpoint_taker.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace shutter::node {
+
+using shutter::v1::CreateCheckpointRequest;
+using shutter::v1::CreateCheckpointResponse;
+
+namespace {
+constexpr char kDispatchKey[] = "checkpoint";
+
+}  // namespace
+
+CheckpointTaker::CheckpointTaker(const Options& options, NodeHost* host,
+                                 snapshot::Repository* repo, Clock* clock)
+    : options_(options),
+      host_(host),
+      repo_(repo),
+      clock_(clock),
+      dispatcher_(scheduler::KeyedDispatcher::Options{
+          /*num_threads=*/options.capacity, /*default_limit=*/options.capacity,
+          /*global_limit=*/0}) {}
+
+CheckpointTaker::~CheckpointTaker() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<CheckpointTaker>> CheckpointTaker::Create(
+    const Options& options, NodeHost* host, snapshot::Repository* repo,
+    Clock* clock) {
+  if (options.capacity < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint capacity must be at least 1, got ", options.capacity));
+  }
+  // Anything here was left by a crash mid-checkpoint: nothing in it was
+  // published, so it is safe to drop.
+  RETURN_IF_ERROR(fs::RemoveAll(options.staging_dir));
+  RETURN_IF_ERROR(fs::CreateDirs(options.staging_dir));
+  return std::unique_ptr<CheckpointTaker>(
+      new CheckpointTaker(options, host, repo, clock));
+}
+
+void CheckpointTaker::Shutdown() { dispatcher_.Shutdown(); }
+
+absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
+  if (!IsSafePathComponent(req.snapshot_id())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "snapshot_id \"", req.snapshot_id(),
+        "\" is not a safe path component ([A-Za-z0-9._-], 1-128 chars)"));
+  }
+  partition::PartitionStore* store = host_->Find(req.partition_id());
+  if (store == nullptr) {
+    return absl::NotFoundError(absl::StrCat("node ", options_.node_id,
+                                            " does not host partition ",
+                                            req.partition_id()));
+  }
+  uint64_t epoch = store->meta().leader_epoch;
+  if (!store->is_leader()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", options_.node_id, " is not the leader of partition ",
+        req.partition_id(), " (its last epoch ", epoch, ", expected ",
+        req.expected_leader_epoch(), ")"));
+  }
+  if (epoch != req.expected_leader_epoch()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stale leader epoch for partition ", req.partition_id(),
+                     ": request expects epoch ", req.expected_leader_epoch(),
+                     ", node ", options_.node_id, " leads at epoch ", epoch));
+  }
+  return absl::OkStatus();
+}
+
+void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
+                                       Callback done) {
+  absl::Status admitted = Admit(request);
+  if (!admitted.ok()) {
+    std::move(done)(admitted);
+    return;
+  }
+  auto key = std::make_pair(request.snapshot_id(), request.partition_id());
+  {
+    absl::MutexLock l(&mu_);
+    if (!active_.insert(key).second) {
+      std::move(done)(absl::AbortedError(absl::StrCat(
+          "a checkpoint of partition ", request.partition_id(),
+          " for snapshot ", request.snapshot_id(), " is already in progress")));
+      return;
+    }
+    ++stats_.in_flight;
+    stats_.peak_in_flight = std::max(stats_.peak_in_flight, stats_.in_flight);
+  }
+  // Whichever runs first settles the request exactly once: the task body,
+  // or this guard's destructor if the task is dropped unrun at shutdown.
+  struct Guard {
+    CheckpointTaker* self;
+    std::pair<std::string, uint32_t> key;
+    Callback cb;
+    bool finished = false;
+    ~Guard() {
+      if (finished) return;
+      self->Finish(key, false);
+      std::move(cb)(absl::UnavailableError("node is shutting down"));
+    }
+  };
+  std::unique_ptr<Guard> guard(new Guard{this, key, std::move(done)});
+  bool queued = dispatcher_.Submit(
+      kDispatchKey, 0,
+      [this, request,
+       guard = std::move(guard)](scheduler::SlotToken token) mutable {
+        absl::StatusOr<CreateCheckpointResponse> r = Run(request);
+        guard->finished = true;
+        Finish(guard->key, r.ok());
+        token.Release();
+        std::move(guard->cb)(std::move(r));
+      });
+  (void)queued;  // when not queued, the dropped guard reports UNAVAILABLE
+}
+
+void CheckpointTaker::Finish(const std::pair<std::string, uint32_t>& key,
+                             bool ok) {
+  absl::MutexLock l(&mu_);
+  active_.erase(key);
+  --stats_.in_flight;
+  if (ok) {
+    ++stats_.published;
+  } else {
+    ++stats_.failed;
+  }
+}
+
+absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
+    const CreateCheckpointRequest& req) {
+  // Leadership may have changed while the request waited for a slot.
+  RETURN_IF_ERROR(Admit(req));
+  CreateCheckpointResponse resp;
+  resp.set_manifest_path(snapshot::Repository::PartitionManifestPath(
+      req.snapshot_id(), req.partition_id()));
+  auto existing =
+      repo_->ReadPartitionManifest(req.snapshot_id(), req.partition_id());
+  if (existing.ok()) {
+    spdlog::info("partition {} of snapshot {} already published; returning it",
+                 req.partition_id(), req.snapshot_id());
+    *resp.mutable_manifest() = std::move(existing).value();
+    return resp;
+  }
+  if (!absl::IsNotFound(existing.status())) return existing.status();
+
+  partition::PartitionStore* store = host_->Find(req.partition_id());
+  const std::string staging =
+      absl::StrFormat("%s/%s.%05u", options_.staging_dir, req.snapshot_id(),
+                      req.partition_id());
+  absl::Time start = clock_->Now();
+  auto result = [&]() -> absl::StatusOr<CreateCheckpointResponse> {
+    RETURN_IF_ERROR(fs::RemoveAll(staging));
+    RETURN_IF_ERROR(store->CreateCheckpoint(staging));
+    ASSIGN_OR_RETURN(partition::PartitionMeta meta,
+                     partition::PartitionStore::ReadMeta(staging));
+    if (meta.leader_epoch != req.expected_leader_epoch()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("leadership of partition ", req.partition_id(),
+                       " changed during the checkpoint: checkpoint has epoch ",
+                       meta.leader_epoch, ", request expects ",
+                       req.expected_leader_epoch()));
+    }
+    absl::Time checkpointed = clock_->Now();
+    shutter::v1::PartitionManifest header;
+    header.set_snapshot_id(req.snapshot_id());
+    header.set_partition_id(req.partition_id());
+    header.set_node_id(options_.node_id);
+    header.set_leader_epoch(meta.leader_epoch);
+    header.set_applied_index(meta.applied_index);
+    header.set_created_at_micros(absl::ToUnixMicros(checkpointed));
+    ASSIGN_OR_RETURN(*resp.mutable_manifest(),
+                     repo_->PublishPartition(header, staging));
+    resp.set_checkpoint_millis(absl::ToInt64Milliseconds(checkpointed - start));
+    resp.set_publish_millis(
+        absl::ToInt64Milliseconds(clock_->Now() - checkpointed));
+    return resp;
+  }();
+  absl::Status cleanup = fs::RemoveAll(staging);
+  if (!cleanup.ok()) {
+    spdlog::error("cannot remove staging {}: {}", staging, cleanup.ToString());
+  }
+  if (result.ok()) {
+    spdlog::info(
+        "published partition {} of snapshot {}: epoch {}, applied index {}, "
+        "{} files, {} bytes, checkpoint {} ms, publish {} ms",
+        req.partition_id(), req.snapshot_id(),
+        result->manifest().leader_epoch(), result->manifest().applied_index(),
+        result->manifest().files_size(), result->manifest().total_bytes(),
+        result->checkpoint_millis(), result->publish_millis());
+  } else {
+    spdlog::warn("checkpoint of partition {} for snapshot {} failed: {}",
+                 req.partition_id(), req.snapshot_id(),
+                 result.status().ToString());
+  }
+  return result;
+}
+
+absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::CreateCheckpointSync(
+    const CreateCheckpointRequest& request) {
+  absl::Notification done;
+  absl::StatusOr<CreateCheckpointResponse> out;
+  CreateCheckpoint(request, [&](absl::StatusOr<CreateCheckpointResponse> r) {
+    out = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
+
+CheckpointTaker::Stats CheckpointTaker::GetStats() const {
+  absl::MutexLock l(&mu_);
+  return stats_;
+}
+
+}  // namespace shutter::node

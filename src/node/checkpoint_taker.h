@@ -1,0 +1,103 @@
+#ifndef SHUTTER_NODE_CHECKPOINT_TAKER_H_
+#define SHUTTER_NODE_CHECKPOINT_TAKER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "node/node_host.h"
+#include "scheduler/keyed_dispatcher.h"
+#include "shutter/v1/node.pb.h"
+#include "snapshot/repository.h"
+
+namespace shutter::node {
+
+// Takes partition checkpoints and publishes them to the repository, several
+// at once up to the node's capacity. This is the embeddable node-side core
+// of CreateCheckpoint: a service that hosts its own RocksDB partitions can
+// use it with its own NodeHost-like store set.
+//
+// For one request: check the partition is led here at the expected epoch
+// (FAILED_PRECONDITION otherwise, naming both epochs, nothing written);
+// return the published manifest if the partition is already in the
+// repository; otherwise write a RocksDB checkpoint into
+// "<staging_dir>/<snapshot>.<partition>", read the applied index and epoch
+// from the checkpoint itself, publish it, and remove the staging directory
+// whatever the outcome.
+//
+// Thread-safe. `host`, `repo` and `clock` must outlive the taker.
+class CheckpointTaker {
+ public:
+  struct Options {
+    std::string node_id;
+    // Directory for checkpoints before publishing (same filesystem as the
+    // partitions, so checkpoints are hard links).
+    std::string staging_dir;
+    // Checkpoints written at once; further requests wait in order.
+    int capacity = 2;
+  };
+
+  struct Stats {
+    uint32_t in_flight = 0;
+    uint32_t peak_in_flight = 0;
+    uint64_t published = 0;
+    uint64_t failed = 0;
+  };
+
+  using Callback = absl::AnyInvocable<
+      void(absl::StatusOr<shutter::v1::CreateCheckpointResponse>) &&>;
+
+  // Removes anything left in staging_dir by an earlier crash.
+  static absl::StatusOr<std::unique_ptr<CheckpointTaker>> Create(
+      const Options& options, NodeHost* host, snapshot::Repository* repo,
+      Clock* clock);
+  ~CheckpointTaker();
+
+  // Starts the work; `done` is called exactly once, on a worker thread (or
+  // inline if the request is rejected up front or the taker is stopping).
+  void CreateCheckpoint(const shutter::v1::CreateCheckpointRequest& request,
+                        Callback done) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Synchronous form, for tests and embedding.
+  absl::StatusOr<shutter::v1::CreateCheckpointResponse> CreateCheckpointSync(
+      const shutter::v1::CreateCheckpointRequest& request);
+
+  // Stops taking work: queued requests fail with UNAVAILABLE, running ones
+  // finish. Idempotent.
+  void Shutdown();
+
+  Stats GetStats() const ABSL_LOCKS_EXCLUDED(mu_);
+  const Options& options() const { return options_; }
+
+ private:
+  CheckpointTaker(const Options& options, NodeHost* host,
+                  snapshot::Repository* repo, Clock* clock);
+
+  // Checks done before queueing; OK means the request may proceed.
+  absl::Status Admit(const shutter::v1::CreateCheckpointRequest& request) const;
+  absl::StatusOr<shutter::v1::CreateCheckpointResponse> Run(
+      const shutter::v1::CreateCheckpointRequest& request);
+  void Finish(const std::pair<std::string, uint32_t>& key, bool ok)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  const Options options_;
+  NodeHost* const host_;
+  snapshot::Repository* const repo_;
+  Clock* const clock_;
+  scheduler::KeyedDispatcher dispatcher_;
+
+  mutable absl::Mutex mu_;
+  std::set<std::pair<std::string, uint32_t>> active_ ABSL_GUARDED_BY(mu_);
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace shutter::node
+
+#endif  // SHUTTER_NODE_CHECKPOINT_TAKER_H_

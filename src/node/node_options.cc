@@ -1,0 +1,93 @@
+#include "node/node_options.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/cli_parse.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
+
+namespace shutter::node {
+
+absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
+                                             bool* help,
+                                             std::string* help_text) {
+  NodeOptions o;
+  std::string partitions, leader_for;
+  CLI::App app{
+      "shutter-node: hosts partitions (one RocksDB each) and takes "
+      "their checkpoints for the Shutter controller"};
+  app.set_config("--config", "", "TOML config file (keys as long flag names)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.add_option("--node-id", o.node_id, "Unique node id")->required();
+  app.add_option("--listen", o.listen, "host:port to serve on (port 0: any)")
+      ->capture_default_str();
+  app.add_option(
+      "--advertise", o.advertise,
+      "host:port the controller dials (default: listen host, bound port)");
+  app.add_option("--controller", o.controller, "Controller host:port")
+      ->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "Partition data directory")
+      ->required();
+  app.add_option("--repository", o.repository,
+                 "Snapshot repository: directory or file:///path")
+      ->required();
+  app.add_option("--partitions", partitions, "Hosted partitions, e.g. 0-7")
+      ->required();
+  app.add_option(
+      "--leader-for", leader_for,
+      "Partitions led here (default: all hosted; \"none\" for none)");
+  app.add_option("--checkpoint-capacity", o.checkpoint_capacity,
+                 "Checkpoints taken at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--heartbeat-interval-ms", o.heartbeat_interval_ms,
+                 "Heartbeat period")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60000));
+  app.add_option("--port-file", o.port_file, "Write the bound port here");
+  app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str()
+      ->check(CLI::IsMember(
+          {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
+  if (*help) return o;
+
+  if (!IsSafePathComponent(o.node_id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--node-id: \"", o.node_id,
+                     "\" must be 1-128 characters of [A-Za-z0-9._-], not "
+                     "starting with '.'"));
+  }
+  auto ids = ParseIdList(partitions);
+  if (!ids.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--partitions: ", ids.status().message()));
+  }
+  o.partitions = *ids;
+  if (leader_for.empty()) {
+    o.leader_for.insert(o.partitions.begin(), o.partitions.end());
+  } else if (leader_for != "none") {
+    auto lids = ParseIdList(leader_for);
+    if (!lids.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--leader-for: ", lids.status().message()));
+    }
+    for (uint32_t id : *lids) {
+      if (!std::binary_search(o.partitions.begin(), o.partitions.end(), id)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--leader-for: partition ", id, " is not in --partitions"));
+      }
+      o.leader_for.insert(id);
+    }
+  }
+  if (o.listen.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen: \"", o.listen, "\" is not host:port"));
+  }
+  if (!o.advertise.empty() && o.advertise.find(':') == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--advertise: \"", o.advertise, "\" is not host:port"));
+  }
+  return o;
+}
+
+}  // namespace shutter::node

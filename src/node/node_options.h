@@ -1,0 +1,53 @@
+#ifndef SHUTTER_NODE_NODE_OPTIONS_H_
+#define SHUTTER_NODE_NODE_OPTIONS_H_
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace shutter::node {
+
+// Settings of the shutter-node daemon. Each can be given as a flag
+// (--node-id) or in the TOML file named by --config (node_id = "n1");
+// flags win over the file.
+struct NodeOptions {
+  // Stable, unique id of this node (a safe path component). Required.
+  std::string node_id;
+  // host:port to serve NodeService and PartitionData on; port 0 = ephemeral.
+  std::string listen = "127.0.0.1:7100";
+  // host:port the controller should dial; default: listen host + bound port.
+  std::string advertise;
+  // host:port of the controller.
+  std::string controller = "127.0.0.1:7000";
+  // Directory holding the partitions' databases and the staging area. Required.
+  std::string data_dir;
+  // Snapshot repository: a directory or file:///path. Required.
+  std::string repository;
+  // Partitions hosted here, e.g. "0-7". Required.
+  std::vector<uint32_t> partitions;
+  // Partitions this node leads; default all hosted ones.
+  std::set<uint32_t> leader_for;
+  // Checkpoints taken at once (1..64).
+  int checkpoint_capacity = 2;
+  // Heartbeat period in milliseconds (10..60000).
+  int heartbeat_interval_ms = 1000;
+  // If set, the bound port is written here once serving.
+  std::string port_file;
+  // trace, debug, info, warn, error, critical, off.
+  std::string log_level = "info";
+};
+
+// Parses flags and the optional config file. INVALID_ARGUMENT with a
+// one-line message naming the option for anything unknown or out of range.
+// `help` is set (and OK returned) when --help was asked; the text is in
+// `*help_text`.
+absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
+                                             bool* help,
+                                             std::string* help_text);
+
+}  // namespace shutter::node
+
+#endif  // SHUTTER_NODE_NODE_OPTIONS_H_

@@ -1,0 +1,117 @@
+#include "node/node_services.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/rpc.h"
+
+namespace shutter::node {
+
+using namespace shutter::v1;  // NOLINT: service message types
+
+grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
+    grpc::CallbackServerContext* ctx, const CreateCheckpointRequest* request,
+    CreateCheckpointResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  taker_->CreateCheckpoint(
+      *request,
+      [reactor, response](absl::StatusOr<CreateCheckpointResponse> result) {
+        if (result.ok()) *response = std::move(result).value();
+        reactor->Finish(ToGrpcStatus(result.status()));
+      });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
+    grpc::CallbackServerContext* ctx, const GetNodeStatsRequest* request,
+    GetNodeStatsResponse* response) {
+  CheckpointTaker::Stats s = taker_->GetStats();
+  response->set_node_id(taker_->options().node_id);
+  response->set_checkpoint_capacity(taker_->options().capacity);
+  response->set_checkpoints_in_flight(s.in_flight);
+  response->set_peak_checkpoints_in_flight(s.peak_in_flight);
+  response->set_checkpoints_published(s.published);
+  response->set_checkpoints_failed(s.failed);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+namespace {
+absl::StatusOr<partition::PartitionStore*> FindOrError(NodeHost* host,
+                                                       uint32_t id) {
+  partition::PartitionStore* s = host->Find(id);
+  if (s == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("partition ", id, " is not hosted on this node"));
+  }
+  return s;
+}
+}  // namespace
+
+grpc::Status PartitionDataImpl::Write(grpc::ServerContext* ctx,
+                                      const WriteRequest* request,
+                                      WriteResponse* response) {
+  auto store = FindOrError(host_, request->partition_id());
+  if (!store.ok()) return ToGrpcStatus(store.status());
+  std::vector<partition::Mutation> muts;
+  muts.reserve(request->mutations_size());
+  for (const Mutation& m : request->mutations()) {
+    partition::Mutation pm;
+    if (m.has_put()) {
+      pm.op = partition::Mutation::Op::kPut;
+      pm.key = m.put().key();
+      pm.value = m.put().value();
+    } else if (m.has_delete_()) {
+      pm.op = partition::Mutation::Op::kDelete;
+      pm.key = m.delete_().key();
+    } else {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "mutation with neither put nor delete");
+    }
+    muts.push_back(std::move(pm));
+  }
+  auto idx = (*store)->Write(muts, request->sync());
+  if (!idx.ok()) return ToGrpcStatus(idx.status());
+  response->set_applied_index(*idx);
+  return grpc::Status::OK;
+}
+
+grpc::Status PartitionDataImpl::Get(grpc::ServerContext* ctx,
+                                    const GetRequest* request,
+                                    GetResponse* response) {
+  auto store = FindOrError(host_, request->partition_id());
+  if (!store.ok()) return ToGrpcStatus(store.status());
+  for (const std::string& key : request->keys()) {
+    GetResult* r = response->add_results();
+    auto v = (*store)->Get(key);
+    if (v.ok()) {
+      r->set_found(true);
+      r->set_value(std::move(v).value());
+    } else if (!absl::IsNotFound(v.status())) {
+      return ToGrpcStatus(v.status());
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status PartitionDataImpl::Scan(grpc::ServerContext* ctx,
+                                     const ScanRequest* request,
+                                     ScanResponse* response) {
+  auto store = FindOrError(host_, request->partition_id());
+  if (!store.ok()) return ToGrpcStatus(store.status());
+  size_t limit = request->limit() == 0 ? 1000 : request->limit();
+  limit = std::min<size_t>(limit, 10000);
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string next;
+  absl::Status s = (*store)->Scan(request->start_key(), request->end_key(),
+                                  limit, &out, &next);
+  if (!s.ok()) return ToGrpcStatus(s);
+  for (auto& [k, v] : out) {
+    KeyValue* kv = response->add_entries();
+    kv->set_key(std::move(k));
+    kv->set_value(std::move(v));
+  }
+  response->set_next_key(next);
+  return grpc::Status::OK;
+}
+
+}  // namespace shutter::node

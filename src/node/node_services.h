@@ -1,0 +1,54 @@
+#ifndef SHUTTER_NODE_NODE_SERVICES_H_
+#define SHUTTER_NODE_NODE_SERVICES_H_
+
+#include "node/checkpoint_taker.h"
+#include "node/node_host.h"
+#include "shutter/v1/node.grpc.pb.h"
+#include "shutter/v1/partition_data.grpc.pb.h"
+
+namespace shutter::node {
+
+// gRPC NodeService over a CheckpointTaker (callback API: handlers never
+// block; the reply is sent when the checkpoint completes). Thread-safe.
+// `taker` must outlive the service.
+class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
+ public:
+  explicit NodeServiceImpl(CheckpointTaker* taker) : taker_(taker) {}
+
+  grpc::ServerUnaryReactor* CreateCheckpoint(
+      grpc::CallbackServerContext* ctx,
+      const shutter::v1::CreateCheckpointRequest* request,
+      shutter::v1::CreateCheckpointResponse* response) override;
+
+  grpc::ServerUnaryReactor* GetNodeStats(
+      grpc::CallbackServerContext* ctx,
+      const shutter::v1::GetNodeStatsRequest* request,
+      shutter::v1::GetNodeStatsResponse* response) override;
+
+ private:
+  CheckpointTaker* const taker_;
+};
+
+// gRPC PartitionData over a NodeHost (sync API: RocksDB calls block).
+// Thread-safe. `host` must outlive the service.
+class PartitionDataImpl final : public shutter::v1::PartitionData::Service {
+ public:
+  explicit PartitionDataImpl(NodeHost* host) : host_(host) {}
+
+  grpc::Status Write(grpc::ServerContext* ctx,
+                     const shutter::v1::WriteRequest* request,
+                     shutter::v1::WriteResponse* response) override;
+  grpc::Status Get(grpc::ServerContext* ctx,
+                   const shutter::v1::GetRequest* request,
+                   shutter::v1::GetResponse* response) override;
+  grpc::Status Scan(grpc::ServerContext* ctx,
+                    const shutter::v1::ScanRequest* request,
+                    shutter::v1::ScanResponse* response) override;
+
+ private:
+  NodeHost* const host_;
+};
+
+}  // namespace shutter::node
+
+#endif  // SHUTTER_NODE_NODE_SERVICES_H_

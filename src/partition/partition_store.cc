@@ -1,0 +1,258 @@
+#include "partition/partition_store.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/utilities/checkpoint.h"
+#include "rocksdb/write_batch.h"
+
+namespace shutter::partition {
+namespace {
+
+constexpr char kMetaCf[] = "meta";
+constexpr char kAppliedIndexKey[] = "applied_index";
+constexpr char kLeaderEpochKey[] = "leader_epoch";
+
+absl::Status ToStatus(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  absl::StatusCode code = absl::StatusCode::kInternal;
+  if (s.IsNotFound()) code = absl::StatusCode::kNotFound;
+  if (s.IsInvalidArgument()) code = absl::StatusCode::kInvalidArgument;
+  if (s.IsIOError() && s.subcode() == rocksdb::Status::kNoSpace) {
+    code = absl::StatusCode::kResourceExhausted;
+  }
+  if (s.IsBusy() || s.IsTryAgain()) code = absl::StatusCode::kUnavailable;
+  return absl::Status(code, absl::StrCat(what, ": ", s.ToString()));
+}
+
+rocksdb::DBOptions MakeDbOptions() {
+  rocksdb::DBOptions o;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  // Flush both column families together so data and its applied index
+  // always reach SST files in one step (checkpoints flush first).
+  o.atomic_flush = true;
+  o.max_background_jobs = 2;
+  return o;
+}
+
+absl::StatusOr<uint64_t> ReadCounter(rocksdb::DB* db,
+                                     rocksdb::ColumnFamilyHandle* cf,
+                                     const char* key) {
+  std::string v;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf, key, &v);
+  if (s.IsNotFound()) return 0;
+  RETURN_IF_ERROR(ToStatus(s, absl::StrCat("read meta ", key)));
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(v, &n)) {
+    return absl::DataLossError(
+        absl::StrCat("meta key ", key, " holds a non-number: \"", v, "\""));
+  }
+  return n;
+}
+
+}  // namespace
+
+PartitionStore::PartitionStore(uint32_t partition_id, std::string path)
+    : partition_id_(partition_id), path_(std::move(path)) {}
+
+PartitionStore::~PartitionStore() {
+  if (db_) {
+    db_->DestroyColumnFamilyHandle(meta_cf_.release()).PermitUncheckedError();
+    db_->Close().PermitUncheckedError();
+  }
+}
+
+absl::StatusOr<std::unique_ptr<PartitionStore>> PartitionStore::Open(
+    const Options& options) {
+  std::unique_ptr<PartitionStore> store(
+      new PartitionStore(options.partition_id, options.path));
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {kMetaCf, rocksdb::ColumnFamilyOptions()}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  RETURN_IF_ERROR(ToStatus(
+      rocksdb::DB::Open(MakeDbOptions(), options.path, cfs, &handles, &db),
+      absl::StrCat("open partition ", options.partition_id, " at ",
+                   options.path)));
+  store->db_.reset(db);
+  // The default column family is reachable as db->DefaultColumnFamily().
+  db->DestroyColumnFamilyHandle(handles[0]).PermitUncheckedError();
+  store->default_cf_ = db->DefaultColumnFamily();
+  store->meta_cf_.reset(handles[1]);
+  PartitionMeta m;
+  ASSIGN_OR_RETURN(m.applied_index,
+                   ReadCounter(db, handles[1], kAppliedIndexKey));
+  ASSIGN_OR_RETURN(m.leader_epoch,
+                   ReadCounter(db, handles[1], kLeaderEpochKey));
+  {
+    absl::MutexLock l(&store->write_mu_);
+    store->meta_ = m;
+  }
+  return store;
+}
+
+absl::StatusOr<uint64_t> PartitionStore::TakeLeadership() {
+  absl::MutexLock l(&write_mu_);
+  uint64_t epoch = meta_.leader_epoch + 1;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  RETURN_IF_ERROR(ToStatus(
+      db_->Put(wo, meta_cf_.get(), kLeaderEpochKey, std::to_string(epoch)),
+      "persist leader epoch"));
+  meta_.leader_epoch = epoch;
+  leader_.store(true);
+  return epoch;
+}
+
+void PartitionStore::StepDown() { leader_.store(false); }
+
+PartitionMeta PartitionStore::meta() const {
+  absl::MutexLock l(&write_mu_);
+  return meta_;
+}
+
+absl::StatusOr<uint64_t> PartitionStore::Write(
+    const std::vector<Mutation>& mutations, bool sync) {
+  if (mutations.empty()) {
+    return absl::InvalidArgumentError("write batch has no mutations");
+  }
+  absl::MutexLock l(&write_mu_);
+  if (!leader_.load()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("partition ", partition_id_, " is not led by this node"));
+  }
+  rocksdb::WriteBatch batch;
+  for (const Mutation& m : mutations) {
+    if (m.op == Mutation::Op::kPut) {
+      batch.Put(default_cf_, m.key, m.value);
+    } else {
+      batch.Delete(default_cf_, m.key);
+    }
+  }
+  uint64_t next = meta_.applied_index + 1;
+  batch.Put(meta_cf_.get(), kAppliedIndexKey, std::to_string(next));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  RETURN_IF_ERROR(ToStatus(db_->Write(wo, &batch), "write batch"));
+  meta_.applied_index = next;
+  return next;
+}
+
+absl::StatusOr<std::string> PartitionStore::Get(const std::string& key) const {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), default_cf_, key, &v);
+  if (s.IsNotFound()) return absl::NotFoundError("key not found");
+  RETURN_IF_ERROR(ToStatus(s, "get"));
+  return v;
+}
+
+absl::Status PartitionStore::Scan(
+    const std::string& start, const std::string& end, size_t limit,
+    std::vector<std::pair<std::string, std::string>>* out,
+    std::string* next_key) const {
+  next_key->clear();
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), default_cf_));
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    if (!end.empty() && it->key().compare(end) >= 0) break;
+    if (out->size() >= limit) {
+      *next_key = it->key().ToString();
+      break;
+    }
+    out->emplace_back(it->key().ToString(), it->value().ToString());
+  }
+  return ToStatus(it->status(), "scan");
+}
+
+uint64_t PartitionStore::ApproximateSizeBytes() const {
+  uint64_t total = 0;
+  for (rocksdb::ColumnFamilyHandle* cf : {default_cf_, meta_cf_.get()}) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(cf, rocksdb::DB::Properties::kLiveSstFilesSize,
+                            &v)) {
+      total += v;
+    }
+    if (db_->GetIntProperty(cf, rocksdb::DB::Properties::kCurSizeAllMemTables,
+                            &v)) {
+      total += v;
+    }
+  }
+  return total;
+}
+
+absl::Status PartitionStore::CreateCheckpoint(const std::string& dir) const {
+  rocksdb::Checkpoint* raw = nullptr;
+  RETURN_IF_ERROR(
+      ToStatus(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  // log_size_for_flush = 0: always flush first, so the checkpoint is SST
+  // files plus a near-empty WAL.
+  return ToStatus(cp->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
+                  absl::StrCat("create checkpoint of partition ", partition_id_,
+                               " in ", dir));
+}
+
+absl::StatusOr<PartitionMeta> PartitionStore::ReadMeta(const std::string& dir) {
+  ASSIGN_OR_RETURN(auto ro, ReadOnlyPartition::Open(dir));
+  return ro->meta();
+}
+
+namespace {
+// Discards RocksDB's info log so a read-only open leaves no LOG file behind.
+class NullLogger : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReadOnlyPartition>> ReadOnlyPartition::Open(
+    const std::string& dir) {
+  rocksdb::DBOptions o;
+  o.info_log = std::make_shared<NullLogger>();
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {kMetaCf, rocksdb::ColumnFamilyOptions()}};
+  std::unique_ptr<ReadOnlyPartition> p(new ReadOnlyPartition);
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(
+      ToStatus(rocksdb::DB::OpenForReadOnly(o, dir, cfs, &p->handles_, &raw),
+               absl::StrCat("open ", dir, " read-only")));
+  p->db_.reset(raw);
+  ASSIGN_OR_RETURN(p->meta_.applied_index,
+                   ReadCounter(raw, p->handles_[1], kAppliedIndexKey));
+  ASSIGN_OR_RETURN(p->meta_.leader_epoch,
+                   ReadCounter(raw, p->handles_[1], kLeaderEpochKey));
+  return p;
+}
+
+ReadOnlyPartition::~ReadOnlyPartition() {
+  if (!db_) return;
+  for (auto* h : handles_)
+    db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  db_->Close().PermitUncheckedError();
+}
+
+absl::StatusOr<std::string> ReadOnlyPartition::Get(
+    const std::string& key) const {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[0], key, &v);
+  if (s.IsNotFound()) return absl::NotFoundError("key not found");
+  RETURN_IF_ERROR(ToStatus(s, "get"));
+  return v;
+}
+
+absl::StatusOr<uint64_t> ReadOnlyPartition::CountKeys() const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), handles_[0]));
+  uint64_t n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
+  RETURN_IF_ERROR(ToStatus(it->status(), "scan"));
+  return n;
+}
+
+}  // namespace shutter::partition

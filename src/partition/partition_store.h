@@ -1,0 +1,140 @@
+#ifndef SHUTTER_PARTITION_PARTITION_STORE_H_
+#define SHUTTER_PARTITION_PARTITION_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace shutter::partition {
+
+// One mutation of a write batch.
+struct Mutation {
+  enum class Op { kPut, kDelete };
+  Op op = Op::kPut;
+  std::string key;
+  std::string value;  // ignored for kDelete
+};
+
+// Metadata stored in the "meta" column family, read from a live store or
+// from a checkpoint.
+struct PartitionMeta {
+  uint64_t applied_index = 0;
+  uint64_t leader_epoch = 0;
+};
+
+// One partition's data: a plain RocksDB database with user keys as-is in
+// the default column family and partition metadata in the "meta" column
+// family (keys "applied_index" and "leader_epoch", values in decimal ASCII,
+// so `ldb --column_family=meta get applied_index` shows them). The applied
+// index is the number of write batches applied; it changes in the same
+// atomic WriteBatch as the data it counts.
+//
+// Thread-safe: writes are serialized internally; reads and checkpoints run
+// concurrently with writes.
+class PartitionStore {
+ public:
+  struct Options {
+    // Database directory; created if missing.
+    std::string path;
+    uint32_t partition_id = 0;
+  };
+
+  // Opens (creating if needed) the database at options.path.
+  static absl::StatusOr<std::unique_ptr<PartitionStore>> Open(
+      const Options& options);
+  ~PartitionStore();
+
+  PartitionStore(const PartitionStore&) = delete;
+  PartitionStore& operator=(const PartitionStore&) = delete;
+
+  uint32_t partition_id() const { return partition_id_; }
+  const std::string& path() const { return path_; }
+
+  // Makes this store the partition's leader with a new epoch, one more than
+  // the last epoch stored, persisted with sync before returning.
+  absl::StatusOr<uint64_t> TakeLeadership() ABSL_LOCKS_EXCLUDED(write_mu_);
+  // Gives up leadership (in memory; the epoch stays).
+  void StepDown();
+  bool is_leader() const { return leader_.load(); }
+
+  // Current metadata.
+  PartitionMeta meta() const ABSL_LOCKS_EXCLUDED(write_mu_);
+
+  // Applies `mutations` atomically as one batch, advancing the applied
+  // index by one. INVALID_ARGUMENT if empty; FAILED_PRECONDITION if not the
+  // leader. Returns the new applied index.
+  absl::StatusOr<uint64_t> Write(const std::vector<Mutation>& mutations,
+                                 bool sync) ABSL_LOCKS_EXCLUDED(write_mu_);
+
+  // Point read; NOT_FOUND if absent.
+  absl::StatusOr<std::string> Get(const std::string& key) const;
+
+  // Up to `limit` entries in [start, end) (end empty = unbounded).
+  // `*next_key` is set to the first key not returned, or cleared at the end.
+  absl::Status Scan(const std::string& start, const std::string& end,
+                    size_t limit,
+                    std::vector<std::pair<std::string, std::string>>* out,
+                    std::string* next_key) const;
+
+  // RocksDB's estimate of the on-disk size (live SSTs plus memtables).
+  uint64_t ApproximateSizeBytes() const;
+
+  // Writes a RocksDB checkpoint (hard links where possible) into `dir`,
+  // which must not exist; its parent must exist. The checkpoint is a
+  // complete database openable on its own.
+  absl::Status CreateCheckpoint(const std::string& dir) const;
+
+  // Opens the database at `dir` read-only (e.g. a checkpoint) and reads
+  // its metadata. Writes nothing into `dir`.
+  static absl::StatusOr<PartitionMeta> ReadMeta(const std::string& dir);
+
+ private:
+  PartitionStore(uint32_t partition_id, std::string path);
+
+  const uint32_t partition_id_;
+  const std::string path_;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;  // owned by db_
+  std::unique_ptr<rocksdb::ColumnFamilyHandle> meta_cf_;
+  std::atomic<bool> leader_{false};
+
+  mutable absl::Mutex write_mu_;
+  PartitionMeta meta_ ABSL_GUARDED_BY(write_mu_);
+};
+
+// A partition database (typically a published checkpoint) opened
+// read-only. Opening writes nothing into the directory (no LOG file).
+// Thread-safe.
+class ReadOnlyPartition {
+ public:
+  static absl::StatusOr<std::unique_ptr<ReadOnlyPartition>> Open(
+      const std::string& dir);
+  ~ReadOnlyPartition();
+
+  const PartitionMeta& meta() const { return meta_; }
+  // NOT_FOUND if absent.
+  absl::StatusOr<std::string> Get(const std::string& key) const;
+  // Number of keys in the default column family (full scan).
+  absl::StatusOr<uint64_t> CountKeys() const;
+
+ private:
+  ReadOnlyPartition() = default;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  PartitionMeta meta_;
+};
+
+}  // namespace shutter::partition
+
+#endif  // SHUTTER_PARTITION_PARTITION_STORE_H_

@@ -1,0 +1,29 @@
+#ifndef SHUTTER_SNAPSHOT_MANIFEST_H_
+#define SHUTTER_SNAPSHOT_MANIFEST_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "shutter/v1/common.pb.h"
+
+// JSON encoding of the manifests stored in the repository. The JSON follows
+// the protobuf JSON mapping of shutter.v1.PartitionManifest and
+// shutter.v1.ClusterManifest with the .proto field names (snake_case);
+// 64-bit integers are strings, as that mapping prescribes. Unknown fields
+// are rejected so a corrupt or foreign file is not silently accepted.
+namespace shutter::snapshot {
+
+inline constexpr uint32_t kManifestFormatVersion = 1;
+
+std::string EncodePartitionManifest(const shutter::v1::PartitionManifest& m);
+absl::StatusOr<shutter::v1::PartitionManifest> DecodePartitionManifest(
+    absl::string_view json);
+
+std::string EncodeClusterManifest(const shutter::v1::ClusterManifest& m);
+absl::StatusOr<shutter::v1::ClusterManifest> DecodeClusterManifest(
+    absl::string_view json);
+
+}  // namespace shutter::snapshot
+
+#endif  // SHUTTER_SNAPSHOT_MANIFEST_H_

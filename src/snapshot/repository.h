@@ -1,0 +1,76 @@
+#ifndef SHUTTER_SNAPSHOT_REPOSITORY_H_
+#define SHUTTER_SNAPSHOT_REPOSITORY_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "shutter/v1/common.pb.h"
+
+namespace shutter::snapshot {
+
+// Where snapshots are stored. A snapshot is a set of published partitions
+// plus, once complete, a cluster manifest. Paths returned are relative to
+// the repository root and use '/' separators, so they stay meaningful for
+// an object store.
+//
+// Layout (the filesystem implementation; object stores use the same keys):
+//   snapshots/<snapshot_id>/partitions/<partition_id, 5 digits>/<files>
+//   snapshots/<snapshot_id>/partitions/<partition_id>/MANIFEST.json
+//   snapshots/<snapshot_id>/CLUSTER_MANIFEST.json
+//
+// Implementations are thread-safe.
+class Repository {
+ public:
+  virtual ~Repository() = default;
+
+  // Publishes every regular file in `local_dir` as partition
+  // `header.partition_id()` of snapshot `header.snapshot_id()`, then writes
+  // the partition manifest (header plus the files with sizes and SHA-256).
+  // Atomic: on success the files and manifest are durable and visible
+  // together; on failure nothing is visible and partial uploads are
+  // removed. ALREADY_EXISTS if that partition is already published;
+  // RESOURCE_EXHAUSTED if the repository is out of space.
+  virtual absl::StatusOr<shutter::v1::PartitionManifest> PublishPartition(
+      const shutter::v1::PartitionManifest& header,
+      const std::string& local_dir) = 0;
+
+  // NOT_FOUND if the partition is not published.
+  virtual absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(
+      const std::string& snapshot_id, uint32_t partition_id) const = 0;
+
+  // Checks every file the manifest lists: present, right size, right
+  // SHA-256. DATA_LOSS naming the first bad file.
+  virtual absl::Status VerifyPartition(
+      const shutter::v1::PartitionManifest& manifest) const = 0;
+
+  // Writes the cluster manifest crash-safely. This is the snapshot's commit
+  // point. ALREADY_EXISTS if one is already there (it is never replaced).
+  virtual absl::Status CommitClusterManifest(
+      const shutter::v1::ClusterManifest& manifest) = 0;
+
+  // NOT_FOUND if the snapshot has no cluster manifest.
+  virtual absl::StatusOr<shutter::v1::ClusterManifest> ReadClusterManifest(
+      const std::string& snapshot_id) const = 0;
+
+  // Relative paths of the manifests.
+  static std::string PartitionDir(const std::string& snapshot_id,
+                                  uint32_t partition_id);
+  static std::string PartitionManifestPath(const std::string& snapshot_id,
+                                           uint32_t partition_id);
+  static std::string ClusterManifestPath(const std::string& snapshot_id);
+
+  // A human-readable location of the repository (path or URI).
+  virtual std::string Describe() const = 0;
+};
+
+// Opens the repository at `uri`: a directory path or "file:///path". The
+// directory is created if missing. INVALID_ARGUMENT for other schemes.
+absl::StatusOr<std::unique_ptr<Repository>> OpenRepository(
+    const std::string& uri);
+
+}  // namespace shutter::snapshot
+
+#endif  // SHUTTER_SNAPSHOT_REPOSITORY_H_

@@ -1,0 +1,339 @@
+// End-to-end: a real controller and three real node processes on loopback,
+// real RocksDB, real gRPC, a real shutterctl run, and the published
+// checkpoints opened from the repository afterwards.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/rpc.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "partition/partition_store.h"
+#include "shutter/v1/admin.grpc.pb.h"
+#include "shutter/v1/node.grpc.pb.h"
+#include "shutter/v1/partition_data.grpc.pb.h"
+#include "snapshot/fs_repository.h"
+#include "testing/process.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace shutter {
+namespace {
+
+using namespace shutter::v1;  // NOLINT
+using testing::PollUntil;
+using testing::RunCommand;
+using testing::Subprocess;
+using testing::WaitForPortFile;
+namespace stdfs = std::filesystem;
+
+constexpr int kNodes = 3;
+constexpr int kPartitionsPerNode = 8;
+constexpr int kPartitions = kNodes * kPartitionsPerNode;
+constexpr int kCapacity = 2;
+constexpr int kKeysBefore = 200;
+constexpr int kBatches = 4;
+
+std::string ValueFor(uint32_t partition, int key) {
+  return absl::StrFormat("value-%u-%d-%s", partition, key,
+                         std::string(100 + key % 50, 'x'));
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    repo_dir_ = tmp_.Sub("repo");
+    StartController();
+    for (int i = 0; i < kNodes; ++i) StartNode(i);
+    admin_ = AdminService::NewStub(MakeChannel(controller_addr_));
+    ASSERT_TRUE(PollUntil(
+        [&] {
+          auto parts = ListPartitions();
+          if (parts.partitions_size() != kPartitions) return false;
+          for (const auto& p : parts.partitions()) {
+            if (p.leader_node_id().empty()) return false;
+          }
+          return true;
+        },
+        absl::Seconds(30)))
+        << "cluster did not come up; see logs in " << tmp_.path();
+  }
+
+  void TearDown() override {
+    // An idle channel in this process is not polled, so the daemon's
+    // graceful shutdown would wait its whole grace period for it to close.
+    admin_.reset();
+    // Graceful stop: every daemon must exit 0 on SIGTERM.
+    for (int i = 0; i < kNodes; ++i) {
+      if (!nodes_[i].running()) continue;
+      auto st = nodes_[i].Stop(SIGTERM, absl::Seconds(30));
+      ASSERT_OK(st);
+      EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "node " << i;
+    }
+    auto st = controller_.Stop(SIGTERM, absl::Seconds(30));
+    ASSERT_OK(st);
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+    if (HasFailure()) {
+      // Keep the logs visible in the test output.
+      for (const auto& e : stdfs::directory_iterator(tmp_.path())) {
+        if (e.path().extension() == ".log") {
+          std::string cmd = "tail -n 30 " + e.path().string();
+          std::system(cmd.c_str());
+        }
+      }
+    }
+  }
+
+  void StartController() {
+    std::string port_file = tmp_.Sub("controller.port");
+    ASSERT_OK(controller_.Start(
+        {SHUTTER_CONTROLLER_BIN, "--listen", "127.0.0.1:0", "--data-dir",
+         tmp_.Sub("controller"), "--repository", repo_dir_, "--port-file",
+         port_file, "--heartbeat-interval-ms", "100", "--node-dead-after-ms",
+         "5000"},
+        tmp_.Sub("controller.log")));
+    auto port = WaitForPortFile(port_file, absl::Seconds(30));
+    ASSERT_OK(port);
+    controller_addr_ = absl::StrCat("127.0.0.1:", *port);
+  }
+
+  void StartNode(int i) {
+    std::string port_file = tmp_.Sub(absl::StrCat("node", i, ".port"));
+    stdfs::remove(port_file);
+    uint32_t first = i * kPartitionsPerNode;
+    ASSERT_OK(nodes_[i].Start(
+        {SHUTTER_NODE_BIN, "--node-id", NodeId(i), "--listen", "127.0.0.1:0",
+         "--controller", controller_addr_, "--data-dir",
+         tmp_.Sub(absl::StrCat("node", i)), "--repository", repo_dir_,
+         "--partitions",
+         absl::StrCat(first, "-", first + kPartitionsPerNode - 1),
+         "--checkpoint-capacity", absl::StrCat(kCapacity),
+         "--heartbeat-interval-ms", "100", "--port-file", port_file},
+        tmp_.Sub(absl::StrCat("node", i, ".log"))));
+    auto port = WaitForPortFile(port_file, absl::Seconds(30));
+    ASSERT_OK(port);
+    node_addr_[i] = absl::StrCat("127.0.0.1:", *port);
+  }
+
+  static std::string NodeId(int i) { return absl::StrCat("n", i + 1); }
+
+  ListPartitionsResponse ListPartitions() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    ListPartitionsResponse resp;
+    admin_->ListPartitions(&ctx, ListPartitionsRequest(), &resp).ok();
+    return resp;
+  }
+
+  void Write(const std::string& addr, uint32_t partition,
+             std::vector<std::pair<std::string, std::string>> kvs) {
+    auto stub = PartitionData::NewStub(MakeChannel(addr));
+    WriteRequest req;
+    req.set_partition_id(partition);
+    for (auto& [k, v] : kvs) {
+      auto* put = req.add_mutations()->mutable_put();
+      put->set_key(k);
+      put->set_value(v);
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    WriteResponse resp;
+    grpc::Status s = stub->Write(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  // Runs shutterctl against the controller; returns the exit code.
+  int Ctl(std::vector<std::string> args, std::string* out, std::string* err) {
+    args.insert(args.begin(), SHUTTERCTL_BIN);
+    auto rc = RunCommand(args, out, err, absl::Seconds(120),
+                         {"SHUTTER_CONTROLLER=" + controller_addr_});
+    EXPECT_OK(rc);
+    return rc.ok() ? *rc : -1;
+  }
+
+  GetNodeStatsResponse NodeStats(int i) {
+    auto stub = NodeService::NewStub(MakeChannel(node_addr_[i]));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    GetNodeStatsResponse resp;
+    EXPECT_TRUE(stub->GetNodeStats(&ctx, GetNodeStatsRequest(), &resp).ok());
+    return resp;
+  }
+
+  testing::TempDir tmp_;
+  std::string repo_dir_;
+  Subprocess controller_;
+  std::string controller_addr_;
+  Subprocess nodes_[kNodes];
+  std::string node_addr_[kNodes];
+  std::unique_ptr<AdminService::Stub> admin_;
+};
+
+TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
+  // Write kBatches batches to every partition through its leader.
+  auto parts = ListPartitions();
+  for (const auto& p : parts.partitions()) {
+    for (int b = 0; b < kBatches; ++b) {
+      std::vector<std::pair<std::string, std::string>> kvs;
+      for (int k = b; k < kKeysBefore; k += kBatches) {
+        kvs.emplace_back(absl::StrFormat("before-%05d", k),
+                         ValueFor(p.partition_id(), k));
+      }
+      Write(p.leader_address(), p.partition_id(), kvs);
+    }
+  }
+
+  std::string out, err;
+  ASSERT_EQ(
+      Ctl({"-o", "json", "snapshots", "create", "--label", "it", "--wait"},
+          &out, &err),
+      0)
+      << out << err;
+  EXPECT_NE(err.find(absl::StrCat(kPartitions, "/", kPartitions,
+                                  " partitions published")),
+            std::string::npos)
+      << err;
+  GetSnapshotResponse shown;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &shown).ok())
+      << out;
+  const Snapshot& snap = shown.snapshot();
+  ASSERT_EQ(snap.state(), SNAPSHOT_STATE_COMMITTED) << snap.error();
+  ASSERT_EQ(snap.partitions_size(), kPartitions);
+
+  // Writes after the snapshot: new keys, and an overwrite of an old one.
+  for (const auto& p : parts.partitions()) {
+    Write(p.leader_address(), p.partition_id(),
+          {{"after-0", "late"}, {"before-00000", "overwritten"}});
+  }
+
+  auto repo = snapshot::FsRepository::Open(repo_dir_);
+  ASSERT_OK(repo);
+  auto cm = (*repo)->ReadClusterManifest(snap.snapshot_id());
+  ASSERT_OK(cm);
+  EXPECT_EQ(cm->label(), "it");
+  ASSERT_EQ(cm->partitions_size(), kPartitions);
+  for (const auto& entry : cm->partitions()) {
+    SCOPED_TRACE(absl::StrCat("partition ", entry.partition_id()));
+    auto pm = (*repo)->ReadPartitionManifest(snap.snapshot_id(),
+                                             entry.partition_id());
+    ASSERT_OK(pm);
+    EXPECT_OK((*repo)->VerifyPartition(*pm));
+    EXPECT_EQ(pm->applied_index(), static_cast<uint64_t>(kBatches));
+    EXPECT_EQ(entry.applied_index(), pm->applied_index());
+    EXPECT_EQ(pm->leader_epoch(), 1u);
+    EXPECT_EQ(pm->node_id(), NodeId(entry.partition_id() / kPartitionsPerNode));
+    auto ro = partition::ReadOnlyPartition::Open(
+        (*repo)->Abs(snapshot::Repository::PartitionDir(snap.snapshot_id(),
+                                                        entry.partition_id())));
+    ASSERT_OK(ro);
+    EXPECT_EQ((*ro)->meta().applied_index, pm->applied_index());
+    EXPECT_EQ(*(*ro)->CountKeys(), static_cast<uint64_t>(kKeysBefore));
+    for (int k = 0; k < kKeysBefore; ++k) {
+      auto v = (*ro)->Get(absl::StrFormat("before-%05d", k));
+      ASSERT_OK(v);
+      ASSERT_EQ(*v, ValueFor(entry.partition_id(), k));
+    }
+    EXPECT_FALSE((*ro)->Get("after-0").ok());
+  }
+
+  // No node ever had more checkpoints in flight than its capacity, and
+  // none is left in staging.
+  for (int i = 0; i < kNodes; ++i) {
+    auto st = NodeStats(i);
+    EXPECT_LE(st.peak_checkpoints_in_flight(),
+              static_cast<uint32_t>(kCapacity));
+    EXPECT_GE(st.peak_checkpoints_in_flight(), 1u);
+    EXPECT_EQ(st.checkpoints_published(),
+              static_cast<uint64_t>(kPartitionsPerNode));
+    EXPECT_TRUE(stdfs::is_empty(tmp_.Sub(absl::StrCat("node", i, "/staging"))));
+  }
+
+  // The listing and the human view agree.
+  ASSERT_EQ(Ctl({"snapshots", "list"}, &out, &err), 0) << err;
+  EXPECT_NE(out.find(snap.snapshot_id()), std::string::npos) << out;
+  EXPECT_NE(out.find("COMMITTED"), std::string::npos) << out;
+  ASSERT_EQ(Ctl({"snapshots", "show", snap.snapshot_id()}, &out, &err), 0);
+  EXPECT_NE(out.find("24/24 published"), std::string::npos) << out;
+  ASSERT_EQ(Ctl({"nodes", "list"}, &out, &err), 0);
+  EXPECT_NE(out.find("alive"), std::string::npos) << out;
+}
+
+TEST_F(ClusterTest, StaleEpochCheckpointIsRejectedAndPublishesNothing) {
+  // Restarting a node makes it take leadership again: epoch 1 -> 2.
+  auto st = nodes_[0].Stop(SIGTERM, absl::Seconds(30));
+  ASSERT_OK(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  StartNode(0);
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        ListPartitionsResponse parts = ListPartitions();
+        for (const auto& p : parts.partitions()) {
+          if (p.partition_id() == 0) return p.leader_epoch() == 2;
+        }
+        return false;
+      },
+      absl::Seconds(30)));
+
+  auto stub = NodeService::NewStub(MakeChannel(node_addr_[0]));
+  CreateCheckpointRequest req;
+  req.set_snapshot_id("stale-epoch-probe");
+  req.set_partition_id(0);
+  req.set_expected_leader_epoch(1);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  CreateCheckpointResponse resp;
+  grpc::Status s = stub->CreateCheckpoint(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("expects epoch 1"), std::string::npos)
+      << s.error_message();
+  EXPECT_NE(s.error_message().find("leads at epoch 2"), std::string::npos)
+      << s.error_message();
+  EXPECT_FALSE(stdfs::exists(repo_dir_ + "/snapshots/stale-epoch-probe"));
+  EXPECT_TRUE(stdfs::is_empty(tmp_.Sub("node0/staging")));
+}
+
+TEST_F(ClusterTest, BadRequestsGetClearErrorsAndRecordNothing) {
+  std::string out, err;
+  EXPECT_EQ(Ctl({"snapshots", "create", "--partitions", "0,99"}, &out, &err),
+            1);
+  EXPECT_NE(err.find("unknown partition 99"), std::string::npos) << err;
+  EXPECT_EQ(err.find('\n'), err.size() - 1) << "one line: " << err;
+  EXPECT_EQ(Ctl({"snapshots", "create", "--partitions", "5-1"}, &out, &err), 2);
+  EXPECT_NE(err.find("--partitions"), std::string::npos) << err;
+  EXPECT_EQ(Ctl({"snapshots", "show", "no-such-snapshot"}, &out, &err), 1);
+  EXPECT_NE(err.find("NOT_FOUND"), std::string::npos) << err;
+  EXPECT_EQ(Ctl({"snapshots", "frobnicate"}, &out, &err), 2);
+  ASSERT_EQ(Ctl({"-o", "json", "snapshots", "list"}, &out, &err), 0);
+  ListSnapshotsResponse list;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &list).ok());
+  EXPECT_EQ(list.snapshots_size(), 0);
+  EXPECT_TRUE(stdfs::is_empty(repo_dir_ + "/snapshots"));
+
+  // A daemon given an invalid option exits 2 with a one-line reason.
+  auto rc = RunCommand({SHUTTER_NODE_BIN, "--node-id", "x", "--data-dir",
+                        tmp_.Sub("x"), "--repository", repo_dir_,
+                        "--partitions", "0", "--checkpoint-capacity", "0"},
+                       &out, &err, absl::Seconds(30));
+  ASSERT_OK(rc);
+  EXPECT_EQ(*rc, 2);
+  EXPECT_NE(err.find("--checkpoint-capacity"), std::string::npos) << err;
+  rc = RunCommand({SHUTTER_CONTROLLER_BIN, "--data-dir", tmp_.Sub("y"),
+                   "--repository", "s3://bucket"},
+                  &out, &err, absl::Seconds(30));
+  ASSERT_OK(rc);
+  EXPECT_EQ(*rc, 2);
+  EXPECT_NE(err.find("unsupported scheme"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace shutter

@@ -1,0 +1,115 @@
+#include "node/checkpoint_taker.h"
+
+#include <filesystem>
+
+#include "gtest/gtest.h"
+#include "snapshot/fs_repository.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace shutter::node {
+namespace {
+
+using ::shutter::testing::StatusIs;
+using shutter::v1::CreateCheckpointRequest;
+namespace stdfs = std::filesystem;
+
+class CheckpointTakerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto h = NodeHost::Open({tmp_.Sub("data"), {0, 1, 2}, {0, 1}});
+    ASSERT_OK(h);
+    host_ = std::move(h).value();
+    auto r = snapshot::FsRepository::Open(tmp_.Sub("repo"));
+    ASSERT_OK(r);
+    repo_ = std::move(r).value();
+    // A crash left debris in staging: Create() must sweep it.
+    stdfs::create_directories(tmp_.Sub("data/staging/old-snap.00000"));
+    auto t = CheckpointTaker::Create({"n1", tmp_.Sub("data/staging"), 2},
+                                     host_.get(), repo_.get(), &clock_);
+    ASSERT_OK(t);
+    taker_ = std::move(t).value();
+    for (uint32_t p : {0u, 1u}) {
+      ASSERT_OK(host_->Find(p)->Write(
+          {{partition::Mutation::Op::kPut, "a", "1"}}, false));
+    }
+  }
+
+  CreateCheckpointRequest Req(const std::string& snap, uint32_t p,
+                              uint64_t epoch) {
+    CreateCheckpointRequest r;
+    r.set_snapshot_id(snap);
+    r.set_partition_id(p);
+    r.set_expected_leader_epoch(epoch);
+    return r;
+  }
+
+  bool StagingEmpty() { return stdfs::is_empty(tmp_.Sub("data/staging")); }
+
+  testing::TempDir tmp_;
+  FakeClock clock_;
+  std::unique_ptr<NodeHost> host_;
+  std::unique_ptr<snapshot::FsRepository> repo_;
+  std::unique_ptr<CheckpointTaker> taker_;
+};
+
+TEST_F(CheckpointTakerTest, PublishesCheckpointWithMetaFromTheCheckpoint) {
+  EXPECT_TRUE(StagingEmpty());  // start-up sweep
+  auto r = taker_->CreateCheckpointSync(Req("s1", 0, 1));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->manifest().applied_index(), 1u);
+  EXPECT_EQ(r->manifest().leader_epoch(), 1u);
+  EXPECT_EQ(r->manifest().node_id(), "n1");
+  EXPECT_EQ(r->manifest_path(), "snapshots/s1/partitions/00000/MANIFEST.json");
+  EXPECT_GT(r->manifest().files_size(), 0);
+  EXPECT_OK(repo_->VerifyPartition(r->manifest()));
+  EXPECT_TRUE(StagingEmpty());
+  auto ro = partition::ReadOnlyPartition::Open(
+      repo_->Abs(snapshot::Repository::PartitionDir("s1", 0)));
+  ASSERT_OK(ro);
+  EXPECT_EQ(*(*ro)->Get("a"), "1");
+}
+
+TEST_F(CheckpointTakerTest, StaleEpochIsRejectedAndPublishesNothing) {
+  auto r = taker_->CreateCheckpointSync(Req("s1", 0, 0));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kFailedPrecondition,
+                          "request expects epoch 0, node n1 leads at epoch 1"));
+  r = taker_->CreateCheckpointSync(Req("s1", 0, 2));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kFailedPrecondition, "epoch 2"));
+  EXPECT_FALSE(stdfs::exists(repo_->Abs("snapshots/s1")));
+  EXPECT_TRUE(StagingEmpty());
+  EXPECT_EQ(taker_->GetStats().published, 0u);
+}
+
+TEST_F(CheckpointTakerTest, RejectsFollowerUnknownPartitionAndBadIds) {
+  EXPECT_THAT(
+      taker_->CreateCheckpointSync(Req("s1", 2, 0)),
+      StatusIs(absl::StatusCode::kFailedPrecondition, "not the leader"));
+  EXPECT_THAT(taker_->CreateCheckpointSync(Req("s1", 9, 1)),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(taker_->CreateCheckpointSync(Req("../x", 0, 1)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE(stdfs::exists(repo_->Abs("snapshots/s1")));
+}
+
+TEST_F(CheckpointTakerTest, RepeatReturnsThePublishedManifest) {
+  auto first = taker_->CreateCheckpointSync(Req("s1", 1, 1));
+  ASSERT_OK(first);
+  ASSERT_OK(host_->Find(1)->Write({{partition::Mutation::Op::kPut, "b", "2"}},
+                                  false));
+  auto second = taker_->CreateCheckpointSync(Req("s1", 1, 1));
+  ASSERT_OK(second);
+  EXPECT_EQ(second->manifest().SerializeAsString(),
+            first->manifest().SerializeAsString());
+  EXPECT_EQ(second->manifest().applied_index(), 1u);
+}
+
+TEST_F(CheckpointTakerTest, ShutdownFailsQueuedWorkWithUnavailable) {
+  taker_->Shutdown();
+  EXPECT_THAT(taker_->CreateCheckpointSync(Req("s9", 0, 1)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(taker_->GetStats().in_flight, 0u);
+}
+
+}  // namespace
+}  // namespace shutter::node

@@ -1,0 +1,94 @@
+#include "partition/partition_store.h"
+
+#include <filesystem>
+
+#include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace shutter::partition {
+namespace {
+
+using ::shutter::testing::StatusIs;
+
+std::vector<Mutation> Puts(int from, int to) {
+  std::vector<Mutation> m;
+  for (int i = from; i < to; ++i) {
+    m.push_back(
+        {Mutation::Op::kPut, "k" + std::to_string(i), "v" + std::to_string(i)});
+  }
+  return m;
+}
+
+TEST(PartitionStoreTest, EpochIncreasesDurablyOnEveryLeadershipTake) {
+  testing::TempDir tmp;
+  {
+    auto s = PartitionStore::Open({tmp.Sub("p"), 1});
+    ASSERT_OK(s);
+    EXPECT_EQ((*s)->meta().leader_epoch, 0u);
+    EXPECT_EQ(*(*s)->TakeLeadership(), 1u);
+  }
+  {
+    auto s = PartitionStore::Open({tmp.Sub("p"), 1});
+    ASSERT_OK(s);
+    EXPECT_EQ((*s)->meta().leader_epoch, 1u);
+    EXPECT_FALSE((*s)->is_leader());
+    EXPECT_EQ(*(*s)->TakeLeadership(), 2u);
+  }
+}
+
+TEST(PartitionStoreTest, WritesNeedLeadershipAndCountBatches) {
+  testing::TempDir tmp;
+  auto s = PartitionStore::Open({tmp.Sub("p"), 1});
+  ASSERT_OK(s);
+  PartitionStore& store = **s;
+  EXPECT_THAT(store.Write(Puts(0, 1), false),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_OK(store.TakeLeadership());
+  EXPECT_THAT(store.Write({}, false),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(*store.Write(Puts(0, 10), false), 1u);
+  EXPECT_EQ(*store.Write({{Mutation::Op::kDelete, "k3", ""}}, true), 2u);
+  EXPECT_EQ(store.meta().applied_index, 2u);
+  EXPECT_EQ(*store.Get("k4"), "v4");
+  EXPECT_THAT(store.Get("k3"), StatusIs(absl::StatusCode::kNotFound));
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string next;
+  ASSERT_OK(store.Scan("k0", "", 3, &out, &next));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].first, "k0");
+  EXPECT_EQ(out[2].first, "k2");
+  EXPECT_EQ(next, "k4");
+  // The applied index survives a reopen.
+  s->reset();
+  auto again = PartitionStore::Open({tmp.Sub("p"), 1});
+  ASSERT_OK(again);
+  EXPECT_EQ((*again)->meta().applied_index, 2u);
+}
+
+TEST(PartitionStoreTest, CheckpointIsAStandaloneDatabaseWithItsOwnMeta) {
+  testing::TempDir tmp;
+  auto s = PartitionStore::Open({tmp.Sub("p"), 1});
+  ASSERT_OK(s);
+  PartitionStore& store = **s;
+  ASSERT_OK(store.TakeLeadership());
+  ASSERT_OK(store.Write(Puts(0, 100), false));
+  ASSERT_OK(store.Write(Puts(100, 200), false));
+  ASSERT_OK(store.CreateCheckpoint(tmp.Sub("cp")));
+  ASSERT_OK(store.Write(Puts(200, 300), false));  // after the checkpoint
+  auto ro = ReadOnlyPartition::Open(tmp.Sub("cp"));
+  ASSERT_OK(ro);
+  EXPECT_EQ((*ro)->meta().applied_index, 2u);
+  EXPECT_EQ((*ro)->meta().leader_epoch, 1u);
+  EXPECT_EQ(*(*ro)->CountKeys(), 200u);
+  EXPECT_EQ(*(*ro)->Get("k150"), "v150");
+  EXPECT_THAT((*ro)->Get("k250"), StatusIs(absl::StatusCode::kNotFound));
+  // Opening read-only wrote nothing (no LOG file) into the checkpoint.
+  for (const auto& e : std::filesystem::directory_iterator(tmp.Sub("cp"))) {
+    EXPECT_NE(e.path().filename().string().rfind("LOG", 0), 0u) << e.path();
+  }
+  EXPECT_FALSE(store.CreateCheckpoint(tmp.Sub("cp")).ok());  // must not exist
+}
+
+}  // namespace
+}  // namespace shutter::partition

@@ -1,0 +1,322 @@
+#include "controller/snapshot_coordinator.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "snapshot/fs_repository.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace shutter::controller {
+namespace {
+
+using ::shutter::testing::StatusIs;
+using shutter::v1::CreateCheckpointRequest;
+using shutter::v1::CreateCheckpointResponse;
+
+// A transport whose calls complete only when the test says so.
+class FakeTransport : public NodeTransport {
+ public:
+  struct Call {
+    std::string address;
+    CreateCheckpointRequest request;
+    Callback done;
+  };
+
+  void CreateCheckpoint(const std::string& address,
+                        const CreateCheckpointRequest& request,
+                        absl::Duration timeout, Callback done) override {
+    absl::MutexLock l(&mu_);
+    calls_.push_back({address, request, std::move(done)});
+    int n = 0;
+    for (const auto& c : calls_) n += c.address == address;
+    peak_[address] = std::max(peak_[address], n);
+  }
+
+  void Shutdown() override {
+    std::vector<Call> calls;
+    {
+      absl::MutexLock l(&mu_);
+      calls.swap(calls_);
+    }
+    for (auto& c : calls) std::move(c.done)(absl::CancelledError("shutdown"));
+  }
+
+  // Waits (bounded) until `n` calls are outstanding.
+  bool WaitForCalls(size_t n) {
+    absl::MutexLock l(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return calls_.size() >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+  }
+
+  // Removes and returns the oldest outstanding call (to `address` if given).
+  Call Take(const std::string& address = "") {
+    absl::MutexLock l(&mu_);
+    for (auto it = calls_.begin(); it != calls_.end(); ++it) {
+      if (address.empty() || it->address == address) {
+        Call c = std::move(*it);
+        calls_.erase(it);
+        return c;
+      }
+    }
+    ADD_FAILURE() << "no outstanding call to " << address;
+    return {};
+  }
+
+  size_t Outstanding(const std::string& address) {
+    absl::MutexLock l(&mu_);
+    size_t n = 0;
+    for (const auto& c : calls_) n += c.address == address;
+    return n;
+  }
+  int Peak(const std::string& address) {
+    absl::MutexLock l(&mu_);
+    return peak_[address];
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<Call> calls_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> peak_ ABSL_GUARDED_BY(mu_);
+};
+
+class SnapshotCoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto repo = snapshot::FsRepository::Open(tmp_.Sub("repo"));
+    ASSERT_OK(repo);
+    repo_ = std::move(repo).value();
+    auto store = RocksDbJobStore::Open(tmp_.Sub("jobs"));
+    ASSERT_OK(store);
+    store_ = std::move(store).value();
+    std::filesystem::create_directories(tmp_.Sub("ckpt"));
+    std::ofstream(tmp_.Sub("ckpt/000001.sst")) << "data";
+    StartCoordinator();
+  }
+
+  void StartCoordinator() {
+    auto c = SnapshotCoordinator::Create({absl::Seconds(30), 2}, &registry_,
+                                         store_.get(), repo_.get(), &transport_,
+                                         &clock_);
+    ASSERT_OK(c);
+    coordinator_ = std::move(c).value();
+  }
+
+  void StopCoordinator() {
+    coordinator_->Shutdown();
+    transport_.Shutdown();
+    coordinator_.reset();
+  }
+
+  void TearDown() override {
+    if (coordinator_) StopCoordinator();
+  }
+
+  // Node `node` leads partitions [first, first+count) at `epoch`.
+  void Beat(const std::string& node, uint32_t first, uint32_t count,
+            uint32_t capacity, uint64_t epoch = 1) {
+    shutter::v1::HeartbeatRequest r;
+    r.set_node_id(node);
+    r.set_address(node + ":7100");
+    r.set_checkpoint_capacity(capacity);
+    for (uint32_t p = first; p < first + count; ++p) {
+      auto* hp = r.add_partitions();
+      hp->set_partition_id(p);
+      hp->set_role(shutter::v1::PARTITION_ROLE_LEADER);
+      hp->set_leader_epoch(epoch);
+      hp->set_approximate_size_bytes(1000 + p);
+    }
+    ASSERT_OK(registry_.Heartbeat(r));
+    coordinator_->SetNodeCapacity(node, capacity);
+  }
+
+  // Completes `call` as a node would: publish, then answer.
+  void Publish(FakeTransport::Call call, uint64_t applied_index = 5) {
+    shutter::v1::PartitionManifest h;
+    h.set_snapshot_id(call.request.snapshot_id());
+    h.set_partition_id(call.request.partition_id());
+    h.set_node_id(call.address.substr(0, call.address.find(':')));
+    h.set_leader_epoch(call.request.expected_leader_epoch());
+    h.set_applied_index(applied_index);
+    auto m = repo_->PublishPartition(h, tmp_.Sub("ckpt"));
+    ASSERT_OK(m);
+    CreateCheckpointResponse resp;
+    *resp.mutable_manifest() = *m;
+    resp.set_manifest_path(snapshot::Repository::PartitionManifestPath(
+        h.snapshot_id(), h.partition_id()));
+    std::move(call.done)(resp);
+  }
+
+  shutter::v1::Snapshot Get(const std::string& id) {
+    auto s = coordinator_->GetSnapshot(id);
+    EXPECT_OK(s);
+    return s.ok() ? *s : shutter::v1::Snapshot();
+  }
+
+  testing::TempDir tmp_;
+  FakeClock clock_;
+  NodeRegistry registry_{{absl::Seconds(10)}, &clock_};
+  FakeTransport transport_;
+  std::unique_ptr<snapshot::FsRepository> repo_;
+  std::unique_ptr<RocksDbJobStore> store_;
+  std::unique_ptr<SnapshotCoordinator> coordinator_;
+};
+
+TEST_F(SnapshotCoordinatorTest, RunsInParallelWithinLimitsAndCommits) {
+  Beat("a", 0, 6, 2);
+  Beat("b", 6, 6, 2);
+  shutter::v1::CreateSnapshotRequest req;
+  req.set_label("t");
+  auto id = coordinator_->CreateSnapshot(req);
+  ASSERT_OK(id);
+  // Both nodes get exactly their capacity at once; the rest wait.
+  ASSERT_TRUE(transport_.WaitForCalls(4));
+  EXPECT_EQ(transport_.Outstanding("a:7100"), 2u);
+  EXPECT_EQ(transport_.Outstanding("b:7100"), 2u);
+  auto stats = coordinator_->NodeStats();
+  EXPECT_EQ(stats["a"].in_flight, 2);
+  EXPECT_EQ(stats["a"].queued, 4);
+  // Largest partitions (by reported size) go first on each node.
+  EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_RUNNING);
+  for (int done = 0; done < 12; ++done) {
+    ASSERT_TRUE(transport_.WaitForCalls(1));
+    Publish(transport_.Take());
+  }
+  EXPECT_EQ(transport_.Peak("a:7100"), 2);
+  EXPECT_EQ(transport_.Peak("b:7100"), 2);
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
+      << snap.error();
+  auto cm = repo_->ReadClusterManifest(*id);
+  ASSERT_OK(cm);
+  ASSERT_EQ(cm->partitions_size(), 12);
+  EXPECT_EQ(cm->label(), "t");
+  EXPECT_EQ(cm->partitions(7).node_id(), "b");
+  EXPECT_EQ(cm->partitions(7).applied_index(), 5u);
+  for (const auto& t : snap.partitions()) {
+    EXPECT_EQ(t.state(), shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+    EXPECT_EQ(t.attempts(), 1u);
+  }
+}
+
+TEST_F(SnapshotCoordinatorTest, LargestPartitionFirstOnANode) {
+  Beat("a", 0, 4, 1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  std::vector<uint32_t> order;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(transport_.WaitForCalls(1));
+    auto c = transport_.Take();
+    order.push_back(c.request.partition_id());
+    Publish(std::move(c));
+  }
+  // The first one may have started before the others were queued.
+  EXPECT_EQ(std::vector<uint32_t>(order.begin() + 1, order.end()),
+            (std::vector<uint32_t>{3, 2, 1}));
+}
+
+TEST_F(SnapshotCoordinatorTest, OneFailureFailsTheJobAndWritesNoManifest) {
+  Beat("a", 0, 3, 3);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(3));
+  Publish(transport_.Take());
+  auto failing = transport_.Take();
+  uint32_t failed_partition = failing.request.partition_id();
+  std::move(failing.done)(absl::InternalError("disk on fire"));
+  Publish(transport_.Take());
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_FAILED);
+  EXPECT_NE(snap.error().find("disk on fire"), std::string::npos)
+      << snap.error();
+  EXPECT_NE(snap.error().find(absl::StrCat("partition ", failed_partition)),
+            std::string::npos);
+  EXPECT_THAT(repo_->ReadClusterManifest(*id),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SnapshotCoordinatorTest, AnswerWithWrongEpochIsNotCommitted) {
+  Beat("a", 0, 1, 1, /*epoch=*/4);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  auto call = transport_.Take();
+  call.request.set_expected_leader_epoch(3);  // the node published epoch 3
+  Publish(std::move(call));
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_FAILED);
+  EXPECT_NE(snap.partitions(0).last_error().find("epoch 3, expected 4"),
+            std::string::npos)
+      << snap.partitions(0).last_error();
+  EXPECT_THAT(repo_->ReadClusterManifest(*id),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SnapshotCoordinatorTest, BadRequestsRecordNothing) {
+  EXPECT_THAT(coordinator_->CreateSnapshot({}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "no partitions"));
+  Beat("a", 0, 2, 1);
+  shutter::v1::CreateSnapshotRequest req;
+  req.add_partition_ids(1);
+  req.add_partition_ids(5);
+  EXPECT_THAT(
+      coordinator_->CreateSnapshot(req),
+      StatusIs(absl::StatusCode::kInvalidArgument, "unknown partition 5"));
+  req.clear_partition_ids();
+  req.add_partition_ids(1);
+  req.add_partition_ids(1);
+  EXPECT_THAT(coordinator_->CreateSnapshot(req),
+              StatusIs(absl::StatusCode::kInvalidArgument, "twice"));
+  req.clear_partition_ids();
+  req.set_label(std::string(300, 'x'));
+  EXPECT_THAT(coordinator_->CreateSnapshot(req),
+              StatusIs(absl::StatusCode::kInvalidArgument, "label"));
+  clock_.Advance(absl::Seconds(11));  // the only node is now dead
+  EXPECT_THAT(
+      coordinator_->CreateSnapshot({}),
+      StatusIs(absl::StatusCode::kFailedPrecondition, "no live leader"));
+  EXPECT_TRUE(coordinator_->ListSnapshots(0).empty());
+  auto all = store_->LoadAll();
+  ASSERT_OK(all);
+  EXPECT_TRUE(all->empty());
+}
+
+TEST_F(SnapshotCoordinatorTest, RestartFailsInterruptedJobsAndKeepsFinished) {
+  Beat("a", 0, 2, 2);
+  auto done_id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(done_id);
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  Publish(transport_.Take());
+  Publish(transport_.Take());
+  ASSERT_EQ(Get(*done_id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  auto running_id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(running_id);
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  Publish(transport_.Take());
+  StopCoordinator();  // the second call is cancelled, not recorded as failed
+  StartCoordinator();
+  EXPECT_EQ(Get(*done_id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  auto snap = Get(*running_id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_FAILED);
+  EXPECT_NE(snap.error().find("restarted"), std::string::npos);
+  int published = 0;
+  for (const auto& t : snap.partitions()) {
+    published += t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED;
+  }
+  EXPECT_EQ(published, 1);
+  auto list = coordinator_->ListSnapshots(0);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].snapshot_id(), *running_id);  // newest first
+  EXPECT_LT(*done_id, *running_id);
+  // New ids still sort after the recovered ones.
+  Beat("a", 0, 2, 2);
+  auto third = coordinator_->CreateSnapshot({});
+  ASSERT_OK(third);
+  EXPECT_LT(*running_id, *third);
+}
+
+}  // namespace
+}  // namespace shutter::controller
