@@ -6,10 +6,9 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build ccache pkg-config clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libspdlog-dev libfmt-dev librocksdb-dev
+  libabsl-dev libspdlog-dev libfmt-dev librocksdb-dev libssl-dev
   libgtest-dev libgmock-dev
-  libcli11-dev libtoml11-dev nlohmann-json3-dev libsystemd-dev
-  libtbb-dev
+  libcli11-dev libsystemd-dev
 )
 
 missing=()
