@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/rate_limiter.h"
 
 namespace shutter::fs {
 
@@ -176,7 +177,8 @@ absl::StatusOr<std::string> Sha256File(const std::string& path) {
 }
 
 absl::StatusOr<CopyResult> CopyFileSynced(const std::string& src,
-                                          const std::string& dst) {
+                                          const std::string& dst,
+                                          RateLimiter* limiter) {
   Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.get() < 0) return ErrnoStatus("open", src);
   Fd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -193,6 +195,7 @@ absl::StatusOr<CopyResult> CopyFileSynced(const std::string& src,
       }
       if (n == 0) break;
       h.Update(buf.data(), static_cast<size_t>(n));
+      if (limiter != nullptr) limiter->Request(static_cast<uint64_t>(n));
       absl::Status w =
           WriteAll(out.get(), buf.data(), static_cast<size_t>(n), dst);
       if (!w.ok()) return w;

@@ -8,6 +8,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
+namespace shutter {
+class RateLimiter;
+}
+
 // Small POSIX file helpers with crash-safety in mind. All functions are
 // thread-safe (they share no state) and return errno-derived statuses whose
 // message names the path; ENOSPC maps to RESOURCE_EXHAUSTED.
@@ -66,8 +70,10 @@ struct CopyResult {
   uint64_t size_bytes = 0;
   std::string sha256;
 };
+// If `limiter` is set, every chunk written is first granted by it.
 absl::StatusOr<CopyResult> CopyFileSynced(const std::string& src,
-                                          const std::string& dst);
+                                          const std::string& dst,
+                                          RateLimiter* limiter = nullptr);
 
 }  // namespace shutter::fs
 

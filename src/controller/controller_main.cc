@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
       {absl::Milliseconds(opts->node_dead_after_ms)}, Clock::Real());
   controller::GrpcNodeTransport transport;
   auto coordinator = controller::SnapshotCoordinator::Create(
-      {absl::Milliseconds(opts->rpc_timeout_ms), opts->dispatch_threads},
+      {absl::Milliseconds(opts->rpc_timeout_ms), opts->dispatch_threads,
+       opts->max_in_flight_total},
       &registry, store->get(), repo->get(), &transport, Clock::Real());
   if (!coordinator.ok()) return Fail(coordinator.status(), 1);
 

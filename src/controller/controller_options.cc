@@ -31,6 +31,10 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "Deadline of one CreateCheckpoint call")
       ->capture_default_str()
       ->check(CLI::Range(100, 86400000));
+  app.add_option("--max-in-flight-total", o.max_in_flight_total,
+                 "Cluster-wide cap on checkpoints in flight (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   app.add_option("--dispatch-threads", o.dispatch_threads,
                  "Threads that dispatch tasks")
       ->capture_default_str()

@@ -24,6 +24,9 @@ struct ControllerOptions {
   int heartbeat_interval_ms = 1000;
   // Deadline of one CreateCheckpoint call (100..86400000 ms).
   int rpc_timeout_ms = 600000;
+  // Checkpoints in flight over the whole cluster; 0 = only per-node limits.
+  // 1 makes a serial controller (used by the benchmark for comparison).
+  int max_in_flight_total = 0;
   // Threads that dispatch tasks (1..64).
   int dispatch_threads = 2;
   // If set, the bound port is written here once serving.

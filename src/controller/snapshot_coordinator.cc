@@ -50,8 +50,13 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
       transport_(transport),
       clock_(clock),
       ids_(clock),
-      dispatcher_(scheduler::KeyedDispatcher::Options{
-          options.dispatch_threads, /*default_limit=*/1, /*global_limit=*/0}) {}
+      scheduler_([&] {
+        scheduler::Scheduler::Options o;
+        o.num_workers = options.dispatch_threads;
+        o.default_limit = 1;  // until the node's heartbeat says more
+        o.global_limit = options.max_in_flight_total;
+        return o;
+      }()) {}
 
 SnapshotCoordinator::~SnapshotCoordinator() { Shutdown(); }
 
@@ -153,11 +158,13 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
   }
   spdlog::info("snapshot {} created: {} partitions, label \"{}\"", snapshot_id,
                ids.size(), request.label());
+  const uint64_t job_id = next_job_.fetch_add(1);
   for (auto& [id, leader] : leaders) {
     auto cap = registry_->Capacity(leader.node_id);
-    if (cap.ok()) dispatcher_.SetLimit(leader.node_id, static_cast<int>(*cap));
-    dispatcher_.Submit(
-        leader.node_id, static_cast<int64_t>(leader.approximate_size_bytes),
+    if (cap.ok()) scheduler_.SetLimit(leader.node_id, static_cast<int>(*cap));
+    scheduler_.Submit(
+        {leader.node_id, job_id,
+         static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
         [this, snapshot_id, id = id](scheduler::SlotToken token) {
           StartTask(snapshot_id, id, std::move(token));
         });
@@ -388,12 +395,12 @@ std::vector<shutter::v1::SnapshotSummary> SnapshotCoordinator::ListSnapshots(
 
 void SnapshotCoordinator::SetNodeCapacity(const std::string& node_id,
                                           uint32_t capacity) {
-  dispatcher_.SetLimit(node_id, static_cast<int>(capacity));
+  scheduler_.SetLimit(node_id, static_cast<int>(capacity));
 }
 
-std::map<std::string, scheduler::KeyedDispatcher::KeyStats>
+std::map<std::string, scheduler::Scheduler::KeyStats>
 SnapshotCoordinator::NodeStats() const {
-  return dispatcher_.GetAllStats();
+  return scheduler_.GetStats().keys;
 }
 
 void SnapshotCoordinator::Shutdown() {
@@ -401,7 +408,7 @@ void SnapshotCoordinator::Shutdown() {
     absl::MutexLock l(&mu_);
     stopping_ = true;
   }
-  dispatcher_.Shutdown();
+  scheduler_.Shutdown();
 }
 
 }  // namespace shutter::controller

@@ -1,6 +1,7 @@
 #ifndef SHUTTER_CONTROLLER_SNAPSHOT_COORDINATOR_H_
 #define SHUTTER_CONTROLLER_SNAPSHOT_COORDINATOR_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -15,7 +16,7 @@
 #include "controller/job_store.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
-#include "scheduler/keyed_dispatcher.h"
+#include "scheduler/scheduler.h"
 #include "shutter/v1/admin.pb.h"
 #include "snapshot/repository.h"
 
@@ -41,6 +42,9 @@ class SnapshotCoordinator {
     absl::Duration rpc_timeout = absl::Minutes(10);
     // Threads that start tasks (task bodies only start an RPC).
     int dispatch_threads = 2;
+    // Checkpoints in flight over the whole cluster; 0 = no cap beyond the
+    // per-node limits. 1 gives a serial controller (for comparison).
+    int max_in_flight_total = 0;
   };
 
   static absl::StatusOr<std::unique_ptr<SnapshotCoordinator>> Create(
@@ -69,7 +73,7 @@ class SnapshotCoordinator {
   void SetNodeCapacity(const std::string& node_id, uint32_t capacity);
 
   // Per node: tasks in flight now and the most ever in flight at once.
-  std::map<std::string, scheduler::KeyedDispatcher::KeyStats> NodeStats() const;
+  std::map<std::string, scheduler::Scheduler::KeyStats> NodeStats() const;
 
   // Stops dispatching. Jobs still running stay RUNNING in the store;
   // results arriving afterwards are recorded only if successful.
@@ -106,7 +110,8 @@ class SnapshotCoordinator {
   NodeTransport* const transport_;
   Clock* const clock_;
   SnapshotIdGenerator ids_;
-  scheduler::KeyedDispatcher dispatcher_;
+  scheduler::Scheduler scheduler_;
+  std::atomic<uint64_t> next_job_{1};  // scheduler job ids
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -24,9 +24,14 @@ CheckpointTaker::CheckpointTaker(const Options& options, NodeHost* host,
       host_(host),
       repo_(repo),
       clock_(clock),
-      dispatcher_(scheduler::KeyedDispatcher::Options{
-          /*num_threads=*/options.capacity, /*default_limit=*/options.capacity,
-          /*global_limit=*/0}) {}
+      scheduler_([&] {
+        scheduler::Scheduler::Options o;
+        // One key, limited to the capacity; bodies block (RocksDB
+        // checkpoint and copy), so one worker per slot.
+        o.num_workers = options.capacity;
+        o.default_limit = options.capacity;
+        return o;
+      }()) {}
 
 CheckpointTaker::~CheckpointTaker() { Shutdown(); }
 
@@ -45,7 +50,7 @@ absl::StatusOr<std::unique_ptr<CheckpointTaker>> CheckpointTaker::Create(
       new CheckpointTaker(options, host, repo, clock));
 }
 
-void CheckpointTaker::Shutdown() { dispatcher_.Shutdown(); }
+void CheckpointTaker::Shutdown() { scheduler_.Shutdown(); }
 
 absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
   if (!IsSafePathComponent(req.snapshot_id())) {
@@ -108,8 +113,8 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
     }
   };
   std::unique_ptr<Guard> guard(new Guard{this, key, std::move(done)});
-  bool queued = dispatcher_.Submit(
-      kDispatchKey, 0,
+  uint64_t queued = scheduler_.Submit(
+      {kDispatchKey, /*job=*/0, /*weight=*/0, nullptr},
       [this, request,
        guard = std::move(guard)](scheduler::SlotToken token) mutable {
         absl::StatusOr<CreateCheckpointResponse> r = Run(request);

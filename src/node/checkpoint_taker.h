@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "node/node_host.h"
-#include "scheduler/keyed_dispatcher.h"
+#include "scheduler/scheduler.h"
 #include "shutter/v1/node.pb.h"
 #include "snapshot/repository.h"
 
@@ -91,7 +91,7 @@ class CheckpointTaker {
   NodeHost* const host_;
   snapshot::Repository* const repo_;
   Clock* const clock_;
-  scheduler::KeyedDispatcher dispatcher_;
+  scheduler::Scheduler scheduler_;
 
   mutable absl::Mutex mu_;
   std::set<std::pair<std::string, uint32_t>> active_ ABSL_GUARDED_BY(mu_);

@@ -36,7 +36,10 @@ int main(int argc, char** argv) {
     return Fail(s, 2);
   }
 
-  auto repo = snapshot::OpenRepository(opts->repository);
+  snapshot::RepositoryOptions repo_opts;
+  repo_opts.publish_bytes_per_second =
+      static_cast<uint64_t>(opts->publish_bandwidth_mibps * 1048576.0);
+  auto repo = snapshot::OpenRepository(opts->repository, repo_opts);
   if (!repo.ok()) return Fail(repo.status(), 2);
   auto host = node::NodeHost::Open(
       {opts->data_dir + "", opts->partitions, opts->leader_for});

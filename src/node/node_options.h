@@ -32,6 +32,10 @@ struct NodeOptions {
   std::set<uint32_t> leader_for;
   // Checkpoints taken at once (1..64).
   int checkpoint_capacity = 2;
+  // Publish bandwidth cap of this node in MiB/s, shared by all its
+  // concurrent checkpoints; 0 = unthrottled. Models a remote repository's
+  // per-node bandwidth and keeps snapshot I/O off foreground traffic.
+  double publish_bandwidth_mibps = 0;
   // Heartbeat period in milliseconds (10..60000).
   int heartbeat_interval_ms = 1000;
   // If set, the bound port is written here once serving.

@@ -54,8 +54,15 @@ std::string Repository::ClusterManifestPath(const std::string& snapshot_id) {
   return absl::StrCat("snapshots/", snapshot_id, "/CLUSTER_MANIFEST.json");
 }
 
+FsRepository::FsRepository(std::string root, const RepositoryOptions& options)
+    : root_(std::move(root)) {
+  if (options.publish_bytes_per_second > 0) {
+    limiter_ = std::make_unique<RateLimiter>(options.publish_bytes_per_second);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<FsRepository>> FsRepository::Open(
-    const std::string& root) {
+    const std::string& root, const RepositoryOptions& options) {
   if (root.empty()) {
     return absl::InvalidArgumentError("repository path is empty");
   }
@@ -64,7 +71,7 @@ absl::StatusOr<std::unique_ptr<FsRepository>> FsRepository::Open(
   std::string abs = std::filesystem::absolute(root, ec).lexically_normal();
   if (ec) abs = root;
   if (abs.size() > 1 && abs.back() == '/') abs.pop_back();
-  return std::unique_ptr<FsRepository>(new FsRepository(abs));
+  return std::unique_ptr<FsRepository>(new FsRepository(abs, options));
 }
 
 absl::StatusOr<PartitionManifest> FsRepository::PublishPartition(
@@ -107,7 +114,8 @@ absl::StatusOr<PartitionManifest> FsRepository::PublishPartition(
       }
       ASSIGN_OR_RETURN(
           fs::CopyResult r,
-          fs::CopyFileSynced(local_dir + "/" + name, tmp_dir + "/" + name));
+          fs::CopyFileSynced(local_dir + "/" + name, tmp_dir + "/" + name,
+                             limiter_.get()));
       auto* f = m.add_files();
       f->set_name(name);
       f->set_size_bytes(r.size_bytes);
@@ -209,7 +217,7 @@ absl::StatusOr<ClusterManifest> FsRepository::ReadClusterManifest(
 }
 
 absl::StatusOr<std::unique_ptr<Repository>> OpenRepository(
-    const std::string& uri) {
+    const std::string& uri, const RepositoryOptions& options) {
   std::string path = uri;
   if (absl::StartsWith(uri, "file://")) {
     path = uri.substr(7);
@@ -222,7 +230,7 @@ absl::StatusOr<std::unique_ptr<Repository>> OpenRepository(
         "repository URI \"", uri,
         "\": unsupported scheme (only a path or file:// for now)"));
   }
-  ASSIGN_OR_RETURN(auto repo, FsRepository::Open(path));
+  ASSIGN_OR_RETURN(auto repo, FsRepository::Open(path, options));
   return std::unique_ptr<Repository>(std::move(repo));
 }
 

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "common/rate_limiter.h"
 #include "snapshot/repository.h"
 
 namespace shutter::snapshot {
@@ -18,7 +19,7 @@ class FsRepository : public Repository {
  public:
   // `root` is created if missing.
   static absl::StatusOr<std::unique_ptr<FsRepository>> Open(
-      const std::string& root);
+      const std::string& root, const RepositoryOptions& options = {});
 
   absl::StatusOr<shutter::v1::PartitionManifest> PublishPartition(
       const shutter::v1::PartitionManifest& header,
@@ -37,8 +38,9 @@ class FsRepository : public Repository {
   std::string Abs(const std::string& rel) const { return root_ + "/" + rel; }
 
  private:
-  explicit FsRepository(std::string root) : root_(std::move(root)) {}
+  FsRepository(std::string root, const RepositoryOptions& options);
   const std::string root_;
+  std::unique_ptr<RateLimiter> limiter_;  // null: unthrottled
 };
 
 }  // namespace shutter::snapshot

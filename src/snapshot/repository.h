@@ -66,10 +66,18 @@ class Repository {
   virtual std::string Describe() const = 0;
 };
 
+struct RepositoryOptions {
+  // If > 0, publishing through this repository object is throttled to this
+  // many bytes per second in total (all concurrent publishes share it).
+  // Models a remote object store's per-node bandwidth; also keeps snapshot
+  // I/O from starving foreground traffic.
+  uint64_t publish_bytes_per_second = 0;
+};
+
 // Opens the repository at `uri`: a directory path or "file:///path". The
 // directory is created if missing. INVALID_ARGUMENT for other schemes.
 absl::StatusOr<std::unique_ptr<Repository>> OpenRepository(
-    const std::string& uri);
+    const std::string& uri, const RepositoryOptions& options = {});
 
 }  // namespace shutter::snapshot
 

@@ -98,7 +98,7 @@ class SnapshotCoordinatorTest : public ::testing::Test {
   }
 
   void StartCoordinator() {
-    auto c = SnapshotCoordinator::Create({absl::Seconds(30), 2}, &registry_,
+    auto c = SnapshotCoordinator::Create({absl::Seconds(30), 2, 0}, &registry_,
                                          store_.get(), repo_.get(), &transport_,
                                          &clock_);
     ASSERT_OK(c);

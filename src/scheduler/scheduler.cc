@@ -1,0 +1,498 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace shutter::scheduler {
+
+// A task from submission to completion. Owned by its key's queue, then by
+// a worker deque, then by the SlotToken handed to its body.
+struct Task {
+  uint64_t id = 0;
+  std::string key;
+  uint64_t job = 0;
+  int64_t weight = 0;
+  TaskFn fn;
+  std::function<void(bool)> on_cancel;
+  absl::Time enqueued;
+};
+
+namespace {
+constexpr size_t kShards = 64;
+// Queue order within a (key, job): larger weight first, then older first.
+using Order = std::pair<int64_t, uint64_t>;  // (-weight, id)
+using JobQueue = std::map<Order, std::unique_ptr<Task>>;
+
+thread_local Scheduler* tls_scheduler = nullptr;
+thread_local int tls_worker = -1;
+
+const std::string& EmptyString() {
+  static const std::string* s = new std::string;
+  return *s;
+}
+}  // namespace
+
+struct Scheduler::KeyState {
+  int limit = -1;  // -1: options_.default_limit
+  int in_flight = 0;
+  int peak_in_flight = 0;
+  uint64_t completed = 0;
+  absl::Duration queued_time;
+  bool waiting_global = false;
+  size_t queued = 0;
+  std::map<uint64_t, JobQueue> jobs;  // job id -> its queued tasks
+  uint64_t last_job = 0;              // round-robin cursor
+  absl::flat_hash_map<uint64_t, std::pair<uint64_t, Order>> index;  // queued
+  absl::flat_hash_map<uint64_t, Task*> running;  // admitted, not completed
+};
+
+struct Scheduler::Shard {
+  std::mutex mu;
+  absl::flat_hash_map<std::string, KeyState> keys;
+  absl::flat_hash_set<uint64_t> cancelled_jobs;
+};
+
+struct Scheduler::Worker {
+  std::mutex mu;
+  std::deque<std::unique_ptr<Task>> deque;
+};
+
+// ---- SlotToken ----
+
+SlotToken::SlotToken() = default;
+SlotToken::SlotToken(Scheduler* owner, std::unique_ptr<Task> task)
+    : owner_(owner), task_(std::move(task)) {}
+SlotToken::SlotToken(SlotToken&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)),
+      task_(std::move(other.task_)) {}
+SlotToken& SlotToken::operator=(SlotToken&& other) noexcept {
+  if (this != &other) {
+    Release();
+    owner_ = std::exchange(other.owner_, nullptr);
+    task_ = std::move(other.task_);
+  }
+  return *this;
+}
+SlotToken::~SlotToken() { Release(); }
+
+void SlotToken::Release() {
+  if (task_ == nullptr) return;
+  Scheduler* owner = std::exchange(owner_, nullptr);
+  owner->Release(std::move(task_));
+}
+
+const std::string& SlotToken::key() const {
+  return task_ ? task_->key : EmptyString();
+}
+uint64_t SlotToken::job() const { return task_ ? task_->job : 0; }
+uint64_t SlotToken::task_id() const { return task_ ? task_->id : 0; }
+
+// ---- Scheduler ----
+
+Scheduler::Scheduler(Options options)
+    : options_(std::move(options)), shards_(new Shard[kShards]) {
+  int n = std::max(1, options_.num_workers);
+  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+  for (int i = 0; i < n; ++i)
+    threads_.emplace_back([this, i] { WorkerLoop(i); });
+}
+
+Scheduler::~Scheduler() { Shutdown(); }
+
+absl::Time Scheduler::Now() const {
+  return options_.now ? options_.now() : absl::Now();
+}
+
+Scheduler::Shard& Scheduler::ShardFor(absl::string_view key) const {
+  return shards_[absl::Hash<absl::string_view>()(key) % kShards];
+}
+
+void Scheduler::Enqueue(std::unique_ptr<Task> task, KeyState& ks) {
+  Order order{-task->weight, task->id};
+  ks.index[task->id] = {task->job, order};
+  ks.jobs[task->job].emplace(order, std::move(task));
+  ++ks.queued;
+}
+
+bool Scheduler::TryTakeGlobalLocked(const std::string& key, KeyState& ks) {
+  if (options_.global_limit <= 0) return true;
+  std::lock_guard<std::mutex> g(global_mu_);
+  if (global_in_flight_ < options_.global_limit) {
+    ++global_in_flight_;
+    return true;
+  }
+  if (!ks.waiting_global) {
+    ks.waiting_global = true;
+    global_waiters_.push_back(key);
+  }
+  return false;
+}
+
+void Scheduler::AdmitLocked(const std::string& key, KeyState& ks, Shard& shard,
+                            std::vector<std::unique_ptr<Task>>* ready) {
+  if (stopping_.load()) return;
+  const int limit = ks.limit < 0 ? options_.default_limit : ks.limit;
+  absl::Time now;
+  bool have_now = false;
+  while (ks.queued > 0 && ks.in_flight < limit &&
+         TryTakeGlobalLocked(key, ks)) {
+    // Round-robin over the jobs queued on this key.
+    auto jit = ks.jobs.upper_bound(ks.last_job);
+    if (jit == ks.jobs.end()) jit = ks.jobs.begin();
+    JobQueue& q = jit->second;
+    std::unique_ptr<Task> t = std::move(q.begin()->second);
+    q.erase(q.begin());
+    ks.last_job = jit->first;
+    if (q.empty()) ks.jobs.erase(jit);
+    ks.index.erase(t->id);
+    --ks.queued;
+    ++ks.in_flight;
+    ks.peak_in_flight = std::max(ks.peak_in_flight, ks.in_flight);
+    if (!have_now) {
+      now = Now();
+      have_now = true;
+    }
+    ks.queued_time += now - t->enqueued;
+    ks.running[t->id] = t.get();
+    pending_pushes_.fetch_add(1);
+    ready->push_back(std::move(t));
+  }
+}
+
+void Scheduler::AdmitGlobalWaiters(std::vector<std::unique_ptr<Task>>* ready) {
+  if (options_.global_limit <= 0) return;
+  for (;;) {
+    std::string key;
+    {
+      std::lock_guard<std::mutex> g(global_mu_);
+      if (global_in_flight_ >= options_.global_limit ||
+          global_waiters_.empty()) {
+        return;
+      }
+      key = std::move(global_waiters_.front());
+      global_waiters_.pop_front();
+    }
+    Shard& shard = ShardFor(key);
+    std::lock_guard<std::mutex> l(shard.mu);
+    KeyState& ks = shard.keys[key];
+    ks.waiting_global = false;
+    AdmitLocked(key, ks, shard, ready);
+  }
+}
+
+void Scheduler::PushReady(std::vector<std::unique_ptr<Task>> ready) {
+  if (ready.empty()) return;
+  const size_t n = workers_.size();
+  size_t target = (tls_scheduler == this && tls_worker >= 0)
+                      ? static_cast<size_t>(tls_worker)
+                      : next_push_.fetch_add(1) % n;
+  const int64_t count = static_cast<int64_t>(ready.size());
+  {
+    Worker& w = *workers_[target];
+    std::lock_guard<std::mutex> l(w.mu);
+    for (auto& t : ready) w.deque.push_back(std::move(t));
+  }
+  ready_count_.fetch_add(count);
+  pending_pushes_.fetch_sub(count);
+  if (sleepers_.load() > 0) {
+    std::lock_guard<std::mutex> l(idle_mu_);
+    if (count > 1) {
+      idle_cv_.notify_all();
+    } else {
+      idle_cv_.notify_one();
+    }
+  }
+}
+
+uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
+  auto t = std::make_unique<Task>();
+  t->id = next_id_.fetch_add(1);
+  t->key = std::move(options.key);
+  t->job = options.job;
+  t->weight = options.weight;
+  t->fn = std::move(fn);
+  t->on_cancel = std::move(options.on_cancel);
+  t->enqueued = Now();
+  const uint64_t id = t->id;
+  submitted_.fetch_add(1);
+  std::vector<std::unique_ptr<Task>> ready;
+  Shard& shard = ShardFor(t->key);
+  {
+    std::lock_guard<std::mutex> l(shard.mu);
+    if (!stopping_.load() && !shard.cancelled_jobs.contains(t->job)) {
+      std::string key = t->key;
+      KeyState& ks = shard.keys[key];
+      Enqueue(std::move(t), ks);
+      AdmitLocked(key, ks, shard, &ready);
+    }
+  }
+  if (t != nullptr) {  // refused: drop it
+    dropped_.fetch_add(1);
+    if (t->on_cancel) t->on_cancel(false);
+    return 0;
+  }
+  PushReady(std::move(ready));
+  return id;
+}
+
+void Scheduler::SetLimit(absl::string_view key, int limit) {
+  std::vector<std::unique_ptr<Task>> ready;
+  Shard& shard = ShardFor(key);
+  {
+    std::lock_guard<std::mutex> l(shard.mu);
+    std::string k(key);
+    KeyState& ks = shard.keys[k];
+    ks.limit = std::max(0, limit);
+    AdmitLocked(k, ks, shard, &ready);
+  }
+  PushReady(std::move(ready));
+}
+
+absl::Status Scheduler::Rekey(uint64_t task_id, const std::string& from_key,
+                              const std::string& to_key) {
+  Shard& from = ShardFor(from_key);
+  Shard& to = ShardFor(to_key);
+  std::vector<std::unique_ptr<Task>> ready;
+  std::unique_ptr<Task> dropped;
+  {
+    std::unique_lock<std::mutex> l1(from.mu, std::defer_lock);
+    std::unique_lock<std::mutex> l2(to.mu, std::defer_lock);
+    if (&from == &to) {
+      l1.lock();
+    } else {
+      std::lock(l1, l2);
+    }
+    auto kit = from.keys.find(from_key);
+    if (kit == from.keys.end() || !kit->second.index.contains(task_id)) {
+      return absl::NotFoundError(absl::StrCat(
+          "task ", task_id, " is not queued under key ", from_key));
+    }
+    KeyState& src = kit->second;
+    auto [job, order] = src.index[task_id];
+    src.index.erase(task_id);
+    auto jit = src.jobs.find(job);
+    auto node = jit->second.extract(order);
+    if (jit->second.empty()) src.jobs.erase(jit);
+    --src.queued;
+    std::unique_ptr<Task> t = std::move(node.mapped());
+    t->key = to_key;
+    t->enqueued = Now();
+    if (to.cancelled_jobs.contains(job) || stopping_.load()) {
+      dropped = std::move(t);
+    } else {
+      KeyState& dst = to.keys[to_key];
+      Enqueue(std::move(t), dst);
+      AdmitLocked(to_key, dst, to, &ready);
+    }
+  }
+  if (dropped) {
+    dropped_.fetch_add(1);
+    if (dropped->on_cancel) dropped->on_cancel(false);
+  }
+  PushReady(std::move(ready));
+  return absl::OkStatus();
+}
+
+size_t Scheduler::CancelJob(uint64_t job) {
+  std::vector<std::unique_ptr<Task>> dropped;
+  std::vector<std::function<void(bool)>> running;
+  for (size_t i = 0; i < kShards; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> l(shard.mu);
+    shard.cancelled_jobs.insert(job);
+    for (auto& [key, ks] : shard.keys) {
+      auto jit = ks.jobs.find(job);
+      if (jit != ks.jobs.end()) {
+        for (auto& [order, t] : jit->second) {
+          ks.index.erase(t->id);
+          --ks.queued;
+          dropped.push_back(std::move(t));
+        }
+        ks.jobs.erase(jit);
+      }
+      for (auto& [id, t] : ks.running) {
+        if (t->job == job && t->on_cancel) running.push_back(t->on_cancel);
+      }
+    }
+  }
+  dropped_.fetch_add(dropped.size());
+  for (auto& t : dropped) {
+    if (t->on_cancel) t->on_cancel(false);
+  }
+  for (auto& cb : running) cb(true);
+  return dropped.size();
+}
+
+void Scheduler::Release(std::unique_ptr<Task> task) {
+  if (options_.global_limit > 0) {
+    std::lock_guard<std::mutex> g(global_mu_);
+    --global_in_flight_;
+  }
+  std::vector<std::unique_ptr<Task>> ready;
+  Shard& shard = ShardFor(task->key);
+  {
+    std::lock_guard<std::mutex> l(shard.mu);
+    KeyState& ks = shard.keys[task->key];
+    --ks.in_flight;
+    ++ks.completed;
+    ks.running.erase(task->id);
+    AdmitLocked(task->key, ks, shard, &ready);
+  }
+  AdmitGlobalWaiters(&ready);
+  PushReady(std::move(ready));
+  task.reset();  // its captures may be heavy; destroyed outside any lock
+}
+
+std::unique_ptr<Task> Scheduler::TakeWork(int self) {
+  {
+    Worker& w = *workers_[self];
+    std::lock_guard<std::mutex> l(w.mu);
+    if (!w.deque.empty()) {
+      auto t = std::move(w.deque.front());
+      w.deque.pop_front();
+      ready_count_.fetch_sub(1);
+      return t;
+    }
+  }
+  const int n = static_cast<int>(workers_.size());
+  for (int i = 1; i < n; ++i) {
+    Worker& v = *workers_[(self + i) % n];
+    std::lock_guard<std::mutex> l(v.mu);
+    if (!v.deque.empty()) {
+      auto t = std::move(v.deque.back());
+      v.deque.pop_back();
+      ready_count_.fetch_sub(1);
+      steals_.fetch_add(1);
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+void Scheduler::WorkerLoop(int self) {
+  tls_scheduler = this;
+  tls_worker = self;
+  for (;;) {
+    std::unique_ptr<Task> t = TakeWork(self);
+    if (t != nullptr) {
+      executed_.fetch_add(1);
+      TaskFn fn = std::move(t->fn);
+      std::move(fn)(SlotToken(this, std::move(t)));
+      continue;
+    }
+    std::unique_lock<std::mutex> l(idle_mu_);
+    sleepers_.fetch_add(1);
+    idle_cv_.wait(
+        l, [this] { return ready_count_.load() > 0 || stopping_.load(); });
+    sleepers_.fetch_sub(1);
+    if (stopping_.load() && ready_count_.load() <= 0) return;
+  }
+}
+
+void Scheduler::Shutdown() {
+  std::lock_guard<std::mutex> serial(shutdown_mu_);
+  if (threads_.empty()) return;
+  stopping_.store(true);
+  // 1. Queued tasks are dropped; in-flight ones are told to cancel.
+  std::vector<std::unique_ptr<Task>> dropped;
+  std::vector<std::function<void(bool)>> running;
+  for (size_t i = 0; i < kShards; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> l(shard.mu);
+    for (auto& [key, ks] : shard.keys) {
+      for (auto& [job, q] : ks.jobs) {
+        for (auto& [order, t] : q) dropped.push_back(std::move(t));
+      }
+      ks.jobs.clear();
+      ks.index.clear();
+      ks.queued = 0;
+    }
+  }
+  // 2. Admitted tasks no worker has started yet are dropped too, giving
+  //    back their slots. No admission happens once stopping_ is set; wait
+  //    for those admitted just before it to reach a deque.
+  while (pending_pushes_.load() > 0) std::this_thread::yield();
+  std::vector<std::unique_ptr<Task>> unstarted;
+  for (auto& w : workers_) {
+    std::lock_guard<std::mutex> l(w->mu);
+    for (auto& t : w->deque) unstarted.push_back(std::move(t));
+    ready_count_.fetch_sub(static_cast<int64_t>(w->deque.size()));
+    w->deque.clear();
+  }
+  for (auto& t : unstarted) {
+    if (options_.global_limit > 0) {
+      std::lock_guard<std::mutex> g(global_mu_);
+      --global_in_flight_;
+    }
+    Shard& shard = ShardFor(t->key);
+    std::lock_guard<std::mutex> l(shard.mu);
+    KeyState& ks = shard.keys[t->key];
+    --ks.in_flight;
+    ks.running.erase(t->id);
+    dropped.push_back(std::move(t));
+  }
+  for (size_t i = 0; i < kShards; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> l(shard.mu);
+    for (auto& [key, ks] : shard.keys) {
+      for (auto& [id, t] : ks.running) {
+        if (t->on_cancel) running.push_back(t->on_cancel);
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(idle_mu_);
+    idle_cv_.notify_all();
+  }
+  for (auto& th : threads_) th.join();
+  threads_.clear();
+  dropped_.fetch_add(dropped.size());
+  for (auto& t : dropped) {
+    if (t->on_cancel) t->on_cancel(false);
+  }
+  dropped.clear();
+  for (auto& cb : running) cb(true);
+}
+
+Scheduler::KeyStats Scheduler::GetKeyStats(absl::string_view key) const {
+  Shard& shard = ShardFor(key);
+  std::lock_guard<std::mutex> l(shard.mu);
+  KeyStats s;
+  auto it = shard.keys.find(key);
+  if (it == shard.keys.end()) {
+    s.limit = options_.default_limit;
+    return s;
+  }
+  const KeyState& ks = it->second;
+  s.limit = ks.limit < 0 ? options_.default_limit : ks.limit;
+  s.queued = static_cast<int>(ks.queued);
+  s.in_flight = ks.in_flight;
+  s.peak_in_flight = ks.peak_in_flight;
+  s.completed = ks.completed;
+  s.total_queued_time = ks.queued_time;
+  return s;
+}
+
+Scheduler::Stats Scheduler::GetStats() const {
+  Stats s;
+  s.submitted = submitted_.load();
+  s.executed = executed_.load();
+  s.dropped = dropped_.load();
+  s.steals = steals_.load();
+  for (size_t i = 0; i < kShards; ++i) {
+    Shard& shard = shards_[i];
+    std::vector<std::string> keys;
+    {
+      std::lock_guard<std::mutex> l(shard.mu);
+      for (const auto& [key, ks] : shard.keys) keys.push_back(key);
+    }
+    for (const auto& k : keys) s.keys[k] = GetKeyStats(k);
+  }
+  return s;
+}
+
+}  // namespace shutter::scheduler

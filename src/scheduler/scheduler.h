@@ -1,0 +1,219 @@
+#ifndef SHUTTER_SCHEDULER_SCHEDULER_H_
+#define SHUTTER_SCHEDULER_SCHEDULER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace shutter::scheduler {
+
+class Scheduler;
+struct Task;
+
+// A held concurrency slot of one key (node). Move-only. The slot is given
+// back exactly once: when the token is destroyed or Release()d, whichever
+// comes first, so no path (success, error, a dropped callback) can leak it.
+class SlotToken {
+ public:
+  SlotToken();
+  SlotToken(SlotToken&& other) noexcept;
+  SlotToken& operator=(SlotToken&& other) noexcept;
+  SlotToken(const SlotToken&) = delete;
+  SlotToken& operator=(const SlotToken&) = delete;
+  ~SlotToken();
+
+  // Gives the slot back now. Idempotent.
+  void Release();
+  bool held() const { return task_ != nullptr; }
+  // The key, job and id of the task holding the slot (empty/0 if !held()).
+  const std::string& key() const;
+  uint64_t job() const;
+  uint64_t task_id() const;
+
+ private:
+  friend class Scheduler;
+  SlotToken(Scheduler* owner, std::unique_ptr<Task> task);
+  Scheduler* owner_ = nullptr;
+  std::unique_ptr<Task> task_;
+};
+
+// What a task is, apart from its body.
+struct TaskOptions {
+  // Concurrency key: the node the task runs against.
+  std::string key;
+  // The job (cluster snapshot) it belongs to; jobs share a key's slots
+  // round-robin. Job ids must not be reused after CancelJob().
+  uint64_t job = 0;
+  // Estimated size; within a key and job, larger tasks start first.
+  int64_t weight = 0;
+  // Called at most once, on any thread, if the task's job is cancelled or
+  // the scheduler shuts down before the task completes: with false if the
+  // task had not started (its body will never run), with true if it is in
+  // flight (it should wind down and release its token). May run
+  // concurrently with the body or just after it completed.
+  std::function<void(bool running)> on_cancel;
+};
+
+// The body receives the slot token and keeps the slot until it releases
+// or destroys the token (possibly later, on another thread).
+using TaskFn = absl::AnyInvocable<void(SlotToken) &&>;
+
+// A work-stealing task scheduler with per-key concurrency limits.
+//
+// Admission: every key (node id) has a limit; a task is admitted (takes a
+// slot) only while its key has fewer tasks in flight than its limit, and
+// the global in-flight count is under the optional global limit. Admission
+// happens the moment a slot frees or a task arrives, under the key's shard
+// lock, so the scheduler is work-conserving: no key ever has a free slot
+// and an admissible queued task at the same time. A full key never delays
+// other keys. Within a key, jobs with queued tasks take turns
+// (round-robin); within a job, the largest weight goes first (LPT), ties
+// in submission order.
+//
+// Execution: admitted tasks go onto per-worker deques (the submitting
+// worker's own deque when a task body submits or releases, otherwise round
+// robin); a worker runs its own deque first (FIFO) and steals from the
+// back of another's when empty. Keys are spread over 64 shards, each with
+// its own mutex, so submissions for different nodes rarely meet on a lock.
+//
+// Mutexes are std::mutex rather than absl::Mutex on purpose: the
+// distribution's Abseil is not built with ThreadSanitizer, which would
+// then not see absl::Mutex's synchronization; pthread mutexes it does see.
+//
+// Thread-safe. The scheduler must outlive every SlotToken it hands out.
+class Scheduler {
+ public:
+  struct Options {
+    // Worker threads running task bodies. Bodies should be short (start an
+    // RPC, return); a body that blocks holds a worker.
+    int num_workers = 2;
+    // Limit for keys never given one with SetLimit().
+    int default_limit = 1;
+    // Cap on tasks in flight over all keys; 0 = none.
+    int global_limit = 0;
+    // Clock for queue-time statistics; null = absl::Now.
+    std::function<absl::Time()> now;
+  };
+
+  struct KeyStats {
+    int limit = 0;
+    int queued = 0;
+    int in_flight = 0;
+    int peak_in_flight = 0;
+    uint64_t completed = 0;
+    // Sum over admitted tasks of the time from submission (or re-key) to
+    // admission.
+    absl::Duration total_queued_time;
+  };
+
+  struct Stats {
+    uint64_t submitted = 0;
+    uint64_t executed = 0;  // bodies run
+    uint64_t dropped = 0;   // never ran: cancelled or shut down
+    uint64_t steals = 0;    // tasks a worker took from another's deque
+    std::map<std::string, KeyStats> keys;
+  };
+
+  explicit Scheduler(Options options);
+  // Calls Shutdown().
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a task and returns its id (> 0). After Shutdown(), or when its
+  // job was cancelled, the task is dropped at once (on_cancel(false)) and
+  // 0 is returned.
+  uint64_t Submit(TaskOptions options, TaskFn fn);
+
+  // Sets a key's limit (>= 0; 0 drains the key: nothing new starts). Takes
+  // effect at once: raising admits queued tasks; lowering lets in-flight
+  // tasks finish but admits nothing until the key is under the new limit.
+  void SetLimit(absl::string_view key, int limit);
+
+  // Moves a queued task from `from_key` to `to_key` (its partition's leader
+  // moved), keeping its job, weight and submission order. NOT_FOUND if the
+  // task is not queued under `from_key` (already started, unknown,
+  // cancelled).
+  absl::Status Rekey(uint64_t task_id, const std::string& from_key,
+                     const std::string& to_key);
+
+  // Drops every queued task of `job` (on_cancel(false)) and tells its
+  // in-flight tasks to cancel (on_cancel(true)). Later submissions and
+  // re-keys into the job are dropped too. Returns the number of queued
+  // tasks dropped.
+  size_t CancelJob(uint64_t job);
+
+  // Stops accepting tasks, drops queued and admitted-but-not-started tasks
+  // (on_cancel(false)), tells in-flight ones to cancel (on_cancel(true)),
+  // and joins the workers. Every submitted task has then either run exactly
+  // once or been dropped exactly once. Tokens may still be released after.
+  // Idempotent.
+  void Shutdown();
+
+  Stats GetStats() const;
+  KeyStats GetKeyStats(absl::string_view key) const;
+
+ private:
+  friend class SlotToken;
+  struct KeyState;
+  struct Shard;
+  struct Worker;
+
+  Shard& ShardFor(absl::string_view key) const;
+  // Admits as many queued tasks of `key` as its limit allows; appends them
+  // to *ready. Requires the shard's lock.
+  void AdmitLocked(const std::string& key, KeyState& ks, Shard& shard,
+                   std::vector<std::unique_ptr<Task>>* ready);
+  bool TryTakeGlobalLocked(const std::string& key, KeyState& ks);
+  void AdmitGlobalWaiters(std::vector<std::unique_ptr<Task>>* ready);
+  void Enqueue(std::unique_ptr<Task> task, KeyState& ks);
+  void PushReady(std::vector<std::unique_ptr<Task>> ready);
+  void Release(std::unique_ptr<Task> task);
+  std::unique_ptr<Task> TakeWork(int self);
+  void WorkerLoop(int self);
+  absl::Time Now() const;
+
+  const Options options_;
+  std::unique_ptr<Shard[]> shards_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> next_push_{0};
+  std::atomic<int64_t> ready_count_{0};
+  // Tasks admitted but not yet pushed to a deque (Shutdown waits for 0).
+  std::atomic<int64_t> pending_pushes_{0};
+  std::atomic<int> sleepers_{0};
+  std::mutex idle_mu_;
+  std::condition_variable idle_cv_;
+
+  std::atomic<uint64_t> submitted_{0}, executed_{0}, dropped_{0}, steals_{0};
+
+  // Global cap: in-flight count and keys waiting only for it. Lock order:
+  // a shard's mutex, then global_mu_.
+  std::mutex global_mu_;
+  int global_in_flight_ = 0;                // guarded by global_mu_
+  std::deque<std::string> global_waiters_;  // guarded by global_mu_
+
+  std::mutex shutdown_mu_;  // serializes Shutdown()
+};
+
+}  // namespace shutter::scheduler
+
+#endif  // SHUTTER_SCHEDULER_SCHEDULER_H_
