@@ -8,7 +8,7 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev librocksdb-dev libssl-dev
   libgtest-dev libgmock-dev
-  libcli11-dev libsystemd-dev
+  libcli11-dev libsystemd-dev libtbb-dev
 )
 
 missing=()

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "scheduler/spin_lock.h"
 
 namespace shutter::scheduler {
 
@@ -19,13 +21,24 @@ struct Task {
   TaskFn fn;
   std::function<void(bool)> on_cancel;
   absl::Time enqueued;
+  // Where the task's key lives (stable: keys are never erased and live in
+  // a node map), so completion does not hash the key again.
+  Scheduler::Shard* shard = nullptr;
+  Scheduler::KeyState* ks = nullptr;
 };
 
 namespace {
 constexpr size_t kShards = 64;
-// Queue order within a (key, job): larger weight first, then older first.
-using Order = std::pair<int64_t, uint64_t>;  // (-weight, id)
-using JobQueue = std::map<Order, std::unique_ptr<Task>>;
+
+// Max-heap order for a job's queue: larger weight first, then older.
+struct HeapLess {
+  bool operator()(const std::unique_ptr<Task>& a,
+                  const std::unique_ptr<Task>& b) const {
+    if (a->weight != b->weight) return a->weight < b->weight;
+    return a->id > b->id;
+  }
+};
+using JobQueue = std::vector<std::unique_ptr<Task>>;  // a heap by HeapLess
 
 thread_local Scheduler* tls_scheduler = nullptr;
 thread_local int tls_worker = -1;
@@ -46,18 +59,19 @@ struct Scheduler::KeyState {
   size_t queued = 0;
   std::map<uint64_t, JobQueue> jobs;  // job id -> its queued tasks
   uint64_t last_job = 0;              // round-robin cursor
-  absl::flat_hash_map<uint64_t, std::pair<uint64_t, Order>> index;  // queued
-  absl::flat_hash_map<uint64_t, Task*> running;  // admitted, not completed
+  // Admitted, not completed, with a cancel callback (CancelJob/Shutdown
+  // must reach them).
+  absl::flat_hash_map<uint64_t, Task*> running;
 };
 
 struct Scheduler::Shard {
-  std::mutex mu;
-  absl::flat_hash_map<std::string, KeyState> keys;
+  SpinLock mu;
+  absl::node_hash_map<std::string, KeyState> keys;
   absl::flat_hash_set<uint64_t> cancelled_jobs;
 };
 
 struct Scheduler::Worker {
-  std::mutex mu;
+  SpinLock mu;
   std::deque<std::unique_ptr<Task>> deque;
 };
 
@@ -97,8 +111,9 @@ Scheduler::Scheduler(Options options)
     : options_(std::move(options)), shards_(new Shard[kShards]) {
   int n = std::max(1, options_.num_workers);
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < n; ++i) {
     threads_.emplace_back([this, i] { WorkerLoop(i); });
+  }
 }
 
 Scheduler::~Scheduler() { Shutdown(); }
@@ -112,10 +127,24 @@ Scheduler::Shard& Scheduler::ShardFor(absl::string_view key) const {
 }
 
 void Scheduler::Enqueue(std::unique_ptr<Task> task, KeyState& ks) {
-  Order order{-task->weight, task->id};
-  ks.index[task->id] = {task->job, order};
-  ks.jobs[task->job].emplace(order, std::move(task));
+  JobQueue& q = ks.jobs[task->job];
+  q.push_back(std::move(task));
+  std::push_heap(q.begin(), q.end(), HeapLess());
   ++ks.queued;
+}
+
+std::unique_ptr<Task> Scheduler::PopNext(KeyState& ks) {
+  // Round-robin over the jobs queued on this key.
+  auto jit = ks.jobs.upper_bound(ks.last_job);
+  if (jit == ks.jobs.end()) jit = ks.jobs.begin();
+  JobQueue& q = jit->second;
+  std::pop_heap(q.begin(), q.end(), HeapLess());
+  std::unique_ptr<Task> t = std::move(q.back());
+  q.pop_back();
+  ks.last_job = jit->first;
+  if (q.empty()) ks.jobs.erase(jit);
+  --ks.queued;
+  return t;
 }
 
 bool Scheduler::TryTakeGlobalLocked(const std::string& key, KeyState& ks) {
@@ -132,38 +161,35 @@ bool Scheduler::TryTakeGlobalLocked(const std::string& key, KeyState& ks) {
   return false;
 }
 
+void Scheduler::AdmitOneLocked(KeyState& ks, Task* t) {
+  ++ks.in_flight;
+  ks.peak_in_flight = std::max(ks.peak_in_flight, ks.in_flight);
+  if (t->on_cancel) ks.running[t->id] = t;
+  // Counted as ready from admission on (before it reaches a deque), so
+  // workers never exit at shutdown while an admitted task is in transit.
+  ready_count_.fetch_add(1);
+}
+
 void Scheduler::AdmitLocked(const std::string& key, KeyState& ks, Shard& shard,
-                            std::vector<std::unique_ptr<Task>>* ready) {
-  if (stopping_.load()) return;
+                            ReadyList* ready) {
+  if (stopping_.load() || ks.queued == 0) return;
   const int limit = ks.limit < 0 ? options_.default_limit : ks.limit;
   absl::Time now;
   bool have_now = false;
   while (ks.queued > 0 && ks.in_flight < limit &&
          TryTakeGlobalLocked(key, ks)) {
-    // Round-robin over the jobs queued on this key.
-    auto jit = ks.jobs.upper_bound(ks.last_job);
-    if (jit == ks.jobs.end()) jit = ks.jobs.begin();
-    JobQueue& q = jit->second;
-    std::unique_ptr<Task> t = std::move(q.begin()->second);
-    q.erase(q.begin());
-    ks.last_job = jit->first;
-    if (q.empty()) ks.jobs.erase(jit);
-    ks.index.erase(t->id);
-    --ks.queued;
-    ++ks.in_flight;
-    ks.peak_in_flight = std::max(ks.peak_in_flight, ks.in_flight);
+    std::unique_ptr<Task> t = PopNext(ks);
     if (!have_now) {
       now = Now();
       have_now = true;
     }
     ks.queued_time += now - t->enqueued;
-    ks.running[t->id] = t.get();
-    pending_pushes_.fetch_add(1);
+    AdmitOneLocked(ks, t.get());
     ready->push_back(std::move(t));
   }
 }
 
-void Scheduler::AdmitGlobalWaiters(std::vector<std::unique_ptr<Task>>* ready) {
+void Scheduler::AdmitGlobalWaiters(ReadyList* ready) {
   if (options_.global_limit <= 0) return;
   for (;;) {
     std::string key;
@@ -177,27 +203,25 @@ void Scheduler::AdmitGlobalWaiters(std::vector<std::unique_ptr<Task>>* ready) {
       global_waiters_.pop_front();
     }
     Shard& shard = ShardFor(key);
-    std::lock_guard<std::mutex> l(shard.mu);
+    std::lock_guard<SpinLock> l(shard.mu);
     KeyState& ks = shard.keys[key];
     ks.waiting_global = false;
     AdmitLocked(key, ks, shard, ready);
   }
 }
 
-void Scheduler::PushReady(std::vector<std::unique_ptr<Task>> ready) {
+void Scheduler::PushReady(ReadyList ready) {
   if (ready.empty()) return;
   const size_t n = workers_.size();
   size_t target = (tls_scheduler == this && tls_worker >= 0)
                       ? static_cast<size_t>(tls_worker)
-                      : next_push_.fetch_add(1) % n;
+                      : next_push_.fetch_add(1, std::memory_order_relaxed) % n;
   const int64_t count = static_cast<int64_t>(ready.size());
   {
     Worker& w = *workers_[target];
-    std::lock_guard<std::mutex> l(w.mu);
+    std::lock_guard<SpinLock> l(w.mu);
     for (auto& t : ready) w.deque.push_back(std::move(t));
   }
-  ready_count_.fetch_add(count);
-  pending_pushes_.fetch_sub(count);
   if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> l(idle_mu_);
     if (count > 1) {
@@ -210,24 +234,34 @@ void Scheduler::PushReady(std::vector<std::unique_ptr<Task>> ready) {
 
 uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
   auto t = std::make_unique<Task>();
-  t->id = next_id_.fetch_add(1);
+  t->id = next_id_.fetch_add(1, std::memory_order_relaxed);
   t->key = std::move(options.key);
   t->job = options.job;
   t->weight = options.weight;
   t->fn = std::move(fn);
   t->on_cancel = std::move(options.on_cancel);
-  t->enqueued = Now();
   const uint64_t id = t->id;
-  submitted_.fetch_add(1);
-  std::vector<std::unique_ptr<Task>> ready;
+  submitted_.fetch_add(1, std::memory_order_relaxed);
+  ReadyList ready;
   Shard& shard = ShardFor(t->key);
   {
-    std::lock_guard<std::mutex> l(shard.mu);
+    std::lock_guard<SpinLock> l(shard.mu);
     if (!stopping_.load() && !shard.cancelled_jobs.contains(t->job)) {
-      std::string key = t->key;
-      KeyState& ks = shard.keys[key];
-      Enqueue(std::move(t), ks);
-      AdmitLocked(key, ks, shard, &ready);
+      KeyState& ks = shard.keys[t->key];
+      t->shard = &shard;
+      t->ks = &ks;
+      const int limit = ks.limit < 0 ? options_.default_limit : ks.limit;
+      if (ks.queued == 0 && ks.in_flight < limit &&
+          TryTakeGlobalLocked(t->key, ks)) {
+        // Fast path: a free slot and nobody queued for it.
+        AdmitOneLocked(ks, t.get());
+        ready.push_back(std::move(t));
+      } else {
+        t->enqueued = Now();
+        const Task* raw = t.get();
+        Enqueue(std::move(t), ks);
+        AdmitLocked(raw->key, ks, shard, &ready);
+      }
     }
   }
   if (t != nullptr) {  // refused: drop it
@@ -240,10 +274,10 @@ uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
 }
 
 void Scheduler::SetLimit(absl::string_view key, int limit) {
-  std::vector<std::unique_ptr<Task>> ready;
+  ReadyList ready;
   Shard& shard = ShardFor(key);
   {
-    std::lock_guard<std::mutex> l(shard.mu);
+    std::lock_guard<SpinLock> l(shard.mu);
     std::string k(key);
     KeyState& ks = shard.keys[k];
     ks.limit = std::max(0, limit);
@@ -256,35 +290,49 @@ absl::Status Scheduler::Rekey(uint64_t task_id, const std::string& from_key,
                               const std::string& to_key) {
   Shard& from = ShardFor(from_key);
   Shard& to = ShardFor(to_key);
-  std::vector<std::unique_ptr<Task>> ready;
+  ReadyList ready;
   std::unique_ptr<Task> dropped;
   {
-    std::unique_lock<std::mutex> l1(from.mu, std::defer_lock);
-    std::unique_lock<std::mutex> l2(to.mu, std::defer_lock);
+    std::unique_lock<SpinLock> l1(from.mu, std::defer_lock);
+    std::unique_lock<SpinLock> l2(to.mu, std::defer_lock);
     if (&from == &to) {
       l1.lock();
     } else {
       std::lock(l1, l2);
     }
     auto kit = from.keys.find(from_key);
-    if (kit == from.keys.end() || !kit->second.index.contains(task_id)) {
+    if (kit == from.keys.end()) {
+      return absl::NotFoundError(absl::StrCat("unknown key ", from_key));
+    }
+    KeyState& src = kit->second;
+    // Re-keying is rare (a leader moved): a scan of the key's queue is fine
+    // and keeps the hot path free of an index.
+    std::unique_ptr<Task> t;
+    for (auto jit = src.jobs.begin(); jit != src.jobs.end(); ++jit) {
+      JobQueue& q = jit->second;
+      auto it = std::find_if(q.begin(), q.end(),
+                             [&](const auto& p) { return p->id == task_id; });
+      if (it == q.end()) continue;
+      t = std::move(*it);
+      *it = std::move(q.back());
+      q.pop_back();
+      std::make_heap(q.begin(), q.end(), HeapLess());
+      if (q.empty()) src.jobs.erase(jit);
+      --src.queued;
+      break;
+    }
+    if (!t) {
       return absl::NotFoundError(absl::StrCat(
           "task ", task_id, " is not queued under key ", from_key));
     }
-    KeyState& src = kit->second;
-    auto [job, order] = src.index[task_id];
-    src.index.erase(task_id);
-    auto jit = src.jobs.find(job);
-    auto node = jit->second.extract(order);
-    if (jit->second.empty()) src.jobs.erase(jit);
-    --src.queued;
-    std::unique_ptr<Task> t = std::move(node.mapped());
     t->key = to_key;
     t->enqueued = Now();
-    if (to.cancelled_jobs.contains(job) || stopping_.load()) {
+    if (to.cancelled_jobs.contains(t->job) || stopping_.load()) {
       dropped = std::move(t);
     } else {
       KeyState& dst = to.keys[to_key];
+      t->shard = &to;
+      t->ks = &dst;
       Enqueue(std::move(t), dst);
       AdmitLocked(to_key, dst, to, &ready);
     }
@@ -302,20 +350,17 @@ size_t Scheduler::CancelJob(uint64_t job) {
   std::vector<std::function<void(bool)>> running;
   for (size_t i = 0; i < kShards; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> l(shard.mu);
+    std::lock_guard<SpinLock> l(shard.mu);
     shard.cancelled_jobs.insert(job);
     for (auto& [key, ks] : shard.keys) {
       auto jit = ks.jobs.find(job);
       if (jit != ks.jobs.end()) {
-        for (auto& [order, t] : jit->second) {
-          ks.index.erase(t->id);
-          --ks.queued;
-          dropped.push_back(std::move(t));
-        }
+        for (auto& t : jit->second) dropped.push_back(std::move(t));
+        ks.queued -= jit->second.size();
         ks.jobs.erase(jit);
       }
       for (auto& [id, t] : ks.running) {
-        if (t->job == job && t->on_cancel) running.push_back(t->on_cancel);
+        if (t->job == job) running.push_back(t->on_cancel);
       }
     }
   }
@@ -332,15 +377,14 @@ void Scheduler::Release(std::unique_ptr<Task> task) {
     std::lock_guard<std::mutex> g(global_mu_);
     --global_in_flight_;
   }
-  std::vector<std::unique_ptr<Task>> ready;
-  Shard& shard = ShardFor(task->key);
+  ReadyList ready;
   {
-    std::lock_guard<std::mutex> l(shard.mu);
-    KeyState& ks = shard.keys[task->key];
+    std::lock_guard<SpinLock> l(task->shard->mu);
+    KeyState& ks = *task->ks;
     --ks.in_flight;
     ++ks.completed;
-    ks.running.erase(task->id);
-    AdmitLocked(task->key, ks, shard, &ready);
+    if (task->on_cancel) ks.running.erase(task->id);
+    AdmitLocked(task->key, ks, *task->shard, &ready);
   }
   AdmitGlobalWaiters(&ready);
   PushReady(std::move(ready));
@@ -350,7 +394,7 @@ void Scheduler::Release(std::unique_ptr<Task> task) {
 std::unique_ptr<Task> Scheduler::TakeWork(int self) {
   {
     Worker& w = *workers_[self];
-    std::lock_guard<std::mutex> l(w.mu);
+    std::lock_guard<SpinLock> l(w.mu);
     if (!w.deque.empty()) {
       auto t = std::move(w.deque.front());
       w.deque.pop_front();
@@ -361,12 +405,12 @@ std::unique_ptr<Task> Scheduler::TakeWork(int self) {
   const int n = static_cast<int>(workers_.size());
   for (int i = 1; i < n; ++i) {
     Worker& v = *workers_[(self + i) % n];
-    std::lock_guard<std::mutex> l(v.mu);
+    std::lock_guard<SpinLock> l(v.mu);
     if (!v.deque.empty()) {
       auto t = std::move(v.deque.back());
       v.deque.pop_back();
       ready_count_.fetch_sub(1);
-      steals_.fetch_add(1);
+      steals_.fetch_add(1, std::memory_order_relaxed);
       return t;
     }
   }
@@ -376,14 +420,26 @@ std::unique_ptr<Task> Scheduler::TakeWork(int self) {
 void Scheduler::WorkerLoop(int self) {
   tls_scheduler = this;
   tls_worker = self;
+  // Before sleeping, an idle worker polls a little (yielding the CPU):
+  // tasks usually arrive in bursts, and a futex wake per task costs more
+  // than the task.
+  constexpr int kIdlePolls = 200;
+  int idle = 0;
   for (;;) {
-    std::unique_ptr<Task> t = TakeWork(self);
+    std::unique_ptr<Task> t =
+        (idle == 0 || ready_count_.load() > 0) ? TakeWork(self) : nullptr;
     if (t != nullptr) {
-      executed_.fetch_add(1);
+      idle = 0;
+      executed_.fetch_add(1, std::memory_order_relaxed);
       TaskFn fn = std::move(t->fn);
       std::move(fn)(SlotToken(this, std::move(t)));
       continue;
     }
+    if (++idle < kIdlePolls && !stopping_.load()) {
+      std::this_thread::yield();
+      continue;
+    }
+    idle = 0;
     std::unique_lock<std::mutex> l(idle_mu_);
     sleepers_.fetch_add(1);
     idle_cv_.wait(
@@ -397,28 +453,26 @@ void Scheduler::Shutdown() {
   std::lock_guard<std::mutex> serial(shutdown_mu_);
   if (threads_.empty()) return;
   stopping_.store(true);
-  // 1. Queued tasks are dropped; in-flight ones are told to cancel.
+  // 1. Queued tasks are dropped.
   std::vector<std::unique_ptr<Task>> dropped;
-  std::vector<std::function<void(bool)>> running;
   for (size_t i = 0; i < kShards; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> l(shard.mu);
+    std::lock_guard<SpinLock> l(shard.mu);
     for (auto& [key, ks] : shard.keys) {
       for (auto& [job, q] : ks.jobs) {
-        for (auto& [order, t] : q) dropped.push_back(std::move(t));
+        for (auto& t : q) dropped.push_back(std::move(t));
       }
       ks.jobs.clear();
-      ks.index.clear();
       ks.queued = 0;
     }
   }
   // 2. Admitted tasks no worker has started yet are dropped too, giving
-  //    back their slots. No admission happens once stopping_ is set; wait
-  //    for those admitted just before it to reach a deque.
-  while (pending_pushes_.load() > 0) std::this_thread::yield();
+  //    back their slots. No admission happens once stopping_ is set; a task
+  //    admitted just before and still in transit to a deque is counted in
+  //    ready_count_, so the workers stay to run it.
   std::vector<std::unique_ptr<Task>> unstarted;
   for (auto& w : workers_) {
-    std::lock_guard<std::mutex> l(w->mu);
+    std::lock_guard<SpinLock> l(w->mu);
     for (auto& t : w->deque) unstarted.push_back(std::move(t));
     ready_count_.fetch_sub(static_cast<int64_t>(w->deque.size()));
     w->deque.clear();
@@ -428,20 +482,18 @@ void Scheduler::Shutdown() {
       std::lock_guard<std::mutex> g(global_mu_);
       --global_in_flight_;
     }
-    Shard& shard = ShardFor(t->key);
-    std::lock_guard<std::mutex> l(shard.mu);
-    KeyState& ks = shard.keys[t->key];
-    --ks.in_flight;
-    ks.running.erase(t->id);
+    std::lock_guard<SpinLock> l(t->shard->mu);
+    --t->ks->in_flight;
+    t->ks->running.erase(t->id);
     dropped.push_back(std::move(t));
   }
+  // 3. In-flight tasks are told to cancel.
+  std::vector<std::function<void(bool)>> running;
   for (size_t i = 0; i < kShards; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> l(shard.mu);
+    std::lock_guard<SpinLock> l(shard.mu);
     for (auto& [key, ks] : shard.keys) {
-      for (auto& [id, t] : ks.running) {
-        if (t->on_cancel) running.push_back(t->on_cancel);
-      }
+      for (auto& [id, t] : ks.running) running.push_back(t->on_cancel);
     }
   }
   {
@@ -460,7 +512,7 @@ void Scheduler::Shutdown() {
 
 Scheduler::KeyStats Scheduler::GetKeyStats(absl::string_view key) const {
   Shard& shard = ShardFor(key);
-  std::lock_guard<std::mutex> l(shard.mu);
+  std::lock_guard<SpinLock> l(shard.mu);
   KeyStats s;
   auto it = shard.keys.find(key);
   if (it == shard.keys.end()) {
@@ -487,7 +539,7 @@ Scheduler::Stats Scheduler::GetStats() const {
     Shard& shard = shards_[i];
     std::vector<std::string> keys;
     {
-      std::lock_guard<std::mutex> l(shard.mu);
+      std::lock_guard<SpinLock> l(shard.mu);
       for (const auto& [key, ks] : shard.keys) keys.push_back(key);
     }
     for (const auto& k : keys) s.keys[k] = GetKeyStats(k);

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -170,19 +171,27 @@ class Scheduler {
 
  private:
   friend class SlotToken;
+  friend struct Task;
   struct KeyState;
   struct Shard;
   struct Worker;
+  // Tasks admitted under a lock, pushed to a deque after it is released.
+  using ReadyList = absl::InlinedVector<std::unique_ptr<Task>, 4>;
 
   Shard& ShardFor(absl::string_view key) const;
   // Admits as many queued tasks of `key` as its limit allows; appends them
   // to *ready. Requires the shard's lock.
   void AdmitLocked(const std::string& key, KeyState& ks, Shard& shard,
-                   std::vector<std::unique_ptr<Task>>* ready);
+                   ReadyList* ready);
+  // Counts `t` as in flight on its key. Requires the shard's lock.
+  void AdmitOneLocked(KeyState& ks, Task* t);
   bool TryTakeGlobalLocked(const std::string& key, KeyState& ks);
-  void AdmitGlobalWaiters(std::vector<std::unique_ptr<Task>>* ready);
+  void AdmitGlobalWaiters(ReadyList* ready);
   void Enqueue(std::unique_ptr<Task> task, KeyState& ks);
-  void PushReady(std::vector<std::unique_ptr<Task>> ready);
+  // Removes and returns the next task to admit from `ks` (round-robin over
+  // jobs, then largest weight). Requires ks.queued > 0 and the lock.
+  std::unique_ptr<Task> PopNext(KeyState& ks);
+  void PushReady(ReadyList ready);
   void Release(std::unique_ptr<Task> task);
   std::unique_ptr<Task> TakeWork(int self);
   void WorkerLoop(int self);
@@ -196,9 +205,9 @@ class Scheduler {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint64_t> next_push_{0};
+  // Admitted tasks not yet taken by a worker (including those on their way
+  // to a deque).
   std::atomic<int64_t> ready_count_{0};
-  // Tasks admitted but not yet pushed to a deque (Shutdown waits for 0).
-  std::atomic<int64_t> pending_pushes_{0};
   std::atomic<int> sleepers_{0};
   std::mutex idle_mu_;
   std::condition_variable idle_cv_;
