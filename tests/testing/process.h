@@ -12,9 +12,10 @@
 
 namespace shutter::testing {
 
-// A child process started with posix_spawn, stdout and stderr appended to
-// a log file. The destructor kills (SIGKILL) and reaps it if still running,
-// so a failing test never leaks processes.
+// A child process (fork + exec) with stdout and stderr appended to a log
+// file. The destructor kills (SIGKILL) and reaps it if still running, and
+// the child gets SIGKILL if the test process dies (PR_SET_PDEATHSIG), so a
+// failing or crashing test never leaks processes.
 class Subprocess {
  public:
   Subprocess() = default;
