@@ -159,16 +159,20 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
   spdlog::info("snapshot {} created: {} partitions, label \"{}\"", snapshot_id,
                ids.size(), request.label());
   const uint64_t job_id = next_job_.fetch_add(1);
+  std::vector<std::pair<scheduler::TaskOptions, scheduler::TaskFn>> batch;
   for (auto& [id, leader] : leaders) {
     auto cap = registry_->Capacity(leader.node_id);
     if (cap.ok()) scheduler_.SetLimit(leader.node_id, static_cast<int>(*cap));
-    scheduler_.Submit(
-        {leader.node_id, job_id,
-         static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
+    batch.emplace_back(
+        scheduler::TaskOptions{
+            leader.node_id, job_id,
+            static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
         [this, snapshot_id, id = id](scheduler::SlotToken token) {
           StartTask(snapshot_id, id, std::move(token));
         });
   }
+  // One batch: every node starts with its largest partitions.
+  scheduler_.SubmitBatch(std::move(batch));
   return snapshot_id;
 }
 

@@ -232,7 +232,7 @@ void Scheduler::PushReady(ReadyList ready) {
   }
 }
 
-uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
+std::unique_ptr<Task> Scheduler::MakeTask(TaskOptions options, TaskFn fn) {
   auto t = std::make_unique<Task>();
   t->id = next_id_.fetch_add(1, std::memory_order_relaxed);
   t->key = std::move(options.key);
@@ -240,8 +240,18 @@ uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
   t->weight = options.weight;
   t->fn = std::move(fn);
   t->on_cancel = std::move(options.on_cancel);
-  const uint64_t id = t->id;
   submitted_.fetch_add(1, std::memory_order_relaxed);
+  return t;
+}
+
+void Scheduler::Drop(std::unique_ptr<Task> task) {
+  dropped_.fetch_add(1);
+  if (task->on_cancel) task->on_cancel(false);
+}
+
+uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
+  std::unique_ptr<Task> t = MakeTask(std::move(options), std::move(fn));
+  const uint64_t id = t->id;
   ReadyList ready;
   Shard& shard = ShardFor(t->key);
   {
@@ -264,13 +274,55 @@ uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
       }
     }
   }
-  if (t != nullptr) {  // refused: drop it
-    dropped_.fetch_add(1);
-    if (t->on_cancel) t->on_cancel(false);
+  if (t != nullptr) {  // refused
+    Drop(std::move(t));
     return 0;
   }
   PushReady(std::move(ready));
   return id;
+}
+
+std::vector<uint64_t> Scheduler::SubmitBatch(
+    std::vector<std::pair<TaskOptions, TaskFn>> tasks) {
+  std::vector<uint64_t> ids;
+  ids.reserve(tasks.size());
+  std::vector<std::pair<Shard*, KeyState*>> touched;
+  const absl::Time now = Now();
+  for (auto& [options, fn] : tasks) {
+    std::unique_ptr<Task> t = MakeTask(std::move(options), std::move(fn));
+    ids.push_back(t->id);
+    Shard& shard = ShardFor(t->key);
+    {
+      std::lock_guard<SpinLock> l(shard.mu);
+      if (!stopping_.load() && !shard.cancelled_jobs.contains(t->job)) {
+        KeyState& ks = shard.keys[t->key];
+        t->shard = &shard;
+        t->ks = &ks;
+        t->enqueued = now;
+        Enqueue(std::move(t), ks);
+        touched.emplace_back(&shard, &ks);
+      }
+    }
+    if (t != nullptr) {
+      ids.back() = 0;
+      Drop(std::move(t));
+    }
+  }
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (auto [shard, ks] : touched) {
+    ReadyList ready;
+    {
+      std::lock_guard<SpinLock> l(shard->mu);
+      if (ks->queued > 0) {
+        // The key's name: any queued task carries it.
+        const std::string key = ks->jobs.begin()->second.front()->key;
+        AdmitLocked(key, *ks, *shard, &ready);
+      }
+    }
+    PushReady(std::move(ready));
+  }
+  return ids;
 }
 
 void Scheduler::SetLimit(absl::string_view key, int limit) {

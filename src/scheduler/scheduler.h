@@ -141,6 +141,13 @@ class Scheduler {
   // 0 is returned.
   uint64_t Submit(TaskOptions options, TaskFn fn);
 
+  // Submits many tasks at once: all are queued before any is admitted, so
+  // the per-key order (round-robin over jobs, largest first) holds from the
+  // very first admission, not only for tasks that had to wait. Returns the
+  // ids in order (0 for a dropped task, as Submit does).
+  std::vector<uint64_t> SubmitBatch(
+      std::vector<std::pair<TaskOptions, TaskFn>> tasks);
+
   // Sets a key's limit (>= 0; 0 drains the key: nothing new starts). Takes
   // effect at once: raising admits queued tasks; lowering lets in-flight
   // tasks finish but admits nothing until the key is under the new limit.
@@ -179,6 +186,8 @@ class Scheduler {
   using ReadyList = absl::InlinedVector<std::unique_ptr<Task>, 4>;
 
   Shard& ShardFor(absl::string_view key) const;
+  std::unique_ptr<Task> MakeTask(TaskOptions options, TaskFn fn);
+  void Drop(std::unique_ptr<Task> task);
   // Admits as many queued tasks of `key` as its limit allows; appends them
   // to *ready. Requires the shard's lock.
   void AdmitLocked(const std::string& key, KeyState& ks, Shard& shard,

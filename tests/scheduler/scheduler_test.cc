@@ -154,6 +154,50 @@ TEST(SchedulerTest, LargestFirstWithinAJobTiesInSubmissionOrder) {
   EXPECT_EQ(h.started(), (std::vector<int>{4, 2, 1, 3}));
 }
 
+TEST(SchedulerTest, BatchStartsLargestFirstFromTheFirstAdmission) {
+  Scheduler::Options o = Opts(1, 2);
+  std::mutex mu;
+  std::vector<int64_t> started;
+  std::vector<SlotToken> held;
+  std::condition_variable cv;
+  Scheduler s(o);
+  std::vector<std::pair<TaskOptions, TaskFn>> batch;
+  for (int64_t w : {5, 1, 9, 3, 7}) {
+    batch.emplace_back(TaskOptions{"n", 1, w, nullptr}, [&, w](SlotToken t) {
+      std::lock_guard<std::mutex> l(mu);
+      started.push_back(w);
+      held.push_back(std::move(t));
+      cv.notify_all();
+    });
+  }
+  auto ids = s.SubmitBatch(std::move(batch));
+  ASSERT_EQ(ids.size(), 5u);
+  for (uint64_t id : ids) EXPECT_GT(id, 0u);
+  auto wait_for = [&](size_t n) {
+    std::unique_lock<std::mutex> l(mu);
+    return cv.wait_for(l, std::chrono::seconds(10),
+                       [&] { return started.size() >= n; });
+  };
+  ASSERT_TRUE(wait_for(2));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(started, (std::vector<int64_t>{9, 7}));
+  }
+  for (size_t n = 3; n <= 5; ++n) {
+    SlotToken t;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      t = std::move(held.front());
+      held.erase(held.begin());
+    }
+    t.Release();
+    ASSERT_TRUE(wait_for(n));
+  }
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(started, (std::vector<int64_t>{9, 7, 5, 3, 1}));
+  held.clear();
+}
+
 TEST(SchedulerTest, JobsTakeTurnsOnAKey) {
   Harness h(Opts(1, 1));
   h.s().SetLimit("n", 0);
