@@ -10,6 +10,11 @@ start=$(date +%s)
 bash scripts/build.sh build
 (cd build && ctest --output-on-failure -j2 --timeout 300)
 
+# Benchmarks in smoke mode: they must keep compiling and working.
+build/bench/scheduler_overhead_bench --smoke
+build/bench/makespan_sim_bench --smoke
+build/bench/cluster_bench --smoke
+
 # ThreadSanitizer job: src/scheduler depends on Abseil only, so this build
 # is small. Set SHUTTER_SKIP_TSAN=1 to skip it locally.
 if [[ "${SHUTTER_SKIP_TSAN:-0}" != 1 ]]; then

@@ -5,6 +5,7 @@ namespace {
 class RealClock : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
+  void SleepFor(absl::Duration d) override { absl::SleepFor(d); }
 };
 }  // namespace
 

@@ -14,6 +14,8 @@ class Clock {
  public:
   virtual ~Clock() = default;
   virtual absl::Time Now() const = 0;
+  // Blocks the caller for `d` (the fake clock just moves forward).
+  virtual void SleepFor(absl::Duration d) = 0;
 
   // The process-wide real clock. Never null; lives forever.
   static Clock* Real();
@@ -25,6 +27,7 @@ class FakeClock : public Clock {
   explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'700'000'000))
       : now_(start) {}
   absl::Time Now() const override ABSL_LOCKS_EXCLUDED(mu_);
+  void SleepFor(absl::Duration d) override { Advance(d); }
   void Advance(absl::Duration d) ABSL_LOCKS_EXCLUDED(mu_);
   void Set(absl::Time t) ABSL_LOCKS_EXCLUDED(mu_);
 

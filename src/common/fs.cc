@@ -176,9 +176,9 @@ absl::StatusOr<std::string> Sha256File(const std::string& path) {
   return h.HexDigest();
 }
 
-absl::StatusOr<CopyResult> CopyFileSynced(const std::string& src,
-                                          const std::string& dst,
-                                          RateLimiter* limiter) {
+absl::StatusOr<CopyResult> CopyFileSynced(
+    const std::string& src, const std::string& dst,
+    std::initializer_list<RateLimiter*> limiters) {
   Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.get() < 0) return ErrnoStatus("open", src);
   Fd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -195,7 +195,9 @@ absl::StatusOr<CopyResult> CopyFileSynced(const std::string& src,
       }
       if (n == 0) break;
       h.Update(buf.data(), static_cast<size_t>(n));
-      if (limiter != nullptr) limiter->Request(static_cast<uint64_t>(n));
+      for (RateLimiter* limiter : limiters) {
+        if (limiter != nullptr) limiter->Request(static_cast<uint64_t>(n));
+      }
       absl::Status w =
           WriteAll(out.get(), buf.data(), static_cast<size_t>(n), dst);
       if (!w.ok()) return w;

@@ -2,6 +2,7 @@
 #define SHUTTER_COMMON_FS_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "absl/status/status.h"
@@ -70,10 +71,11 @@ struct CopyResult {
   uint64_t size_bytes = 0;
   std::string sha256;
 };
-// If `limiter` is set, every chunk written is first granted by it.
-absl::StatusOr<CopyResult> CopyFileSynced(const std::string& src,
-                                          const std::string& dst,
-                                          RateLimiter* limiter = nullptr);
+// Every chunk written is first granted by each of `limiters` (may be
+// empty; null entries are skipped).
+absl::StatusOr<CopyResult> CopyFileSynced(
+    const std::string& src, const std::string& dst,
+    std::initializer_list<RateLimiter*> limiters = {});
 
 }  // namespace shutter::fs
 

@@ -6,12 +6,14 @@
 
 namespace shutter {
 
-RateLimiter::RateLimiter(uint64_t bytes_per_second, uint64_t burst_bytes)
+RateLimiter::RateLimiter(uint64_t bytes_per_second, uint64_t burst_bytes,
+                         Clock* clock)
     : rate_(std::max<uint64_t>(1, bytes_per_second)),
       burst_(burst_bytes > 0 ? burst_bytes
                              : std::max<uint64_t>(64 << 10, rate_ / 10)),
+      clock_(clock),
       tokens_(static_cast<double>(burst_)),
-      last_(absl::Now()) {}
+      last_(clock->Now()) {}
 
 void RateLimiter::Request(uint64_t bytes) {
   while (bytes > 0) {
@@ -19,7 +21,7 @@ void RateLimiter::Request(uint64_t bytes) {
     absl::Duration wait;
     {
       absl::MutexLock l(&mu_);
-      absl::Time now = absl::Now();
+      absl::Time now = clock_->Now();
       tokens_ = std::min<double>(
           burst_, tokens_ + absl::ToDoubleSeconds(now - last_) * rate_);
       last_ = now;
@@ -28,7 +30,7 @@ void RateLimiter::Request(uint64_t bytes) {
       tokens_ -= static_cast<double>(part);
       if (tokens_ < 0) wait = absl::Seconds(-tokens_ / rate_);
     }
-    if (wait > absl::ZeroDuration()) absl::SleepFor(wait);
+    if (wait > absl::ZeroDuration()) clock_->SleepFor(wait);
     bytes -= part;
   }
 }

@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 
 namespace shutter {
 
@@ -16,7 +17,9 @@ namespace shutter {
 class RateLimiter {
  public:
   // bytes_per_second > 0. burst_bytes defaults to 1/10 s worth (>= 64 KiB).
-  explicit RateLimiter(uint64_t bytes_per_second, uint64_t burst_bytes = 0);
+  // `clock` (default: the real one) must outlive the limiter.
+  explicit RateLimiter(uint64_t bytes_per_second, uint64_t burst_bytes = 0,
+                       Clock* clock = Clock::Real());
 
   // Blocks until `bytes` may pass. Requests larger than the burst are
   // granted in burst-sized parts.
@@ -27,6 +30,7 @@ class RateLimiter {
  private:
   const uint64_t rate_;
   const uint64_t burst_;
+  Clock* const clock_;
   absl::Mutex mu_;
   double tokens_ ABSL_GUARDED_BY(mu_);
   absl::Time last_ ABSL_GUARDED_BY(mu_);

@@ -37,7 +37,9 @@ int main(int argc, char** argv) {
   }
 
   snapshot::RepositoryOptions repo_opts;
-  repo_opts.publish_bytes_per_second =
+  repo_opts.stream_bytes_per_second =
+      static_cast<uint64_t>(opts->publish_stream_mibps * 1048576.0);
+  repo_opts.total_bytes_per_second =
       static_cast<uint64_t>(opts->publish_bandwidth_mibps * 1048576.0);
   auto repo = snapshot::OpenRepository(opts->repository, repo_opts);
   if (!repo.ok()) return Fail(repo.status(), 2);

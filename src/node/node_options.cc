@@ -39,8 +39,12 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
                  "Checkpoints taken at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--publish-stream-mibps", o.publish_stream_mibps,
+                 "Cap on each checkpoint's publish stream, MiB/s (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
   app.add_option("--publish-bandwidth-mibps", o.publish_bandwidth_mibps,
-                 "Cap on this node's publish bandwidth, MiB/s (0: none)")
+                 "Cap on this node's total publish bandwidth, MiB/s (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1e6));
   app.add_option("--heartbeat-interval-ms", o.heartbeat_interval_ms,

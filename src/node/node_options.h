@@ -32,9 +32,13 @@ struct NodeOptions {
   std::set<uint32_t> leader_for;
   // Checkpoints taken at once (1..64).
   int checkpoint_capacity = 2;
-  // Publish bandwidth cap of this node in MiB/s, shared by all its
-  // concurrent checkpoints; 0 = unthrottled. Models a remote repository's
-  // per-node bandwidth and keeps snapshot I/O off foreground traffic.
+  // Cap on each checkpoint's publish stream, MiB/s; 0 = none. Models a
+  // remote object store (bandwidth capped per connection, parallel
+  // uploads add up).
+  double publish_stream_mibps = 0;
+  // Cap on this node's total publish bandwidth, MiB/s, shared by its
+  // concurrent checkpoints; 0 = none. Keeps snapshot I/O from starving
+  // foreground traffic.
   double publish_bandwidth_mibps = 0;
   // Heartbeat period in milliseconds (10..60000).
   int heartbeat_interval_ms = 1000;

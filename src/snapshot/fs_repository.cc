@@ -55,9 +55,11 @@ std::string Repository::ClusterManifestPath(const std::string& snapshot_id) {
 }
 
 FsRepository::FsRepository(std::string root, const RepositoryOptions& options)
-    : root_(std::move(root)) {
-  if (options.publish_bytes_per_second > 0) {
-    limiter_ = std::make_unique<RateLimiter>(options.publish_bytes_per_second);
+    : root_(std::move(root)),
+      stream_bytes_per_second_(options.stream_bytes_per_second) {
+  if (options.total_bytes_per_second > 0) {
+    total_limiter_ =
+        std::make_unique<RateLimiter>(options.total_bytes_per_second);
   }
 }
 
@@ -90,6 +92,10 @@ absl::StatusOr<PartitionManifest> FsRepository::PublishPartition(
   const std::string tmp_dir = absl::StrFormat(
       "%s/.%05u.tmp-%s", parent, header.partition_id(), RandomSuffix());
 
+  std::unique_ptr<RateLimiter> stream_limiter;
+  if (stream_bytes_per_second_ > 0) {
+    stream_limiter = std::make_unique<RateLimiter>(stream_bytes_per_second_);
+  }
   auto publish = [&]() -> absl::StatusOr<PartitionManifest> {
     RETURN_IF_ERROR(fs::CreateDirs(tmp_dir));
     std::vector<std::string> names;
@@ -115,7 +121,7 @@ absl::StatusOr<PartitionManifest> FsRepository::PublishPartition(
       ASSIGN_OR_RETURN(
           fs::CopyResult r,
           fs::CopyFileSynced(local_dir + "/" + name, tmp_dir + "/" + name,
-                             limiter_.get()));
+                             {stream_limiter.get(), total_limiter_.get()}));
       auto* f = m.add_files();
       f->set_name(name);
       f->set_size_bytes(r.size_bytes);

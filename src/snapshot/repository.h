@@ -67,11 +67,14 @@ class Repository {
 };
 
 struct RepositoryOptions {
-  // If > 0, publishing through this repository object is throttled to this
-  // many bytes per second in total (all concurrent publishes share it).
-  // Models a remote object store's per-node bandwidth; also keeps snapshot
-  // I/O from starving foreground traffic.
-  uint64_t publish_bytes_per_second = 0;
+  // If > 0, each partition publish (one upload stream) is throttled to this
+  // many bytes per second. Models a remote object store, whose bandwidth is
+  // capped per connection while parallel uploads add up.
+  uint64_t stream_bytes_per_second = 0;
+  // If > 0, all publishes through this repository object together are
+  // throttled to this many bytes per second: a node-wide cap that keeps
+  // snapshot I/O from starving foreground traffic.
+  uint64_t total_bytes_per_second = 0;
 };
 
 // Opens the repository at `uri`: a directory path or "file:///path". The
