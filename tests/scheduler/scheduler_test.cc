@@ -303,10 +303,10 @@ TEST(SchedulerTest, CancelJobDropsQueuedAndSignalsInFlight) {
 }
 
 TEST(SchedulerTest, SlotComesBackOnEveryPath) {
-  Scheduler s(Opts(2, 1));
   std::mutex mu;
   std::condition_variable cv;
   int ran = 0;
+  Scheduler s(Opts(2, 1));  // last: workers joined before the state above
   auto bump = [&] {
     std::lock_guard<std::mutex> l(mu);
     ++ran;
@@ -355,11 +355,12 @@ TEST(SchedulerTest, ShutdownAccountsForEveryTaskOnce) {
 }
 
 TEST(SchedulerTest, IdleWorkerStealsFromABusyOne) {
-  Scheduler s(Opts(2, 1000));
   std::mutex mu;
   std::condition_variable cv;
   std::set<std::thread::id> threads;
   int done = 0;
+  // Declared last: destroyed (workers joined) before the state above.
+  Scheduler s(Opts(2, 1000));
   // The parent body submits children from a worker: they land on that
   // worker's own deque, and the parent waits until some child ran on the
   // other worker, which can only have stolen it.
@@ -413,18 +414,18 @@ TEST(SchedulerTest, QueuedTimeUsesTheInjectedClock) {
 TEST(SchedulerStressTest, RandomConcurrentUse) {
   constexpr int kKeys = 8, kTasksPerThread = 1500, kSubmitters = 3;
   constexpr int kTasks = kTasksPerThread * kSubmitters;
-  Scheduler s(Opts(3, 1));
   std::vector<std::atomic<int>> in_flight(kKeys), limit(kKeys);
   std::vector<std::atomic<int>> ran(kTasks), dropped(kTasks);
   std::atomic<bool> violated{false};
-  for (int k = 0; k < kKeys; ++k) {
-    limit[k] = 1 + k % 3;
-    s.SetLimit(std::to_string(k), limit[k]);
-  }
   std::mutex mu;
   std::vector<SlotToken> held;
   std::atomic<int> settled{0};
   std::atomic<bool> stop{false};
+  Scheduler s(Opts(3, 1));  // after the state its tasks use
+  for (int k = 0; k < kKeys; ++k) {
+    limit[k] = 1 + k % 3;
+    s.SetLimit(std::to_string(k), limit[k]);
+  }
   std::vector<std::thread> threads;
   for (int c = 0; c < 2; ++c) {
     threads.emplace_back([&, c] {  // completers
@@ -500,6 +501,8 @@ TEST(SchedulerStressTest, RandomConcurrentUse) {
   }
   auto st = s.GetStats();
   EXPECT_EQ(st.executed + st.dropped, st.submitted);
+  s.Shutdown();
+  held.clear();  // on failure, tokens still held go back before `s` dies
 }
 
 }  // namespace
