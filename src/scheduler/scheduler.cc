@@ -64,13 +64,13 @@ struct Scheduler::KeyState {
   absl::flat_hash_map<uint64_t, Task*> running;
 };
 
-struct Scheduler::Shard {
+struct alignas(64) Scheduler::Shard {
   SpinLock mu;
   absl::node_hash_map<std::string, KeyState> keys;
   absl::flat_hash_set<uint64_t> cancelled_jobs;
 };
 
-struct Scheduler::Worker {
+struct alignas(64) Scheduler::Worker {
   SpinLock mu;
   std::deque<std::unique_ptr<Task>> deque;
 };
@@ -256,7 +256,8 @@ uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
   Shard& shard = ShardFor(t->key);
   {
     std::lock_guard<SpinLock> l(shard.mu);
-    if (!stopping_.load() && !shard.cancelled_jobs.contains(t->job)) {
+    if (!stopping_.load() && (shard.cancelled_jobs.empty() ||
+                              !shard.cancelled_jobs.contains(t->job))) {
       KeyState& ks = shard.keys[t->key];
       t->shard = &shard;
       t->ks = &ks;

@@ -211,17 +211,21 @@ class Scheduler {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
 
-  std::atomic<bool> stopping_{false};
-  std::atomic<uint64_t> next_id_{1};
+  // Hot counters on their own cache lines: written by submitters, by
+  // workers, or by both, so no two groups false-share.
+  alignas(64) std::atomic<bool> stopping_{false};
+  std::atomic<int> sleepers_{0};
+  alignas(64) std::atomic<uint64_t> next_id_{1};  // submitters
   std::atomic<uint64_t> next_push_{0};
+  std::atomic<uint64_t> submitted_{0};
   // Admitted tasks not yet taken by a worker (including those on their way
   // to a deque).
-  std::atomic<int64_t> ready_count_{0};
-  std::atomic<int> sleepers_{0};
-  std::mutex idle_mu_;
+  alignas(64) std::atomic<int64_t> ready_count_{0};
+  alignas(64) std::atomic<uint64_t> executed_{0};  // workers
+  std::atomic<uint64_t> steals_{0};
+  std::atomic<uint64_t> dropped_{0};
+  alignas(64) std::mutex idle_mu_;
   std::condition_variable idle_cv_;
-
-  std::atomic<uint64_t> submitted_{0}, executed_{0}, dropped_{0}, steals_{0};
 
   // Global cap: in-flight count and keys waiting only for it. Lock order:
   // a shard's mutex, then global_mu_.
