@@ -99,7 +99,8 @@ class Cluster {
 
   void StopController() {
     admin_.reset();
-    if (controller_) controller_->Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
+    if (controller_)
+      controller_->Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
     controller_.reset();
   }
 
@@ -109,16 +110,30 @@ class Cluster {
       std::string port_file = absl::StrCat(dir_, "/node", i, ".port");
       stdfs::remove(port_file);
       auto p = std::make_unique<Subprocess>();
-      auto s = p->Start(
-          {SHUTTER_NODE_BIN, "--node-id", absl::StrCat("n", i), "--listen",
-           "127.0.0.1:0", "--controller", controller_addr_, "--data-dir",
-           absl::StrCat(dir_, "/node", i), "--repository", dir_ + "/repo",
-           "--partitions", absl::StrCat(i * per, "-", (i + 1) * per - 1),
-           "--checkpoint-capacity", absl::StrCat(cfg_.capacity),
-           "--publish-stream-mibps", absl::StrCat(stream_mibps),
-           "--heartbeat-interval-ms", "100", "--port-file", port_file,
-           "--log-level", "warn"},
-          absl::StrCat(dir_, "/node", i, ".log"));
+      auto s = p->Start({SHUTTER_NODE_BIN,
+                         "--node-id",
+                         absl::StrCat("n", i),
+                         "--listen",
+                         "127.0.0.1:0",
+                         "--controller",
+                         controller_addr_,
+                         "--data-dir",
+                         absl::StrCat(dir_, "/node", i),
+                         "--repository",
+                         dir_ + "/repo",
+                         "--partitions",
+                         absl::StrCat(i * per, "-", (i + 1) * per - 1),
+                         "--checkpoint-capacity",
+                         absl::StrCat(cfg_.capacity),
+                         "--publish-stream-mibps",
+                         absl::StrCat(stream_mibps),
+                         "--heartbeat-interval-ms",
+                         "100",
+                         "--port-file",
+                         port_file,
+                         "--log-level",
+                         "warn"},
+                        absl::StrCat(dir_, "/node", i, ".log"));
       if (!s.ok()) Die(s.ToString());
       if (!WaitForPortFile(port_file, absl::Seconds(30)).ok()) {
         Die("node did not start");
@@ -135,7 +150,8 @@ class Cluster {
 
   ListPartitionsResponse Partitions() {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
     ListPartitionsResponse resp;
     admin_->ListPartitions(&ctx, ListPartitionsRequest(), &resp).ok();
     return resp;
@@ -161,11 +177,11 @@ class Cluster {
     std::atomic<size_t> next{0};
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&] {
-        for (size_t i = next++; i < static_cast<size_t>(parts.partitions_size());
-             i = next++) {
+        for (size_t i = next++;
+             i < static_cast<size_t>(parts.partitions_size()); i = next++) {
           const auto& p = parts.partitions(i);
-          auto stub = PartitionData::NewStub(
-              shutter::MakeChannel(p.leader_address()));
+          auto stub =
+              PartitionData::NewStub(shutter::MakeChannel(p.leader_address()));
           std::mt19937_64 rng(p.partition_id());
           for (int k = 0; k < cfg_.keys; k += 256) {
             WriteRequest req;
@@ -198,7 +214,8 @@ class Cluster {
   // afterwards (so runs do not fill the disk).
   double TakeSnapshot(uint64_t* bytes) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(30));
     CreateSnapshotResponse created;
     grpc::Status s =
         admin_->CreateSnapshot(&ctx, CreateSnapshotRequest(), &created);

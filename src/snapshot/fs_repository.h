@@ -40,7 +40,7 @@ class FsRepository : public Repository {
  private:
   FsRepository(std::string root, const RepositoryOptions& options);
   const std::string root_;
-  const uint64_t stream_bytes_per_second_;  // 0: unthrottled
+  const uint64_t stream_bytes_per_second_;      // 0: unthrottled
   std::unique_ptr<RateLimiter> total_limiter_;  // null: unthrottled
 };
 

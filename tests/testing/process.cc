@@ -60,11 +60,11 @@ Subprocess::~Subprocess() {
 absl::Status Subprocess::Start(const std::vector<std::string>& argv,
                                const std::string& log_path) {
   auto args = CArgv(argv);
-  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                    0644);
+  int log_fd =
+      open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
-    return absl::InternalError(absl::StrCat("open ", log_path, ": ",
-                                            strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("open ", log_path, ": ", strerror(errno)));
   }
   const pid_t parent = getpid();
   pid_t pid = fork();
