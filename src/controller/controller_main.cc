@@ -5,6 +5,7 @@
 #include "common/daemon.h"
 #include "common/fs.h"
 #include "common/rpc.h"
+#include "common/timer.h"
 #include "controller/controller_options.h"
 #include "controller/job_store.h"
 #include "controller/node_registry.h"
@@ -45,10 +46,16 @@ int main(int argc, char** argv) {
   controller::NodeRegistry registry(
       {absl::Milliseconds(opts->node_dead_after_ms)}, Clock::Real());
   controller::GrpcNodeTransport transport;
+  ThreadTimer timer;
+  controller::SnapshotCoordinator::Options copts;
+  copts.rpc_timeout = absl::Milliseconds(opts->rpc_timeout_ms);
+  copts.dispatch_threads = opts->dispatch_threads;
+  copts.max_in_flight_total = opts->max_in_flight_total;
+  copts.max_attempts = opts->max_attempts;
+  copts.job_timeout = absl::Seconds(opts->job_timeout_s);
   auto coordinator = controller::SnapshotCoordinator::Create(
-      {absl::Milliseconds(opts->rpc_timeout_ms), opts->dispatch_threads,
-       opts->max_in_flight_total},
-      &registry, store->get(), repo->get(), &transport, Clock::Real());
+      copts, &registry, store->get(), repo->get(), &transport, &timer,
+      Clock::Real());
   if (!coordinator.ok()) return Fail(coordinator.status(), 1);
 
   controller::AdminServiceImpl admin(&registry, coordinator->get());
@@ -71,6 +78,7 @@ int main(int argc, char** argv) {
                            std::chrono::seconds(5));
   (*coordinator)->Shutdown();
   transport.Shutdown();
+  timer.Shutdown();
   coordinator->reset();
   store->reset();
   spdlog::info("stopped");

@@ -35,6 +35,14 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "Cluster-wide cap on checkpoints in flight (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000000));
+  app.add_option("--max-attempts", o.max_attempts,
+                 "CreateCheckpoint attempts per partition before it fails")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  app.add_option("--job-timeout-s", o.job_timeout_s,
+                 "A snapshot's deadline, seconds from its creation")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 604800));
   app.add_option("--dispatch-threads", o.dispatch_threads,
                  "Threads that dispatch tasks")
       ->capture_default_str()

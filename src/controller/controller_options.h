@@ -27,6 +27,10 @@ struct ControllerOptions {
   // Checkpoints in flight over the whole cluster; 0 = only per-node limits.
   // 1 makes a serial controller (used by the benchmark for comparison).
   int max_in_flight_total = 0;
+  // CreateCheckpoint attempts per partition before it fails (1..100).
+  int max_attempts = 5;
+  // A snapshot's deadline in seconds from its creation (1..604800).
+  int job_timeout_s = 3600;
   // Threads that dispatch tasks (1..64).
   int dispatch_threads = 2;
   // If set, the bound port is written here once serving.

@@ -42,12 +42,14 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
                                          NodeRegistry* registry,
                                          JobStore* store,
                                          snapshot::Repository* repo,
-                                         NodeTransport* transport, Clock* clock)
+                                         NodeTransport* transport, Timer* timer,
+                                         Clock* clock)
     : options_(options),
       registry_(registry),
       store_(store),
       repo_(repo),
       transport_(transport),
+      timer_(timer),
       clock_(clock),
       ids_(clock),
       scheduler_([&] {
@@ -63,43 +65,54 @@ SnapshotCoordinator::~SnapshotCoordinator() { Shutdown(); }
 absl::StatusOr<std::unique_ptr<SnapshotCoordinator>>
 SnapshotCoordinator::Create(const Options& options, NodeRegistry* registry,
                             JobStore* store, snapshot::Repository* repo,
-                            NodeTransport* transport, Clock* clock) {
+                            NodeTransport* transport, Timer* timer,
+                            Clock* clock) {
   std::unique_ptr<SnapshotCoordinator> c(new SnapshotCoordinator(
-      options, registry, store, repo, transport, clock));
-  RETURN_IF_ERROR(c->Recover());
+      options, registry, store, repo, transport, timer, clock));
+  ASSIGN_OR_RETURN(auto resume, c->Recover());
+  for (const auto& [snapshot_id, partition_id] : resume) {
+    c->Dispatch(snapshot_id, partition_id);
+  }
   return c;
 }
 
-absl::Status SnapshotCoordinator::Recover() {
+absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>>
+SnapshotCoordinator::Recover() {
   ASSIGN_OR_RETURN(std::vector<Snapshot> all, store_->LoadAll());
+  std::vector<std::pair<std::string, uint32_t>> resume;
   absl::MutexLock l(&mu_);
   for (Snapshot& s : all) {
     ids_.ObserveExisting(s.snapshot_id());
     std::string id = s.snapshot_id();
     jobs_[id] = s;
     if (IsTerminal(s.state())) continue;
-    // Resuming unfinished jobs is not implemented yet: fail them honestly
-    // rather than leave them RUNNING forever. No cluster manifest exists
-    // for them (it is written only at commit).
+    // Resume: keep what is published; ask again for the rest (a node
+    // answers a repeated request with the already-published result, or
+    // joins the one still in progress).
     Snapshot updated = s;
-    updated.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
-    updated.set_error(
-        "the controller restarted while this snapshot was running; "
-        "resuming interrupted snapshots is not supported yet");
-    updated.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
+    int pending = 0;
     for (auto& t : *updated.mutable_partitions()) {
-      if (!TaskDone(t)) {
-        t.set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
-        t.set_last_error("ABORTED: interrupted by controller restart");
-      }
+      if (TaskDone(t)) continue;
+      t.set_state(shutter::v1::PARTITION_TASK_STATE_WAITING);
+      t.set_last_error("resuming after a controller restart");
+      resume.emplace_back(id, t.partition_id());
+      ++pending;
     }
     spdlog::warn(
-        "snapshot {} was interrupted by a controller restart; "
-        "marking it FAILED",
-        id);
+        "snapshot {} was interrupted by a controller restart; resuming {} of "
+        "{} partitions",
+        id, pending, s.partitions_size());
     RETURN_IF_ERROR(CommitLocked(std::move(updated)));
+    // All tasks may have finished just before the crash.
+    MaybeFinishLocked(id);
   }
-  return absl::OkStatus();
+  return resume;
+}
+
+uint64_t SnapshotCoordinator::JobIdLocked(const std::string& snapshot_id) {
+  auto [it, inserted] = job_ids_.emplace(snapshot_id, 0);
+  if (inserted) it->second = next_job_.fetch_add(1);
+  return it->second;
 }
 
 absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
@@ -139,7 +152,9 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
   job.set_snapshot_id(ids_.Next());
   job.set_label(request.label());
   job.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
-  job.set_created_at_micros(absl::ToUnixMicros(clock_->Now()));
+  const absl::Time now = clock_->Now();
+  job.set_created_at_micros(absl::ToUnixMicros(now));
+  job.set_deadline_micros(absl::ToUnixMicros(now + options_.job_timeout));
   std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders;
   for (uint32_t id : ids) {
     ASSIGN_OR_RETURN(NodeRegistry::Leader leader, registry_->ResolveLeader(id));
@@ -151,14 +166,15 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
     leaders.emplace_back(id, std::move(leader));
   }
   const std::string snapshot_id = job.snapshot_id();
+  uint64_t job_id;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return absl::UnavailableError("controller is shutting down");
     RETURN_IF_ERROR(CommitLocked(std::move(job)));
+    job_id = JobIdLocked(snapshot_id);
   }
   spdlog::info("snapshot {} created: {} partitions, label \"{}\"", snapshot_id,
                ids.size(), request.label());
-  const uint64_t job_id = next_job_.fetch_add(1);
   std::vector<std::pair<scheduler::TaskOptions, scheduler::TaskFn>> batch;
   for (auto& [id, leader] : leaders) {
     auto cap = registry_->Capacity(leader.node_id);
@@ -176,11 +192,66 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
   return snapshot_id;
 }
 
+void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
+                                   uint32_t partition_id) {
+  auto leader = registry_->ResolveLeader(partition_id);
+  std::string node;
+  int64_t weight = 0;
+  uint64_t job_id = 0;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    auto it = jobs_.find(snapshot_id);
+    if (it == jobs_.end() || IsTerminal(it->second.state())) return;
+    Snapshot updated = it->second;
+    PartitionTask* t = FindTask(updated, partition_id);
+    if (t == nullptr || TaskDone(*t)) return;
+    if (!leader.ok()) {
+      // No usable leader (yet): look again soon, until the deadline.
+      const bool changed =
+          t->state() != shutter::v1::PARTITION_TASK_STATE_WAITING ||
+          t->last_error() != StatusText(leader.status());
+      if (clock_->Now() >= absl::FromUnixMicros(updated.deadline_micros())) {
+        t->set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
+        t->set_last_error(absl::StrCat("no usable leader before the deadline: ",
+                                       StatusText(leader.status())));
+        if (CommitLocked(std::move(updated)).ok()) {
+          MaybeFinishLocked(snapshot_id);
+        }
+        return;
+      }
+      t->set_state(shutter::v1::PARTITION_TASK_STATE_WAITING);
+      t->set_last_error(StatusText(leader.status()));
+      // Persist changes only, not every poll.
+      if (changed && !CommitLocked(std::move(updated)).ok()) return;
+      timer_->RunAfter(options_.leader_poll, [this, snapshot_id, partition_id] {
+        Dispatch(snapshot_id, partition_id);
+      });
+      return;
+    }
+    t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
+    t->set_node_id(leader->node_id);
+    t->set_leader_epoch(leader->epoch);
+    if (!CommitLocked(std::move(updated)).ok()) return;
+    node = leader->node_id;
+    weight = static_cast<int64_t>(leader->approximate_size_bytes);
+    job_id = JobIdLocked(snapshot_id);
+  }
+  auto cap = registry_->Capacity(node);
+  if (cap.ok()) scheduler_.SetLimit(node, static_cast<int>(*cap));
+  scheduler_.Submit(
+      {node, job_id, weight, nullptr},
+      [this, snapshot_id, partition_id](scheduler::SlotToken token) {
+        StartTask(snapshot_id, partition_id, std::move(token));
+      });
+}
+
 void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
                                     uint32_t partition_id,
                                     scheduler::SlotToken token) {
   shutter::v1::CreateCheckpointRequest req;
   std::string address;
+  bool redispatch = false;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return;  // the token goes back as it is destroyed
@@ -188,20 +259,27 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
     if (it == jobs_.end() || IsTerminal(it->second.state())) return;
     Snapshot updated = it->second;
     PartitionTask* t = FindTask(updated, partition_id);
-    auto addr = registry_->Address(t->node_id());
-    t->set_attempts(t->attempts() + 1);
-    if (!addr.ok()) {
-      t->set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
-      t->set_last_error(StatusText(addr.status()));
-      if (CommitLocked(std::move(updated)).ok()) MaybeFinishLocked(snapshot_id);
-      return;
+    if (t == nullptr || TaskDone(*t)) return;
+    // The leader is resolved when the task starts, not when it was queued:
+    // if it moved meanwhile, queue the task for the new leader instead.
+    auto leader = registry_->ResolveLeader(partition_id);
+    if (!leader.ok() || leader->node_id != t->node_id() ||
+        leader->epoch != t->leader_epoch()) {
+      redispatch = true;
+    } else {
+      address = leader->address;
+      t->set_state(shutter::v1::PARTITION_TASK_STATE_RUNNING);
+      t->set_attempts(t->attempts() + 1);
+      req.set_snapshot_id(snapshot_id);
+      req.set_partition_id(partition_id);
+      req.set_expected_leader_epoch(t->leader_epoch());
+      if (!CommitLocked(std::move(updated)).ok()) return;
     }
-    address = *addr;
-    t->set_state(shutter::v1::PARTITION_TASK_STATE_RUNNING);
-    req.set_snapshot_id(snapshot_id);
-    req.set_partition_id(partition_id);
-    req.set_expected_leader_epoch(t->leader_epoch());
-    if (!CommitLocked(std::move(updated)).ok()) return;
+  }
+  if (redispatch) {
+    token.Release();
+    Dispatch(snapshot_id, partition_id);
+    return;
   }
   absl::Time started = clock_->Now();
   transport_->CreateCheckpoint(
@@ -212,6 +290,56 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
         token.Release();
         OnTaskDone(snapshot_id, partition_id, started, std::move(result));
       });
+}
+
+bool SnapshotCoordinator::RetryOrFailLocked(Snapshot& job, PartitionTask& task,
+                                            const absl::Status& error) {
+  task.set_last_error(StatusText(error));
+  bool retryable = false;
+  switch (error.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kFailedPrecondition:  // stale epoch, not leader
+    case absl::StatusCode::kNotFound:            // partition moved away
+      retryable = true;
+      break;
+    default:
+      break;
+  }
+  const int attempts = static_cast<int>(task.attempts());
+  absl::Duration backoff = options_.retry_base;
+  for (int i = 1; i < attempts && backoff < options_.retry_max; ++i) {
+    backoff *= 2;
+  }
+  backoff = std::min(backoff, options_.retry_max);
+  // xorshift64 jitter in [0.5, 1], so retries of many tasks spread out.
+  rng_state_ ^= rng_state_ << 13;
+  rng_state_ ^= rng_state_ >> 7;
+  rng_state_ ^= rng_state_ << 17;
+  backoff *= 0.5 + 0.5 * static_cast<double>(rng_state_ % 1001) / 1000.0;
+  const absl::Time deadline = absl::FromUnixMicros(job.deadline_micros());
+  if (!retryable || attempts >= options_.max_attempts ||
+      clock_->Now() + backoff >= deadline) {
+    task.set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
+    if (retryable) {
+      task.set_last_error(absl::StrCat(
+          StatusText(error),
+          attempts >= options_.max_attempts
+              ? absl::StrCat(" (gave up after ", attempts, " attempts)")
+              : std::string(" (job deadline reached)")));
+    }
+    return false;
+  }
+  task.set_state(shutter::v1::PARTITION_TASK_STATE_WAITING);
+  const std::string snapshot_id = job.snapshot_id();
+  const uint32_t partition_id = task.partition_id();
+  timer_->RunAfter(backoff, [this, snapshot_id, partition_id] {
+    Dispatch(snapshot_id, partition_id);
+  });
+  return true;
 }
 
 absl::Status SnapshotCoordinator::VerifyPublished(
@@ -274,10 +402,10 @@ void SnapshotCoordinator::OnTaskDone(
     t->set_file_count(m.files_size());
     t->set_manifest_path(result->manifest_path());
   } else {
-    t->set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
-    t->set_last_error(StatusText(verified));
-    spdlog::warn("snapshot {} partition {} on node {} failed: {}", snapshot_id,
-                 partition_id, t->node_id(), verified.ToString());
+    bool retry = RetryOrFailLocked(updated, *t, verified);
+    spdlog::warn("snapshot {} partition {} on node {} attempt {}: {}{}",
+                 snapshot_id, partition_id, t->node_id(), t->attempts(),
+                 verified.ToString(), retry ? "; will retry" : "; giving up");
   }
   if (CommitLocked(std::move(updated)).ok()) MaybeFinishLocked(snapshot_id);
 }
@@ -319,6 +447,14 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
       p->set_total_bytes(t.total_bytes());
     }
     absl::Status s = repo_->CommitClusterManifest(cm);
+    if (absl::IsAlreadyExists(s)) {
+      // A crash after writing the manifest but before recording COMMITTED:
+      // the manifest there is ours if it names this snapshot.
+      auto existing = repo_->ReadClusterManifest(snapshot_id);
+      s = existing.ok() && existing->snapshot_id() == snapshot_id
+              ? absl::OkStatus()
+              : s;
+    }
     if (s.ok()) {
       updated.set_state(shutter::v1::SNAPSHOT_STATE_COMMITTED);
       updated.set_manifest_path(

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/timer.h"
 #include "controller/job_store.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
@@ -28,13 +29,22 @@ namespace shutter::controller {
 // the JobStore before acting on it, and commits the cluster manifest only
 // when every partition is published and verified against the repository.
 //
-// A job is FAILED (and no cluster manifest is written) if any partition
-// fails. Jobs left unfinished by a controller stop are marked FAILED at the
-// next start (resuming them is future work, see docs/fault-tolerance.md).
+// A partition's leader is resolved when its task is dispatched, not when
+// the job was created; a task whose node answers with a retryable error
+// (unavailable, deadline, resource exhausted, aborted, stale epoch / not
+// leader, not hosted) is retried with exponential backoff and jitter,
+// re-resolving the leader each time, up to `max_attempts` and the job's
+// deadline; while no usable leader exists it waits, polling the registry.
+// One partition's trouble does not fail the others. The job is FAILED (and
+// no cluster manifest is written) if any partition finally fails.
+//
+// Jobs left unfinished by a controller stop or crash resume at the next
+// start: published partitions are kept, the others are dispatched again
+// (a node answers a repeated request with the already-published result).
 //
 // Thread-safe. All pointers passed to Create() must outlive the
-// coordinator. Order at exit: Shutdown(), then the transport's Shutdown()
-// (so no callback is left), then destroy the coordinator.
+// coordinator. Order at exit: Shutdown(), then the transport's and the
+// timer's Shutdown() (so no callback is left), then destroy the coordinator.
 class SnapshotCoordinator {
  public:
   struct Options {
@@ -45,11 +55,23 @@ class SnapshotCoordinator {
     // Checkpoints in flight over the whole cluster; 0 = no cap beyond the
     // per-node limits. 1 gives a serial controller (for comparison).
     int max_in_flight_total = 0;
+    // CreateCheckpoint calls per partition before it fails.
+    int max_attempts = 5;
+    // Retry backoff: base * 2^(attempt-1), capped, times a jitter in
+    // [0.5, 1].
+    absl::Duration retry_base = absl::Milliseconds(200);
+    absl::Duration retry_max = absl::Seconds(10);
+    // How often a task without a usable leader looks again.
+    absl::Duration leader_poll = absl::Milliseconds(200);
+    // A job's deadline, from its creation: no attempt starts after it.
+    absl::Duration job_timeout = absl::Hours(1);
   };
 
+  // Loads the job store and resumes unfinished jobs.
   static absl::StatusOr<std::unique_ptr<SnapshotCoordinator>> Create(
       const Options& options, NodeRegistry* registry, JobStore* store,
-      snapshot::Repository* repo, NodeTransport* transport, Clock* clock);
+      snapshot::Repository* repo, NodeTransport* transport, Timer* timer,
+      Clock* clock);
   ~SnapshotCoordinator();
 
   // Validates the request, resolves every partition's leader, durably
@@ -82,9 +104,23 @@ class SnapshotCoordinator {
  private:
   SnapshotCoordinator(const Options& options, NodeRegistry* registry,
                       JobStore* store, snapshot::Repository* repo,
-                      NodeTransport* transport, Clock* clock);
+                      NodeTransport* transport, Timer* timer, Clock* clock);
 
-  absl::Status Recover() ABSL_LOCKS_EXCLUDED(mu_);
+  // Loads every job; returns the (snapshot, partition) tasks to dispatch.
+  absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>> Recover()
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Resolves the partition's leader now and queues the task for it, or
+  // waits (timer) while there is none, or fails it past the deadline.
+  void Dispatch(const std::string& snapshot_id, uint32_t partition_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Schedules another attempt after a backoff, or fails the task. Returns
+  // true if a retry was scheduled.
+  bool RetryOrFailLocked(shutter::v1::Snapshot& job,
+                         shutter::v1::PartitionTask& task,
+                         const absl::Status& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t JobIdLocked(const std::string& snapshot_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartTask(const std::string& snapshot_id, uint32_t partition_id,
                  scheduler::SlotToken token) ABSL_LOCKS_EXCLUDED(mu_);
   void OnTaskDone(const std::string& snapshot_id, uint32_t partition_id,
@@ -108,6 +144,7 @@ class SnapshotCoordinator {
   JobStore* const store_;
   snapshot::Repository* const repo_;
   NodeTransport* const transport_;
+  Timer* const timer_;
   Clock* const clock_;
   SnapshotIdGenerator ids_;
   scheduler::Scheduler scheduler_;
@@ -117,6 +154,9 @@ class SnapshotCoordinator {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Every job, by id (ids sort by creation time).
   std::map<std::string, shutter::v1::Snapshot> jobs_ ABSL_GUARDED_BY(mu_);
+  // Scheduler job id of each job that has run in this process.
+  std::map<std::string, uint64_t> job_ids_ ABSL_GUARDED_BY(mu_);
+  uint64_t rng_state_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ull;
 };
 
 }  // namespace shutter::controller

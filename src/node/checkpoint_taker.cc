@@ -90,10 +90,12 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
   auto key = std::make_pair(request.snapshot_id(), request.partition_id());
   {
     absl::MutexLock l(&mu_);
-    if (!active_.insert(key).second) {
-      std::move(done)(absl::AbortedError(absl::StrCat(
-          "a checkpoint of partition ", request.partition_id(),
-          " for snapshot ", request.snapshot_id(), " is already in progress")));
+    auto [it, inserted] = active_.try_emplace(key);
+    if (!inserted) {
+      // The same checkpoint is already being taken (e.g. a controller
+      // retrying after a restart): join it and get its result.
+      it->second.push_back(std::move(done));
+      ++stats_.joined;
       return;
     }
     ++stats_.in_flight;
@@ -108,8 +110,9 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
     bool finished = false;
     ~Guard() {
       if (finished) return;
-      self->Finish(key, false);
-      std::move(cb)(absl::UnavailableError("node is shutting down"));
+      absl::Status down = absl::UnavailableError("node is shutting down");
+      self->Finish(key, down);
+      std::move(cb)(down);
     }
   };
   std::unique_ptr<Guard> guard(new Guard{this, key, std::move(done)});
@@ -119,23 +122,32 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
        guard = std::move(guard)](scheduler::SlotToken token) mutable {
         absl::StatusOr<CreateCheckpointResponse> r = Run(request);
         guard->finished = true;
-        Finish(guard->key, r.ok());
+        Finish(guard->key, r);
         token.Release();
         std::move(guard->cb)(std::move(r));
       });
   (void)queued;  // when not queued, the dropped guard reports UNAVAILABLE
 }
 
-void CheckpointTaker::Finish(const std::pair<std::string, uint32_t>& key,
-                             bool ok) {
-  absl::MutexLock l(&mu_);
-  active_.erase(key);
-  --stats_.in_flight;
-  if (ok) {
-    ++stats_.published;
-  } else {
-    ++stats_.failed;
+void CheckpointTaker::Finish(
+    const std::pair<std::string, uint32_t>& key,
+    const absl::StatusOr<CreateCheckpointResponse>& result) {
+  std::vector<Callback> joined;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = active_.find(key);
+    if (it != active_.end()) {
+      joined = std::move(it->second);
+      active_.erase(it);
+    }
+    --stats_.in_flight;
+    if (result.ok()) {
+      ++stats_.published;
+    } else {
+      ++stats_.failed;
+    }
   }
+  for (auto& cb : joined) std::move(cb)(result);
 }
 
 absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
@@ -155,6 +167,7 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
   }
   if (!absl::IsNotFound(existing.status())) return existing.status();
 
+  if (options_.test_before_checkpoint) options_.test_before_checkpoint(req);
   partition::PartitionStore* store = host_->Find(req.partition_id());
   const std::string staging =
       absl::StrFormat("%s/%s.%05u", options_.staging_dir, req.snapshot_id(),

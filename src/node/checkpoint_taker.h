@@ -3,10 +3,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -26,7 +28,8 @@ namespace shutter::node {
 //
 // For one request: check the partition is led here at the expected epoch
 // (FAILED_PRECONDITION otherwise, naming both epochs, nothing written);
-// return the published manifest if the partition is already in the
+// join the checkpoint if the same (snapshot, partition) is already being
+// taken; return the published manifest if the partition is already in the
 // repository; otherwise write a RocksDB checkpoint into
 // "<staging_dir>/<snapshot>.<partition>", read the applied index and epoch
 // from the checkpoint itself, publish it, and remove the staging directory
@@ -42,6 +45,9 @@ class CheckpointTaker {
     std::string staging_dir;
     // Checkpoints written at once; further requests wait in order.
     int capacity = 2;
+    // Tests only: called on the worker right before a checkpoint is taken.
+    std::function<void(const shutter::v1::CreateCheckpointRequest&)>
+        test_before_checkpoint;
   };
 
   struct Stats {
@@ -49,6 +55,8 @@ class CheckpointTaker {
     uint32_t peak_in_flight = 0;
     uint64_t published = 0;
     uint64_t failed = 0;
+    // Repeated requests that joined a checkpoint already in progress.
+    uint64_t joined = 0;
   };
 
   using Callback = absl::AnyInvocable<
@@ -84,7 +92,10 @@ class CheckpointTaker {
   absl::Status Admit(const shutter::v1::CreateCheckpointRequest& request) const;
   absl::StatusOr<shutter::v1::CreateCheckpointResponse> Run(
       const shutter::v1::CreateCheckpointRequest& request);
-  void Finish(const std::pair<std::string, uint32_t>& key, bool ok)
+  // Records the outcome and answers every request that joined this one.
+  void Finish(
+      const std::pair<std::string, uint32_t>& key,
+      const absl::StatusOr<shutter::v1::CreateCheckpointResponse>& result)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
@@ -94,7 +105,9 @@ class CheckpointTaker {
   scheduler::Scheduler scheduler_;
 
   mutable absl::Mutex mu_;
-  std::set<std::pair<std::string, uint32_t>> active_ ABSL_GUARDED_BY(mu_);
+  // Checkpoints being taken, with the repeated requests that joined them.
+  std::map<std::pair<std::string, uint32_t>, std::vector<Callback>> active_
+      ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,6 +1,8 @@
 #include "node/checkpoint_taker.h"
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 
 #include "gtest/gtest.h"
 #include "snapshot/fs_repository.h"
@@ -102,6 +104,44 @@ TEST_F(CheckpointTakerTest, RepeatReturnsThePublishedManifest) {
   EXPECT_EQ(second->manifest().SerializeAsString(),
             first->manifest().SerializeAsString());
   EXPECT_EQ(second->manifest().applied_index(), 1u);
+}
+
+TEST_F(CheckpointTakerTest, RepeatWhileInProgressJoinsIt) {
+  // A second taker over the same host, whose checkpoints pause until the
+  // test has sent the repeated request.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  CheckpointTaker::Options o{"n1", tmp_.Sub("data/staging2"), 2};
+  o.test_before_checkpoint = [&](const CreateCheckpointRequest&) {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait_for(l, std::chrono::seconds(10), [&] { return release; });
+  };
+  auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
+  ASSERT_OK(t);
+  std::vector<absl::StatusOr<shutter::v1::CreateCheckpointResponse>> results;
+  auto record = [&](absl::StatusOr<shutter::v1::CreateCheckpointResponse> r) {
+    std::lock_guard<std::mutex> l(mu);
+    results.push_back(std::move(r));
+    cv.notify_all();
+  };
+  (*t)->CreateCheckpoint(Req("s7", 0, 1), record);
+  (*t)->CreateCheckpoint(Req("s7", 0, 1), record);  // joins the first
+  EXPECT_EQ((*t)->GetStats().joined, 1u);
+  EXPECT_EQ((*t)->GetStats().in_flight, 1u);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+    cv.notify_all();
+  }
+  std::unique_lock<std::mutex> l(mu);
+  ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10),
+                          [&] { return results.size() == 2; }));
+  ASSERT_OK(results[0]);
+  ASSERT_OK(results[1]);
+  EXPECT_EQ(results[0]->manifest().SerializeAsString(),
+            results[1]->manifest().SerializeAsString());
+  EXPECT_EQ((*t)->GetStats().published, 1u);  // one checkpoint, two answers
 }
 
 TEST_F(CheckpointTakerTest, ShutdownFailsQueuedWorkWithUnavailable) {

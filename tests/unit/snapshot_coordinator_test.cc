@@ -98,9 +98,17 @@ class SnapshotCoordinatorTest : public ::testing::Test {
   }
 
   void StartCoordinator() {
-    auto c = SnapshotCoordinator::Create({absl::Seconds(30), 2, 0}, &registry_,
-                                         store_.get(), repo_.get(), &transport_,
-                                         &clock_);
+    timer_ = std::make_unique<ManualTimer>(&clock_);
+    SnapshotCoordinator::Options o;
+    o.rpc_timeout = absl::Seconds(30);
+    o.max_attempts = 3;
+    o.retry_base = absl::Seconds(1);
+    o.retry_max = absl::Seconds(4);
+    o.leader_poll = absl::Milliseconds(200);
+    o.job_timeout = absl::Minutes(10);
+    auto c =
+        SnapshotCoordinator::Create(o, &registry_, store_.get(), repo_.get(),
+                                    &transport_, timer_.get(), &clock_);
     ASSERT_OK(c);
     coordinator_ = std::move(c).value();
   }
@@ -108,7 +116,14 @@ class SnapshotCoordinatorTest : public ::testing::Test {
   void StopCoordinator() {
     coordinator_->Shutdown();
     transport_.Shutdown();
+    timer_->Shutdown();
     coordinator_.reset();
+  }
+
+  // Moves the fake clock forward and fires the timers that became due.
+  void Advance(absl::Duration d) {
+    clock_.Advance(d);
+    timer_->RunDue();
   }
 
   void TearDown() override {
@@ -160,6 +175,7 @@ class SnapshotCoordinatorTest : public ::testing::Test {
   FakeClock clock_;
   NodeRegistry registry_{{absl::Seconds(10)}, &clock_};
   FakeTransport transport_;
+  std::unique_ptr<ManualTimer> timer_;
   std::unique_ptr<snapshot::FsRepository> repo_;
   std::unique_ptr<RocksDbJobStore> store_;
   std::unique_ptr<SnapshotCoordinator> coordinator_;
@@ -237,21 +253,108 @@ TEST_F(SnapshotCoordinatorTest, OneFailureFailsTheJobAndWritesNoManifest) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(SnapshotCoordinatorTest, AnswerWithWrongEpochIsNotCommitted) {
+TEST_F(SnapshotCoordinatorTest, AnswerWithWrongEpochIsNeverCommitted) {
   Beat("a", 0, 1, 1, /*epoch=*/4);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
-  ASSERT_TRUE(transport_.WaitForCalls(1));
-  auto call = transport_.Take();
-  call.request.set_expected_leader_epoch(3);  // the node published epoch 3
-  Publish(std::move(call));
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    ASSERT_TRUE(transport_.WaitForCalls(1));
+    auto call = transport_.Take();
+    EXPECT_EQ(call.request.expected_leader_epoch(), 4u);
+    CreateCheckpointResponse resp;  // a node answering from epoch 3
+    resp.mutable_manifest()->set_snapshot_id(*id);
+    resp.mutable_manifest()->set_partition_id(0);
+    resp.mutable_manifest()->set_leader_epoch(3);
+    std::move(call.done)(resp);
+    EXPECT_EQ(Get(*id).partitions(0).attempts(),
+              static_cast<uint32_t>(attempt));
+    Beat("a", 0, 1, 1, /*epoch=*/4);  // still alive, still the leader
+    Advance(absl::Seconds(5));        // past any backoff
+  }
   auto snap = Get(*id);
   EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_FAILED);
   EXPECT_NE(snap.partitions(0).last_error().find("epoch 3, expected 4"),
             std::string::npos)
       << snap.partitions(0).last_error();
+  EXPECT_NE(snap.partitions(0).last_error().find("gave up after 3 attempts"),
+            std::string::npos);
   EXPECT_THAT(repo_->ReadClusterManifest(*id),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SnapshotCoordinatorTest, TransientErrorsAreRetriedAfterABackoff) {
+  Beat("a", 0, 2, 2);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  auto flaky = transport_.Take();
+  const uint32_t flaky_partition = flaky.request.partition_id();
+  std::move(flaky.done)(absl::UnavailableError("connection reset"));
+  Publish(transport_.Take());  // the other partition is not held up
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_RUNNING);
+  const auto& t = snap.partitions(flaky_partition);
+  EXPECT_EQ(t.state(), shutter::v1::PARTITION_TASK_STATE_WAITING);
+  EXPECT_NE(t.last_error().find("connection reset"), std::string::npos);
+  // Nothing is sent again before the backoff (1 s base, jitter >= 0.5).
+  Advance(absl::Milliseconds(400));
+  EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
+  Advance(absl::Seconds(1));
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  Publish(transport_.Take());
+  snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
+      << snap.error();
+  EXPECT_EQ(snap.partitions(flaky_partition).attempts(), 2u);
+}
+
+TEST_F(SnapshotCoordinatorTest, LeaderMoveSendsTheRetryToTheNewLeader) {
+  Beat("a", 0, 1, 1, /*epoch=*/1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  auto stale = transport_.Take();
+  EXPECT_EQ(stale.address, "a:7100");
+  // Leadership moves to b at epoch 2; a rejects the stale request.
+  Beat("b", 0, 1, 1, /*epoch=*/2);
+  std::move(stale.done)(absl::FailedPreconditionError(
+      "stale leader epoch for partition 0: request expects epoch 1"));
+  Advance(absl::Seconds(5));
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  auto call = transport_.Take();
+  EXPECT_EQ(call.address, "b:7100");
+  EXPECT_EQ(call.request.expected_leader_epoch(), 2u);
+  Publish(std::move(call));
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
+      << snap.error();
+  EXPECT_EQ(snap.partitions(0).node_id(), "b");
+  EXPECT_EQ(snap.partitions(0).leader_epoch(), 2u);
+  auto cm = repo_->ReadClusterManifest(*id);
+  ASSERT_OK(cm);
+  EXPECT_EQ(cm->partitions(0).node_id(), "b");
+}
+
+TEST_F(SnapshotCoordinatorTest, WaitsForALeaderAndFailsAtTheDeadline) {
+  Beat("a", 0, 1, 1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  std::move(transport_.Take().done)(absl::UnavailableError("node down"));
+  Advance(absl::Seconds(11));  // the node is now dead: no leader
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.partitions(0).state(),
+            shutter::v1::PARTITION_TASK_STATE_WAITING);
+  EXPECT_NE(snap.partitions(0).last_error().find("no live leader"),
+            std::string::npos)
+      << snap.partitions(0).last_error();
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_RUNNING);
+  Advance(absl::Minutes(10));  // past the job's deadline
+  snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_FAILED);
+  EXPECT_NE(snap.partitions(0).last_error().find("before the deadline"),
+            std::string::npos);
+  EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
 }
 
 TEST_F(SnapshotCoordinatorTest, BadRequestsRecordNothing) {
@@ -283,7 +386,7 @@ TEST_F(SnapshotCoordinatorTest, BadRequestsRecordNothing) {
   EXPECT_TRUE(all->empty());
 }
 
-TEST_F(SnapshotCoordinatorTest, RestartFailsInterruptedJobsAndKeepsFinished) {
+TEST_F(SnapshotCoordinatorTest, RestartResumesInterruptedJobs) {
   Beat("a", 0, 2, 2);
   auto done_id = coordinator_->CreateSnapshot({});
   ASSERT_OK(done_id);
@@ -294,27 +397,49 @@ TEST_F(SnapshotCoordinatorTest, RestartFailsInterruptedJobsAndKeepsFinished) {
   auto running_id = coordinator_->CreateSnapshot({});
   ASSERT_OK(running_id);
   ASSERT_TRUE(transport_.WaitForCalls(2));
-  Publish(transport_.Take());
-  StopCoordinator();  // the second call is cancelled, not recorded as failed
+  auto first = transport_.Take();
+  const uint32_t published_partition = first.request.partition_id();
+  Publish(std::move(first));
+  StopCoordinator();  // the other call is cut off, not recorded as failed
   StartCoordinator();
   EXPECT_EQ(Get(*done_id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  // Only the unfinished partition is asked for again.
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  auto again = transport_.Take();
+  EXPECT_NE(again.request.partition_id(), published_partition);
+  EXPECT_EQ(again.request.snapshot_id(), *running_id);
+  Publish(std::move(again));
   auto snap = Get(*running_id);
-  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_FAILED);
-  EXPECT_NE(snap.error().find("restarted"), std::string::npos);
-  int published = 0;
-  for (const auto& t : snap.partitions()) {
-    published += t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED;
-  }
-  EXPECT_EQ(published, 1);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
+      << snap.error();
+  EXPECT_EQ(snap.partitions(published_partition).attempts(), 1u);
+  EXPECT_OK(repo_->ReadClusterManifest(*running_id));
   auto list = coordinator_->ListSnapshots(0);
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0].snapshot_id(), *running_id);  // newest first
-  EXPECT_LT(*done_id, *running_id);
   // New ids still sort after the recovered ones.
-  Beat("a", 0, 2, 2);
   auto third = coordinator_->CreateSnapshot({});
   ASSERT_OK(third);
   EXPECT_LT(*running_id, *third);
+}
+
+TEST_F(SnapshotCoordinatorTest, RestartAfterTheLastPartitionCommits) {
+  Beat("a", 0, 1, 1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  // Simulate a crash right after the store recorded the last publication
+  // but before the job finished: rewrite the record as RUNNING.
+  Publish(transport_.Take());
+  auto snap = Get(*id);
+  ASSERT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  StopCoordinator();
+  snap.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
+  snap.clear_manifest_path();
+  ASSERT_OK(store_->Put(snap));
+  StartCoordinator();  // the manifest is already there: it is ours
+  EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,86 @@
+#include "common/timer.h"
+
+#include "absl/time/clock.h"
+
+namespace shutter {
+
+ThreadTimer::ThreadTimer() : thread_([this] { Loop(); }) {}
+
+ThreadTimer::~ThreadTimer() { Shutdown(); }
+
+void ThreadTimer::RunAfter(absl::Duration delay, Fn fn) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (stop_) return;
+  pending_.emplace(std::make_pair(absl::Now() + delay, seq_++), std::move(fn));
+  cv_.notify_all();
+}
+
+void ThreadTimer::Shutdown() {
+  std::map<std::pair<absl::Time, uint64_t>, Fn> dropped;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+    dropped.swap(pending_);
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ThreadTimer::Loop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stop_) {
+    if (pending_.empty()) {
+      cv_.wait(l);
+      continue;
+    }
+    absl::Time due = pending_.begin()->first.first;
+    absl::Time now = absl::Now();
+    if (due > now) {
+      cv_.wait_for(l, absl::ToChronoNanoseconds(due - now));
+      continue;
+    }
+    Fn fn = std::move(pending_.begin()->second);
+    pending_.erase(pending_.begin());
+    l.unlock();
+    std::move(fn)();
+    l.lock();
+  }
+}
+
+void ManualTimer::RunAfter(absl::Duration delay, Fn fn) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (stop_) return;
+  pending_.emplace(std::make_pair(clock_->Now() + delay, seq_++),
+                   std::move(fn));
+}
+
+void ManualTimer::Shutdown() {
+  std::map<std::pair<absl::Time, uint64_t>, Fn> dropped;
+  std::lock_guard<std::mutex> l(mu_);
+  stop_ = true;
+  dropped.swap(pending_);
+}
+
+int ManualTimer::RunDue() {
+  int ran = 0;
+  for (;;) {
+    Fn fn;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (pending_.empty() || pending_.begin()->first.first > clock_->Now()) {
+        return ran;
+      }
+      fn = std::move(pending_.begin()->second);
+      pending_.erase(pending_.begin());
+    }
+    std::move(fn)();
+    ++ran;
+  }
+}
+
+size_t ManualTimer::pending() {
+  std::lock_guard<std::mutex> l(mu_);
+  return pending_.size();
+}
+
+}  // namespace shutter
