@@ -141,6 +141,16 @@ absl::StatusOr<PartitionManifest> FsRepository::PublishPartition(
       return fs::ErrnoStatus("rename to " + final_dir, tmp_dir);
     }
     RETURN_IF_ERROR(fs::SyncDir(parent));
+    // Hidden temp directories of earlier attempts at this partition (a
+    // node that crashed mid-publish) are debris now: remove them.
+    const std::string prefix =
+        absl::StrFormat(".%05u.tmp-", header.partition_id());
+    std::error_code list_ec;
+    for (const auto& e : std::filesystem::directory_iterator(parent, list_ec)) {
+      if (absl::StartsWith(e.path().filename().string(), prefix)) {
+        fs::RemoveAll(e.path().string()).IgnoreError();
+      }
+    }
     return m;
   }();
   if (!publish.ok()) {

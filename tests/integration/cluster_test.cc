@@ -20,6 +20,7 @@
 #include "shutter/v1/node.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
 #include "snapshot/fs_repository.h"
+#include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -49,39 +50,25 @@ std::string ValueFor(uint32_t partition, int key) {
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    repo_dir_ = tmp_.Sub("repo");
-    StartController();
-    for (int i = 0; i < kNodes; ++i) StartNode(i);
-    admin_ = AdminService::NewStub(MakeChannel(controller_addr_));
-    ASSERT_TRUE(PollUntil(
-        [&] {
-          auto parts = ListPartitions();
-          if (parts.partitions_size() != kPartitions) return false;
-          for (const auto& p : parts.partitions()) {
-            if (p.leader_node_id().empty()) return false;
-          }
-          return true;
-        },
-        absl::Seconds(30)))
-        << "cluster did not come up; see logs in " << tmp_.path();
+    repo_dir_ = cluster_.repo_dir();
+    ASSERT_OK(cluster_.StartController());
+    ASSERT_OK(cluster_.StartAllNodes());
+    ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
   }
 
   void TearDown() override {
-    // An idle channel in this process is not polled, so the daemon's
-    // graceful shutdown would wait its whole grace period for it to close.
-    admin_.reset();
+    cluster_.CloseChannels();
     // Graceful stop: every daemon must exit 0 on SIGTERM.
     for (int i = 0; i < kNodes; ++i) {
-      if (!nodes_[i].running()) continue;
-      auto st = nodes_[i].Stop(SIGTERM, absl::Seconds(30));
+      if (!cluster_.node_running(i)) continue;
+      auto st = cluster_.StopNode(i, SIGTERM);
       ASSERT_OK(st);
       EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "node " << i;
     }
-    auto st = controller_.Stop(SIGTERM, absl::Seconds(30));
+    auto st = cluster_.StopController(SIGTERM);
     ASSERT_OK(st);
     EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
     if (HasFailure()) {
-      // Keep the logs visible in the test output.
       for (const auto& e : stdfs::directory_iterator(tmp_.path())) {
         if (e.path().extension() == ".log") {
           std::string cmd = "tail -n 30 " + e.path().string();
@@ -91,92 +78,30 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
-  void StartController() {
-    std::string port_file = tmp_.Sub("controller.port");
-    ASSERT_OK(controller_.Start(
-        {SHUTTER_CONTROLLER_BIN, "--listen", "127.0.0.1:0", "--data-dir",
-         tmp_.Sub("controller"), "--repository", repo_dir_, "--port-file",
-         port_file, "--heartbeat-interval-ms", "100", "--node-dead-after-ms",
-         "5000"},
-        tmp_.Sub("controller.log")));
-    auto port = WaitForPortFile(port_file, absl::Seconds(30));
-    ASSERT_OK(port);
-    controller_addr_ = absl::StrCat("127.0.0.1:", *port);
-  }
+  static std::string NodeId(int i) { return testing::LocalCluster::NodeId(i); }
 
-  void StartNode(int i) {
-    std::string port_file = tmp_.Sub(absl::StrCat("node", i, ".port"));
-    stdfs::remove(port_file);
-    uint32_t first = i * kPartitionsPerNode;
-    ASSERT_OK(nodes_[i].Start(
-        {SHUTTER_NODE_BIN, "--node-id", NodeId(i), "--listen", "127.0.0.1:0",
-         "--controller", controller_addr_, "--data-dir",
-         tmp_.Sub(absl::StrCat("node", i)), "--repository", repo_dir_,
-         "--partitions",
-         absl::StrCat(first, "-", first + kPartitionsPerNode - 1),
-         "--checkpoint-capacity", absl::StrCat(kCapacity),
-         "--heartbeat-interval-ms", "100", "--port-file", port_file},
-        tmp_.Sub(absl::StrCat("node", i, ".log"))));
-    auto port = WaitForPortFile(port_file, absl::Seconds(30));
-    ASSERT_OK(port);
-    node_addr_[i] = absl::StrCat("127.0.0.1:", *port);
-  }
+  ListPartitionsResponse ListPartitions() { return cluster_.ListPartitions(); }
 
-  static std::string NodeId(int i) { return absl::StrCat("n", i + 1); }
-
-  ListPartitionsResponse ListPartitions() {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(5));
-    ListPartitionsResponse resp;
-    admin_->ListPartitions(&ctx, ListPartitionsRequest(), &resp).ok();
-    return resp;
-  }
-
-  void Write(const std::string& addr, uint32_t partition,
+  void Write(uint32_t partition,
              std::vector<std::pair<std::string, std::string>> kvs) {
-    auto stub = PartitionData::NewStub(MakeChannel(addr));
-    WriteRequest req;
-    req.set_partition_id(partition);
-    for (auto& [k, v] : kvs) {
-      auto* put = req.add_mutations()->mutable_put();
-      put->set_key(k);
-      put->set_value(v);
-    }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(10));
-    WriteResponse resp;
-    grpc::Status s = stub->Write(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_OK(cluster_.Write(partition, kvs));
   }
 
   // Runs shutterctl against the controller; returns the exit code.
   int Ctl(std::vector<std::string> args, std::string* out, std::string* err) {
     args.insert(args.begin(), SHUTTERCTL_BIN);
-    auto rc = RunCommand(args, out, err, absl::Seconds(120),
-                         {"SHUTTER_CONTROLLER=" + controller_addr_});
+    auto rc =
+        RunCommand(args, out, err, absl::Seconds(120),
+                   {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
     EXPECT_OK(rc);
     return rc.ok() ? *rc : -1;
   }
 
-  GetNodeStatsResponse NodeStats(int i) {
-    auto stub = NodeService::NewStub(MakeChannel(node_addr_[i]));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(5));
-    GetNodeStatsResponse resp;
-    EXPECT_TRUE(stub->GetNodeStats(&ctx, GetNodeStatsRequest(), &resp).ok());
-    return resp;
-  }
-
   testing::TempDir tmp_;
+  testing::LocalCluster cluster_{{SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN,
+                                  tmp_.path(), kNodes, kPartitionsPerNode,
+                                  kCapacity}};
   std::string repo_dir_;
-  Subprocess controller_;
-  std::string controller_addr_;
-  Subprocess nodes_[kNodes];
-  std::string node_addr_[kNodes];
-  std::unique_ptr<AdminService::Stub> admin_;
 };
 
 TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
@@ -189,7 +114,7 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
         kvs.emplace_back(absl::StrFormat("before-%05d", k),
                          ValueFor(p.partition_id(), k));
       }
-      Write(p.leader_address(), p.partition_id(), kvs);
+      Write(p.partition_id(), kvs);
     }
   }
 
@@ -212,7 +137,7 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
 
   // Writes after the snapshot: new keys, and an overwrite of an old one.
   for (const auto& p : parts.partitions()) {
-    Write(p.leader_address(), p.partition_id(),
+    Write(p.partition_id(),
           {{"after-0", "late"}, {"before-00000", "overwritten"}});
   }
 
@@ -249,7 +174,9 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
   // No node ever had more checkpoints in flight than its capacity, and
   // none is left in staging.
   for (int i = 0; i < kNodes; ++i) {
-    auto st = NodeStats(i);
+    auto stats = cluster_.NodeStats(i);
+    ASSERT_OK(stats);
+    const auto& st = *stats;
     EXPECT_LE(st.peak_checkpoints_in_flight(),
               static_cast<uint32_t>(kCapacity));
     EXPECT_GE(st.peak_checkpoints_in_flight(), 1u);
@@ -270,21 +197,16 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
 
 TEST_F(ClusterTest, StaleEpochCheckpointIsRejectedAndPublishesNothing) {
   // Restarting a node makes it take leadership again: epoch 1 -> 2.
-  auto st = nodes_[0].Stop(SIGTERM, absl::Seconds(30));
+  auto st = cluster_.StopNode(0, SIGTERM);
   ASSERT_OK(st);
   EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
-  StartNode(0);
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        ListPartitionsResponse parts = ListPartitions();
-        for (const auto& p : parts.partitions()) {
-          if (p.partition_id() == 0) return p.leader_epoch() == 2;
-        }
-        return false;
-      },
-      absl::Seconds(30)));
+  ASSERT_OK(cluster_.StartNode(0));
+  ASSERT_OK(cluster_.WaitForLeaders(
+      absl::Seconds(30), [](const ListPartitionsResponse& parts) {
+        return parts.partitions(0).leader_epoch() == 2;
+      }));
 
-  auto stub = NodeService::NewStub(MakeChannel(node_addr_[0]));
+  auto stub = NodeService::NewStub(MakeChannel(cluster_.node_address(0)));
   CreateCheckpointRequest req;
   req.set_snapshot_id("stale-epoch-probe");
   req.set_partition_id(0);

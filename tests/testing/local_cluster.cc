@@ -1,0 +1,246 @@
+#include "testing/local_cluster.h"
+
+#include <signal.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/rpc.h"
+#include "shutter/v1/partition_data.grpc.pb.h"
+
+namespace shutter::testing {
+
+using namespace shutter::v1;  // NOLINT
+
+namespace {
+std::chrono::system_clock::time_point Deadline(int seconds) {
+  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+}
+}  // namespace
+
+LocalCluster::LocalCluster(Options options)
+    : options_(std::move(options)), nodes_(options_.nodes) {}
+
+LocalCluster::~LocalCluster() {
+  admin_.reset();
+  for (auto& n : nodes_) n.process.reset();  // SIGKILL + reap
+  controller_.reset();
+}
+
+std::string LocalCluster::NodeId(int i) { return absl::StrCat("n", i + 1); }
+
+std::string LocalCluster::node_dir(int i) const {
+  return absl::StrCat(options_.dir, "/node", i);
+}
+
+pid_t LocalCluster::node_pid(int i) const {
+  return nodes_[i].process ? nodes_[i].process->pid() : -1;
+}
+
+pid_t LocalCluster::controller_pid() const {
+  return controller_ ? controller_->pid() : -1;
+}
+
+AdminService::Stub* LocalCluster::admin() {
+  if (!admin_) admin_ = AdminService::NewStub(MakeChannel(controller_addr_));
+  return admin_.get();
+}
+
+absl::Status LocalCluster::StartController(
+    std::vector<std::string> extra_flags) {
+  const std::string port_file = options_.dir + "/controller.port";
+  std::filesystem::remove(port_file);
+  std::vector<std::string> argv = {options_.controller_bin,
+                                   "--listen",
+                                   absl::StrCat("127.0.0.1:", controller_port_),
+                                   "--data-dir",
+                                   options_.dir + "/controller",
+                                   "--repository",
+                                   repo_dir(),
+                                   "--port-file",
+                                   port_file,
+                                   "--heartbeat-interval-ms",
+                                   absl::StrCat(options_.heartbeat_ms),
+                                   "--node-dead-after-ms",
+                                   absl::StrCat(options_.dead_after_ms),
+                                   "--log-level",
+                                   options_.log_level};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  controller_ = std::make_unique<Subprocess>();
+  absl::Status s = controller_->Start(argv, options_.dir + "/controller.log");
+  if (!s.ok()) return s;
+  auto port = WaitForPortFile(port_file, absl::Seconds(30));
+  if (!port.ok()) return port.status();
+  controller_port_ = *port;
+  controller_addr_ = absl::StrCat("127.0.0.1:", *port);
+  admin_.reset();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> LocalCluster::StopController(int sig) {
+  admin_.reset();
+  if (!controller_) return absl::FailedPreconditionError("not running");
+  auto st = controller_->Stop(sig, absl::Seconds(30));
+  controller_.reset();
+  return st;
+}
+
+absl::Status LocalCluster::StartNode(int i,
+                                     std::vector<std::string> extra_flags) {
+  const std::string port_file = absl::StrCat(options_.dir, "/node", i, ".port");
+  std::filesystem::remove(port_file);
+  const int first = i * options_.partitions_per_node;
+  std::vector<std::string> argv = {
+      options_.node_bin,
+      "--node-id",
+      NodeId(i),
+      "--listen",
+      "127.0.0.1:0",
+      "--controller",
+      controller_addr_,
+      "--data-dir",
+      node_dir(i),
+      "--repository",
+      repo_dir(),
+      "--partitions",
+      absl::StrCat(first, "-", first + options_.partitions_per_node - 1),
+      "--checkpoint-capacity",
+      absl::StrCat(options_.capacity),
+      "--heartbeat-interval-ms",
+      absl::StrCat(options_.heartbeat_ms),
+      "--port-file",
+      port_file,
+      "--log-level",
+      options_.log_level};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  auto p = std::make_unique<Subprocess>();
+  absl::Status s =
+      p->Start(argv, absl::StrCat(options_.dir, "/node", i, ".log"));
+  if (!s.ok()) return s;
+  auto port = WaitForPortFile(port_file, absl::Seconds(30));
+  if (!port.ok()) return port.status();
+  nodes_[i].process = std::move(p);
+  nodes_[i].address = absl::StrCat("127.0.0.1:", *port);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> LocalCluster::StopNode(int i, int sig) {
+  if (!nodes_[i].process) return absl::FailedPreconditionError("not running");
+  auto st = nodes_[i].process->Stop(sig, absl::Seconds(30));
+  nodes_[i].process.reset();
+  return st;
+}
+
+absl::Status LocalCluster::StartAllNodes(std::vector<std::string> extra_flags) {
+  for (int i = 0; i < options_.nodes; ++i) {
+    absl::Status s = StartNode(i, extra_flags);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+void LocalCluster::StopAllNodes() {
+  for (int i = 0; i < options_.nodes; ++i) {
+    if (nodes_[i].process) StopNode(i, SIGTERM).IgnoreError();
+  }
+}
+
+ListPartitionsResponse LocalCluster::ListPartitions() {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(5));
+  ListPartitionsResponse resp;
+  admin()->ListPartitions(&ctx, ListPartitionsRequest(), &resp).ok();
+  return resp;
+}
+
+absl::Status LocalCluster::WaitForLeaders(
+    absl::Duration timeout,
+    const std::function<bool(const ListPartitionsResponse&)>& pred) {
+  bool ok = PollUntil(
+      [&] {
+        ListPartitionsResponse parts = ListPartitions();
+        if (parts.partitions_size() != partitions()) return false;
+        for (const auto& p : parts.partitions()) {
+          if (p.leader_node_id().empty()) return false;
+        }
+        return !pred || pred(parts);
+      },
+      timeout);
+  if (!ok) {
+    return absl::DeadlineExceededError(
+        "partitions did not all get live leaders; logs in " + options_.dir);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Snapshot> LocalCluster::GetSnapshot(const std::string& id) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(5));
+  GetSnapshotRequest req;
+  req.set_snapshot_id(id);
+  GetSnapshotResponse resp;
+  grpc::Status s = admin()->GetSnapshot(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return resp.snapshot();
+}
+
+absl::StatusOr<Snapshot> LocalCluster::WaitForSnapshot(const std::string& id,
+                                                       absl::Duration timeout) {
+  Snapshot snap;
+  bool done = PollUntil(
+      [&] {
+        auto s = GetSnapshot(id);
+        if (!s.ok()) return false;
+        snap = *s;
+        return snap.state() == SNAPSHOT_STATE_COMMITTED ||
+               snap.state() == SNAPSHOT_STATE_FAILED;
+      },
+      timeout);
+  if (!done) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("snapshot ", id, " did not finish; state ",
+                     SnapshotState_Name(snap.state())));
+  }
+  return snap;
+}
+
+absl::StatusOr<std::string> LocalCluster::CreateSnapshot(
+    const CreateSnapshotRequest& request) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(30));
+  CreateSnapshotResponse resp;
+  grpc::Status s = admin()->CreateSnapshot(&ctx, request, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return resp.snapshot_id();
+}
+
+absl::Status LocalCluster::Write(
+    uint32_t partition,
+    const std::vector<std::pair<std::string, std::string>>& kvs) {
+  const int node = static_cast<int>(partition) / options_.partitions_per_node;
+  auto stub = PartitionData::NewStub(MakeChannel(nodes_[node].address));
+  WriteRequest req;
+  req.set_partition_id(partition);
+  for (const auto& [k, v] : kvs) {
+    auto* put = req.add_mutations()->mutable_put();
+    put->set_key(k);
+    put->set_value(v);
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(30));
+  WriteResponse resp;
+  return FromGrpcStatus(stub->Write(&ctx, req, &resp));
+}
+
+absl::StatusOr<GetNodeStatsResponse> LocalCluster::NodeStats(int i) {
+  auto stub = NodeService::NewStub(MakeChannel(nodes_[i].address));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(5));
+  GetNodeStatsResponse resp;
+  grpc::Status s = stub->GetNodeStats(&ctx, GetNodeStatsRequest(), &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return resp;
+}
+
+}  // namespace shutter::testing
