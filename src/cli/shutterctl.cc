@@ -207,7 +207,8 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
       if (t.state() == PARTITION_TASK_STATE_RUNNING) ++running;
     }
     bool terminal = snap.state() == SNAPSHOT_STATE_COMMITTED ||
-                    snap.state() == SNAPSHOT_STATE_FAILED;
+                    snap.state() == SNAPSHOT_STATE_FAILED ||
+                    snap.state() == SNAPSHOT_STATE_CANCELLED;
     if (done + failed != last_done || terminal) {
       std::string line = absl::StrFormat(
           "snapshot %s: %d/%d partitions published, %d running, %d failed [%s]",
@@ -254,6 +255,54 @@ int CreateSnapshot(const Global& g, const std::string& partitions,
     return 0;
   }
   return WaitForSnapshot(g, c, resp.snapshot_id());
+}
+
+int CancelSnapshot(const Global& g, const std::string& id) {
+  Client c(g);
+  CancelSnapshotRequest req;
+  req.set_snapshot_id(id);
+  CancelSnapshotResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::CancelSnapshot, req, &resp);
+  if (!s.ok()) return FailRpc(s, "cancel snapshot");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "snapshot " << id << " cancelled"
+              << (resp.snapshot().rolled_back()
+                      ? "; what it published is removed"
+                      : "; removing what it published once in-flight "
+                        "checkpoints end")
+              << "\n";
+  }
+  return 0;
+}
+
+int VerifySnapshot(Global g, const std::string& id) {
+  g.timeout_ms = std::max(g.timeout_ms, 3600 * 1000);  // hashes every file
+  Client c(g);
+  VerifySnapshotRequest req;
+  req.set_snapshot_id(id);
+  VerifySnapshotResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::VerifySnapshot, req, &resp);
+  if (!s.ok()) return FailRpc(s, "verify snapshot");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+  } else {
+    std::cout << absl::StrFormat(
+        "snapshot %s: %d partitions, %d files, %s checked: %s\n", id,
+        resp.partitions_checked(), resp.files_checked(),
+        HumanBytes(resp.bytes_checked()),
+        resp.ok() ? "OK" : absl::StrCat(resp.problems_size(), " problem(s)"));
+    for (const auto& p : resp.problems()) {
+      std::cout << "  partition " << p.partition_id() << ": " << p.error()
+                << "\n";
+    }
+  }
+  if (!resp.ok()) {
+    return Fail(absl::StrCat(
+        "snapshot ", id, " failed verification: ", resp.problems(0).error()));
+  }
+  return 0;
 }
 
 int ListSnapshots(const Global& g, uint32_t limit) {
@@ -415,6 +464,14 @@ int Main(int argc, char** argv) {
   auto* show = snaps->add_subcommand("show", "Show a snapshot per partition");
   show->add_option("id", id, "Snapshot id")->required();
   show->callback([&] { rc = ShowSnapshot(g, id); });
+  auto* cancel = snaps->add_subcommand(
+      "cancel", "Cancel a running snapshot and remove what it published");
+  cancel->add_option("id", id, "Snapshot id")->required();
+  cancel->callback([&] { rc = CancelSnapshot(g, id); });
+  auto* verify = snaps->add_subcommand(
+      "verify", "Re-read a committed snapshot and check every file's SHA-256");
+  verify->add_option("id", id, "Snapshot id")->required();
+  verify->callback([&] { rc = VerifySnapshot(g, id); });
 
   auto* data = app.add_subcommand("data", "Sample data (reference nodes)")
                    ->require_subcommand(1);

@@ -58,6 +58,24 @@ grpc::Status AdminServiceImpl::ListPartitions(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status AdminServiceImpl::CancelSnapshot(grpc::ServerContext*,
+                                              const CancelSnapshotRequest* req,
+                                              CancelSnapshotResponse* resp) {
+  auto s = coordinator_->CancelSnapshot(req->snapshot_id());
+  if (!s.ok()) return ToGrpcStatus(s.status());
+  *resp->mutable_snapshot() = std::move(s).value();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::VerifySnapshot(grpc::ServerContext*,
+                                              const VerifySnapshotRequest* req,
+                                              VerifySnapshotResponse* resp) {
+  auto r = coordinator_->VerifySnapshot(req->snapshot_id());
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
 grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext*,
                                               const HeartbeatRequest* req,
                                               HeartbeatResponse* resp) {

@@ -31,6 +31,12 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   grpc::Status ListPartitions(grpc::ServerContext*,
                               const shutter::v1::ListPartitionsRequest*,
                               shutter::v1::ListPartitionsResponse*) override;
+  grpc::Status CancelSnapshot(grpc::ServerContext*,
+                              const shutter::v1::CancelSnapshotRequest*,
+                              shutter::v1::CancelSnapshotResponse*) override;
+  grpc::Status VerifySnapshot(grpc::ServerContext*,
+                              const shutter::v1::VerifySnapshotRequest*,
+                              shutter::v1::VerifySnapshotResponse*) override;
 
  private:
   NodeRegistry* const registry_;

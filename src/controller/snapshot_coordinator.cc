@@ -18,12 +18,21 @@ constexpr size_t kMaxLabelBytes = 256;
 
 bool IsTerminal(shutter::v1::SnapshotState s) {
   return s == shutter::v1::SNAPSHOT_STATE_COMMITTED ||
-         s == shutter::v1::SNAPSHOT_STATE_FAILED;
+         s == shutter::v1::SNAPSHOT_STATE_FAILED ||
+         s == shutter::v1::SNAPSHOT_STATE_CANCELLED;
 }
 
 bool TaskDone(const PartitionTask& t) {
   return t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED ||
-         t.state() == shutter::v1::PARTITION_TASK_STATE_FAILED;
+         t.state() == shutter::v1::PARTITION_TASK_STATE_FAILED ||
+         t.state() == shutter::v1::PARTITION_TASK_STATE_CANCELLED;
+}
+
+bool AnyRunning(const Snapshot& s) {
+  for (const auto& t : s.partitions()) {
+    if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) return true;
+  }
+  return false;
 }
 
 PartitionTask* FindTask(Snapshot& s, uint32_t partition_id) {
@@ -85,7 +94,21 @@ SnapshotCoordinator::Recover() {
     ids_.ObserveExisting(s.snapshot_id());
     std::string id = s.snapshot_id();
     jobs_[id] = s;
-    if (IsTerminal(s.state())) continue;
+    if (s.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED && AnyRunning(s)) {
+      // Their results were lost with the old process; the rollback
+      // removes whatever they published.
+      Snapshot updated = s;
+      for (auto& t : *updated.mutable_partitions()) {
+        if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) {
+          t.set_state(shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+        }
+      }
+      RETURN_IF_ERROR(CommitLocked(std::move(updated)));
+    }
+    if (IsTerminal(s.state())) {
+      RollbackLocked(id);  // finishes a rollback a crash interrupted
+      continue;
+    }
     // Resume: keep what is published; ask again for the rest (a node
     // answers a repeated request with the already-published result, or
     // joins the one still in progress).
@@ -390,7 +413,17 @@ void SnapshotCoordinator::OnTaskDone(
   absl::MutexLock l(&mu_);
   if (stopping_ && !verified.ok()) return;  // likely our own cancellation
   auto it = jobs_.find(snapshot_id);
-  if (it == jobs_.end() || IsTerminal(it->second.state())) return;
+  if (it == jobs_.end()) return;
+  if (it->second.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) {
+    // A checkpoint that was in flight when the snapshot was cancelled: now
+    // that it is over, the rollback can run (once none is left running).
+    Snapshot updated = it->second;
+    FindTask(updated, partition_id)
+        ->set_state(shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+    if (CommitLocked(std::move(updated)).ok()) RollbackLocked(snapshot_id);
+    return;
+  }
+  if (IsTerminal(it->second.state())) return;
   Snapshot updated = it->second;
   PartitionTask* t = FindTask(updated, partition_id);
   t->set_duration_millis(absl::ToInt64Milliseconds(clock_->Now() - started));
@@ -471,7 +504,112 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
                                                                : "FAILED",
       (updated.finished_at_micros() - updated.created_at_micros()) / 1000,
       updated.error().empty() ? "" : ": ", updated.error());
-  CommitLocked(std::move(updated)).IgnoreError();
+  const bool failed_job = updated.state() == shutter::v1::SNAPSHOT_STATE_FAILED;
+  if (CommitLocked(std::move(updated)).ok() && failed_job) {
+    RollbackLocked(snapshot_id);
+  }
+}
+
+void SnapshotCoordinator::RollbackLocked(const std::string& snapshot_id) {
+  const Snapshot& job = jobs_.at(snapshot_id);
+  if (job.rolled_back() || AnyRunning(job)) return;
+  if (job.state() != shutter::v1::SNAPSHOT_STATE_FAILED &&
+      job.state() != shutter::v1::SNAPSHOT_STATE_CANCELLED) {
+    return;
+  }
+  absl::Status s = repo_->DeleteUncommittedSnapshot(snapshot_id);
+  if (!s.ok()) {
+    spdlog::error("rollback of snapshot {} failed (will retry at restart): {}",
+                  snapshot_id, s.ToString());
+    return;
+  }
+  Snapshot updated = job;
+  updated.set_rolled_back(true);
+  if (CommitLocked(std::move(updated)).ok()) {
+    spdlog::info("snapshot {}: removed what it had published", snapshot_id);
+  }
+}
+
+absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
+    const std::string& snapshot_id) {
+  uint64_t job_id = 0;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = jobs_.find(snapshot_id);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
+    }
+    const Snapshot& job = it->second;
+    if (job.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) return job;
+    if (IsTerminal(job.state())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "snapshot ", snapshot_id, " is already ",
+          shutter::v1::SnapshotState_Name(job.state()).substr(15)));
+    }
+    Snapshot updated = job;
+    updated.set_state(shutter::v1::SNAPSHOT_STATE_CANCELLED);
+    updated.set_error("cancelled by an operator");
+    updated.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
+    for (auto& t : *updated.mutable_partitions()) {
+      // Checkpoints in flight finish on their nodes; the rollback waits
+      // for them. Everything else stops here.
+      if (t.state() != shutter::v1::PARTITION_TASK_STATE_RUNNING) {
+        t.set_state(shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+      }
+    }
+    RETURN_IF_ERROR(CommitLocked(std::move(updated)));
+    job_id = JobIdLocked(snapshot_id);
+    spdlog::info("snapshot {} cancelled", snapshot_id);
+  }
+  scheduler_.CancelJob(job_id);
+  absl::MutexLock l(&mu_);
+  RollbackLocked(snapshot_id);
+  return jobs_.at(snapshot_id);
+}
+
+absl::StatusOr<shutter::v1::VerifySnapshotResponse>
+SnapshotCoordinator::VerifySnapshot(const std::string& snapshot_id) const {
+  {
+    absl::MutexLock l(&mu_);
+    auto it = jobs_.find(snapshot_id);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
+    }
+    if (it->second.state() != shutter::v1::SNAPSHOT_STATE_COMMITTED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("snapshot ", snapshot_id, " is not COMMITTED"));
+    }
+  }
+  // Reads the repository only: no lock held while hashing.
+  shutter::v1::VerifySnapshotResponse resp;
+  ASSIGN_OR_RETURN(auto cm, repo_->ReadClusterManifest(snapshot_id));
+  for (const auto& entry : cm.partitions()) {
+    resp.set_partitions_checked(resp.partitions_checked() + 1);
+    auto pm = repo_->ReadPartitionManifest(snapshot_id, entry.partition_id());
+    absl::Status s = pm.status();
+    if (pm.ok()) {
+      if (pm->applied_index() != entry.applied_index() ||
+          pm->leader_epoch() != entry.leader_epoch()) {
+        s = absl::DataLossError(absl::StrCat(
+            "partition manifest (applied index ", pm->applied_index(),
+            ", epoch ", pm->leader_epoch(),
+            ") disagrees with the cluster "
+            "manifest (",
+            entry.applied_index(), ", ", entry.leader_epoch(), ")"));
+      } else {
+        s = repo_->VerifyPartition(*pm);
+        resp.set_files_checked(resp.files_checked() + pm->files_size());
+        resp.set_bytes_checked(resp.bytes_checked() + pm->total_bytes());
+      }
+    }
+    if (!s.ok()) {
+      auto* p = resp.add_problems();
+      p->set_partition_id(entry.partition_id());
+      p->set_error(StatusText(s));
+    }
+  }
+  resp.set_ok(resp.problems_size() == 0);
+  return resp;
 }
 
 absl::Status SnapshotCoordinator::CommitLocked(Snapshot updated) {

@@ -91,6 +91,18 @@ class SnapshotCoordinator {
   std::vector<shutter::v1::SnapshotSummary> ListSnapshots(uint32_t limit) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Cancels a running snapshot: queued partitions are dropped, in-flight
+  // ones finish on their nodes, then everything it published is removed.
+  // FAILED_PRECONDITION if already COMMITTED or FAILED; NOT_FOUND if
+  // unknown. Returns the record.
+  absl::StatusOr<shutter::v1::Snapshot> CancelSnapshot(
+      const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Re-reads every file of a COMMITTED snapshot and checks sizes and
+  // SHA-256 against the manifests; problems name the partition and file.
+  absl::StatusOr<shutter::v1::VerifySnapshotResponse> VerifySnapshot(
+      const std::string& snapshot_id) const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Applies a node's reported capacity as its concurrency limit.
   void SetNodeCapacity(const std::string& node_id, uint32_t capacity);
 
@@ -134,6 +146,10 @@ class SnapshotCoordinator {
       const shutter::v1::CreateCheckpointResponse& response) const;
   // Persists `updated` as the new record of its job, then installs it.
   absl::Status CommitLocked(shutter::v1::Snapshot updated)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes what a FAILED or CANCELLED job published, once none of its
+  // checkpoints is still running; records rolled_back.
+  void RollbackLocked(const std::string& snapshot_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Finishes the job if every task is terminal.
   void MaybeFinishLocked(const std::string& snapshot_id)

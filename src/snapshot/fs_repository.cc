@@ -232,6 +232,26 @@ absl::StatusOr<ClusterManifest> FsRepository::ReadClusterManifest(
   return DecodeClusterManifest(json);
 }
 
+absl::Status FsRepository::DeleteUncommittedSnapshot(
+    const std::string& snapshot_id) {
+  RETURN_IF_ERROR(CheckSnapshotId(snapshot_id));
+  const std::string dir = Abs("snapshots/" + snapshot_id);
+  if (!fs::Exists(dir)) return absl::OkStatus();
+  if (fs::Exists(Abs(ClusterManifestPath(snapshot_id)))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "snapshot ", snapshot_id, " is committed; it is not rolled back"));
+  }
+  // Rename first, so a crash mid-removal leaves a hidden directory (never a
+  // half-deleted snapshot that looks like one), then remove it.
+  const std::string doomed = Abs(
+      absl::StrCat("snapshots/.", snapshot_id, ".deleting-", RandomSuffix()));
+  if (::rename(dir.c_str(), doomed.c_str()) != 0) {
+    return fs::ErrnoStatus("rename to " + doomed, dir);
+  }
+  RETURN_IF_ERROR(fs::SyncDir(Abs("snapshots")));
+  return fs::RemoveAll(doomed);
+}
+
 absl::StatusOr<std::unique_ptr<Repository>> OpenRepository(
     const std::string& uri, const RepositoryOptions& options) {
   std::string path = uri;

@@ -32,6 +32,8 @@ class FsRepository : public Repository {
       const shutter::v1::ClusterManifest& manifest) override;
   absl::StatusOr<shutter::v1::ClusterManifest> ReadClusterManifest(
       const std::string& snapshot_id) const override;
+  absl::Status DeleteUncommittedSnapshot(
+      const std::string& snapshot_id) override;
   std::string Describe() const override { return root_; }
 
   // Absolute path of a repository-relative path.

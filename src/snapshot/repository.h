@@ -55,6 +55,12 @@ class Repository {
   virtual absl::StatusOr<shutter::v1::ClusterManifest> ReadClusterManifest(
       const std::string& snapshot_id) const = 0;
 
+  // Removes everything of an uncommitted snapshot (rollback). OK if there
+  // is nothing. FAILED_PRECONDITION if it has a cluster manifest: committed
+  // snapshots are never rolled back.
+  virtual absl::Status DeleteUncommittedSnapshot(
+      const std::string& snapshot_id) = 0;
+
   // Relative paths of the manifests.
   static std::string PartitionDir(const std::string& snapshot_id,
                                   uint32_t partition_id);

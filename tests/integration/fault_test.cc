@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -201,6 +202,111 @@ TEST_F(FaultTest, ControllerKilledMidJobResumesWithoutRedoingWork) {
     ASSERT_OK(pm);
     EXPECT_EQ(pm->created_at_micros(), it->second);  // not redone
   }
+}
+
+// Scenario 6: a file of a committed snapshot is corrupted afterwards;
+// `shutterctl snapshots verify` names exactly that file and exits 1.
+TEST_F(FaultTest, VerifyNamesTheCorruptedFile) {
+  auto id = cluster_.CreateSnapshot();
+  ASSERT_OK(id);
+  auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
+  ASSERT_OK(snap);
+  ExpectCommittedAndClean(*snap);
+  std::string out, err;
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), SHUTTERCTL_BIN);
+    auto rc = testing::RunCommand(
+        args, &out, &err, absl::Seconds(120),
+        {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
+    EXPECT_OK(rc);
+    return rc.ok() ? *rc : -1;
+  };
+  ASSERT_EQ(ctl({"snapshots", "verify", *id}), 0) << out << err;
+  EXPECT_NE(out.find(": OK"), std::string::npos) << out;
+
+  // Flip one byte in the middle of partition 5's largest file.
+  auto repo = snapshot::FsRepository::Open(cluster_.repo_dir());
+  ASSERT_OK(repo);
+  auto pm = (*repo)->ReadPartitionManifest(*id, 5);
+  ASSERT_OK(pm);
+  const FileEntry* largest = &pm->files(0);
+  for (const auto& f : pm->files()) {
+    if (f.size_bytes() > largest->size_bytes()) largest = &f;
+  }
+  const std::string path =
+      (*repo)->Abs(snapshot::Repository::PartitionDir(*id, 5)) + "/" +
+      largest->name();
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(largest->size_bytes() / 2);
+    char c = 0;
+    f.read(&c, 1);
+    c ^= 0x5a;
+    f.seekp(largest->size_bytes() / 2);
+    f.write(&c, 1);
+  }
+  EXPECT_EQ(ctl({"snapshots", "verify", *id}), 1);
+  EXPECT_NE(out.find("partition 5: DATA_LOSS: "), std::string::npos) << out;
+  EXPECT_NE(out.find(largest->name() + ": sha256"), std::string::npos) << out;
+  EXPECT_NE(out.find("1 problem(s)"), std::string::npos) << out;
+  EXPECT_NE(err.find("failed verification"), std::string::npos) << err;
+}
+
+// Scenario 7: cancel during a large job; everything it published is
+// removed, nothing is left in the repository or in staging.
+TEST_F(FaultTest, CancelRemovesEverythingTheJobPublished) {
+  auto id = cluster_.CreateSnapshot();
+  ASSERT_OK(id);
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto s = cluster_.GetSnapshot(*id);
+        return s.ok() && Published(*s) >= 1;
+      },
+      absl::Seconds(30)));
+  std::string out, err;
+  auto rc = testing::RunCommand(
+      {SHUTTERCTL_BIN, "snapshots", "cancel", *id}, &out, &err,
+      absl::Seconds(60),
+      {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
+  ASSERT_OK(rc);
+  ASSERT_EQ(*rc, 0) << out << err;
+  EXPECT_NE(out.find("cancelled"), std::string::npos) << out;
+  // In-flight checkpoints end on their nodes, then the rollback runs.
+  Snapshot snap;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto s = cluster_.GetSnapshot(*id);
+        if (!s.ok()) return false;
+        snap = *s;
+        return snap.rolled_back();
+      },
+      absl::Seconds(60)));
+  EXPECT_EQ(snap.state(), SNAPSHOT_STATE_CANCELLED);
+  EXPECT_FALSE(stdfs::exists(cluster_.repo_dir() + "/snapshots/" + *id));
+  for (const auto& e :
+       stdfs::directory_iterator(cluster_.repo_dir() + "/snapshots")) {
+    ADD_FAILURE() << "left in the repository: " << e.path();
+  }
+  // Staging empties once the nodes' in-flight checkpoints have ended.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        for (int i = 0; i < kNodes; ++i) {
+          auto st = cluster_.NodeStats(i);
+          if (!st.ok() || st->checkpoints_in_flight() != 0) return false;
+        }
+        return true;
+      },
+      absl::Seconds(60)));
+  for (int i = 0; i < kNodes; ++i) {
+    EXPECT_TRUE(stdfs::is_empty(cluster_.node_dir(i) + "/staging"));
+  }
+  // A cancelled snapshot cannot be cancelled into anything else, and a
+  // new one still works.
+  auto again = cluster_.CreateSnapshot();
+  ASSERT_OK(again);
+  auto done = cluster_.WaitForSnapshot(*again, absl::Seconds(120));
+  ASSERT_OK(done);
+  ExpectCommittedAndClean(*done);
 }
 
 }  // namespace

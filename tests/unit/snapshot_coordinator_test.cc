@@ -251,6 +251,69 @@ TEST_F(SnapshotCoordinatorTest, OneFailureFailsTheJobAndWritesNoManifest) {
             std::string::npos);
   EXPECT_THAT(repo_->ReadClusterManifest(*id),
               StatusIs(absl::StatusCode::kNotFound));
+  // The two partitions it did publish are rolled back.
+  EXPECT_TRUE(snap.rolled_back());
+  EXPECT_FALSE(std::filesystem::exists(repo_->Abs("snapshots/" + *id)));
+}
+
+TEST_F(SnapshotCoordinatorTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
+  Beat("a", 0, 4, 2);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  Publish(transport_.Take());
+  ASSERT_TRUE(transport_.WaitForCalls(2));  // the next one started
+  auto snap = coordinator_->CancelSnapshot(*id);
+  ASSERT_OK(snap);
+  EXPECT_EQ(snap->state(), shutter::v1::SNAPSHOT_STATE_CANCELLED);
+  EXPECT_FALSE(snap->rolled_back());  // two checkpoints still in flight
+  int running = 0, cancelled = 0;
+  for (const auto& t : snap->partitions()) {
+    running += t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING;
+    cancelled += t.state() == shutter::v1::PARTITION_TASK_STATE_CANCELLED;
+  }
+  EXPECT_EQ(running, 2);
+  EXPECT_EQ(cancelled, 2);  // the published one and the queued one
+  EXPECT_TRUE(std::filesystem::exists(repo_->Abs("snapshots/" + *id)));
+  Publish(transport_.Take());  // finishes on the node after the cancel
+  EXPECT_FALSE(Get(*id).rolled_back());
+  std::move(transport_.Take().done)(absl::UnavailableError("gone"));
+  EXPECT_TRUE(Get(*id).rolled_back());
+  EXPECT_FALSE(std::filesystem::exists(repo_->Abs("snapshots/" + *id)));
+  EXPECT_THAT(repo_->ReadClusterManifest(*id),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);  // nothing else started
+  EXPECT_OK(coordinator_->CancelSnapshot(*id));     // idempotent
+  EXPECT_THAT(coordinator_->CancelSnapshot("nope"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SnapshotCoordinatorTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
+  Beat("a", 0, 2, 2);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  Publish(transport_.Take());
+  Publish(transport_.Take());
+  ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  auto v = coordinator_->VerifySnapshot(*id);
+  ASSERT_OK(v);
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->partitions_checked(), 2u);
+  EXPECT_EQ(v->files_checked(), 2u);
+  std::ofstream(repo_->Abs(snapshot::Repository::PartitionDir(*id, 1)) +
+                "/000001.sst")
+      << "dat4";
+  v = coordinator_->VerifySnapshot(*id);
+  ASSERT_OK(v);
+  EXPECT_FALSE(v->ok());
+  ASSERT_EQ(v->problems_size(), 1);
+  EXPECT_EQ(v->problems(0).partition_id(), 1u);
+  EXPECT_NE(v->problems(0).error().find("00001/000001.sst: sha256"),
+            std::string::npos)
+      << v->problems(0).error();
+  EXPECT_THAT(coordinator_->CancelSnapshot(*id),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "COMMITTED"));
 }
 
 TEST_F(SnapshotCoordinatorTest, AnswerWithWrongEpochIsNeverCommitted) {
