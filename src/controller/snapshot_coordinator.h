@@ -35,8 +35,10 @@ namespace shutter::controller {
 // leader, not hosted) is retried with exponential backoff and jitter,
 // re-resolving the leader each time, up to `max_attempts` and the job's
 // deadline; while no usable leader exists it waits, polling the registry.
-// One partition's trouble does not fail the others. The job is FAILED (and
-// no cluster manifest is written) if any partition finally fails.
+// One partition's trouble does not fail the others. The job is FAILED (no
+// cluster manifest is written, and what it published is removed) if any
+// partition finally fails. A cancelled job is rolled back the same way once
+// its in-flight checkpoints end.
 //
 // Jobs left unfinished by a controller stop or crash resume at the next
 // start: published partitions are kept, the others are dispatched again
