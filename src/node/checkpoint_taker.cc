@@ -142,7 +142,8 @@ void CheckpointTaker::Finish(
     }
     --stats_.in_flight;
     if (result.ok()) {
-      ++stats_.published;
+      ++(result->already_published() ? stats_.already_published
+                                     : stats_.published);
     } else {
       ++stats_.failed;
     }
@@ -163,6 +164,7 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     spdlog::info("partition {} of snapshot {} already published; returning it",
                  req.partition_id(), req.snapshot_id());
     *resp.mutable_manifest() = std::move(existing).value();
+    resp.set_already_published(true);
     return resp;
   }
   if (!absl::IsNotFound(existing.status())) return existing.status();

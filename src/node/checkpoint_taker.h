@@ -53,7 +53,8 @@ class CheckpointTaker {
   struct Stats {
     uint32_t in_flight = 0;
     uint32_t peak_in_flight = 0;
-    uint64_t published = 0;
+    uint64_t published = 0;          // newly written
+    uint64_t already_published = 0;  // answered from the repository
     uint64_t failed = 0;
     // Repeated requests that joined a checkpoint already in progress.
     uint64_t joined = 0;

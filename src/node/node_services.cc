@@ -30,6 +30,8 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
   response->set_peak_checkpoints_in_flight(s.peak_in_flight);
   response->set_checkpoints_published(s.published);
   response->set_checkpoints_failed(s.failed);
+  response->set_answered_already_published(s.already_published);
+  response->set_joined_in_progress(s.joined);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -204,6 +204,84 @@ TEST_F(FaultTest, ControllerKilledMidJobResumesWithoutRedoingWork) {
   }
 }
 
+// Scenario 4: a node frozen (SIGSTOP) past the RPC deadline; the
+// controller retries; the node is resumed (SIGCONT); the job commits with
+// exactly one publication per partition.
+TEST_F(FaultTest, FrozenNodeIsRetriedAndNothingIsPublishedTwice) {
+  // Restart the controller with a short RPC deadline.
+  ASSERT_OK(cluster_.StopController(SIGTERM));
+  ASSERT_OK(cluster_.StartController(
+      {"--max-attempts", "50", "--rpc-timeout-ms", "700"}));
+  ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  auto id = cluster_.CreateSnapshot();
+  ASSERT_OK(id);
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto s = cluster_.GetSnapshot(*id);
+        if (!s.ok()) return false;
+        for (const auto& t : s->partitions()) {
+          if (t.node_id() == "n1" &&
+              t.state() == PARTITION_TASK_STATE_RUNNING) {
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(30)));
+  ASSERT_EQ(kill(cluster_.node_pid(0), SIGSTOP), 0);
+  // Wait until a call to the frozen node has timed out and been retried.
+  bool timed_out = PollUntil(
+      [&] {
+        auto s = cluster_.GetSnapshot(*id);
+        if (!s.ok()) return false;
+        for (const auto& t : s->partitions()) {
+          if (absl::StrContains(t.last_error(), "DEADLINE_EXCEEDED")) {
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(30));
+  ASSERT_EQ(kill(cluster_.node_pid(0), SIGCONT), 0);
+  ASSERT_TRUE(timed_out);
+  auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
+  ASSERT_OK(snap);
+  ExpectCommittedAndClean(*snap);
+  // Whatever the frozen node had started it finished; retries were
+  // answered from the repository or joined the running checkpoint (or,
+  // if gRPC dropped the expired call before it reached the node, were the
+  // first attempt): each of its partitions was written exactly once.
+  auto stats = cluster_.NodeStats(0);
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->checkpoints_published(), static_cast<uint64_t>(kPerNode));
+}
+
+// Scenario 8: two snapshots of the same partitions at once, and a
+// controller restart in the middle; both reach COMMITTED and verify.
+TEST_F(FaultTest, TwoJobsAndAControllerRestartBothCommit) {
+  auto first = cluster_.CreateSnapshot();
+  ASSERT_OK(first);
+  auto second = cluster_.CreateSnapshot();
+  ASSERT_OK(second);
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto a = cluster_.GetSnapshot(*first);
+        auto b = cluster_.GetSnapshot(*second);
+        // Both have made progress: the jobs share the nodes' slots.
+        return a.ok() && b.ok() && Published(*a) >= 1 && Published(*b) >= 1;
+      },
+      absl::Seconds(60)));
+  ASSERT_OK(cluster_.StopController(SIGKILL));
+  ASSERT_OK(cluster_.StartController({"--max-attempts", "50"}));
+  std::vector<Snapshot> done;
+  for (const std::string& id : {*first, *second}) {
+    auto snap = cluster_.WaitForSnapshot(id, absl::Seconds(120));
+    ASSERT_OK(snap);
+    done.push_back(*snap);
+  }
+  for (const auto& snap : done) ExpectCommittedAndClean(snap);
+}
+
 // Scenario 6: a file of a committed snapshot is corrupted afterwards;
 // `shutterctl snapshots verify` names exactly that file and exits 1.
 TEST_F(FaultTest, VerifyNamesTheCorruptedFile) {
