@@ -1,8 +1,8 @@
 // shutterctl: the operator CLI over the controller's admin API.
 //
 // Exit codes: 0 success; 1 the operation failed (RPC error, snapshot
-// FAILED); 2 bad usage. Errors are one line on stderr:
-// "shutterctl: <reason>".
+// FAILED or CANCELLED); 2 bad usage; 3 snapshot PARTIAL (with --wait). Errors
+// are one line on stderr: "shutterctl: <reason>".
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -207,6 +207,7 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
       if (t.state() == PARTITION_TASK_STATE_RUNNING) ++running;
     }
     bool terminal = snap.state() == SNAPSHOT_STATE_COMMITTED ||
+                    snap.state() == SNAPSHOT_STATE_PARTIAL ||
                     snap.state() == SNAPSHOT_STATE_FAILED ||
                     snap.state() == SNAPSHOT_STATE_CANCELLED;
     if (done + failed != last_done || terminal) {
@@ -220,6 +221,10 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
     if (terminal) {
       if (tty) std::fputc('\n', stderr);
       PrintSnapshot(g, snap);
+      if (snap.state() == SNAPSHOT_STATE_PARTIAL) {
+        Fail(absl::StrCat("snapshot ", id, " PARTIAL: ", snap.error()));
+        return 3;
+      }
       if (snap.state() != SNAPSHOT_STATE_COMMITTED) {
         return Fail(absl::StrCat("snapshot ", id, " ", StateName(snap.state()),
                                  ": ", snap.error()));
@@ -232,8 +237,9 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
 }
 
 int CreateSnapshot(const Global& g, const std::string& partitions,
-                   const std::string& label, bool wait) {
+                   const std::string& label, bool wait, bool allow_partial) {
   CreateSnapshotRequest req;
+  req.set_allow_partial(allow_partial);
   if (!partitions.empty()) {
     auto ids = ParseIdList(partitions);
     if (!ids.ok()) {
@@ -453,9 +459,14 @@ int Main(int argc, char** argv) {
   create->add_option("--partitions", partitions,
                      "Partitions to include, e.g. 0,3,5-9 (default: all)");
   create->add_option("--label", label, "Free-text label");
+  bool allow_partial = false;
   create->add_flag("--wait", wait,
-                   "Show progress and wait; exit 1 if the snapshot fails");
-  create->callback([&] { rc = CreateSnapshot(g, partitions, label, wait); });
+                   "Show progress and wait; exit 1 if the snapshot fails, "
+                   "3 if it is PARTIAL");
+  create->add_flag("--allow-partial", allow_partial,
+                   "If some partitions fail, commit the others (PARTIAL)");
+  create->callback(
+      [&] { rc = CreateSnapshot(g, partitions, label, wait, allow_partial); });
   uint32_t limit = 0;
   auto* list = snaps->add_subcommand("list", "List snapshots, newest first");
   list->add_option("--limit", limit, "At most this many (0: all)");

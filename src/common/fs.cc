@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -131,6 +132,12 @@ absl::Status RemoveAll(const std::string& path) {
                         absl::StrCat("remove ", path, ": ", ec.message()));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> FreeBytes(const std::string& path) {
+  struct statvfs st;
+  if (::statvfs(path.c_str(), &st) != 0) return ErrnoStatus("statvfs", path);
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
 bool Exists(const std::string& path) {

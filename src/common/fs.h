@@ -43,6 +43,9 @@ absl::Status RemoveAll(const std::string& path);
 
 bool Exists(const std::string& path);
 
+// Bytes available to unprivileged users on the filesystem holding `path`.
+absl::StatusOr<uint64_t> FreeBytes(const std::string& path);
+
 // Returns the parent directory of `path` ("." if none).
 std::string Dirname(const std::string& path);
 

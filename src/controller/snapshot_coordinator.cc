@@ -174,6 +174,7 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
   Snapshot job;
   job.set_snapshot_id(ids_.Next());
   job.set_label(request.label());
+  job.set_allow_partial(request.allow_partial());
   job.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
   const absl::Time now = clock_->Now();
   job.set_created_at_micros(absl::ToUnixMicros(now));
@@ -458,7 +459,9 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
   Snapshot updated = job;
   absl::Time now = clock_->Now();
   updated.set_finished_at_micros(absl::ToUnixMicros(now));
-  if (failed > 0) {
+  const int published = job.partitions_size() - failed;
+  const bool partial = failed > 0 && job.allow_partial() && published > 0;
+  if (failed > 0 && !partial) {
     updated.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
     updated.set_error(absl::StrCat(failed, " of ", job.partitions_size(),
                                    " partitions failed; first: partition ",
@@ -471,6 +474,12 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
     cm.set_created_at_micros(job.created_at_micros());
     cm.set_committed_at_micros(absl::ToUnixMicros(now));
     for (const auto& t : job.partitions()) {
+      if (t.state() != shutter::v1::PARTITION_TASK_STATE_PUBLISHED) {
+        auto* m = cm.add_missing();
+        m->set_partition_id(t.partition_id());
+        m->set_reason(t.last_error());
+        continue;
+      }
       auto* p = cm.add_partitions();
       p->set_partition_id(t.partition_id());
       p->set_node_id(t.node_id());
@@ -481,7 +490,7 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
     }
     absl::Status s = repo_->CommitClusterManifest(cm);
     if (absl::IsAlreadyExists(s)) {
-      // A crash after writing the manifest but before recording COMMITTED:
+      // A crash after writing the manifest but before recording the state:
       // the manifest there is ours if it names this snapshot.
       auto existing = repo_->ReadClusterManifest(snapshot_id);
       s = existing.ok() && existing->snapshot_id() == snapshot_id
@@ -489,9 +498,16 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
               : s;
     }
     if (s.ok()) {
-      updated.set_state(shutter::v1::SNAPSHOT_STATE_COMMITTED);
+      updated.set_state(partial ? shutter::v1::SNAPSHOT_STATE_PARTIAL
+                                : shutter::v1::SNAPSHOT_STATE_COMMITTED);
       updated.set_manifest_path(
           snapshot::Repository::ClusterManifestPath(snapshot_id));
+      if (partial) {
+        updated.set_error(absl::StrCat(
+            failed, " of ", job.partitions_size(),
+            " partitions missing (listed in the manifest); first: partition ",
+            first_failed->partition_id(), ": ", first_failed->last_error()));
+      }
     } else {
       updated.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
       updated.set_error(
@@ -500,8 +516,7 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
   }
   spdlog::info(
       "snapshot {} {} in {} ms{}{}", snapshot_id,
-      updated.state() == shutter::v1::SNAPSHOT_STATE_COMMITTED ? "COMMITTED"
-                                                               : "FAILED",
+      shutter::v1::SnapshotState_Name(updated.state()).substr(15),
       (updated.finished_at_micros() - updated.created_at_micros()) / 1000,
       updated.error().empty() ? "" : ": ", updated.error());
   const bool failed_job = updated.state() == shutter::v1::SNAPSHOT_STATE_FAILED;
@@ -575,9 +590,10 @@ SnapshotCoordinator::VerifySnapshot(const std::string& snapshot_id) const {
     if (it == jobs_.end()) {
       return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
     }
-    if (it->second.state() != shutter::v1::SNAPSHOT_STATE_COMMITTED) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("snapshot ", snapshot_id, " is not COMMITTED"));
+    if (it->second.state() != shutter::v1::SNAPSHOT_STATE_COMMITTED &&
+        it->second.state() != shutter::v1::SNAPSHOT_STATE_PARTIAL) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "snapshot ", snapshot_id, " is not COMMITTED or PARTIAL"));
     }
   }
   // Reads the repository only: no lock held while hashing.

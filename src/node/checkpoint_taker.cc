@@ -169,6 +169,19 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
   }
   if (!absl::IsNotFound(existing.status())) return existing.status();
 
+  if (options_.min_free_bytes > 0) {
+    for (const std::string& dir : {options_.data_dir, options_.staging_dir}) {
+      if (dir.empty()) continue;
+      ASSIGN_OR_RETURN(uint64_t free, fs::FreeBytes(dir));
+      if (free < options_.min_free_bytes) {
+        return absl::ResourceExhaustedError(absl::StrFormat(
+            "node %s: only %d MiB free on the filesystem of %s, below the "
+            "floor of %d MiB; refusing the checkpoint of partition %u",
+            options_.node_id, free >> 20, dir, options_.min_free_bytes >> 20,
+            req.partition_id()));
+      }
+    }
+  }
   if (options_.test_before_checkpoint) options_.test_before_checkpoint(req);
   partition::PartitionStore* store = host_->Find(req.partition_id());
   const std::string staging =

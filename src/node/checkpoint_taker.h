@@ -45,6 +45,11 @@ class CheckpointTaker {
     std::string staging_dir;
     // Checkpoints written at once; further requests wait in order.
     int capacity = 2;
+    // A checkpoint is refused (RESOURCE_EXHAUSTED, with the numbers) while
+    // the filesystem of the data or staging directory has less free.
+    uint64_t min_free_bytes = 0;
+    // The node's data directory (checked against min_free_bytes).
+    std::string data_dir;
     // Tests only: called on the worker right before a checkpoint is taken.
     std::function<void(const shutter::v1::CreateCheckpointRequest&)>
         test_before_checkpoint;

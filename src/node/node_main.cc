@@ -46,9 +46,14 @@ int main(int argc, char** argv) {
   auto host = node::NodeHost::Open(
       {opts->data_dir + "", opts->partitions, opts->leader_for});
   if (!host.ok()) return Fail(host.status(), 1);
-  auto taker = node::CheckpointTaker::Create(
-      {opts->node_id, opts->data_dir + "/staging", opts->checkpoint_capacity},
-      host->get(), repo->get(), Clock::Real());
+  node::CheckpointTaker::Options topts;
+  topts.node_id = opts->node_id;
+  topts.staging_dir = opts->data_dir + "/staging";
+  topts.data_dir = opts->data_dir;
+  topts.capacity = opts->checkpoint_capacity;
+  topts.min_free_bytes = static_cast<uint64_t>(opts->min_free_mib) << 20;
+  auto taker = node::CheckpointTaker::Create(topts, host->get(), repo->get(),
+                                             Clock::Real());
   if (!taker.ok()) return Fail(taker.status(), 1);
 
   node::NodeServiceImpl node_service(taker->get());

@@ -47,6 +47,10 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
                  "Cap on this node's total publish bandwidth, MiB/s (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--min-free-mib", o.min_free_mib,
+                 "Refuse checkpoints below this much free space, MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 30));
   app.add_option("--heartbeat-interval-ms", o.heartbeat_interval_ms,
                  "Heartbeat period")
       ->capture_default_str()

@@ -40,6 +40,9 @@ struct NodeOptions {
   // concurrent checkpoints; 0 = none. Keeps snapshot I/O from starving
   // foreground traffic.
   double publish_bandwidth_mibps = 0;
+  // Refuse checkpoints while the data/staging filesystem has less free
+  // space than this, MiB (0 = no floor).
+  int min_free_mib = 64;
   // Heartbeat period in milliseconds (10..60000).
   int heartbeat_interval_ms = 1000;
   // If set, the bound port is written here once serving.

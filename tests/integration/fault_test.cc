@@ -4,8 +4,10 @@
 // in RocksDB with the expected applied index), and that no staging or
 // orphan files remain.
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -385,6 +387,93 @@ TEST_F(FaultTest, CancelRemovesEverythingTheJobPublished) {
   auto done = cluster_.WaitForSnapshot(*again, absl::Seconds(120));
   ASSERT_OK(done);
   ExpectCommittedAndClean(*done);
+}
+
+// Scenario 5: the repository's filesystem fills up (a 4 MiB tmpfs for 8
+// partitions of ~1 MiB). Without --allow-partial the job fails and its
+// rollback leaves nothing; with it, the job is PARTIAL, the manifest lists
+// exactly the missing partitions, and nothing half-written is visible.
+class FullRepositoryTest : public FaultTest {
+ protected:
+  void SetUp() override {
+    stdfs::create_directories(cluster_.repo_dir());
+    if (mount("tmpfs", cluster_.repo_dir().c_str(), "tmpfs", 0, "size=4m") !=
+        0) {
+      GTEST_SKIP() << "cannot mount a tmpfs here (" << strerror(errno)
+                   << "); this scenario needs root";
+    }
+    mounted_ = true;
+    FaultTest::SetUp();
+  }
+  void TearDown() override {
+    FaultTest::TearDown();
+    if (mounted_) umount2(cluster_.repo_dir().c_str(), MNT_DETACH);
+  }
+  bool mounted_ = false;
+};
+
+TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
+  ASSERT_OK(cluster_.StopController(SIGTERM));
+  ASSERT_OK(cluster_.StartController({"--max-attempts", "2"}));
+  ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  const std::string snapshots = cluster_.repo_dir() + "/snapshots";
+
+  // 1. All or nothing: FAILED, rolled back, no debris.
+  auto id = cluster_.CreateSnapshot();
+  ASSERT_OK(id);
+  auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
+  ASSERT_OK(snap);
+  EXPECT_EQ(snap->state(), SNAPSHOT_STATE_FAILED);
+  EXPECT_NE(snap->error().find("RESOURCE_EXHAUSTED"), std::string::npos)
+      << snap->error();
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto s = cluster_.GetSnapshot(*id);
+        return s.ok() && s->rolled_back();
+      },
+      absl::Seconds(30)));
+  for (const auto& e : stdfs::directory_iterator(snapshots)) {
+    ADD_FAILURE() << "left in the repository: " << e.path();
+  }
+
+  // 2. Partial, as asked: what fits is committed, the rest is listed.
+  CreateSnapshotRequest req;
+  req.set_allow_partial(true);
+  id = cluster_.CreateSnapshot(req);
+  ASSERT_OK(id);
+  snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
+  ASSERT_OK(snap);
+  ASSERT_EQ(snap->state(), SNAPSHOT_STATE_PARTIAL) << snap->error();
+  auto repo = snapshot::FsRepository::Open(cluster_.repo_dir());
+  ASSERT_OK(repo);
+  auto cm = (*repo)->ReadClusterManifest(*id);
+  ASSERT_OK(cm);
+  EXPECT_GE(cm->partitions_size(), 1);
+  EXPECT_GE(cm->missing_size(), 1);
+  EXPECT_EQ(cm->partitions_size() + cm->missing_size(), cluster_.partitions());
+  std::set<uint32_t> missing;
+  for (const auto& m : cm->missing()) {
+    missing.insert(m.partition_id());
+    EXPECT_NE(m.reason().find("RESOURCE_EXHAUSTED"), std::string::npos)
+        << m.reason();
+  }
+  for (const auto& t : snap->partitions()) {
+    EXPECT_EQ(missing.count(t.partition_id()) > 0,
+              t.state() == PARTITION_TASK_STATE_FAILED);
+  }
+  for (const auto& entry : cm->partitions()) {
+    auto pm = (*repo)->ReadPartitionManifest(*id, entry.partition_id());
+    ASSERT_OK(pm);
+    EXPECT_OK((*repo)->VerifyPartition(*pm));
+  }
+  for (const auto& e :
+       stdfs::directory_iterator(snapshots + "/" + *id + "/partitions")) {
+    const std::string name = e.path().filename().string();
+    EXPECT_FALSE(absl::StrContains(name, ".tmp-")) << "half-written " << name;
+    uint32_t pid = std::stoul(name);
+    EXPECT_EQ(missing.count(pid), 0u)
+        << "missing partition " << pid << " is visible";
+  }
 }
 
 }  // namespace

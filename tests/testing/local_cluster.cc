@@ -194,6 +194,7 @@ absl::StatusOr<Snapshot> LocalCluster::WaitForSnapshot(const std::string& id,
         if (!s.ok()) return false;
         snap = *s;
         return snap.state() == SNAPSHOT_STATE_COMMITTED ||
+               snap.state() == SNAPSHOT_STATE_PARTIAL ||
                snap.state() == SNAPSHOT_STATE_FAILED ||
                snap.state() == SNAPSHOT_STATE_CANCELLED;
       },

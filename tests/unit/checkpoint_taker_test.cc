@@ -144,6 +144,22 @@ TEST_F(CheckpointTakerTest, RepeatWhileInProgressJoinsIt) {
   EXPECT_EQ((*t)->GetStats().published, 1u);  // one checkpoint, two answers
 }
 
+TEST_F(CheckpointTakerTest, FreeSpaceFloorRefusesWithTheNumbers) {
+  CheckpointTaker::Options o{"n1", tmp_.Sub("data/staging3"), 1};
+  o.data_dir = tmp_.Sub("data");
+  o.min_free_bytes = uint64_t{1} << 60;  // more than any disk has
+  auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
+  ASSERT_OK(t);
+  auto r = (*t)->CreateCheckpointSync(Req("s8", 0, 1));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kResourceExhausted,
+                          "MiB free on the filesystem of"));
+  EXPECT_NE(r.status().message().find("below the floor of 1099511627776 MiB"),
+            std::string::npos)
+      << r.status();
+  EXPECT_FALSE(stdfs::exists(repo_->Abs("snapshots/s8")));
+  EXPECT_TRUE(stdfs::is_empty(tmp_.Sub("data/staging3")));
+}
+
 TEST_F(CheckpointTakerTest, ShutdownFailsQueuedWorkWithUnavailable) {
   taker_->Shutdown();
   EXPECT_THAT(taker_->CreateCheckpointSync(Req("s9", 0, 1)),

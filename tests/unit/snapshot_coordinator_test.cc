@@ -256,6 +256,48 @@ TEST_F(SnapshotCoordinatorTest, OneFailureFailsTheJobAndWritesNoManifest) {
   EXPECT_FALSE(std::filesystem::exists(repo_->Abs("snapshots/" + *id)));
 }
 
+TEST_F(SnapshotCoordinatorTest, AllowPartialCommitsWhatSucceeded) {
+  Beat("a", 0, 3, 3);
+  shutter::v1::CreateSnapshotRequest req;
+  req.set_allow_partial(true);
+  auto id = coordinator_->CreateSnapshot(req);
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(3));
+  Publish(transport_.Take());
+  auto failing = transport_.Take();
+  const uint32_t missing = failing.request.partition_id();
+  std::move(failing.done)(absl::DataLossError("bad sector"));
+  Publish(transport_.Take());
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_PARTIAL);
+  EXPECT_NE(snap.error().find("1 of 3 partitions missing"), std::string::npos)
+      << snap.error();
+  auto cm = repo_->ReadClusterManifest(*id);
+  ASSERT_OK(cm);
+  EXPECT_EQ(cm->partitions_size(), 2);
+  ASSERT_EQ(cm->missing_size(), 1);
+  EXPECT_EQ(cm->missing(0).partition_id(), missing);
+  EXPECT_NE(cm->missing(0).reason().find("bad sector"), std::string::npos);
+  EXPECT_FALSE(snap.rolled_back());
+  auto v = coordinator_->VerifySnapshot(*id);
+  ASSERT_OK(v);
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->partitions_checked(), 2u);
+}
+
+TEST_F(SnapshotCoordinatorTest, AllowPartialWithNothingPublishedFails) {
+  Beat("a", 0, 1, 1);
+  shutter::v1::CreateSnapshotRequest req;
+  req.set_allow_partial(true);
+  auto id = coordinator_->CreateSnapshot(req);
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  std::move(transport_.Take().done)(absl::DataLossError("bad sector"));
+  EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_FAILED);
+  EXPECT_THAT(repo_->ReadClusterManifest(*id),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST_F(SnapshotCoordinatorTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
   Beat("a", 0, 4, 2);
   auto id = coordinator_->CreateSnapshot({});
