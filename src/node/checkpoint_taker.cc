@@ -208,8 +208,23 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     header.set_leader_epoch(meta.leader_epoch);
     header.set_applied_index(meta.applied_index);
     header.set_created_at_micros(absl::ToUnixMicros(checkpointed));
+    // Leadership may move while the files are copied (which can take long):
+    // check again right before the publication becomes visible, so a
+    // deposed leader never publishes.
+    auto still_leader = [&]() -> absl::Status {
+      const uint64_t now_epoch = store->meta().leader_epoch;
+      if (!store->is_leader() || now_epoch != req.expected_leader_epoch()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "leadership of partition ", req.partition_id(),
+            " moved during the checkpoint: node ", options_.node_id,
+            (store->is_leader() ? " leads" : " no longer leads"), " at epoch ",
+            now_epoch, ", request expects epoch ",
+            req.expected_leader_epoch()));
+      }
+      return absl::OkStatus();
+    };
     ASSIGN_OR_RETURN(*resp.mutable_manifest(),
-                     repo_->PublishPartition(header, staging));
+                     repo_->PublishPartition(header, staging, still_leader));
     resp.set_checkpoint_millis(absl::ToInt64Milliseconds(checkpointed - start));
     resp.set_publish_millis(
         absl::ToInt64Milliseconds(clock_->Now() - checkpointed));

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
                                              Clock::Real());
   if (!taker.ok()) return Fail(taker.status(), 1);
 
-  node::NodeServiceImpl node_service(taker->get());
+  node::NodeServiceImpl node_service(taker->get(), host->get());
   node::PartitionDataImpl data_service(host->get());
   auto server = StartGrpcServer(opts->listen, {&node_service, &data_service});
   if (!server.ok()) return Fail(server.status(), 1);

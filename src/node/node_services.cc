@@ -37,6 +37,33 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
+    grpc::CallbackServerContext* ctx, const SetPartitionRoleRequest* request,
+    SetPartitionRoleResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  partition::PartitionStore* store = host_->Find(request->partition_id());
+  if (store == nullptr) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::NOT_FOUND,
+                     absl::StrCat("partition ", request->partition_id(),
+                                  " is not hosted on this node")));
+    return reactor;
+  }
+  if (request->role() == PARTITION_ROLE_LEADER) {
+    // A small synced RocksDB write: acceptable on the handler thread.
+    auto epoch = store->TakeLeadership(request->min_epoch());
+    if (!epoch.ok()) {
+      reactor->Finish(ToGrpcStatus(epoch.status()));
+      return reactor;
+    }
+  } else {
+    store->StepDown();
+  }
+  response->set_leader_epoch(store->meta().leader_epoch);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 namespace {
 absl::StatusOr<partition::PartitionStore*> FindOrError(NodeHost* host,
                                                        uint32_t id) {

@@ -9,11 +9,12 @@
 namespace shutter::node {
 
 // gRPC NodeService over a CheckpointTaker (callback API: handlers never
-// block; the reply is sent when the checkpoint completes). Thread-safe.
-// `taker` must outlive the service.
+// block on checkpoints; the reply is sent when the checkpoint completes).
+// Thread-safe. `taker` and `host` must outlive the service.
 class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
  public:
-  explicit NodeServiceImpl(CheckpointTaker* taker) : taker_(taker) {}
+  NodeServiceImpl(CheckpointTaker* taker, NodeHost* host)
+      : taker_(taker), host_(host) {}
 
   grpc::ServerUnaryReactor* CreateCheckpoint(
       grpc::CallbackServerContext* ctx,
@@ -25,8 +26,14 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
       const shutter::v1::GetNodeStatsRequest* request,
       shutter::v1::GetNodeStatsResponse* response) override;
 
+  grpc::ServerUnaryReactor* SetPartitionRole(
+      grpc::CallbackServerContext* ctx,
+      const shutter::v1::SetPartitionRoleRequest* request,
+      shutter::v1::SetPartitionRoleResponse* response) override;
+
  private:
   CheckpointTaker* const taker_;
+  NodeHost* const host_;
 };
 
 // gRPC PartitionData over a NodeHost (sync API: RocksDB calls block).

@@ -1,5 +1,7 @@
 #include "partition/partition_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -95,9 +97,9 @@ absl::StatusOr<std::unique_ptr<PartitionStore>> PartitionStore::Open(
   return store;
 }
 
-absl::StatusOr<uint64_t> PartitionStore::TakeLeadership() {
+absl::StatusOr<uint64_t> PartitionStore::TakeLeadership(uint64_t min_epoch) {
   absl::MutexLock l(&write_mu_);
-  uint64_t epoch = meta_.leader_epoch + 1;
+  uint64_t epoch = std::max(meta_.leader_epoch + 1, min_epoch);
   rocksdb::WriteOptions wo;
   wo.sync = true;
   RETURN_IF_ERROR(ToStatus(

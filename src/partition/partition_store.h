@@ -61,9 +61,11 @@ class PartitionStore {
   uint32_t partition_id() const { return partition_id_; }
   const std::string& path() const { return path_; }
 
-  // Makes this store the partition's leader with a new epoch, one more than
-  // the last epoch stored, persisted with sync before returning.
-  absl::StatusOr<uint64_t> TakeLeadership() ABSL_LOCKS_EXCLUDED(write_mu_);
+  // Makes this store the partition's leader with a new epoch: one more than
+  // the last epoch stored, or `min_epoch` if that is higher; persisted with
+  // sync before returning.
+  absl::StatusOr<uint64_t> TakeLeadership(uint64_t min_epoch = 0)
+      ABSL_LOCKS_EXCLUDED(write_mu_);
   // Gives up leadership (in memory; the epoch stays).
   void StepDown();
   bool is_leader() const { return leader_.load(); }

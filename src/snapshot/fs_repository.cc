@@ -77,7 +77,8 @@ absl::StatusOr<std::unique_ptr<FsRepository>> FsRepository::Open(
 }
 
 absl::StatusOr<PartitionManifest> FsRepository::PublishPartition(
-    const PartitionManifest& header, const std::string& local_dir) {
+    const PartitionManifest& header, const std::string& local_dir,
+    const std::function<absl::Status()>& precommit) {
   RETURN_IF_ERROR(CheckSnapshotId(header.snapshot_id()));
   const std::string final_rel =
       PartitionDir(header.snapshot_id(), header.partition_id());
@@ -132,6 +133,7 @@ absl::StatusOr<PartitionManifest> FsRepository::PublishPartition(
     RETURN_IF_ERROR(fs::WriteFileAtomically(tmp_dir + "/" + kManifestName,
                                             EncodePartitionManifest(m)));
     RETURN_IF_ERROR(fs::SyncDir(tmp_dir));
+    if (precommit) RETURN_IF_ERROR(precommit());
     if (::rename(tmp_dir.c_str(), final_dir.c_str()) != 0) {
       if (errno == ENOTEMPTY || errno == EEXIST) {
         return absl::AlreadyExistsError(

@@ -23,7 +23,8 @@ class FsRepository : public Repository {
 
   absl::StatusOr<shutter::v1::PartitionManifest> PublishPartition(
       const shutter::v1::PartitionManifest& header,
-      const std::string& local_dir) override;
+      const std::string& local_dir,
+      const std::function<absl::Status()>& precommit = nullptr) override;
   absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(
       const std::string& snapshot_id, uint32_t partition_id) const override;
   absl::Status VerifyPartition(

@@ -2,6 +2,7 @@
 #define SHUTTER_SNAPSHOT_REPOSITORY_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,10 +33,14 @@ class Repository {
   // Atomic: on success the files and manifest are durable and visible
   // together; on failure nothing is visible and partial uploads are
   // removed. ALREADY_EXISTS if that partition is already published;
-  // RESOURCE_EXHAUSTED if the repository is out of space.
+  // RESOURCE_EXHAUSTED if the repository is out of space. `precommit`, if
+  // set, runs right before the commit point (everything is durable but
+  // not yet visible); an error from it aborts the publish with that error
+  // and nothing becomes visible (a node uses it to re-check leadership).
   virtual absl::StatusOr<shutter::v1::PartitionManifest> PublishPartition(
       const shutter::v1::PartitionManifest& header,
-      const std::string& local_dir) = 0;
+      const std::string& local_dir,
+      const std::function<absl::Status()>& precommit = nullptr) = 0;
 
   // NOT_FOUND if the partition is not published.
   virtual absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(

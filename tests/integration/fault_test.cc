@@ -206,6 +206,78 @@ TEST_F(FaultTest, ControllerKilledMidJobResumesWithoutRedoingWork) {
   }
 }
 
+// Scenario 3: leadership of a partition moves to another node (epoch + 1)
+// while its task is in flight, and of another while its task is queued.
+// The job commits with the new leader's checkpoints; the stale node's
+// in-flight attempt is rejected before anything becomes visible.
+TEST_F(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
+  // n2 also hosts n1's partitions 0-3, as a follower.
+  ASSERT_OK(cluster_.StopNode(1, SIGTERM));
+  ASSERT_OK(cluster_.StartNode(1, kSlowPublish, "0-7", "4-7"));
+  ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  auto id = cluster_.CreateSnapshot();
+  ASSERT_OK(id);
+  uint32_t in_flight = 0, queued = 0;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto s = cluster_.GetSnapshot(*id);
+        if (!s.ok()) return false;
+        int running = 0, waiting = 0;
+        for (const auto& t : s->partitions()) {
+          if (t.node_id() != "n1") continue;
+          if (t.state() == PARTITION_TASK_STATE_RUNNING) {
+            in_flight = t.partition_id();
+            ++running;
+          } else if (t.state() == PARTITION_TASK_STATE_QUEUED) {
+            queued = t.partition_id();
+            ++waiting;
+          }
+        }
+        return running >= 1 && waiting >= 1;
+      },
+      absl::Seconds(30)));
+  for (uint32_t p : {in_flight, queued}) {
+    auto epoch = cluster_.SetRole(1, p, /*leader=*/true, /*min_epoch=*/2);
+    ASSERT_OK(epoch);
+    EXPECT_EQ(*epoch, 2u);
+    ASSERT_OK(cluster_.SetRole(0, p, /*leader=*/false));
+  }
+  auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
+  ASSERT_OK(snap);
+  ASSERT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED) << snap->error();
+  auto repo = snapshot::FsRepository::Open(cluster_.repo_dir());
+  ASSERT_OK(repo);
+  for (const auto& t : snap->partitions()) {
+    SCOPED_TRACE(absl::StrCat("partition ", t.partition_id()));
+    auto pm = (*repo)->ReadPartitionManifest(*id, t.partition_id());
+    ASSERT_OK(pm);
+    EXPECT_OK((*repo)->VerifyPartition(*pm));
+    auto ro = partition::ReadOnlyPartition::Open((*repo)->Abs(
+        snapshot::Repository::PartitionDir(*id, t.partition_id())));
+    ASSERT_OK(ro);
+    EXPECT_EQ((*ro)->meta().applied_index, pm->applied_index());
+    EXPECT_EQ((*ro)->meta().leader_epoch, pm->leader_epoch());
+    if (t.partition_id() == in_flight || t.partition_id() == queued) {
+      // The new leader's checkpoint (its copy holds no writes yet).
+      EXPECT_EQ(pm->node_id(), "n2");
+      EXPECT_EQ(pm->leader_epoch(), 2u);
+      EXPECT_EQ(pm->applied_index(), 0u);
+    } else {
+      EXPECT_EQ(pm->applied_index(), static_cast<uint64_t>(kBatches));
+    }
+  }
+  // The in-flight attempt on n1 was rejected (not published) and retried.
+  EXPECT_GE(snap->partitions(in_flight).attempts(), 2u);
+  auto n1 = cluster_.NodeStats(0);
+  ASSERT_OK(n1);
+  EXPECT_GE(n1->checkpoints_failed(), 1u);
+  EXPECT_EQ(n1->checkpoints_published(), static_cast<uint64_t>(kPerNode - 2));
+  for (const auto& e : stdfs::directory_iterator(
+           cluster_.repo_dir() + "/snapshots/" + *id + "/partitions")) {
+    EXPECT_FALSE(absl::StrContains(e.path().filename().string(), ".tmp-"));
+  }
+}
+
 // Scenario 4: a node frozen (SIGSTOP) past the RPC deadline; the
 // controller retries; the node is resumed (SIGCONT); the job commits with
 // exactly one publication per partition.

@@ -87,7 +87,9 @@ absl::StatusOr<int> LocalCluster::StopController(int sig) {
 }
 
 absl::Status LocalCluster::StartNode(int i,
-                                     std::vector<std::string> extra_flags) {
+                                     std::vector<std::string> extra_flags,
+                                     const std::string& partitions,
+                                     const std::string& leader_for) {
   const std::string port_file = absl::StrCat(options_.dir, "/node", i, ".port");
   std::filesystem::remove(port_file);
   const int first = i * options_.partitions_per_node;
@@ -104,7 +106,9 @@ absl::Status LocalCluster::StartNode(int i,
       "--repository",
       repo_dir(),
       "--partitions",
-      absl::StrCat(first, "-", first + options_.partitions_per_node - 1),
+      partitions.empty()
+          ? absl::StrCat(first, "-", first + options_.partitions_per_node - 1)
+          : partitions,
       "--checkpoint-capacity",
       absl::StrCat(options_.capacity),
       "--heartbeat-interval-ms",
@@ -113,6 +117,10 @@ absl::Status LocalCluster::StartNode(int i,
       port_file,
       "--log-level",
       options_.log_level};
+  if (!leader_for.empty()) {
+    argv.push_back("--leader-for");
+    argv.push_back(leader_for);
+  }
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto p = std::make_unique<Subprocess>();
   absl::Status s =
@@ -233,6 +241,22 @@ absl::Status LocalCluster::Write(
   ctx.set_deadline(Deadline(30));
   WriteResponse resp;
   return FromGrpcStatus(stub->Write(&ctx, req, &resp));
+}
+
+absl::StatusOr<uint64_t> LocalCluster::SetRole(int i, uint32_t partition,
+                                               bool leader,
+                                               uint64_t min_epoch) {
+  auto stub = NodeService::NewStub(MakeChannel(nodes_[i].address));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(10));
+  SetPartitionRoleRequest req;
+  req.set_partition_id(partition);
+  req.set_role(leader ? PARTITION_ROLE_LEADER : PARTITION_ROLE_FOLLOWER);
+  req.set_min_epoch(min_epoch);
+  SetPartitionRoleResponse resp;
+  grpc::Status s = stub->SetPartitionRole(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return resp.leader_epoch();
 }
 
 absl::StatusOr<GetNodeStatsResponse> LocalCluster::NodeStats(int i) {

@@ -42,7 +42,15 @@ class LocalCluster {
   // Signals the controller and waits; returns the wait status.
   absl::StatusOr<int> StopController(int sig);
 
-  absl::Status StartNode(int i, std::vector<std::string> extra_flags = {});
+  // Starts node i hosting (and leading) its own range of partitions, or
+  // `partitions` / `leader_for` when given (id lists as the flags take).
+  absl::Status StartNode(int i, std::vector<std::string> extra_flags = {},
+                         const std::string& partitions = "",
+                         const std::string& leader_for = "");
+  // Moves a partition's leadership on node i (NodeService.SetPartitionRole);
+  // returns the node's epoch for it afterwards.
+  absl::StatusOr<uint64_t> SetRole(int i, uint32_t partition, bool leader,
+                                   uint64_t min_epoch = 0);
   absl::StatusOr<int> StopNode(int i, int sig);
   absl::Status StartAllNodes(std::vector<std::string> extra_flags = {});
   void StopAllNodes();

@@ -37,6 +37,17 @@ TEST(PartitionStoreTest, EpochIncreasesDurablyOnEveryLeadershipTake) {
   }
 }
 
+TEST(PartitionStoreTest, LeadershipCanJumpToAMinimumEpoch) {
+  testing::TempDir tmp;
+  auto s = PartitionStore::Open({tmp.Sub("p"), 1});
+  ASSERT_OK(s);
+  EXPECT_EQ(*(*s)->TakeLeadership(/*min_epoch=*/5), 5u);
+  EXPECT_EQ(*(*s)->TakeLeadership(/*min_epoch=*/2), 6u);  // never goes back
+  (*s)->StepDown();
+  EXPECT_FALSE((*s)->is_leader());
+  EXPECT_EQ((*s)->meta().leader_epoch, 6u);
+}
+
 TEST(PartitionStoreTest, WritesNeedLeadershipAndCountBatches) {
   testing::TempDir tmp;
   auto s = PartitionStore::Open({tmp.Sub("p"), 1});
