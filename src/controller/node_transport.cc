@@ -1,6 +1,7 @@
 #include "controller/node_transport.h"
 
 #include "common/rpc.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter::controller {
 
@@ -11,7 +12,44 @@ struct GrpcNodeTransport::Call {
   Callback done;
 };
 
+struct GrpcNodeTransport::CancelCall {
+  grpc::ClientContext ctx;
+  shutter::v1::CancelCheckpointsRequest request;
+  shutter::v1::CancelCheckpointsResponse response;
+};
+
 GrpcNodeTransport::~GrpcNodeTransport() { Shutdown(); }
+
+void GrpcNodeTransport::CancelCheckpoints(const std::string& address,
+                                          const std::string& snapshot_id) {
+  auto* call = new CancelCall;
+  call->request.set_snapshot_id(snapshot_id);
+  call->ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+  shutter::v1::NodeService::Stub* stub = nullptr;
+  {
+    absl::MutexLock l(&mu_);
+    if (!shutdown_) {
+      stub = StubLocked(address);
+      ++cancels_in_flight_;
+    }
+  }
+  if (stub == nullptr) {
+    delete call;
+    return;
+  }
+  stub->async()->CancelCheckpoints(&call->ctx, &call->request, &call->response,
+                                   [this, call, address](grpc::Status s) {
+                                     if (!s.ok()) {
+                                       spdlog::warn(
+                                           "CancelCheckpoints on {} failed: {}",
+                                           address, s.error_message());
+                                     }
+                                     delete call;
+                                     absl::MutexLock l(&mu_);
+                                     --cancels_in_flight_;
+                                   });
+}
 
 shutter::v1::NodeService::Stub* GrpcNodeTransport::StubLocked(
     const std::string& address) {
@@ -63,8 +101,10 @@ void GrpcNodeTransport::Shutdown() {
   absl::MutexLock l(&mu_);
   shutdown_ = true;
   for (Call* c : in_flight_) c->ctx.TryCancel();
-  mu_.Await(absl::Condition(
-      +[](std::set<Call*>* s) { return s->empty(); }, &in_flight_));
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_.empty() && cancels_in_flight_ == 0;
+  };
+  mu_.Await(absl::Condition(&idle));
 }
 
 }  // namespace shutter::controller

@@ -33,6 +33,13 @@ class NodeTransport {
       const shutter::v1::CreateCheckpointRequest& request,
       absl::Duration timeout, Callback done) = 0;
 
+  // Asks the node at `address` to cancel its checkpoints of `snapshot_id`
+  // (NodeService.CancelCheckpoints). Best effort and asynchronous: errors
+  // are logged; the in-flight CreateCheckpoint calls then end with
+  // CANCELLED.
+  virtual void CancelCheckpoints(const std::string& address,
+                                 const std::string& snapshot_id) = 0;
+
   // Cancels every call in flight (their callbacks run with CANCELLED) and
   // waits until all callbacks have run. Calls made afterwards fail at once.
   virtual void Shutdown() = 0;
@@ -49,10 +56,14 @@ class GrpcNodeTransport : public NodeTransport {
                         const shutter::v1::CreateCheckpointRequest& request,
                         absl::Duration timeout, Callback done) override
       ABSL_LOCKS_EXCLUDED(mu_);
+  void CancelCheckpoints(const std::string& address,
+                         const std::string& snapshot_id) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Shutdown() override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Call;
+  struct CancelCall;
   shutter::v1::NodeService::Stub* StubLocked(const std::string& address)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -61,6 +72,7 @@ class GrpcNodeTransport : public NodeTransport {
   std::map<std::string, std::unique_ptr<shutter::v1::NodeService::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
   std::set<Call*> in_flight_ ABSL_GUARDED_BY(mu_);
+  int cancels_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace shutter::controller

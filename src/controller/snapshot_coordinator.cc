@@ -548,6 +548,7 @@ void SnapshotCoordinator::RollbackLocked(const std::string& snapshot_id) {
 absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
     const std::string& snapshot_id) {
   uint64_t job_id = 0;
+  std::set<std::string> running_on;  // addresses of nodes with checkpoints
   {
     absl::MutexLock l(&mu_);
     auto it = jobs_.find(snapshot_id);
@@ -560,6 +561,12 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
       return absl::FailedPreconditionError(absl::StrCat(
           "snapshot ", snapshot_id, " is already ",
           shutter::v1::SnapshotState_Name(job.state()).substr(15)));
+    }
+    for (const auto& t : job.partitions()) {
+      if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) {
+        auto addr = registry_->Address(t.node_id());
+        if (addr.ok()) running_on.insert(*addr);
+      }
     }
     Snapshot updated = job;
     updated.set_state(shutter::v1::SNAPSHOT_STATE_CANCELLED);
@@ -577,6 +584,11 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
     spdlog::info("snapshot {} cancelled", snapshot_id);
   }
   scheduler_.CancelJob(job_id);
+  // In-flight checkpoints stop on their nodes before publishing; their
+  // calls then end and the rollback runs.
+  for (const std::string& address : running_on) {
+    transport_->CancelCheckpoints(address, snapshot_id);
+  }
   absl::MutexLock l(&mu_);
   RollbackLocked(snapshot_id);
   return jobs_.at(snapshot_id);

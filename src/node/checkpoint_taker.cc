@@ -52,6 +52,23 @@ absl::StatusOr<std::unique_ptr<CheckpointTaker>> CheckpointTaker::Create(
 
 void CheckpointTaker::Shutdown() { scheduler_.Shutdown(); }
 
+void CheckpointTaker::CancelSnapshot(const std::string& snapshot_id) {
+  absl::MutexLock l(&mu_);
+  if (cancelled_.insert(snapshot_id).second) {
+    spdlog::info("checkpoints of snapshot {} cancelled", snapshot_id);
+  }
+}
+
+absl::Status CheckpointTaker::CheckNotCancelled(
+    const std::string& snapshot_id) const {
+  absl::MutexLock l(&mu_);
+  if (cancelled_.count(snapshot_id) > 0) {
+    return absl::CancelledError(
+        absl::StrCat("snapshot ", snapshot_id, " was cancelled"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
   if (!IsSafePathComponent(req.snapshot_id())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -153,7 +170,9 @@ void CheckpointTaker::Finish(
 
 absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     const CreateCheckpointRequest& req) {
-  // Leadership may have changed while the request waited for a slot.
+  // Leadership may have changed, or the snapshot been cancelled, while the
+  // request waited for a slot.
+  RETURN_IF_ERROR(CheckNotCancelled(req.snapshot_id()));
   RETURN_IF_ERROR(Admit(req));
   CreateCheckpointResponse resp;
   resp.set_manifest_path(snapshot::Repository::PartitionManifestPath(
@@ -208,10 +227,12 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     header.set_leader_epoch(meta.leader_epoch);
     header.set_applied_index(meta.applied_index);
     header.set_created_at_micros(absl::ToUnixMicros(checkpointed));
-    // Leadership may move while the files are copied (which can take long):
-    // check again right before the publication becomes visible, so a
-    // deposed leader never publishes.
+    // Leadership may move, or the snapshot be cancelled, while the files
+    // are copied (which can take long): check again right before the
+    // publication becomes visible, so neither a deposed leader nor a
+    // cancelled snapshot ever publishes.
     auto still_leader = [&]() -> absl::Status {
+      RETURN_IF_ERROR(CheckNotCancelled(req.snapshot_id()));
       const uint64_t now_epoch = store->meta().leader_epoch;
       if (!store->is_leader() || now_epoch != req.expected_leader_epoch()) {
         return absl::FailedPreconditionError(absl::StrCat(

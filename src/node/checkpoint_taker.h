@@ -83,6 +83,12 @@ class CheckpointTaker {
   absl::StatusOr<shutter::v1::CreateCheckpointResponse> CreateCheckpointSync(
       const shutter::v1::CreateCheckpointRequest& request);
 
+  // Cancels every checkpoint of `snapshot_id` on this node: those not yet
+  // started fail with CANCELLED when their turn comes, running ones fail
+  // with CANCELLED right before their publication would become visible
+  // (nothing is published), and later requests are refused. Idempotent.
+  void CancelSnapshot(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Stops taking work: queued requests fail with UNAVAILABLE, running ones
   // finish. Idempotent.
   void Shutdown();
@@ -111,6 +117,10 @@ class CheckpointTaker {
   scheduler::Scheduler scheduler_;
 
   mutable absl::Mutex mu_;
+  absl::Status CheckNotCancelled(const std::string& snapshot_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
   // Checkpoints being taken, with the repeated requests that joined them.
   std::map<std::pair<std::string, uint32_t>, std::vector<Callback>> active_
       ABSL_GUARDED_BY(mu_);

@@ -37,6 +37,15 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* NodeServiceImpl::CancelCheckpoints(
+    grpc::CallbackServerContext* ctx, const CancelCheckpointsRequest* request,
+    CancelCheckpointsResponse* response) {
+  taker_->CancelSnapshot(request->snapshot_id());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
     grpc::CallbackServerContext* ctx, const SetPartitionRoleRequest* request,
     SetPartitionRoleResponse* response) {

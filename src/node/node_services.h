@@ -26,6 +26,11 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
       const shutter::v1::GetNodeStatsRequest* request,
       shutter::v1::GetNodeStatsResponse* response) override;
 
+  grpc::ServerUnaryReactor* CancelCheckpoints(
+      grpc::CallbackServerContext* ctx,
+      const shutter::v1::CancelCheckpointsRequest* request,
+      shutter::v1::CancelCheckpointsResponse* response) override;
+
   grpc::ServerUnaryReactor* SetPartitionRole(
       grpc::CallbackServerContext* ctx,
       const shutter::v1::SetPartitionRoleRequest* request,

@@ -144,6 +144,50 @@ TEST_F(CheckpointTakerTest, RepeatWhileInProgressJoinsIt) {
   EXPECT_EQ((*t)->GetStats().published, 1u);  // one checkpoint, two answers
 }
 
+TEST_F(CheckpointTakerTest, CancelStopsARunningCheckpointBeforeItPublishes) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false, started = false;
+  CheckpointTaker::Options o{"n1", tmp_.Sub("data/staging4"), 1};
+  o.test_before_checkpoint = [&](const CreateCheckpointRequest&) {
+    std::unique_lock<std::mutex> l(mu);
+    started = true;
+    cv.notify_all();
+    cv.wait_for(l, std::chrono::seconds(10), [&] { return release; });
+  };
+  auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
+  ASSERT_OK(t);
+  absl::StatusOr<shutter::v1::CreateCheckpointResponse> result;
+  bool done = false;
+  (*t)->CreateCheckpoint(
+      Req("s9", 0, 1),
+      [&](absl::StatusOr<shutter::v1::CreateCheckpointResponse> r) {
+        std::lock_guard<std::mutex> l(mu);
+        result = std::move(r);
+        done = true;
+        cv.notify_all();
+      });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(
+        cv.wait_for(l, std::chrono::seconds(10), [&] { return started; }));
+  }
+  (*t)->CancelSnapshot("s9");  // while it is running
+  {
+    std::unique_lock<std::mutex> l(mu);
+    release = true;
+    cv.notify_all();
+    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10), [&] { return done; }));
+  }
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled, "cancelled"));
+  EXPECT_FALSE(stdfs::exists(repo_->Abs("snapshots/s9/partitions/00000")));
+  EXPECT_TRUE(stdfs::is_empty(tmp_.Sub("data/staging4")));
+  // Later requests for the snapshot are refused too.
+  EXPECT_THAT((*t)->CreateCheckpointSync(Req("s9", 1, 1)),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_OK((*t)->CreateCheckpointSync(Req("s10", 1, 1)));
+}
+
 TEST_F(CheckpointTakerTest, FreeSpaceFloorRefusesWithTheNumbers) {
   CheckpointTaker::Options o{"n1", tmp_.Sub("data/staging3"), 1};
   o.data_dir = tmp_.Sub("data");

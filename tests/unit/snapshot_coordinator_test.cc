@@ -34,6 +34,16 @@ class FakeTransport : public NodeTransport {
     peak_[address] = std::max(peak_[address], n);
   }
 
+  void CancelCheckpoints(const std::string& address,
+                         const std::string& snapshot_id) override {
+    absl::MutexLock l(&mu_);
+    cancels_.push_back(address + " " + snapshot_id);
+  }
+  std::vector<std::string> cancels() {
+    absl::MutexLock l(&mu_);
+    return cancels_;
+  }
+
   void Shutdown() override {
     std::vector<Call> calls;
     {
@@ -81,6 +91,7 @@ class FakeTransport : public NodeTransport {
   absl::Mutex mu_;
   std::vector<Call> calls_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> peak_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> cancels_ ABSL_GUARDED_BY(mu_);
 };
 
 class SnapshotCoordinatorTest : public ::testing::Test {
@@ -317,6 +328,8 @@ TEST_F(SnapshotCoordinatorTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
   EXPECT_EQ(running, 2);
   EXPECT_EQ(cancelled, 2);  // the published one and the queued one
   EXPECT_TRUE(std::filesystem::exists(repo_->Abs("snapshots/" + *id)));
+  // The node running them was asked to stop them.
+  EXPECT_EQ(transport_.cancels(), std::vector<std::string>{"a:7100 " + *id});
   Publish(transport_.Take());  // finishes on the node after the cancel
   EXPECT_FALSE(Get(*id).rolled_back());
   std::move(transport_.Take().done)(absl::UnavailableError("gone"));
