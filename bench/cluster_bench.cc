@@ -31,17 +31,13 @@
 #include "common/rpc.h"
 #include "partition/partition_store.h"
 #include "shutter/v1/admin.grpc.pb.h"
-#include "shutter/v1/partition_data.grpc.pb.h"
 #include "snapshot/fs_repository.h"
-#include "testing/process.h"
+#include "testing/local_cluster.h"
 #include "testing/temp_dir.h"
 
 namespace {
 
 using namespace shutter::v1;  // NOLINT
-using shutter::testing::PollUntil;
-using shutter::testing::Subprocess;
-using shutter::testing::WaitForPortFile;
 namespace stdfs = std::filesystem;
 
 struct Config {
@@ -64,144 +60,54 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// The benchmark's cluster: a LocalCluster (controller + nodes on
+// loopback) plus loading, timed snapshots and the in-process floor.
 class Cluster {
  public:
-  Cluster(const Config& cfg, const std::string& dir) : cfg_(cfg), dir_(dir) {}
-  ~Cluster() {
-    StopNodes();
-    StopController();
-  }
+  Cluster(const Config& cfg, const std::string& dir)
+      : cfg_(cfg),
+        dir_(dir),
+        local_({SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN, dir, cfg.nodes,
+                cfg.partitions / cfg.nodes, cfg.capacity, /*heartbeat_ms=*/100,
+                /*dead_after_ms=*/5000, /*log_level=*/"warn"}) {}
 
+  // (Re)starts the controller; the nodes reconnect to the same address.
   void StartController(int max_in_flight_total) {
-    std::string port_file = dir_ + "/controller.port";
-    stdfs::remove(port_file);
-    controller_ = std::make_unique<Subprocess>();
-    // Restarts keep the first port: the nodes know only that address.
-    const std::string listen = absl::StrCat("127.0.0.1:", controller_port_);
-    auto s = controller_->Start(
-        {SHUTTER_CONTROLLER_BIN, "--listen", listen, "--data-dir",
-         dir_ + "/controller", "--repository", dir_ + "/repo", "--port-file",
-         port_file, "--heartbeat-interval-ms", "100", "--node-dead-after-ms",
-         "5000", "--max-in-flight-total", absl::StrCat(max_in_flight_total),
-         "--log-level", "warn"},
-        dir_ + "/controller.log");
-    if (!s.ok()) Die(s.ToString());
-    auto port = WaitForPortFile(port_file, absl::Seconds(30));
-    if (!port.ok()) Die("controller did not start");
-    controller_port_ = *port;
-    controller_addr_ = absl::StrCat("127.0.0.1:", *port);
-    admin_ = AdminService::NewStub(shutter::MakeChannel(controller_addr_));
-    if (!nodes_.empty()) {
-      // Running nodes reconnect on their own; wait until they have.
-      WaitForLeaders();
-    }
+    Check(local_.StartController(
+        {"--max-in-flight-total", absl::StrCat(max_in_flight_total)}));
+    if (nodes_running_) Check(local_.WaitForLeaders(absl::Seconds(60)));
   }
-
-  void StopController() {
-    admin_.reset();
-    if (controller_)
-      controller_->Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
-    controller_.reset();
-  }
+  void StopController() { local_.StopController(SIGTERM).IgnoreError(); }
 
   void StartNodes(double stream_mibps) {
-    const int per = cfg_.partitions / cfg_.nodes;
-    for (int i = 0; i < cfg_.nodes; ++i) {
-      std::string port_file = absl::StrCat(dir_, "/node", i, ".port");
-      stdfs::remove(port_file);
-      auto p = std::make_unique<Subprocess>();
-      auto s = p->Start({SHUTTER_NODE_BIN,
-                         "--node-id",
-                         absl::StrCat("n", i),
-                         "--listen",
-                         "127.0.0.1:0",
-                         "--controller",
-                         controller_addr_,
-                         "--data-dir",
-                         absl::StrCat(dir_, "/node", i),
-                         "--repository",
-                         dir_ + "/repo",
-                         "--partitions",
-                         absl::StrCat(i * per, "-", (i + 1) * per - 1),
-                         "--checkpoint-capacity",
-                         absl::StrCat(cfg_.capacity),
-                         "--publish-stream-mibps",
-                         absl::StrCat(stream_mibps),
-                         "--heartbeat-interval-ms",
-                         "100",
-                         "--port-file",
-                         port_file,
-                         "--log-level",
-                         "warn"},
-                        absl::StrCat(dir_, "/node", i, ".log"));
-      if (!s.ok()) Die(s.ToString());
-      if (!WaitForPortFile(port_file, absl::Seconds(30)).ok()) {
-        Die("node did not start");
-      }
-      nodes_.push_back(std::move(p));
-    }
-    WaitForLeaders();
+    Check(local_.StartAllNodes(
+        {"--publish-stream-mibps", absl::StrCat(stream_mibps)}));
+    nodes_running_ = true;
+    Check(local_.WaitForLeaders(absl::Seconds(60)));
   }
-
   void StopNodes() {
-    for (auto& n : nodes_) n->Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
-    nodes_.clear();
-  }
-
-  ListPartitionsResponse Partitions() {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(5));
-    ListPartitionsResponse resp;
-    admin_->ListPartitions(&ctx, ListPartitionsRequest(), &resp).ok();
-    return resp;
-  }
-
-  void WaitForLeaders() {
-    bool ok = PollUntil(
-        [&] {
-          auto parts = Partitions();
-          if (parts.partitions_size() != cfg_.partitions) return false;
-          for (const auto& p : parts.partitions()) {
-            if (p.leader_node_id().empty()) return false;
-          }
-          return true;
-        },
-        absl::Seconds(60));
-    if (!ok) Die("partitions did not get leaders; logs in " + dir_);
+    local_.StopAllNodes();
+    nodes_running_ = false;
   }
 
   void Load() {
-    auto parts = Partitions();
     std::vector<std::thread> threads;
-    std::atomic<size_t> next{0};
+    std::atomic<int> next{0};
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&] {
-        for (size_t i = next++;
-             i < static_cast<size_t>(parts.partitions_size()); i = next++) {
-          const auto& p = parts.partitions(i);
-          auto stub =
-              PartitionData::NewStub(shutter::MakeChannel(p.leader_address()));
-          std::mt19937_64 rng(p.partition_id());
+        for (int p = next++; p < cfg_.partitions; p = next++) {
+          std::mt19937_64 rng(p);
           for (int k = 0; k < cfg_.keys; k += 256) {
-            WriteRequest req;
-            req.set_partition_id(p.partition_id());
+            std::vector<std::pair<std::string, std::string>> kvs;
             for (int j = k; j < std::min(cfg_.keys, k + 256); ++j) {
-              auto* put = req.add_mutations()->mutable_put();
-              put->set_key(absl::StrFormat("key-%08d", j));
               std::string v(cfg_.value_size, '\0');
               for (int b = 0; b + 8 <= cfg_.value_size; b += 8) {
                 uint64_t r = rng();
                 std::memcpy(&v[b], &r, 8);
               }
-              put->set_value(std::move(v));
+              kvs.emplace_back(absl::StrFormat("key-%08d", j), std::move(v));
             }
-            grpc::ClientContext ctx;
-            ctx.set_deadline(std::chrono::system_clock::now() +
-                             std::chrono::seconds(60));
-            WriteResponse resp;
-            grpc::Status s = stub->Write(&ctx, req, &resp);
-            if (!s.ok()) Die("load: " + s.error_message());
+            Check(local_.Write(p, kvs));
           }
         }
       });
@@ -213,35 +119,17 @@ class Cluster {
   // commit time in seconds, and removes the snapshot from the repository
   // afterwards (so runs do not fill the disk).
   double TakeSnapshot(uint64_t* bytes) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(30));
-    CreateSnapshotResponse created;
-    grpc::Status s =
-        admin_->CreateSnapshot(&ctx, CreateSnapshotRequest(), &created);
-    if (!s.ok()) Die("create snapshot: " + s.error_message());
-    shutter::v1::Snapshot snap;
-    bool done = PollUntil(
-        [&] {
-          grpc::ClientContext c;
-          c.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(5));
-          GetSnapshotRequest req;
-          req.set_snapshot_id(created.snapshot_id());
-          GetSnapshotResponse resp;
-          if (!admin_->GetSnapshot(&c, req, &resp).ok()) return false;
-          snap = resp.snapshot();
-          return snap.state() == SNAPSHOT_STATE_COMMITTED ||
-                 snap.state() == SNAPSHOT_STATE_FAILED;
-        },
-        absl::Minutes(30));
-    if (!done || snap.state() != SNAPSHOT_STATE_COMMITTED) {
-      Die("snapshot did not commit: " + snap.error());
+    auto id = local_.CreateSnapshot();
+    Check(id.status());
+    auto snap = local_.WaitForSnapshot(*id, absl::Minutes(30));
+    Check(snap.status());
+    if (snap->state() != SNAPSHOT_STATE_COMMITTED) {
+      Die("snapshot did not commit: " + snap->error());
     }
     *bytes = 0;
-    for (const auto& t : snap.partitions()) *bytes += t.total_bytes();
-    stdfs::remove_all(dir_ + "/repo/snapshots/" + created.snapshot_id());
-    return (snap.finished_at_micros() - snap.created_at_micros()) / 1e6;
+    for (const auto& t : snap->partitions()) *bytes += t.total_bytes();
+    stdfs::remove_all(local_.repo_dir() + "/snapshots/" + *id);
+    return (snap->finished_at_micros() - snap->created_at_micros()) / 1e6;
   }
 
   // The floor: nodes stopped, their partitions opened in this process;
@@ -302,13 +190,14 @@ class Cluster {
   }
 
  private:
+  static void Check(const absl::Status& s) {
+    if (!s.ok()) Die(s.ToString());
+  }
+
   const Config cfg_;
   const std::string dir_;
-  std::unique_ptr<Subprocess> controller_;
-  int controller_port_ = 0;
-  std::string controller_addr_;
-  std::unique_ptr<AdminService::Stub> admin_;
-  std::vector<std::unique_ptr<Subprocess>> nodes_;
+  shutter::testing::LocalCluster local_;
+  bool nodes_running_ = false;
 };
 
 }  // namespace

@@ -27,14 +27,22 @@ class CheckpointTakerTest : public ::testing::Test {
     repo_ = std::move(r).value();
     // A crash left debris in staging: Create() must sweep it.
     stdfs::create_directories(tmp_.Sub("data/staging/old-snap.00000"));
-    auto t = CheckpointTaker::Create({"n1", tmp_.Sub("data/staging"), 2},
-                                     host_.get(), repo_.get(), &clock_);
+    auto t = CheckpointTaker::Create(Opts("data/staging", 2), host_.get(),
+                                     repo_.get(), &clock_);
     ASSERT_OK(t);
     taker_ = std::move(t).value();
     for (uint32_t p : {0u, 1u}) {
       ASSERT_OK(host_->Find(p)->Write(
           {{partition::Mutation::Op::kPut, "a", "1"}}, false));
     }
+  }
+
+  CheckpointTaker::Options Opts(const std::string& staging, int capacity) {
+    CheckpointTaker::Options o;
+    o.node_id = "n1";
+    o.staging_dir = tmp_.Sub(staging);
+    o.capacity = capacity;
+    return o;
   }
 
   CreateCheckpointRequest Req(const std::string& snap, uint32_t p,
@@ -112,7 +120,7 @@ TEST_F(CheckpointTakerTest, RepeatWhileInProgressJoinsIt) {
   std::mutex mu;
   std::condition_variable cv;
   bool release = false;
-  CheckpointTaker::Options o{"n1", tmp_.Sub("data/staging2"), 2};
+  CheckpointTaker::Options o = Opts("data/staging2", 2);
   o.test_before_checkpoint = [&](const CreateCheckpointRequest&) {
     std::unique_lock<std::mutex> l(mu);
     cv.wait_for(l, std::chrono::seconds(10), [&] { return release; });
@@ -148,7 +156,7 @@ TEST_F(CheckpointTakerTest, CancelStopsARunningCheckpointBeforeItPublishes) {
   std::mutex mu;
   std::condition_variable cv;
   bool release = false, started = false;
-  CheckpointTaker::Options o{"n1", tmp_.Sub("data/staging4"), 1};
+  CheckpointTaker::Options o = Opts("data/staging4", 1);
   o.test_before_checkpoint = [&](const CreateCheckpointRequest&) {
     std::unique_lock<std::mutex> l(mu);
     started = true;
@@ -189,7 +197,7 @@ TEST_F(CheckpointTakerTest, CancelStopsARunningCheckpointBeforeItPublishes) {
 }
 
 TEST_F(CheckpointTakerTest, FreeSpaceFloorRefusesWithTheNumbers) {
-  CheckpointTaker::Options o{"n1", tmp_.Sub("data/staging3"), 1};
+  CheckpointTaker::Options o = Opts("data/staging3", 1);
   o.data_dir = tmp_.Sub("data");
   o.min_free_bytes = uint64_t{1} << 60;  // more than any disk has
   auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
