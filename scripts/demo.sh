@@ -80,6 +80,7 @@ echo; echo "\$ shutterctl snapshots create --label demo --wait"
 "$CTL" snapshots create --label demo --wait
 echo; echo "\$ shutterctl snapshots list"; "$CTL" snapshots list
 id=$("$CTL" snapshots list --limit 1 | awk 'NR==2 {print $1}')
+echo; echo "\$ shutterctl snapshots verify $id"; "$CTL" snapshots verify "$id"
 echo
 echo "demo: cluster manifest: $DEMO_DIR/repository/snapshots/$id/CLUSTER_MANIFEST.json"
 echo "demo: repository size: $(du -sh "$DEMO_DIR/repository" | cut -f1)"
