@@ -110,6 +110,23 @@ class FaultTest : public ::testing::Test {
     }
   }
 
+  // Waits (bounded) until the snapshot has a checkpoint running on `node`.
+  bool WaitForRunningOn(const std::string& id, const std::string& node) {
+    return PollUntil(
+        [&] {
+          auto s = cluster_.GetSnapshot(id);
+          if (!s.ok()) return false;
+          for (const auto& t : s->partitions()) {
+            if (t.node_id() == node &&
+                t.state() == PARTITION_TASK_STATE_RUNNING) {
+              return true;
+            }
+          }
+          return false;
+        },
+        absl::Seconds(30));
+  }
+
   int Published(const Snapshot& s) {
     int n = 0;
     for (const auto& t : s.partitions()) {
@@ -131,19 +148,7 @@ TEST_F(FaultTest, NodeKilledMidCheckpointRestartsAndTheJobCommits) {
   auto id = cluster_.CreateSnapshot();
   ASSERT_OK(id);
   // Strike while node n1 has checkpoints running.
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        auto s = cluster_.GetSnapshot(*id);
-        if (!s.ok()) return false;
-        for (const auto& t : s->partitions()) {
-          if (t.node_id() == "n1" &&
-              t.state() == PARTITION_TASK_STATE_RUNNING) {
-            return true;
-          }
-        }
-        return false;
-      },
-      absl::Seconds(30)));
+  ASSERT_TRUE(WaitForRunningOn(*id, "n1"));
   auto st = cluster_.StopNode(0, SIGKILL);
   ASSERT_OK(st);
   EXPECT_TRUE(WIFSIGNALED(*st));
@@ -289,19 +294,7 @@ TEST_F(FaultTest, FrozenNodeIsRetriedAndNothingIsPublishedTwice) {
   ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
   auto id = cluster_.CreateSnapshot();
   ASSERT_OK(id);
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        auto s = cluster_.GetSnapshot(*id);
-        if (!s.ok()) return false;
-        for (const auto& t : s->partitions()) {
-          if (t.node_id() == "n1" &&
-              t.state() == PARTITION_TASK_STATE_RUNNING) {
-            return true;
-          }
-        }
-        return false;
-      },
-      absl::Seconds(30)));
+  ASSERT_TRUE(WaitForRunningOn(*id, "n1"));
   ASSERT_EQ(kill(cluster_.node_pid(0), SIGSTOP), 0);
   // Wait until a call to the frozen node has timed out and been retried.
   bool timed_out = PollUntil(
