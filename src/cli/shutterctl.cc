@@ -94,7 +94,7 @@ int NodesList(const Global& g) {
     return 0;
   }
   Table t({"NODE", "ADDRESS", "STATE", "LAST SEEN", "CAPACITY", "IN FLIGHT",
-           "HOSTED", "LEADS"});
+           "QUEUED", "HOSTED", "LEADS"});
   for (const auto& n : resp.nodes()) {
     t.Add({n.node_id(), n.address(), n.alive() ? "alive" : "DEAD",
            absl::StrFormat("%.1fs ago", n.millis_since_heartbeat() / 1000.0),

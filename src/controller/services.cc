@@ -43,7 +43,10 @@ grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext*,
   auto stats = coordinator_->NodeStats();
   for (auto& n : registry_->ListNodes()) {
     auto it = stats.find(n.node_id());
-    if (it != stats.end()) n.set_checkpoints_in_flight(it->second.in_flight);
+    if (it != stats.end()) {
+      n.set_checkpoints_in_flight(it->second.in_flight);
+      n.set_checkpoints_queued(it->second.queued);
+    }
     *resp->add_nodes() = std::move(n);
   }
   return grpc::Status::OK;
