@@ -100,6 +100,7 @@ int NodesList(const Global& g) {
            absl::StrFormat("%.1fs ago", n.millis_since_heartbeat() / 1000.0),
            absl::StrCat(n.checkpoint_capacity()),
            absl::StrCat(n.checkpoints_in_flight()),
+           absl::StrCat(n.checkpoints_queued()),
            absl::StrCat(n.partitions_hosted()),
            absl::StrCat(n.partitions_led())});
   }
