@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/rpc.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -193,6 +194,15 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
   EXPECT_NE(out.find("24/24 published"), std::string::npos) << out;
   ASSERT_EQ(Ctl({"nodes", "list"}, &out, &err), 0);
   EXPECT_NE(out.find("alive"), std::string::npos) << out;
+  // Every row has a value under every column of the header.
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u + kNodes) << out;
+  for (const auto& line : lines) {
+    std::vector<std::string> cols =
+        absl::StrSplit(line, "  ", absl::SkipWhitespace());
+    // "LAST SEEN" / "IN FLIGHT" / "0.1s ago" contain single spaces only.
+    EXPECT_EQ(cols.size(), 9u) << line;
+  }
 }
 
 TEST_F(ClusterTest, StaleEpochCheckpointIsRejectedAndPublishesNothing) {
