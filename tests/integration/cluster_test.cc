@@ -23,6 +23,7 @@
 #include "snapshot/fs_repository.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
+#include "testing/snapshot_checks.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -150,26 +151,22 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
   ASSERT_EQ(cm->partitions_size(), kPartitions);
   for (const auto& entry : cm->partitions()) {
     SCOPED_TRACE(absl::StrCat("partition ", entry.partition_id()));
-    auto pm = (*repo)->ReadPartitionManifest(snap.snapshot_id(),
-                                             entry.partition_id());
-    ASSERT_OK(pm);
-    EXPECT_OK((*repo)->VerifyPartition(*pm));
-    EXPECT_EQ(pm->applied_index(), static_cast<uint64_t>(kBatches));
-    EXPECT_EQ(entry.applied_index(), pm->applied_index());
-    EXPECT_EQ(pm->leader_epoch(), 1u);
-    EXPECT_EQ(pm->node_id(), NodeId(entry.partition_id() / kPartitionsPerNode));
-    auto ro = partition::ReadOnlyPartition::Open(
-        (*repo)->Abs(snapshot::Repository::PartitionDir(snap.snapshot_id(),
-                                                        entry.partition_id())));
-    ASSERT_OK(ro);
-    EXPECT_EQ((*ro)->meta().applied_index, pm->applied_index());
-    EXPECT_EQ(*(*ro)->CountKeys(), static_cast<uint64_t>(kKeysBefore));
+    auto p = testing::CheckPublishedPartition(**repo, snap.snapshot_id(),
+                                              entry.partition_id());
+    ASSERT_NE(p.checkpoint, nullptr);
+    const auto& pm = p.manifest;
+    EXPECT_EQ(pm.applied_index(), static_cast<uint64_t>(kBatches));
+    EXPECT_EQ(entry.applied_index(), pm.applied_index());
+    EXPECT_EQ(pm.leader_epoch(), 1u);
+    EXPECT_EQ(pm.node_id(), NodeId(entry.partition_id() / kPartitionsPerNode));
+    const auto& ro = p.checkpoint;
+    EXPECT_EQ(*ro->CountKeys(), static_cast<uint64_t>(kKeysBefore));
     for (int k = 0; k < kKeysBefore; ++k) {
-      auto v = (*ro)->Get(absl::StrFormat("before-%05d", k));
+      auto v = ro->Get(absl::StrFormat("before-%05d", k));
       ASSERT_OK(v);
       ASSERT_EQ(*v, ValueFor(entry.partition_id(), k));
     }
-    EXPECT_FALSE((*ro)->Get("after-0").ok());
+    EXPECT_FALSE(ro->Get("after-0").ok());
   }
 
   // No node ever had more checkpoints in flight than its capacity, and

@@ -23,6 +23,7 @@
 #include "snapshot/fs_repository.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
+#include "testing/snapshot_checks.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -82,19 +83,13 @@ class FaultTest : public ::testing::Test {
     ASSERT_EQ(cm->partitions_size(), cluster_.partitions());
     for (const auto& entry : cm->partitions()) {
       SCOPED_TRACE(absl::StrCat("partition ", entry.partition_id()));
-      auto pm = (*repo)->ReadPartitionManifest(snap.snapshot_id(),
-                                               entry.partition_id());
-      ASSERT_OK(pm);
-      EXPECT_OK((*repo)->VerifyPartition(*pm));
-      EXPECT_EQ(pm->applied_index(), static_cast<uint64_t>(kBatches));
-      EXPECT_EQ(entry.applied_index(), pm->applied_index());
-      EXPECT_EQ(entry.leader_epoch(), pm->leader_epoch());
-      auto ro = partition::ReadOnlyPartition::Open(
-          (*repo)->Abs(snapshot::Repository::PartitionDir(
-              snap.snapshot_id(), entry.partition_id())));
-      ASSERT_OK(ro);
-      EXPECT_EQ((*ro)->meta().applied_index, pm->applied_index());
-      EXPECT_EQ(*(*ro)->CountKeys(),
+      auto p = testing::CheckPublishedPartition(**repo, snap.snapshot_id(),
+                                                entry.partition_id());
+      ASSERT_NE(p.checkpoint, nullptr);
+      EXPECT_EQ(p.manifest.applied_index(), static_cast<uint64_t>(kBatches));
+      EXPECT_EQ(entry.applied_index(), p.manifest.applied_index());
+      EXPECT_EQ(entry.leader_epoch(), p.manifest.leader_epoch());
+      EXPECT_EQ(*p.checkpoint->CountKeys(),
                 static_cast<uint64_t>(kBatches * kKeysPerBatch));
     }
     const std::string parts_dir = cluster_.repo_dir() + "/snapshots/" +
@@ -254,14 +249,9 @@ TEST_F(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
   ASSERT_OK(repo);
   for (const auto& t : snap->partitions()) {
     SCOPED_TRACE(absl::StrCat("partition ", t.partition_id()));
-    auto pm = (*repo)->ReadPartitionManifest(*id, t.partition_id());
-    ASSERT_OK(pm);
-    EXPECT_OK((*repo)->VerifyPartition(*pm));
-    auto ro = partition::ReadOnlyPartition::Open((*repo)->Abs(
-        snapshot::Repository::PartitionDir(*id, t.partition_id())));
-    ASSERT_OK(ro);
-    EXPECT_EQ((*ro)->meta().applied_index, pm->applied_index());
-    EXPECT_EQ((*ro)->meta().leader_epoch, pm->leader_epoch());
+    auto p = testing::CheckPublishedPartition(**repo, *id, t.partition_id());
+    ASSERT_NE(p.checkpoint, nullptr);
+    const auto* pm = &p.manifest;
     if (t.partition_id() == in_flight || t.partition_id() == queued) {
       // The new leader's checkpoint (its copy holds no writes yet).
       EXPECT_EQ(pm->node_id(), "n2");
