@@ -201,15 +201,7 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
                ids.size(), request.label());
   std::vector<std::pair<scheduler::TaskOptions, scheduler::TaskFn>> batch;
   for (auto& [id, leader] : leaders) {
-    auto cap = registry_->Capacity(leader.node_id);
-    if (cap.ok()) scheduler_.SetLimit(leader.node_id, static_cast<int>(*cap));
-    batch.emplace_back(
-        scheduler::TaskOptions{
-            leader.node_id, job_id,
-            static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
-        [this, snapshot_id, id = id](scheduler::SlotToken token) {
-          StartTask(snapshot_id, id, std::move(token));
-        });
+    batch.push_back(MakeSchedulerTask(snapshot_id, id, job_id, leader));
   }
   // One batch: every node starts with its largest partitions.
   scheduler_.SubmitBatch(std::move(batch));
@@ -219,8 +211,6 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
 void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
                                    uint32_t partition_id) {
   auto leader = registry_->ResolveLeader(partition_id);
-  std::string node;
-  int64_t weight = 0;
   uint64_t job_id = 0;
   {
     absl::MutexLock l(&mu_);
@@ -257,17 +247,26 @@ void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
     t->set_node_id(leader->node_id);
     t->set_leader_epoch(leader->epoch);
     if (!CommitLocked(std::move(updated)).ok()) return;
-    node = leader->node_id;
-    weight = static_cast<int64_t>(leader->approximate_size_bytes);
     job_id = JobIdLocked(snapshot_id);
   }
-  auto cap = registry_->Capacity(node);
-  if (cap.ok()) scheduler_.SetLimit(node, static_cast<int>(*cap));
-  scheduler_.Submit(
-      {node, job_id, weight, nullptr},
-      [this, snapshot_id, partition_id](scheduler::SlotToken token) {
-        StartTask(snapshot_id, partition_id, std::move(token));
-      });
+  auto [options, fn] =
+      MakeSchedulerTask(snapshot_id, partition_id, job_id, *leader);
+  scheduler_.Submit(std::move(options), std::move(fn));
+}
+
+std::pair<scheduler::TaskOptions, scheduler::TaskFn>
+SnapshotCoordinator::MakeSchedulerTask(const std::string& snapshot_id,
+                                       uint32_t partition_id, uint64_t job_id,
+                                       const NodeRegistry::Leader& leader) {
+  // Keep the node's limit in step with the capacity it last reported.
+  auto cap = registry_->Capacity(leader.node_id);
+  if (cap.ok()) scheduler_.SetLimit(leader.node_id, static_cast<int>(*cap));
+  return {scheduler::TaskOptions{
+              leader.node_id, job_id,
+              static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
+          [this, snapshot_id, partition_id](scheduler::SlotToken token) {
+            StartTask(snapshot_id, partition_id, std::move(token));
+          }};
 }
 
 void SnapshotCoordinator::StartTask(const std::string& snapshot_id,

@@ -135,6 +135,11 @@ class SnapshotCoordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t JobIdLocked(const std::string& snapshot_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The scheduler task that runs a partition on `leader` (key = node, job,
+  // weight = the partition's reported size); applies the node's capacity.
+  std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(
+      const std::string& snapshot_id, uint32_t partition_id, uint64_t job_id,
+      const NodeRegistry::Leader& leader) ABSL_LOCKS_EXCLUDED(mu_);
   void StartTask(const std::string& snapshot_id, uint32_t partition_id,
                  scheduler::SlotToken token) ABSL_LOCKS_EXCLUDED(mu_);
   void OnTaskDone(const std::string& snapshot_id, uint32_t partition_id,
