@@ -21,11 +21,13 @@
 #include "google/protobuf/util/json_util.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
+#include "snapshot/states.h"
 
 namespace shutter::cli {
 namespace {
 
 using namespace shutter::v1;  // NOLINT
+using snapshot::StateName;
 
 struct Global {
   std::string controller = "127.0.0.1:7000";
@@ -55,10 +57,6 @@ std::string Json(const google::protobuf::Message& m) {
   return out;
 }
 
-std::string StateName(SnapshotState s) {
-  std::string n = SnapshotState_Name(s);
-  return n.substr(std::string("SNAPSHOT_STATE_").size());
-}
 std::string TaskStateName(PartitionTaskState s) {
   std::string n = PartitionTaskState_Name(s);
   return n.substr(std::string("PARTITION_TASK_STATE_").size());
@@ -207,10 +205,7 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
       if (t.state() == PARTITION_TASK_STATE_FAILED) ++failed;
       if (t.state() == PARTITION_TASK_STATE_RUNNING) ++running;
     }
-    bool terminal = snap.state() == SNAPSHOT_STATE_COMMITTED ||
-                    snap.state() == SNAPSHOT_STATE_PARTIAL ||
-                    snap.state() == SNAPSHOT_STATE_FAILED ||
-                    snap.state() == SNAPSHOT_STATE_CANCELLED;
+    bool terminal = snapshot::IsFinished(snap.state());
     if (done + failed != last_done || terminal) {
       std::string line = absl::StrFormat(
           "snapshot %s: %d/%d partitions published, %d running, %d failed [%s]",

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "common/rpc.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
+#include "snapshot/states.h"
 
 namespace shutter::testing {
 
@@ -201,10 +202,7 @@ absl::StatusOr<Snapshot> LocalCluster::WaitForSnapshot(const std::string& id,
         auto s = GetSnapshot(id);
         if (!s.ok()) return false;
         snap = *s;
-        return snap.state() == SNAPSHOT_STATE_COMMITTED ||
-               snap.state() == SNAPSHOT_STATE_PARTIAL ||
-               snap.state() == SNAPSHOT_STATE_FAILED ||
-               snap.state() == SNAPSHOT_STATE_CANCELLED;
+        return snapshot::IsFinished(snap.state());
       },
       timeout);
   if (!done) {

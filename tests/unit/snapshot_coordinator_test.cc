@@ -294,6 +294,14 @@ TEST_F(SnapshotCoordinatorTest, AllowPartialCommitsWhatSucceeded) {
   ASSERT_OK(v);
   EXPECT_TRUE(v->ok());
   EXPECT_EQ(v->partitions_checked(), 2u);
+  // PARTIAL is final: it cannot be cancelled, and a restart leaves it be.
+  EXPECT_THAT(coordinator_->CancelSnapshot(*id),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "PARTIAL"));
+  const std::string before = Get(*id).SerializeAsString();
+  StopCoordinator();
+  StartCoordinator();
+  EXPECT_EQ(Get(*id).SerializeAsString(), before);
+  EXPECT_OK(repo_->ReadClusterManifest(*id));
 }
 
 TEST_F(SnapshotCoordinatorTest, AllowPartialWithNothingPublishedFails) {
