@@ -21,13 +21,13 @@
 #include "google/protobuf/util/json_util.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
-#include "snapshot/states.h"
+#include "controller/job_states.h"
 
 namespace shutter::cli {
 namespace {
 
 using namespace shutter::v1;  // NOLINT
-using snapshot::StateName;
+using controller::StateName;
 
 struct Global {
   std::string controller = "127.0.0.1:7000";
@@ -205,7 +205,7 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
       if (t.state() == PARTITION_TASK_STATE_FAILED) ++failed;
       if (t.state() == PARTITION_TASK_STATE_RUNNING) ++running;
     }
-    bool terminal = snapshot::IsFinished(snap.state());
+    bool terminal = controller::IsFinished(snap.state());
     if (done + failed != last_done || terminal) {
       std::string line = absl::StrFormat(
           "snapshot %s: %d/%d partitions published, %d running, %d failed [%s]",

@@ -5,7 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "snapshot/states.h"
+#include "controller/job_states.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -100,7 +100,7 @@ SnapshotCoordinator::Recover() {
       }
       RETURN_IF_ERROR(CommitLocked(std::move(updated)));
     }
-    if (snapshot::IsFinished(s.state())) {
+    if (IsFinished(s.state())) {
       RollbackLocked(id);  // finishes a rollback a crash interrupted
       continue;
     }
@@ -211,7 +211,7 @@ void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
     absl::MutexLock l(&mu_);
     if (stopping_) return;
     auto it = jobs_.find(snapshot_id);
-    if (it == jobs_.end() || snapshot::IsFinished(it->second.state())) return;
+    if (it == jobs_.end() || IsFinished(it->second.state())) return;
     Snapshot updated = it->second;
     PartitionTask* t = FindTask(updated, partition_id);
     if (t == nullptr || TaskDone(*t)) return;
@@ -274,7 +274,7 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
     absl::MutexLock l(&mu_);
     if (stopping_) return;  // the token goes back as it is destroyed
     auto it = jobs_.find(snapshot_id);
-    if (it == jobs_.end() || snapshot::IsFinished(it->second.state())) return;
+    if (it == jobs_.end() || IsFinished(it->second.state())) return;
     Snapshot updated = it->second;
     PartitionTask* t = FindTask(updated, partition_id);
     if (t == nullptr || TaskDone(*t)) return;
@@ -418,7 +418,7 @@ void SnapshotCoordinator::OnTaskDone(
     if (CommitLocked(std::move(updated)).ok()) RollbackLocked(snapshot_id);
     return;
   }
-  if (snapshot::IsFinished(it->second.state())) return;
+  if (IsFinished(it->second.state())) return;
   Snapshot updated = it->second;
   PartitionTask* t = FindTask(updated, partition_id);
   t->set_duration_millis(absl::ToInt64Milliseconds(clock_->Now() - started));
@@ -440,7 +440,7 @@ void SnapshotCoordinator::OnTaskDone(
 
 void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
   const Snapshot& job = jobs_.at(snapshot_id);
-  if (snapshot::IsFinished(job.state())) return;
+  if (IsFinished(job.state())) return;
   int failed = 0;
   const PartitionTask* first_failed = nullptr;
   for (const auto& t : job.partitions()) {
@@ -510,7 +510,7 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
   }
   spdlog::info(
       "snapshot {} {} in {} ms{}{}", snapshot_id,
-      snapshot::StateName(updated.state()),
+      StateName(updated.state()),
       (updated.finished_at_micros() - updated.created_at_micros()) / 1000,
       updated.error().empty() ? "" : ": ", updated.error());
   const bool failed_job = updated.state() == shutter::v1::SNAPSHOT_STATE_FAILED;
@@ -551,10 +551,10 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
     }
     const Snapshot& job = it->second;
     if (job.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) return job;
-    if (snapshot::IsFinished(job.state())) {
+    if (IsFinished(job.state())) {
       return absl::FailedPreconditionError(
           absl::StrCat("snapshot ", snapshot_id, " is already ",
-                       snapshot::StateName(job.state())));
+                       StateName(job.state())));
     }
     for (const auto& t : job.partitions()) {
       if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) {
@@ -642,7 +642,7 @@ absl::Status SnapshotCoordinator::CommitLocked(Snapshot updated) {
     spdlog::error("job store write for snapshot {} failed: {}",
                   updated.snapshot_id(), s.ToString());
     auto it = jobs_.find(updated.snapshot_id());
-    if (it != jobs_.end() && !snapshot::IsFinished(it->second.state())) {
+    if (it != jobs_.end() && !IsFinished(it->second.state())) {
       it->second.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
       it->second.set_error(
           absl::StrCat("job store write failed: ", StatusText(s)));

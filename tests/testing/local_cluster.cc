@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "common/rpc.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
-#include "snapshot/states.h"
+#include "controller/job_states.h"
 
 namespace shutter::testing {
 
@@ -202,7 +202,7 @@ absl::StatusOr<Snapshot> LocalCluster::WaitForSnapshot(const std::string& id,
         auto s = GetSnapshot(id);
         if (!s.ok()) return false;
         snap = *s;
-        return snapshot::IsFinished(snap.state());
+        return controller::IsFinished(snap.state());
       },
       timeout);
   if (!done) {

@@ -1,14 +1,15 @@
-#ifndef SHUTTER_SNAPSHOT_STATES_H_
-#define SHUTTER_SNAPSHOT_STATES_H_
+#ifndef SHUTTER_CONTROLLER_JOB_STATES_H_
+#define SHUTTER_CONTROLLER_JOB_STATES_H_
 
 #include <string>
 
 #include "shutter/v1/admin.pb.h"
 
-// Small facts about snapshot states shared by the controller, the CLI and
-// the tests, so a new state is added in one place. Header-only: needs just
-// the generated admin messages.
-namespace shutter::snapshot {
+// Small facts about the admin API's job states, shared by the controller,
+// the CLI and the tests, so a new state is added in one place. Header-only:
+// needs just the generated admin messages (the storage layer never sees
+// job states).
+namespace shutter::controller {
 
 // True once a snapshot will not change any more (COMMITTED, PARTIAL,
 // FAILED, CANCELLED); a FAILED or CANCELLED one may still be rolling back
@@ -27,6 +28,6 @@ inline std::string StateName(shutter::v1::SnapshotState s) {
   return n.size() > kPrefix ? n.substr(kPrefix) : n;
 }
 
-}  // namespace shutter::snapshot
+}  // namespace shutter::controller
 
-#endif  // SHUTTER_SNAPSHOT_STATES_H_
+#endif  // SHUTTER_CONTROLLER_JOB_STATES_H_
