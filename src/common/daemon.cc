@@ -1,6 +1,7 @@
 #include "common/daemon.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
@@ -50,6 +51,8 @@ int WaitForShutdownSignal() {
   }
   return sig;
 }
+
+void RaiseShutdownSignal() { kill(getpid(), SIGTERM); }
 
 void NotifySystemd(const char* state) {
 #ifdef SHUTTER_HAVE_SYSTEMD

@@ -20,6 +20,10 @@ void BlockShutdownSignals();
 // Requires BlockShutdownSignals() to have been called.
 int WaitForShutdownSignal();
 
+// Makes WaitForShutdownSignal() return (with SIGTERM), e.g. when another
+// thread finds the daemon cannot go on. Async-signal-safe.
+void RaiseShutdownSignal();
+
 // Tells systemd about a state change ("READY=1", "STOPPING=1"); no-op when
 // not run under systemd or built without libsystemd.
 void NotifySystemd(const char* state);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/rate_limiter.h"
+#include "common/status_macros.h"
 
 namespace shutter::fs {
 
@@ -97,6 +98,31 @@ absl::Status WriteFileAtomically(const std::string& path,
   return s;
 }
 
+absl::Status CreateFileExclusively(const std::string& path,
+                                   absl::string_view contents) {
+  const std::string tmp =
+      absl::StrFormat("%s.tmp-%d-%x", path, static_cast<int>(getpid()),
+                      reinterpret_cast<uintptr_t>(&tmp));
+  absl::Status s = [&]() -> absl::Status {
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (fd.get() < 0) return ErrnoStatus("create", tmp);
+    RETURN_IF_ERROR(WriteAll(fd.get(), contents.data(), contents.size(), tmp));
+    if (::fsync(fd.get()) != 0) return ErrnoStatus("fsync", tmp);
+    if (fd.Close() != 0) return ErrnoStatus("close", tmp);
+    // link() fails if `path` exists: the first writer wins.
+    if (::link(tmp.c_str(), path.c_str()) != 0) {
+      if (errno == EEXIST) {
+        return absl::AlreadyExistsError(absl::StrCat(path, " already exists"));
+      }
+      return ErrnoStatus("link to " + path, tmp);
+    }
+    return absl::OkStatus();
+  }();
+  ::unlink(tmp.c_str());
+  if (!s.ok()) return s;
+  return SyncDir(Dirname(path));
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return ErrnoStatus("open", path);
@@ -122,6 +148,26 @@ absl::Status CreateDirs(const std::string& dir) {
                         absl::StrCat("mkdir -p ", dir, ": ", ec.message()));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckWritableDir(const std::string& dir) {
+  if (dir.empty()) return absl::InvalidArgumentError("empty path");
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " exists and is not a directory"));
+  }
+  RETURN_IF_ERROR(CreateDirs(dir));
+  const std::string probe =
+      absl::StrFormat("%s/.write-probe-%d", dir, static_cast<int>(getpid()));
+  int fd =
+      ::open(probe.c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus("cannot create a file in", dir);
+  bool ok = ::write(fd, "x", 1) == 1 && ::fsync(fd) == 0;
+  absl::Status s = ok ? absl::OkStatus() : ErrnoStatus("cannot write in", dir);
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return s;
 }
 
 absl::Status RemoveAll(const std::string& path) {

@@ -33,10 +33,21 @@ absl::Status SyncFile(const std::string& path);
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view contents);
 
+// Creates `path` with `contents`, durably, only if it does not exist
+// (write a temp file, fsync, link(2) into place, fsync the directory):
+// ALREADY_EXISTS if it does, whoever wrote it. Never leaves a partial file.
+absl::Status CreateFileExclusively(const std::string& path,
+                                   absl::string_view contents);
+
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // Creates `dir` and any missing parents (like mkdir -p).
 absl::Status CreateDirs(const std::string& dir);
+
+// Makes sure `dir` is a directory this process can create, write and fsync
+// files in, creating it (and parents) if missing. The error says why not:
+// it is a file, a parent is a file, permission denied, read-only, full.
+absl::Status CheckWritableDir(const std::string& dir);
 
 // Removes `path` recursively if it exists. OK if it does not exist.
 absl::Status RemoveAll(const std::string& path);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/text.h"
 
 namespace shutter {
 
@@ -20,6 +21,14 @@ bool IsSafePathComponent(absl::string_view s) {
     if (!ok) return false;
   }
   return true;
+}
+
+absl::Status CheckSafeId(absl::string_view what, absl::string_view id) {
+  if (IsSafePathComponent(id)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " ", Quote(id),
+      " is not valid: it must be 1-128 characters of [A-Za-z0-9._-], not "
+      "starting with '.'"));
 }
 
 namespace {
@@ -64,29 +73,42 @@ std::string SnapshotIdGenerator::Next() {
   return absl::StrFormat("%s-%08x", FormatMillis(millis), suffix);
 }
 
+std::string FormatIdList(const std::vector<uint32_t>& ids) {
+  std::string out;
+  for (size_t i = 0; i < ids.size();) {
+    size_t j = i;
+    while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
+    if (!out.empty()) out.push_back(',');
+    absl::StrAppend(&out, ids[i]);
+    if (j > i) absl::StrAppend(&out, "-", ids[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<uint32_t>> ParseIdList(absl::string_view spec) {
   std::vector<uint32_t> ids;
   for (absl::string_view part : absl::StrSplit(spec, ',')) {
     part = absl::StripAsciiWhitespace(part);
     if (part.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("empty element in id list \"", spec, "\""));
+          absl::StrCat("empty element in id list ", Quote(spec)));
     }
     std::vector<absl::string_view> ends = absl::StrSplit(part, '-');
     uint32_t lo = 0, hi = 0;
     if (ends.size() > 2 || !absl::SimpleAtoi(ends[0], &lo) ||
         !absl::SimpleAtoi(ends.back(), &hi)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("invalid id or range \"", part, "\" in \"", spec,
-                       "\" (expected e.g. 0,3,5-9)"));
+          absl::StrCat("invalid id or range ", Quote(part), " in ", Quote(spec),
+                       " (expected e.g. 0,3,5-9)"));
     }
     if (hi < lo) {
       return absl::InvalidArgumentError(
-          absl::StrCat("range \"", part, "\" ends before it starts"));
+          absl::StrCat("range ", Quote(part), " ends before it starts"));
     }
     if (hi - lo > 1'000'000) {
       return absl::InvalidArgumentError(
-          absl::StrCat("range \"", part, "\" is too large"));
+          absl::StrCat("range ", Quote(part), " is too large"));
     }
     for (uint64_t i = lo; i <= hi; ++i) ids.push_back(static_cast<uint32_t>(i));
   }

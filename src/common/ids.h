@@ -16,6 +16,10 @@ namespace shutter {
 // segment): 1..128 characters from [A-Za-z0-9._-], not starting with '.'.
 bool IsSafePathComponent(absl::string_view s);
 
+// OK if IsSafePathComponent(id); otherwise INVALID_ARGUMENT naming `what`
+// ("snapshot id", "node_id", ...) and quoting at most 64 bytes of `id`.
+absl::Status CheckSafeId(absl::string_view what, absl::string_view id);
+
 // Generates snapshot ids of the form "20261127T094634.123Z-1a2b3c4d":
 // UTC creation time to the millisecond, then 32 random bits. Ids sort
 // lexicographically by creation time; within one generator they are
@@ -35,6 +39,9 @@ class SnapshotIdGenerator {
   absl::Mutex mu_;
   int64_t last_millis_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+// Formats sorted, unique ids compactly: {0,1,2,3,5,9,10} -> "0-3,5,9-10".
+std::string FormatIdList(const std::vector<uint32_t>& ids);
 
 // Parses a partition list such as "0,3,5-9" into sorted, unique ids.
 // INVALID_ARGUMENT names the offending element.

@@ -1,8 +1,21 @@
 #include "common/rpc.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
+#include "common/text.h"
+#include "grpc/support/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/support/server_interceptor.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter {
 
@@ -18,6 +31,176 @@ absl::Status FromGrpcStatus(const grpc::Status& s) {
                       s.error_message());
 }
 
+grpc::Status ToGrpcStatus(const absl::Status& s, grpc::ServerContextBase* ctx) {
+  ErrorReason reason = GetErrorReason(s);
+  if (!s.ok() && reason != ErrorReason::kUnspecified) {
+    ctx->AddTrailingMetadata(kErrorReasonMetadataKey,
+                             std::string(ErrorReasonName(reason)));
+  }
+  return ToGrpcStatus(s);
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& s,
+                            const grpc::ClientContext& ctx) {
+  absl::Status out = FromGrpcStatus(s);
+  if (out.ok()) return out;
+  const auto& md = ctx.GetServerTrailingMetadata();
+  auto it = md.find(kErrorReasonMetadataKey);
+  if (it != md.end()) {
+    out =
+        WithReason(std::move(out), ErrorReasonFromName(absl::string_view(
+                                       it->second.data(), it->second.size())));
+  }
+  return out;
+}
+
+void CallTracker::Begin() {
+  absl::MutexLock l(&mu_);
+  ++in_flight_;
+}
+
+void CallTracker::End() {
+  absl::MutexLock l(&mu_);
+  --in_flight_;
+}
+
+int CallTracker::in_flight() const {
+  absl::MutexLock l(&mu_);
+  return in_flight_;
+}
+
+bool CallTracker::WaitIdle(absl::Duration timeout) const {
+  absl::MutexLock l(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return in_flight_ == 0;
+  };
+  return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+}
+
+namespace {
+
+using grpc::experimental::InterceptionHookPoints;
+
+// Per call: counts unary calls in flight, and turns gRPC's bare INTERNAL
+// for a request it could not parse into INVALID_ARGUMENT with a reason.
+class CallInterceptor : public grpc::experimental::Interceptor {
+ public:
+  CallInterceptor(grpc::experimental::ServerRpcInfo* info,
+                  std::shared_ptr<CallTracker> calls)
+      : method_(info->method() ? info->method() : "?"),
+        unary_(info->type() == grpc::experimental::ServerRpcInfo::Type::UNARY),
+        calls_(unary_ ? std::move(calls) : nullptr) {
+    if (calls_) calls_->Begin();
+  }
+  ~CallInterceptor() override {
+    if (calls_) calls_->End();
+  }
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* m) override {
+    if (unary_ &&
+        m->QueryInterceptionHookPoint(
+            InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        m->GetRecvMessage() == nullptr) {
+      parse_failed_ = true;
+    }
+    if (parse_failed_ && m->QueryInterceptionHookPoint(
+                             InterceptionHookPoints::PRE_SEND_STATUS)) {
+      grpc::Status s = m->GetSendStatus();
+      if (s.error_code() == grpc::StatusCode::INTERNAL) {
+        m->ModifySendStatus(grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("cannot parse the request to ", method_,
+                         ": a string field is not valid UTF-8 (protobuf "
+                         "strings must be UTF-8), or the message is "
+                         "malformed")));
+      }
+    }
+    m->Proceed();
+  }
+
+ private:
+  const std::string method_;
+  const bool unary_;
+  const std::shared_ptr<CallTracker> calls_;
+  bool parse_failed_ = false;
+};
+
+class CallInterceptorFactory
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit CallInterceptorFactory(std::shared_ptr<CallTracker> calls)
+      : calls_(std::move(calls)) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new CallInterceptor(info, calls_);
+  }
+
+ private:
+  const std::shared_ptr<CallTracker> calls_;
+};
+
+// While > 0, gRPC core's error lines are logged at debug level only (a
+// failed bind is reported by the caller in one line of its own).
+std::atomic<int> g_quiet_grpc{0};
+
+void GrpcLogToSpdlog(gpr_log_func_args* args) {
+  spdlog::level::level_enum level = spdlog::level::debug;
+  if (g_quiet_grpc.load() == 0) {
+    if (args->severity == GPR_LOG_SEVERITY_ERROR) {
+      level = spdlog::level::warn;
+    } else if (args->severity == GPR_LOG_SEVERITY_INFO) {
+      level = spdlog::level::info;
+    }
+  }
+  spdlog::log(level, "grpc: {} ({}:{})", args->message, args->file, args->line);
+}
+
+// Binds a throwaway socket to the address gRPC is about to take, to report
+// the cause of a failure in plain words. OK if binding works (or the
+// address cannot be resolved here: gRPC then reports it).
+absl::Status ProbeBind(const std::string& listen) {
+  auto hp = ParseHostPort("listen address", listen, true);
+  if (!hp.ok()) return hp.status();
+  if (hp->port == 0) return absl::OkStatus();
+  std::string host = hp->host;
+  if (host.size() >= 2 && host.front() == '[') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string port = absl::StrCat(hp->port);
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", Quote(listen), ": cannot resolve the host"));
+  }
+  absl::Status result = absl::OkStatus();
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    int fd =
+        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      int err = errno;
+      const char* why = err == EADDRINUSE      ? "address already in use"
+                        : err == EADDRNOTAVAIL ? "address not available here"
+                        : err == EACCES ? "permission denied (privileged port)"
+                                        : strerror(err);
+      result = absl::UnavailableError(
+          absl::StrCat("cannot listen on ", Quote(listen), ": ", why));
+    }
+    close(fd);
+    break;
+  }
+  freeaddrinfo(res);
+  return result;
+}
+
+}  // namespace
+
 absl::StatusOr<RunningServer> StartGrpcServer(
     const std::string& listen, const std::vector<grpc::Service*>& services) {
   static const bool init = [] {
@@ -26,19 +209,43 @@ absl::StatusOr<RunningServer> StartGrpcServer(
     return true;
   }();
   (void)init;
+  if (absl::Status s = ProbeBind(listen); !s.ok()) return s;
   RunningServer rs;
+  rs.calls = std::make_shared<CallTracker>();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &rs.port);
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<CallInterceptorFactory>(rs.calls));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   for (grpc::Service* s : services) builder.RegisterService(s);
+  ++g_quiet_grpc;
   rs.server = builder.BuildAndStart();
+  --g_quiet_grpc;
   if (rs.server == nullptr || rs.port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", listen,
-                                               " (address in use or invalid)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", Quote(listen), " (address in use or invalid)"));
   }
   rs.server->GetHealthCheckService()->SetServingStatus(true);
   return rs;
 }
+
+void StopGrpcServer(RunningServer& server, absl::Duration grace) {
+  if (!server.server) return;
+  server.server->GetHealthCheckService()->SetServingStatus(false);
+  if (server.calls && !server.calls->WaitIdle(grace)) {
+    spdlog::warn(
+        "{} call(s) still running after the {} grace period; "
+        "cancelling them",
+        server.calls->in_flight(), absl::FormatDuration(grace));
+  }
+  // Nothing worth waiting for is left: do not wait for idle connections.
+  server.server->Shutdown(std::chrono::system_clock::now());
+}
+
+void RouteGrpcLogsToSpdlog() { gpr_set_log_function(GrpcLogToSpdlog); }
 
 std::string WithPort(const std::string& host_port, int port) {
   size_t colon = host_port.rfind(':');

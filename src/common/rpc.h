@@ -7,28 +7,78 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 
 // gRPC glue shared by the daemons and the CLI.
 namespace shutter {
 
+// Largest request a Shutter server accepts. Responses are kept under the
+// 4 MiB that gRPC clients accept by default (see partition_data.proto).
+inline constexpr int kMaxRequestBytes = 8 << 20;
+
+// Trailing metadata key carrying an error's ErrorReason (common/
+// error_reason.h) from a server to its client.
+inline constexpr char kErrorReasonMetadataKey[] = "shutter-error-reason";
+
 // absl and gRPC status codes are numerically identical; these convert at
 // the service boundary.
 grpc::Status ToGrpcStatus(const absl::Status& s);
 absl::Status FromGrpcStatus(const grpc::Status& s);
+// Server side: also attaches the status' ErrorReason, if any, to `ctx` as
+// trailing metadata.
+grpc::Status ToGrpcStatus(const absl::Status& s, grpc::ServerContextBase* ctx);
+// Client side: also restores the ErrorReason the server attached, if any.
+absl::Status FromGrpcStatus(const grpc::Status& s,
+                            const grpc::ClientContext& ctx);
+
+// Counts a server's unary calls in flight, so shutdown can wait for them
+// and not for idle connections. Thread-safe.
+class CallTracker {
+ public:
+  void Begin() ABSL_LOCKS_EXCLUDED(mu_);
+  void End() ABSL_LOCKS_EXCLUDED(mu_);
+  int in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until no call is in flight or `timeout` passes; true if none is.
+  bool WaitIdle(absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  mutable absl::Mutex mu_;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 // A started gRPC server and the port it bound.
 struct RunningServer {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
+  std::shared_ptr<CallTracker> calls;
 };
 
 // Builds and starts a server listening on `listen` ("host:port", port 0 for
 // an ephemeral port) serving `services` (sync or callback API; not owned;
 // must outlive the server), plus server reflection and the grpc.health.v1
-// health service. UNAVAILABLE if the address cannot be bound.
+// health service. Every server:
+//  - refuses requests over kMaxRequestBytes;
+//  - answers a request that cannot be parsed (e.g. a string field that is
+//    not valid UTF-8) with INVALID_ARGUMENT and a reason, not gRPC's bare
+//    INTERNAL;
+//  - counts unary calls in flight (RunningServer::calls).
+// UNAVAILABLE naming the address and the cause (in use, not available,
+// permission) if it cannot be bound; gRPC's own log lines about the
+// failure are kept out of the way (debug level).
 absl::StatusOr<RunningServer> StartGrpcServer(
     const std::string& listen, const std::vector<grpc::Service*>& services);
+
+// Stops `server` without waiting on idle client connections: waits up to
+// `grace` for the unary calls in flight to end, then shuts down at once,
+// cancelling whatever is still running. Callers should first stop handing
+// out new long-running work.
+void StopGrpcServer(RunningServer& server, absl::Duration grace);
+
+// Sends gRPC core's own log lines through spdlog ("grpc: ..."), so a
+// daemon's stderr has a single format. Call once, early in main().
+void RouteGrpcLogsToSpdlog();
 
 // Returns "host:port" with the port replaced by `port`.
 std::string WithPort(const std::string& host_port, int port);

@@ -16,11 +16,16 @@
 #include "spdlog/spdlog.h"
 
 namespace {
-int Fail(const absl::Status& s, int code) {
-  std::fprintf(stderr, "shutter-controller: %s\n",
-               std::string(s.message()).c_str());
+int Fail(absl::string_view msg, int code) {
+  std::fprintf(stderr, "shutter-controller: %s\n", std::string(msg).c_str());
   return code;
 }
+
+int Fail(const absl::Status& s, int code) { return Fail(s.message(), code); }
+
+// How long SIGTERM waits for admin calls in flight (not for idle
+// connections).
+constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,14 +42,26 @@ int main(int argc, char** argv) {
   if (auto s = daemon::InitLogging(opts->log_level, "controller"); !s.ok()) {
     return Fail(s, 2);
   }
+  RouteGrpcLogsToSpdlog();
+  if (auto s = fs::CheckWritableDir(opts->data_dir); !s.ok()) {
+    return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
+  }
   auto repo = snapshot::OpenRepository(opts->repository);
-  if (!repo.ok()) return Fail(repo.status(), 2);
-  if (auto s = fs::CreateDirs(opts->data_dir); !s.ok()) return Fail(s, 1);
+  if (!repo.ok()) {
+    return Fail(absl::StrCat("--repository: ", repo.status().message()), 2);
+  }
+  auto repo_id = (*repo)->ReadIdentity();
+  if (!repo_id.ok()) {
+    return Fail(absl::StrCat("--repository: ", repo_id.status().message()), 2);
+  }
   auto store = controller::RocksDbJobStore::Open(opts->data_dir + "/jobs");
   if (!store.ok()) return Fail(store.status(), 1);
 
-  controller::NodeRegistry registry(
-      {absl::Milliseconds(opts->node_dead_after_ms)}, Clock::Real());
+  controller::NodeRegistry::Options ropts;
+  ropts.dead_after = absl::Milliseconds(opts->node_dead_after_ms);
+  ropts.repository_id = *repo_id;
+  ropts.repository = (*repo)->Describe();
+  controller::NodeRegistry registry(ropts, Clock::Real());
   controller::GrpcNodeTransport transport;
   ThreadTimer timer;
   controller::SnapshotCoordinator::Options copts;
@@ -61,11 +78,14 @@ int main(int argc, char** argv) {
   controller::AdminServiceImpl admin(&registry, coordinator->get());
   controller::ControllerServiceImpl node_facing(
       &registry, coordinator->get(),
-      absl::Milliseconds(opts->heartbeat_interval_ms));
+      absl::Milliseconds(opts->heartbeat_interval_ms), *repo_id);
   auto server = StartGrpcServer(opts->listen, {&admin, &node_facing});
-  if (!server.ok()) return Fail(server.status(), 1);
-  spdlog::info("controller serving on port {}, state in {}, repository {}",
-               server->port, opts->data_dir, (*repo)->Describe());
+  if (!server.ok()) {
+    return Fail(absl::StrCat("--listen: ", server.status().message()), 2);
+  }
+  spdlog::info(
+      "controller serving on port {}, state in {}, repository {} (id {})",
+      server->port, opts->data_dir, (*repo)->Describe(), *repo_id);
   if (auto s = daemon::WritePortFile(opts->port_file, server->port); !s.ok()) {
     return Fail(s, 1);
   }
@@ -74,8 +94,7 @@ int main(int argc, char** argv) {
   int sig = daemon::WaitForShutdownSignal();
   spdlog::info("signal {}: shutting down", sig);
   daemon::NotifySystemd("STOPPING=1");
-  server->server->Shutdown(std::chrono::system_clock::now() +
-                           std::chrono::seconds(5));
+  StopGrpcServer(*server, kShutdownGrace);
   (*coordinator)->Shutdown();
   transport.Shutdown();
   timer.Shutdown();

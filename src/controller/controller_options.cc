@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/cli_parse.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace shutter::controller {
 
@@ -54,10 +55,7 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
   if (*help) return o;
-  if (o.listen.find(':') == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--listen: \"", o.listen, "\" is not host:port"));
-  }
+  RETURN_IF_ERROR(ParseHostPort("--listen", o.listen, true).status());
   if (o.node_dead_after_ms <= o.heartbeat_interval_ms) {
     return absl::InvalidArgumentError(
         absl::StrCat("--node-dead-after-ms: ", o.node_dead_after_ms,

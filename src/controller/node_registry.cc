@@ -3,8 +3,12 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/ids.h"
+#include "common/status_macros.h"
+#include "common/text.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter::controller {
 
@@ -16,13 +20,37 @@ NodeRegistry::NodeRegistry(const Options& options, Clock* clock)
     : options_(options), clock_(clock) {}
 
 absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req) {
-  if (!IsSafePathComponent(req.node_id())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "heartbeat: node_id \"", req.node_id(), "\" is not a valid node id"));
-  }
+  RETURN_IF_ERROR(CheckSafeId("heartbeat: node_id", req.node_id()));
   if (req.address().empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("heartbeat from ", req.node_id(), ": empty address"));
+  }
+  if (req.address().size() > 256 || !IsValidUtf8(req.address()) ||
+      !CheckPrintableText("address", req.address()).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("heartbeat from ", req.node_id(), ": address ",
+                     Quote(req.address()), " is not host:port"));
+  }
+  if (req.instance().instance_id().empty() ||
+      req.instance().instance_id().size() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "heartbeat from ", req.node_id(),
+        ": no node instance (the node must send its incarnation)"));
+  }
+  if (!options_.repository_id.empty() &&
+      req.repository_id() != options_.repository_id) {
+    std::string msg = absl::StrCat(
+        "node ", req.node_id(), " at ", Quote(req.address()),
+        " uses the snapshot repository ", Quote(req.repository(), 200),
+        req.repository_id().empty()
+            ? " which has no REPOSITORY_ID (nothing created it)"
+            : absl::StrCat(" with id ", Quote(req.repository_id())),
+        ", but the controller's is ", options_.repository, " with id ",
+        options_.repository_id,
+        ": --repository must name the same repository on the controller and "
+        "every node");
+    spdlog::warn("refused heartbeat: {}", msg);
+    return absl::FailedPreconditionError(msg);
   }
   if (req.checkpoint_capacity() == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -37,7 +65,50 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req) {
     }
   }
   absl::MutexLock l(&mu_);
+  auto it = nodes_.find(req.node_id());
+  if (it != nodes_.end()) {
+    const NodeState& old = it->second;
+    if (old.instance_id != req.instance().instance_id()) {
+      if (AliveLocked(old)) {
+        std::string msg = absl::StrFormat(
+            "node id %s is in use by a live node at %s (incarnation %s, last "
+            "heartbeat %d ms ago); refusing %s (incarnation %s). Two "
+            "processes claim one node id: stop one. The other is accepted "
+            "once %s has sent no heartbeat for %s",
+            req.node_id(), Quote(old.address), old.instance_id,
+            absl::ToInt64Milliseconds(clock_->Now() - old.last_heartbeat),
+            Quote(req.address()), Quote(req.instance().instance_id()),
+            req.node_id(), absl::FormatDuration(options_.dead_after));
+        spdlog::warn("refused heartbeat: {}", msg);
+        return absl::AlreadyExistsError(msg);
+      }
+      spdlog::warn(
+          "node {} is now incarnation {} at {} (was {} at {}, dead since "
+          "{} ms)",
+          req.node_id(), Quote(req.instance().instance_id()),
+          Quote(req.address()), old.instance_id, Quote(old.address),
+          absl::ToInt64Milliseconds(clock_->Now() - old.last_heartbeat));
+    } else if (req.instance().start_count() < old.start_count) {
+      std::string msg = absl::StrCat(
+          "heartbeat from start ", req.instance().start_count(), " of node ",
+          req.node_id(), " at ", Quote(req.address()), ", but start ",
+          old.start_count, " at ", Quote(old.address),
+          " has registered since: an older process of the same data "
+          "directory is still running");
+      spdlog::warn("refused heartbeat: {}", msg);
+      return absl::FailedPreconditionError(msg);
+    } else if (req.instance().start_count() > old.start_count) {
+      spdlog::info("node {} restarted (start {}, at {})", req.node_id(),
+                   req.instance().start_count(), Quote(req.address()));
+    }
+  } else {
+    spdlog::info("node {} registered: incarnation {} start {} at {}",
+                 req.node_id(), Quote(req.instance().instance_id()),
+                 req.instance().start_count(), Quote(req.address()));
+  }
   NodeState& n = nodes_[req.node_id()];
+  n.instance_id = req.instance().instance_id();
+  n.start_count = req.instance().start_count();
   n.address = req.address();
   n.capacity = req.checkpoint_capacity();
   n.last_heartbeat = clock_->Now();
@@ -49,27 +120,57 @@ bool NodeRegistry::AliveLocked(const NodeState& n) const {
   return clock_->Now() - n.last_heartbeat < options_.dead_after;
 }
 
+NodeInfo NodeRegistry::InfoLocked(const std::string& id,
+                                  const NodeState& n) const {
+  NodeInfo info;
+  info.set_node_id(id);
+  info.set_address(n.address);
+  info.set_checkpoint_capacity(n.capacity);
+  info.set_alive(AliveLocked(n));
+  info.set_millis_since_heartbeat(
+      absl::ToInt64Milliseconds(clock_->Now() - n.last_heartbeat));
+  info.set_partitions_hosted(n.partitions.size());
+  uint32_t led = 0;
+  for (const auto& p : n.partitions) {
+    if (p.role() == shutter::v1::PARTITION_ROLE_LEADER) ++led;
+  }
+  info.set_partitions_led(led);
+  info.set_instance_id(n.instance_id);
+  info.set_start_count(n.start_count);
+  return info;
+}
+
 std::vector<NodeInfo> NodeRegistry::ListNodes() const {
   absl::MutexLock l(&mu_);
   std::vector<NodeInfo> out;
-  absl::Time now = clock_->Now();
-  for (const auto& [id, n] : nodes_) {
-    NodeInfo info;
-    info.set_node_id(id);
-    info.set_address(n.address);
-    info.set_checkpoint_capacity(n.capacity);
-    info.set_alive(AliveLocked(n));
-    info.set_millis_since_heartbeat(
-        absl::ToInt64Milliseconds(now - n.last_heartbeat));
-    info.set_partitions_hosted(n.partitions.size());
-    uint32_t led = 0;
-    for (const auto& p : n.partitions) {
-      if (p.role() == shutter::v1::PARTITION_ROLE_LEADER) ++led;
-    }
-    info.set_partitions_led(led);
-    out.push_back(std::move(info));
-  }
+  for (const auto& [id, n] : nodes_) out.push_back(InfoLocked(id, n));
   return out;
+}
+
+absl::StatusOr<NodeInfo> NodeRegistry::RemoveNode(const std::string& node_id) {
+  RETURN_IF_ERROR(CheckSafeId("node id", node_id));
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("no node ", node_id));
+  }
+  NodeInfo info = InfoLocked(node_id, it->second);
+  if (info.alive()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", node_id, " is alive (last heartbeat ",
+        info.millis_since_heartbeat(),
+        " ms ago); stop it first, then remove it once it is listed as dead"));
+  }
+  nodes_.erase(it);
+  spdlog::info("node {} removed ({} partitions it reported are forgotten)",
+               node_id, info.partitions_hosted());
+  return info;
+}
+
+bool NodeRegistry::IsAlive(const std::string& node_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  return it != nodes_.end() && AliveLocked(it->second);
 }
 
 PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
@@ -154,6 +255,7 @@ absl::StatusOr<NodeRegistry::Leader> NodeRegistry::ResolveLeader(
   }
   Leader leader;
   leader.node_id = info.leader_node_id();
+  leader.instance_id = nodes_.at(leader.node_id).instance_id;
   leader.address = info.leader_address();
   leader.epoch = info.leader_epoch();
   leader.approximate_size_bytes = info.approximate_size_bytes();
@@ -165,7 +267,7 @@ absl::StatusOr<uint32_t> NodeRegistry::Capacity(
   absl::MutexLock l(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown node ", node_id));
+    return absl::NotFoundError(absl::StrCat("no node ", Quote(node_id)));
   }
   return it->second.capacity;
 }
@@ -175,7 +277,7 @@ absl::StatusOr<std::string> NodeRegistry::Address(
   absl::MutexLock l(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown node ", node_id));
+    return absl::NotFoundError(absl::StrCat("no node ", Quote(node_id)));
   }
   return it->second.address;
 }

@@ -20,7 +20,16 @@ namespace shutter::controller {
 //
 // Rules:
 //  - A node is alive while its last heartbeat is younger than dead_after.
-//    Dead nodes are never forgotten; they are listed as dead.
+//    Dead nodes are kept (listed as dead) until an operator removes them
+//    (RemoveNode, refused while alive).
+//  - A node id belongs to one incarnation at a time (NodeInstance): a
+//    heartbeat from another incarnation is refused (ALREADY_EXISTS, naming
+//    both addresses, logged) while the registered one is alive, and
+//    replaces it once it is dead. Restarts of the registered incarnation
+//    (same instance id, start count not lower) are the same node. So a
+//    partition claim is only ever taken from the registered incarnation.
+//  - A heartbeat from a node whose repository identity differs from
+//    Options::repository_id (when set) is refused (FAILED_PRECONDITION).
 //  - A heartbeat replaces everything known about that node's partitions.
 //  - The leader of a partition is the live node claiming leadership with
 //    the highest epoch. If two or more live nodes claim the same highest
@@ -31,10 +40,16 @@ class NodeRegistry {
  public:
   struct Options {
     absl::Duration dead_after = absl::Seconds(10);
+    // The controller's repository identity and location; nodes must report
+    // the same identity. Empty: not checked.
+    std::string repository_id;
+    std::string repository;
   };
 
   struct Leader {
     std::string node_id;
+    // The registered incarnation of node_id.
+    std::string instance_id;
     std::string address;
     uint64_t epoch = 0;
     uint64_t approximate_size_bytes = 0;
@@ -42,11 +57,21 @@ class NodeRegistry {
 
   NodeRegistry(const Options& options, Clock* clock);
 
-  // Records a heartbeat. INVALID_ARGUMENT (nothing recorded) for an unsafe
-  // or empty node id, an empty address, capacity 0 or a partition listed
-  // twice.
+  // Records a heartbeat. Refusals record nothing: INVALID_ARGUMENT for an
+  // unsafe node id, an empty address, no instance, capacity 0 or a
+  // partition listed twice; ALREADY_EXISTS for another live incarnation;
+  // FAILED_PRECONDITION for another repository or an older start of the
+  // registered incarnation.
   absl::Status Heartbeat(const shutter::v1::HeartbeatRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Forgets a dead node. NOT_FOUND if unknown; FAILED_PRECONDITION if it is
+  // alive. Returns the node as it was.
+  absl::StatusOr<shutter::v1::NodeInfo> RemoveNode(const std::string& node_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // True if the node is registered and alive.
+  bool IsAlive(const std::string& node_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Sorted by node id; checkpoints_in_flight is left 0 (the registry does
   // not know it).
@@ -71,6 +96,8 @@ class NodeRegistry {
 
  private:
   struct NodeState {
+    std::string instance_id;
+    uint64_t start_count = 0;
     std::string address;
     uint32_t capacity = 0;
     absl::Time last_heartbeat;
@@ -78,6 +105,9 @@ class NodeRegistry {
   };
 
   bool AliveLocked(const NodeState& n) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  shutter::v1::NodeInfo InfoLocked(const std::string& id,
+                                   const NodeState& n) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   shutter::v1::PartitionInfo DescribeLocked(uint32_t partition_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -86,7 +86,7 @@ void GrpcNodeTransport::CreateCheckpoint(
         absl::StatusOr<shutter::v1::CreateCheckpointResponse> r =
             s.ok() ? absl::StatusOr<shutter::v1::CreateCheckpointResponse>(
                          std::move(call->response))
-                   : FromGrpcStatus(s);
+                   : FromGrpcStatus(s, call->ctx);
         std::move(call->done)(std::move(r));
         // Erase last: Shutdown() returns once every callback has run.
         {

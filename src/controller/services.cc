@@ -1,6 +1,7 @@
 #include "controller/services.h"
 
 #include "common/rpc.h"
+#include "common/text.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -12,7 +13,9 @@ grpc::Status AdminServiceImpl::CreateSnapshot(grpc::ServerContext*,
                                               CreateSnapshotResponse* resp) {
   auto id = coordinator_->CreateSnapshot(*req);
   if (!id.ok()) {
-    spdlog::info("CreateSnapshot rejected: {}", id.status().ToString());
+    // The message may repeat input: escape it for the log.
+    spdlog::info("CreateSnapshot rejected: {}",
+                 Quote(id.status().ToString(), 1024));
     return ToGrpcStatus(id.status());
   }
   resp->set_snapshot_id(*id);
@@ -79,6 +82,15 @@ grpc::Status AdminServiceImpl::VerifySnapshot(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status AdminServiceImpl::RemoveNode(grpc::ServerContext*,
+                                          const RemoveNodeRequest* req,
+                                          RemoveNodeResponse* resp) {
+  auto n = registry_->RemoveNode(req->node_id());
+  if (!n.ok()) return ToGrpcStatus(n.status());
+  *resp->mutable_node() = std::move(n).value();
+  return grpc::Status::OK;
+}
+
 grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext*,
                                               const HeartbeatRequest* req,
                                               HeartbeatResponse* resp) {
@@ -87,6 +99,7 @@ grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext*,
   coordinator_->SetNodeCapacity(req->node_id(), req->checkpoint_capacity());
   resp->set_expected_interval_millis(
       absl::ToInt64Milliseconds(expected_interval_));
+  resp->set_repository_id(repository_id_);
   return grpc::Status::OK;
 }
 

@@ -37,6 +37,9 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   grpc::Status VerifySnapshot(grpc::ServerContext*,
                               const shutter::v1::VerifySnapshotRequest*,
                               shutter::v1::VerifySnapshotResponse*) override;
+  grpc::Status RemoveNode(grpc::ServerContext*,
+                          const shutter::v1::RemoveNodeRequest*,
+                          shutter::v1::RemoveNodeResponse*) override;
 
  private:
   NodeRegistry* const registry_;
@@ -50,10 +53,12 @@ class ControllerServiceImpl final
  public:
   ControllerServiceImpl(NodeRegistry* registry,
                         SnapshotCoordinator* coordinator,
-                        absl::Duration expected_interval)
+                        absl::Duration expected_interval,
+                        std::string repository_id)
       : registry_(registry),
         coordinator_(coordinator),
-        expected_interval_(expected_interval) {}
+        expected_interval_(expected_interval),
+        repository_id_(std::move(repository_id)) {}
 
   grpc::Status Heartbeat(grpc::ServerContext*,
                          const shutter::v1::HeartbeatRequest*,
@@ -63,6 +68,7 @@ class ControllerServiceImpl final
   NodeRegistry* const registry_;
   SnapshotCoordinator* const coordinator_;
   const absl::Duration expected_interval_;
+  const std::string repository_id_;
 };
 
 }  // namespace shutter::controller

@@ -4,8 +4,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "controller/job_states.h"
+#include "controller/retry_policy.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -140,6 +143,7 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
         absl::StrCat("label is ", request.label().size(),
                      " bytes; the limit is ", kMaxLabelBytes));
   }
+  RETURN_IF_ERROR(CheckPrintableText("label", request.label()));
   std::vector<uint32_t> ids;
   std::vector<shutter::v1::PartitionInfo> known = registry_->ListPartitions();
   if (request.partition_ids().empty()) {
@@ -175,14 +179,30 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
   job.set_created_at_micros(absl::ToUnixMicros(now));
   job.set_deadline_micros(absl::ToUnixMicros(now + options_.job_timeout));
   std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders;
+  std::vector<uint32_t> leaderless;
+  absl::Status first_leaderless;
   for (uint32_t id : ids) {
-    ASSIGN_OR_RETURN(NodeRegistry::Leader leader, registry_->ResolveLeader(id));
+    auto leader = registry_->ResolveLeader(id);
+    if (!leader.ok()) {
+      leaderless.push_back(id);
+      if (first_leaderless.ok()) first_leaderless = leader.status();
+      continue;
+    }
     PartitionTask* t = job.add_partitions();
     t->set_partition_id(id);
     t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
-    t->set_node_id(leader.node_id);
-    t->set_leader_epoch(leader.epoch);
-    leaders.emplace_back(id, std::move(leader));
+    t->set_node_id(leader->node_id);
+    t->set_node_instance_id(leader->instance_id);
+    t->set_leader_epoch(leader->epoch);
+    leaders.emplace_back(id, std::move(leader).value());
+  }
+  if (!leaderless.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        leaderless.size(), " of ", ids.size(),
+        " partitions have no usable leader: ", FormatIdList(leaderless),
+        " (first: ", first_leaderless.message(),
+        "). Wait for their nodes, or remove nodes that left for good "
+        "(shutterctl nodes remove)"));
   }
   const std::string snapshot_id = job.snapshot_id();
   uint64_t job_id;
@@ -192,8 +212,8 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
     RETURN_IF_ERROR(CommitLocked(std::move(job)));
     job_id = JobIdLocked(snapshot_id);
   }
-  spdlog::info("snapshot {} created: {} partitions, label \"{}\"", snapshot_id,
-               ids.size(), request.label());
+  spdlog::info("snapshot {} created: {} partitions, label {}", snapshot_id,
+               ids.size(), Quote(request.label(), kMaxLabelBytes));
   std::vector<std::pair<scheduler::TaskOptions, scheduler::TaskFn>> batch;
   for (auto& [id, leader] : leaders) {
     batch.push_back(MakeSchedulerTask(snapshot_id, id, job_id, leader));
@@ -240,6 +260,7 @@ void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
     }
     t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
     t->set_node_id(leader->node_id);
+    t->set_node_instance_id(leader->instance_id);
     t->set_leader_epoch(leader->epoch);
     if (!CommitLocked(std::move(updated)).ok()) return;
     job_id = JobIdLocked(snapshot_id);
@@ -282,15 +303,17 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
     // if it moved meanwhile, queue the task for the new leader instead.
     auto leader = registry_->ResolveLeader(partition_id);
     if (!leader.ok() || leader->node_id != t->node_id() ||
+        leader->instance_id != t->node_instance_id() ||
         leader->epoch != t->leader_epoch()) {
       redispatch = true;
     } else {
       address = leader->address;
+      // Attempts are counted when an answer arrives (OnTaskDone).
       t->set_state(shutter::v1::PARTITION_TASK_STATE_RUNNING);
-      t->set_attempts(t->attempts() + 1);
       req.set_snapshot_id(snapshot_id);
       req.set_partition_id(partition_id);
       req.set_expected_leader_epoch(t->leader_epoch());
+      req.set_expected_instance_id(t->node_instance_id());
       if (!CommitLocked(std::move(updated)).ok()) return;
     }
   }
@@ -310,34 +333,53 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
       });
 }
 
-bool SnapshotCoordinator::RetryOrFailLocked(Snapshot& job, PartitionTask& task,
+double SnapshotCoordinator::JitterLocked() {
+  // xorshift64 jitter in [0.5, 1], so retries of many tasks spread out.
+  rng_state_ ^= rng_state_ << 13;
+  rng_state_ ^= rng_state_ >> 7;
+  rng_state_ ^= rng_state_ << 17;
+  return 0.5 + 0.5 * static_cast<double>(rng_state_ % 1001) / 1000.0;
+}
+
+bool SnapshotCoordinator::WaitForNodeLocked(Snapshot& job, PartitionTask& task,
                                             const absl::Status& error) {
-  task.set_last_error(StatusText(error));
-  bool retryable = false;
-  switch (error.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kCancelled:
-    case absl::StatusCode::kFailedPrecondition:  // stale epoch, not leader
-    case absl::StatusCode::kNotFound:            // partition moved away
-      retryable = true;
-      break;
-    default:
-      break;
+  task.set_unreachable(task.unreachable() + 1);
+  absl::Duration delay = options_.unreachable_poll;
+  for (uint32_t i = 1;
+       i < task.unreachable() && delay < options_.unreachable_poll_max; ++i) {
+    delay *= 2;
   }
+  delay = std::min(delay, options_.unreachable_poll_max) * JitterLocked();
+  const absl::Time deadline = absl::FromUnixMicros(job.deadline_micros());
+  if (clock_->Now() + delay >= deadline) {
+    task.set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
+    task.set_last_error(absl::StrCat(
+        "node ", task.node_id(),
+        " unreachable until the job deadline: ", StatusText(error)));
+    return false;
+  }
+  task.set_state(shutter::v1::PARTITION_TASK_STATE_WAITING);
+  task.set_last_error(
+      absl::StrCat("node ", task.node_id(), " unreachable (", StatusText(error),
+                   "); waiting for it to come back or be declared dead"));
+  const std::string snapshot_id = job.snapshot_id();
+  const uint32_t partition_id = task.partition_id();
+  timer_->RunAfter(delay, [this, snapshot_id, partition_id] {
+    Dispatch(snapshot_id, partition_id);
+  });
+  return true;
+}
+
+bool SnapshotCoordinator::RetryOrFailLocked(Snapshot& job, PartitionTask& task,
+                                            const absl::Status& error,
+                                            bool retryable) {
+  task.set_last_error(StatusText(error));
   const int attempts = static_cast<int>(task.attempts());
   absl::Duration backoff = options_.retry_base;
   for (int i = 1; i < attempts && backoff < options_.retry_max; ++i) {
     backoff *= 2;
   }
-  backoff = std::min(backoff, options_.retry_max);
-  // xorshift64 jitter in [0.5, 1], so retries of many tasks spread out.
-  rng_state_ ^= rng_state_ << 13;
-  rng_state_ ^= rng_state_ >> 7;
-  rng_state_ ^= rng_state_ << 17;
-  backoff *= 0.5 + 0.5 * static_cast<double>(rng_state_ % 1001) / 1000.0;
+  backoff = std::min(backoff, options_.retry_max) * JitterLocked();
   const absl::Time deadline = absl::FromUnixMicros(job.deadline_micros());
   if (!retryable || attempts >= options_.max_attempts ||
       clock_->Now() + backoff >= deadline) {
@@ -366,27 +408,36 @@ absl::Status SnapshotCoordinator::VerifyPublished(
   const auto& m = response.manifest();
   if (m.snapshot_id() != snapshot_id ||
       m.partition_id() != task.partition_id()) {
-    return absl::InternalError(absl::StrCat("node answered for snapshot ",
-                                            m.snapshot_id(), " partition ",
-                                            m.partition_id()));
+    return WithReason(absl::InternalError(absl::StrCat(
+                          "node answered for snapshot ", Quote(m.snapshot_id()),
+                          " partition ", m.partition_id())),
+                      ErrorReason::kMismatchedAnswer);
   }
   if (m.leader_epoch() != task.leader_epoch()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint has leader epoch ", m.leader_epoch(),
-                     ", expected ", task.leader_epoch()));
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          "checkpoint has leader epoch ", m.leader_epoch(),
+                          ", expected ", task.leader_epoch())),
+                      ErrorReason::kMismatchedAnswer);
   }
-  ASSIGN_OR_RETURN(auto stored, repo_->ReadPartitionManifest(
-                                    snapshot_id, task.partition_id()));
+  auto read = repo_->ReadPartitionManifest(snapshot_id, task.partition_id());
+  if (absl::IsNotFound(read.status())) {
+    // The node says published, the repository has nothing.
+    return WithReason(read.status(), ErrorReason::kMismatchedAnswer);
+  }
+  if (!read.ok()) return read.status();  // e.g. another manifest format
+  const shutter::v1::PartitionManifest& stored = *read;
   if (stored.leader_epoch() != m.leader_epoch() ||
       stored.applied_index() != m.applied_index() ||
       stored.files_size() != m.files_size() ||
       stored.total_bytes() != m.total_bytes() ||
       stored.node_id() != task.node_id()) {
-    return absl::DataLossError(absl::StrCat(
-        "repository manifest of partition ", task.partition_id(),
-        " does not match the node's answer (epoch ", stored.leader_epoch(),
-        " vs ", m.leader_epoch(), ", applied index ", stored.applied_index(),
-        " vs ", m.applied_index(), ")"));
+    return WithReason(
+        absl::DataLossError(absl::StrCat(
+            "repository manifest of partition ", task.partition_id(),
+            " does not match the node's answer (epoch ", stored.leader_epoch(),
+            " vs ", m.leader_epoch(), ", applied index ",
+            stored.applied_index(), " vs ", m.applied_index(), ")")),
+        ErrorReason::kMismatchedAnswer);
   }
   return absl::OkStatus();
 }
@@ -422,6 +473,11 @@ void SnapshotCoordinator::OnTaskDone(
   Snapshot updated = it->second;
   PartitionTask* t = FindTask(updated, partition_id);
   t->set_duration_millis(absl::ToInt64Milliseconds(clock_->Now() - started));
+  const FailureClass cls = verified.ok() ? FailureClass::kPermanent
+                                         : ClassifyCheckpointFailure(verified);
+  if (verified.ok() || CountsAsAttempt(cls)) {
+    t->set_attempts(t->attempts() + 1);
+  }
   if (verified.ok()) {
     const auto& m = result->manifest();
     t->set_state(shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
@@ -429,11 +485,20 @@ void SnapshotCoordinator::OnTaskDone(
     t->set_total_bytes(m.total_bytes());
     t->set_file_count(m.files_size());
     t->set_manifest_path(result->manifest_path());
+  } else if (cls == FailureClass::kUnreachable) {
+    bool retry = WaitForNodeLocked(updated, *t, verified);
+    if (t->unreachable() == 1 || !retry) {
+      spdlog::warn("snapshot {} partition {}: node {} unreachable ({}){}",
+                   snapshot_id, partition_id, t->node_id(),
+                   StatusText(verified),
+                   retry ? "; waiting for it" : "; giving up");
+    }
   } else {
-    bool retry = RetryOrFailLocked(updated, *t, verified);
-    spdlog::warn("snapshot {} partition {} on node {} attempt {}: {}{}",
+    bool retry = RetryOrFailLocked(updated, *t, verified, IsRetryable(cls));
+    spdlog::warn("snapshot {} partition {} on node {} attempt {}: {} ({}){}",
                  snapshot_id, partition_id, t->node_id(), t->attempts(),
-                 verified.ToString(), retry ? "; will retry" : "; giving up");
+                 StatusText(verified), std::string(FailureClassName(cls)),
+                 retry ? "; will retry" : "; giving up");
   }
   if (CommitLocked(std::move(updated)).ok()) MaybeFinishLocked(snapshot_id);
 }
@@ -509,8 +574,7 @@ void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
     }
   }
   spdlog::info(
-      "snapshot {} {} in {} ms{}{}", snapshot_id,
-      StateName(updated.state()),
+      "snapshot {} {} in {} ms{}{}", snapshot_id, StateName(updated.state()),
       (updated.finished_at_micros() - updated.created_at_micros()) / 1000,
       updated.error().empty() ? "" : ": ", updated.error());
   const bool failed_job = updated.state() == shutter::v1::SNAPSHOT_STATE_FAILED;
@@ -544,6 +608,7 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
   uint64_t job_id = 0;
   std::set<std::string> running_on;  // addresses of nodes with checkpoints
   {
+    RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
     absl::MutexLock l(&mu_);
     auto it = jobs_.find(snapshot_id);
     if (it == jobs_.end()) {
@@ -552,9 +617,8 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
     const Snapshot& job = it->second;
     if (job.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) return job;
     if (IsFinished(job.state())) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("snapshot ", snapshot_id, " is already ",
-                       StateName(job.state())));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "snapshot ", snapshot_id, " is already ", StateName(job.state())));
     }
     for (const auto& t : job.partitions()) {
       if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) {
@@ -591,6 +655,7 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
 absl::StatusOr<shutter::v1::VerifySnapshotResponse>
 SnapshotCoordinator::VerifySnapshot(const std::string& snapshot_id) const {
   {
+    RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
     absl::MutexLock l(&mu_);
     auto it = jobs_.find(snapshot_id);
     if (it == jobs_.end()) {
@@ -656,6 +721,7 @@ absl::Status SnapshotCoordinator::CommitLocked(Snapshot updated) {
 
 absl::StatusOr<Snapshot> SnapshotCoordinator::GetSnapshot(
     const std::string& snapshot_id) const {
+  RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
   absl::MutexLock l(&mu_);
   auto it = jobs_.find(snapshot_id);
   if (it == jobs_.end()) {

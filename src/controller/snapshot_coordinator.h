@@ -30,11 +30,15 @@ namespace shutter::controller {
 // when every partition is published and verified against the repository.
 //
 // A partition's leader is resolved when its task is dispatched, not when
-// the job was created; a task whose node answers with a retryable error
-// (unavailable, deadline, resource exhausted, aborted, stale epoch / not
-// leader, not hosted) is retried with exponential backoff and jitter,
-// re-resolving the leader each time, up to `max_attempts` and the job's
-// deadline; while no usable leader exists it waits, polling the registry.
+// the job was created. A failed call is classified by ClassifyCheckpoint-
+// Failure (retry_policy.h): when the node could not be reached at all
+// (restarting, connection refused) the task waits for it without spending
+// an attempt, re-resolving the leader each time (the node is back, or the
+// registry has declared it dead); an answer that is retryable (stale epoch,
+// not leader, busy, deadline, transient) is retried with exponential
+// backoff and jitter, re-resolving the leader each time, up to
+// `max_attempts` answers and the job's deadline; while no usable leader
+// exists the task waits, polling the registry.
 // One partition's trouble does not fail the others. The job is FAILED (no
 // cluster manifest is written, and what it published is removed) if any
 // partition finally fails. A cancelled job is rolled back the same way once
@@ -65,6 +69,10 @@ class SnapshotCoordinator {
     absl::Duration retry_max = absl::Seconds(10);
     // How often a task without a usable leader looks again.
     absl::Duration leader_poll = absl::Milliseconds(200);
+    // How soon a task whose node could not be reached tries again: this,
+    // doubling after each miss up to unreachable_poll_max.
+    absl::Duration unreachable_poll = absl::Milliseconds(250);
+    absl::Duration unreachable_poll_max = absl::Seconds(2);
     // A job's deadline, from its creation: no attempt starts after it.
     absl::Duration job_timeout = absl::Hours(1);
   };
@@ -78,14 +86,16 @@ class SnapshotCoordinator {
 
   // Validates the request, resolves every partition's leader, durably
   // records the job and queues its tasks. Returns the new snapshot id.
-  // INVALID_ARGUMENT for unknown or repeated partition ids or a label over
-  // 256 bytes; FAILED_PRECONDITION if there are no partitions or one has no
-  // usable leader. On error nothing is recorded or dispatched.
+  // INVALID_ARGUMENT for unknown or repeated partition ids, or a label over
+  // 256 bytes or with control characters; FAILED_PRECONDITION if there are
+  // no partitions or some have no usable leader (the message lists every
+  // one). On error nothing is recorded or dispatched.
   absl::StatusOr<std::string> CreateSnapshot(
       const shutter::v1::CreateSnapshotRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // NOT_FOUND for an unknown id.
+  // NOT_FOUND for an unknown id; INVALID_ARGUMENT for a malformed one (as
+  // for CancelSnapshot and VerifySnapshot).
   absl::StatusOr<shutter::v1::Snapshot> GetSnapshot(
       const std::string& snapshot_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -131,8 +141,17 @@ class SnapshotCoordinator {
   // true if a retry was scheduled.
   bool RetryOrFailLocked(shutter::v1::Snapshot& job,
                          shutter::v1::PartitionTask& task,
+                         const absl::Status& error, bool retryable)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The node could not be reached: dispatch the task again after a short
+  // wait (not an attempt), or fail it at the job's deadline. Returns true
+  // if it will be dispatched again.
+  bool WaitForNodeLocked(shutter::v1::Snapshot& job,
+                         shutter::v1::PartitionTask& task,
                          const absl::Status& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The next value of the jitter generator, in [0.5, 1].
+  double JitterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t JobIdLocked(const std::string& snapshot_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The scheduler task that runs a partition on `leader` (key = node, job,

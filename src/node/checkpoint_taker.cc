@@ -3,9 +3,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "common/error_reason.h"
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::node {
@@ -50,7 +52,16 @@ absl::StatusOr<std::unique_ptr<CheckpointTaker>> CheckpointTaker::Create(
       new CheckpointTaker(options, host, repo, clock));
 }
 
-void CheckpointTaker::Shutdown() { scheduler_.Shutdown(); }
+void CheckpointTaker::Shutdown() {
+  Drain();
+  scheduler_.Shutdown();
+}
+
+void CheckpointTaker::SetServing(bool serving) {
+  state_.store(serving ? State::kServing : State::kStarting);
+}
+
+void CheckpointTaker::Drain() { state_.store(State::kDraining); }
 
 void CheckpointTaker::CancelSnapshot(const std::string& snapshot_id) {
   absl::MutexLock l(&mu_);
@@ -63,36 +74,58 @@ absl::Status CheckpointTaker::CheckNotCancelled(
     const std::string& snapshot_id) const {
   absl::MutexLock l(&mu_);
   if (cancelled_.count(snapshot_id) > 0) {
-    return absl::CancelledError(
-        absl::StrCat("snapshot ", snapshot_id, " was cancelled"));
+    return WithReason(absl::CancelledError(absl::StrCat(
+                          "snapshot ", snapshot_id, " was cancelled")),
+                      ErrorReason::kCancelled);
   }
   return absl::OkStatus();
 }
 
 absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
-  if (!IsSafePathComponent(req.snapshot_id())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "snapshot_id \"", req.snapshot_id(),
-        "\" is not a safe path component ([A-Za-z0-9._-], 1-128 chars)"));
+  if (absl::Status s = CheckSafeId("snapshot_id", req.snapshot_id()); !s.ok()) {
+    return WithReason(s, ErrorReason::kInvalidRequest);
+  }
+  const State state = state_.load();
+  if (state != State::kServing) {
+    return WithReason(
+        absl::UnavailableError(absl::StrCat(
+            "node ", options_.node_id,
+            state == State::kStarting ? " is starting" : " is shutting down",
+            "; it takes no checkpoints now")),
+        ErrorReason::kNodeUnavailable);
+  }
+  if (!req.expected_instance_id().empty() && !options_.instance_id.empty() &&
+      req.expected_instance_id() != options_.instance_id) {
+    return WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            "request meant for incarnation ", Quote(req.expected_instance_id()),
+            " of node ", options_.node_id, ", but this is incarnation ",
+            options_.instance_id)),
+        ErrorReason::kWrongIncarnation);
   }
   partition::PartitionStore* store = host_->Find(req.partition_id());
   if (store == nullptr) {
-    return absl::NotFoundError(absl::StrCat("node ", options_.node_id,
-                                            " does not host partition ",
-                                            req.partition_id()));
+    return WithReason(absl::NotFoundError(absl::StrCat(
+                          "node ", options_.node_id,
+                          " does not host partition ", req.partition_id())),
+                      ErrorReason::kNotHosted);
   }
   uint64_t epoch = store->meta().leader_epoch;
   if (!store->is_leader()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "node ", options_.node_id, " is not the leader of partition ",
-        req.partition_id(), " (its last epoch ", epoch, ", expected ",
-        req.expected_leader_epoch(), ")"));
+    return WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            "node ", options_.node_id, " is not the leader of partition ",
+            req.partition_id(), " (its last epoch ", epoch, ", expected ",
+            req.expected_leader_epoch(), ")")),
+        ErrorReason::kNotLeader);
   }
   if (epoch != req.expected_leader_epoch()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("stale leader epoch for partition ", req.partition_id(),
-                     ": request expects epoch ", req.expected_leader_epoch(),
-                     ", node ", options_.node_id, " leads at epoch ", epoch));
+    return WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            "stale leader epoch for partition ", req.partition_id(),
+            ": request expects epoch ", req.expected_leader_epoch(), ", node ",
+            options_.node_id, " leads at epoch ", epoch)),
+        ErrorReason::kStaleEpoch);
   }
   return absl::OkStatus();
 }
@@ -127,7 +160,9 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
     bool finished = false;
     ~Guard() {
       if (finished) return;
-      absl::Status down = absl::UnavailableError("node is shutting down");
+      absl::Status down =
+          WithReason(absl::UnavailableError("node is shutting down"),
+                     ErrorReason::kNodeUnavailable);
       self->Finish(key, down);
       std::move(cb)(down);
     }
@@ -186,18 +221,22 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     resp.set_already_published(true);
     return resp;
   }
-  if (!absl::IsNotFound(existing.status())) return existing.status();
+  if (!absl::IsNotFound(existing.status())) {
+    return WithReason(existing.status(), ErrorReason::kCheckpointFailed);
+  }
 
   if (options_.min_free_bytes > 0) {
     for (const std::string& dir : {options_.data_dir, options_.staging_dir}) {
       if (dir.empty()) continue;
       ASSIGN_OR_RETURN(uint64_t free, fs::FreeBytes(dir));
       if (free < options_.min_free_bytes) {
-        return absl::ResourceExhaustedError(absl::StrFormat(
-            "node %s: only %d MiB free on the filesystem of %s, below the "
-            "floor of %d MiB; refusing the checkpoint of partition %u",
-            options_.node_id, free >> 20, dir, options_.min_free_bytes >> 20,
-            req.partition_id()));
+        return WithReason(
+            absl::ResourceExhaustedError(absl::StrFormat(
+                "node %s: only %d MiB free on the filesystem of %s, below the "
+                "floor of %d MiB; refusing the checkpoint of partition %u",
+                options_.node_id, free >> 20, dir,
+                options_.min_free_bytes >> 20, req.partition_id())),
+            ErrorReason::kNodeBusy);
       }
     }
   }
@@ -213,11 +252,13 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     ASSIGN_OR_RETURN(partition::PartitionMeta meta,
                      partition::PartitionStore::ReadMeta(staging));
     if (meta.leader_epoch != req.expected_leader_epoch()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("leadership of partition ", req.partition_id(),
-                       " changed during the checkpoint: checkpoint has epoch ",
-                       meta.leader_epoch, ", request expects ",
-                       req.expected_leader_epoch()));
+      return WithReason(
+          absl::FailedPreconditionError(absl::StrCat(
+              "leadership of partition ", req.partition_id(),
+              " changed during the checkpoint: checkpoint has epoch ",
+              meta.leader_epoch, ", request expects ",
+              req.expected_leader_epoch())),
+          ErrorReason::kStaleEpoch);
     }
     absl::Time checkpointed = clock_->Now();
     shutter::v1::PartitionManifest header;
@@ -235,12 +276,15 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
       RETURN_IF_ERROR(CheckNotCancelled(req.snapshot_id()));
       const uint64_t now_epoch = store->meta().leader_epoch;
       if (!store->is_leader() || now_epoch != req.expected_leader_epoch()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "leadership of partition ", req.partition_id(),
-            " moved during the checkpoint: node ", options_.node_id,
-            (store->is_leader() ? " leads" : " no longer leads"), " at epoch ",
-            now_epoch, ", request expects epoch ",
-            req.expected_leader_epoch()));
+        return WithReason(
+            absl::FailedPreconditionError(absl::StrCat(
+                "leadership of partition ", req.partition_id(),
+                " moved during the checkpoint: node ", options_.node_id,
+                (store->is_leader() ? " leads" : " no longer leads"),
+                " at epoch ", now_epoch, ", request expects epoch ",
+                req.expected_leader_epoch())),
+            store->is_leader() ? ErrorReason::kStaleEpoch
+                               : ErrorReason::kNotLeader);
       }
       return absl::OkStatus();
     };
@@ -251,6 +295,10 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
         absl::ToInt64Milliseconds(clock_->Now() - checkpointed));
     return resp;
   }();
+  if (!result.ok() &&
+      GetErrorReason(result.status()) == ErrorReason::kUnspecified) {
+    result = WithReason(result.status(), ErrorReason::kCheckpointFailed);
+  }
   absl::Status cleanup = fs::RemoveAll(staging);
   if (!cleanup.ok()) {
     spdlog::error("cannot remove staging {}: {}", staging, cleanup.ToString());

@@ -1,6 +1,7 @@
 #ifndef SHUTTER_NODE_CHECKPOINT_TAKER_H_
 #define SHUTTER_NODE_CHECKPOINT_TAKER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -35,11 +36,21 @@ namespace shutter::node {
 // from the checkpoint itself, publish it, and remove the staging directory
 // whatever the outcome.
 //
+// Every error carries an ErrorReason (common/error_reason.h) saying what
+// kind of refusal or failure it is, for the controller's retry policy.
+//
+// A taker starts refusing work (NODE_UNAVAILABLE, "starting") until
+// SetServing(true): a daemon calls it once it is registered and leads its
+// partitions. Drain() makes it refuse again ("shutting down").
+//
 // Thread-safe. `host`, `repo` and `clock` must outlive the taker.
 class CheckpointTaker {
  public:
   struct Options {
     std::string node_id;
+    // This incarnation's id (NodeInstance.instance_id). A request naming
+    // another one is refused (WRONG_INCARNATION). Empty: no check.
+    std::string instance_id;
     // Directory for checkpoints before publishing (same filesystem as the
     // partitions, so checkpoints are hard links).
     std::string staging_dir;
@@ -89,6 +100,13 @@ class CheckpointTaker {
   // (nothing is published), and later requests are refused. Idempotent.
   void CancelSnapshot(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Starts (true) or stops (false) accepting requests; while not serving,
+  // requests are refused with UNAVAILABLE / NODE_UNAVAILABLE. Queued and
+  // running checkpoints are not affected.
+  void SetServing(bool serving);
+  // SetServing(false) for good, with "shutting down" in the refusals.
+  void Drain();
+
   // Stops taking work: queued requests fail with UNAVAILABLE, running ones
   // finish. Idempotent.
   void Shutdown();
@@ -110,7 +128,10 @@ class CheckpointTaker {
       const absl::StatusOr<shutter::v1::CreateCheckpointResponse>& result)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  enum class State { kStarting, kServing, kDraining };
+
   const Options options_;
+  std::atomic<State> state_{State::kStarting};
   NodeHost* const host_;
   snapshot::Repository* const repo_;
   Clock* const clock_;

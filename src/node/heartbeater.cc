@@ -5,9 +5,11 @@
 
 namespace shutter::node {
 
-Heartbeater::Heartbeater(const Options& options, const NodeHost* host)
+Heartbeater::Heartbeater(const Options& options, const NodeHost* host,
+                         const snapshot::Repository* repo)
     : options_(options),
       host_(host),
+      repo_(repo),
       stub_(shutter::v1::ControllerService::NewStub(
           MakeChannel(options.controller_address))) {}
 
@@ -25,11 +27,28 @@ void Heartbeater::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool Heartbeater::SendOnce() {
+bool Heartbeater::IsFatal(const absl::Status& s) {
+  return absl::IsAlreadyExists(s) || absl::IsFailedPrecondition(s) ||
+         absl::IsInvalidArgument(s);
+}
+
+absl::Status Heartbeater::Register(absl::Duration timeout) {
+  return SendOnce(timeout);
+}
+
+absl::Status Heartbeater::SendOnce(absl::Duration timeout) {
+  if (repository_id_.empty()) {
+    auto id = repo_->ReadIdentity();
+    if (id.ok()) repository_id_ = *id;
+  }
   shutter::v1::HeartbeatRequest req;
   req.set_node_id(options_.node_id);
   req.set_address(options_.advertise_address);
   req.set_checkpoint_capacity(options_.checkpoint_capacity);
+  req.mutable_instance()->set_instance_id(options_.instance.instance_id);
+  req.mutable_instance()->set_start_count(options_.instance.start_count);
+  req.set_repository_id(repository_id_);
+  req.set_repository(repo_->Describe());
   for (const auto& p : host_->Status()) {
     auto* hp = req.add_partitions();
     hp->set_partition_id(p.partition_id);
@@ -41,30 +60,37 @@ bool Heartbeater::SendOnce() {
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
-                   absl::ToChronoMilliseconds(
-                       std::max(options_.interval, absl::Milliseconds(500))));
+                   absl::ToChronoMilliseconds(timeout));
   shutter::v1::HeartbeatResponse resp;
-  grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
+  absl::Status s = FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
   if (!s.ok()) {
     spdlog::debug("heartbeat to {} failed: {}", options_.controller_address,
-                  s.error_message());
+                  s.ToString());
   }
-  return s.ok();
+  return s;
 }
 
 void Heartbeater::Loop() {
   bool was_ok = true;
+  const absl::Duration timeout =
+      std::max(options_.interval, absl::Milliseconds(500));
   for (;;) {
-    bool ok = SendOnce();
-    if (ok && !was_ok) {
+    absl::Status s = SendOnce(timeout);
+    if (IsFatal(s)) {
+      spdlog::error("controller {} refused this node: {}",
+                    options_.controller_address, std::string(s.message()));
+      if (options_.on_fatal) options_.on_fatal(s);
+      return;
+    }
+    if (s.ok() && !was_ok) {
       spdlog::info("heartbeats to controller {} resumed",
                    options_.controller_address);
-    } else if (!ok && was_ok) {
-      spdlog::warn("heartbeat to controller {} failed; retrying every {}",
-                   options_.controller_address,
+    } else if (!s.ok() && was_ok) {
+      spdlog::warn("heartbeat to controller {} failed ({}); retrying every {}",
+                   options_.controller_address, std::string(s.message()),
                    absl::FormatDuration(options_.interval));
     }
-    was_ok = ok;
+    was_ok = s.ok();
     absl::MutexLock l(&mu_);
     if (mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.interval)) {
       return;

@@ -1,46 +1,72 @@
 #ifndef SHUTTER_NODE_HEARTBEATER_H_
 #define SHUTTER_NODE_HEARTBEATER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "node/node_host.h"
+#include "node/node_instance.h"
 #include "shutter/v1/controller.grpc.pb.h"
+#include "snapshot/repository.h"
 
 namespace shutter::node {
 
-// Sends a Heartbeat to the controller every `interval` from its own thread,
-// describing the node and every hosted partition. Failures are logged (once
-// per outage) and retried at the next tick. Thread-safe; `host` must
-// outlive the heartbeater.
+// Registers the node with the controller and then sends a Heartbeat every
+// `interval` from its own thread, describing the node (its incarnation and
+// repository identity) and every hosted partition. Transient failures are
+// logged (once per outage) and retried at the next tick. A refusal that
+// retrying cannot cure (controller.proto: ALREADY_EXISTS, FAILED_PRECONDITION,
+// INVALID_ARGUMENT) is fatal: it is logged, the loop stops and `on_fatal`
+// runs once with it (the daemon then exits).
+//
+// Thread-safe; `host` and `repo` must outlive the heartbeater.
 class Heartbeater {
  public:
   struct Options {
     std::string node_id;
+    NodeInstanceInfo instance;
     std::string advertise_address;
     std::string controller_address;
     int checkpoint_capacity = 2;
     absl::Duration interval = absl::Seconds(1);
+    // Called once, on the heartbeat thread, with a fatal refusal.
+    std::function<void(const absl::Status&)> on_fatal;
   };
 
-  Heartbeater(const Options& options, const NodeHost* host);
+  Heartbeater(const Options& options, const NodeHost* host,
+              const snapshot::Repository* repo);
   // Calls Stop().
   ~Heartbeater();
 
+  // Sends one heartbeat now, synchronously (deadline `timeout`), before the
+  // loop starts: OK if accepted; the fatal refusal if refused for good
+  // (on_fatal is not called); UNAVAILABLE / DEADLINE_EXCEEDED if the
+  // controller could not be reached (the loop keeps trying later).
+  absl::Status Register(absl::Duration timeout);
+
+  // Starts the loop; its first heartbeat goes out at once.
   void Start();
   // Stops the thread; returns once it has exited. Idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // True for the refusals that retrying cannot cure.
+  static bool IsFatal(const absl::Status& s);
+
  private:
   void Loop() ABSL_LOCKS_EXCLUDED(mu_);
-  bool SendOnce();
+  absl::Status SendOnce(absl::Duration timeout);
 
   const Options options_;
   const NodeHost* const host_;
+  const snapshot::Repository* const repo_;
   std::unique_ptr<shutter::v1::ControllerService::Stub> stub_;
+  // Read from the repository until found (it may be created later).
+  std::string repository_id_;  // heartbeat thread (or Register) only
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -17,21 +17,26 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
           "--leader-for: partition ", id, " is not in --partitions"));
     }
   }
-  std::unique_ptr<NodeHost> host(new NodeHost(options.data_dir));
+  std::unique_ptr<NodeHost> host(new NodeHost(options));
   RETURN_IF_ERROR(fs::CreateDirs(options.data_dir + "/partitions"));
   for (uint32_t id : options.partitions) {
     partition::PartitionStore::Options so;
     so.partition_id = id;
     so.path = absl::StrFormat("%s/partitions/%05u", options.data_dir, id);
     ASSIGN_OR_RETURN(auto store, partition::PartitionStore::Open(so));
-    if (options.leader_for.count(id) > 0) {
-      ASSIGN_OR_RETURN(uint64_t epoch, store->TakeLeadership());
-      spdlog::info("partition {}: leader at epoch {} (applied index {})", id,
-                   epoch, store->meta().applied_index);
-    }
     host->stores_[id] = std::move(store);
   }
   return host;
+}
+
+absl::Status NodeHost::TakeLeadership() {
+  for (uint32_t id : leader_for_) {
+    partition::PartitionStore* store = stores_.at(id).get();
+    ASSIGN_OR_RETURN(uint64_t epoch, store->TakeLeadership());
+    spdlog::info("partition {}: leader at epoch {} (applied index {})", id,
+                 epoch, store->meta().applied_index);
+  }
+  return absl::OkStatus();
 }
 
 partition::PartitionStore* NodeHost::Find(uint32_t partition_id) const {

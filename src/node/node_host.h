@@ -15,7 +15,9 @@ namespace shutter::node {
 
 // The partitions a node hosts. Each is its own RocksDB database under
 // "<data_dir>/partitions/<id, 5 digits>". Partitions listed as led take
-// leadership at open, which durably increases their epoch.
+// leadership in TakeLeadership(), which durably increases their epoch (a
+// daemon calls it only once it serves and is registered, so a start that
+// fails early leaves every epoch as it was).
 //
 // Thread-safe after Open(): the set of partitions is fixed; each store is
 // itself thread-safe.
@@ -36,10 +38,13 @@ class NodeHost {
     uint64_t approximate_size_bytes = 0;
   };
 
-  // Opens every partition (creating missing ones) and takes leadership of
-  // those in leader_for. INVALID_ARGUMENT if leader_for names a partition
-  // not in `partitions`.
+  // Opens every partition (creating missing ones), as followers.
+  // INVALID_ARGUMENT if leader_for names a partition not in `partitions`.
   static absl::StatusOr<std::unique_ptr<NodeHost>> Open(const Options& options);
+
+  // Takes leadership of every partition in leader_for (durably raising its
+  // epoch). Call once.
+  absl::Status TakeLeadership();
 
   // nullptr if the partition is not hosted here.
   partition::PartitionStore* Find(uint32_t partition_id) const;
@@ -49,8 +54,10 @@ class NodeHost {
   const std::string& data_dir() const { return data_dir_; }
 
  private:
-  explicit NodeHost(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+  explicit NodeHost(const Options& options)
+      : data_dir_(options.data_dir), leader_for_(options.leader_for) {}
   const std::string data_dir_;
+  const std::set<uint32_t> leader_for_;
   std::map<uint32_t, std::unique_ptr<partition::PartitionStore>> stores_;
 };
 

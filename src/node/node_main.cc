@@ -1,12 +1,20 @@
 // shutter-node: hosts partitions and takes their checkpoints on request.
+//
+// Start-up order matters: nothing durable changes (no epoch is raised)
+// until the node serves its port and the controller has accepted it, so a
+// start that fails (busy port, refused identity, wrong repository) leaves
+// the node's partitions exactly as they were.
 #include <cstdio>
+#include <optional>
 
 #include "common/clock.h"
 #include "common/daemon.h"
+#include "common/fs.h"
 #include "common/rpc.h"
 #include "node/checkpoint_taker.h"
 #include "node/heartbeater.h"
 #include "node/node_host.h"
+#include "node/node_instance.h"
 #include "node/node_options.h"
 #include "node/node_services.h"
 #include "snapshot/repository.h"
@@ -14,10 +22,15 @@
 
 namespace {
 
-int Fail(const absl::Status& s, int code) {
-  std::fprintf(stderr, "shutter-node: %s\n", std::string(s.message()).c_str());
+int Fail(absl::string_view msg, int code) {
+  std::fprintf(stderr, "shutter-node: %s\n", std::string(msg).c_str());
   return code;
 }
+
+int Fail(const absl::Status& s, int code) { return Fail(s.message(), code); }
+
+// The settle time for checkpoints in flight at SIGTERM.
+constexpr absl::Duration kShutdownGrace = absl::Seconds(10);
 
 }  // namespace
 
@@ -35,19 +48,31 @@ int main(int argc, char** argv) {
   if (auto s = daemon::InitLogging(opts->log_level, opts->node_id); !s.ok()) {
     return Fail(s, 2);
   }
+  RouteGrpcLogsToSpdlog();
+  if (auto s = fs::CheckWritableDir(opts->data_dir); !s.ok()) {
+    return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
+  }
+  auto instance = node::StartNodeInstance(opts->data_dir, opts->node_id);
+  if (!instance.ok()) {
+    return Fail(absl::StrCat("--data-dir: ", instance.status().message()), 2);
+  }
 
   snapshot::RepositoryOptions repo_opts;
+  repo_opts.create_if_missing = false;  // the controller creates it
   repo_opts.stream_bytes_per_second =
       static_cast<uint64_t>(opts->publish_stream_mibps * 1048576.0);
   repo_opts.total_bytes_per_second =
       static_cast<uint64_t>(opts->publish_bandwidth_mibps * 1048576.0);
   auto repo = snapshot::OpenRepository(opts->repository, repo_opts);
-  if (!repo.ok()) return Fail(repo.status(), 2);
+  if (!repo.ok()) {
+    return Fail(absl::StrCat("--repository: ", repo.status().message()), 2);
+  }
   auto host = node::NodeHost::Open(
-      {opts->data_dir + "", opts->partitions, opts->leader_for});
+      {opts->data_dir, opts->partitions, opts->leader_for});
   if (!host.ok()) return Fail(host.status(), 1);
   node::CheckpointTaker::Options topts;
   topts.node_id = opts->node_id;
+  topts.instance_id = instance->instance_id;
   topts.staging_dir = opts->data_dir + "/staging";
   topts.data_dir = opts->data_dir;
   topts.capacity = opts->checkpoint_capacity;
@@ -56,40 +81,87 @@ int main(int argc, char** argv) {
                                              Clock::Real());
   if (!taker.ok()) return Fail(taker.status(), 1);
 
+  // 1. Serve (the taker refuses checkpoints until step 3).
   node::NodeServiceImpl node_service(taker->get(), host->get());
   node::PartitionDataImpl data_service(host->get());
   auto server = StartGrpcServer(opts->listen, {&node_service, &data_service});
-  if (!server.ok()) return Fail(server.status(), 1);
+  if (!server.ok()) {
+    return Fail(absl::StrCat("--listen: ", server.status().message()), 2);
+  }
   std::string advertise = opts->advertise.empty()
                               ? WithPort(opts->listen, server->port)
                               : opts->advertise;
+
+  // 2. Register: the controller checks the incarnation and the repository.
+  absl::Mutex fatal_mu;
+  std::optional<absl::Status> fatal;
+  node::Heartbeater::Options hopts;
+  hopts.node_id = opts->node_id;
+  hopts.instance = *instance;
+  hopts.advertise_address = advertise;
+  hopts.controller_address = opts->controller;
+  hopts.checkpoint_capacity = opts->checkpoint_capacity;
+  hopts.interval = absl::Milliseconds(opts->heartbeat_interval_ms);
+  hopts.on_fatal = [&](const absl::Status& s) {
+    {
+      absl::MutexLock l(&fatal_mu);
+      fatal = s;
+    }
+    daemon::RaiseShutdownSignal();
+  };
+  node::Heartbeater heartbeater(hopts, host->get(), repo->get());
+  absl::Status registered = heartbeater.Register(absl::Seconds(2));
+  if (node::Heartbeater::IsFatal(registered)) {
+    StopGrpcServer(*server, absl::ZeroDuration());
+    return Fail(absl::StrCat("the controller refused this node: ",
+                             registered.message()),
+                2);
+  }
+  if (!registered.ok()) {
+    spdlog::warn(
+        "controller {} not reachable yet ({}); starting anyway and "
+        "registering when it is",
+        opts->controller, std::string(registered.message()));
+  }
+
+  // 3. Lead, then take checkpoints.
+  if (auto s = (*host)->TakeLeadership(); !s.ok()) {
+    StopGrpcServer(*server, absl::ZeroDuration());
+    return Fail(s, 1);
+  }
+  (*taker)->SetServing(true);
+  heartbeater.Start();
   spdlog::info(
-      "node {} serving on port {} (advertised as {}), {} partitions, "
-      "capacity {}, repository {}",
-      opts->node_id, server->port, advertise, opts->partitions.size(),
-      opts->checkpoint_capacity, (*repo)->Describe());
+      "node {} (incarnation {}, start {}) serving on port {} (advertised as "
+      "{}), {} partitions, capacity {}, repository {}",
+      opts->node_id, instance->instance_id, instance->start_count, server->port,
+      advertise, opts->partitions.size(), opts->checkpoint_capacity,
+      (*repo)->Describe());
   if (auto s = daemon::WritePortFile(opts->port_file, server->port); !s.ok()) {
     return Fail(s, 1);
   }
-
-  node::Heartbeater heartbeater(
-      {opts->node_id, advertise, opts->controller, opts->checkpoint_capacity,
-       absl::Milliseconds(opts->heartbeat_interval_ms)},
-      host->get());
-  heartbeater.Start();
   daemon::NotifySystemd("READY=1");
 
   int sig = daemon::WaitForShutdownSignal();
-  spdlog::info("signal {}: shutting down", sig);
+  std::optional<absl::Status> why;
+  {
+    absl::MutexLock l(&fatal_mu);
+    why = fatal;
+  }
+  if (!why) spdlog::info("signal {}: shutting down", sig);
   daemon::NotifySystemd("STOPPING=1");
   heartbeater.Stop();
-  // Stop accepting calls; give in-flight checkpoints a grace period, then
-  // cancel what remains.
-  server->server->Shutdown(std::chrono::system_clock::now() +
-                           std::chrono::seconds(10));
+  // Take no new checkpoints; give those in flight a grace period, then
+  // cancel what remains. Idle connections are not waited for.
+  (*taker)->Drain();
+  StopGrpcServer(*server, why ? absl::ZeroDuration() : kShutdownGrace);
   (*taker)->Shutdown();
   taker->reset();
   host->reset();  // closes every RocksDB
   spdlog::info("stopped");
+  if (why) {
+    return Fail(
+        absl::StrCat("the controller refused this node: ", why->message()), 2);
+  }
   return 0;
 }

@@ -4,6 +4,7 @@
 #include "common/cli_parse.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace shutter::node {
 
@@ -63,12 +64,7 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
   RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
   if (*help) return o;
 
-  if (!IsSafePathComponent(o.node_id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--node-id: \"", o.node_id,
-                     "\" must be 1-128 characters of [A-Za-z0-9._-], not "
-                     "starting with '.'"));
-  }
+  RETURN_IF_ERROR(CheckSafeId("--node-id:", o.node_id));
   auto ids = ParseIdList(partitions);
   if (!ids.ok()) {
     return absl::InvalidArgumentError(
@@ -91,14 +87,11 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
       o.leader_for.insert(id);
     }
   }
-  if (o.listen.find(':') == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--listen: \"", o.listen, "\" is not host:port"));
+  RETURN_IF_ERROR(ParseHostPort("--listen", o.listen, true).status());
+  if (!o.advertise.empty()) {
+    RETURN_IF_ERROR(ParseHostPort("--advertise", o.advertise, false).status());
   }
-  if (!o.advertise.empty() && o.advertise.find(':') == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--advertise: \"", o.advertise, "\" is not host:port"));
-  }
+  RETURN_IF_ERROR(ParseHostPort("--controller", o.controller, false).status());
   return o;
 }
 

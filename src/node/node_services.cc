@@ -12,10 +12,11 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
     CreateCheckpointResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   taker_->CreateCheckpoint(
-      *request,
-      [reactor, response](absl::StatusOr<CreateCheckpointResponse> result) {
+      *request, [ctx, reactor,
+                 response](absl::StatusOr<CreateCheckpointResponse> result) {
         if (result.ok()) *response = std::move(result).value();
-        reactor->Finish(ToGrpcStatus(result.status()));
+        // The reason travels as trailing metadata (node.proto).
+        reactor->Finish(ToGrpcStatus(result.status(), ctx));
       });
   return reactor;
 }
@@ -74,6 +75,10 @@ grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
 }
 
 namespace {
+// Get limits (partition_data.proto).
+constexpr size_t kMaxGetKeys = 1000;
+constexpr size_t kMaxGetBytes = 3 << 20;
+
 absl::StatusOr<partition::PartitionStore*> FindOrError(NodeHost* host,
                                                        uint32_t id) {
   partition::PartitionStore* s = host->Find(id);
@@ -118,10 +123,26 @@ grpc::Status PartitionDataImpl::Get(grpc::ServerContext* ctx,
                                     GetResponse* response) {
   auto store = FindOrError(host_, request->partition_id());
   if (!store.ok()) return ToGrpcStatus(store.status());
+  if (static_cast<size_t>(request->keys_size()) > kMaxGetKeys) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("Get asks for ", request->keys_size(),
+                     " keys; the limit is ", kMaxGetKeys, " per call"));
+  }
+  size_t bytes = 0;
   for (const std::string& key : request->keys()) {
     GetResult* r = response->add_results();
     auto v = (*store)->Get(key);
     if (v.ok()) {
+      bytes += v->size();
+      if (bytes > kMaxGetBytes) {
+        return grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("the values of these ", request->keys_size(),
+                         " keys add up to more than ", kMaxGetBytes,
+                         " bytes, the most one answer carries; ask for "
+                         "fewer keys per call"));
+      }
       r->set_found(true);
       r->set_value(std::move(v).value());
     } else if (!absl::IsNotFound(v.status())) {
@@ -140,8 +161,12 @@ grpc::Status PartitionDataImpl::Scan(grpc::ServerContext* ctx,
   limit = std::min<size_t>(limit, 10000);
   std::vector<std::pair<std::string, std::string>> out;
   std::string next;
+  size_t max_bytes = request->max_bytes() == 0
+                         ? partition::kMaxScanPageBytes
+                         : std::min<size_t>(request->max_bytes(),
+                                            partition::kMaxScanPageBytes);
   absl::Status s = (*store)->Scan(request->start_key(), request->end_key(),
-                                  limit, &out, &next);
+                                  limit, max_bytes, &out, &next);
   if (!s.ok()) return ToGrpcStatus(s);
   for (auto& [k, v] : out) {
     KeyValue* kv = response->add_entries();

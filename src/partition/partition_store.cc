@@ -122,6 +122,31 @@ absl::StatusOr<uint64_t> PartitionStore::Write(
   if (mutations.empty()) {
     return absl::InvalidArgumentError("write batch has no mutations");
   }
+  if (mutations.size() > kMaxBatchMutations) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("write batch has ", mutations.size(),
+                     " mutations; the limit is ", kMaxBatchMutations));
+  }
+  size_t total = 0;
+  for (size_t i = 0; i < mutations.size(); ++i) {
+    const Mutation& m = mutations[i];
+    if (m.key.empty() || m.key.size() > kMaxKeyBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("mutation ", i, ": key of ", m.key.size(),
+                       " bytes; keys must be 1 to ", kMaxKeyBytes, " bytes"));
+    }
+    if (m.value.size() > kMaxValueBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("mutation ", i, ": value of ", m.value.size(),
+                       " bytes; the limit is ", kMaxValueBytes));
+    }
+    total += m.key.size() + m.value.size();
+  }
+  if (total > kMaxBatchBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "write batch holds ", total, " bytes of keys and values; the limit is ",
+        kMaxBatchBytes));
+  }
   absl::MutexLock l(&write_mu_);
   if (!leader_.load()) {
     return absl::FailedPreconditionError(
@@ -154,17 +179,20 @@ absl::StatusOr<std::string> PartitionStore::Get(const std::string& key) const {
 
 absl::Status PartitionStore::Scan(
     const std::string& start, const std::string& end, size_t limit,
-    std::vector<std::pair<std::string, std::string>>* out,
+    size_t max_bytes, std::vector<std::pair<std::string, std::string>>* out,
     std::string* next_key) const {
   next_key->clear();
+  size_t bytes = 0;
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), default_cf_));
   for (it->Seek(start); it->Valid(); it->Next()) {
     if (!end.empty() && it->key().compare(end) >= 0) break;
-    if (out->size() >= limit) {
+    const size_t entry = it->key().size() + it->value().size();
+    if (out->size() >= limit || (!out->empty() && bytes + entry > max_bytes)) {
       *next_key = it->key().ToString();
       break;
     }
+    bytes += entry;
     out->emplace_back(it->key().ToString(), it->value().ToString());
   }
   return ToStatus(it->status(), "scan");

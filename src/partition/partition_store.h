@@ -19,6 +19,14 @@ class ColumnFamilyHandle;
 namespace shutter::partition {
 
 // One mutation of a write batch.
+// Size limits of the data plane (see proto/shutter/v1/partition_data.proto):
+// every answer fits the 4 MiB a gRPC client accepts by default.
+inline constexpr size_t kMaxKeyBytes = 16 << 10;
+inline constexpr size_t kMaxValueBytes = 1 << 20;
+inline constexpr size_t kMaxBatchMutations = 10000;
+inline constexpr size_t kMaxBatchBytes = 4 << 20;
+inline constexpr size_t kMaxScanPageBytes = 2 << 20;
+
 struct Mutation {
   enum class Op { kPut, kDelete };
   Op op = Op::kPut;
@@ -74,18 +82,22 @@ class PartitionStore {
   PartitionMeta meta() const ABSL_LOCKS_EXCLUDED(write_mu_);
 
   // Applies `mutations` atomically as one batch, advancing the applied
-  // index by one. INVALID_ARGUMENT if empty; FAILED_PRECONDITION if not the
-  // leader. Returns the new applied index.
+  // index by one. INVALID_ARGUMENT if empty or over a size limit (an empty
+  // key, a key over kMaxKeyBytes, a value over kMaxValueBytes, more than
+  // kMaxBatchMutations mutations or kMaxBatchBytes in all);
+  // FAILED_PRECONDITION if not the leader. Returns the new applied index.
   absl::StatusOr<uint64_t> Write(const std::vector<Mutation>& mutations,
                                  bool sync) ABSL_LOCKS_EXCLUDED(write_mu_);
 
   // Point read; NOT_FOUND if absent.
   absl::StatusOr<std::string> Get(const std::string& key) const;
 
-  // Up to `limit` entries in [start, end) (end empty = unbounded).
-  // `*next_key` is set to the first key not returned, or cleared at the end.
+  // Up to `limit` entries in [start, end) (end empty = unbounded), ending
+  // before the entry that would take keys + values past `max_bytes` (at
+  // least one entry is returned if any exists). `*next_key` is set to the
+  // first key not returned, or cleared at the end.
   absl::Status Scan(const std::string& start, const std::string& end,
-                    size_t limit,
+                    size_t limit, size_t max_bytes,
                     std::vector<std::pair<std::string, std::string>>* out,
                     std::string* next_key) const;
 

@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "snapshot/manifest.h"
 
 namespace shutter::snapshot {
@@ -23,13 +24,17 @@ using shutter::v1::PartitionManifest;
 
 namespace {
 constexpr char kManifestName[] = "MANIFEST.json";
+constexpr char kIdentityName[] = "REPOSITORY_ID";
+
+std::string RandomHex(int bytes) {
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < bytes; i += 4) absl::StrAppendFormat(&out, "%08x", rd());
+  return out.substr(0, 2 * bytes);
+}
 
 absl::Status CheckSnapshotId(const std::string& id) {
-  if (!IsSafePathComponent(id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("snapshot id \"", id, "\" is not a safe path component"));
-  }
-  return absl::OkStatus();
+  return CheckSafeId("snapshot id", id);
 }
 
 std::string RandomSuffix() {
@@ -68,12 +73,37 @@ absl::StatusOr<std::unique_ptr<FsRepository>> FsRepository::Open(
   if (root.empty()) {
     return absl::InvalidArgumentError("repository path is empty");
   }
-  RETURN_IF_ERROR(fs::CreateDirs(root + "/snapshots"));
   std::error_code ec;
   std::string abs = std::filesystem::absolute(root, ec).lexically_normal();
   if (ec) abs = root;
   if (abs.size() > 1 && abs.back() == '/') abs.pop_back();
-  return std::unique_ptr<FsRepository>(new FsRepository(abs, options));
+  std::unique_ptr<FsRepository> repo(new FsRepository(abs, options));
+  if (options.create_if_missing) {
+    RETURN_IF_ERROR(fs::CreateDirs(root + "/snapshots"));
+    if (absl::IsNotFound(repo->ReadIdentity().status())) {
+      absl::Status s = fs::CreateFileExclusively(
+          repo->Abs(kIdentityName), absl::StrCat(RandomHex(16), "\n"));
+      if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+    }
+    RETURN_IF_ERROR(repo->ReadIdentity().status());
+  }
+  return repo;
+}
+
+absl::StatusOr<std::string> FsRepository::ReadIdentity() const {
+  const std::string path = Abs(kIdentityName);
+  if (!fs::Exists(path)) {
+    return absl::NotFoundError(absl::StrCat(
+        "repository ", root_, " has no identity (", path, " is missing)"));
+  }
+  ASSIGN_OR_RETURN(std::string id, fs::ReadFile(path));
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  if (id.size() != 32 ||
+      id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::DataLossError(
+        absl::StrCat(path, " is malformed: expected 32 hex digits"));
+  }
+  return id;
 }
 
 absl::StatusOr<PartitionManifest> FsRepository::PublishPartition(
@@ -261,12 +291,12 @@ absl::StatusOr<std::unique_ptr<Repository>> OpenRepository(
     path = uri.substr(7);
     if (path.empty() || path[0] != '/') {
       return absl::InvalidArgumentError(absl::StrCat(
-          "repository URI \"", uri, "\" must be file:///absolute/path"));
+          "repository URI ", Quote(uri), " must be file:///absolute/path"));
     }
   } else if (uri.find("://") != std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "repository URI \"", uri,
-        "\": unsupported scheme (only a path or file:// for now)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("repository URI ", Quote(uri),
+                     ": unsupported scheme (only a path or file:// for now)"));
   }
   ASSIGN_OR_RETURN(auto repo, FsRepository::Open(path, options));
   return std::unique_ptr<Repository>(std::move(repo));

@@ -17,7 +17,9 @@ namespace shutter::snapshot {
 // Thread-safe.
 class FsRepository : public Repository {
  public:
-  // `root` is created if missing.
+  // `root` and its identity are created if missing and
+  // options.create_if_missing; otherwise a missing root is fine until used
+  // (ReadIdentity() is NOT_FOUND, publishing fails).
   static absl::StatusOr<std::unique_ptr<FsRepository>> Open(
       const std::string& root, const RepositoryOptions& options = {});
 
@@ -36,6 +38,7 @@ class FsRepository : public Repository {
   absl::Status DeleteUncommittedSnapshot(
       const std::string& snapshot_id) override;
   std::string Describe() const override { return root_; }
+  absl::StatusOr<std::string> ReadIdentity() const override;
 
   // Absolute path of a repository-relative path.
   std::string Abs(const std::string& rel) const { return root_ + "/" + rel; }

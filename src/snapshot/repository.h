@@ -75,9 +75,20 @@ class Repository {
 
   // A human-readable location of the repository (path or URI).
   virtual std::string Describe() const = 0;
+
+  // The repository's identity: a random id created once with it (the file
+  // REPOSITORY_ID at its root), so that the controller and the nodes can
+  // check that they name the same repository. NOT_FOUND if the repository
+  // has none yet (it was opened without create_if_missing and nobody
+  // created it).
+  virtual absl::StatusOr<std::string> ReadIdentity() const = 0;
 };
 
 struct RepositoryOptions {
+  // Create the repository (its directory and identity) if missing. The
+  // controller does; nodes do not, so a node pointed at the wrong place
+  // neither creates it nor writes there (its heartbeat is refused).
+  bool create_if_missing = true;
   // If > 0, each partition publish (one upload stream) is throttled to this
   // many bytes per second. Models a remote object store, whose bandwidth is
   // capped per connection while parallel uploads add up.

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "common/error_reason.h"
 #include "gtest/gtest.h"
 #include "snapshot/fs_repository.h"
 #include "testing/status_matchers.h"
@@ -22,6 +23,7 @@ class CheckpointTakerTest : public ::testing::Test {
     auto h = NodeHost::Open({tmp_.Sub("data"), {0, 1, 2}, {0, 1}});
     ASSERT_OK(h);
     host_ = std::move(h).value();
+    ASSERT_OK(host_->TakeLeadership());
     auto r = snapshot::FsRepository::Open(tmp_.Sub("repo"));
     ASSERT_OK(r);
     repo_ = std::move(r).value();
@@ -31,6 +33,7 @@ class CheckpointTakerTest : public ::testing::Test {
                                      repo_.get(), &clock_);
     ASSERT_OK(t);
     taker_ = std::move(t).value();
+    taker_->SetServing(true);
     for (uint32_t p : {0u, 1u}) {
       ASSERT_OK(host_->Find(p)->Write(
           {{partition::Mutation::Op::kPut, "a", "1"}}, false));
@@ -40,6 +43,7 @@ class CheckpointTakerTest : public ::testing::Test {
   CheckpointTaker::Options Opts(const std::string& staging, int capacity) {
     CheckpointTaker::Options o;
     o.node_id = "n1";
+    o.instance_id = "inst-1";
     o.staging_dir = tmp_.Sub(staging);
     o.capacity = capacity;
     return o;
@@ -127,6 +131,7 @@ TEST_F(CheckpointTakerTest, RepeatWhileInProgressJoinsIt) {
   };
   auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
   ASSERT_OK(t);
+  (*t)->SetServing(true);
   std::vector<absl::StatusOr<shutter::v1::CreateCheckpointResponse>> results;
   auto record = [&](absl::StatusOr<shutter::v1::CreateCheckpointResponse> r) {
     std::lock_guard<std::mutex> l(mu);
@@ -165,6 +170,7 @@ TEST_F(CheckpointTakerTest, CancelStopsARunningCheckpointBeforeItPublishes) {
   };
   auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
   ASSERT_OK(t);
+  (*t)->SetServing(true);
   absl::StatusOr<shutter::v1::CreateCheckpointResponse> result;
   bool done = false;
   (*t)->CreateCheckpoint(
@@ -202,6 +208,7 @@ TEST_F(CheckpointTakerTest, FreeSpaceFloorRefusesWithTheNumbers) {
   o.min_free_bytes = uint64_t{1} << 60;  // more than any disk has
   auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
   ASSERT_OK(t);
+  (*t)->SetServing(true);
   auto r = (*t)->CreateCheckpointSync(Req("s8", 0, 1));
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kResourceExhausted,
                           "MiB free on the filesystem of"));
@@ -214,9 +221,49 @@ TEST_F(CheckpointTakerTest, FreeSpaceFloorRefusesWithTheNumbers) {
 
 TEST_F(CheckpointTakerTest, ShutdownFailsQueuedWorkWithUnavailable) {
   taker_->Shutdown();
-  EXPECT_THAT(taker_->CreateCheckpointSync(Req("s9", 0, 1)),
-              StatusIs(absl::StatusCode::kUnavailable));
+  auto r = taker_->CreateCheckpointSync(Req("s9", 0, 1));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, "shutting down"));
+  EXPECT_EQ(GetErrorReason(r.status()), ErrorReason::kNodeUnavailable);
   EXPECT_EQ(taker_->GetStats().in_flight, 0u);
+}
+
+TEST_F(CheckpointTakerTest, RefusalsCarryTheReasonTheControllerActsOn) {
+  auto reason = [&](const CreateCheckpointRequest& r) {
+    return GetErrorReason(taker_->CreateCheckpointSync(r).status());
+  };
+  EXPECT_EQ(reason(Req("s10", 0, 99)), ErrorReason::kStaleEpoch);
+  EXPECT_EQ(reason(Req("s10", 2, 1)), ErrorReason::kNotLeader);
+  EXPECT_EQ(reason(Req("s10", 7, 1)), ErrorReason::kNotHosted);
+  EXPECT_EQ(reason(Req("../x", 0, 1)), ErrorReason::kInvalidRequest);
+  auto wrong = Req("s10", 0, 1);
+  wrong.set_expected_instance_id("someone-else");
+  EXPECT_EQ(reason(wrong), ErrorReason::kWrongIncarnation);
+  taker_->CancelSnapshot("s11");
+  EXPECT_EQ(reason(Req("s11", 0, 1)), ErrorReason::kCancelled);
+  // A long id is quoted, not echoed whole.
+  auto s = taker_->CreateCheckpointSync(Req(std::string(10000, 'a'), 0, 1));
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_LT(s.status().message().size(), 300u);
+  // The right incarnation is served; so is a request naming none.
+  auto right = Req("s12", 0, 1);
+  right.set_expected_instance_id("inst-1");
+  EXPECT_OK(taker_->CreateCheckpointSync(right));
+  EXPECT_OK(taker_->CreateCheckpointSync(Req("s13", 0, 1)));
+}
+
+TEST_F(CheckpointTakerTest, RefusesUntilServingAndAfterDrain) {
+  auto t = CheckpointTaker::Create(Opts("data/staging2", 1), host_.get(),
+                                   repo_.get(), &clock_);
+  ASSERT_OK(t);
+  auto r = (*t)->CreateCheckpointSync(Req("s14", 0, 1));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, "starting"));
+  EXPECT_EQ(GetErrorReason(r.status()), ErrorReason::kNodeUnavailable);
+  (*t)->SetServing(true);
+  EXPECT_OK((*t)->CreateCheckpointSync(Req("s14", 0, 1)));
+  (*t)->Drain();
+  r = (*t)->CreateCheckpointSync(Req("s15", 0, 1));
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable, "shutting down"));
+  EXPECT_EQ(GetErrorReason(r.status()), ErrorReason::kNodeUnavailable);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@ namespace {
 using ::shutter::testing::StatusIs;
 using shutter::v1::HeartbeatRequest;
 
+// A heartbeat from incarnation "<node>-inst" (start 1) at "<node>:1".
 HeartbeatRequest Beat(const std::string& node,
                       std::vector<std::tuple<uint32_t, bool, uint64_t>> parts,
                       uint32_t capacity = 2) {
@@ -16,6 +17,8 @@ HeartbeatRequest Beat(const std::string& node,
   r.set_node_id(node);
   r.set_address(node + ":1");
   r.set_checkpoint_capacity(capacity);
+  r.mutable_instance()->set_instance_id(node + "-inst");
+  r.mutable_instance()->set_start_count(1);
   for (auto [id, leader, epoch] : parts) {
     auto* p = r.add_partitions();
     p->set_partition_id(id);
@@ -110,7 +113,91 @@ TEST_F(NodeRegistryTest, RejectsBadHeartbeats) {
   no_addr.clear_address();
   EXPECT_THAT(registry_.Heartbeat(no_addr),
               StatusIs(absl::StatusCode::kInvalidArgument, "address"));
+  auto no_instance = Beat("a", {});
+  no_instance.clear_instance();
+  EXPECT_THAT(registry_.Heartbeat(no_instance),
+              StatusIs(absl::StatusCode::kInvalidArgument, "instance"));
+  // A long id is quoted, not echoed whole.
+  auto s = registry_.Heartbeat(Beat(std::string(10000, 'x') + "/", {}));
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_LT(s.message().size(), 300u);
   EXPECT_TRUE(registry_.ListNodes().empty());
+}
+
+TEST_F(NodeRegistryTest, SecondIncarnationIsRefusedWhileTheFirstIsAlive) {
+  ASSERT_OK(registry_.Heartbeat(Beat("n1", {{0, true, 5}, {1, true, 5}})));
+  // Another process claims n1 from a fresh data directory, elsewhere.
+  auto impostor = Beat("n1", {{0, true, 1}, {1, true, 9}});
+  impostor.set_address("10.0.0.2:7100");
+  impostor.mutable_instance()->set_instance_id("other");
+  auto s = registry_.Heartbeat(impostor);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_NE(s.message().find("n1:1"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("10.0.0.2:7100"), std::string::npos) << s;
+  // Nothing of its claims is used: the registered n1 still leads at 5.
+  auto leader = registry_.ResolveLeader(1);
+  ASSERT_OK(leader);
+  EXPECT_EQ(leader->address, "n1:1");
+  EXPECT_EQ(leader->epoch, 5u);
+  EXPECT_EQ(leader->instance_id, "n1-inst");
+  EXPECT_EQ(registry_.ListNodes()[0].address(), "n1:1");
+  // Restarts of the registered incarnation are the same node...
+  auto restart = Beat("n1", {{0, true, 6}, {1, true, 6}});
+  restart.mutable_instance()->set_start_count(2);
+  restart.set_address("n1:2");
+  ASSERT_OK(registry_.Heartbeat(restart));
+  EXPECT_EQ(registry_.ResolveLeader(0)->epoch, 6u);
+  // ...but an older start is not.
+  EXPECT_THAT(registry_.Heartbeat(Beat("n1", {{0, true, 5}})),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "older"));
+  // Once the registered one is dead, another incarnation takes over.
+  clock_.Advance(absl::Seconds(11));
+  ASSERT_OK(registry_.Heartbeat(impostor));
+  EXPECT_EQ(registry_.ResolveLeader(1)->instance_id, "other");
+  EXPECT_EQ(registry_.ResolveLeader(1)->epoch, 9u);
+}
+
+TEST_F(NodeRegistryTest, ForeignRepositoryIsRefused) {
+  NodeRegistry::Options o;
+  o.repository_id = "0123456789abcdef0123456789abcdef";
+  o.repository = "/srv/repo";
+  NodeRegistry registry(o, &clock_);
+  auto beat = Beat("n1", {{0, true, 1}});
+  beat.set_repository("/tmp/other");
+  beat.set_repository_id("ffffffffffffffffffffffffffffffff");
+  auto s = registry.Heartbeat(beat);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_NE(s.message().find("/tmp/other"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("/srv/repo"), std::string::npos) << s;
+  beat.clear_repository_id();
+  EXPECT_THAT(
+      registry.Heartbeat(beat),
+      StatusIs(absl::StatusCode::kFailedPrecondition, "no REPOSITORY_ID"));
+  EXPECT_TRUE(registry.ListNodes().empty());
+  beat.set_repository_id(o.repository_id);
+  EXPECT_OK(registry.Heartbeat(beat));
+}
+
+TEST_F(NodeRegistryTest, DeadNodesCanBeRemovedLiveOnesCannot) {
+  ASSERT_OK(registry_.Heartbeat(Beat("a", {{0, true, 1}})));
+  ASSERT_OK(registry_.Heartbeat(Beat("b", {{1, true, 1}})));
+  EXPECT_THAT(registry_.RemoveNode("a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "alive"));
+  EXPECT_THAT(registry_.RemoveNode("zz"),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry_.RemoveNode("../x"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  clock_.Advance(absl::Seconds(6));
+  ASSERT_OK(registry_.Heartbeat(Beat("b", {{1, true, 1}})));
+  clock_.Advance(absl::Seconds(6));
+  auto removed = registry_.RemoveNode("a");
+  ASSERT_OK(removed);
+  EXPECT_FALSE(removed->alive());
+  EXPECT_EQ(registry_.ListNodes().size(), 1u);
+  EXPECT_EQ(registry_.ListPartitions().size(), 1u);  // partition 0 is gone
+  // It may come back and register again.
+  ASSERT_OK(registry_.Heartbeat(Beat("a", {{0, true, 2}})));
+  EXPECT_EQ(registry_.ResolveLeader(0)->epoch, 2u);
 }
 
 TEST_F(NodeRegistryTest, ListsCountsAndCapacity) {

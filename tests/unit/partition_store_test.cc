@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -65,7 +66,7 @@ TEST(PartitionStoreTest, WritesNeedLeadershipAndCountBatches) {
   EXPECT_THAT(store.Get("k3"), StatusIs(absl::StatusCode::kNotFound));
   std::vector<std::pair<std::string, std::string>> out;
   std::string next;
-  ASSERT_OK(store.Scan("k0", "", 3, &out, &next));
+  ASSERT_OK(store.Scan("k0", "", 3, 1 << 20, &out, &next));
   ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[0].first, "k0");
   EXPECT_EQ(out[2].first, "k2");
@@ -75,6 +76,51 @@ TEST(PartitionStoreTest, WritesNeedLeadershipAndCountBatches) {
   auto again = PartitionStore::Open({tmp.Sub("p"), 1});
   ASSERT_OK(again);
   EXPECT_EQ((*again)->meta().applied_index, 2u);
+}
+
+TEST(PartitionStoreTest, SizeLimitsAreEnforcedAndScanPagesAreBoundedByBytes) {
+  testing::TempDir tmp;
+  auto s = PartitionStore::Open({tmp.Sub("p"), 1});
+  ASSERT_OK(s);
+  PartitionStore& store = **s;
+  ASSERT_OK(store.TakeLeadership());
+  const std::string big_value(kMaxValueBytes + 1, 'v');
+  EXPECT_THAT(store.Write({{Mutation::Op::kPut, "k", big_value}}, false),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store.Write({{Mutation::Op::kPut,
+                            std::string(kMaxKeyBytes + 1, 'k'), "v"}},
+                          false),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store.Write({{Mutation::Op::kPut, "", "v"}}, false),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  // Five values of 1 MiB: more than one batch may carry in all.
+  std::vector<Mutation> five;
+  for (int i = 0; i < 5; ++i) {
+    five.push_back({Mutation::Op::kPut, absl::StrCat("k", i),
+                    std::string(kMaxValueBytes, 'x')});
+  }
+  EXPECT_THAT(store.Write(five, false),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(store.meta().applied_index, 0u);  // nothing was applied
+  // Ten values of 512 KiB, written in batches that fit.
+  for (int i = 0; i < 10; i += 2) {
+    std::vector<Mutation> two;
+    for (int j = i; j < i + 2; ++j) {
+      two.push_back({Mutation::Op::kPut, absl::StrCat("k", j),
+                     std::string(512 << 10, 'a' + j)});
+    }
+    ASSERT_OK(store.Write(two, false));
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string next;
+  ASSERT_OK(store.Scan("", "", 1000, kMaxScanPageBytes, &out, &next));
+  EXPECT_EQ(out.size(), 3u);  // 3 x 512 KiB + keys fit 2 MiB, 4 do not
+  EXPECT_EQ(next, "k3");
+  // A page holds at least one entry even if it alone is over max_bytes.
+  out.clear();
+  ASSERT_OK(store.Scan("", "", 1000, 1, &out, &next));
+  EXPECT_EQ(out.size(), 1u);
+  EXPECT_EQ(next, "k1");
 }
 
 TEST(PartitionStoreTest, CheckpointIsAStandaloneDatabaseWithItsOwnMeta) {

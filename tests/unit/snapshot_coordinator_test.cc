@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/error_reason.h"
+#include "controller/retry_policy.h"
 #include "gtest/gtest.h"
 #include "snapshot/fs_repository.h"
 #include "testing/status_matchers.h"
@@ -148,6 +150,8 @@ class SnapshotCoordinatorTest : public ::testing::Test {
     r.set_node_id(node);
     r.set_address(node + ":7100");
     r.set_checkpoint_capacity(capacity);
+    r.mutable_instance()->set_instance_id(node + "-inst");
+    r.mutable_instance()->set_start_count(1);
     for (uint32_t p = first; p < first + count; ++p) {
       auto* hp = r.add_partitions();
       hp->set_partition_id(p);
@@ -415,13 +419,16 @@ TEST_F(SnapshotCoordinatorTest, TransientErrorsAreRetriedAfterABackoff) {
   ASSERT_TRUE(transport_.WaitForCalls(2));
   auto flaky = transport_.Take();
   const uint32_t flaky_partition = flaky.request.partition_id();
-  std::move(flaky.done)(absl::UnavailableError("connection reset"));
+  // The node answers that it is busy (its free-space floor).
+  std::move(flaky.done)(
+      WithReason(absl::ResourceExhaustedError("only 10 MiB free"),
+                 ErrorReason::kNodeBusy));
   Publish(transport_.Take());  // the other partition is not held up
   auto snap = Get(*id);
   EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_RUNNING);
   const auto& t = snap.partitions(flaky_partition);
   EXPECT_EQ(t.state(), shutter::v1::PARTITION_TASK_STATE_WAITING);
-  EXPECT_NE(t.last_error().find("connection reset"), std::string::npos);
+  EXPECT_NE(t.last_error().find("10 MiB free"), std::string::npos);
   // Nothing is sent again before the backoff (1 s base, jitter >= 0.5).
   Advance(absl::Milliseconds(400));
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
@@ -443,8 +450,10 @@ TEST_F(SnapshotCoordinatorTest, LeaderMoveSendsTheRetryToTheNewLeader) {
   EXPECT_EQ(stale.address, "a:7100");
   // Leadership moves to b at epoch 2; a rejects the stale request.
   Beat("b", 0, 1, 1, /*epoch=*/2);
-  std::move(stale.done)(absl::FailedPreconditionError(
-      "stale leader epoch for partition 0: request expects epoch 1"));
+  std::move(stale.done)(WithReason(
+      absl::FailedPreconditionError(
+          "stale leader epoch for partition 0: request expects epoch 1"),
+      ErrorReason::kStaleEpoch));
   Advance(absl::Seconds(5));
   ASSERT_TRUE(transport_.WaitForCalls(1));
   auto call = transport_.Take();
@@ -459,6 +468,143 @@ TEST_F(SnapshotCoordinatorTest, LeaderMoveSendsTheRetryToTheNewLeader) {
   auto cm = repo_->ReadClusterManifest(*id);
   ASSERT_OK(cm);
   EXPECT_EQ(cm->partitions(0).node_id(), "b");
+}
+
+TEST_F(SnapshotCoordinatorTest,
+       UnreachableNodeIsWaitedForWithoutSpendingAttempts) {
+  Beat("a", 0, 1, 1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  // The node restarts: connection refused (no answer, no reason), then
+  // "starting" (an answer that says it takes no work yet): many more
+  // times than max_attempts (3), while the registry still counts it alive.
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(transport_.WaitForCalls(1));
+    auto call = transport_.Take();
+    absl::Status down =
+        i < 6 ? absl::UnavailableError("failed to connect: connection refused")
+              : WithReason(absl::UnavailableError("node a is starting"),
+                           ErrorReason::kNodeUnavailable);
+    std::move(call.done)(down);
+    auto t = Get(*id).partitions(0);
+    EXPECT_EQ(t.state(), shutter::v1::PARTITION_TASK_STATE_WAITING);
+    EXPECT_EQ(t.attempts(), 0u);
+    EXPECT_EQ(t.unreachable(), static_cast<uint32_t>(i + 1));
+    EXPECT_NE(t.last_error().find("unreachable"), std::string::npos)
+        << t.last_error();
+    Beat("a", 0, 1, 1);         // still counted alive
+    Advance(absl::Seconds(2));  // the poll is at most 2 s
+  }
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  Publish(transport_.Take());
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
+      << snap.error();
+  EXPECT_EQ(snap.partitions(0).attempts(), 1u);
+  EXPECT_EQ(snap.partitions(0).unreachable(), 8u);
+}
+
+TEST_F(SnapshotCoordinatorTest,
+       UnreachableNodeDeclaredDeadHandsOverToANewLeader) {
+  Beat("a", 0, 1, 1, /*epoch=*/1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  std::move(transport_.Take().done)(absl::UnavailableError("connection reset"));
+  // b takes over at a higher epoch while a is still counted alive: the
+  // next try goes to b (the leader is resolved at every dispatch).
+  Beat("b", 0, 1, 1, /*epoch=*/2);
+  Advance(absl::Seconds(2));
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  auto call = transport_.Take();
+  EXPECT_EQ(call.address, "b:7100");
+  EXPECT_EQ(call.request.expected_instance_id(), "b-inst");
+  Publish(std::move(call));
+  EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+}
+
+TEST_F(SnapshotCoordinatorTest, PermanentErrorsFailAtOnceMismatchesAreRetried) {
+  Beat("a", 0, 2, 2);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  // Partition 0: FAILED_PRECONDITION without a reason (e.g. a manifest in
+  // another format) is not a stale epoch: no retry.
+  auto c0 = transport_.Take();
+  auto c1 = transport_.Take();
+  if (c0.request.partition_id() != 0) std::swap(c0, c1);
+  std::move(c0.done)(
+      absl::FailedPreconditionError("manifest format version 7 unsupported"));
+  // Partition 1: the node answers for another partition: retried.
+  CreateCheckpointResponse wrong;
+  wrong.mutable_manifest()->set_snapshot_id(*id);
+  wrong.mutable_manifest()->set_partition_id(0);
+  wrong.mutable_manifest()->set_leader_epoch(1);
+  std::move(c1.done)(wrong);
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.partitions(0).state(),
+            shutter::v1::PARTITION_TASK_STATE_FAILED);
+  EXPECT_EQ(snap.partitions(0).attempts(), 1u);
+  EXPECT_EQ(snap.partitions(1).state(),
+            shutter::v1::PARTITION_TASK_STATE_WAITING);
+  EXPECT_NE(snap.partitions(1).last_error().find("answered for"),
+            std::string::npos)
+      << snap.partitions(1).last_error();
+  Advance(absl::Seconds(5));
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  Publish(transport_.Take());
+  snap = Get(*id);
+  EXPECT_EQ(snap.partitions(1).state(),
+            shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+  EXPECT_EQ(snap.partitions(1).attempts(), 2u);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_FAILED);
+}
+
+TEST(RetryPolicyTest, ClassifiesByReasonNotByCodeAlone) {
+  auto cls = [](absl::Status s) { return ClassifyCheckpointFailure(s); };
+  auto with = [](absl::Status s, ErrorReason r) { return WithReason(s, r); };
+  EXPECT_EQ(cls(absl::UnavailableError("connect failed")),
+            FailureClass::kUnreachable);
+  EXPECT_EQ(cls(absl::CancelledError("server shutting down")),
+            FailureClass::kUnreachable);
+  EXPECT_EQ(cls(absl::DeadlineExceededError("")), FailureClass::kDeadline);
+  EXPECT_EQ(cls(absl::FailedPreconditionError("format")),
+            FailureClass::kPermanent);
+  EXPECT_EQ(cls(absl::InternalError("")), FailureClass::kPermanent);
+  EXPECT_EQ(cls(absl::ResourceExhaustedError("message too large")),
+            FailureClass::kPermanent);
+  EXPECT_EQ(
+      cls(with(absl::FailedPreconditionError(""), ErrorReason::kStaleEpoch)),
+      FailureClass::kLeadership);
+  EXPECT_EQ(
+      cls(with(absl::FailedPreconditionError(""), ErrorReason::kNotLeader)),
+      FailureClass::kLeadership);
+  EXPECT_EQ(cls(with(absl::NotFoundError(""), ErrorReason::kNotHosted)),
+            FailureClass::kLeadership);
+  EXPECT_EQ(cls(with(absl::FailedPreconditionError(""),
+                     ErrorReason::kWrongIncarnation)),
+            FailureClass::kLeadership);
+  EXPECT_EQ(cls(with(absl::ResourceExhaustedError(""), ErrorReason::kNodeBusy)),
+            FailureClass::kBusy);
+  EXPECT_EQ(
+      cls(with(absl::UnavailableError(""), ErrorReason::kNodeUnavailable)),
+      FailureClass::kUnreachable);
+  EXPECT_EQ(cls(with(absl::CancelledError(""), ErrorReason::kCancelled)),
+            FailureClass::kPermanent);
+  EXPECT_EQ(
+      cls(with(absl::InvalidArgumentError(""), ErrorReason::kInvalidRequest)),
+      FailureClass::kPermanent);
+  EXPECT_EQ(cls(with(absl::ResourceExhaustedError("ENOSPC"),
+                     ErrorReason::kCheckpointFailed)),
+            FailureClass::kTransient);
+  EXPECT_EQ(cls(with(absl::InternalError("I/O error"),
+                     ErrorReason::kCheckpointFailed)),
+            FailureClass::kPermanent);
+  EXPECT_EQ(cls(with(absl::DataLossError(""), ErrorReason::kMismatchedAnswer)),
+            FailureClass::kTransient);
+  EXPECT_FALSE(CountsAsAttempt(FailureClass::kUnreachable));
+  EXPECT_TRUE(CountsAsAttempt(FailureClass::kDeadline));
+  EXPECT_FALSE(IsRetryable(FailureClass::kPermanent));
 }
 
 TEST_F(SnapshotCoordinatorTest, WaitsForALeaderAndFailsAtTheDeadline) {
@@ -502,10 +648,41 @@ TEST_F(SnapshotCoordinatorTest, BadRequestsRecordNothing) {
   req.set_label(std::string(300, 'x'));
   EXPECT_THAT(coordinator_->CreateSnapshot(req),
               StatusIs(absl::StatusCode::kInvalidArgument, "label"));
-  clock_.Advance(absl::Seconds(11));  // the only node is now dead
+  req.set_label("nightly\n2026-11-27 INFO forged log line");
   EXPECT_THAT(
-      coordinator_->CreateSnapshot({}),
-      StatusIs(absl::StatusCode::kFailedPrecondition, "no live leader"));
+      coordinator_->CreateSnapshot(req),
+      StatusIs(absl::StatusCode::kInvalidArgument, "control character"));
+  req.set_label("bad\x1b[31m");
+  EXPECT_THAT(
+      coordinator_->CreateSnapshot(req),
+      StatusIs(absl::StatusCode::kInvalidArgument, "control character"));
+  req.set_label("caf\xc3");
+  EXPECT_THAT(coordinator_->CreateSnapshot(req),
+              StatusIs(absl::StatusCode::kInvalidArgument, "UTF-8"));
+  // Malformed ids are INVALID_ARGUMENT, not NOT_FOUND.
+  for (std::string bad :
+       {std::string("../../etc"), std::string("a/b"), std::string(""),
+        std::string("a\0b", 3), std::string(10000, 'x')}) {
+    auto g = coordinator_->GetSnapshot(bad);
+    EXPECT_THAT(g, StatusIs(absl::StatusCode::kInvalidArgument)) << bad;
+    EXPECT_LT(g.status().message().size(), 300u);
+    EXPECT_THAT(coordinator_->CancelSnapshot(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(coordinator_->VerifySnapshot(bad),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  EXPECT_THAT(coordinator_->GetSnapshot("20260101T000000.000Z-00000000"),
+              StatusIs(absl::StatusCode::kNotFound));
+  req.set_label("");
+  Beat("b", 2, 3, 1);
+  Beat("c", 5, 1, 1);
+  clock_.Advance(absl::Seconds(6));
+  Beat("b", 2, 3, 1);
+  clock_.Advance(absl::Seconds(6));  // a and c are now dead, b is alive
+  // Every leaderless partition is listed, not only the first.
+  EXPECT_THAT(coordinator_->CreateSnapshot({}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "3 of 6 partitions have no usable leader: 0-1,5"));
   EXPECT_TRUE(coordinator_->ListSnapshots(0).empty());
   auto all = store_->LoadAll();
   ASSERT_OK(all);

@@ -1,0 +1,65 @@
+#include "controller/retry_policy.h"
+
+#include "common/error_reason.h"
+
+namespace shutter::controller {
+
+FailureClass ClassifyCheckpointFailure(const absl::Status& error) {
+  switch (GetErrorReason(error)) {
+    case ErrorReason::kStaleEpoch:
+    case ErrorReason::kNotLeader:
+    case ErrorReason::kNotHosted:
+    case ErrorReason::kWrongIncarnation:
+      return FailureClass::kLeadership;
+    case ErrorReason::kNodeBusy:
+      return FailureClass::kBusy;
+    case ErrorReason::kNodeUnavailable:
+      return FailureClass::kUnreachable;
+    case ErrorReason::kMismatchedAnswer:
+      return FailureClass::kTransient;
+    case ErrorReason::kCheckpointFailed:
+      switch (error.code()) {
+        case absl::StatusCode::kResourceExhausted:
+        case absl::StatusCode::kUnavailable:
+        case absl::StatusCode::kAborted:
+          return FailureClass::kTransient;
+        default:
+          return FailureClass::kPermanent;
+      }
+    case ErrorReason::kCancelled:
+    case ErrorReason::kInvalidRequest:
+      return FailureClass::kPermanent;
+    case ErrorReason::kUnspecified:
+      break;
+  }
+  // No reason: no node answered; the transport speaks.
+  switch (error.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kCancelled:
+      return FailureClass::kUnreachable;
+    case absl::StatusCode::kDeadlineExceeded:
+      return FailureClass::kDeadline;
+    default:
+      return FailureClass::kPermanent;
+  }
+}
+
+absl::string_view FailureClassName(FailureClass c) {
+  switch (c) {
+    case FailureClass::kUnreachable:
+      return "unreachable";
+    case FailureClass::kLeadership:
+      return "leadership";
+    case FailureClass::kBusy:
+      return "busy";
+    case FailureClass::kDeadline:
+      return "deadline";
+    case FailureClass::kTransient:
+      return "transient";
+    case FailureClass::kPermanent:
+      return "permanent";
+  }
+  return "?";
+}
+
+}  // namespace shutter::controller

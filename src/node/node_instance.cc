@@ -1,0 +1,77 @@
+#include "node/node_instance.h"
+
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/fs.h"
+#include "common/status_macros.h"
+#include "common/text.h"
+
+namespace shutter::node {
+
+namespace {
+constexpr char kFileName[] = "NODE_INSTANCE";
+
+std::string RandomHex128() {
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < 4; ++i) absl::StrAppendFormat(&out, "%08x", rd());
+  return out;
+}
+
+bool IsHex32(absl::string_view s) {
+  if (s.size() != 32) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+}  // namespace
+
+absl::StatusOr<NodeInstanceInfo> StartNodeInstance(const std::string& data_dir,
+                                                   const std::string& node_id) {
+  const std::string path = absl::StrCat(data_dir, "/", kFileName);
+  NodeInstanceInfo info;
+  if (fs::Exists(path)) {
+    ASSIGN_OR_RETURN(std::string text, fs::ReadFile(path));
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (line.empty()) continue;
+      std::pair<absl::string_view, absl::string_view> kv =
+          absl::StrSplit(line, absl::MaxSplits('=', 1));
+      if (kv.first == "node_id") {
+        info.node_id = std::string(kv.second);
+      } else if (kv.first == "instance_id") {
+        info.instance_id = std::string(kv.second);
+      } else if (kv.first == "start_count") {
+        if (!absl::SimpleAtoi(kv.second, &info.start_count)) {
+          info.start_count = 0;
+          info.instance_id.clear();  // reported as malformed below
+        }
+      }
+    }
+    if (info.node_id.empty() || !IsHex32(info.instance_id)) {
+      return absl::DataLossError(
+          absl::StrCat(path,
+                       " is malformed; it must hold node_id=, "
+                       "instance_id= (32 hex digits) and start_count="));
+    }
+    if (info.node_id != node_id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the data directory ", data_dir, " belongs to node ",
+          Quote(info.node_id), ", not ", Quote(node_id), " (see ", path, ")"));
+    }
+  } else {
+    info.node_id = node_id;
+    info.instance_id = RandomHex128();
+  }
+  ++info.start_count;
+  RETURN_IF_ERROR(fs::WriteFileAtomically(
+      path, absl::StrFormat("node_id=%s\ninstance_id=%s\nstart_count=%d\n",
+                            info.node_id, info.instance_id, info.start_count)));
+  return info;
+}
+
+}  // namespace shutter::node
