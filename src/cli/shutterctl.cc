@@ -18,10 +18,11 @@
 #include "cli/table.h"
 #include "common/ids.h"
 #include "common/rpc.h"
+#include "common/text.h"
+#include "controller/job_states.h"
 #include "google/protobuf/util/json_util.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
-#include "controller/job_states.h"
 
 namespace shutter::cli {
 namespace {
@@ -35,8 +36,11 @@ struct Global {
   int timeout_ms = 30000;
 };
 
+// Everything printed that came from the server or a user is passed
+// through EscapeForTerminal: a label or an error message cannot move the
+// cursor, change colours or break a table row.
 int Fail(absl::string_view msg, int code = 1) {
-  std::fprintf(stderr, "shutterctl: %s\n", std::string(msg).c_str());
+  std::fprintf(stderr, "shutterctl: %s\n", EscapeForTerminal(msg).c_str());
   return code;
 }
 
@@ -92,17 +96,35 @@ int NodesList(const Global& g) {
     return 0;
   }
   Table t({"NODE", "ADDRESS", "STATE", "LAST SEEN", "CAPACITY", "IN FLIGHT",
-           "QUEUED", "HOSTED", "LEADS"});
+           "QUEUED", "HOSTED", "LEADS", "INCARNATION"});
   for (const auto& n : resp.nodes()) {
-    t.Add({n.node_id(), n.address(), n.alive() ? "alive" : "DEAD",
+    t.Add({n.node_id(), EscapeForTerminal(n.address()),
+           n.alive() ? "alive" : "DEAD",
            absl::StrFormat("%.1fs ago", n.millis_since_heartbeat() / 1000.0),
            absl::StrCat(n.checkpoint_capacity()),
            absl::StrCat(n.checkpoints_in_flight()),
            absl::StrCat(n.checkpoints_queued()),
            absl::StrCat(n.partitions_hosted()),
-           absl::StrCat(n.partitions_led())});
+           absl::StrCat(n.partitions_led()),
+           absl::StrCat(n.instance_id().substr(0, 8), " #", n.start_count())});
   }
   std::cout << t.Render();
+  return 0;
+}
+
+int NodesRemove(const Global& g, const std::string& node_id) {
+  Client c(g);
+  RemoveNodeRequest req;
+  req.set_node_id(node_id);
+  RemoveNodeResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::RemoveNode, req, &resp);
+  if (!s.ok()) return FailRpc(s, "remove node");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "node " << node_id << " removed (it reported "
+              << resp.node().partitions_hosted() << " partitions)\n";
+  }
   return 0;
 }
 
@@ -146,7 +168,8 @@ void PrintSnapshot(const Global& g, const Snapshot& s) {
     if (t.state() == PARTITION_TASK_STATE_PUBLISHED) ++published;
   }
   std::cout << "Snapshot:   " << s.snapshot_id() << "\n"
-            << "Label:      " << (s.label().empty() ? "-" : s.label()) << "\n"
+            << "Label:      "
+            << (s.label().empty() ? "-" : EscapeForTerminal(s.label())) << "\n"
             << "State:      " << StateName(s.state()) << "\n"
             << "Created:    " << HumanTime(s.created_at_micros()) << " UTC\n"
             << "Finished:   " << HumanTime(s.finished_at_micros()) << "\n";
@@ -162,18 +185,22 @@ void PrintSnapshot(const Global& g, const Snapshot& s) {
   if (!s.manifest_path().empty()) {
     std::cout << "Manifest:   " << s.manifest_path() << "\n";
   }
-  if (!s.error().empty()) std::cout << "Error:      " << s.error() << "\n";
+  if (!s.error().empty()) {
+    std::cout << "Error:      " << EscapeForTerminal(s.error()) << "\n";
+  }
   std::cout << "\n";
   Table t({"PARTITION", "STATE", "NODE", "EPOCH", "APPLIED", "FILES", "SIZE",
            "TIME", "ATTEMPTS", "ERROR"});
   for (const auto& p : s.partitions()) {
-    t.Add({absl::StrCat(p.partition_id()), TaskStateName(p.state()),
-           p.node_id(), absl::StrCat(p.leader_epoch()),
-           absl::StrCat(p.applied_index()), absl::StrCat(p.file_count()),
-           HumanBytes(p.total_bytes()),
-           absl::StrFormat("%dms", p.duration_millis()),
-           absl::StrCat(p.attempts()),
-           p.last_error().empty() ? "-" : p.last_error()});
+    t.Add(
+        {absl::StrCat(p.partition_id()), TaskStateName(p.state()), p.node_id(),
+         absl::StrCat(p.leader_epoch()), absl::StrCat(p.applied_index()),
+         absl::StrCat(p.file_count()), HumanBytes(p.total_bytes()),
+         absl::StrFormat("%dms", p.duration_millis()),
+         p.unreachable() == 0 ? absl::StrCat(p.attempts())
+                              : absl::StrCat(p.attempts(), " (",
+                                             p.unreachable(), " unreachable)"),
+         p.last_error().empty() ? "-" : EscapeForTerminal(p.last_error())});
   }
   std::cout << t.Render();
 }
@@ -296,8 +323,8 @@ int VerifySnapshot(Global g, const std::string& id) {
         HumanBytes(resp.bytes_checked()),
         resp.ok() ? "OK" : absl::StrCat(resp.problems_size(), " problem(s)"));
     for (const auto& p : resp.problems()) {
-      std::cout << "  partition " << p.partition_id() << ": " << p.error()
-                << "\n";
+      std::cout << "  partition " << p.partition_id() << ": "
+                << EscapeForTerminal(p.error()) << "\n";
     }
   }
   if (!resp.ok()) {
@@ -328,7 +355,7 @@ int ListSnapshots(const Global& g, uint32_t limit) {
                   "%.2fs",
                   (x.finished_at_micros() - x.created_at_micros()) / 1e6);
     t.Add({x.snapshot_id(), StateName(x.state()),
-           x.label().empty() ? "-" : x.label(),
+           x.label().empty() ? "-" : EscapeForTerminal(x.label()),
            HumanTime(x.created_at_micros()), dur,
            absl::StrFormat(
                "%d/%d%s", x.partitions_published(), x.partitions_total(),
@@ -442,6 +469,11 @@ int Main(int argc, char** argv) {
   nodes->add_subcommand("list", "List nodes with liveness")->callback([&] {
     rc = NodesList(g);
   });
+  std::string node_id;
+  auto* remove = nodes->add_subcommand(
+      "remove", "Forget a dead node that left the cluster (refused if alive)");
+  remove->add_option("id", node_id, "Node id")->required();
+  remove->callback([&] { rc = NodesRemove(g, node_id); });
   auto* parts =
       app.add_subcommand("partitions", "Partitions")->require_subcommand(1);
   parts->add_subcommand("list", "List partitions and their leaders")
@@ -504,6 +536,32 @@ int Main(int argc, char** argv) {
   } catch (const CLI::CallForHelp&) {
     std::cout << app.help();
     return 0;
+  } catch (const CLI::RequiredError& e) {
+    // "A subcommand is required": say which word was not understood, and
+    // what would have been.
+    CLI::App* at = &app;
+    std::string path = "shutterctl";
+    for (;;) {
+      auto parsed = at->get_subcommands();
+      if (parsed.empty()) break;
+      at = parsed.front();
+      path += " " + at->get_name();
+    }
+    std::vector<std::string> choices;
+    for (const CLI::App* sub : at->get_subcommands({})) {
+      choices.push_back(sub->get_name());
+    }
+    const std::vector<std::string> rest = at->remaining();
+    if (choices.empty()) return Fail(e.what(), 2);
+    if (!rest.empty()) {
+      return Fail(absl::StrCat("unknown command ", Quote(rest.front()),
+                               " for \"", path, "\" (expected one of: ",
+                               absl::StrJoin(choices, ", "), ")"),
+                  2);
+    }
+    return Fail(absl::StrCat("\"", path, "\" needs a command: ",
+                             absl::StrJoin(choices, ", ")),
+                2);
   } catch (const CLI::ParseError& e) {
     std::string msg = e.what();
     if (msg.empty()) msg = "bad usage (see --help)";

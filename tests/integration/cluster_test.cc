@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
@@ -59,16 +60,19 @@ class ClusterTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    cluster_.CloseChannels();
-    // Graceful stop: every daemon must exit 0 on SIGTERM.
+    // Graceful stop: every daemon must exit 0 on SIGTERM, and promptly:
+    // idle connections (this test's channel to the controller, the
+    // controller's to the nodes, the nodes' to the controller) must not
+    // hold it for the grace period (5 s controller, 10 s node).
+    ASSERT_TRUE(cluster_.ListPartitions().partitions_size() > 0);
     for (int i = 0; i < kNodes; ++i) {
       if (!cluster_.node_running(i)) continue;
-      auto st = cluster_.StopNode(i, SIGTERM);
-      ASSERT_OK(st);
+      auto st = cluster_.StopNode(i, SIGTERM, absl::Seconds(4));
+      ASSERT_OK(st) << "node " << i << " did not stop within 4 s";
       EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << "node " << i;
     }
-    auto st = cluster_.StopController(SIGTERM);
-    ASSERT_OK(st);
+    auto st = cluster_.StopController(SIGTERM, absl::Seconds(3));
+    ASSERT_OK(st) << "controller did not stop within 3 s";
     EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
     if (HasFailure()) {
       for (const auto& e : stdfs::directory_iterator(tmp_.path())) {
@@ -198,7 +202,7 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
     std::vector<std::string> cols =
         absl::StrSplit(line, "  ", absl::SkipWhitespace());
     // "LAST SEEN" / "IN FLIGHT" / "0.1s ago" contain single spaces only.
-    EXPECT_EQ(cols.size(), 9u) << line;
+    EXPECT_EQ(cols.size(), 10u) << line;
   }
 }
 
@@ -262,6 +266,207 @@ TEST_F(ClusterTest, BadRequestsGetClearErrorsAndRecordNothing) {
   ASSERT_OK(rc);
   EXPECT_EQ(*rc, 2);
   EXPECT_NE(err.find("unsupported scheme"), std::string::npos) << err;
+}
+
+// Exactly one line, ending in a newline.
+bool OneLine(const std::string& s) {
+  return !s.empty() && s.find('\n') == s.size() - 1;
+}
+
+TEST_F(ClusterTest, DaemonsRefuseBadOptionsNamingThem) {
+  std::string out, err;
+  auto node = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {SHUTTER_NODE_BIN,
+                                     "--node-id",
+                                     "x",
+                                     "--partitions",
+                                     "0",
+                                     "--repository",
+                                     repo_dir_,
+                                     "--controller",
+                                     cluster_.controller_address()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto rc = RunCommand(argv, &out, &err, absl::Seconds(30));
+    EXPECT_OK(rc);
+    return rc.ok() ? *rc : -1;
+  };
+  auto controller = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {SHUTTER_CONTROLLER_BIN, "--repository",
+                                     tmp_.Sub("repo2")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto rc = RunCommand(argv, &out, &err, absl::Seconds(30));
+    EXPECT_OK(rc);
+    return rc.ok() ? *rc : -1;
+  };
+  // Ports past 65535 are refused (gRPC would take them modulo 65536).
+  EXPECT_EQ(node({"--data-dir", tmp_.Sub("x"), "--listen", "127.0.0.1:99999"}),
+            2);
+  EXPECT_NE(err.find("--listen"), std::string::npos) << err;
+  EXPECT_NE(err.find("65535"), std::string::npos) << err;
+  EXPECT_EQ(
+      controller({"--data-dir", tmp_.Sub("c"), "--listen", "127.0.0.1:99999"}),
+      2);
+  EXPECT_NE(err.find("--listen"), std::string::npos) << err;
+  EXPECT_EQ(node({"--data-dir", tmp_.Sub("x"), "--controller", "localhost"}),
+            2);
+  EXPECT_NE(err.find("--controller"), std::string::npos) << err;
+  // An unusable data directory: a file, or below a file.
+  const std::string file = tmp_.Sub("a-file");
+  { std::ofstream(file) << "x"; }
+  for (const std::string& dir : {file, file + "/sub"}) {
+    EXPECT_EQ(node({"--data-dir", dir, "--listen", "127.0.0.1:0"}), 2) << dir;
+    EXPECT_NE(err.find("--data-dir"), std::string::npos) << err;
+    EXPECT_TRUE(OneLine(err)) << err;
+    EXPECT_EQ(controller({"--data-dir", dir, "--listen", "127.0.0.1:0"}), 2);
+    EXPECT_NE(err.find("--data-dir"), std::string::npos) << err;
+  }
+  // A busy port: one line from the daemon, no raw gRPC log line before it.
+  // Nothing else happened: the node's epochs were not raised (it binds
+  // before it takes leadership).
+  EXPECT_EQ(controller({"--data-dir", tmp_.Sub("c"), "--listen",
+                        cluster_.controller_address()}),
+            2);
+  EXPECT_TRUE(OneLine(err)) << err;
+  EXPECT_NE(err.find("--listen"), std::string::npos) << err;
+  EXPECT_NE(err.find("already in use"), std::string::npos) << err;
+  EXPECT_EQ(
+      node({"--data-dir", tmp_.Sub("x"), "--listen", cluster_.node_address(1)}),
+      2);
+  EXPECT_TRUE(OneLine(err)) << err;
+  EXPECT_NE(err.find("already in use"), std::string::npos) << err;
+}
+
+TEST_F(ClusterTest, AdminApiAnswersMalformedInputWithInvalidArgument) {
+  AdminService::Stub* admin = cluster_.admin();
+  auto code_and_message = [](const grpc::Status& s) {
+    return absl::StrCat(s.error_code(), " ", s.error_message());
+  };
+  // A 10 KB id: a short INVALID_ARGUMENT, not RESOURCE_EXHAUSTED because
+  // the whole id was echoed into the error.
+  for (const std::string& id :
+       {std::string(10000, 'x'), std::string("../../etc"), std::string("a/b"),
+        std::string(""), std::string("a\0b", 3)}) {
+    grpc::ClientContext c1, c2, c3;
+    GetSnapshotRequest g;
+    g.set_snapshot_id(id);
+    GetSnapshotResponse gr;
+    grpc::Status s = admin->GetSnapshot(&c1, g, &gr);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << code_and_message(s);
+    EXPECT_LT(s.error_message().size(), 300u);
+    CancelSnapshotRequest c;
+    c.set_snapshot_id(id);
+    CancelSnapshotResponse cr;
+    s = admin->CancelSnapshot(&c2, c, &cr);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << code_and_message(s);
+    VerifySnapshotRequest v;
+    v.set_snapshot_id(id);
+    VerifySnapshotResponse vr;
+    s = admin->VerifySnapshot(&c3, v, &vr);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << code_and_message(s);
+  }
+  // A label that is not UTF-8 cannot even be parsed: INVALID_ARGUMENT with
+  // a reason, not a bare INTERNAL.
+  {
+    grpc::ClientContext ctx;
+    CreateSnapshotRequest req;
+    req.set_label(std::string("caf\xc3", 4));
+    CreateSnapshotResponse resp;
+    grpc::Status s = admin->CreateSnapshot(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << code_and_message(s);
+    EXPECT_NE(s.error_message().find("UTF-8"), std::string::npos)
+        << code_and_message(s);
+  }
+  // Control characters in a label are refused, through the CLI too.
+  std::string out, err;
+  EXPECT_EQ(Ctl({"snapshots", "create", "--label",
+                 "x\n2026-11-27 I controller forged line\x1b[2J"},
+                &out, &err),
+            1);
+  EXPECT_NE(err.find("control character"), std::string::npos) << err;
+  EXPECT_TRUE(OneLine(err)) << err;
+  // A node refuses a 10 KB snapshot id with a short message too.
+  auto node = NodeService::NewStub(MakeChannel(cluster_.node_address(0)));
+  grpc::ClientContext ctx;
+  CreateCheckpointRequest ck;
+  ck.set_snapshot_id(std::string(10000, 'y'));
+  CreateCheckpointResponse ckr;
+  grpc::Status s = node->CreateCheckpoint(&ctx, ck, &ckr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << code_and_message(s);
+  EXPECT_LT(s.error_message().size(), 300u);
+  // An unknown command names the word.
+  EXPECT_EQ(Ctl({"snapshots", "frobnicate"}, &out, &err), 2);
+  EXPECT_NE(err.find("frobnicate"), std::string::npos) << err;
+  EXPECT_NE(err.find("create"), std::string::npos) << err;
+  // Nothing was recorded.
+  ASSERT_EQ(Ctl({"-o", "json", "snapshots", "list"}, &out, &err), 0);
+  ListSnapshotsResponse list;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &list).ok());
+  EXPECT_EQ(list.snapshots_size(), 0);
+}
+
+TEST_F(ClusterTest, DataPlaneAnswersFitAClientWithDefaultLimits) {
+  const std::string leader = ListPartitions().partitions(0).leader_address();
+  // A client with gRPC's default 4 MiB receive limit.
+  auto data = PartitionData::NewStub(
+      grpc::CreateChannel(leader, grpc::InsecureChannelCredentials()));
+  auto write = [&](std::vector<std::pair<std::string, size_t>> kvs) {
+    grpc::ClientContext ctx;
+    WriteRequest req;
+    req.set_partition_id(0);
+    for (auto& [k, size] : kvs) {
+      auto* put = req.add_mutations()->mutable_put();
+      put->set_key(k);
+      put->set_value(std::string(size, 'v'));
+    }
+    WriteResponse resp;
+    return data->Write(&ctx, req, &resp);
+  };
+  grpc::Status s = write({{"too-big", (1 << 20) + 1}});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("limit"), std::string::npos)
+      << s.error_message();
+  for (int i = 0; i < 10; i += 2) {
+    ASSERT_TRUE(write({{absl::StrCat("big-", i), 512 << 10},
+                       {absl::StrCat("big-", i + 1), 512 << 10}})
+                    .ok());
+  }
+  // Scan pages are bounded by bytes: all ten values come back, in pages.
+  std::string start = "big-";
+  int seen = 0, pages = 0;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ScanRequest req;
+    req.set_partition_id(0);
+    req.set_start_key(start);
+    req.set_end_key("big-~");
+    ScanResponse resp;
+    grpc::Status st = data->Scan(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    seen += resp.entries_size();
+    ++pages;
+    if (resp.next_key().empty()) break;
+    start = resp.next_key();
+  }
+  EXPECT_EQ(seen, 10);
+  EXPECT_GE(pages, 3);
+  // A Get whose answer would not fit is refused with the reason.
+  grpc::ClientContext ctx;
+  GetRequest get;
+  get.set_partition_id(0);
+  for (int i = 0; i < 10; ++i) get.add_keys(absl::StrCat("big-", i));
+  GetResponse gr;
+  s = data->Get(&ctx, get, &gr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << s.error_message();
+  grpc::ClientContext ctx2;
+  get.mutable_keys()->DeleteSubrange(4, 6);
+  ASSERT_TRUE(data->Get(&ctx2, get, &gr).ok());
+  EXPECT_EQ(gr.results_size(), 4);
 }
 
 }  // namespace

@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/rpc.h"
-#include "shutter/v1/partition_data.grpc.pb.h"
 #include "controller/job_states.h"
+#include "shutter/v1/partition_data.grpc.pb.h"
 
 namespace shutter::testing {
 
@@ -79,10 +79,10 @@ absl::Status LocalCluster::StartController(
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> LocalCluster::StopController(int sig) {
-  admin_.reset();
+absl::StatusOr<int> LocalCluster::StopController(int sig,
+                                                 absl::Duration timeout) {
   if (!controller_) return absl::FailedPreconditionError("not running");
-  auto st = controller_->Stop(sig, absl::Seconds(30));
+  auto st = controller_->Stop(sig, timeout);
   controller_.reset();
   return st;
 }
@@ -134,9 +134,10 @@ absl::Status LocalCluster::StartNode(int i,
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> LocalCluster::StopNode(int i, int sig) {
+absl::StatusOr<int> LocalCluster::StopNode(int i, int sig,
+                                           absl::Duration timeout) {
   if (!nodes_[i].process) return absl::FailedPreconditionError("not running");
-  auto st = nodes_[i].process->Stop(sig, absl::Seconds(30));
+  auto st = nodes_[i].process->Stop(sig, timeout);
   nodes_[i].process.reset();
   return st;
 }

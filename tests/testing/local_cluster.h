@@ -39,8 +39,10 @@ class LocalCluster {
   // Starts (or restarts) the controller. The first start picks an
   // ephemeral port; restarts reuse it, since the nodes know only that.
   absl::Status StartController(std::vector<std::string> extra_flags = {});
-  // Signals the controller and waits; returns the wait status.
-  absl::StatusOr<int> StopController(int sig);
+  // Signals the controller and waits up to `timeout` (then SIGKILL and
+  // DEADLINE_EXCEEDED); returns the wait status.
+  absl::StatusOr<int> StopController(
+      int sig, absl::Duration timeout = absl::Seconds(30));
 
   // Starts node i hosting (and leading) its own range of partitions, or
   // `partitions` / `leader_for` when given (id lists as the flags take).
@@ -51,7 +53,8 @@ class LocalCluster {
   // returns the node's epoch for it afterwards.
   absl::StatusOr<uint64_t> SetRole(int i, uint32_t partition, bool leader,
                                    uint64_t min_epoch = 0);
-  absl::StatusOr<int> StopNode(int i, int sig);
+  absl::StatusOr<int> StopNode(int i, int sig,
+                               absl::Duration timeout = absl::Seconds(30));
   absl::Status StartAllNodes(std::vector<std::string> extra_flags = {});
   void StopAllNodes();
   bool node_running(int i) const { return nodes_[i].process != nullptr; }
@@ -88,16 +91,17 @@ class LocalCluster {
   std::string repo_dir() const { return options_.dir + "/repo"; }
   static std::string NodeId(int i);
 
-  // Drops this process' channel to the controller (an idle channel would
-  // make the controller's graceful shutdown wait its full grace period).
+  // Drops this process' channel to the controller.
   void CloseChannels() { admin_.reset(); }
+
+  // The admin API of the controller (a channel kept open).
+  shutter::v1::AdminService::Stub* admin();
 
  private:
   struct Node {
     std::unique_ptr<Subprocess> process;
     std::string address;
   };
-  shutter::v1::AdminService::Stub* admin();
 
   const Options options_;
   std::unique_ptr<Subprocess> controller_;
