@@ -1,6 +1,8 @@
 #include "node/node_services.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
+#include "common/ids.h"
 #include "common/rpc.h"
 
 namespace shutter::node {
@@ -41,8 +43,14 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
 grpc::ServerUnaryReactor* NodeServiceImpl::CancelCheckpoints(
     grpc::CallbackServerContext* ctx, const CancelCheckpointsRequest* request,
     CancelCheckpointsResponse* response) {
-  taker_->CancelSnapshot(request->snapshot_id());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status valid = CheckSafeId("snapshot_id", request->snapshot_id());
+  if (!valid.ok()) {
+    reactor->Finish(ToGrpcStatus(
+        WithReason(valid, ErrorReason::kInvalidRequest), ctx));
+    return reactor;
+  }
+  taker_->CancelSnapshot(request->snapshot_id());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
