@@ -33,7 +33,7 @@ HeartbeatRequest Beat(const std::string& node,
 class NodeRegistryTest : public ::testing::Test {
  protected:
   FakeClock clock_;
-  NodeRegistry registry_{{absl::Seconds(10)}, &clock_};
+  NodeRegistry registry_{{absl::Seconds(10), "", ""}, &clock_};
 };
 
 TEST_F(NodeRegistryTest, LeaderIsLiveClaimantWithHighestEpoch) {

@@ -188,7 +188,7 @@ class SnapshotCoordinatorTest : public ::testing::Test {
 
   testing::TempDir tmp_;
   FakeClock clock_;
-  NodeRegistry registry_{{absl::Seconds(10)}, &clock_};
+  NodeRegistry registry_{{absl::Seconds(10), "", ""}, &clock_};
   FakeTransport transport_;
   std::unique_ptr<ManualTimer> timer_;
   std::unique_ptr<snapshot::FsRepository> repo_;
