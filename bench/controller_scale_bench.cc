@@ -19,6 +19,7 @@
 // --smoke runs small versions of S1 and S3 (CI).
 //
 // Usage: controller_scale_bench [--smoke] [--huge] [--only S2]
+//          [--controller-bin PATH]   (default: the one built with it)
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -349,6 +350,7 @@ class Bench {
 int main(int argc, char** argv) {
   bool smoke = false, huge = false;
   std::string only;
+  std::string controller_bin = SHUTTER_CONTROLLER_BIN;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--smoke") {
@@ -357,6 +359,8 @@ int main(int argc, char** argv) {
       huge = true;
     } else if (a == "--only" && i + 1 < argc) {
       only = argv[++i];
+    } else if (a == "--controller-bin" && i + 1 < argc) {
+      controller_bin = argv[++i];
     } else {
       Die("usage: controller_scale_bench [--smoke] [--huge] [--only S2]");
     }
@@ -370,7 +374,7 @@ int main(int argc, char** argv) {
                  {"S3", 100, 16, 4, 200, false}};
     if (huge) scenarios.push_back({"S4", 10000, 10, 4, 0, false});
   }
-  Bench bench(SHUTTER_CONTROLLER_BIN, 1000);
+  Bench bench(controller_bin, 1000);
   std::printf("%-3s %6s %7s %4s %5s | %9s %10s %8s %9s %8s %9s %9s %6s | %s\n",
               "", "nodes", "parts", "cap", "delay", "create ms", "commit s",
               "cpu s", "cpu ms/p", "rss MiB", "KiB/p rss", "B written/p",
