@@ -106,14 +106,49 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req) {
                  req.node_id(), Quote(req.instance().instance_id()),
                  req.instance().start_count(), Quote(req.address()));
   }
-  NodeState& n = nodes_[req.node_id()];
-  n.instance_id = req.instance().instance_id();
-  n.start_count = req.instance().start_count();
-  n.address = req.address();
-  n.capacity = req.checkpoint_capacity();
-  n.last_heartbeat = clock_->Now();
-  n.partitions.assign(req.partitions().begin(), req.partitions().end());
+  NodeState fresh;
+  fresh.instance_id = req.instance().instance_id();
+  fresh.start_count = req.instance().start_count();
+  fresh.address = req.address();
+  fresh.capacity = req.checkpoint_capacity();
+  fresh.last_heartbeat = clock_->Now();
+  fresh.partitions.assign(req.partitions().begin(), req.partitions().end());
+  fresh.index.reserve(fresh.partitions.size());
+  for (uint32_t i = 0; i < fresh.partitions.size(); ++i) {
+    fresh.index[fresh.partitions[i].partition_id()] = i;
+  }
+  auto old = nodes_.find(req.node_id());
+  ReindexLocked(req.node_id(), old == nodes_.end() ? nullptr : &old->second,
+                &fresh);
+  nodes_[req.node_id()] = std::move(fresh);
   return absl::OkStatus();
+}
+
+void NodeRegistry::ReindexLocked(const std::string& id,
+                                 const NodeState* old_state,
+                                 const NodeState* new_state) {
+  // Usually the same set: only differences touch the index.
+  if (old_state != nullptr) {
+    for (const auto& p : old_state->partitions) {
+      if (new_state != nullptr && new_state->index.count(p.partition_id())) {
+        continue;
+      }
+      auto it = partition_nodes_.find(p.partition_id());
+      if (it == partition_nodes_.end()) continue;
+      auto& ids = it->second;
+      ids.erase(std::remove(ids.begin(), ids.end(), id), ids.end());
+      if (ids.empty()) partition_nodes_.erase(it);
+    }
+  }
+  if (new_state != nullptr) {
+    for (const auto& p : new_state->partitions) {
+      if (old_state != nullptr && old_state->index.count(p.partition_id())) {
+        continue;
+      }
+      auto& ids = partition_nodes_[p.partition_id()];
+      ids.insert(std::lower_bound(ids.begin(), ids.end(), id), id);
+    }
+  }
 }
 
 bool NodeRegistry::AliveLocked(const NodeState& n) const {
@@ -141,7 +176,7 @@ NodeInfo NodeRegistry::InfoLocked(const std::string& id,
 }
 
 std::vector<NodeInfo> NodeRegistry::ListNodes() const {
-  absl::MutexLock l(&mu_);
+  absl::ReaderMutexLock l(&mu_);
   std::vector<NodeInfo> out;
   for (const auto& [id, n] : nodes_) out.push_back(InfoLocked(id, n));
   return out;
@@ -161,6 +196,7 @@ absl::StatusOr<NodeInfo> NodeRegistry::RemoveNode(const std::string& node_id) {
         info.millis_since_heartbeat(),
         " ms ago); stop it first, then remove it once it is listed as dead"));
   }
+  ReindexLocked(node_id, &it->second, nullptr);
   nodes_.erase(it);
   spdlog::info("node {} removed ({} partitions it reported are forgotten)",
                node_id, info.partitions_hosted());
@@ -168,7 +204,7 @@ absl::StatusOr<NodeInfo> NodeRegistry::RemoveNode(const std::string& node_id) {
 }
 
 bool NodeRegistry::IsAlive(const std::string& node_id) const {
-  absl::MutexLock l(&mu_);
+  absl::ReaderMutexLock l(&mu_);
   auto it = nodes_.find(node_id);
   return it != nodes_.end() && AliveLocked(it->second);
 }
@@ -176,40 +212,38 @@ bool NodeRegistry::IsAlive(const std::string& node_id) const {
 PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
   PartitionInfo info;
   info.set_partition_id(partition_id);
+  auto reporters = partition_nodes_.find(partition_id);
+  if (reporters == partition_nodes_.end()) return info;
   // Highest epoch among live leadership claims, and who claims it.
   uint64_t best_epoch = 0;
-  std::vector<std::string> claimants;
-  for (const auto& [id, n] : nodes_) {
-    bool alive = AliveLocked(n);
-    for (const auto& p : n.partitions) {
-      if (p.partition_id() != partition_id) continue;
-      auto* r = info.add_replicas();
-      r->set_node_id(id);
-      r->set_role(p.role());
-      r->set_leader_epoch(p.leader_epoch());
-      r->set_applied_index(p.applied_index());
-      r->set_approximate_size_bytes(p.approximate_size_bytes());
-      r->set_alive(alive);
-      if (!alive || p.role() != shutter::v1::PARTITION_ROLE_LEADER) continue;
-      if (claimants.empty() || p.leader_epoch() > best_epoch) {
-        best_epoch = p.leader_epoch();
-        claimants = {id};
-      } else if (p.leader_epoch() == best_epoch) {
-        claimants.push_back(id);
-      }
+  std::vector<const std::string*> claimants;
+  const shutter::v1::HostedPartition* best = nullptr;
+  for (const std::string& id : reporters->second) {
+    const NodeState& n = nodes_.at(id);
+    const bool alive = AliveLocked(n);
+    const auto& p = n.partitions[n.index.at(partition_id)];
+    auto* r = info.add_replicas();
+    r->set_node_id(id);
+    r->set_role(p.role());
+    r->set_leader_epoch(p.leader_epoch());
+    r->set_applied_index(p.applied_index());
+    r->set_approximate_size_bytes(p.approximate_size_bytes());
+    r->set_alive(alive);
+    if (!alive || p.role() != shutter::v1::PARTITION_ROLE_LEADER) continue;
+    if (claimants.empty() || p.leader_epoch() > best_epoch) {
+      best_epoch = p.leader_epoch();
+      claimants = {&id};
+      best = &p;
+    } else if (p.leader_epoch() == best_epoch) {
+      claimants.push_back(&id);
     }
   }
   if (claimants.size() == 1) {
-    const NodeState& n = nodes_.at(claimants[0]);
-    info.set_leader_node_id(claimants[0]);
-    info.set_leader_address(n.address);
+    info.set_leader_node_id(*claimants[0]);
+    info.set_leader_address(nodes_.at(*claimants[0]).address);
     info.set_leader_epoch(best_epoch);
-    for (const auto& p : n.partitions) {
-      if (p.partition_id() == partition_id) {
-        info.set_applied_index(p.applied_index());
-        info.set_approximate_size_bytes(p.approximate_size_bytes());
-      }
-    }
+    info.set_applied_index(best->applied_index());
+    info.set_approximate_size_bytes(best->approximate_size_bytes());
   } else if (claimants.size() > 1) {
     info.set_conflict(true);
     info.set_leader_epoch(best_epoch);
@@ -218,20 +252,18 @@ PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
 }
 
 std::vector<PartitionInfo> NodeRegistry::ListPartitions() const {
-  absl::MutexLock l(&mu_);
-  std::set<uint32_t> ids;
-  for (const auto& [id, n] : nodes_) {
-    for (const auto& p : n.partitions) ids.insert(p.partition_id());
-  }
+  absl::ReaderMutexLock l(&mu_);
   std::vector<PartitionInfo> out;
-  out.reserve(ids.size());
-  for (uint32_t id : ids) out.push_back(DescribeLocked(id));
+  out.reserve(partition_nodes_.size());
+  for (const auto& entry : partition_nodes_) {
+    out.push_back(DescribeLocked(entry.first));
+  }
   return out;
 }
 
 absl::StatusOr<NodeRegistry::Leader> NodeRegistry::ResolveLeader(
     uint32_t partition_id) const {
-  absl::MutexLock l(&mu_);
+  absl::ReaderMutexLock l(&mu_);
   PartitionInfo info = DescribeLocked(partition_id);
   if (info.replicas_size() == 0) {
     return absl::NotFoundError(
@@ -264,7 +296,7 @@ absl::StatusOr<NodeRegistry::Leader> NodeRegistry::ResolveLeader(
 
 absl::StatusOr<uint32_t> NodeRegistry::Capacity(
     const std::string& node_id) const {
-  absl::MutexLock l(&mu_);
+  absl::ReaderMutexLock l(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) {
     return absl::NotFoundError(absl::StrCat("no node ", Quote(node_id)));
@@ -274,7 +306,7 @@ absl::StatusOr<uint32_t> NodeRegistry::Capacity(
 
 absl::StatusOr<std::string> NodeRegistry::Address(
     const std::string& node_id) const {
-  absl::MutexLock l(&mu_);
+  absl::ReaderMutexLock l(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) {
     return absl::NotFoundError(absl::StrCat("no node ", Quote(node_id)));

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,11 @@ namespace shutter::controller {
 //  - A heartbeat from a node whose repository identity differs from
 //    Options::repository_id (when set) is refused (FAILED_PRECONDITION).
 //  - A heartbeat replaces everything known about that node's partitions.
+//
+// Cost: an index from partition to the nodes reporting it is kept current
+// by heartbeats (O(the node's partitions) per heartbeat), so a leader
+// lookup is O(reporters of that partition) and listing every partition is
+// O(partitions), not O(partitions x nodes).
 //  - The leader of a partition is the live node claiming leadership with
 //    the highest epoch. If two or more live nodes claim the same highest
 //    epoch the partition is in conflict and has no usable leader.
@@ -102,19 +108,30 @@ class NodeRegistry {
     uint32_t capacity = 0;
     absl::Time last_heartbeat;
     std::vector<shutter::v1::HostedPartition> partitions;
+    // Position of each partition in `partitions`.
+    std::unordered_map<uint32_t, uint32_t> index;
   };
 
-  bool AliveLocked(const NodeState& n) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves node `id` in partition_nodes_ from old_state's partitions to
+  // new_state's (either may be null).
+  void ReindexLocked(const std::string& id, const NodeState* old_state,
+                     const NodeState* new_state)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  bool AliveLocked(const NodeState& n) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   shutter::v1::NodeInfo InfoLocked(const std::string& id,
                                    const NodeState& n) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   shutter::v1::PartitionInfo DescribeLocked(uint32_t partition_id) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   Clock* const clock_;
   mutable absl::Mutex mu_;
   std::map<std::string, NodeState> nodes_ ABSL_GUARDED_BY(mu_);
+  // Partition -> ids of the nodes reporting it (a handful each), ordered.
+  std::map<uint32_t, std::vector<std::string>> partition_nodes_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shutter::controller

@@ -1,5 +1,6 @@
 #include "controller/node_registry.h"
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
 
@@ -176,6 +177,40 @@ TEST_F(NodeRegistryTest, ForeignRepositoryIsRefused) {
   EXPECT_TRUE(registry.ListNodes().empty());
   beat.set_repository_id(o.repository_id);
   EXPECT_OK(registry.Heartbeat(beat));
+}
+
+TEST_F(NodeRegistryTest, PartitionIndexFollowsHeartbeats) {
+  ASSERT_OK(registry_.Heartbeat(Beat("a", {{0, true, 1}, {1, true, 1}})));
+  ASSERT_OK(registry_.Heartbeat(Beat("b", {{1, false, 0}, {2, true, 3}})));
+  auto parts = registry_.ListPartitions();
+  ASSERT_EQ(parts.size(), 3u);
+  EXPECT_EQ(parts[1].replicas_size(), 2);
+  // a drops 1 and takes 3; b takes 1 over at a higher epoch.
+  ASSERT_OK(registry_.Heartbeat(Beat("a", {{0, true, 1}, {3, true, 1}})));
+  ASSERT_OK(registry_.Heartbeat(Beat("b", {{1, true, 2}, {2, true, 3}})));
+  parts = registry_.ListPartitions();
+  ASSERT_EQ(parts.size(), 4u);
+  EXPECT_EQ(parts[1].replicas_size(), 1);
+  EXPECT_EQ(parts[1].leader_node_id(), "b");
+  EXPECT_EQ(registry_.ResolveLeader(3)->node_id, "a");
+  EXPECT_EQ(registry_.ResolveLeader(1)->epoch, 2u);
+  // An empty report clears the node's partitions from the index.
+  ASSERT_OK(registry_.Heartbeat(Beat("a", {})));
+  parts = registry_.ListPartitions();
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[0].partition_id(), 1u);
+  EXPECT_THAT(registry_.ResolveLeader(0),
+              StatusIs(absl::StatusCode::kNotFound));
+  // Many nodes, many partitions: every partition has exactly its reporters.
+  for (int n = 0; n < 50; ++n) {
+    std::vector<std::tuple<uint32_t, bool, uint64_t>> mine;
+    for (uint32_t p = 0; p < 20; ++p)
+      mine.emplace_back(100 + n * 20 + p, true, 1);
+    ASSERT_OK(registry_.Heartbeat(Beat(absl::StrCat("n", n), mine)));
+  }
+  parts = registry_.ListPartitions();
+  ASSERT_EQ(parts.size(), 2u + 1000u);
+  for (const auto& p : parts) EXPECT_EQ(p.replicas_size(), 1);
 }
 
 TEST_F(NodeRegistryTest, DeadNodesCanBeRemovedLiveOnesCannot) {
