@@ -154,19 +154,50 @@ int PartitionsList(const Global& g) {
   return 0;
 }
 
-void PrintSnapshot(const Global& g, const Snapshot& s) {
+// Fetches a snapshot: its fields, summary and partitions (every one with
+// `all`, else those that need attention: queued, running, waiting,
+// failed), paging through GetSnapshot.
+grpc::Status FetchSnapshot(Client& c, const std::string& id, bool all,
+                           GetSnapshotResponse* out) {
+  std::string token;
+  bool first = true;
+  for (;;) {
+    GetSnapshotRequest req;
+    req.set_snapshot_id(id);
+    req.set_page_size(10000);
+    req.set_page_token(token);
+    if (!all) {
+      for (auto st :
+           {PARTITION_TASK_STATE_QUEUED, PARTITION_TASK_STATE_RUNNING,
+            PARTITION_TASK_STATE_WAITING, PARTITION_TASK_STATE_FAILED}) {
+        req.add_states(st);
+      }
+    }
+    GetSnapshotResponse page;
+    grpc::Status s = c.Call(&AdminService::Stub::GetSnapshot, req, &page);
+    if (!s.ok()) return s;
+    if (first) {
+      *out = page;
+      first = false;
+    } else {
+      for (auto& p : *page.mutable_snapshot()->mutable_partitions()) {
+        *out->mutable_snapshot()->add_partitions() = std::move(p);
+      }
+    }
+    token = page.next_page_token();
+    if (token.empty()) break;
+  }
+  out->clear_next_page_token();
+  return grpc::Status::OK;
+}
+
+void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
   if (g.output == "json") {
-    GetSnapshotResponse r;
-    *r.mutable_snapshot() = s;
     std::cout << Json(r);
     return;
   }
-  uint64_t bytes = 0;
-  int published = 0;
-  for (const auto& t : s.partitions()) {
-    bytes += t.total_bytes();
-    if (t.state() == PARTITION_TASK_STATE_PUBLISHED) ++published;
-  }
+  const Snapshot& s = r.snapshot();
+  const SnapshotSummary& sum = r.summary();
   std::cout << "Snapshot:   " << s.snapshot_id() << "\n"
             << "Label:      "
             << (s.label().empty() ? "-" : EscapeForTerminal(s.label())) << "\n"
@@ -180,8 +211,15 @@ void PrintSnapshot(const Global& g, const Snapshot& s) {
                      (s.finished_at_micros() - s.created_at_micros()) / 1e6)
               << "\n";
   }
-  std::cout << "Partitions: " << published << "/" << s.partitions_size()
-            << " published, " << HumanBytes(bytes) << "\n";
+  std::cout << "Partitions: " << sum.partitions_published() << "/"
+            << sum.partitions_total() << " published, "
+            << HumanBytes(sum.total_bytes()) << "\n";
+  std::cout << absl::StrFormat(
+      "            %d running, %d queued, %d waiting, %d failed, %d "
+      "cancelled\n",
+      sum.partitions_running(), sum.partitions_queued(),
+      sum.partitions_waiting(), sum.partitions_failed(),
+      sum.partitions_cancelled());
   if (!s.manifest_path().empty()) {
     std::cout << "Manifest:   " << s.manifest_path() << "\n";
   }
@@ -189,6 +227,11 @@ void PrintSnapshot(const Global& g, const Snapshot& s) {
     std::cout << "Error:      " << EscapeForTerminal(s.error()) << "\n";
   }
   std::cout << "\n";
+  if (s.partitions().empty()) {
+    if (!all)
+      std::cout << "(no partition needs attention; --all lists every one)\n";
+    return;
+  }
   Table t({"PARTITION", "STATE", "NODE", "EPOCH", "APPLIED", "FILES", "SIZE",
            "TIME", "ATTEMPTS", "ERROR"});
   for (const auto& p : s.partitions()) {
@@ -203,16 +246,18 @@ void PrintSnapshot(const Global& g, const Snapshot& s) {
          p.last_error().empty() ? "-" : EscapeForTerminal(p.last_error())});
   }
   std::cout << t.Render();
+  if (!all) {
+    std::cout << "(partitions that need attention; --all lists every one)\n";
+  }
 }
 
-int ShowSnapshot(const Global& g, const std::string& id) {
+int ShowSnapshot(const Global& g, const std::string& id, bool all) {
   Client c(g);
-  GetSnapshotRequest req;
-  req.set_snapshot_id(id);
   GetSnapshotResponse resp;
-  grpc::Status s = c.Call(&AdminService::Stub::GetSnapshot, req, &resp);
+  all = all || g.output == "json";
+  grpc::Status s = FetchSnapshot(c, id, all, &resp);
   if (!s.ok()) return FailRpc(s, "show snapshot");
-  PrintSnapshot(g, resp.snapshot());
+  PrintSnapshot(g, resp, all);
   return 0;
 }
 
@@ -222,28 +267,30 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
   for (;;) {
     GetSnapshotRequest req;
     req.set_snapshot_id(id);
+    req.set_summary_only(true);
     GetSnapshotResponse resp;
     grpc::Status s = c.Call(&AdminService::Stub::GetSnapshot, req, &resp);
     if (!s.ok()) return FailRpc(s, "wait for snapshot");
     const Snapshot& snap = resp.snapshot();
-    int done = 0, failed = 0, running = 0;
-    for (const auto& t : snap.partitions()) {
-      if (t.state() == PARTITION_TASK_STATE_PUBLISHED) ++done;
-      if (t.state() == PARTITION_TASK_STATE_FAILED) ++failed;
-      if (t.state() == PARTITION_TASK_STATE_RUNNING) ++running;
-    }
+    const SnapshotSummary& sum = resp.summary();
+    const int done = sum.partitions_published();
+    const int failed = sum.partitions_failed();
     bool terminal = controller::IsFinished(snap.state());
     if (done + failed != last_done || terminal) {
       std::string line = absl::StrFormat(
           "snapshot %s: %d/%d partitions published, %d running, %d failed [%s]",
-          id, done, snap.partitions_size(), running, failed,
+          id, done, sum.partitions_total(), sum.partitions_running(), failed,
           StateName(snap.state()));
       std::fprintf(stderr, tty ? "\r%s\033[K" : "%s\n", line.c_str());
       last_done = done + failed;
     }
     if (terminal) {
       if (tty) std::fputc('\n', stderr);
-      PrintSnapshot(g, snap);
+      GetSnapshotResponse full;
+      const bool all = g.output == "json" || sum.partitions_total() <= 100;
+      s = FetchSnapshot(c, id, all, &full);
+      if (!s.ok()) return FailRpc(s, "show snapshot");
+      PrintSnapshot(g, full, all);
       if (snap.state() == SNAPSHOT_STATE_PARTIAL) {
         Fail(absl::StrCat("snapshot ", id, " PARTIAL: ", snap.error()));
         return 3;
@@ -500,9 +547,13 @@ int Main(int argc, char** argv) {
   list->add_option("--limit", limit, "At most this many (0: all)");
   list->callback([&] { rc = ListSnapshots(g, limit); });
   std::string id;
-  auto* show = snaps->add_subcommand("show", "Show a snapshot per partition");
+  auto* show = snaps->add_subcommand(
+      "show",
+      "Show a snapshot: summary and the partitions that need attention");
   show->add_option("id", id, "Snapshot id")->required();
-  show->callback([&] { rc = ShowSnapshot(g, id); });
+  bool show_all = false;
+  show->add_flag("--all", show_all, "List every partition");
+  show->callback([&] { rc = ShowSnapshot(g, id, show_all); });
   auto* cancel = snaps->add_subcommand(
       "cancel", "Cancel a running snapshot and remove what it published");
   cancel->add_option("id", id, "Snapshot id")->required();

@@ -1,12 +1,16 @@
 #ifndef SHUTTER_CONTROLLER_JOB_STORE_H_
 #define SHUTTER_CONTROLLER_JOB_STORE_H_
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "shutter/v1/admin.pb.h"
 
 namespace rocksdb {
@@ -15,20 +19,67 @@ class DB;
 
 namespace shutter::controller {
 
-// Durable record of snapshot jobs. Pluggable: RocksDB now, etcd later (for
-// controller high availability). Implementations are thread-safe.
-class JobStore {
- public:
-  virtual ~JobStore() = default;
-  // Stores (inserting or replacing) the record keyed by its snapshot id.
-  // Durable (synced) when it returns OK.
-  virtual absl::Status Put(const shutter::v1::Snapshot& snapshot) = 0;
-  // Every record, in snapshot id order (= creation order).
-  virtual absl::StatusOr<std::vector<shutter::v1::Snapshot>> LoadAll() = 0;
+// One atomic, durable change to the job store: records put and keys
+// deleted together.
+struct JobStoreBatch {
+  std::vector<std::pair<std::string, std::string>> puts;
+  std::vector<std::string> deletes;
+  size_t size() const { return puts.size() + deletes.size(); }
 };
 
-// A JobStore in an embedded RocksDB database: key "snapshot/<id>", value
-// the serialized shutter.v1.Snapshot; writes use sync=true.
+// Durable record of jobs, as small ordered key-value records so that an
+// etcd-backed store (controller high availability) needs no other data
+// model: small values (one task, or one job header), ordered keys, and
+// batches of at most kMaxBatchRecords records.
+//
+// Record schema (JobKeys below):
+//   job/<snapshot id>/h            job header: a shutter.v1.Snapshot
+//                                  without its partitions
+//   job/<snapshot id>/t/<10-digit partition id>
+//                                  one shutter.v1.PartitionTask
+// A job exists when its header does; task records without a header (a
+// creation cut short by a crash, never acknowledged) are ignored and
+// removed at load. A transition writes the one task record it changes.
+//
+// Implementations are thread-safe.
+class JobStore {
+ public:
+  static constexpr size_t kMaxBatchRecords = 1000;
+
+  virtual ~JobStore() = default;
+
+  // Applies `batch` atomically; durable (synced) when it returns OK.
+  // INVALID_ARGUMENT over kMaxBatchRecords.
+  virtual absl::Status Write(const JobStoreBatch& batch) = 0;
+
+  // Calls `fn` for every record whose key starts with `prefix`, in key
+  // order; stops at the first error `fn` returns.
+  virtual absl::Status Scan(
+      absl::string_view prefix,
+      const std::function<absl::Status(absl::string_view key,
+                                       absl::string_view value)>& fn) = 0;
+
+  // Convenience over Write/Scan with the schema above.
+  // Writes a whole job (header and every task), in batches; the header
+  // last, so a job is either complete or absent.
+  absl::Status PutJob(const shutter::v1::Snapshot& job);
+  // Every job, assembled, in snapshot id order (= creation order). Also
+  // reads (and rewrites in the new schema) records of the old one-record-
+  // per-job layout ("snapshot/<id>").
+  absl::StatusOr<std::vector<shutter::v1::Snapshot>> LoadAll();
+};
+
+// The record keys and values of the schema.
+struct JobKeys {
+  static std::string Header(absl::string_view snapshot_id);
+  static std::string Task(absl::string_view snapshot_id, uint32_t partition_id);
+  // The job header record: `job` without its partitions.
+  static std::string EncodeHeader(const shutter::v1::Snapshot& job);
+  static std::string EncodeTask(const shutter::v1::PartitionTask& task);
+};
+
+// A JobStore in an embedded RocksDB database; writes use sync=true, and
+// concurrent writers share one sync (RocksDB's write groups).
 class RocksDbJobStore : public JobStore {
  public:
   // Opens or creates the database at `path`.
@@ -36,8 +87,11 @@ class RocksDbJobStore : public JobStore {
       const std::string& path);
   ~RocksDbJobStore() override;
 
-  absl::Status Put(const shutter::v1::Snapshot& snapshot) override;
-  absl::StatusOr<std::vector<shutter::v1::Snapshot>> LoadAll() override;
+  absl::Status Write(const JobStoreBatch& batch) override;
+  absl::Status Scan(
+      absl::string_view prefix,
+      const std::function<absl::Status(absl::string_view key,
+                                       absl::string_view value)>& fn) override;
 
  private:
   explicit RocksDbJobStore(std::unique_ptr<rocksdb::DB> db);

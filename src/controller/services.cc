@@ -25,9 +25,9 @@ grpc::Status AdminServiceImpl::CreateSnapshot(grpc::ServerContext*,
 grpc::Status AdminServiceImpl::GetSnapshot(grpc::ServerContext*,
                                            const GetSnapshotRequest* req,
                                            GetSnapshotResponse* resp) {
-  auto s = coordinator_->GetSnapshot(req->snapshot_id());
+  auto s = coordinator_->GetSnapshotPage(*req);
   if (!s.ok()) return ToGrpcStatus(s.status());
-  *resp->mutable_snapshot() = std::move(s).value();
+  *resp = std::move(s).value();
   return grpc::Status::OK;
 }
 
@@ -69,7 +69,7 @@ grpc::Status AdminServiceImpl::CancelSnapshot(grpc::ServerContext*,
                                               CancelSnapshotResponse* resp) {
   auto s = coordinator_->CancelSnapshot(req->snapshot_id());
   if (!s.ok()) return ToGrpcStatus(s.status());
-  *resp->mutable_snapshot() = std::move(s).value();
+  *resp->mutable_snapshot() = std::move(*s->mutable_snapshot());
   return grpc::Status::OK;
 }
 

@@ -1,14 +1,17 @@
 #include "controller/snapshot_coordinator.h"
 
+#include <optional>
 #include <set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/error_reason.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "controller/job_states.h"
 #include "controller/retry_policy.h"
+#include "controller/verifier.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -19,26 +22,6 @@ using shutter::v1::Snapshot;
 
 namespace {
 constexpr size_t kMaxLabelBytes = 256;
-
-bool TaskDone(const PartitionTask& t) {
-  return t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED ||
-         t.state() == shutter::v1::PARTITION_TASK_STATE_FAILED ||
-         t.state() == shutter::v1::PARTITION_TASK_STATE_CANCELLED;
-}
-
-bool AnyRunning(const Snapshot& s) {
-  for (const auto& t : s.partitions()) {
-    if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) return true;
-  }
-  return false;
-}
-
-PartitionTask* FindTask(Snapshot& s, uint32_t partition_id) {
-  for (auto& t : *s.mutable_partitions()) {
-    if (t.partition_id() == partition_id) return &t;
-  }
-  return nullptr;
-}
 
 std::string StatusText(const absl::Status& s) {
   return absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
@@ -65,9 +48,13 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
         o.default_limit = 1;  // until the node's heartbeat says more
         o.global_limit = options.max_in_flight_total;
         return o;
-      }()) {}
+      }()),
+      committer_(store) {}
 
-SnapshotCoordinator::~SnapshotCoordinator() { Shutdown(); }
+SnapshotCoordinator::~SnapshotCoordinator() {
+  Shutdown();
+  committer_.Shutdown();  // writes what is still staged
+}
 
 absl::StatusOr<std::unique_ptr<SnapshotCoordinator>>
 SnapshotCoordinator::Create(const Options& options, NodeRegistry* registry,
@@ -83,57 +70,101 @@ SnapshotCoordinator::Create(const Options& options, NodeRegistry* registry,
   return c;
 }
 
+Job* SnapshotCoordinator::FindLocked(const std::string& snapshot_id) {
+  auto it = jobs_.find(snapshot_id);
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+void SnapshotCoordinator::StageTaskLocked(const Job& job,
+                                          const PartitionTask& task) {
+  committer_.Put(JobKeys::Task(job.id(), task.partition_id()),
+                 JobKeys::EncodeTask(task));
+}
+
+void SnapshotCoordinator::StageHeaderLocked(const Job& job) {
+  committer_.Put(JobKeys::Header(job.id()),
+                 JobKeys::EncodeHeader(job.header()));
+}
+
+void SnapshotCoordinator::AfterDurable(const std::string& snapshot_id,
+                                       absl::AnyInvocable<void() &&> fn) {
+  committer_.AfterDurable(
+      [this, snapshot_id, fn = std::move(fn)](absl::Status s) mutable {
+        if (!s.ok()) {
+          OnStoreError(snapshot_id, s);
+          return;
+        }
+        std::move(fn)();
+      });
+}
+
+void SnapshotCoordinator::OnStoreError(const std::string& snapshot_id,
+                                       const absl::Status& s) {
+  // The durable record is behind: fail the job in memory so nothing
+  // commits on state the store does not have.
+  spdlog::error("job store write for snapshot {} failed: {}", snapshot_id,
+                s.ToString());
+  absl::MutexLock l(&mu_);
+  Job* job = FindLocked(snapshot_id);
+  if (job != nullptr && !IsFinished(job->header().state())) {
+    job->mutable_header().set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
+    job->mutable_header().set_error(
+        absl::StrCat("job store write failed: ", StatusText(s)));
+  }
+}
+
 absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>>
 SnapshotCoordinator::Recover() {
   ASSIGN_OR_RETURN(std::vector<Snapshot> all, store_->LoadAll());
   std::vector<std::pair<std::string, uint32_t>> resume;
-  absl::MutexLock l(&mu_);
-  for (Snapshot& s : all) {
-    ids_.ObserveExisting(s.snapshot_id());
-    std::string id = s.snapshot_id();
-    jobs_[id] = s;
-    if (s.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED && AnyRunning(s)) {
-      // Their results were lost with the old process; the rollback
-      // removes whatever they published.
-      Snapshot updated = s;
-      for (auto& t : *updated.mutable_partitions()) {
-        if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) {
-          t.set_state(shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+  std::vector<std::string> finish, rollback;
+  {
+    absl::MutexLock l(&mu_);
+    for (Snapshot& s : all) {
+      ids_.ObserveExisting(s.snapshot_id());
+      auto owned = std::make_unique<Job>(std::move(s));
+      Job& job = *owned;
+      const std::string id = job.id();
+      jobs_[id] = std::move(owned);
+      if (job.header().state() == shutter::v1::SNAPSHOT_STATE_CANCELLED &&
+          job.AnyRunning()) {
+        // Their results were lost with the old process; the rollback
+        // removes whatever they published.
+        for (const auto& t : job.tasks()) {
+          if (t.state() != shutter::v1::PARTITION_TASK_STATE_RUNNING) continue;
+          PartitionTask& task = *job.Find(t.partition_id());
+          job.SetState(task, shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+          StageTaskLocked(job, task);
         }
       }
-      RETURN_IF_ERROR(CommitLocked(std::move(updated)));
+      if (IsFinished(job.header().state())) {
+        rollback.push_back(id);  // finishes a rollback a crash interrupted
+        continue;
+      }
+      // Resume: keep what is published; ask again for the rest (a node
+      // answers a repeated request with the already-published result, or
+      // joins the one still in progress).
+      int pending = 0;
+      for (const auto& t : job.tasks()) {
+        if (TaskDone(t)) continue;
+        PartitionTask& task = *job.Find(t.partition_id());
+        job.SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+        task.set_last_error("resuming after a controller restart");
+        StageTaskLocked(job, task);
+        resume.emplace_back(id, task.partition_id());
+        ++pending;
+      }
+      spdlog::warn(
+          "snapshot {} was interrupted by a controller restart; resuming {} "
+          "of {} partitions",
+          id, pending, job.size());
+      finish.push_back(id);  // all tasks may have finished before the crash
     }
-    if (IsFinished(s.state())) {
-      RollbackLocked(id);  // finishes a rollback a crash interrupted
-      continue;
-    }
-    // Resume: keep what is published; ask again for the rest (a node
-    // answers a repeated request with the already-published result, or
-    // joins the one still in progress).
-    Snapshot updated = s;
-    int pending = 0;
-    for (auto& t : *updated.mutable_partitions()) {
-      if (TaskDone(t)) continue;
-      t.set_state(shutter::v1::PARTITION_TASK_STATE_WAITING);
-      t.set_last_error("resuming after a controller restart");
-      resume.emplace_back(id, t.partition_id());
-      ++pending;
-    }
-    spdlog::warn(
-        "snapshot {} was interrupted by a controller restart; resuming {} of "
-        "{} partitions",
-        id, pending, s.partitions_size());
-    RETURN_IF_ERROR(CommitLocked(std::move(updated)));
-    // All tasks may have finished just before the crash.
-    MaybeFinishLocked(id);
   }
+  RETURN_IF_ERROR(committer_.Flush());
+  for (const auto& id : rollback) Rollback(id);
+  for (const auto& id : finish) MaybeFinish(id);
   return resume;
-}
-
-uint64_t SnapshotCoordinator::JobIdLocked(const std::string& snapshot_id) {
-  auto [it, inserted] = job_ids_.emplace(snapshot_id, 0);
-  if (inserted) it->second = next_job_.fetch_add(1);
-  return it->second;
 }
 
 absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
@@ -170,15 +201,17 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
     std::sort(ids.begin(), ids.end());
   }
 
-  Snapshot job;
-  job.set_snapshot_id(ids_.Next());
-  job.set_label(request.label());
-  job.set_allow_partial(request.allow_partial());
-  job.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
+  Snapshot record;
+  record.set_snapshot_id(ids_.Next());
+  record.set_label(request.label());
+  record.set_allow_partial(request.allow_partial());
+  record.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
   const absl::Time now = clock_->Now();
-  job.set_created_at_micros(absl::ToUnixMicros(now));
-  job.set_deadline_micros(absl::ToUnixMicros(now + options_.job_timeout));
+  record.set_created_at_micros(absl::ToUnixMicros(now));
+  record.set_deadline_micros(absl::ToUnixMicros(now + options_.job_timeout));
   std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders;
+  leaders.reserve(ids.size());
+  record.mutable_partitions()->Reserve(static_cast<int>(ids.size()));
   std::vector<uint32_t> leaderless;
   absl::Status first_leaderless;
   for (uint32_t id : ids) {
@@ -188,7 +221,7 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
       if (first_leaderless.ok()) first_leaderless = leader.status();
       continue;
     }
-    PartitionTask* t = job.add_partitions();
+    PartitionTask* t = record.add_partitions();
     t->set_partition_id(id);
     t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
     t->set_node_id(leader->node_id);
@@ -204,17 +237,35 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
         "). Wait for their nodes, or remove nodes that left for good "
         "(shutterctl nodes remove)"));
   }
-  const std::string snapshot_id = job.snapshot_id();
+  const std::string snapshot_id = record.snapshot_id();
   uint64_t job_id;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return absl::UnavailableError("controller is shutting down");
-    RETURN_IF_ERROR(CommitLocked(std::move(job)));
-    job_id = JobIdLocked(snapshot_id);
+    auto owned = std::make_unique<Job>(std::move(record));
+    Job& job = *owned;
+    job.scheduler_job = job_id = next_job_.fetch_add(1);
+    // Tasks first, the header last: a crash in between leaves no job.
+    for (const auto& t : job.tasks()) StageTaskLocked(job, t);
+    StageHeaderLocked(job);
+    jobs_[snapshot_id] = std::move(owned);
+  }
+  // Acknowledge (and dispatch) only once the job is durable.
+  absl::Notification durable;
+  absl::Status written;
+  committer_.AfterDurable([&](absl::Status s) {
+    written = s;
+    durable.Notify();
+  });
+  durable.WaitForNotification();
+  if (!written.ok()) {
+    OnStoreError(snapshot_id, written);
+    return written;
   }
   spdlog::info("snapshot {} created: {} partitions, label {}", snapshot_id,
                ids.size(), Quote(request.label(), kMaxLabelBytes));
   std::vector<std::pair<scheduler::TaskOptions, scheduler::TaskFn>> batch;
+  batch.reserve(leaders.size());
   for (auto& [id, leader] : leaders) {
     batch.push_back(MakeSchedulerTask(snapshot_id, id, job_id, leader));
   }
@@ -226,48 +277,49 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
 void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
                                    uint32_t partition_id) {
   auto leader = registry_->ResolveLeader(partition_id);
-  uint64_t job_id = 0;
-  {
-    absl::MutexLock l(&mu_);
-    if (stopping_) return;
-    auto it = jobs_.find(snapshot_id);
-    if (it == jobs_.end() || IsFinished(it->second.state())) return;
-    Snapshot updated = it->second;
-    PartitionTask* t = FindTask(updated, partition_id);
-    if (t == nullptr || TaskDone(*t)) return;
-    if (!leader.ok()) {
-      // No usable leader (yet): look again soon, until the deadline.
-      const bool changed =
-          t->state() != shutter::v1::PARTITION_TASK_STATE_WAITING ||
-          t->last_error() != StatusText(leader.status());
-      if (clock_->Now() >= absl::FromUnixMicros(updated.deadline_micros())) {
-        t->set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
-        t->set_last_error(absl::StrCat("no usable leader before the deadline: ",
-                                       StatusText(leader.status())));
-        if (CommitLocked(std::move(updated)).ok()) {
-          MaybeFinishLocked(snapshot_id);
-        }
-        return;
-      }
-      t->set_state(shutter::v1::PARTITION_TASK_STATE_WAITING);
-      t->set_last_error(StatusText(leader.status()));
-      // Persist changes only, not every poll.
-      if (changed && !CommitLocked(std::move(updated)).ok()) return;
-      timer_->RunAfter(options_.leader_poll, [this, snapshot_id, partition_id] {
-        Dispatch(snapshot_id, partition_id);
-      });
+  absl::MutexLock l(&mu_);
+  if (stopping_) return;
+  Job* job = FindLocked(snapshot_id);
+  if (job == nullptr || IsFinished(job->header().state())) return;
+  PartitionTask* t = job->Find(partition_id);
+  if (t == nullptr || TaskDone(*t)) return;
+  if (!leader.ok()) {
+    // No usable leader (yet): look again soon, until the deadline.
+    const bool changed =
+        t->state() != shutter::v1::PARTITION_TASK_STATE_WAITING ||
+        t->last_error() != StatusText(leader.status());
+    if (clock_->Now() >=
+        absl::FromUnixMicros(job->header().deadline_micros())) {
+      job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_FAILED);
+      t->set_last_error(absl::StrCat("no usable leader before the deadline: ",
+                                     StatusText(leader.status())));
+      StageTaskLocked(*job, *t);
+      AfterDurable(snapshot_id,
+                   [this, snapshot_id] { MaybeFinish(snapshot_id); });
       return;
     }
-    t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
-    t->set_node_id(leader->node_id);
-    t->set_node_instance_id(leader->instance_id);
-    t->set_leader_epoch(leader->epoch);
-    if (!CommitLocked(std::move(updated)).ok()) return;
-    job_id = JobIdLocked(snapshot_id);
+    job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_WAITING);
+    t->set_last_error(StatusText(leader.status()));
+    // Persist changes only, not every poll.
+    if (changed) StageTaskLocked(*job, *t);
+    timer_->RunAfter(options_.leader_poll, [this, snapshot_id, partition_id] {
+      Dispatch(snapshot_id, partition_id);
+    });
+    return;
   }
-  auto [options, fn] =
-      MakeSchedulerTask(snapshot_id, partition_id, job_id, *leader);
-  scheduler_.Submit(std::move(options), std::move(fn));
+  job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_QUEUED);
+  t->set_node_id(leader->node_id);
+  t->set_node_instance_id(leader->instance_id);
+  t->set_leader_epoch(leader->epoch);
+  StageTaskLocked(*job, *t);
+  if (job->scheduler_job == 0) job->scheduler_job = next_job_.fetch_add(1);
+  const uint64_t job_id = job->scheduler_job;
+  AfterDurable(snapshot_id, [this, snapshot_id, partition_id, job_id,
+                             leader = *leader]() mutable {
+    auto [options, fn] =
+        MakeSchedulerTask(snapshot_id, partition_id, job_id, leader);
+    scheduler_.Submit(std::move(options), std::move(fn));
+  });
 }
 
 std::pair<scheduler::TaskOptions, scheduler::TaskFn>
@@ -288,49 +340,54 @@ SnapshotCoordinator::MakeSchedulerTask(const std::string& snapshot_id,
 void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
                                     uint32_t partition_id,
                                     scheduler::SlotToken token) {
+  auto leader = registry_->ResolveLeader(partition_id);
   shutter::v1::CreateCheckpointRequest req;
   std::string address;
-  bool redispatch = false;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return;  // the token goes back as it is destroyed
-    auto it = jobs_.find(snapshot_id);
-    if (it == jobs_.end() || IsFinished(it->second.state())) return;
-    Snapshot updated = it->second;
-    PartitionTask* t = FindTask(updated, partition_id);
+    Job* job = FindLocked(snapshot_id);
+    if (job == nullptr || IsFinished(job->header().state())) return;
+    PartitionTask* t = job->Find(partition_id);
     if (t == nullptr || TaskDone(*t)) return;
     // The leader is resolved when the task starts, not when it was queued:
     // if it moved meanwhile, queue the task for the new leader instead.
-    auto leader = registry_->ResolveLeader(partition_id);
-    if (!leader.ok() || leader->node_id != t->node_id() ||
-        leader->instance_id != t->node_instance_id() ||
-        leader->epoch != t->leader_epoch()) {
-      redispatch = true;
-    } else {
+    if (leader.ok() && leader->node_id == t->node_id() &&
+        leader->instance_id == t->node_instance_id() &&
+        leader->epoch == t->leader_epoch()) {
       address = leader->address;
       // Attempts are counted when an answer arrives (OnTaskDone).
-      t->set_state(shutter::v1::PARTITION_TASK_STATE_RUNNING);
+      job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_RUNNING);
+      StageTaskLocked(*job, *t);
       req.set_snapshot_id(snapshot_id);
       req.set_partition_id(partition_id);
       req.set_expected_leader_epoch(t->leader_epoch());
       req.set_expected_instance_id(t->node_instance_id());
-      if (!CommitLocked(std::move(updated)).ok()) return;
     }
   }
-  if (redispatch) {
+  if (address.empty()) {
     token.Release();
     Dispatch(snapshot_id, partition_id);
     return;
   }
-  absl::Time started = clock_->Now();
-  transport_->CreateCheckpoint(
-      address, req, options_.rpc_timeout,
-      [this, snapshot_id, partition_id, started, token = std::move(token)](
-          absl::StatusOr<CreateCheckpointResponse> result) mutable {
-        // The node is done with this checkpoint: free its slot first.
-        token.Release();
-        OnTaskDone(snapshot_id, partition_id, started, std::move(result));
-      });
+  // Send once RUNNING is durable; the slot is held until the call ends.
+  AfterDurable(snapshot_id, [this, snapshot_id, partition_id, address,
+                             req = std::move(req),
+                             token = std::move(token)]() mutable {
+    {
+      absl::MutexLock l(&mu_);
+      if (stopping_) return;
+    }
+    absl::Time started = clock_->Now();
+    transport_->CreateCheckpoint(
+        address, req, options_.rpc_timeout,
+        [this, snapshot_id, partition_id, started, token = std::move(token)](
+            absl::StatusOr<CreateCheckpointResponse> result) mutable {
+          // The node is done with this checkpoint: free its slot first.
+          token.Release();
+          OnTaskDone(snapshot_id, partition_id, started, std::move(result));
+        });
+  });
 }
 
 double SnapshotCoordinator::JitterLocked() {
@@ -341,8 +398,8 @@ double SnapshotCoordinator::JitterLocked() {
   return 0.5 + 0.5 * static_cast<double>(rng_state_ % 1001) / 1000.0;
 }
 
-bool SnapshotCoordinator::WaitForNodeLocked(Snapshot& job, PartitionTask& task,
-                                            const absl::Status& error) {
+std::optional<absl::Duration> SnapshotCoordinator::WaitForNodeLocked(
+    Job& job, PartitionTask& task, const absl::Status& error) {
   task.set_unreachable(task.unreachable() + 1);
   absl::Duration delay = options_.unreachable_poll;
   for (uint32_t i = 1;
@@ -350,29 +407,24 @@ bool SnapshotCoordinator::WaitForNodeLocked(Snapshot& job, PartitionTask& task,
     delay *= 2;
   }
   delay = std::min(delay, options_.unreachable_poll_max) * JitterLocked();
-  const absl::Time deadline = absl::FromUnixMicros(job.deadline_micros());
+  const absl::Time deadline =
+      absl::FromUnixMicros(job.header().deadline_micros());
   if (clock_->Now() + delay >= deadline) {
-    task.set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
+    job.SetState(task, shutter::v1::PARTITION_TASK_STATE_FAILED);
     task.set_last_error(absl::StrCat(
         "node ", task.node_id(),
         " unreachable until the job deadline: ", StatusText(error)));
-    return false;
+    return std::nullopt;
   }
-  task.set_state(shutter::v1::PARTITION_TASK_STATE_WAITING);
+  job.SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
   task.set_last_error(
       absl::StrCat("node ", task.node_id(), " unreachable (", StatusText(error),
                    "); waiting for it to come back or be declared dead"));
-  const std::string snapshot_id = job.snapshot_id();
-  const uint32_t partition_id = task.partition_id();
-  timer_->RunAfter(delay, [this, snapshot_id, partition_id] {
-    Dispatch(snapshot_id, partition_id);
-  });
-  return true;
+  return delay;
 }
 
-bool SnapshotCoordinator::RetryOrFailLocked(Snapshot& job, PartitionTask& task,
-                                            const absl::Status& error,
-                                            bool retryable) {
+std::optional<absl::Duration> SnapshotCoordinator::RetryOrFailLocked(
+    Job& job, PartitionTask& task, const absl::Status& error, bool retryable) {
   task.set_last_error(StatusText(error));
   const int attempts = static_cast<int>(task.attempts());
   absl::Duration backoff = options_.retry_base;
@@ -380,10 +432,11 @@ bool SnapshotCoordinator::RetryOrFailLocked(Snapshot& job, PartitionTask& task,
     backoff *= 2;
   }
   backoff = std::min(backoff, options_.retry_max) * JitterLocked();
-  const absl::Time deadline = absl::FromUnixMicros(job.deadline_micros());
+  const absl::Time deadline =
+      absl::FromUnixMicros(job.header().deadline_micros());
   if (!retryable || attempts >= options_.max_attempts ||
       clock_->Now() + backoff >= deadline) {
-    task.set_state(shutter::v1::PARTITION_TASK_STATE_FAILED);
+    job.SetState(task, shutter::v1::PARTITION_TASK_STATE_FAILED);
     if (retryable) {
       task.set_last_error(absl::StrCat(
           StatusText(error),
@@ -391,15 +444,10 @@ bool SnapshotCoordinator::RetryOrFailLocked(Snapshot& job, PartitionTask& task,
               ? absl::StrCat(" (gave up after ", attempts, " attempts)")
               : std::string(" (job deadline reached)")));
     }
-    return false;
+    return std::nullopt;
   }
-  task.set_state(shutter::v1::PARTITION_TASK_STATE_WAITING);
-  const std::string snapshot_id = job.snapshot_id();
-  const uint32_t partition_id = task.partition_id();
-  timer_->RunAfter(backoff, [this, snapshot_id, partition_id] {
-    Dispatch(snapshot_id, partition_id);
-  });
-  return true;
+  job.SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+  return backoff;
 }
 
 absl::Status SnapshotCoordinator::VerifyPublished(
@@ -450,206 +498,229 @@ void SnapshotCoordinator::OnTaskDone(
     PartitionTask task;
     {
       absl::MutexLock l(&mu_);
-      auto it = jobs_.find(snapshot_id);
-      if (it == jobs_.end()) return;
-      task = *FindTask(it->second, partition_id);
+      Job* job = FindLocked(snapshot_id);
+      if (job == nullptr) return;
+      PartitionTask* t = job->Find(partition_id);
+      if (t == nullptr) return;
+      task = *t;  // one task, not the job
     }
+    // Reads the repository: outside the lock.
     verified = VerifyPublished(task, snapshot_id, *result);
   }
   absl::MutexLock l(&mu_);
   if (stopping_ && !verified.ok()) return;  // likely our own cancellation
-  auto it = jobs_.find(snapshot_id);
-  if (it == jobs_.end()) return;
-  if (it->second.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) {
+  Job* job = FindLocked(snapshot_id);
+  if (job == nullptr) return;
+  PartitionTask* t = job->Find(partition_id);
+  if (t == nullptr) return;
+  if (job->header().state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) {
     // A checkpoint that was in flight when the snapshot was cancelled: now
     // that it is over, the rollback can run (once none is left running).
-    Snapshot updated = it->second;
-    FindTask(updated, partition_id)
-        ->set_state(shutter::v1::PARTITION_TASK_STATE_CANCELLED);
-    if (CommitLocked(std::move(updated)).ok()) RollbackLocked(snapshot_id);
+    job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+    StageTaskLocked(*job, *t);
+    AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
     return;
   }
-  if (IsFinished(it->second.state())) return;
-  Snapshot updated = it->second;
-  PartitionTask* t = FindTask(updated, partition_id);
-  t->set_duration_millis(absl::ToInt64Milliseconds(clock_->Now() - started));
+  if (IsFinished(job->header().state())) return;
+  const int64_t millis = absl::ToInt64Milliseconds(clock_->Now() - started);
   const FailureClass cls = verified.ok() ? FailureClass::kPermanent
                                          : ClassifyCheckpointFailure(verified);
   if (verified.ok() || CountsAsAttempt(cls)) {
     t->set_attempts(t->attempts() + 1);
   }
+  std::optional<absl::Duration> again;
   if (verified.ok()) {
-    const auto& m = result->manifest();
-    t->set_state(shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
-    t->set_applied_index(m.applied_index());
-    t->set_total_bytes(m.total_bytes());
-    t->set_file_count(m.files_size());
-    t->set_manifest_path(result->manifest_path());
+    job->Publish(*t, result->manifest(), result->manifest_path(), millis);
   } else if (cls == FailureClass::kUnreachable) {
-    bool retry = WaitForNodeLocked(updated, *t, verified);
-    if (t->unreachable() == 1 || !retry) {
+    t->set_duration_millis(millis);
+    again = WaitForNodeLocked(*job, *t, verified);
+    if (t->unreachable() == 1 || !again) {
       spdlog::warn("snapshot {} partition {}: node {} unreachable ({}){}",
                    snapshot_id, partition_id, t->node_id(),
                    StatusText(verified),
-                   retry ? "; waiting for it" : "; giving up");
+                   again ? "; waiting for it" : "; giving up");
     }
   } else {
-    bool retry = RetryOrFailLocked(updated, *t, verified, IsRetryable(cls));
+    t->set_duration_millis(millis);
+    again = RetryOrFailLocked(*job, *t, verified, IsRetryable(cls));
     spdlog::warn("snapshot {} partition {} on node {} attempt {}: {} ({}){}",
                  snapshot_id, partition_id, t->node_id(), t->attempts(),
                  StatusText(verified), std::string(FailureClassName(cls)),
-                 retry ? "; will retry" : "; giving up");
+                 again ? "; will retry" : "; giving up");
   }
-  if (CommitLocked(std::move(updated)).ok()) MaybeFinishLocked(snapshot_id);
+  StageTaskLocked(*job, *t);
+  AfterDurable(snapshot_id, [this, snapshot_id, partition_id, again] {
+    if (again) {
+      timer_->RunAfter(*again, [this, snapshot_id, partition_id] {
+        Dispatch(snapshot_id, partition_id);
+      });
+    } else {
+      MaybeFinish(snapshot_id);
+    }
+  });
 }
 
-void SnapshotCoordinator::MaybeFinishLocked(const std::string& snapshot_id) {
-  const Snapshot& job = jobs_.at(snapshot_id);
-  if (IsFinished(job.state())) return;
-  int failed = 0;
-  const PartitionTask* first_failed = nullptr;
-  for (const auto& t : job.partitions()) {
-    if (!TaskDone(t)) return;
-    if (t.state() == shutter::v1::PARTITION_TASK_STATE_FAILED) {
-      if (first_failed == nullptr) first_failed = &t;
-      ++failed;
+void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
+  shutter::v1::ClusterManifest cm;
+  bool partial = false;
+  int failed = 0, total = 0;
+  std::string first_failed;
+  {
+    absl::MutexLock l(&mu_);
+    Job* job = FindLocked(snapshot_id);
+    if (job == nullptr || IsFinished(job->header().state()) || job->finishing ||
+        !job->AllTasksDone()) {
+      return;
+    }
+    total = static_cast<int>(job->size());
+    failed = job->Count(shutter::v1::PARTITION_TASK_STATE_FAILED);
+    for (const auto& t : job->tasks()) {
+      if (t.state() == shutter::v1::PARTITION_TASK_STATE_FAILED) {
+        first_failed =
+            absl::StrCat("partition ", t.partition_id(), ": ", t.last_error());
+        break;
+      }
+    }
+    const int published = total - failed;
+    partial = failed > 0 && job->header().allow_partial() && published > 0;
+    if (failed == 0 || partial) {
+      cm = job->BuildManifest(clock_->Now());
+      job->finishing = true;
     }
   }
-  Snapshot updated = job;
-  absl::Time now = clock_->Now();
-  updated.set_finished_at_micros(absl::ToUnixMicros(now));
-  const int published = job.partitions_size() - failed;
-  const bool partial = failed > 0 && job.allow_partial() && published > 0;
-  if (failed > 0 && !partial) {
-    updated.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
-    updated.set_error(absl::StrCat(failed, " of ", job.partitions_size(),
-                                   " partitions failed; first: partition ",
-                                   first_failed->partition_id(), ": ",
-                                   first_failed->last_error()));
-  } else {
-    shutter::v1::ClusterManifest cm;
-    cm.set_snapshot_id(snapshot_id);
-    cm.set_label(job.label());
-    cm.set_created_at_micros(job.created_at_micros());
-    cm.set_committed_at_micros(absl::ToUnixMicros(now));
-    for (const auto& t : job.partitions()) {
-      if (t.state() != shutter::v1::PARTITION_TASK_STATE_PUBLISHED) {
-        auto* m = cm.add_missing();
-        m->set_partition_id(t.partition_id());
-        m->set_reason(t.last_error());
-        continue;
-      }
-      auto* p = cm.add_partitions();
-      p->set_partition_id(t.partition_id());
-      p->set_node_id(t.node_id());
-      p->set_leader_epoch(t.leader_epoch());
-      p->set_applied_index(t.applied_index());
-      p->set_manifest_path(t.manifest_path());
-      p->set_total_bytes(t.total_bytes());
-    }
-    absl::Status s = repo_->CommitClusterManifest(cm);
-    if (absl::IsAlreadyExists(s)) {
+  absl::Status written = absl::OkStatus();
+  const bool commit = failed == 0 || partial;
+  if (commit) {
+    // Repository I/O: outside the lock.
+    written = repo_->CommitClusterManifest(cm);
+    if (absl::IsAlreadyExists(written)) {
       // A crash after writing the manifest but before recording the state:
       // the manifest there is ours if it names this snapshot.
       auto existing = repo_->ReadClusterManifest(snapshot_id);
-      s = existing.ok() && existing->snapshot_id() == snapshot_id
-              ? absl::OkStatus()
-              : s;
-    }
-    if (s.ok()) {
-      updated.set_state(partial ? shutter::v1::SNAPSHOT_STATE_PARTIAL
-                                : shutter::v1::SNAPSHOT_STATE_COMMITTED);
-      updated.set_manifest_path(
-          snapshot::Repository::ClusterManifestPath(snapshot_id));
-      if (partial) {
-        updated.set_error(absl::StrCat(
-            failed, " of ", job.partitions_size(),
-            " partitions missing (listed in the manifest); first: partition ",
-            first_failed->partition_id(), ": ", first_failed->last_error()));
-      }
-    } else {
-      updated.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
-      updated.set_error(
-          absl::StrCat("writing the cluster manifest failed: ", StatusText(s)));
+      written = existing.ok() && existing->snapshot_id() == snapshot_id
+                    ? absl::OkStatus()
+                    : written;
     }
   }
-  spdlog::info(
-      "snapshot {} {} in {} ms{}{}", snapshot_id, StateName(updated.state()),
-      (updated.finished_at_micros() - updated.created_at_micros()) / 1000,
-      updated.error().empty() ? "" : ": ", updated.error());
-  const bool failed_job = updated.state() == shutter::v1::SNAPSHOT_STATE_FAILED;
-  if (CommitLocked(std::move(updated)).ok() && failed_job) {
-    RollbackLocked(snapshot_id);
+  absl::MutexLock l(&mu_);
+  Job* job = FindLocked(snapshot_id);
+  if (job == nullptr || IsFinished(job->header().state())) return;
+  job->finishing = false;
+  Snapshot& h = job->mutable_header();
+  h.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
+  if (!commit) {
+    h.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
+    h.set_error(absl::StrCat(failed, " of ", total,
+                             " partitions failed; first: ", first_failed));
+  } else if (written.ok()) {
+    h.set_state(partial ? shutter::v1::SNAPSHOT_STATE_PARTIAL
+                        : shutter::v1::SNAPSHOT_STATE_COMMITTED);
+    h.set_manifest_path(snapshot::Repository::ClusterManifestPath(snapshot_id));
+    if (partial) {
+      h.set_error(
+          absl::StrCat(failed, " of ", total,
+                       " partitions missing (listed in the manifest); first: ",
+                       first_failed));
+    }
+  } else {
+    h.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
+    h.set_error(absl::StrCat("writing the cluster manifest failed: ",
+                             StatusText(written)));
+  }
+  spdlog::info("snapshot {} {} in {} ms{}{}", snapshot_id, StateName(h.state()),
+               (h.finished_at_micros() - h.created_at_micros()) / 1000,
+               h.error().empty() ? "" : ": ", h.error());
+  StageHeaderLocked(*job);
+  if (h.state() == shutter::v1::SNAPSHOT_STATE_FAILED) {
+    AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
   }
 }
 
-void SnapshotCoordinator::RollbackLocked(const std::string& snapshot_id) {
-  const Snapshot& job = jobs_.at(snapshot_id);
-  if (job.rolled_back() || AnyRunning(job)) return;
-  if (job.state() != shutter::v1::SNAPSHOT_STATE_FAILED &&
-      job.state() != shutter::v1::SNAPSHOT_STATE_CANCELLED) {
-    return;
+void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
+  {
+    absl::MutexLock l(&mu_);
+    Job* job = FindLocked(snapshot_id);
+    if (job == nullptr || job->header().rolled_back() || job->AnyRunning() ||
+        job->rolling_back) {
+      return;
+    }
+    if (job->header().state() != shutter::v1::SNAPSHOT_STATE_FAILED &&
+        job->header().state() != shutter::v1::SNAPSHOT_STATE_CANCELLED) {
+      return;
+    }
+    job->rolling_back = true;
   }
   absl::Status s = repo_->DeleteUncommittedSnapshot(snapshot_id);
+  absl::MutexLock l(&mu_);
+  Job* job = FindLocked(snapshot_id);
+  job->rolling_back = false;
   if (!s.ok()) {
     spdlog::error("rollback of snapshot {} failed (will retry at restart): {}",
                   snapshot_id, s.ToString());
     return;
   }
-  Snapshot updated = job;
-  updated.set_rolled_back(true);
-  if (CommitLocked(std::move(updated)).ok()) {
-    spdlog::info("snapshot {}: removed what it had published", snapshot_id);
-  }
+  job->mutable_header().set_rolled_back(true);
+  StageHeaderLocked(*job);
+  spdlog::info("snapshot {}: removed what it had published", snapshot_id);
 }
 
-absl::StatusOr<Snapshot> SnapshotCoordinator::CancelSnapshot(
-    const std::string& snapshot_id) {
+absl::StatusOr<shutter::v1::GetSnapshotResponse>
+SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
+  RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
   uint64_t job_id = 0;
   std::set<std::string> running_on;  // addresses of nodes with checkpoints
+  shutter::v1::GetSnapshotResponse answer;
   {
-    RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
     absl::MutexLock l(&mu_);
-    auto it = jobs_.find(snapshot_id);
-    if (it == jobs_.end()) {
+    Job* job = FindLocked(snapshot_id);
+    if (job == nullptr) {
       return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
     }
-    const Snapshot& job = it->second;
-    if (job.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) return job;
-    if (IsFinished(job.state())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "snapshot ", snapshot_id, " is already ", StateName(job.state())));
+    if (job->header().state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) {
+      *answer.mutable_snapshot() = job->header();
+      *answer.mutable_summary() = job->Summary();
+      return answer;
     }
-    for (const auto& t : job.partitions()) {
+    if (IsFinished(job->header().state())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("snapshot ", snapshot_id, " is already ",
+                       StateName(job->header().state())));
+    }
+    Snapshot& h = job->mutable_header();
+    h.set_state(shutter::v1::SNAPSHOT_STATE_CANCELLED);
+    h.set_error("cancelled by an operator");
+    h.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
+    for (const auto& task : job->tasks()) {
+      PartitionTask& t = *job->Find(task.partition_id());
       if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) {
+        // Checkpoints in flight finish on their nodes; the rollback waits
+        // for them.
         auto addr = registry_->Address(t.node_id());
         if (addr.ok()) running_on.insert(*addr);
+        continue;
       }
+      // Everything else stops here; what was published is rolled back.
+      if (t.state() == shutter::v1::PARTITION_TASK_STATE_CANCELLED) continue;
+      job->SetState(t, shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+      StageTaskLocked(*job, t);
     }
-    Snapshot updated = job;
-    updated.set_state(shutter::v1::SNAPSHOT_STATE_CANCELLED);
-    updated.set_error("cancelled by an operator");
-    updated.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
-    for (auto& t : *updated.mutable_partitions()) {
-      // Checkpoints in flight finish on their nodes; the rollback waits
-      // for them. Everything else stops here.
-      if (t.state() != shutter::v1::PARTITION_TASK_STATE_RUNNING) {
-        t.set_state(shutter::v1::PARTITION_TASK_STATE_CANCELLED);
-      }
-    }
-    RETURN_IF_ERROR(CommitLocked(std::move(updated)));
-    job_id = JobIdLocked(snapshot_id);
-    spdlog::info("snapshot {} cancelled", snapshot_id);
+    StageHeaderLocked(*job);
+    job_id = job->scheduler_job;
   }
-  scheduler_.CancelJob(job_id);
+  RETURN_IF_ERROR(committer_.Flush());
+  spdlog::info("snapshot {} cancelled", snapshot_id);
+  if (job_id != 0) scheduler_.CancelJob(job_id);
   // In-flight checkpoints stop on their nodes before publishing; their
   // calls then end and the rollback runs.
   for (const std::string& address : running_on) {
     transport_->CancelCheckpoints(address, snapshot_id);
   }
+  Rollback(snapshot_id);
   absl::MutexLock l(&mu_);
-  RollbackLocked(snapshot_id);
-  return jobs_.at(snapshot_id);
+  Job* job = FindLocked(snapshot_id);
+  *answer.mutable_snapshot() = job->header();
+  *answer.mutable_summary() = job->Summary();
+  return answer;
 }
 
 absl::StatusOr<shutter::v1::VerifySnapshotResponse>
@@ -661,62 +732,30 @@ SnapshotCoordinator::VerifySnapshot(const std::string& snapshot_id) const {
     if (it == jobs_.end()) {
       return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
     }
-    if (it->second.state() != shutter::v1::SNAPSHOT_STATE_COMMITTED &&
-        it->second.state() != shutter::v1::SNAPSHOT_STATE_PARTIAL) {
+    const auto state = it->second->header().state();
+    if (state != shutter::v1::SNAPSHOT_STATE_COMMITTED &&
+        state != shutter::v1::SNAPSHOT_STATE_PARTIAL) {
       return absl::FailedPreconditionError(absl::StrCat(
           "snapshot ", snapshot_id, " is not COMMITTED or PARTIAL"));
     }
   }
   // Reads the repository only: no lock held while hashing.
-  shutter::v1::VerifySnapshotResponse resp;
-  ASSIGN_OR_RETURN(auto cm, repo_->ReadClusterManifest(snapshot_id));
-  for (const auto& entry : cm.partitions()) {
-    resp.set_partitions_checked(resp.partitions_checked() + 1);
-    auto pm = repo_->ReadPartitionManifest(snapshot_id, entry.partition_id());
-    absl::Status s = pm.status();
-    if (pm.ok()) {
-      if (pm->applied_index() != entry.applied_index() ||
-          pm->leader_epoch() != entry.leader_epoch()) {
-        s = absl::DataLossError(absl::StrCat(
-            "partition manifest (applied index ", pm->applied_index(),
-            ", epoch ", pm->leader_epoch(),
-            ") disagrees with the cluster "
-            "manifest (",
-            entry.applied_index(), ", ", entry.leader_epoch(), ")"));
-      } else {
-        s = repo_->VerifyPartition(*pm);
-        resp.set_files_checked(resp.files_checked() + pm->files_size());
-        resp.set_bytes_checked(resp.bytes_checked() + pm->total_bytes());
-      }
-    }
-    if (!s.ok()) {
-      auto* p = resp.add_problems();
-      p->set_partition_id(entry.partition_id());
-      p->set_error(StatusText(s));
-    }
-  }
-  resp.set_ok(resp.problems_size() == 0);
-  return resp;
+  return VerifyCommittedSnapshot(*repo_, snapshot_id);
 }
 
-absl::Status SnapshotCoordinator::CommitLocked(Snapshot updated) {
-  absl::Status s = store_->Put(updated);
-  if (!s.ok()) {
-    // The durable record is behind; fail the job in memory so nothing
-    // commits on state the store does not have.
-    spdlog::error("job store write for snapshot {} failed: {}",
-                  updated.snapshot_id(), s.ToString());
-    auto it = jobs_.find(updated.snapshot_id());
-    if (it != jobs_.end() && !IsFinished(it->second.state())) {
-      it->second.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
-      it->second.set_error(
-          absl::StrCat("job store write failed: ", StatusText(s)));
-    }
-    return s;
+absl::StatusOr<shutter::v1::GetSnapshotResponse>
+SnapshotCoordinator::GetSnapshotPage(
+    const shutter::v1::GetSnapshotRequest& request) const {
+  RETURN_IF_ERROR(CheckSafeId("snapshot id", request.snapshot_id()));
+  shutter::v1::GetSnapshotResponse resp;
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(request.snapshot_id());
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("no snapshot ", request.snapshot_id()));
   }
-  std::string id = updated.snapshot_id();
-  jobs_[id] = std::move(updated);
-  return absl::OkStatus();
+  RETURN_IF_ERROR(it->second->Page(request, &resp));
+  return resp;
 }
 
 absl::StatusOr<Snapshot> SnapshotCoordinator::GetSnapshot(
@@ -727,7 +766,7 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::GetSnapshot(
   if (it == jobs_.end()) {
     return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
   }
-  return it->second;
+  return it->second->ToRecord();
 }
 
 std::vector<shutter::v1::SnapshotSummary> SnapshotCoordinator::ListSnapshots(
@@ -736,25 +775,7 @@ std::vector<shutter::v1::SnapshotSummary> SnapshotCoordinator::ListSnapshots(
   std::vector<shutter::v1::SnapshotSummary> out;
   for (auto it = jobs_.rbegin(); it != jobs_.rend(); ++it) {
     if (limit > 0 && out.size() >= limit) break;
-    const Snapshot& s = it->second;
-    shutter::v1::SnapshotSummary sum;
-    sum.set_snapshot_id(s.snapshot_id());
-    sum.set_label(s.label());
-    sum.set_state(s.state());
-    sum.set_created_at_micros(s.created_at_micros());
-    sum.set_finished_at_micros(s.finished_at_micros());
-    sum.set_partitions_total(s.partitions_size());
-    uint64_t bytes = 0;
-    uint32_t published = 0, failed = 0;
-    for (const auto& t : s.partitions()) {
-      if (t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED) ++published;
-      if (t.state() == shutter::v1::PARTITION_TASK_STATE_FAILED) ++failed;
-      bytes += t.total_bytes();
-    }
-    sum.set_partitions_published(published);
-    sum.set_partitions_failed(failed);
-    sum.set_total_bytes(bytes);
-    out.push_back(std::move(sum));
+    out.push_back(it->second->Summary());
   }
   return out;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,8 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/timer.h"
+#include "controller/group_commit.h"
+#include "controller/job.h"
 #include "controller/job_store.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
@@ -28,6 +31,16 @@ namespace shutter::controller {
 // each node within its checkpoint capacity, records every state change in
 // the JobStore before acting on it, and commits the cluster manifest only
 // when every partition is published and verified against the repository.
+//
+// State and persistence: each job is a Job (job.h: header + tasks, counts
+// kept up to date). A transition changes one task in memory under the
+// coordinator's lock and stages that task's record with the
+// GroupCommitter; whatever the transition leads to (sending the RPC,
+// scheduling a retry, writing the cluster manifest, answering the caller)
+// happens only once the record is durable (AfterDurable). Concurrent
+// transitions share one synced write. Nothing slow runs under the lock:
+// RPCs, repository reads and writes, and manifest encoding happen outside
+// it; reads of a large job answer from its counts plus a page of tasks.
 //
 // A partition's leader is resolved when its task is dispatched, not when
 // the job was created. A failed call is classified by ClassifyCheckpoint-
@@ -50,7 +63,8 @@ namespace shutter::controller {
 //
 // Thread-safe. All pointers passed to Create() must outlive the
 // coordinator. Order at exit: Shutdown(), then the transport's and the
-// timer's Shutdown() (so no callback is left), then destroy the coordinator.
+// timer's Shutdown() (so no callback is left), then destroy the coordinator
+// (which writes what is still staged).
 class SnapshotCoordinator {
  public:
   struct Options {
@@ -94,24 +108,31 @@ class SnapshotCoordinator {
       const shutter::v1::CreateSnapshotRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // NOT_FOUND for an unknown id; INVALID_ARGUMENT for a malformed one (as
-  // for CancelSnapshot and VerifySnapshot).
+  // The job's fields, its summary and a page of its partitions (see
+  // GetSnapshotRequest). NOT_FOUND for an unknown id; INVALID_ARGUMENT for
+  // a malformed id or page token (as for CancelSnapshot and
+  // VerifySnapshot).
+  absl::StatusOr<shutter::v1::GetSnapshotResponse> GetSnapshotPage(
+      const shutter::v1::GetSnapshotRequest& request) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The whole job with every partition (tests, small jobs).
   absl::StatusOr<shutter::v1::Snapshot> GetSnapshot(
       const std::string& snapshot_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Newest first; `limit` 0 means all.
+  // Newest first; `limit` 0 means all. O(jobs), from the jobs' counts.
   std::vector<shutter::v1::SnapshotSummary> ListSnapshots(uint32_t limit) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Cancels a running snapshot: queued partitions are dropped, in-flight
   // ones finish on their nodes, then everything it published is removed.
-  // FAILED_PRECONDITION if already COMMITTED or FAILED; NOT_FOUND if
-  // unknown. Returns the record.
-  absl::StatusOr<shutter::v1::Snapshot> CancelSnapshot(
+  // FAILED_PRECONDITION if already finished; NOT_FOUND if unknown. Returns
+  // the job's fields and summary (no partitions).
+  absl::StatusOr<shutter::v1::GetSnapshotResponse> CancelSnapshot(
       const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Re-reads every file of a COMMITTED snapshot and checks sizes and
-  // SHA-256 against the manifests; problems name the partition and file.
+  // Re-reads every file of a COMMITTED or PARTIAL snapshot and checks sizes
+  // and SHA-256 against the manifests; problems name the partition and
+  // file.
   absl::StatusOr<shutter::v1::VerifySnapshotResponse> VerifySnapshot(
       const std::string& snapshot_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -121,9 +142,16 @@ class SnapshotCoordinator {
   // Per node: tasks in flight now and the most ever in flight at once.
   std::map<std::string, scheduler::Scheduler::KeyStats> NodeStats() const;
 
+  // The job store's group commit figures.
+  GroupCommitter::Stats StoreStats() const { return committer_.GetStats(); }
+
   // Stops dispatching. Jobs still running stay RUNNING in the store;
   // results arriving afterwards are recorded only if successful.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Tests: waits until every transition staged so far is durable and
+  // acted upon (the actions may stage more: waits for those too).
+  void WaitForQuiescenceForTesting() { committer_.WaitIdle(); }
 
  private:
   SnapshotCoordinator(const Options& options, NodeRegistry* registry,
@@ -137,23 +165,6 @@ class SnapshotCoordinator {
   // waits (timer) while there is none, or fails it past the deadline.
   void Dispatch(const std::string& snapshot_id, uint32_t partition_id)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Schedules another attempt after a backoff, or fails the task. Returns
-  // true if a retry was scheduled.
-  bool RetryOrFailLocked(shutter::v1::Snapshot& job,
-                         shutter::v1::PartitionTask& task,
-                         const absl::Status& error, bool retryable)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The node could not be reached: dispatch the task again after a short
-  // wait (not an attempt), or fail it at the job's deadline. Returns true
-  // if it will be dispatched again.
-  bool WaitForNodeLocked(shutter::v1::Snapshot& job,
-                         shutter::v1::PartitionTask& task,
-                         const absl::Status& error)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The next value of the jitter generator, in [0.5, 1].
-  double JitterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint64_t JobIdLocked(const std::string& snapshot_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The scheduler task that runs a partition on `leader` (key = node, job,
   // weight = the partition's reported size); applies the node's capacity.
   std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(
@@ -170,15 +181,37 @@ class SnapshotCoordinator {
   absl::Status VerifyPublished(
       const shutter::v1::PartitionTask& task, const std::string& snapshot_id,
       const shutter::v1::CreateCheckpointResponse& response) const;
-  // Persists `updated` as the new record of its job, then installs it.
-  absl::Status CommitLocked(shutter::v1::Snapshot updated)
+
+  // Retry decisions; each sets the task's state and returns the delay
+  // before Dispatch() should run again, or nullopt if the task failed.
+  std::optional<absl::Duration> RetryOrFailLocked(
+      Job& job, shutter::v1::PartitionTask& task, const absl::Status& error,
+      bool retryable) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<absl::Duration> WaitForNodeLocked(
+      Job& job, shutter::v1::PartitionTask& task, const absl::Status& error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  double JitterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Stages a record of `job` (a task, or its header).
+  void StageTaskLocked(const Job& job, const shutter::v1::PartitionTask& task)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StageHeaderLocked(const Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `fn` once what is staged is durable; if the write failed, fails
+  // the job `snapshot_id` instead (in memory: the store is behind).
+  void AfterDurable(const std::string& snapshot_id,
+                    absl::AnyInvocable<void() &&> fn);
+  void OnStoreError(const std::string& snapshot_id, const absl::Status& s)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Finishes the job if every task is terminal: writes the cluster
+  // manifest (outside the lock), then records COMMITTED / PARTIAL /
+  // FAILED.
+  void MaybeFinish(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
   // Removes what a FAILED or CANCELLED job published, once none of its
   // checkpoints is still running; records rolled_back.
-  void RollbackLocked(const std::string& snapshot_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Finishes the job if every task is terminal.
-  void MaybeFinishLocked(const std::string& snapshot_id)
+  void Rollback(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
+
+  Job* FindLocked(const std::string& snapshot_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
@@ -190,14 +223,13 @@ class SnapshotCoordinator {
   Clock* const clock_;
   SnapshotIdGenerator ids_;
   scheduler::Scheduler scheduler_;
+  GroupCommitter committer_;
   std::atomic<uint64_t> next_job_{1};  // scheduler job ids
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Every job, by id (ids sort by creation time).
-  std::map<std::string, shutter::v1::Snapshot> jobs_ ABSL_GUARDED_BY(mu_);
-  // Scheduler job id of each job that has run in this process.
-  std::map<std::string, uint64_t> job_ids_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   uint64_t rng_state_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ull;
 };
 

@@ -135,6 +135,9 @@ class SnapshotCoordinatorTest : public ::testing::Test {
 
   // Moves the fake clock forward and fires the timers that became due.
   void Advance(absl::Duration d) {
+    // Actions follow durable writes on the committer's thread: let the
+    // ones due now (e.g. scheduling a retry) happen first.
+    coordinator_->WaitForQuiescenceForTesting();
     clock_.Advance(d);
     timer_->RunDue();
   }
@@ -181,6 +184,7 @@ class SnapshotCoordinatorTest : public ::testing::Test {
   }
 
   shutter::v1::Snapshot Get(const std::string& id) {
+    coordinator_->WaitForQuiescenceForTesting();
     auto s = coordinator_->GetSnapshot(id);
     EXPECT_OK(s);
     return s.ok() ? *s : shutter::v1::Snapshot();
@@ -328,12 +332,15 @@ TEST_F(SnapshotCoordinatorTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
   ASSERT_TRUE(transport_.WaitForCalls(2));
   Publish(transport_.Take());
   ASSERT_TRUE(transport_.WaitForCalls(2));  // the next one started
-  auto snap = coordinator_->CancelSnapshot(*id);
-  ASSERT_OK(snap);
-  EXPECT_EQ(snap->state(), shutter::v1::SNAPSHOT_STATE_CANCELLED);
-  EXPECT_FALSE(snap->rolled_back());  // two checkpoints still in flight
+  auto cancelled_answer = coordinator_->CancelSnapshot(*id);
+  ASSERT_OK(cancelled_answer);
+  EXPECT_EQ(cancelled_answer->snapshot().state(),
+            shutter::v1::SNAPSHOT_STATE_CANCELLED);
+  EXPECT_EQ(cancelled_answer->summary().partitions_running(), 2u);
+  auto snap = Get(*id);
+  EXPECT_FALSE(snap.rolled_back());  // two checkpoints still in flight
   int running = 0, cancelled = 0;
-  for (const auto& t : snap->partitions()) {
+  for (const auto& t : snap.partitions()) {
     running += t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING;
     cancelled += t.state() == shutter::v1::PARTITION_TASK_STATE_CANCELLED;
   }
@@ -739,7 +746,7 @@ TEST_F(SnapshotCoordinatorTest, RestartAfterTheLastPartitionCommits) {
   StopCoordinator();
   snap.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
   snap.clear_manifest_path();
-  ASSERT_OK(store_->Put(snap));
+  ASSERT_OK(store_->PutJob(snap));
   StartCoordinator();  // the manifest is already there: it is ours
   EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);

@@ -1,0 +1,137 @@
+#include "controller/group_commit.h"
+
+#include "absl/synchronization/notification.h"
+
+namespace shutter::controller {
+
+GroupCommitter::GroupCommitter(JobStore* store) : store_(store) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+GroupCommitter::~GroupCommitter() { Shutdown(); }
+
+void GroupCommitter::Put(std::string key, std::string value) {
+  absl::MutexLock l(&mu_);
+  if (stopped_) return;
+  auto [it, inserted] = staged_index_.try_emplace(key, staged_.size());
+  if (!inserted) {
+    staged_[it->second].value = std::move(value);
+    staged_[it->second].is_delete = false;
+    return;
+  }
+  staged_.push_back({std::move(key), std::move(value), false});
+}
+
+void GroupCommitter::Delete(std::string key) {
+  absl::MutexLock l(&mu_);
+  if (stopped_) return;
+  auto [it, inserted] = staged_index_.try_emplace(key, staged_.size());
+  if (!inserted) {
+    staged_[it->second].value.clear();
+    staged_[it->second].is_delete = true;
+    return;
+  }
+  staged_.push_back({std::move(key), "", true});
+}
+
+void GroupCommitter::AfterDurable(Callback fn) {
+  {
+    absl::MutexLock l(&mu_);
+    if (!stopped_) {
+      callbacks_.push_back(std::move(fn));
+      return;
+    }
+  }
+  std::move(fn)(absl::UnavailableError("job store committer stopped"));
+}
+
+void GroupCommitter::Loop() {
+  for (;;) {
+    std::vector<Record> records;
+    std::vector<Callback> callbacks;
+    {
+      absl::MutexLock l(&mu_);
+      auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stop_ || !staged_.empty() || !callbacks_.empty();
+      };
+      mu_.Await(absl::Condition(&work));
+      if (staged_.empty() && callbacks_.empty()) {  // and stop_
+        stopped_ = true;
+        return;
+      }
+      records.swap(staged_);
+      staged_index_.clear();
+      callbacks.swap(callbacks_);
+      busy_ = true;
+    }
+    absl::Status status;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < records.size() && status.ok();
+         i += JobStore::kMaxBatchRecords) {
+      JobStoreBatch batch;
+      const size_t end =
+          std::min(records.size(), i + JobStore::kMaxBatchRecords);
+      for (size_t j = i; j < end; ++j) {
+        Record& r = records[j];
+        bytes += r.key.size() + r.value.size();
+        if (r.is_delete) {
+          batch.deletes.push_back(std::move(r.key));
+        } else {
+          batch.puts.emplace_back(std::move(r.key), std::move(r.value));
+        }
+      }
+      status = store_->Write(batch);
+    }
+    {
+      absl::MutexLock l(&mu_);
+      if (!records.empty()) {
+        ++stats_.groups;
+        stats_.records += records.size();
+        stats_.bytes += bytes;
+        stats_.largest_group =
+            std::max<uint64_t>(stats_.largest_group, records.size());
+      }
+      if (!status.ok() && first_error_.ok()) first_error_ = status;
+    }
+    for (auto& cb : callbacks) std::move(cb)(status);
+    {
+      absl::MutexLock l(&mu_);
+      busy_ = false;
+    }
+  }
+}
+
+absl::Status GroupCommitter::Flush() {
+  absl::Notification done;
+  AfterDurable([&done](absl::Status) { done.Notify(); });
+  done.WaitForNotification();
+  absl::MutexLock l(&mu_);
+  absl::Status s = first_error_;
+  first_error_ = absl::OkStatus();
+  return s;
+}
+
+void GroupCommitter::WaitIdle() {
+  absl::MutexLock l(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !busy_ && staged_.empty() && callbacks_.empty();
+  };
+  mu_.Await(absl::Condition(&idle));
+}
+
+void GroupCommitter::Shutdown() {
+  {
+    absl::MutexLock l(&mu_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  // The loop drains what is staged (and what callbacks stage) first.
+  if (thread_.joinable()) thread_.join();
+}
+
+GroupCommitter::Stats GroupCommitter::GetStats() const {
+  absl::MutexLock l(&mu_);
+  return stats_;
+}
+
+}  // namespace shutter::controller

@@ -1,0 +1,161 @@
+#include "controller/job.h"
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/text.h"
+
+namespace shutter::controller {
+
+using shutter::v1::PartitionTask;
+using shutter::v1::PartitionTaskState;
+
+bool TaskDone(const PartitionTask& t) {
+  return t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED ||
+         t.state() == shutter::v1::PARTITION_TASK_STATE_FAILED ||
+         t.state() == shutter::v1::PARTITION_TASK_STATE_CANCELLED;
+}
+
+Job::Job(shutter::v1::Snapshot record) {
+  tasks_.assign(std::make_move_iterator(record.mutable_partitions()->begin()),
+                std::make_move_iterator(record.mutable_partitions()->end()));
+  record.clear_partitions();
+  header_ = std::move(record);
+  std::sort(tasks_.begin(), tasks_.end(),
+            [](const PartitionTask& a, const PartitionTask& b) {
+              return a.partition_id() < b.partition_id();
+            });
+  for (const auto& t : tasks_) {
+    ++counts_[static_cast<size_t>(t.state()) % counts_.size()];
+    if (t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED) {
+      published_bytes_ += t.total_bytes();
+    }
+  }
+}
+
+PartitionTask* Job::Find(uint32_t partition_id) {
+  auto it = std::lower_bound(tasks_.begin(), tasks_.end(), partition_id,
+                             [](const PartitionTask& t, uint32_t id) {
+                               return t.partition_id() < id;
+                             });
+  if (it == tasks_.end() || it->partition_id() != partition_id) return nullptr;
+  return &*it;
+}
+
+void Job::SetState(PartitionTask& task, PartitionTaskState state) {
+  if (task.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED &&
+      state != shutter::v1::PARTITION_TASK_STATE_PUBLISHED) {
+    published_bytes_ -= task.total_bytes();
+  }
+  --counts_[static_cast<size_t>(task.state()) % counts_.size()];
+  ++counts_[static_cast<size_t>(state) % counts_.size()];
+  task.set_state(state);
+}
+
+void Job::Publish(PartitionTask& task,
+                  const shutter::v1::PartitionManifest& manifest,
+                  const std::string& manifest_path, int64_t duration_millis) {
+  SetState(task, shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+  task.set_applied_index(manifest.applied_index());
+  task.set_total_bytes(manifest.total_bytes());
+  task.set_file_count(manifest.files_size());
+  task.set_manifest_path(manifest_path);
+  task.set_duration_millis(duration_millis);
+  published_bytes_ += manifest.total_bytes();
+}
+
+bool Job::AllTasksDone() const {
+  return Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED) +
+             Count(shutter::v1::PARTITION_TASK_STATE_FAILED) +
+             Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED) ==
+         static_cast<int>(tasks_.size());
+}
+
+shutter::v1::SnapshotSummary Job::Summary() const {
+  shutter::v1::SnapshotSummary s;
+  s.set_snapshot_id(header_.snapshot_id());
+  s.set_label(header_.label());
+  s.set_state(header_.state());
+  s.set_created_at_micros(header_.created_at_micros());
+  s.set_finished_at_micros(header_.finished_at_micros());
+  s.set_partitions_total(tasks_.size());
+  s.set_partitions_published(
+      Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED));
+  s.set_partitions_failed(Count(shutter::v1::PARTITION_TASK_STATE_FAILED));
+  s.set_partitions_running(Count(shutter::v1::PARTITION_TASK_STATE_RUNNING));
+  s.set_partitions_waiting(Count(shutter::v1::PARTITION_TASK_STATE_WAITING));
+  s.set_partitions_queued(Count(shutter::v1::PARTITION_TASK_STATE_QUEUED));
+  s.set_partitions_cancelled(
+      Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));
+  s.set_total_bytes(published_bytes_);
+  return s;
+}
+
+shutter::v1::Snapshot Job::ToRecord() const {
+  shutter::v1::Snapshot out = header_;
+  out.mutable_partitions()->Reserve(static_cast<int>(tasks_.size()));
+  for (const auto& t : tasks_) *out.add_partitions() = t;
+  return out;
+}
+
+absl::Status Job::Page(const shutter::v1::GetSnapshotRequest& request,
+                       shutter::v1::GetSnapshotResponse* response) const {
+  uint32_t start = 0;
+  if (!request.page_token().empty() &&
+      !absl::SimpleAtoi(request.page_token(), &start)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token ", Quote(request.page_token()),
+                     " is not one this server gave"));
+  }
+  *response->mutable_snapshot() = header_;
+  *response->mutable_summary() = Summary();
+  if (request.summary_only()) return absl::OkStatus();
+  const uint32_t page =
+      request.page_size() == 0
+          ? kDefaultPageSize
+          : std::min<uint32_t>(request.page_size(), kMaxPageSize);
+  auto it = std::lower_bound(tasks_.begin(), tasks_.end(), start,
+                             [](const PartitionTask& t, uint32_t id) {
+                               return t.partition_id() < id;
+                             });
+  for (; it != tasks_.end(); ++it) {
+    if (request.states_size() > 0 &&
+        std::find(request.states().begin(), request.states().end(),
+                  it->state()) == request.states().end()) {
+      continue;
+    }
+    if (static_cast<uint32_t>(response->snapshot().partitions_size()) >= page) {
+      response->set_next_page_token(absl::StrCat(it->partition_id()));
+      break;
+    }
+    *response->mutable_snapshot()->add_partitions() = *it;
+  }
+  return absl::OkStatus();
+}
+
+shutter::v1::ClusterManifest Job::BuildManifest(absl::Time committed_at) const {
+  shutter::v1::ClusterManifest cm;
+  cm.set_snapshot_id(header_.snapshot_id());
+  cm.set_label(header_.label());
+  cm.set_created_at_micros(header_.created_at_micros());
+  cm.set_committed_at_micros(absl::ToUnixMicros(committed_at));
+  for (const auto& t : tasks_) {
+    if (t.state() != shutter::v1::PARTITION_TASK_STATE_PUBLISHED) {
+      auto* m = cm.add_missing();
+      m->set_partition_id(t.partition_id());
+      m->set_reason(t.last_error());
+      continue;
+    }
+    auto* p = cm.add_partitions();
+    p->set_partition_id(t.partition_id());
+    p->set_node_id(t.node_id());
+    p->set_leader_epoch(t.leader_epoch());
+    p->set_applied_index(t.applied_index());
+    p->set_manifest_path(t.manifest_path());
+    p->set_total_bytes(t.total_bytes());
+  }
+  return cm;
+}
+
+}  // namespace shutter::controller

@@ -1,0 +1,88 @@
+#ifndef SHUTTER_CONTROLLER_JOB_H_
+#define SHUTTER_CONTROLLER_JOB_H_
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "shutter/v1/admin.pb.h"
+#include "shutter/v1/common.pb.h"
+
+namespace shutter::controller {
+
+// One job (a cluster snapshot) in memory: its own fields (the header, a
+// shutter.v1.Snapshot without partitions) and its tasks sorted by
+// partition id, with per-state counts and published bytes kept current, so
+// that summaries, "is every task done" and listing cost O(1) per job and a
+// task is found in O(log n). Pure bookkeeping: no threads, no I/O, no
+// clock. Not thread-safe (the coordinator's lock guards it).
+class Job {
+ public:
+  // From a full record (header plus partitions, in any order).
+  explicit Job(shutter::v1::Snapshot record);
+
+  const std::string& id() const { return header_.snapshot_id(); }
+  const shutter::v1::Snapshot& header() const { return header_; }
+  shutter::v1::Snapshot& mutable_header() { return header_; }
+  size_t size() const { return tasks_.size(); }
+  const std::vector<shutter::v1::PartitionTask>& tasks() const {
+    return tasks_;
+  }
+
+  // The task of `partition_id`, or nullptr.
+  shutter::v1::PartitionTask* Find(uint32_t partition_id);
+
+  // Every change of a task's state goes through here (keeps the counts).
+  void SetState(shutter::v1::PartitionTask& task,
+                shutter::v1::PartitionTaskState state);
+  // Marks a task PUBLISHED with what the node published.
+  void Publish(shutter::v1::PartitionTask& task,
+               const shutter::v1::PartitionManifest& manifest,
+               const std::string& manifest_path, int64_t duration_millis);
+
+  int Count(shutter::v1::PartitionTaskState state) const {
+    return counts_[static_cast<size_t>(state) % counts_.size()];
+  }
+  // Every task PUBLISHED, FAILED or CANCELLED.
+  bool AllTasksDone() const;
+  bool AnyRunning() const {
+    return Count(shutter::v1::PARTITION_TASK_STATE_RUNNING) > 0;
+  }
+  uint64_t published_bytes() const { return published_bytes_; }
+
+  shutter::v1::SnapshotSummary Summary() const;
+  // Header plus every task (O(n)).
+  shutter::v1::Snapshot ToRecord() const;
+  // The header, the summary and one page of tasks as asked.
+  // INVALID_ARGUMENT for a malformed page token.
+  absl::Status Page(const shutter::v1::GetSnapshotRequest& request,
+                    shutter::v1::GetSnapshotResponse* response) const;
+  // The cluster manifest of a finished job: its PUBLISHED tasks, and the
+  // others listed as missing with their last error.
+  shutter::v1::ClusterManifest BuildManifest(absl::Time committed_at) const;
+
+  // Not persisted: where the job is in this process.
+  uint64_t scheduler_job = 0;  // 0: not yet given one
+  bool finishing = false;      // the cluster manifest is being written
+  bool rolling_back = false;   // the rollback is removing files
+
+  // Largest page GetSnapshot answers with, and the default.
+  static constexpr uint32_t kDefaultPageSize = 1000;
+  static constexpr uint32_t kMaxPageSize = 10000;
+
+ private:
+  shutter::v1::Snapshot header_;
+  std::vector<shutter::v1::PartitionTask> tasks_;
+  std::array<int, 8> counts_{};
+  uint64_t published_bytes_ = 0;
+};
+
+// True once a task will not change any more.
+bool TaskDone(const shutter::v1::PartitionTask& t);
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_JOB_H_
