@@ -46,11 +46,16 @@ void GroupCommitter::AfterDurable(Callback fn) {
 }
 
 void GroupCommitter::Loop() {
+  absl::Status failing;  // the last write error, until a write succeeds
   for (;;) {
     std::vector<Record> records;
     std::vector<Callback> callbacks;
     {
       absl::MutexLock l(&mu_);
+      if (!failing.ok()) {
+        // Do not spin on a failing store.
+        mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(100));
+      }
       auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stop_ || !staged_.empty() || !callbacks_.empty();
       };
@@ -59,6 +64,11 @@ void GroupCommitter::Loop() {
         stopped_ = true;
         return;
       }
+      if (stop_ && !failing.ok()) {
+        // Stopping with a failing store: give up on what is staged.
+        staged_.clear();
+        staged_index_.clear();
+      }
       records.swap(staged_);
       staged_index_.clear();
       callbacks.swap(callbacks_);
@@ -66,34 +76,55 @@ void GroupCommitter::Loop() {
     }
     absl::Status status;
     uint64_t bytes = 0;
+    size_t written = 0;  // records in the chunks that succeeded
     for (size_t i = 0; i < records.size() && status.ok();
          i += JobStore::kMaxBatchRecords) {
       JobStoreBatch batch;
       const size_t end =
           std::min(records.size(), i + JobStore::kMaxBatchRecords);
       for (size_t j = i; j < end; ++j) {
-        Record& r = records[j];
+        const Record& r = records[j];
         bytes += r.key.size() + r.value.size();
         if (r.is_delete) {
-          batch.deletes.push_back(std::move(r.key));
+          batch.deletes.push_back(r.key);
         } else {
-          batch.puts.emplace_back(std::move(r.key), std::move(r.value));
+          batch.puts.emplace_back(r.key, r.value);
         }
       }
       status = store_->Write(batch);
+      if (status.ok()) written = end;
     }
+    if (!records.empty()) failing = status;
     {
       absl::MutexLock l(&mu_);
-      if (!records.empty()) {
+      if (written > 0) {
         ++stats_.groups;
-        stats_.records += records.size();
+        stats_.records += written;
         stats_.bytes += bytes;
         stats_.largest_group =
-            std::max<uint64_t>(stats_.largest_group, records.size());
+            std::max<uint64_t>(stats_.largest_group, written);
       }
-      if (!status.ok() && first_error_.ok()) first_error_ = status;
+      if (!status.ok()) {
+        if (first_error_.ok()) first_error_ = status;
+        // Not durable: stage again, ahead of (and superseded by) what was
+        // staged since, and retry.
+        std::vector<Record> again;
+        for (size_t j = written; j < records.size(); ++j) {
+          if (staged_index_.count(records[j].key) == 0) {
+            again.push_back(std::move(records[j]));
+          }
+        }
+        for (auto& r : staged_) again.push_back(std::move(r));
+        staged_ = std::move(again);
+        staged_index_.clear();
+        for (size_t j = 0; j < staged_.size(); ++j) {
+          staged_index_[staged_[j].key] = j;
+        }
+      }
     }
-    for (auto& cb : callbacks) std::move(cb)(status);
+    // While the store fails, nothing staged before these callbacks can be
+    // trusted durable: they all see the error.
+    for (auto& cb : callbacks) std::move(cb)(failing);
     {
       absl::MutexLock l(&mu_);
       busy_ = false;

@@ -22,9 +22,12 @@ namespace shutter::controller {
 // a thousand. A later put of a key still waiting replaces the earlier one.
 //
 // Acting only on durable state: AfterDurable(fn) runs fn once everything
-// staged before it has been written (OK) or the write failed (the error),
-// on the committer's thread, in registration order. fn may stage more and
-// register more callbacks; it must not call Flush().
+// staged before it has been written (OK), or with the error while the
+// store fails, on the committer's thread, in registration order. Records
+// whose write failed are kept and written again (every 100 ms) until it
+// succeeds or the committer stops; callbacks see OK again only after a
+// write succeeded. fn may stage more and register more callbacks; it must
+// not call Flush().
 //
 // Thread-safe. `store` must outlive the committer.
 class GroupCommitter {
