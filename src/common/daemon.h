@@ -13,7 +13,8 @@ namespace shutter::daemon {
 absl::Status InitLogging(const std::string& level, const std::string& name);
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread created
-// after it. Call first thing in main(), before any thread starts.
+// after it, and turns off Abseil's mutex deadlock detection (costly at
+// scale). Call first thing in main(), before any thread starts.
 void BlockShutdownSignals();
 
 // Waits until SIGTERM or SIGINT arrives; returns the signal number.

@@ -277,49 +277,45 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
 void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
                                    uint32_t partition_id) {
   auto leader = registry_->ResolveLeader(partition_id);
-  absl::MutexLock l(&mu_);
-  if (stopping_) return;
-  Job* job = FindLocked(snapshot_id);
-  if (job == nullptr || IsFinished(job->header().state())) return;
-  PartitionTask* t = job->Find(partition_id);
-  if (t == nullptr || TaskDone(*t)) return;
-  if (!leader.ok()) {
-    // No usable leader (yet): look again soon, until the deadline.
-    const bool changed =
-        t->state() != shutter::v1::PARTITION_TASK_STATE_WAITING ||
-        t->last_error() != StatusText(leader.status());
-    if (clock_->Now() >=
-        absl::FromUnixMicros(job->header().deadline_micros())) {
-      job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_FAILED);
-      t->set_last_error(absl::StrCat("no usable leader before the deadline: ",
-                                     StatusText(leader.status())));
-      StageTaskLocked(*job, *t);
-      AfterDurable(snapshot_id,
-                   [this, snapshot_id] { MaybeFinish(snapshot_id); });
+  uint64_t job_id = 0;
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    Job* job = FindLocked(snapshot_id);
+    if (job == nullptr || IsFinished(job->header().state())) return;
+    PartitionTask* t = job->Find(partition_id);
+    if (t == nullptr || TaskDone(*t)) return;
+    if (!leader.ok()) {
+      // No usable leader (yet): look again soon, until the deadline.
+      if (clock_->Now() >=
+          absl::FromUnixMicros(job->header().deadline_micros())) {
+        job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_FAILED);
+        t->set_last_error(absl::StrCat("no usable leader before the deadline: ",
+                                       StatusText(leader.status())));
+        StageTaskLocked(*job, *t);
+        AfterDurable(snapshot_id,
+                     [this, snapshot_id] { MaybeFinish(snapshot_id); });
+        return;
+      }
+      // A soft state: kept in memory only (see the header).
+      job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_WAITING);
+      t->set_last_error(StatusText(leader.status()));
+      timer_->RunAfter(options_.leader_poll, [this, snapshot_id, partition_id] {
+        Dispatch(snapshot_id, partition_id);
+      });
       return;
     }
-    job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_WAITING);
-    t->set_last_error(StatusText(leader.status()));
-    // Persist changes only, not every poll.
-    if (changed) StageTaskLocked(*job, *t);
-    timer_->RunAfter(options_.leader_poll, [this, snapshot_id, partition_id] {
-      Dispatch(snapshot_id, partition_id);
-    });
-    return;
+    // QUEUED is a soft state too: nothing to wait for.
+    job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_QUEUED);
+    t->set_node_id(leader->node_id);
+    t->set_node_instance_id(leader->instance_id);
+    t->set_leader_epoch(leader->epoch);
+    if (job->scheduler_job == 0) job->scheduler_job = next_job_.fetch_add(1);
+    job_id = job->scheduler_job;
   }
-  job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_QUEUED);
-  t->set_node_id(leader->node_id);
-  t->set_node_instance_id(leader->instance_id);
-  t->set_leader_epoch(leader->epoch);
-  StageTaskLocked(*job, *t);
-  if (job->scheduler_job == 0) job->scheduler_job = next_job_.fetch_add(1);
-  const uint64_t job_id = job->scheduler_job;
-  AfterDurable(snapshot_id, [this, snapshot_id, partition_id, job_id,
-                             leader = *leader]() mutable {
-    auto [options, fn] =
-        MakeSchedulerTask(snapshot_id, partition_id, job_id, leader);
-    scheduler_.Submit(std::move(options), std::move(fn));
-  });
+  auto [options, fn] =
+      MakeSchedulerTask(snapshot_id, partition_id, job_id, *leader);
+  scheduler_.Submit(std::move(options), std::move(fn));
 }
 
 std::pair<scheduler::TaskOptions, scheduler::TaskFn>
@@ -356,9 +352,9 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
         leader->instance_id == t->node_instance_id() &&
         leader->epoch == t->leader_epoch()) {
       address = leader->address;
-      // Attempts are counted when an answer arrives (OnTaskDone).
+      // Attempts are counted when an answer arrives (OnTaskDone). RUNNING
+      // is a soft state: not persisted (see the header).
       job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_RUNNING);
-      StageTaskLocked(*job, *t);
       req.set_snapshot_id(snapshot_id);
       req.set_partition_id(partition_id);
       req.set_expected_leader_epoch(t->leader_epoch());
@@ -370,24 +366,16 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
     Dispatch(snapshot_id, partition_id);
     return;
   }
-  // Send once RUNNING is durable; the slot is held until the call ends.
-  AfterDurable(snapshot_id, [this, snapshot_id, partition_id, address,
-                             req = std::move(req),
-                             token = std::move(token)]() mutable {
-    {
-      absl::MutexLock l(&mu_);
-      if (stopping_) return;
-    }
-    absl::Time started = clock_->Now();
-    transport_->CreateCheckpoint(
-        address, req, options_.rpc_timeout,
-        [this, snapshot_id, partition_id, started, token = std::move(token)](
-            absl::StatusOr<CreateCheckpointResponse> result) mutable {
-          // The node is done with this checkpoint: free its slot first.
-          token.Release();
-          OnTaskDone(snapshot_id, partition_id, started, std::move(result));
-        });
-  });
+  // The slot is held until the call ends.
+  absl::Time started = clock_->Now();
+  transport_->CreateCheckpoint(
+      address, req, options_.rpc_timeout,
+      [this, snapshot_id, partition_id, started, token = std::move(token)](
+          absl::StatusOr<CreateCheckpointResponse> result) mutable {
+        // The node is done with this checkpoint: free its slot first.
+        token.Release();
+        OnTaskDone(snapshot_id, partition_id, started, std::move(result));
+      });
 }
 
 double SnapshotCoordinator::JitterLocked() {

@@ -34,12 +34,18 @@ namespace shutter::controller {
 //
 // State and persistence: each job is a Job (job.h: header + tasks, counts
 // kept up to date). A transition changes one task in memory under the
-// coordinator's lock and stages that task's record with the
-// GroupCommitter; whatever the transition leads to (sending the RPC,
-// scheduling a retry, writing the cluster manifest, answering the caller)
-// happens only once the record is durable (AfterDurable). Concurrent
-// transitions share one synced write. Nothing slow runs under the lock:
-// RPCs, repository reads and writes, and manifest encoding happen outside
+// coordinator's lock. Hard states -- the job's creation and its own state,
+// a node's answer (PUBLISHED, FAILED, or WAITING with the attempt
+// counted), CANCELLED -- are staged as that task's record with the
+// GroupCommitter, and whatever they lead to (scheduling the retry, writing
+// the cluster manifest, answering the caller, rolling back) happens only
+// once the record is durable (AfterDurable); concurrent transitions share
+// one synced write. Soft states -- QUEUED, RUNNING, WAITING for a leader
+// or an unreachable node -- are kept in memory only: recovery treats every
+// task that is not PUBLISHED, FAILED or CANCELLED alike (dispatched again;
+// nodes answer repeats idempotently), so persisting them would buy
+// nothing but a write on the path to every RPC. Nothing slow runs under the
+// lock: RPCs, repository reads and writes, and manifest encoding happen outside
 // it; reads of a large job answer from its counts plus a page of tasks.
 //
 // A partition's leader is resolved when its task is dispatched, not when
