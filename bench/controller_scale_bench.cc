@@ -235,6 +235,11 @@ class Bench {
         hp->set_approximate_size_bytes(1000 + p);
       }
     }
+    std::vector<HeartbeatRequest> keep_alives = beats;
+    for (auto& k : keep_alives) {
+      k.clear_partitions();
+      k.set_partitions_omitted(true);
+    }
     std::atomic<bool> stop{false};
     std::atomic<bool> record{false};
     absl::Mutex lat_mu;
@@ -245,15 +250,24 @@ class Bench {
     for (int t = 0; t < kBeatThreads; ++t) {
       beaters.emplace_back([&, t] {
         auto stub = ControllerService::NewStub(shutter::MakeChannel(target));
+        // As the reference node does: a full report every 10th round (and
+        // when asked), keep-alives otherwise.
+        int rounds = 0;
         while (!stop) {
           absl::Time round = absl::Now();
+          const bool full_round = rounds++ % 10 == 0;
           for (int i = t; i < sc.nodes && !stop; i += kBeatThreads) {
             grpc::ClientContext ctx;
             ctx.set_deadline(std::chrono::system_clock::now() +
                              std::chrono::seconds(10));
             HeartbeatResponse r;
             absl::Time t0 = absl::Now();
-            grpc::Status st = stub->Heartbeat(&ctx, beats[i], &r);
+            grpc::Status st = stub->Heartbeat(
+                &ctx, full_round ? beats[i] : keep_alives[i], &r);
+            if (st.ok() && r.full_report_needed()) {
+              grpc::ClientContext again;
+              st = stub->Heartbeat(&again, beats[i], &r);
+            }
             double ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
             if (!st.ok()) Die("heartbeat: " + st.error_message());
             if (record) {

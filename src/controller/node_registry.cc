@@ -19,7 +19,9 @@ using shutter::v1::PartitionInfo;
 NodeRegistry::NodeRegistry(const Options& options, Clock* clock)
     : options_(options), clock_(clock) {}
 
-absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req) {
+absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
+                                     bool* full_report_needed) {
+  if (full_report_needed != nullptr) *full_report_needed = false;
   RETURN_IF_ERROR(CheckSafeId("heartbeat: node_id", req.node_id()));
   if (req.address().empty()) {
     return absl::InvalidArgumentError(
@@ -97,14 +99,29 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req) {
           "directory is still running");
       spdlog::warn("refused heartbeat: {}", msg);
       return absl::FailedPreconditionError(msg);
-    } else if (req.instance().start_count() > old.start_count) {
+    } else if (req.instance().start_count() > old.start_count &&
+               !req.partitions_omitted()) {
       spdlog::info("node {} restarted (start {}, at {})", req.node_id(),
                    req.instance().start_count(), Quote(req.address()));
     }
-  } else {
+  } else if (!req.partitions_omitted()) {
     spdlog::info("node {} registered: incarnation {} start {} at {}",
                  req.node_id(), Quote(req.instance().instance_id()),
                  req.instance().start_count(), Quote(req.address()));
+  }
+  if (req.partitions_omitted()) {
+    auto known = nodes_.find(req.node_id());
+    if (known == nodes_.end() ||
+        known->second.instance_id != req.instance().instance_id() ||
+        known->second.start_count != req.instance().start_count()) {
+      if (full_report_needed != nullptr) *full_report_needed = true;
+      return absl::OkStatus();
+    }
+    NodeState& n = known->second;
+    n.address = req.address();
+    n.capacity = req.checkpoint_capacity();
+    n.last_heartbeat = clock_->Now();
+    return absl::OkStatus();
   }
   NodeState fresh;
   fresh.instance_id = req.instance().instance_id();

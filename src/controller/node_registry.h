@@ -68,7 +68,12 @@ class NodeRegistry {
   // partition listed twice; ALREADY_EXISTS for another live incarnation;
   // FAILED_PRECONDITION for another repository or an older start of the
   // registered incarnation.
-  absl::Status Heartbeat(const shutter::v1::HeartbeatRequest& request)
+  //
+  // A keep-alive (partitions_omitted) from the registered incarnation and
+  // start only refreshes liveness, address and capacity; from anyone else
+  // it records nothing and sets *full_report_needed (if given).
+  absl::Status Heartbeat(const shutter::v1::HeartbeatRequest& request,
+                         bool* full_report_needed = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Forgets a dead node. NOT_FOUND if unknown; FAILED_PRECONDITION if it is

@@ -94,8 +94,11 @@ grpc::Status AdminServiceImpl::RemoveNode(grpc::ServerContext*,
 grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext*,
                                               const HeartbeatRequest* req,
                                               HeartbeatResponse* resp) {
-  absl::Status s = registry_->Heartbeat(*req);
+  bool full_needed = false;
+  absl::Status s = registry_->Heartbeat(*req, &full_needed);
   if (!s.ok()) return ToGrpcStatus(s);
+  resp->set_full_report_needed(full_needed);
+  if (full_needed) return grpc::Status::OK;
   coordinator_->SetNodeCapacity(req->node_id(), req->checkpoint_capacity());
   resp->set_expected_interval_millis(
       absl::ToInt64Milliseconds(expected_interval_));

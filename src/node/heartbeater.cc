@@ -33,10 +33,10 @@ bool Heartbeater::IsFatal(const absl::Status& s) {
 }
 
 absl::Status Heartbeater::Register(absl::Duration timeout) {
-  return SendOnce(timeout);
+  return SendOnce(timeout, /*full=*/true);
 }
 
-absl::Status Heartbeater::SendOnce(absl::Duration timeout) {
+absl::Status Heartbeater::SendOnce(absl::Duration timeout, bool full) {
   if (repository_id_.empty()) {
     auto id = repo_->ReadIdentity();
     if (id.ok()) repository_id_ = *id;
@@ -49,14 +49,26 @@ absl::Status Heartbeater::SendOnce(absl::Duration timeout) {
   req.mutable_instance()->set_start_count(options_.instance.start_count);
   req.set_repository_id(repository_id_);
   req.set_repository(repo_->Describe());
-  for (const auto& p : host_->Status()) {
-    auto* hp = req.add_partitions();
-    hp->set_partition_id(p.partition_id);
-    hp->set_role(p.leader ? shutter::v1::PARTITION_ROLE_LEADER
-                          : shutter::v1::PARTITION_ROLE_FOLLOWER);
-    hp->set_leader_epoch(p.leader_epoch);
-    hp->set_applied_index(p.applied_index);
-    hp->set_approximate_size_bytes(p.approximate_size_bytes);
+  const std::vector<NodeHost::PartitionStatus> status = host_->Status();
+  std::vector<std::tuple<uint32_t, bool, uint64_t>> leadership;
+  leadership.reserve(status.size());
+  for (const auto& p : status) {
+    leadership.emplace_back(p.partition_id, p.leader, p.leader_epoch);
+  }
+  full = full || full_needed_ || leadership != last_reported_ ||
+         since_full_ + 1 >= options_.full_report_every;
+  if (full) {
+    for (const auto& p : status) {
+      auto* hp = req.add_partitions();
+      hp->set_partition_id(p.partition_id);
+      hp->set_role(p.leader ? shutter::v1::PARTITION_ROLE_LEADER
+                            : shutter::v1::PARTITION_ROLE_FOLLOWER);
+      hp->set_leader_epoch(p.leader_epoch);
+      hp->set_applied_index(p.applied_index);
+      hp->set_approximate_size_bytes(p.approximate_size_bytes);
+    }
+  } else {
+    req.set_partitions_omitted(true);
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
@@ -66,6 +78,20 @@ absl::Status Heartbeater::SendOnce(absl::Duration timeout) {
   if (!s.ok()) {
     spdlog::debug("heartbeat to {} failed: {}", options_.controller_address,
                   s.ToString());
+    full_needed_ = true;  // the controller may have restarted meanwhile
+    return s;
+  }
+  if (resp.full_report_needed()) {
+    full_needed_ = true;
+    // Send it now rather than a whole interval later.
+    return full ? s : SendOnce(timeout, /*full=*/true);
+  }
+  if (full) {
+    last_reported_ = std::move(leadership);
+    since_full_ = 0;
+    full_needed_ = false;
+  } else {
+    ++since_full_;
   }
   return s;
 }
@@ -75,7 +101,7 @@ void Heartbeater::Loop() {
   const absl::Duration timeout =
       std::max(options_.interval, absl::Milliseconds(500));
   for (;;) {
-    absl::Status s = SendOnce(timeout);
+    absl::Status s = SendOnce(timeout, /*full=*/false);
     if (IsFatal(s)) {
       spdlog::error("controller {} refused this node: {}",
                     options_.controller_address, std::string(s.message()));

@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -36,6 +38,9 @@ class Heartbeater {
     absl::Duration interval = absl::Seconds(1);
     // Called once, on the heartbeat thread, with a fatal refusal.
     std::function<void(const absl::Status&)> on_fatal;
+    // A full partition report at least every this many heartbeats (the
+    // others are keep-alives unless a role or epoch changed).
+    int full_report_every = 10;
   };
 
   Heartbeater(const Options& options, const NodeHost* host,
@@ -59,7 +64,9 @@ class Heartbeater {
 
  private:
   void Loop() ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status SendOnce(absl::Duration timeout);
+  // Sends a full report if `full` or if anything that leadership depends
+  // on changed since the last one; a keep-alive otherwise.
+  absl::Status SendOnce(absl::Duration timeout, bool full);
 
   const Options options_;
   const NodeHost* const host_;
@@ -67,6 +74,11 @@ class Heartbeater {
   std::unique_ptr<shutter::v1::ControllerService::Stub> stub_;
   // Read from the repository until found (it may be created later).
   std::string repository_id_;  // heartbeat thread (or Register) only
+  // (partition, role, epoch) of the last full report accepted; heartbeat
+  // thread (or Register) only.
+  std::vector<std::tuple<uint32_t, bool, uint64_t>> last_reported_;
+  int since_full_ = 0;
+  bool full_needed_ = true;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -213,6 +213,41 @@ TEST_F(NodeRegistryTest, PartitionIndexFollowsHeartbeats) {
   for (const auto& p : parts) EXPECT_EQ(p.replicas_size(), 1);
 }
 
+TEST_F(NodeRegistryTest, KeepAlivesRefreshLivenessAndKeepTheLastReport) {
+  auto keep_alive = [](HeartbeatRequest r) {
+    r.clear_partitions();
+    r.set_partitions_omitted(true);
+    return r;
+  };
+  bool full = false;
+  // Unknown node: a keep-alive is not enough, and records nothing.
+  ASSERT_OK(registry_.Heartbeat(keep_alive(Beat("a", {{0, true, 1}})), &full));
+  EXPECT_TRUE(full);
+  EXPECT_TRUE(registry_.ListNodes().empty());
+  ASSERT_OK(
+      registry_.Heartbeat(Beat("a", {{0, true, 1}, {1, true, 1}}), &full));
+  EXPECT_FALSE(full);
+  for (int i = 0; i < 3; ++i) {
+    clock_.Advance(absl::Seconds(6));
+    ASSERT_OK(registry_.Heartbeat(keep_alive(Beat("a", {})), &full));
+    EXPECT_FALSE(full);
+  }
+  // 18 s later, alive thanks to keep-alives, still with both partitions.
+  EXPECT_TRUE(registry_.IsAlive("a"));
+  EXPECT_EQ(registry_.ListPartitions().size(), 2u);
+  EXPECT_EQ(registry_.ResolveLeader(1)->node_id, "a");
+  // The node restarted (a higher start): it must report in full first.
+  auto restarted = keep_alive(Beat("a", {}));
+  restarted.mutable_instance()->set_start_count(2);
+  ASSERT_OK(registry_.Heartbeat(restarted, &full));
+  EXPECT_TRUE(full);
+  // Another incarnation's keep-alive is refused like its full reports.
+  auto other = keep_alive(Beat("a", {}));
+  other.mutable_instance()->set_instance_id("other");
+  EXPECT_THAT(registry_.Heartbeat(other, &full),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+}
+
 TEST_F(NodeRegistryTest, DeadNodesCanBeRemovedLiveOnesCannot) {
   ASSERT_OK(registry_.Heartbeat(Beat("a", {{0, true, 1}})));
   ASSERT_OK(registry_.Heartbeat(Beat("b", {{1, true, 1}})));
