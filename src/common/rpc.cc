@@ -3,16 +3,20 @@
 #include <errno.h>
 #include <netdb.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/error_reason.h"
 #include "common/text.h"
 #include "grpc/support/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/support/server_interceptor.h"
 #include "spdlog/spdlog.h"
@@ -202,7 +206,8 @@ absl::Status ProbeBind(const std::string& listen) {
 }  // namespace
 
 absl::StatusOr<RunningServer> StartGrpcServer(
-    const std::string& listen, const std::vector<grpc::Service*>& services) {
+    const std::string& listen, const std::vector<grpc::Service*>& services,
+    const ServerLimits& limits) {
   static const bool init = [] {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -215,6 +220,18 @@ absl::StatusOr<RunningServer> StartGrpcServer(
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &rs.port);
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  auto ms = [](absl::Duration d) {
+    return static_cast<int>(absl::ToInt64Milliseconds(d));
+  };
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             ms(limits.handshake_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             ms(limits.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             ms(limits.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             ms(limits.max_connection_idle));
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
@@ -245,7 +262,91 @@ void StopGrpcServer(RunningServer& server, absl::Duration grace) {
   server.server->Shutdown(std::chrono::system_clock::now());
 }
 
+uint64_t RaiseOpenFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  return static_cast<uint64_t>(rl.rlim_cur);
+}
+
+ListenerWatchdog::ListenerWatchdog(std::string target, absl::Duration interval,
+                                   int failures, std::function<void()> on_dead)
+    : target_(std::move(target)),
+      interval_(interval),
+      failures_(failures),
+      on_dead_(std::move(on_dead)) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+ListenerWatchdog::~ListenerWatchdog() {
+  {
+    absl::MutexLock l(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void ListenerWatchdog::Loop() {
+  int missed = 0;
+  for (;;) {
+    {
+      absl::MutexLock l(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_)) return;
+    }
+    // A fresh connection each time: an established one says nothing about
+    // whether new ones are accepted.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel = grpc::CreateCustomChannel(
+        target_, grpc::InsecureChannelCredentials(), args);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(
+        std::chrono::system_clock::now() +
+        absl::ToChronoMilliseconds(std::max(interval_, absl::Seconds(1))));
+    ctx.set_wait_for_ready(true);
+    // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message
+    // (a buffer of one empty slice: a buffer of none is not a message).
+    grpc::Slice empty_slice("", 0);
+    grpc::ByteBuffer request(&empty_slice, 1), response;
+    grpc::GenericStub stub(channel);
+    absl::Notification done;
+    grpc::Status st;
+    stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
+                   &request, &response, [&](grpc::Status s) {
+                     st = std::move(s);
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    if (st.ok()) {
+      missed = 0;
+      continue;
+    }
+    ++missed;
+    spdlog::warn("listener self-check {} of {} failed: {}", missed, failures_,
+                 st.error_message());
+    if (missed >= failures_) {
+      spdlog::error(
+          "the gRPC listener on {} accepts no connections any more; giving "
+          "up so that the service manager restarts this daemon",
+          target_);
+      on_dead_();
+      return;
+    }
+  }
+}
+
 void RouteGrpcLogsToSpdlog() { gpr_set_log_function(GrpcLogToSpdlog); }
+
+std::string SelfAddress(const std::string& listen, int port) {
+  std::string a = WithPort(listen, port);
+  if (absl::StartsWith(a, "0.0.0.0:")) return absl::StrCat("127.0.0.1:", port);
+  if (absl::StartsWith(a, "[::]:")) return absl::StrCat("[::1]:", port);
+  return a;
+}
 
 std::string WithPort(const std::string& host_port, int port) {
   size_t colon = host_port.rfind(':');

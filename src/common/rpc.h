@@ -1,8 +1,11 @@
 #ifndef SHUTTER_COMMON_RPC_H_
 #define SHUTTER_COMMON_RPC_H_
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -48,6 +51,21 @@ class CallTracker {
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Connection hygiene of a server, against connection storms: slow or
+// stalled handshakes and half-open connections are closed instead of
+// piling up until the process runs out of file descriptors.
+struct ServerLimits {
+  // A connection that has not finished its HTTP/2 handshake by then is
+  // closed (gRPC's default is 120 s).
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // Ping a connection silent this long; close it if the ping is not
+  // answered within keepalive_timeout (finds dead peers).
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+  // Close a connection with no call for this long.
+  absl::Duration max_connection_idle = absl::Minutes(5);
+};
+
 // A started gRPC server and the port it bound.
 struct RunningServer {
   std::unique_ptr<grpc::Server> server;
@@ -68,7 +86,38 @@ struct RunningServer {
 // permission) if it cannot be bound; gRPC's own log lines about the
 // failure are kept out of the way (debug level).
 absl::StatusOr<RunningServer> StartGrpcServer(
-    const std::string& listen, const std::vector<grpc::Service*>& services);
+    const std::string& listen, const std::vector<grpc::Service*>& services,
+    const ServerLimits& limits = {});
+
+// Raises this process' soft limit on open files to its hard limit (a
+// controller holds a connection per node and per client). Returns the
+// soft limit in force afterwards.
+uint64_t RaiseOpenFileLimit();
+
+// Checks from inside a daemon that its gRPC listener still accepts
+// connections: every `interval` it opens a fresh connection to
+// `target` (never a pooled one) and calls grpc.health.v1 Check. After
+// `failures` misses in a row it calls `on_dead` once (the daemon then
+// marks itself NOT_SERVING and exits non-zero, so that systemd restarts
+// it: gRPC 1.51 can give its listener up after accept() fails with
+// EMFILE, leaving a live process that accepts nothing). Thread-safe.
+class ListenerWatchdog {
+ public:
+  ListenerWatchdog(std::string target, absl::Duration interval, int failures,
+                   std::function<void()> on_dead);
+  // Stops the thread.
+  ~ListenerWatchdog();
+
+ private:
+  void Loop();
+  const std::string target_;
+  const absl::Duration interval_;
+  const int failures_;
+  const std::function<void()> on_dead_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
 
 // Stops `server` without waiting on idle client connections: waits up to
 // `grace` for the unary calls in flight to end, then shuts down at once,
@@ -79,6 +128,10 @@ void StopGrpcServer(RunningServer& server, absl::Duration grace);
 // Sends gRPC core's own log lines through spdlog ("grpc: ..."), so a
 // daemon's stderr has a single format. Call once, early in main().
 void RouteGrpcLogsToSpdlog();
+
+// The address this process reaches its own listener at: `listen` with the
+// bound port, and a wildcard host (0.0.0.0, [::]) replaced by loopback.
+std::string SelfAddress(const std::string& listen, int port);
 
 // Returns "host:port" with the port replaced by `port`.
 std::string WithPort(const std::string& host_port, int port);

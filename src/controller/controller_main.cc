@@ -1,5 +1,7 @@
 // shutter-controller: tracks nodes, serves the admin API, runs snapshots.
+#include <atomic>
 #include <cstdio>
+#include <memory>
 
 #include "common/clock.h"
 #include "common/daemon.h"
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
     return Fail(s, 2);
   }
   RouteGrpcLogsToSpdlog();
+  const uint64_t max_files = RaiseOpenFileLimit();
   if (auto s = fs::CheckWritableDir(opts->data_dir); !s.ok()) {
     return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
   }
@@ -84,16 +87,32 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("--listen: ", server.status().message()), 2);
   }
   spdlog::info(
-      "controller serving on port {}, state in {}, repository {} (id {})",
-      server->port, opts->data_dir, (*repo)->Describe(), *repo_id);
+      "controller serving on port {}, state in {}, repository {} (id {}), "
+      "up to {} open files",
+      server->port, opts->data_dir, (*repo)->Describe(), *repo_id, max_files);
+  std::atomic<bool> listener_dead{false};
+  std::unique_ptr<ListenerWatchdog> watchdog;
+  if (opts->listener_check_ms > 0) {
+    watchdog = std::make_unique<ListenerWatchdog>(
+        SelfAddress(opts->listen, server->port),
+        absl::Milliseconds(opts->listener_check_ms), 3, [&] {
+          listener_dead = true;
+          daemon::RaiseShutdownSignal();
+        });
+  }
   if (auto s = daemon::WritePortFile(opts->port_file, server->port); !s.ok()) {
     return Fail(s, 1);
   }
   daemon::NotifySystemd("READY=1");
 
   int sig = daemon::WaitForShutdownSignal();
-  spdlog::info("signal {}: shutting down", sig);
+  if (listener_dead) {
+    server->server->GetHealthCheckService()->SetServingStatus(false);
+  } else {
+    spdlog::info("signal {}: shutting down", sig);
+  }
   daemon::NotifySystemd("STOPPING=1");
+  watchdog.reset();
   StopGrpcServer(*server, kShutdownGrace);
   (*coordinator)->Shutdown();
   transport.Shutdown();
@@ -101,5 +120,8 @@ int main(int argc, char** argv) {
   coordinator->reset();
   store->reset();
   spdlog::info("stopped");
+  if (listener_dead) {
+    return Fail("the gRPC listener stopped accepting connections", 1);
+  }
   return 0;
 }

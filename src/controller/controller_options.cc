@@ -48,6 +48,10 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "Threads that dispatch tasks")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--listener-check-ms", o.listener_check_ms,
+                 "Self-check of the listener every this long (0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600000));
   app.add_option("--port-file", o.port_file, "Write the bound port here");
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()

@@ -33,6 +33,9 @@ struct ControllerOptions {
   int job_timeout_s = 3600;
   // Threads that dispatch tasks (1..64).
   int dispatch_threads = 2;
+  // How often the daemon checks that its listener still accepts
+  // connections (0: never); three misses in a row end the daemon (exit 1).
+  int listener_check_ms = 5000;
   // If set, the bound port is written here once serving.
   std::string port_file;
   // trace, debug, info, warn, error, critical, off.

@@ -4,7 +4,9 @@
 // until the node serves its port and the controller has accepted it, so a
 // start that fails (busy port, refused identity, wrong repository) leaves
 // the node's partitions exactly as they were.
+#include <atomic>
 #include <cstdio>
+#include <memory>
 #include <optional>
 
 #include "common/clock.h"
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
     return Fail(s, 2);
   }
   RouteGrpcLogsToSpdlog();
+  const uint64_t max_files = RaiseOpenFileLimit();
   if (auto s = fs::CheckWritableDir(opts->data_dir); !s.ok()) {
     return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
   }
@@ -131,12 +134,22 @@ int main(int argc, char** argv) {
   }
   (*taker)->SetServing(true);
   heartbeater.Start();
+  std::atomic<bool> listener_dead{false};
+  std::unique_ptr<ListenerWatchdog> watchdog;
+  if (opts->listener_check_ms > 0) {
+    watchdog = std::make_unique<ListenerWatchdog>(
+        SelfAddress(opts->listen, server->port),
+        absl::Milliseconds(opts->listener_check_ms), 3, [&] {
+          listener_dead = true;
+          daemon::RaiseShutdownSignal();
+        });
+  }
   spdlog::info(
       "node {} (incarnation {}, start {}) serving on port {} (advertised as "
-      "{}), {} partitions, capacity {}, repository {}",
+      "{}), {} partitions, capacity {}, repository {}, up to {} open files",
       opts->node_id, instance->instance_id, instance->start_count, server->port,
       advertise, opts->partitions.size(), opts->checkpoint_capacity,
-      (*repo)->Describe());
+      (*repo)->Describe(), max_files);
   if (auto s = daemon::WritePortFile(opts->port_file, server->port); !s.ok()) {
     return Fail(s, 1);
   }
@@ -148,8 +161,13 @@ int main(int argc, char** argv) {
     absl::MutexLock l(&fatal_mu);
     why = fatal;
   }
-  if (!why) spdlog::info("signal {}: shutting down", sig);
+  if (listener_dead) {
+    server->server->GetHealthCheckService()->SetServingStatus(false);
+  } else if (!why) {
+    spdlog::info("signal {}: shutting down", sig);
+  }
   daemon::NotifySystemd("STOPPING=1");
+  watchdog.reset();
   heartbeater.Stop();
   // Take no new checkpoints; give those in flight a grace period, then
   // cancel what remains. Idle connections are not waited for.
@@ -159,6 +177,9 @@ int main(int argc, char** argv) {
   taker->reset();
   host->reset();  // closes every RocksDB
   spdlog::info("stopped");
+  if (listener_dead) {
+    return Fail("the gRPC listener stopped accepting connections", 1);
+  }
   if (why) {
     return Fail(
         absl::StrCat("the controller refused this node: ", why->message()), 2);

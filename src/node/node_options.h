@@ -45,6 +45,9 @@ struct NodeOptions {
   int min_free_mib = 64;
   // Heartbeat period in milliseconds (10..60000).
   int heartbeat_interval_ms = 1000;
+  // How often the daemon checks that its listener still accepts
+  // connections (0: never); three misses in a row end the daemon (exit 1).
+  int listener_check_ms = 5000;
   // If set, the bound port is written here once serving.
   std::string port_file;
   // trace, debug, info, warn, error, critical, off.

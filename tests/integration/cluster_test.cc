@@ -1,8 +1,11 @@
 // End-to-end: a real controller and three real node processes on loopback,
 // real RocksDB, real gRPC, a real shutterctl run, and the published
 // checkpoints opened from the repository afterwards.
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -14,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/fs.h"
 #include "common/rpc.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -467,6 +471,79 @@ TEST_F(ClusterTest, DataPlaneAnswersFitAClientWithDefaultLimits) {
   get.mutable_keys()->DeleteSubrange(4, 6);
   ASSERT_TRUE(data->Get(&ctx2, get, &gr).ok());
   EXPECT_EQ(gr.results_size(), 4);
+}
+
+// A connection storm against a controller with a deliberately low limit on
+// open files: 300 clients connect and never finish their handshake, then
+// go away. The controller must serve again afterwards, or, if its
+// listener died, say so and exit non-zero (so that systemd restarts it):
+// never stay alive accepting nothing.
+TEST(ConnectionStormTest, LowFileLimitEndsServingOrExitingNeverHanging) {
+  testing::TempDir tmp;
+  const std::string port_file = tmp.Sub("controller.port");
+  Subprocess controller;
+  ASSERT_OK(controller.Start(
+      {"/usr/bin/prlimit", "--nofile=96:96", "--", SHUTTER_CONTROLLER_BIN,
+       "--listen", "127.0.0.1:0", "--port-file", port_file, "--data-dir",
+       tmp.Sub("controller"), "--repository", tmp.Sub("repo"),
+       "--listener-check-ms", "300"},
+      tmp.Sub("controller.log")));
+  auto port = WaitForPortFile(port_file, absl::Seconds(30));
+  ASSERT_OK(port);
+  const std::string target = absl::StrCat("127.0.0.1:", *port);
+  std::vector<int> fds;
+  for (int i = 0; i < 300; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(*port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      close(fd);
+      continue;
+    }
+    fds.push_back(fd);
+  }
+  // Let the controller meet the storm (accept() running out of files),
+  // while the connections are held open.
+  absl::SleepFor(absl::Seconds(1));  // the storm's duration
+  for (int fd : fds) close(fd);
+  int status = 0;
+  bool exited = false, serving = false;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        if (controller.Exited(&status)) {
+          exited = true;
+          return true;
+        }
+        // A fresh channel: a new connection must be accepted.
+        grpc::ChannelArguments args;
+        args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+        auto admin = AdminService::NewStub(grpc::CreateCustomChannel(
+            target, grpc::InsecureChannelCredentials(), args));
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::milliseconds(500));
+        ListNodesResponse resp;
+        serving = admin->ListNodes(&ctx, ListNodesRequest(), &resp).ok();
+        return serving;
+      },
+      absl::Seconds(60)))
+      << "alive but accepting nothing";
+  if (exited) {
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status;
+    auto log = fs::ReadFile(tmp.Sub("controller.log"));
+    ASSERT_OK(log);
+    EXPECT_NE(log->find("accepts no connections"), std::string::npos) << *log;
+  } else {
+    EXPECT_TRUE(serving);
+    auto st = controller.Stop(SIGTERM, absl::Seconds(10));
+    ASSERT_OK(st);
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  }
+  std::printf("connection storm: controller %s\n",
+              exited ? "exited non-zero (listener died)" : "serves again");
 }
 
 }  // namespace

@@ -89,6 +89,15 @@ absl::Status Subprocess::Start(const std::vector<std::string>& argv,
   return absl::OkStatus();
 }
 
+bool Subprocess::Exited(int* status) {
+  if (pid_ <= 0) return false;
+  if (waitpid(pid_, status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return true;
+  }
+  return false;
+}
+
 absl::StatusOr<int> Subprocess::Stop(int sig, absl::Duration timeout) {
   if (pid_ <= 0) return absl::FailedPreconditionError("not running");
   kill(pid_, sig);

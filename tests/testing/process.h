@@ -29,6 +29,9 @@ class Subprocess {
   // (as from waitpid) or DEADLINE_EXCEEDED (after which it SIGKILLs).
   absl::StatusOr<int> Stop(int sig, absl::Duration timeout);
   bool running() const { return pid_ > 0; }
+  // True (and *status set, the process reaped) if it has exited; does not
+  // wait.
+  bool Exited(int* status);
   pid_t pid() const { return pid_; }
 
  private:
