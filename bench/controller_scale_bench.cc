@@ -17,6 +17,9 @@
 //   S2L S2 again with `partitions list` called in a loop meanwhile
 //       (heartbeat latency under that load)
 //   S3  100 nodes x 16, capacity 4, 200 ms checkpoints (ideal 0.8 s)
+//   S3b as S3 with 50 ms checkpoints
+//   R   S1 50 times, then the controller restarted: its start time with 50
+//       finished 1,000-partition jobs in the job store
 //   S4  10,000 nodes x 10 (100,000 partitions), with --huge
 // --smoke runs small versions of S1 and S3 (CI).
 //
@@ -78,6 +81,9 @@ struct Scenario {
   // Before the snapshot: measure the controller's CPU for this long with
   // only heartbeats going on (0: skip).
   int idle_seconds = 0;
+  // After it: take this many more snapshots, then restart the controller
+  // and time its start (recovery of every finished job) (0: skip).
+  int more_jobs = 0;
 };
 
 struct Result {
@@ -90,6 +96,9 @@ struct Result {
   int peak_in_flight = 0;
   double hb_p50_ms = 0, hb_p99_ms = 0, hb_max_ms = 0;
   double idle_cpu_pct = -1;  // heartbeats only, % of one core
+  int jobs = 1;
+  double restart_s = -1;  // start -> serving with `jobs` finished jobs
+  double store_mib = 0;   // job store size on disk then
   std::string state;
 };
 
@@ -363,6 +372,48 @@ class Bench {
       r.hb_p99_ms = Percentile(latencies, 0.99);
       r.hb_max_ms = Percentile(latencies, 1.0);
     }
+    for (int j = 0; j < sc.more_jobs; ++j) {
+      grpc::ClientContext ctx;
+      CreateSnapshotResponse resp;
+      grpc::Status st =
+          admin->CreateSnapshot(&ctx, CreateSnapshotRequest(), &resp);
+      if (!st.ok()) Die("create: " + st.error_message());
+      for (;;) {
+        grpc::ClientContext c2;
+        GetSnapshotRequest g;
+        g.set_snapshot_id(resp.snapshot_id());
+        g.set_summary_only(true);
+        GetSnapshotResponse gr;
+        st = admin->GetSnapshot(&c2, g, &gr);
+        if (!st.ok()) Die("get: " + st.error_message());
+        if (gr.snapshot().state() != SNAPSHOT_STATE_RUNNING) break;
+        absl::SleepFor(absl::Milliseconds(10));  // polling a real process
+      }
+      ++r.jobs;
+    }
+    if (sc.more_jobs > 0) {
+      controller.Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
+      uint64_t bytes = 0;
+      for (const auto& e :
+           stdfs::recursive_directory_iterator(tmp.Sub("controller/jobs"))) {
+        if (e.is_regular_file()) bytes += e.file_size();
+      }
+      r.store_mib = bytes / 1048576.0;
+      stdfs::remove(port_file);
+      const absl::Time t1 = absl::Now();
+      s = controller.Start(
+          {controller_bin_, "--listen", "127.0.0.1:0", "--port-file", port_file,
+           "--data-dir", tmp.Sub("controller"), "--repository", repo,
+           "--log-level", "warn"},
+          tmp.Sub("controller.log"));
+      if (!s.ok()) Die(s.ToString());
+      // The port file is written once the jobs are recovered and serving.
+      if (!shutter::testing::WaitForPortFile(port_file, absl::Minutes(5))
+               .ok()) {
+        Die("restarted controller did not serve");
+      }
+      r.restart_s = absl::ToDoubleSeconds(absl::Now() - t1);
+    }
     stop = true;
     for (auto& t : beaters) t.join();
     admin.reset();
@@ -401,11 +452,10 @@ int main(int argc, char** argv) {
   if (smoke) {
     scenarios = {{"S1", 20, 10, 4, 0, false}, {"S3", 10, 4, 4, 50, false}};
   } else {
-    scenarios = {{"S1", 100, 10, 4, 0, false},
-                 {"S2", 1000, 10, 4, 0, false, 10},
-                 {"S2L", 1000, 10, 4, 0, true, 0},
-                 {"S3", 100, 16, 4, 200, false},
-                 {"S3b", 100, 16, 4, 50, false}};
+    scenarios = {
+        {"S1", 100, 10, 4, 0, false},     {"S2", 1000, 10, 4, 0, false, 10},
+        {"S2L", 1000, 10, 4, 0, true, 0}, {"S3", 100, 16, 4, 200, false},
+        {"S3b", 100, 16, 4, 50, false},   {"R", 100, 10, 4, 0, false, 0, 49}};
     if (huge) scenarios.push_back({"S4", 10000, 10, 4, 0, false, 10});
   }
   Bench bench(controller_bin, 1000);
@@ -432,6 +482,12 @@ int main(int argc, char** argv) {
         r.rss_mib, 1024 * r.rss_mib / r.partitions,
         r.write_bytes / r.partitions, r.peak_in_flight, r.hb_p50_ms,
         r.hb_p99_ms, r.hb_max_ms, r.state.c_str());
+    if (r.restart_s >= 0) {
+      std::printf(
+          "    restart with %d finished jobs of %d partitions (job "
+          "store %.1f MiB): serving after %.2f s\n",
+          r.jobs, r.partitions, r.store_mib, r.restart_s);
+    }
     if (r.idle_cpu_pct >= 0) {
       std::printf(
           "    heartbeats alone (%d nodes at 1 Hz, %d partitions each): "
