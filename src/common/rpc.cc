@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/daemon.h"
 #include "common/error_reason.h"
 #include "common/text.h"
 #include "grpc/support/log.h"
@@ -337,6 +338,18 @@ void ListenerWatchdog::Loop() {
       return;
     }
   }
+}
+
+std::unique_ptr<ListenerWatchdog> WatchListener(const std::string& listen,
+                                                const RunningServer& server,
+                                                absl::Duration check,
+                                                std::atomic<bool>* dead) {
+  if (check <= absl::ZeroDuration()) return nullptr;
+  return std::make_unique<ListenerWatchdog>(SelfAddress(listen, server.port),
+                                            check, 3, [dead] {
+                                              *dead = true;
+                                              daemon::RaiseShutdownSignal();
+                                            });
 }
 
 void RouteGrpcLogsToSpdlog() { gpr_set_log_function(GrpcLogToSpdlog); }

@@ -1,6 +1,7 @@
 #ifndef SHUTTER_COMMON_RPC_H_
 #define SHUTTER_COMMON_RPC_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -124,6 +125,14 @@ class ListenerWatchdog {
 // cancelling whatever is still running. Callers should first stop handing
 // out new long-running work.
 void StopGrpcServer(RunningServer& server, absl::Duration grace);
+
+// The daemons' use of ListenerWatchdog: checks `server` every `check` (no
+// watchdog if zero); if its listener dies, sets *dead and raises the
+// shutdown signal (the daemon then exits 1).
+std::unique_ptr<ListenerWatchdog> WatchListener(const std::string& listen,
+                                                const RunningServer& server,
+                                                absl::Duration check,
+                                                std::atomic<bool>* dead);
 
 // Sends gRPC core's own log lines through spdlog ("grpc: ..."), so a
 // daemon's stderr has a single format. Call once, early in main().

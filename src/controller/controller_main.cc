@@ -91,15 +91,9 @@ int main(int argc, char** argv) {
       "up to {} open files",
       server->port, opts->data_dir, (*repo)->Describe(), *repo_id, max_files);
   std::atomic<bool> listener_dead{false};
-  std::unique_ptr<ListenerWatchdog> watchdog;
-  if (opts->listener_check_ms > 0) {
-    watchdog = std::make_unique<ListenerWatchdog>(
-        SelfAddress(opts->listen, server->port),
-        absl::Milliseconds(opts->listener_check_ms), 3, [&] {
-          listener_dead = true;
-          daemon::RaiseShutdownSignal();
-        });
-  }
+  std::unique_ptr<ListenerWatchdog> watchdog = WatchListener(
+      opts->listen, *server, absl::Milliseconds(opts->listener_check_ms),
+      &listener_dead);
   if (auto s = daemon::WritePortFile(opts->port_file, server->port); !s.ok()) {
     return Fail(s, 1);
   }

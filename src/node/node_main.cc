@@ -135,15 +135,9 @@ int main(int argc, char** argv) {
   (*taker)->SetServing(true);
   heartbeater.Start();
   std::atomic<bool> listener_dead{false};
-  std::unique_ptr<ListenerWatchdog> watchdog;
-  if (opts->listener_check_ms > 0) {
-    watchdog = std::make_unique<ListenerWatchdog>(
-        SelfAddress(opts->listen, server->port),
-        absl::Milliseconds(opts->listener_check_ms), 3, [&] {
-          listener_dead = true;
-          daemon::RaiseShutdownSignal();
-        });
-  }
+  std::unique_ptr<ListenerWatchdog> watchdog = WatchListener(
+      opts->listen, *server, absl::Milliseconds(opts->listener_check_ms),
+      &listener_dead);
   spdlog::info(
       "node {} (incarnation {}, start {}) serving on port {} (advertised as "
       "{}), {} partitions, capacity {}, repository {}, up to {} open files",
