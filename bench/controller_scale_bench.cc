@@ -18,6 +18,8 @@
 //       (heartbeat latency under that load)
 //   S3  100 nodes x 16, capacity 4, 200 ms checkpoints (ideal 0.8 s)
 //   S3b as S3 with 50 ms checkpoints
+//   S3c as S3 with capacity 16 (one round of 1,600 at once)
+//   S3d as S3 with capacity 1 (16 rounds of 100)
 //   R   S1 50 times, then the controller restarted: its start time with 50
 //       finished 1,000-partition jobs in the job store
 //   S4  10,000 nodes x 10 (100,000 partitions), with --huge
@@ -455,7 +457,8 @@ int main(int argc, char** argv) {
     scenarios = {
         {"S1", 100, 10, 4, 0, false},     {"S2", 1000, 10, 4, 0, false, 10},
         {"S2L", 1000, 10, 4, 0, true, 0}, {"S3", 100, 16, 4, 200, false},
-        {"S3b", 100, 16, 4, 50, false},   {"R", 100, 10, 4, 0, false, 0, 49}};
+        {"S3b", 100, 16, 4, 50, false},   {"S3c", 100, 16, 16, 200, false},
+        {"S3d", 100, 16, 1, 200, false},  {"R", 100, 10, 4, 0, false, 0, 49}};
     if (huge) scenarios.push_back({"S4", 10000, 10, 4, 0, false, 10});
   }
   Bench bench(controller_bin, 1000);
