@@ -20,8 +20,10 @@ NodeRegistry::NodeRegistry(const Options& options, Clock* clock)
     : options_(options), clock_(clock) {}
 
 absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
-                                     bool* full_report_needed) {
+                                     bool* full_report_needed,
+                                     bool* capacity_changed) {
   if (full_report_needed != nullptr) *full_report_needed = false;
+  if (capacity_changed != nullptr) *capacity_changed = false;
   RETURN_IF_ERROR(CheckSafeId("heartbeat: node_id", req.node_id()));
   if (req.address().empty()) {
     return absl::InvalidArgumentError(
@@ -119,6 +121,9 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
     }
     NodeState& n = known->second;
     n.address = req.address();
+    if (capacity_changed != nullptr) {
+      *capacity_changed = n.capacity != req.checkpoint_capacity();
+    }
     n.capacity = req.checkpoint_capacity();
     n.last_heartbeat = clock_->Now();
     return absl::OkStatus();
@@ -135,6 +140,10 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
     fresh.index[fresh.partitions[i].partition_id()] = i;
   }
   auto old = nodes_.find(req.node_id());
+  if (capacity_changed != nullptr) {
+    *capacity_changed =
+        old == nodes_.end() || old->second.capacity != fresh.capacity;
+  }
   ReindexLocked(req.node_id(), old == nodes_.end() ? nullptr : &old->second,
                 &fresh);
   nodes_[req.node_id()] = std::move(fresh);

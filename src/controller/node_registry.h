@@ -72,8 +72,11 @@ class NodeRegistry {
   // A keep-alive (partitions_omitted) from the registered incarnation and
   // start only refreshes liveness, address and capacity; from anyone else
   // it records nothing and sets *full_report_needed (if given).
+  // *capacity_changed (if given) says whether the node's capacity differs
+  // from what was recorded (or the node is new).
   absl::Status Heartbeat(const shutter::v1::HeartbeatRequest& request,
-                         bool* full_report_needed = nullptr)
+                         bool* full_report_needed = nullptr,
+                         bool* capacity_changed = nullptr)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Forgets a dead node. NOT_FOUND if unknown; FAILED_PRECONDITION if it is

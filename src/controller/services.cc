@@ -94,12 +94,16 @@ grpc::Status AdminServiceImpl::RemoveNode(grpc::ServerContext*,
 grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext*,
                                               const HeartbeatRequest* req,
                                               HeartbeatResponse* resp) {
-  bool full_needed = false;
-  absl::Status s = registry_->Heartbeat(*req, &full_needed);
+  bool full_needed = false, capacity_changed = false;
+  absl::Status s = registry_->Heartbeat(*req, &full_needed, &capacity_changed);
   if (!s.ok()) return ToGrpcStatus(s);
   resp->set_full_report_needed(full_needed);
   if (full_needed) return grpc::Status::OK;
-  coordinator_->SetNodeCapacity(req->node_id(), req->checkpoint_capacity());
+  // Only when it changed: the scheduler's lock is busy while a large job
+  // is queued, and a heartbeat must not wait for it.
+  if (capacity_changed) {
+    coordinator_->SetNodeCapacity(req->node_id(), req->checkpoint_capacity());
+  }
   resp->set_expected_interval_millis(
       absl::ToInt64Milliseconds(expected_interval_));
   resp->set_repository_id(repository_id_);

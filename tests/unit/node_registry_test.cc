@@ -278,6 +278,15 @@ TEST_F(NodeRegistryTest, ListsCountsAndCapacity) {
   EXPECT_EQ(nodes[0].partitions_led(), 1u);
   EXPECT_EQ(*registry_.Capacity("a"), 3u);
   EXPECT_THAT(registry_.Capacity("zz"), StatusIs(absl::StatusCode::kNotFound));
+  // Whether the capacity changed is reported, so the controller touches
+  // the scheduler's limits only then.
+  bool full = false, changed = false;
+  ASSERT_OK(registry_.Heartbeat(Beat("a", {{1, true, 1}}, 3), &full, &changed));
+  EXPECT_FALSE(changed);
+  ASSERT_OK(registry_.Heartbeat(Beat("a", {{1, true, 1}}, 5), &full, &changed));
+  EXPECT_TRUE(changed);
+  ASSERT_OK(registry_.Heartbeat(Beat("new", {}, 1), &full, &changed));
+  EXPECT_TRUE(changed);
 }
 
 }  // namespace
