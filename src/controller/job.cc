@@ -65,6 +65,65 @@ void Job::Publish(PartitionTask& task,
   published_bytes_ += manifest.total_bytes();
 }
 
+namespace {
+std::string StatusText(const absl::Status& s) {
+  return absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
+}
+}  // namespace
+
+std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
+                                                const absl::Status& error,
+                                                FailureClass cls,
+                                                const RetrySettings& settings,
+                                                absl::Time now, double jitter) {
+  const absl::Time deadline = absl::FromUnixMicros(header_.deadline_micros());
+  if (cls == FailureClass::kUnreachable) {
+    // No answer: wait for the node (or a new leader); not an attempt.
+    task.set_unreachable(task.unreachable() + 1);
+    absl::Duration delay = settings.unreachable_poll;
+    for (uint32_t i = 1;
+         i < task.unreachable() && delay < settings.unreachable_poll_max; ++i) {
+      delay *= 2;
+    }
+    delay = std::min(delay, settings.unreachable_poll_max) * jitter;
+    if (now + delay >= deadline) {
+      SetState(task, shutter::v1::PARTITION_TASK_STATE_FAILED);
+      task.set_last_error(absl::StrCat(
+          "node ", task.node_id(),
+          " unreachable until the job deadline: ", StatusText(error)));
+      return std::nullopt;
+    }
+    SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+    task.set_last_error(absl::StrCat(
+        "node ", task.node_id(), " unreachable (", StatusText(error),
+        "); waiting for it to come back or be declared dead"));
+    return delay;
+  }
+  task.set_attempts(task.attempts() + 1);
+  task.set_last_error(StatusText(error));
+  const bool retryable = IsRetryable(cls);
+  const int attempts = static_cast<int>(task.attempts());
+  absl::Duration backoff = settings.retry_base;
+  for (int i = 1; i < attempts && backoff < settings.retry_max; ++i) {
+    backoff *= 2;
+  }
+  backoff = std::min(backoff, settings.retry_max) * jitter;
+  if (!retryable || attempts >= settings.max_attempts ||
+      now + backoff >= deadline) {
+    SetState(task, shutter::v1::PARTITION_TASK_STATE_FAILED);
+    if (retryable) {
+      task.set_last_error(absl::StrCat(
+          StatusText(error),
+          attempts >= settings.max_attempts
+              ? absl::StrCat(" (gave up after ", attempts, " attempts)")
+              : std::string(" (job deadline reached)")));
+    }
+    return std::nullopt;
+  }
+  SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+  return backoff;
+}
+
 bool Job::AllTasksDone() const {
   return Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED) +
              Count(shutter::v1::PARTITION_TASK_STATE_FAILED) +

@@ -3,15 +3,29 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "controller/retry_policy.h"
 #include "shutter/v1/admin.pb.h"
 #include "shutter/v1/common.pb.h"
 
 namespace shutter::controller {
+
+// How failed answers are retried (the engine's Options hold the values).
+struct RetrySettings {
+  // Answers per task before it fails.
+  int max_attempts = 5;
+  // Backoff after an answer: base * 2^(attempts-1), capped; times jitter.
+  absl::Duration retry_base = absl::Milliseconds(200);
+  absl::Duration retry_max = absl::Seconds(10);
+  // Wait after an unreachable node: this, doubling per miss, capped.
+  absl::Duration unreachable_poll = absl::Milliseconds(250);
+  absl::Duration unreachable_poll_max = absl::Seconds(2);
+};
 
 // One job (a cluster snapshot) in memory: its own fields (the header, a
 // shutter.v1.Snapshot without partitions) and its tasks sorted by
@@ -38,6 +52,17 @@ class Job {
   // Every change of a task's state goes through here (keeps the counts).
   void SetState(shutter::v1::PartitionTask& task,
                 shutter::v1::PartitionTaskState state);
+  // The state machine's step for a failed task (pure: time and jitter are
+  // given). Counts the attempt (or, for kUnreachable, the wait), sets the
+  // task WAITING with its last error and returns the delay before it is
+  // dispatched again; or sets it FAILED (permanent class, attempts used
+  // up, or the job's deadline would pass) and returns nullopt.
+  std::optional<absl::Duration> ApplyFailure(shutter::v1::PartitionTask& task,
+                                             const absl::Status& error,
+                                             FailureClass cls,
+                                             const RetrySettings& settings,
+                                             absl::Time now, double jitter);
+
   // Marks a task PUBLISHED with what the node published.
   void Publish(shutter::v1::PartitionTask& task,
                const shutter::v1::PartitionManifest& manifest,

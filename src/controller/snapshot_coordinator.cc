@@ -11,12 +11,12 @@
 #include "common/text.h"
 #include "controller/job_states.h"
 #include "controller/retry_policy.h"
+#include "controller/snapshot_kind.h"
 #include "controller/verifier.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
 
-using shutter::v1::CreateCheckpointResponse;
 using shutter::v1::PartitionTask;
 using shutter::v1::Snapshot;
 
@@ -38,7 +38,6 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
       registry_(registry),
       store_(store),
       repo_(repo),
-      transport_(transport),
       timer_(timer),
       clock_(clock),
       ids_(clock),
@@ -49,7 +48,11 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
         o.global_limit = options.max_in_flight_total;
         return o;
       }()),
-      committer_(store) {}
+      committer_(store),
+      retry_{options.max_attempts, options.retry_base, options.retry_max,
+             options.unreachable_poll, options.unreachable_poll_max},
+      kind_(std::make_unique<SnapshotKind>(transport, repo,
+                                           options.rpc_timeout)) {}
 
 SnapshotCoordinator::~SnapshotCoordinator() {
   Shutdown();
@@ -337,7 +340,7 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
                                     uint32_t partition_id,
                                     scheduler::SlotToken token) {
   auto leader = registry_->ResolveLeader(partition_id);
-  shutter::v1::CreateCheckpointRequest req;
+  PartitionTask task;
   std::string address;
   {
     absl::MutexLock l(&mu_);
@@ -355,10 +358,7 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
       // Attempts are counted when an answer arrives (OnTaskDone). RUNNING
       // is a soft state: not persisted (see the header).
       job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_RUNNING);
-      req.set_snapshot_id(snapshot_id);
-      req.set_partition_id(partition_id);
-      req.set_expected_leader_epoch(t->leader_epoch());
-      req.set_expected_instance_id(t->node_instance_id());
+      task = *t;
     }
   }
   if (address.empty()) {
@@ -366,13 +366,13 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
     Dispatch(snapshot_id, partition_id);
     return;
   }
-  // The slot is held until the call ends.
+  // The slot is held until the task ends.
   absl::Time started = clock_->Now();
-  transport_->CreateCheckpoint(
-      address, req, options_.rpc_timeout,
-      [this, snapshot_id, partition_id, started, token = std::move(token)](
-          absl::StatusOr<CreateCheckpointResponse> result) mutable {
-        // The node is done with this checkpoint: free its slot first.
+  kind_->RunTask(
+      snapshot_id, task, address,
+      [this, snapshot_id, partition_id, started,
+       token = std::move(token)](absl::StatusOr<TaskOutcome> result) mutable {
+        // The node is done with this task: free its slot first.
         token.Release();
         OnTaskDone(snapshot_id, partition_id, started, std::move(result));
       });
@@ -386,115 +386,11 @@ double SnapshotCoordinator::JitterLocked() {
   return 0.5 + 0.5 * static_cast<double>(rng_state_ % 1001) / 1000.0;
 }
 
-std::optional<absl::Duration> SnapshotCoordinator::WaitForNodeLocked(
-    Job& job, PartitionTask& task, const absl::Status& error) {
-  task.set_unreachable(task.unreachable() + 1);
-  absl::Duration delay = options_.unreachable_poll;
-  for (uint32_t i = 1;
-       i < task.unreachable() && delay < options_.unreachable_poll_max; ++i) {
-    delay *= 2;
-  }
-  delay = std::min(delay, options_.unreachable_poll_max) * JitterLocked();
-  const absl::Time deadline =
-      absl::FromUnixMicros(job.header().deadline_micros());
-  if (clock_->Now() + delay >= deadline) {
-    job.SetState(task, shutter::v1::PARTITION_TASK_STATE_FAILED);
-    task.set_last_error(absl::StrCat(
-        "node ", task.node_id(),
-        " unreachable until the job deadline: ", StatusText(error)));
-    return std::nullopt;
-  }
-  job.SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
-  task.set_last_error(
-      absl::StrCat("node ", task.node_id(), " unreachable (", StatusText(error),
-                   "); waiting for it to come back or be declared dead"));
-  return delay;
-}
-
-std::optional<absl::Duration> SnapshotCoordinator::RetryOrFailLocked(
-    Job& job, PartitionTask& task, const absl::Status& error, bool retryable) {
-  task.set_last_error(StatusText(error));
-  const int attempts = static_cast<int>(task.attempts());
-  absl::Duration backoff = options_.retry_base;
-  for (int i = 1; i < attempts && backoff < options_.retry_max; ++i) {
-    backoff *= 2;
-  }
-  backoff = std::min(backoff, options_.retry_max) * JitterLocked();
-  const absl::Time deadline =
-      absl::FromUnixMicros(job.header().deadline_micros());
-  if (!retryable || attempts >= options_.max_attempts ||
-      clock_->Now() + backoff >= deadline) {
-    job.SetState(task, shutter::v1::PARTITION_TASK_STATE_FAILED);
-    if (retryable) {
-      task.set_last_error(absl::StrCat(
-          StatusText(error),
-          attempts >= options_.max_attempts
-              ? absl::StrCat(" (gave up after ", attempts, " attempts)")
-              : std::string(" (job deadline reached)")));
-    }
-    return std::nullopt;
-  }
-  job.SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
-  return backoff;
-}
-
-absl::Status SnapshotCoordinator::VerifyPublished(
-    const PartitionTask& task, const std::string& snapshot_id,
-    const CreateCheckpointResponse& response) const {
-  const auto& m = response.manifest();
-  if (m.snapshot_id() != snapshot_id ||
-      m.partition_id() != task.partition_id()) {
-    return WithReason(absl::InternalError(absl::StrCat(
-                          "node answered for snapshot ", Quote(m.snapshot_id()),
-                          " partition ", m.partition_id())),
-                      ErrorReason::kMismatchedAnswer);
-  }
-  if (m.leader_epoch() != task.leader_epoch()) {
-    return WithReason(absl::FailedPreconditionError(absl::StrCat(
-                          "checkpoint has leader epoch ", m.leader_epoch(),
-                          ", expected ", task.leader_epoch())),
-                      ErrorReason::kMismatchedAnswer);
-  }
-  auto read = repo_->ReadPartitionManifest(snapshot_id, task.partition_id());
-  if (absl::IsNotFound(read.status())) {
-    // The node says published, the repository has nothing.
-    return WithReason(read.status(), ErrorReason::kMismatchedAnswer);
-  }
-  if (!read.ok()) return read.status();  // e.g. another manifest format
-  const shutter::v1::PartitionManifest& stored = *read;
-  if (stored.leader_epoch() != m.leader_epoch() ||
-      stored.applied_index() != m.applied_index() ||
-      stored.files_size() != m.files_size() ||
-      stored.total_bytes() != m.total_bytes() ||
-      stored.node_id() != task.node_id()) {
-    return WithReason(
-        absl::DataLossError(absl::StrCat(
-            "repository manifest of partition ", task.partition_id(),
-            " does not match the node's answer (epoch ", stored.leader_epoch(),
-            " vs ", m.leader_epoch(), ", applied index ",
-            stored.applied_index(), " vs ", m.applied_index(), ")")),
-        ErrorReason::kMismatchedAnswer);
-  }
-  return absl::OkStatus();
-}
-
-void SnapshotCoordinator::OnTaskDone(
-    const std::string& snapshot_id, uint32_t partition_id, absl::Time started,
-    absl::StatusOr<CreateCheckpointResponse> result) {
-  absl::Status verified = result.status();
-  if (result.ok()) {
-    PartitionTask task;
-    {
-      absl::MutexLock l(&mu_);
-      Job* job = FindLocked(snapshot_id);
-      if (job == nullptr) return;
-      PartitionTask* t = job->Find(partition_id);
-      if (t == nullptr) return;
-      task = *t;  // one task, not the job
-    }
-    // Reads the repository: outside the lock.
-    verified = VerifyPublished(task, snapshot_id, *result);
-  }
+void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
+                                     uint32_t partition_id, absl::Time started,
+                                     absl::StatusOr<TaskOutcome> result) {
+  // The kind checked the answer (outside the lock).
+  const absl::Status verified = result.status();
   absl::MutexLock l(&mu_);
   if (stopping_ && !verified.ok()) return;  // likely our own cancellation
   Job* job = FindLocked(snapshot_id);
@@ -513,15 +409,14 @@ void SnapshotCoordinator::OnTaskDone(
   const int64_t millis = absl::ToInt64Milliseconds(clock_->Now() - started);
   const FailureClass cls = verified.ok() ? FailureClass::kPermanent
                                          : ClassifyCheckpointFailure(verified);
-  if (verified.ok() || CountsAsAttempt(cls)) {
-    t->set_attempts(t->attempts() + 1);
-  }
   std::optional<absl::Duration> again;
   if (verified.ok()) {
-    job->Publish(*t, result->manifest(), result->manifest_path(), millis);
+    t->set_attempts(t->attempts() + 1);
+    job->Publish(*t, result->manifest, result->path, millis);
   } else if (cls == FailureClass::kUnreachable) {
     t->set_duration_millis(millis);
-    again = WaitForNodeLocked(*job, *t, verified);
+    again = job->ApplyFailure(*t, verified, cls, retry_, clock_->Now(),
+                              JitterLocked());
     if (t->unreachable() == 1 || !again) {
       spdlog::warn("snapshot {} partition {}: node {} unreachable ({}){}",
                    snapshot_id, partition_id, t->node_id(),
@@ -530,7 +425,8 @@ void SnapshotCoordinator::OnTaskDone(
     }
   } else {
     t->set_duration_millis(millis);
-    again = RetryOrFailLocked(*job, *t, verified, IsRetryable(cls));
+    again = job->ApplyFailure(*t, verified, cls, retry_, clock_->Now(),
+                              JitterLocked());
     spdlog::warn("snapshot {} partition {} on node {} attempt {}: {} ({}){}",
                  snapshot_id, partition_id, t->node_id(), t->attempts(),
                  StatusText(verified), std::string(FailureClassName(cls)),
@@ -549,7 +445,7 @@ void SnapshotCoordinator::OnTaskDone(
 }
 
 void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
-  shutter::v1::ClusterManifest cm;
+  absl::AnyInvocable<absl::Status() &&> commit_fn;
   bool partial = false;
   int failed = 0, total = 0;
   std::string first_failed;
@@ -572,23 +468,15 @@ void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
     const int published = total - failed;
     partial = failed > 0 && job->header().allow_partial() && published > 0;
     if (failed == 0 || partial) {
-      cm = job->BuildManifest(clock_->Now());
+      commit_fn = kind_->PrepareCommit(*job, clock_->Now());
       job->finishing = true;
     }
   }
   absl::Status written = absl::OkStatus();
   const bool commit = failed == 0 || partial;
   if (commit) {
-    // Repository I/O: outside the lock.
-    written = repo_->CommitClusterManifest(cm);
-    if (absl::IsAlreadyExists(written)) {
-      // A crash after writing the manifest but before recording the state:
-      // the manifest there is ours if it names this snapshot.
-      auto existing = repo_->ReadClusterManifest(snapshot_id);
-      written = existing.ok() && existing->snapshot_id() == snapshot_id
-                    ? absl::OkStatus()
-                    : written;
-    }
+    // The kind's commit (a snapshot's cluster manifest): outside the lock.
+    written = std::move(commit_fn)();
   }
   absl::MutexLock l(&mu_);
   Job* job = FindLocked(snapshot_id);
@@ -638,7 +526,7 @@ void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
     }
     job->rolling_back = true;
   }
-  absl::Status s = repo_->DeleteUncommittedSnapshot(snapshot_id);
+  absl::Status s = kind_->Rollback(snapshot_id);
   absl::MutexLock l(&mu_);
   Job* job = FindLocked(snapshot_id);
   job->rolling_back = false;
@@ -701,7 +589,7 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
   // In-flight checkpoints stop on their nodes before publishing; their
   // calls then end and the rollback runs.
   for (const std::string& address : running_on) {
-    transport_->CancelCheckpoints(address, snapshot_id);
+    kind_->CancelOnNode(address, snapshot_id);
   }
   Rollback(snapshot_id);
   absl::MutexLock l(&mu_);

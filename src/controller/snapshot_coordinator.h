@@ -17,6 +17,7 @@
 #include "common/timer.h"
 #include "controller/group_commit.h"
 #include "controller/job.h"
+#include "controller/job_kind.h"
 #include "controller/job_store.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
@@ -179,23 +180,10 @@ class SnapshotCoordinator {
   void StartTask(const std::string& snapshot_id, uint32_t partition_id,
                  scheduler::SlotToken token) ABSL_LOCKS_EXCLUDED(mu_);
   void OnTaskDone(const std::string& snapshot_id, uint32_t partition_id,
-                  absl::Time started,
-                  absl::StatusOr<shutter::v1::CreateCheckpointResponse> result)
+                  absl::Time started, absl::StatusOr<TaskOutcome> result)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Checks a node's answer against what was asked and what the repository
-  // holds.
-  absl::Status VerifyPublished(
-      const shutter::v1::PartitionTask& task, const std::string& snapshot_id,
-      const shutter::v1::CreateCheckpointResponse& response) const;
 
-  // Retry decisions; each sets the task's state and returns the delay
-  // before Dispatch() should run again, or nullopt if the task failed.
-  std::optional<absl::Duration> RetryOrFailLocked(
-      Job& job, shutter::v1::PartitionTask& task, const absl::Status& error,
-      bool retryable) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::optional<absl::Duration> WaitForNodeLocked(
-      Job& job, shutter::v1::PartitionTask& task, const absl::Status& error)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The next retry jitter, in [0.5, 1].
   double JitterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Stages a record of `job` (a task, or its header).
@@ -223,13 +211,15 @@ class SnapshotCoordinator {
   const Options options_;
   NodeRegistry* const registry_;
   JobStore* const store_;
-  snapshot::Repository* const repo_;
-  NodeTransport* const transport_;
+  snapshot::Repository* const repo_;  // for VerifySnapshot
   Timer* const timer_;
   Clock* const clock_;
   SnapshotIdGenerator ids_;
   scheduler::Scheduler scheduler_;
   GroupCommitter committer_;
+  const RetrySettings retry_;
+  // What this engine's jobs do (snapshots): task body, commit, rollback.
+  const std::unique_ptr<JobKind> kind_;
   std::atomic<uint64_t> next_job_{1};  // scheduler job ids
 
   mutable absl::Mutex mu_;

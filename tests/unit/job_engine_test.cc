@@ -122,6 +122,57 @@ TEST(JobTest, PagesFilterAndSummarize) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(JobTest, FailedAnswersFollowTheRetryPolicy) {
+  Snapshot rec = MakeRecord("j1", 1);
+  rec.set_deadline_micros(absl::ToUnixMicros(absl::FromUnixSeconds(1000)));
+  Job job(rec);
+  PartitionTask& t = *job.Find(0);
+  RetrySettings s;
+  s.max_attempts = 3;
+  s.retry_base = absl::Seconds(1);
+  s.retry_max = absl::Seconds(3);
+  s.unreachable_poll = absl::Milliseconds(250);
+  s.unreachable_poll_max = absl::Seconds(2);
+  const absl::Time now = absl::FromUnixSeconds(100);
+  const absl::Status refused = absl::UnavailableError("connection refused");
+  // Unreachable: waits 0.25, 0.5, 1, 2, 2 s; never an attempt.
+  std::vector<double> waits;
+  for (int i = 0; i < 5; ++i) {
+    auto d =
+        job.ApplyFailure(t, refused, FailureClass::kUnreachable, s, now, 1.0);
+    ASSERT_TRUE(d.has_value());
+    waits.push_back(absl::ToDoubleSeconds(*d));
+  }
+  EXPECT_EQ(waits, (std::vector<double>{0.25, 0.5, 1, 2, 2}));
+  EXPECT_EQ(t.attempts(), 0u);
+  EXPECT_EQ(t.unreachable(), 5u);
+  EXPECT_EQ(t.state(), shutter::v1::PARTITION_TASK_STATE_WAITING);
+  // Answers: backoff 1 s, then 2 s (jitter 0.5 halves it); the third
+  // attempt is the last.
+  const absl::Status stale = absl::FailedPreconditionError("stale epoch");
+  EXPECT_EQ(*job.ApplyFailure(t, stale, FailureClass::kLeadership, s, now, 1),
+            absl::Seconds(1));
+  EXPECT_EQ(*job.ApplyFailure(t, stale, FailureClass::kBusy, s, now, 0.5),
+            absl::Seconds(1));
+  EXPECT_FALSE(
+      job.ApplyFailure(t, stale, FailureClass::kLeadership, s, now, 1));
+  EXPECT_EQ(t.state(), shutter::v1::PARTITION_TASK_STATE_FAILED);
+  EXPECT_NE(t.last_error().find("gave up after 3 attempts"), std::string::npos);
+  EXPECT_EQ(job.Count(shutter::v1::PARTITION_TASK_STATE_FAILED), 1);
+  // Permanent: fails at once. Near the deadline: fails rather than wait
+  // past it.
+  Job j2(rec);
+  EXPECT_FALSE(j2.ApplyFailure(*j2.Find(0), absl::InternalError("io"),
+                               FailureClass::kPermanent, s, now, 1));
+  EXPECT_EQ(j2.Find(0)->attempts(), 1u);
+  Job j3(rec);
+  EXPECT_FALSE(j3.ApplyFailure(
+      *j3.Find(0), refused, FailureClass::kUnreachable, s,
+      absl::FromUnixSeconds(1000) - absl::Milliseconds(100), 1));
+  EXPECT_NE(j3.Find(0)->last_error().find("until the job deadline"),
+            std::string::npos);
+}
+
 TEST(JobTest, ManifestListsPublishedAndMissing) {
   Job job(MakeRecord("j1", 3));
   shutter::v1::PartitionManifest m;

@@ -1,0 +1,68 @@
+#ifndef SHUTTER_CONTROLLER_JOB_KIND_H_
+#define SHUTTER_CONTROLLER_JOB_KIND_H_
+
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "controller/job.h"
+#include "shutter/v1/admin.pb.h"
+#include "shutter/v1/common.pb.h"
+
+namespace shutter::controller {
+
+// What one partition's task produced, as the engine records it.
+struct TaskOutcome {
+  // Applied index, bytes, files of what the node produced (for a snapshot:
+  // the published partition manifest).
+  shutter::v1::PartitionManifest manifest;
+  // Where it is, relative to the repository root.
+  std::string path;
+};
+
+// What a kind of job does; everything else -- the job's state and its
+// durable records, dispatch through the scheduler with per-node limits,
+// leader resolution, retry classification, cancel, resume after a restart
+// -- is the engine's (SnapshotCoordinator, job.h, group_commit.h), shared
+// by every kind. Snapshots are the first kind (SnapshotKind); restore,
+// delete and garbage collection are meant to be others, each with its own
+// task body, commit and rollback.
+//
+// Implementations are thread-safe; no method is called with the engine's
+// lock held, except PrepareCommit (which must not block).
+class JobKind {
+ public:
+  using TaskCallback = absl::AnyInvocable<void(absl::StatusOr<TaskOutcome>) &&>;
+
+  virtual ~JobKind() = default;
+
+  // Runs `task` of job `job_id` on the node at `address` (its current
+  // leader, at task.leader_epoch(), incarnation task.node_instance_id()),
+  // and calls `done` exactly once with what it produced, checked against
+  // what was asked -- or the error, carrying an ErrorReason when it has
+  // one (retry_policy.h classifies it).
+  virtual void RunTask(const std::string& job_id,
+                       const shutter::v1::PartitionTask& task,
+                       const std::string& address, TaskCallback done) = 0;
+
+  // Called (under the engine's lock, so it must only copy what it needs)
+  // once every task is done and the job is to be committed; returns the
+  // work that commits it, which the engine runs outside the lock. The job
+  // is COMMITTED (or PARTIAL) if that returns OK.
+  virtual absl::AnyInvocable<absl::Status() &&> PrepareCommit(
+      const Job& job, absl::Time now) = 0;
+
+  // Undoes what a FAILED or CANCELLED job did. OK if there is nothing.
+  virtual absl::Status Rollback(const std::string& job_id) = 0;
+
+  // Tells the nodes at `address` to stop the job's work in flight (best
+  // effort).
+  virtual void CancelOnNode(const std::string& address,
+                            const std::string& job_id) = 0;
+};
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_JOB_KIND_H_

@@ -1,0 +1,113 @@
+#include "controller/snapshot_kind.h"
+
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
+#include "common/text.h"
+
+namespace shutter::controller {
+
+using shutter::v1::CreateCheckpointResponse;
+using shutter::v1::PartitionTask;
+
+void SnapshotKind::RunTask(const std::string& job_id, const PartitionTask& task,
+                           const std::string& address, TaskCallback done) {
+  shutter::v1::CreateCheckpointRequest req;
+  req.set_snapshot_id(job_id);
+  req.set_partition_id(task.partition_id());
+  req.set_expected_leader_epoch(task.leader_epoch());
+  req.set_expected_instance_id(task.node_instance_id());
+  transport_->CreateCheckpoint(
+      address, req, rpc_timeout_,
+      [this, job_id, task, done = std::move(done)](
+          absl::StatusOr<CreateCheckpointResponse> result) mutable {
+        if (!result.ok()) {
+          std::move(done)(result.status());
+          return;
+        }
+        // Reads the repository: the engine holds no lock here.
+        absl::Status verified = VerifyPublished(task, job_id, *result);
+        if (!verified.ok()) {
+          std::move(done)(verified);
+          return;
+        }
+        TaskOutcome outcome;
+        outcome.manifest = std::move(*result->mutable_manifest());
+        outcome.path = result->manifest_path();
+        std::move(done)(std::move(outcome));
+      });
+}
+
+absl::Status SnapshotKind::VerifyPublished(
+    const PartitionTask& task, const std::string& job_id,
+    const CreateCheckpointResponse& response) const {
+  const auto& m = response.manifest();
+  if (m.snapshot_id() != job_id || m.partition_id() != task.partition_id()) {
+    return WithReason(absl::InternalError(absl::StrCat(
+                          "node answered for snapshot ", Quote(m.snapshot_id()),
+                          " partition ", m.partition_id())),
+                      ErrorReason::kMismatchedAnswer);
+  }
+  if (m.leader_epoch() != task.leader_epoch()) {
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          "checkpoint has leader epoch ", m.leader_epoch(),
+                          ", expected ", task.leader_epoch())),
+                      ErrorReason::kMismatchedAnswer);
+  }
+  auto read = repo_->ReadPartitionManifest(job_id, task.partition_id());
+  if (absl::IsNotFound(read.status())) {
+    // The node says published, the repository has nothing.
+    return WithReason(read.status(), ErrorReason::kMismatchedAnswer);
+  }
+  if (!read.ok()) return read.status();  // e.g. another manifest format
+  const shutter::v1::PartitionManifest& stored = *read;
+  if (stored.leader_epoch() != m.leader_epoch() ||
+      stored.applied_index() != m.applied_index() ||
+      stored.files_size() != m.files_size() ||
+      stored.total_bytes() != m.total_bytes() ||
+      stored.node_id() != task.node_id()) {
+    return WithReason(
+        absl::DataLossError(absl::StrCat(
+            "repository manifest of partition ", task.partition_id(),
+            " does not match the node's answer (epoch ", stored.leader_epoch(),
+            " vs ", m.leader_epoch(), ", applied index ",
+            stored.applied_index(), " vs ", m.applied_index(), ")")),
+        ErrorReason::kMismatchedAnswer);
+  }
+  return absl::OkStatus();
+}
+
+absl::AnyInvocable<absl::Status() &&> SnapshotKind::PrepareCommit(
+    const Job& job, absl::Time now) {
+  auto cm =
+      std::make_unique<shutter::v1::ClusterManifest>(job.BuildManifest(now));
+  return [this, cm = std::move(cm)]() -> absl::Status {
+    return CommitClusterManifest(*repo_, *cm);
+  };
+}
+
+absl::Status SnapshotKind::Rollback(const std::string& job_id) {
+  return repo_->DeleteUncommittedSnapshot(job_id);
+}
+
+void SnapshotKind::CancelOnNode(const std::string& address,
+                                const std::string& job_id) {
+  transport_->CancelCheckpoints(address, job_id);
+}
+
+absl::Status CommitClusterManifest(snapshot::Repository& repo,
+                                   const shutter::v1::ClusterManifest& cm) {
+  absl::Status written = repo.CommitClusterManifest(cm);
+  if (absl::IsAlreadyExists(written)) {
+    // A crash after writing the manifest but before recording the state:
+    // the manifest there is ours if it names this snapshot.
+    auto existing = repo.ReadClusterManifest(cm.snapshot_id());
+    if (existing.ok() && existing->snapshot_id() == cm.snapshot_id()) {
+      return absl::OkStatus();
+    }
+  }
+  return written;
+}
+
+}  // namespace shutter::controller
