@@ -83,7 +83,6 @@ class GroupCommitter {
   std::unordered_map<std::string, size_t> staged_index_ ABSL_GUARDED_BY(mu_);
   std::vector<Callback> callbacks_ ABSL_GUARDED_BY(mu_);
   absl::Status first_error_ ABSL_GUARDED_BY(mu_);
-  uint64_t flushes_requested_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
