@@ -304,24 +304,33 @@ void ListenerWatchdog::Loop() {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto channel = grpc::CreateCustomChannel(
         target_, grpc::InsecureChannelCredentials(), args);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(
+    // The call's state lives until its completion callback has returned
+    // (the callback holds a reference), not only until it has notified.
+    struct Probe {
+      grpc::ClientContext ctx;
+      // grpc.health.v1.HealthCheckRequest{service: ""} is the empty
+      // message (a buffer of one empty slice: a buffer of none is not a
+      // message).
+      grpc::Slice empty_slice{"", 0};
+      grpc::ByteBuffer request{&empty_slice, 1};
+      grpc::ByteBuffer response;
+      grpc::Status status;
+      absl::Notification done;
+    };
+    auto probe = std::make_shared<Probe>();
+    probe->ctx.set_deadline(
         std::chrono::system_clock::now() +
         absl::ToChronoMilliseconds(std::max(interval_, absl::Seconds(1))));
-    ctx.set_wait_for_ready(true);
-    // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message
-    // (a buffer of one empty slice: a buffer of none is not a message).
-    grpc::Slice empty_slice("", 0);
-    grpc::ByteBuffer request(&empty_slice, 1), response;
+    probe->ctx.set_wait_for_ready(true);
     grpc::GenericStub stub(channel);
-    absl::Notification done;
-    grpc::Status st;
-    stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
-                   &request, &response, [&](grpc::Status s) {
-                     st = std::move(s);
-                     done.Notify();
+    stub.UnaryCall(&probe->ctx, "/grpc.health.v1.Health/Check",
+                   grpc::StubOptions(), &probe->request, &probe->response,
+                   [probe](grpc::Status s) {
+                     probe->status = std::move(s);
+                     probe->done.Notify();
                    });
-    done.WaitForNotification();
+    probe->done.WaitForNotification();
+    const grpc::Status st = probe->status;
     if (st.ok()) {
       missed = 0;
       continue;
