@@ -46,8 +46,8 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CancelCheckpoints(
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = CheckSafeId("snapshot_id", request->snapshot_id());
   if (!valid.ok()) {
-    reactor->Finish(ToGrpcStatus(
-        WithReason(valid, ErrorReason::kInvalidRequest), ctx));
+    reactor->Finish(
+        ToGrpcStatus(WithReason(valid, ErrorReason::kInvalidRequest), ctx));
     return reactor;
   }
   taker_->CancelSnapshot(request->snapshot_id());
