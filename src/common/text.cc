@@ -143,6 +143,10 @@ absl::Status CheckPrintableText(absl::string_view what, absl::string_view s) {
   return absl::OkStatus();
 }
 
+std::string StatusText(const absl::Status& s) {
+  return absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
+}
+
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view flag,
                                        absl::string_view value,
                                        bool allow_port_zero) {

@@ -36,6 +36,9 @@ bool IsValidUtf8(absl::string_view s);
 // INVALID_ARGUMENT naming `what`, the offending byte and its offset.
 absl::Status CheckPrintableText(absl::string_view what, absl::string_view s);
 
+// "CODE: message" for a status, as task errors and logs show it.
+std::string StatusText(const absl::Status& s);
+
 // A validated "host:port" ("[v6addr]:port" for IPv6): non-empty host, port
 // a decimal number in 0..65535.
 struct HostPort {

@@ -65,12 +65,6 @@ void Job::Publish(PartitionTask& task,
   published_bytes_ += manifest.total_bytes();
 }
 
-namespace {
-std::string StatusText(const absl::Status& s) {
-  return absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
-}
-}  // namespace
-
 std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
                                                 const absl::Status& error,
                                                 FailureClass cls,

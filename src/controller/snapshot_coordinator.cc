@@ -23,9 +23,6 @@ using shutter::v1::Snapshot;
 namespace {
 constexpr size_t kMaxLabelBytes = 256;
 
-std::string StatusText(const absl::Status& s) {
-  return absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
-}
 }  // namespace
 
 SnapshotCoordinator::SnapshotCoordinator(const Options& options,

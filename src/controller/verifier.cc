@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace shutter::controller {
 
@@ -30,8 +31,7 @@ absl::StatusOr<shutter::v1::VerifySnapshotResponse> VerifyCommittedSnapshot(
     if (!s.ok()) {
       auto* p = resp.add_problems();
       p->set_partition_id(entry.partition_id());
-      p->set_error(
-          absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message()));
+      p->set_error(StatusText(s));
     }
   }
   resp.set_ok(resp.problems_size() == 0);
