@@ -71,7 +71,7 @@ std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
                                                 const RetrySettings& settings,
                                                 absl::Time now, double jitter) {
   const absl::Time deadline = absl::FromUnixMicros(header_.deadline_micros());
-  if (cls == FailureClass::kUnreachable) {
+  if (!CountsAsAttempt(cls)) {
     // No answer: wait for the node (or a new leader); not an attempt.
     task.set_unreachable(task.unreachable() + 1);
     absl::Duration delay = settings.unreachable_poll;

@@ -406,14 +406,18 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
   const int64_t millis = absl::ToInt64Milliseconds(clock_->Now() - started);
   const FailureClass cls = verified.ok() ? FailureClass::kPermanent
                                          : ClassifyCheckpointFailure(verified);
-  std::optional<absl::Duration> again;
   if (verified.ok()) {
     t->set_attempts(t->attempts() + 1);
     job->Publish(*t, result->manifest, result->path, millis);
-  } else if (cls == FailureClass::kUnreachable) {
-    t->set_duration_millis(millis);
-    again = job->ApplyFailure(*t, verified, cls, retry_, clock_->Now(),
-                              JitterLocked());
+    StageTaskLocked(*job, *t);
+    AfterDurable(snapshot_id,
+                 [this, snapshot_id] { MaybeFinish(snapshot_id); });
+    return;
+  }
+  t->set_duration_millis(millis);
+  const std::optional<absl::Duration> again = job->ApplyFailure(
+      *t, verified, cls, retry_, clock_->Now(), JitterLocked());
+  if (!CountsAsAttempt(cls)) {
     if (t->unreachable() == 1 || !again) {
       spdlog::warn("snapshot {} partition {}: node {} unreachable ({}){}",
                    snapshot_id, partition_id, t->node_id(),
@@ -421,20 +425,27 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
                    again ? "; waiting for it" : "; giving up");
     }
   } else {
-    t->set_duration_millis(millis);
-    again = job->ApplyFailure(*t, verified, cls, retry_, clock_->Now(),
-                              JitterLocked());
     spdlog::warn("snapshot {} partition {} on node {} attempt {}: {} ({}){}",
                  snapshot_id, partition_id, t->node_id(), t->attempts(),
                  StatusText(verified), std::string(FailureClassName(cls)),
                  again ? "; will retry" : "; giving up");
   }
+  auto redispatch = [this, snapshot_id, partition_id](absl::Duration delay) {
+    timer_->RunAfter(delay, [this, snapshot_id, partition_id] {
+      Dispatch(snapshot_id, partition_id);
+    });
+  };
+  if (again && !CountsAsAttempt(cls)) {
+    // Waiting for an unreachable node is a soft state (see the header):
+    // nothing to persist, nothing to wait for.
+    redispatch(*again);
+    return;
+  }
+  // An answer (its attempt counted) or a final failure: durable first.
   StageTaskLocked(*job, *t);
-  AfterDurable(snapshot_id, [this, snapshot_id, partition_id, again] {
+  AfterDurable(snapshot_id, [this, snapshot_id, again, redispatch] {
     if (again) {
-      timer_->RunAfter(*again, [this, snapshot_id, partition_id] {
-        Dispatch(snapshot_id, partition_id);
-      });
+      redispatch(*again);
     } else {
       MaybeFinish(snapshot_id);
     }
