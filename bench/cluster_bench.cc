@@ -31,7 +31,7 @@
 #include "common/rpc.h"
 #include "partition/partition_store.h"
 #include "shutter/v1/admin.grpc.pb.h"
-#include "snapshot/fs_repository.h"
+#include "snapshot/repository.h"
 #include "testing/local_cluster.h"
 #include "testing/temp_dir.h"
 
@@ -80,8 +80,9 @@ class Cluster {
   void StopController() { local_.StopController(SIGTERM).IgnoreError(); }
 
   void StartNodes(double stream_mibps) {
-    Check(local_.StartAllNodes(
-        {"--publish-stream-mibps", absl::StrCat(stream_mibps)}));
+    Check(local_.StartAllNodes({"--publish-stream-mibps",
+                                absl::StrCat(stream_mibps), "--hash-cache",
+                                "false"}));
     nodes_running_ = true;
     Check(local_.WaitForLeaders(absl::Seconds(60)));
   }
@@ -128,7 +129,10 @@ class Cluster {
     }
     *bytes = 0;
     for (const auto& t : snap->partitions()) *bytes += t.total_bytes();
-    stdfs::remove_all(local_.repo_dir() + "/snapshots/" + *id);
+    // Every run publishes everything: drop the content-addressed objects
+    // too, or the next run would find its SSTs already stored.
+    stdfs::remove_all(local_.repo_dir() + "/snapshots");
+    stdfs::remove_all(local_.repo_dir() + "/blobs");
     return (snap->finished_at_micros() - snap->created_at_micros()) / 1e6;
   }
 
@@ -139,7 +143,7 @@ class Cluster {
     shutter::snapshot::RepositoryOptions ro;
     ro.stream_bytes_per_second =
         static_cast<uint64_t>(stream_mibps * 1048576.0);
-    auto repo = shutter::snapshot::FsRepository::Open(dir_ + "/floor-repo", ro);
+    auto repo = shutter::snapshot::OpenRepository(dir_ + "/floor-repo", ro);
     if (!repo.ok()) Die(repo.status().ToString());
     const int per = cfg_.partitions / cfg_.nodes;
     std::vector<std::unique_ptr<shutter::partition::PartitionStore>> stores;
@@ -185,7 +189,8 @@ class Cluster {
     }
     for (auto& t : threads) t.join();
     double secs = absl::ToDoubleSeconds(absl::Now() - start);
-    stdfs::remove_all(dir_ + "/floor-repo/snapshots/" + snap);
+    stdfs::remove_all(dir_ + "/floor-repo/snapshots");
+    stdfs::remove_all(dir_ + "/floor-repo/blobs");
     return secs;
   }
 

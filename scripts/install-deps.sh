@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake ninja-build ccache pkg-config clang clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev librocksdb-dev libssl-dev
+  libcurl4-openssl-dev
   libgtest-dev libgmock-dev
   libcli11-dev libsystemd-dev libtbb-dev
 )

@@ -5,6 +5,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "common/s3_flags.h"
 
 namespace shutter {
 
@@ -27,6 +28,24 @@ inline absl::Status ParseCli(CLI::App& app, int argc, const char* const* argv,
     return absl::InvalidArgumentError(e.what());
   }
   return absl::OkStatus();
+}
+
+inline void AddS3Flags(CLI::App& app, S3Flags* f) {
+  app.add_option("--s3-endpoint", f->endpoint,
+                 "For s3:// repositories: endpoint URL, e.g. "
+                 "http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL, else AWS)");
+  app.add_option("--s3-region", f->region,
+                 "For s3:// repositories: region (default: AWS_REGION, "
+                 "AWS_DEFAULT_REGION, us-east-1)");
+  app.add_option("--s3-credentials-file", f->credentials_file,
+                 "For s3:// repositories: AWS-style credentials file "
+                 "(default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then "
+                 "~/.aws/credentials)");
+  app.add_option("--s3-addressing", f->addressing,
+                 "For s3:// repositories: path (endpoint/bucket/key), virtual "
+                 "(bucket.endpoint/key), or auto (path with --s3-endpoint)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "path", "virtual"}));
 }
 
 }  // namespace shutter

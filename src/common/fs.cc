@@ -8,6 +8,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <vector>
 
@@ -231,7 +232,7 @@ absl::StatusOr<std::string> Sha256File(const std::string& path) {
 
 absl::StatusOr<CopyResult> CopyFileSynced(
     const std::string& src, const std::string& dst,
-    std::initializer_list<RateLimiter*> limiters) {
+    const std::vector<RateLimiter*>& limiters) {
   Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.get() < 0) return ErrnoStatus("open", src);
   Fd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -263,6 +264,53 @@ absl::StatusOr<CopyResult> CopyFileSynced(
   }();
   if (!result.ok()) ::unlink(dst.c_str());
   return result;
+}
+
+absl::Status ReadFileChunks(
+    const std::string& path, uint64_t offset, uint64_t length,
+    const std::function<absl::Status(absl::string_view)>& sink, size_t chunk) {
+  Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) return ErrnoStatus("open", path);
+  struct stat st;
+  if (::fstat(in.get(), &st) != 0) return ErrnoStatus("stat", path);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (offset > size) {
+    return absl::OutOfRangeError(absl::StrCat("read of ", path, " at offset ",
+                                              offset, " past its end (", size,
+                                              " bytes)"));
+  }
+  uint64_t left = std::min(length, size - offset);
+  std::vector<char> buf(std::min<uint64_t>(chunk, std::max<uint64_t>(left, 1)));
+  while (left > 0) {
+    const size_t want =
+        static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
+    ssize_t n = ::pread(in.get(), buf.data(), want, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read", path);
+    }
+    if (n == 0) break;  // truncated under us
+    RETURN_IF_ERROR(
+        sink(absl::string_view(buf.data(), static_cast<size_t>(n))));
+    offset += static_cast<uint64_t>(n);
+    left -= static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteFileSynced(
+    const std::string& path,
+    const std::function<absl::Status(
+        const std::function<absl::Status(absl::string_view)>& append)>& fill) {
+  Fd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (out.get() < 0) return ErrnoStatus("create", path);
+  absl::Status s = fill([&](absl::string_view data) {
+    return WriteAll(out.get(), data.data(), data.size(), path);
+  });
+  if (s.ok() && ::fsync(out.get()) != 0) s = ErrnoStatus("fsync", path);
+  if (s.ok() && out.Close() != 0) s = ErrnoStatus("close", path);
+  if (!s.ok()) ::unlink(path.c_str());
+  return s;
 }
 
 }  // namespace shutter::fs

@@ -2,8 +2,9 @@
 #define SHUTTER_COMMON_FS_H_
 
 #include <cstdint>
-#include <initializer_list>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -89,7 +90,23 @@ struct CopyResult {
 // empty; null entries are skipped).
 absl::StatusOr<CopyResult> CopyFileSynced(
     const std::string& src, const std::string& dst,
-    std::initializer_list<RateLimiter*> limiters = {});
+    const std::vector<RateLimiter*>& limiters = {});
+
+// Streams bytes [offset, offset + length) of `path` to `sink` in chunks of
+// at most `chunk` bytes (length may run past the end: reading stops
+// there). An error from the sink stops the read and is returned.
+// OUT_OF_RANGE if offset > size.
+absl::Status ReadFileChunks(
+    const std::string& path, uint64_t offset, uint64_t length,
+    const std::function<absl::Status(absl::string_view)>& sink,
+    size_t chunk = 1 << 20);
+
+// Creates `path` (O_EXCL), lets `fill` write into it through `append`,
+// fsyncs and closes it. On failure the file is removed.
+absl::Status WriteFileSynced(
+    const std::string& path,
+    const std::function<absl::Status(
+        const std::function<absl::Status(absl::string_view)>& append)>& fill);
 
 }  // namespace shutter::fs
 

@@ -49,7 +49,12 @@ int main(int argc, char** argv) {
   if (auto s = fs::CheckWritableDir(opts->data_dir); !s.ok()) {
     return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
   }
-  auto repo = snapshot::OpenRepository(opts->repository);
+  snapshot::RepositoryOptions repo_opts;
+  repo_opts.s3_endpoint = opts->s3.endpoint;
+  repo_opts.s3_region = opts->s3.region;
+  repo_opts.s3_credentials_file = opts->s3.credentials_file;
+  repo_opts.s3_path_style = opts->s3.path_style();
+  auto repo = snapshot::OpenRepository(opts->repository, repo_opts);
   if (!repo.ok()) {
     return Fail(absl::StrCat("--repository: ", repo.status().message()), 2);
   }

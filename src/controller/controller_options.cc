@@ -17,8 +17,9 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
       ->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "Controller state directory")
       ->required();
-  app.add_option("--repository", o.repository,
-                 "Snapshot repository: directory or file:///path")
+  app.add_option(
+         "--repository", o.repository,
+         "Snapshot repository: directory, file:///path or s3://bucket/prefix")
       ->required();
   app.add_option("--node-dead-after-ms", o.node_dead_after_ms,
                  "Node is dead after this long without heartbeats")
@@ -57,6 +58,7 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
       ->capture_default_str()
       ->check(CLI::IsMember(
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  AddS3Flags(app, &o.s3);
   RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
   if (*help) return o;
   RETURN_IF_ERROR(ParseHostPort("--listen", o.listen, true).status());

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/s3_flags.h"
 
 namespace shutter::controller {
 
@@ -18,6 +19,7 @@ struct ControllerOptions {
   // Snapshot repository shared with the nodes: a directory or file:///path.
   // Required.
   std::string repository;
+  S3Flags s3;
   // A node is dead after this long without a heartbeat (100..3600000 ms).
   int node_dead_after_ms = 10000;
   // Heartbeat period the controller expects (informational, 10..60000 ms).

@@ -22,6 +22,7 @@ FailureClass ClassifyCheckpointFailure(const absl::Status& error) {
         case absl::StatusCode::kResourceExhausted:
         case absl::StatusCode::kUnavailable:
         case absl::StatusCode::kAborted:
+        case absl::StatusCode::kDeadlineExceeded:
           return FailureClass::kTransient;
         default:
           return FailureClass::kPermanent;

@@ -288,8 +288,13 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
       }
       return absl::OkStatus();
     };
-    ASSIGN_OR_RETURN(*resp.mutable_manifest(),
-                     repo_->PublishPartition(header, staging, still_leader));
+    snapshot::PublishStats published;
+    ASSIGN_OR_RETURN(
+        *resp.mutable_manifest(),
+        repo_->PublishPartition(header, staging, still_leader, &published));
+    resp.set_uploaded_bytes(published.uploaded_bytes);
+    resp.set_reused_bytes(published.reused_bytes);
+    resp.set_files_hash_cached(published.files_hash_cached);
     resp.set_checkpoint_millis(absl::ToInt64Milliseconds(checkpointed - start));
     resp.set_publish_millis(
         absl::ToInt64Milliseconds(clock_->Now() - checkpointed));
@@ -306,10 +311,12 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
   if (result.ok()) {
     spdlog::info(
         "published partition {} of snapshot {}: epoch {}, applied index {}, "
-        "{} files, {} bytes, checkpoint {} ms, publish {} ms",
+        "{} files, {} bytes ({} uploaded, {} already stored), checkpoint {} "
+        "ms, publish {} ms",
         req.partition_id(), req.snapshot_id(),
         result->manifest().leader_epoch(), result->manifest().applied_index(),
         result->manifest().files_size(), result->manifest().total_bytes(),
+        result->uploaded_bytes(), result->reused_bytes(),
         result->checkpoint_millis(), result->publish_millis());
   } else {
     spdlog::warn("checkpoint of partition {} for snapshot {} failed: {}",

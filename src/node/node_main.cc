@@ -19,6 +19,7 @@
 #include "node/node_instance.h"
 #include "node/node_options.h"
 #include "node/node_services.h"
+#include "snapshot/file_hash_cache.h"
 #include "snapshot/repository.h"
 #include "spdlog/spdlog.h"
 
@@ -66,6 +67,16 @@ int main(int argc, char** argv) {
       static_cast<uint64_t>(opts->publish_stream_mibps * 1048576.0);
   repo_opts.total_bytes_per_second =
       static_cast<uint64_t>(opts->publish_bandwidth_mibps * 1048576.0);
+  repo_opts.s3_endpoint = opts->s3.endpoint;
+  repo_opts.s3_region = opts->s3.region;
+  repo_opts.s3_credentials_file = opts->s3.credentials_file;
+  repo_opts.s3_path_style = opts->s3.path_style();
+  // SHA-256 of SST files already published: unchanged files are neither
+  // re-read nor re-uploaded by the next snapshot.
+  auto hash_cache = snapshot::FileHashCache::Open(
+      opts->hash_cache ? opts->data_dir + "/published-hashes" : "");
+  if (!hash_cache.ok()) return Fail(hash_cache.status(), 1);
+  if (opts->hash_cache) repo_opts.hash_cache = hash_cache->get();
   auto repo = snapshot::OpenRepository(opts->repository, repo_opts);
   if (!repo.ok()) {
     return Fail(absl::StrCat("--repository: ", repo.status().message()), 2);

@@ -28,8 +28,9 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
       ->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "Partition data directory")
       ->required();
-  app.add_option("--repository", o.repository,
-                 "Snapshot repository: directory or file:///path")
+  app.add_option(
+         "--repository", o.repository,
+         "Snapshot repository: directory, file:///path or s3://bucket/prefix")
       ->required();
   app.add_option("--partitions", partitions, "Hosted partitions, e.g. 0-7")
       ->required();
@@ -48,6 +49,9 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
                  "Cap on this node's total publish bandwidth, MiB/s (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--hash-cache", o.hash_cache,
+                 "Remember hashes of published SST files (true/false)")
+      ->capture_default_str();
   app.add_option("--min-free-mib", o.min_free_mib,
                  "Refuse checkpoints below this much free space, MiB")
       ->capture_default_str()
@@ -65,6 +69,7 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
       ->capture_default_str()
       ->check(CLI::IsMember(
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  AddS3Flags(app, &o.s3);
   RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
   if (*help) return o;
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/s3_flags.h"
 
 namespace shutter::node {
 
@@ -26,6 +27,7 @@ struct NodeOptions {
   std::string data_dir;
   // Snapshot repository: a directory or file:///path. Required.
   std::string repository;
+  S3Flags s3;
   // Partitions hosted here, e.g. "0-7". Required.
   std::vector<uint32_t> partitions;
   // Partitions this node leads; default all hosted ones.
@@ -40,6 +42,10 @@ struct NodeOptions {
   // concurrent checkpoints; 0 = none. Keeps snapshot I/O from starving
   // foreground traffic.
   double publish_bandwidth_mibps = 0;
+  // Remember the SHA-256 of published SST files (in
+  // <data-dir>/published-hashes) so unchanged ones are not re-read by the
+  // next snapshot. Off: every file is hashed again (benchmarks).
+  bool hash_cache = true;
   // Refuse checkpoints while the data/staging filesystem has less free
   // space than this, MiB (0 = no floor).
   int min_free_mib = 64;

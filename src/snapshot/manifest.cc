@@ -28,10 +28,15 @@ absl::StatusOr<T> Decode(absl::string_view json, const char* what) {
     return absl::DataLossError(
         absl::StrCat("malformed ", what, ": ", s.message().ToString()));
   }
-  if (m.format_version() != kManifestFormatVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(what, " has format_version ", m.format_version(),
-                     "; this build reads version ", kManifestFormatVersion));
+  if (m.format_version() < kOldestManifestFormatVersion ||
+      m.format_version() > kManifestFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, " has format_version ", m.format_version(),
+        "; this build reads versions ", kOldestManifestFormatVersion, " to ",
+        kManifestFormatVersion,
+        m.format_version() > kManifestFormatVersion
+            ? " (written by a newer Shutter: upgrade this one)"
+            : ""));
   }
   return m;
 }

@@ -14,7 +14,10 @@
 // are rejected so a corrupt or foreign file is not silently accepted.
 namespace shutter::snapshot {
 
-inline constexpr uint32_t kManifestFormatVersion = 1;
+// Written: 2. Read: 1 and 2 (format 1 partition manifests have no
+// FileEntry.object_key; the repository fills it in).
+inline constexpr uint32_t kManifestFormatVersion = 2;
+inline constexpr uint32_t kOldestManifestFormatVersion = 1;
 
 std::string EncodePartitionManifest(const shutter::v1::PartitionManifest& m);
 absl::StatusOr<shutter::v1::PartitionManifest> DecodePartitionManifest(

@@ -5,22 +5,94 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "shutter/v1/common.pb.h"
 
 namespace shutter::snapshot {
 
-// Where snapshots are stored. A snapshot is a set of published partitions
-// plus, once complete, a cluster manifest. Paths returned are relative to
-// the repository root and use '/' separators, so they stay meaningful for
-// an object store.
+class BlobStore;
+class FileHashCache;
+
+// What one publish did, for progress reports and benchmarks.
+struct PublishStats {
+  uint64_t uploaded_bytes = 0;
+  // Content-addressed files the repository already had (not uploaded).
+  uint64_t reused_bytes = 0;
+  uint32_t files_uploaded = 0;
+  uint32_t files_reused = 0;
+  // Files whose SHA-256 came from the hash cache instead of a read.
+  uint32_t files_hash_cached = 0;
+};
+
+// One snapshot as found in the repository.
+struct SnapshotListing {
+  std::string snapshot_id;
+  bool committed = false;   // has a cluster manifest
+  uint32_t partitions = 0;  // partition manifests present
+};
+
+struct RepositoryStats {
+  uint64_t snapshots = 0;  // with a cluster manifest
+  uint64_t uncommitted_snapshots = 0;
+  uint64_t objects = 0;
+  uint64_t bytes_stored = 0;  // sum of object sizes
+  // Sum over committed snapshots of their partitions' total_bytes: what
+  // full copies would take. logical / stored is the sharing factor.
+  uint64_t logical_bytes = 0;
+  // Bytes of objects referenced by more than one committed snapshot.
+  uint64_t bytes_shared = 0;
+};
+
+struct GcOptions {
+  // Report what would be deleted; delete nothing.
+  bool dry_run = false;
+  // Only objects older than this are deleted, so that an upload that has
+  // not reached its manifest yet is never collected.
+  absl::Duration grace = absl::Hours(1);
+  // Owner recorded in the GC lock; a GC finding a lock with its own owner
+  // (a run of the same job resumed after a crash) takes it over.
+  std::string owner;
+  // How long to wait for in-flight publishes to finish before giving up.
+  absl::Duration wait_for_publishes = absl::Seconds(60);
+  // Tests: called after marking, before the first delete, and after each
+  // delete with the number deleted so far.
+  std::function<void()> test_before_sweep;
+  std::function<void(uint64_t)> test_after_delete;
+};
+
+struct GcReport {
+  uint64_t objects_scanned = 0;
+  uint64_t objects_referenced = 0;
+  uint64_t objects_deleted = 0;  // or, in a dry run, to delete
+  uint64_t bytes_deleted = 0;
+  // Unreferenced but younger than the grace period: kept this time.
+  uint64_t objects_too_young = 0;
+  uint64_t manifests_read = 0;
+};
+
+// Where snapshots are stored: the snapshot repository, written once on top
+// of a BlobStore (a directory or S3-compatible object storage). The
+// controller and nodes use only this interface; keys are relative to the
+// repository root and '/'-separated.
 //
-// Layout (the filesystem implementation; object stores use the same keys):
-//   snapshots/<snapshot_id>/partitions/<partition_id, 5 digits>/<files>
-//   snapshots/<snapshot_id>/partitions/<partition_id>/MANIFEST.json
-//   snapshots/<snapshot_id>/CLUSTER_MANIFEST.json
+// Layout (format 2):
+//   REPOSITORY_ID, REPOSITORY_FORMAT          identity, format ("2")
+//   blobs/sha256/<2 hex>/<sha256>              SST and blob files, stored
+//                                              once, shared by snapshots
+//   snapshots/<id>/partitions/<p, 5 digits>/attempts/<attempt>/<name>
+//                                              small per-checkpoint files
+//   snapshots/<id>/partitions/<p>/MANIFEST.json   partition commit point
+//   snapshots/<id>/CLUSTER_MANIFEST.json          snapshot commit point
+//   locks/gc, locks/publish/<id>               GC exclusion (see GC below)
+// Format 1 (files next to MANIFEST.json, no blobs/) is read as is.
+//
+// Commit points are written only-if-absent, so two publishers of one
+// partition (a deposed leader and the new one) cannot overwrite each
+// other: the first wins and the other gets ALREADY_EXISTS.
 //
 // Implementations are thread-safe.
 class Repository {
@@ -29,18 +101,21 @@ class Repository {
 
   // Publishes every regular file in `local_dir` as partition
   // `header.partition_id()` of snapshot `header.snapshot_id()`, then writes
-  // the partition manifest (header plus the files with sizes and SHA-256).
-  // Atomic: on success the files and manifest are durable and visible
-  // together; on failure nothing is visible and partial uploads are
-  // removed. ALREADY_EXISTS if that partition is already published;
-  // RESOURCE_EXHAUSTED if the repository is out of space. `precommit`, if
-  // set, runs right before the commit point (everything is durable but
-  // not yet visible); an error from it aborts the publish with that error
-  // and nothing becomes visible (a node uses it to re-check leadership).
+  // the partition manifest (header plus the files with sizes, SHA-256 and
+  // object keys). SST and blob files already in the repository are not
+  // uploaded again. The manifest is the commit point: on success every
+  // file and the manifest are durable; on failure no manifest is visible
+  // (uploaded objects are left for GC or removed). ALREADY_EXISTS if that
+  // partition is already published; RESOURCE_EXHAUSTED if the repository
+  // is out of space; ABORTED while a GC sweeps (try again). `precommit`,
+  // if set, runs right before the commit point; an error from it aborts
+  // the publish with that error and nothing becomes visible (a node uses
+  // it to re-check leadership). `stats`, if set, receives what was done.
   virtual absl::StatusOr<shutter::v1::PartitionManifest> PublishPartition(
       const shutter::v1::PartitionManifest& header,
       const std::string& local_dir,
-      const std::function<absl::Status()>& precommit = nullptr) = 0;
+      const std::function<absl::Status()>& precommit = nullptr,
+      PublishStats* stats = nullptr) = 0;
 
   // NOT_FOUND if the partition is not published.
   virtual absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(
@@ -50,6 +125,13 @@ class Repository {
   // SHA-256. DATA_LOSS naming the first bad file.
   virtual absl::Status VerifyPartition(
       const shutter::v1::PartitionManifest& manifest) const = 0;
+
+  // Writes every file of the manifest into `local_dir` (created; must not
+  // exist or be empty), each checked against its size and SHA-256, and
+  // fsynced: a directory RocksDB can open. DATA_LOSS on a mismatch.
+  virtual absl::Status DownloadPartition(
+      const shutter::v1::PartitionManifest& manifest,
+      const std::string& local_dir) const = 0;
 
   // Writes the cluster manifest crash-safely. This is the snapshot's commit
   // point. ALREADY_EXISTS if one is already there (it is never replaced).
@@ -66,7 +148,35 @@ class Repository {
   virtual absl::Status DeleteUncommittedSnapshot(
       const std::string& snapshot_id) = 0;
 
-  // Relative paths of the manifests.
+  // Deletes a snapshot, committed or not: the cluster manifest first (from
+  // then on it is no longer a snapshot), then its partition manifests and
+  // per-checkpoint files. Shared content-addressed objects are left for
+  // GC. Idempotent: OK if nothing is left; a crash midway leaves an
+  // uncommitted remainder that another call removes.
+  virtual absl::Status DeleteSnapshot(const std::string& snapshot_id) = 0;
+
+  // Every snapshot with at least one object in the repository, by id.
+  virtual absl::StatusOr<std::vector<SnapshotListing>> ListSnapshots()
+      const = 0;
+
+  virtual absl::StatusOr<RepositoryStats> GetStats() const = 0;
+
+  // Garbage collection: deletes objects no partition manifest references
+  // (content-addressed blobs and per-checkpoint files of failed attempts)
+  // that are older than options.grace. Mark and sweep under an exclusive
+  // lock (locks/gc, written only-if-absent) that publishers respect:
+  // a publisher registers itself (locks/publish/<id>) and then checks for
+  // the GC lock; GC takes its lock, waits until no publisher is
+  // registered, then marks and sweeps. Either the GC sees the publisher
+  // or the publisher sees the GC, so an object a publisher decided to
+  // reuse is never swept from under it. Crash-safe and idempotent: a
+  // killed GC leaves only objects that were garbage anyway; a rerun (by
+  // the same owner, or after the lock goes stale) finishes the work.
+  // FAILED_PRECONDITION if another GC holds the lock; UNAVAILABLE if
+  // publishes kept running past options.wait_for_publishes.
+  virtual absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) = 0;
+
+  // Relative keys of the manifests.
   static std::string PartitionDir(const std::string& snapshot_id,
                                   uint32_t partition_id);
   static std::string PartitionManifestPath(const std::string& snapshot_id,
@@ -76,18 +186,22 @@ class Repository {
   // A human-readable location of the repository (path or URI).
   virtual std::string Describe() const = 0;
 
-  // The repository's identity: a random id created once with it (the file
-  // REPOSITORY_ID at its root), so that the controller and the nodes can
-  // check that they name the same repository. NOT_FOUND if the repository
-  // has none yet (it was opened without create_if_missing and nobody
-  // created it).
+  // The repository's identity: a random id created once with it (the
+  // object REPOSITORY_ID), so that the controller and the nodes can check
+  // that they name the same repository. NOT_FOUND if the repository has
+  // none yet (it was opened without create_if_missing and nobody created
+  // it).
   virtual absl::StatusOr<std::string> ReadIdentity() const = 0;
+
+  // The storage underneath, for tools and tests.
+  virtual BlobStore* blob_store() const = 0;
 };
 
 struct RepositoryOptions {
-  // Create the repository (its directory and identity) if missing. The
-  // controller does; nodes do not, so a node pointed at the wrong place
-  // neither creates it nor writes there (its heartbeat is refused).
+  // Create the repository (its identity and format marker) if missing, and
+  // upgrade a format 1 repository to format 2 in place. The controller
+  // does; nodes do not, so a node pointed at the wrong place neither
+  // creates it nor writes there (its heartbeat is refused).
   bool create_if_missing = true;
   // If > 0, each partition publish (one upload stream) is throttled to this
   // many bytes per second. Models a remote object store, whose bandwidth is
@@ -97,12 +211,37 @@ struct RepositoryOptions {
   // throttled to this many bytes per second: a node-wide cap that keeps
   // snapshot I/O from starving foreground traffic.
   uint64_t total_bytes_per_second = 0;
+  // If set, SHA-256 of immutable files (SST, blob) are taken from and
+  // recorded in this cache, so unchanged files are not read again. Must
+  // outlive the repository.
+  FileHashCache* hash_cache = nullptr;
+  // Publish locks older than this are ignored (their writer died); live
+  // publishers refresh theirs at a quarter of it.
+  absl::Duration lock_stale_after = absl::Minutes(30);
+  // S3 settings, for s3:// URIs (see s3_blob_store.h). Empty: from the
+  // environment (AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION,
+  // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or the
+  // file AWS_SHARED_CREDENTIALS_FILE / ~/.aws/credentials).
+  std::string s3_endpoint;
+  std::string s3_region;
+  std::string s3_credentials_file;
+  // Path-style addressing (endpoint/bucket/key), for non-AWS stores.
+  // Default: on when an endpoint is given.
+  int s3_path_style = -1;  // -1: auto, 0: virtual-hosted, 1: path
 };
 
-// Opens the repository at `uri`: a directory path or "file:///path". The
-// directory is created if missing. INVALID_ARGUMENT for other schemes.
+// Opens the repository at `uri`: a directory path, "file:///path", or
+// "s3://bucket[/prefix]". INVALID_ARGUMENT for other schemes;
+// FAILED_PRECONDITION for a repository of a newer format than this build.
 absl::StatusOr<std::unique_ptr<Repository>> OpenRepository(
     const std::string& uri, const RepositoryOptions& options = {});
+
+// Opens the repository over an already opened blob store.
+absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryOn(
+    std::unique_ptr<BlobStore> store, const RepositoryOptions& options = {});
+
+// The current repository format, and the manifest format written.
+inline constexpr uint32_t kRepositoryFormat = 2;
 
 }  // namespace shutter::snapshot
 

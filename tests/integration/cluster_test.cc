@@ -25,7 +25,7 @@
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/node.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
-#include "snapshot/fs_repository.h"
+#include "snapshot/repository.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/snapshot_checks.h"
@@ -151,7 +151,7 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
           {{"after-0", "late"}, {"before-00000", "overwritten"}});
   }
 
-  auto repo = snapshot::FsRepository::Open(repo_dir_);
+  auto repo = snapshot::OpenRepository(repo_dir_);
   ASSERT_OK(repo);
   auto cm = (*repo)->ReadClusterManifest(snap.snapshot_id());
   ASSERT_OK(cm);
@@ -254,7 +254,11 @@ TEST_F(ClusterTest, BadRequestsGetClearErrorsAndRecordNothing) {
   ListSnapshotsResponse list;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &list).ok());
   EXPECT_EQ(list.snapshots_size(), 0);
-  EXPECT_TRUE(stdfs::is_empty(repo_dir_ + "/snapshots"));
+  {
+    auto repo = snapshot::OpenRepository(repo_dir_);
+    ASSERT_OK(repo);
+    EXPECT_TRUE(testing::SnapshotObjects(**repo).empty());
+  }
 
   // A daemon given an invalid option exits 2 with a one-line reason.
   auto rc = RunCommand({SHUTTER_NODE_BIN, "--node-id", "x", "--data-dir",
@@ -265,7 +269,7 @@ TEST_F(ClusterTest, BadRequestsGetClearErrorsAndRecordNothing) {
   EXPECT_EQ(*rc, 2);
   EXPECT_NE(err.find("--checkpoint-capacity"), std::string::npos) << err;
   rc = RunCommand({SHUTTER_CONTROLLER_BIN, "--data-dir", tmp_.Sub("y"),
-                   "--repository", "s3://bucket"},
+                   "--repository", "gs://bucket"},
                   &out, &err, absl::Seconds(30));
   ASSERT_OK(rc);
   EXPECT_EQ(*rc, 2);

@@ -20,7 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "partition/partition_store.h"
-#include "snapshot/fs_repository.h"
+#include "snapshot/repository.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/snapshot_checks.h"
@@ -76,7 +76,7 @@ class FaultTest : public ::testing::Test {
   // in the repository or in any node's staging directory.
   void ExpectCommittedAndClean(const Snapshot& snap) {
     ASSERT_EQ(snap.state(), SNAPSHOT_STATE_COMMITTED) << snap.error();
-    auto repo = snapshot::FsRepository::Open(cluster_.repo_dir());
+    auto repo = snapshot::OpenRepository(cluster_.repo_dir());
     ASSERT_OK(repo);
     auto cm = (*repo)->ReadClusterManifest(snap.snapshot_id());
     ASSERT_OK(cm);
@@ -92,11 +92,9 @@ class FaultTest : public ::testing::Test {
       EXPECT_EQ(*p.checkpoint->CountKeys(),
                 static_cast<uint64_t>(kBatches * kKeysPerBatch));
     }
-    const std::string parts_dir = cluster_.repo_dir() + "/snapshots/" +
-                                  snap.snapshot_id() + "/partitions";
-    for (const auto& e : stdfs::directory_iterator(parts_dir)) {
-      EXPECT_FALSE(absl::StrContains(e.path().filename().string(), ".tmp-"))
-          << "orphan " << e.path();
+    for (const std::string& k :
+         testing::UnreferencedSnapshotObjects(**repo, snap.snapshot_id())) {
+      ADD_FAILURE() << "orphan " << k;
     }
     for (int i = 0; i < kNodes; ++i) {
       if (!cluster_.node_running(i)) continue;
@@ -184,7 +182,7 @@ TEST_F(FaultTest, ControllerKilledMidJobResumesWithoutRedoingWork) {
   ASSERT_OK(st);
   EXPECT_TRUE(WIFSIGNALED(*st));
 
-  auto repo = snapshot::FsRepository::Open(cluster_.repo_dir());
+  auto repo = snapshot::OpenRepository(cluster_.repo_dir());
   ASSERT_OK(repo);
   std::map<uint32_t, int64_t> published_at;  // partition -> manifest time
   for (const auto& t : before.partitions()) {
@@ -248,7 +246,7 @@ TEST_F(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
   auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
   ASSERT_OK(snap);
   ASSERT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED) << snap->error();
-  auto repo = snapshot::FsRepository::Open(cluster_.repo_dir());
+  auto repo = snapshot::OpenRepository(cluster_.repo_dir());
   ASSERT_OK(repo);
   for (const auto& t : snap->partitions()) {
     SCOPED_TRACE(absl::StrCat("partition ", t.partition_id()));
@@ -270,9 +268,9 @@ TEST_F(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
   ASSERT_OK(n1);
   EXPECT_GE(n1->checkpoints_failed(), 1u);
   EXPECT_EQ(n1->checkpoints_published(), static_cast<uint64_t>(kPerNode - 2));
-  for (const auto& e : stdfs::directory_iterator(
-           cluster_.repo_dir() + "/snapshots/" + *id + "/partitions")) {
-    EXPECT_FALSE(absl::StrContains(e.path().filename().string(), ".tmp-"));
+  for (const std::string& k :
+       testing::UnreferencedSnapshotObjects(**repo, *id)) {
+    ADD_FAILURE() << "orphan " << k;
   }
 }
 
@@ -363,7 +361,7 @@ TEST_F(FaultTest, VerifyNamesTheCorruptedFile) {
   EXPECT_NE(out.find(": OK"), std::string::npos) << out;
 
   // Flip one byte in the middle of partition 5's largest file.
-  auto repo = snapshot::FsRepository::Open(cluster_.repo_dir());
+  auto repo = snapshot::OpenRepository(cluster_.repo_dir());
   ASSERT_OK(repo);
   auto pm = (*repo)->ReadPartitionManifest(*id, 5);
   ASSERT_OK(pm);
@@ -372,8 +370,7 @@ TEST_F(FaultTest, VerifyNamesTheCorruptedFile) {
     if (f.size_bytes() > largest->size_bytes()) largest = &f;
   }
   const std::string path =
-      (*repo)->Abs(snapshot::Repository::PartitionDir(*id, 5)) + "/" +
-      largest->name();
+      (*repo)->blob_store()->LocalPath(largest->object_key());
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekg(largest->size_bytes() / 2);
@@ -420,10 +417,12 @@ TEST_F(FaultTest, CancelRemovesEverythingTheJobPublished) {
       },
       absl::Seconds(60)));
   EXPECT_EQ(snap.state(), SNAPSHOT_STATE_CANCELLED);
-  EXPECT_FALSE(stdfs::exists(cluster_.repo_dir() + "/snapshots/" + *id));
-  for (const auto& e :
-       stdfs::directory_iterator(cluster_.repo_dir() + "/snapshots")) {
-    ADD_FAILURE() << "left in the repository: " << e.path();
+  {
+    auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+    ASSERT_OK(repo);
+    for (const std::string& k : testing::SnapshotObjects(**repo)) {
+      ADD_FAILURE() << "left in the repository: " << k;
+    }
   }
   // Staging empties once the nodes' in-flight checkpoints have ended.
   ASSERT_TRUE(PollUntil(
@@ -474,7 +473,6 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
   ASSERT_OK(cluster_.StopController(SIGTERM));
   ASSERT_OK(cluster_.StartController({"--max-attempts", "2"}));
   ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
-  const std::string snapshots = cluster_.repo_dir() + "/snapshots";
 
   // 1. All or nothing: FAILED, rolled back, no debris.
   auto id = cluster_.CreateSnapshot();
@@ -490,8 +488,12 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
         return s.ok() && s->rolled_back();
       },
       absl::Seconds(30)));
-  for (const auto& e : stdfs::directory_iterator(snapshots)) {
-    ADD_FAILURE() << "left in the repository: " << e.path();
+  {
+    auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+    ASSERT_OK(repo);
+    for (const std::string& k : testing::SnapshotObjects(**repo)) {
+      ADD_FAILURE() << "left in the repository: " << k;
+    }
   }
 
   // 2. Partial, as asked: what fits is committed, the rest is listed.
@@ -502,7 +504,7 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
   snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
   ASSERT_OK(snap);
   ASSERT_EQ(snap->state(), SNAPSHOT_STATE_PARTIAL) << snap->error();
-  auto repo = snapshot::FsRepository::Open(cluster_.repo_dir());
+  auto repo = snapshot::OpenRepository(cluster_.repo_dir());
   ASSERT_OK(repo);
   auto cm = (*repo)->ReadClusterManifest(*id);
   ASSERT_OK(cm);
@@ -524,12 +526,13 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
     ASSERT_OK(pm);
     EXPECT_OK((*repo)->VerifyPartition(*pm));
   }
-  for (const auto& e :
-       stdfs::directory_iterator(snapshots + "/" + *id + "/partitions")) {
-    const std::string name = e.path().filename().string();
-    EXPECT_FALSE(absl::StrContains(name, ".tmp-")) << "half-written " << name;
-    uint32_t pid = std::stoul(name);
-    EXPECT_EQ(missing.count(pid), 0u)
+  for (const std::string& k :
+       testing::UnreferencedSnapshotObjects(**repo, *id)) {
+    ADD_FAILURE() << "half-written " << k;
+  }
+  for (uint32_t pid : missing) {
+    EXPECT_THAT((*repo)->ReadPartitionManifest(*id, pid),
+                testing::StatusIs(absl::StatusCode::kNotFound))
         << "missing partition " << pid << " is visible";
   }
 }

@@ -18,7 +18,7 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "gtest/gtest.h"
-#include "snapshot/fs_repository.h"
+#include "snapshot/repository.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/snapshot_checks.h"
@@ -135,7 +135,7 @@ TEST_F(MembershipTest, ImpostorIsRefusedAndTheSnapshotHoldsTheRealData) {
   auto snap = cluster_->WaitForSnapshot(*id, absl::Seconds(60));
   ASSERT_OK(snap);
   ASSERT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED) << snap->error();
-  auto repo = snapshot::FsRepository::Open(cluster_->repo_dir());
+  auto repo = snapshot::OpenRepository(cluster_->repo_dir());
   ASSERT_OK(repo);
   for (uint32_t p = 0; p < 4; ++p) {
     SCOPED_TRACE(absl::StrCat("partition ", p));
@@ -190,7 +190,7 @@ TEST_F(MembershipTest, NodeWithAnotherRepositoryIsRefusedAtStart) {
   EXPECT_FALSE(stdfs::exists(missing)) << "the node created a repository";
   // Another real repository (its own identity) is refused the same way.
   const std::string other = tmp_.Sub("other-repo");
-  ASSERT_OK(snapshot::FsRepository::Open(other));
+  ASSERT_OK(snapshot::OpenRepository(other));
   EXPECT_EQ(RunNode({"--node-id", "n7", "--partitions", "7", "--data-dir",
                      tmp_.Sub("n7"), "--repository", other, "--controller",
                      cluster_->controller_address(), "--listen", "127.0.0.1:0"},
@@ -198,7 +198,9 @@ TEST_F(MembershipTest, NodeWithAnotherRepositoryIsRefusedAtStart) {
             2);
   EXPECT_NE(err.find("with id"), std::string::npos) << err;
   EXPECT_EQ(ListNodes().nodes_size(), 1);
-  EXPECT_TRUE(stdfs::is_empty(other + "/snapshots"));
+  auto other_repo = snapshot::OpenRepository(other);
+  ASSERT_OK(other_repo);
+  EXPECT_TRUE(testing::SnapshotObjects(**other_repo).empty());
 }
 
 // A start that fails because the port is busy changes nothing durable:
@@ -328,7 +330,7 @@ TEST_F(MembershipTest, RollingRestartOfEveryNodeDuringASnapshotCommits) {
   EXPECT_GT(waited, 0u) << "no task ever waited for a restarting node";
   std::string out, err;
   ASSERT_EQ(Ctl({"snapshots", "verify", *id}, &out, &err), 0) << out << err;
-  auto repo = snapshot::FsRepository::Open(cluster_->repo_dir());
+  auto repo = snapshot::OpenRepository(cluster_->repo_dir());
   ASSERT_OK(repo);
   for (int p = 0; p < kNodes * kPerNode; ++p) {
     SCOPED_TRACE(absl::StrCat("partition ", p));

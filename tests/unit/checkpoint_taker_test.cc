@@ -6,7 +6,8 @@
 
 #include "common/error_reason.h"
 #include "gtest/gtest.h"
-#include "snapshot/fs_repository.h"
+#include "snapshot/blob_store.h"
+#include "snapshot/repository.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -24,7 +25,7 @@ class CheckpointTakerTest : public ::testing::Test {
     ASSERT_OK(h);
     host_ = std::move(h).value();
     ASSERT_OK(host_->TakeLeadership());
-    auto r = snapshot::FsRepository::Open(tmp_.Sub("repo"));
+    auto r = snapshot::OpenRepository(tmp_.Sub("repo"));
     ASSERT_OK(r);
     repo_ = std::move(r).value();
     // A crash left debris in staging: Create() must sweep it.
@@ -63,7 +64,11 @@ class CheckpointTakerTest : public ::testing::Test {
   testing::TempDir tmp_;
   FakeClock clock_;
   std::unique_ptr<NodeHost> host_;
-  std::unique_ptr<snapshot::FsRepository> repo_;
+  std::unique_ptr<snapshot::Repository> repo_;
+  // Local path of a repository key (the repository is a directory here).
+  std::string Abs(const std::string& key) const {
+    return repo_->blob_store()->LocalPath(key);
+  }
   std::unique_ptr<CheckpointTaker> taker_;
 };
 
@@ -78,8 +83,8 @@ TEST_F(CheckpointTakerTest, PublishesCheckpointWithMetaFromTheCheckpoint) {
   EXPECT_GT(r->manifest().files_size(), 0);
   EXPECT_OK(repo_->VerifyPartition(r->manifest()));
   EXPECT_TRUE(StagingEmpty());
-  auto ro = partition::ReadOnlyPartition::Open(
-      repo_->Abs(snapshot::Repository::PartitionDir("s1", 0)));
+  ASSERT_OK(repo_->DownloadPartition(r->manifest(), tmp_.Sub("restored")));
+  auto ro = partition::ReadOnlyPartition::Open(tmp_.Sub("restored"));
   ASSERT_OK(ro);
   EXPECT_EQ(*(*ro)->Get("a"), "1");
 }
@@ -90,7 +95,7 @@ TEST_F(CheckpointTakerTest, StaleEpochIsRejectedAndPublishesNothing) {
                           "request expects epoch 0, node n1 leads at epoch 1"));
   r = taker_->CreateCheckpointSync(Req("s1", 0, 2));
   EXPECT_THAT(r, StatusIs(absl::StatusCode::kFailedPrecondition, "epoch 2"));
-  EXPECT_FALSE(stdfs::exists(repo_->Abs("snapshots/s1")));
+  EXPECT_FALSE(stdfs::exists(Abs("snapshots/s1")));
   EXPECT_TRUE(StagingEmpty());
   EXPECT_EQ(taker_->GetStats().published, 0u);
 }
@@ -103,7 +108,7 @@ TEST_F(CheckpointTakerTest, RejectsFollowerUnknownPartitionAndBadIds) {
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_THAT(taker_->CreateCheckpointSync(Req("../x", 0, 1)),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_FALSE(stdfs::exists(repo_->Abs("snapshots/s1")));
+  EXPECT_FALSE(stdfs::exists(Abs("snapshots/s1")));
 }
 
 TEST_F(CheckpointTakerTest, RepeatReturnsThePublishedManifest) {
@@ -194,7 +199,7 @@ TEST_F(CheckpointTakerTest, CancelStopsARunningCheckpointBeforeItPublishes) {
     ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10), [&] { return done; }));
   }
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kCancelled, "cancelled"));
-  EXPECT_FALSE(stdfs::exists(repo_->Abs("snapshots/s9/partitions/00000")));
+  EXPECT_FALSE(stdfs::exists(Abs("snapshots/s9/partitions/00000")));
   EXPECT_TRUE(stdfs::is_empty(tmp_.Sub("data/staging4")));
   // Later requests for the snapshot are refused too.
   EXPECT_THAT((*t)->CreateCheckpointSync(Req("s9", 1, 1)),
@@ -215,7 +220,7 @@ TEST_F(CheckpointTakerTest, FreeSpaceFloorRefusesWithTheNumbers) {
   EXPECT_NE(r.status().message().find("below the floor of 1099511627776 MiB"),
             std::string::npos)
       << r.status();
-  EXPECT_FALSE(stdfs::exists(repo_->Abs("snapshots/s8")));
+  EXPECT_FALSE(stdfs::exists(Abs("snapshots/s8")));
   EXPECT_TRUE(stdfs::is_empty(tmp_.Sub("data/staging3")));
 }
 

@@ -56,10 +56,16 @@ TEST(ManifestTest, RejectsGarbageUnknownFieldsAndOtherVersions) {
   EXPECT_THAT(DecodePartitionManifest(R"({"format_version": 1, "bogus": 2})"),
               StatusIs(absl::StatusCode::kDataLoss));
   auto m = Sample();
-  m.set_format_version(2);
-  EXPECT_THAT(
-      DecodePartitionManifest(EncodePartitionManifest(m)),
-      StatusIs(absl::StatusCode::kFailedPrecondition, "format_version 2"));
+  m.set_format_version(3);
+  EXPECT_THAT(DecodePartitionManifest(EncodePartitionManifest(m)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "format_version 3; this build reads versions 1 to 2 "
+                       "(written by a newer Shutter: upgrade this one)"));
+  m.set_format_version(0);
+  EXPECT_THAT(DecodePartitionManifest(EncodePartitionManifest(m)),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  m.set_format_version(1);  // format 1 is still read
+  EXPECT_OK(DecodePartitionManifest(EncodePartitionManifest(m)));
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 #include "common/error_reason.h"
 #include "controller/retry_policy.h"
 #include "gtest/gtest.h"
-#include "snapshot/fs_repository.h"
+#include "snapshot/blob_store.h"
+#include "snapshot/repository.h"
 #include "testing/process.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -100,7 +101,7 @@ class FakeTransport : public NodeTransport {
 class SnapshotCoordinatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto repo = snapshot::FsRepository::Open(tmp_.Sub("repo"));
+    auto repo = snapshot::OpenRepository(tmp_.Sub("repo"));
     ASSERT_OK(repo);
     repo_ = std::move(repo).value();
     auto store = RocksDbJobStore::Open(tmp_.Sub("jobs"));
@@ -108,6 +109,8 @@ class SnapshotCoordinatorTest : public ::testing::Test {
     store_ = std::move(store).value();
     std::filesystem::create_directories(tmp_.Sub("ckpt"));
     std::ofstream(tmp_.Sub("ckpt/000001.sst")) << "data";
+    // Stored per partition (not content-addressed), unlike the SST.
+    std::ofstream(tmp_.Sub("ckpt/CURRENT")) << "MANIFEST-000001\n";
     StartCoordinator();
   }
 
@@ -196,7 +199,11 @@ class SnapshotCoordinatorTest : public ::testing::Test {
   NodeRegistry registry_{{absl::Seconds(10), "", ""}, &clock_};
   FakeTransport transport_;
   std::unique_ptr<ManualTimer> timer_;
-  std::unique_ptr<snapshot::FsRepository> repo_;
+  std::unique_ptr<snapshot::Repository> repo_;
+  // Local path of a repository key (the repository is a directory here).
+  std::string Abs(const std::string& key) const {
+    return repo_->blob_store()->LocalPath(key);
+  }
   std::unique_ptr<RocksDbJobStore> store_;
   std::unique_ptr<SnapshotCoordinator> coordinator_;
 };
@@ -273,7 +280,7 @@ TEST_F(SnapshotCoordinatorTest, OneFailureFailsTheJobAndWritesNoManifest) {
               StatusIs(absl::StatusCode::kNotFound));
   // The two partitions it did publish are rolled back.
   EXPECT_TRUE(snap.rolled_back());
-  EXPECT_FALSE(std::filesystem::exists(repo_->Abs("snapshots/" + *id)));
+  EXPECT_FALSE(std::filesystem::exists(Abs("snapshots/" + *id)));
 }
 
 TEST_F(SnapshotCoordinatorTest, AllowPartialCommitsWhatSucceeded) {
@@ -347,14 +354,14 @@ TEST_F(SnapshotCoordinatorTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
   }
   EXPECT_EQ(running, 2);
   EXPECT_EQ(cancelled, 2);  // the published one and the queued one
-  EXPECT_TRUE(std::filesystem::exists(repo_->Abs("snapshots/" + *id)));
+  EXPECT_TRUE(std::filesystem::exists(Abs("snapshots/" + *id)));
   // The node running them was asked to stop them.
   EXPECT_EQ(transport_.cancels(), std::vector<std::string>{"a:7100 " + *id});
   Publish(transport_.Take());  // finishes on the node after the cancel
   EXPECT_FALSE(Get(*id).rolled_back());
   std::move(transport_.Take().done)(absl::UnavailableError("gone"));
   EXPECT_TRUE(Get(*id).rolled_back());
-  EXPECT_FALSE(std::filesystem::exists(repo_->Abs("snapshots/" + *id)));
+  EXPECT_FALSE(std::filesystem::exists(Abs("snapshots/" + *id)));
   EXPECT_THAT(repo_->ReadClusterManifest(*id),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);  // nothing else started
@@ -375,16 +382,18 @@ TEST_F(SnapshotCoordinatorTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
   ASSERT_OK(v);
   EXPECT_TRUE(v->ok());
   EXPECT_EQ(v->partitions_checked(), 2u);
-  EXPECT_EQ(v->files_checked(), 2u);
-  std::ofstream(repo_->Abs(snapshot::Repository::PartitionDir(*id, 1)) +
-                "/000001.sst")
-      << "dat4";
+  EXPECT_EQ(v->files_checked(), 4u);
+  auto pm = repo_->ReadPartitionManifest(*id, 1);
+  ASSERT_OK(pm);
+  ASSERT_EQ(pm->files(0).name(), "000001.sst");
+  ASSERT_EQ(pm->files(1).name(), "CURRENT");
+  std::ofstream(Abs(pm->files(1).object_key())) << "MANIFEST-000002\n";
   v = coordinator_->VerifySnapshot(*id);
   ASSERT_OK(v);
   EXPECT_FALSE(v->ok());
   ASSERT_EQ(v->problems_size(), 1);
   EXPECT_EQ(v->problems(0).partition_id(), 1u);
-  EXPECT_NE(v->problems(0).error().find("00001/000001.sst: sha256"),
+  EXPECT_NE(v->problems(0).error().find("00001/CURRENT: sha256"),
             std::string::npos)
       << v->problems(0).error();
   EXPECT_THAT(coordinator_->CancelSnapshot(*id),
@@ -759,7 +768,7 @@ class MemRepository : public snapshot::Repository {
  public:
   absl::StatusOr<shutter::v1::PartitionManifest> PublishPartition(
       const shutter::v1::PartitionManifest& header, const std::string&,
-      const std::function<absl::Status()>&) override {
+      const std::function<absl::Status()>&, snapshot::PublishStats*) override {
     absl::MutexLock l(&mu_);
     parts_[{header.snapshot_id(), header.partition_id()}] = header;
     return header;
@@ -797,6 +806,26 @@ class MemRepository : public snapshot::Repository {
   absl::StatusOr<std::string> ReadIdentity() const override {
     return std::string(32, 'a');
   }
+  // Not used by the coordinator's tests.
+  absl::Status DownloadPartition(const shutter::v1::PartitionManifest&,
+                                 const std::string&) const override {
+    return absl::UnimplementedError("memory repository");
+  }
+  absl::Status DeleteSnapshot(const std::string&) override {
+    return absl::UnimplementedError("memory repository");
+  }
+  absl::StatusOr<std::vector<snapshot::SnapshotListing>> ListSnapshots()
+      const override {
+    return absl::UnimplementedError("memory repository");
+  }
+  absl::StatusOr<snapshot::RepositoryStats> GetStats() const override {
+    return absl::UnimplementedError("memory repository");
+  }
+  absl::StatusOr<snapshot::GcReport> CollectGarbage(
+      const snapshot::GcOptions&) override {
+    return absl::UnimplementedError("memory repository");
+  }
+  snapshot::BlobStore* blob_store() const override { return nullptr; }
 
  private:
   mutable absl::Mutex mu_;
@@ -819,7 +848,7 @@ class InstantTransport : public NodeTransport {
     m.set_node_id(address.substr(0, address.find(':')));
     m.set_leader_epoch(request.expected_leader_epoch());
     m.set_applied_index(request.partition_id());
-    auto published = repo_->PublishPartition(m, "", nullptr);
+    auto published = repo_->PublishPartition(m, "", nullptr, nullptr);
     CreateCheckpointResponse resp;
     *resp.mutable_manifest() = *published;
     resp.set_manifest_path("p");

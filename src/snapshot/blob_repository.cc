@@ -1,0 +1,705 @@
+#include "snapshot/blob_repository.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
+#include "common/text.h"
+#include "snapshot/file_hash_cache.h"
+#include "snapshot/fs_blob_store.h"
+#include "snapshot/manifest.h"
+#include "spdlog/spdlog.h"
+
+namespace shutter::snapshot {
+
+using shutter::v1::ClusterManifest;
+using shutter::v1::PartitionManifest;
+
+namespace {
+constexpr char kManifestName[] = "MANIFEST.json";
+constexpr char kClusterManifestName[] = "CLUSTER_MANIFEST.json";
+constexpr char kIdentityKey[] = "REPOSITORY_ID";
+constexpr char kFormatKey[] = "REPOSITORY_FORMAT";
+constexpr char kGcLockKey[] = "locks/gc";
+constexpr char kPublishLockPrefix[] = "locks/publish/";
+constexpr char kBlobPrefix[] = "blobs/";
+constexpr char kSnapshotsPrefix[] = "snapshots/";
+
+std::string RandomHex(int bytes) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string out;
+  while (static_cast<int>(out.size()) < 2 * bytes) {
+    absl::StrAppendFormat(&out, "%016x", rng());
+  }
+  return out.substr(0, 2 * bytes);
+}
+
+absl::Status CheckSnapshotId(const std::string& id) {
+  return CheckSafeId("snapshot id", id);
+}
+
+bool IsPartitionManifestKey(absl::string_view key) {
+  return absl::StartsWith(key, kSnapshotsPrefix) &&
+         absl::EndsWith(key, absl::StrCat("/", kManifestName)) &&
+         key.find("/partitions/") != absl::string_view::npos &&
+         key.find("/attempts/") == absl::string_view::npos;
+}
+
+bool IsClusterManifestKey(absl::string_view key) {
+  return absl::StartsWith(key, kSnapshotsPrefix) &&
+         absl::EndsWith(key, absl::StrCat("/", kClusterManifestName));
+}
+
+// "snapshots/<id>/..." -> "<id>".
+std::string SnapshotIdOfKey(absl::string_view key) {
+  absl::string_view rest = key.substr(strlen(kSnapshotsPrefix));
+  return std::string(rest.substr(0, rest.find('/')));
+}
+
+BlobStore::PutOptions IfAbsent() {
+  BlobStore::PutOptions o;
+  o.if_absent = true;
+  return o;
+}
+
+// Removes the objects (best effort) and logs what could not be removed.
+void DeleteQuietly(BlobStore* store, const std::vector<std::string>& keys) {
+  for (const std::string& k : keys) {
+    absl::Status s = store->Delete(k);
+    if (!s.ok()) spdlog::warn("cannot delete {}: {}", k, s.ToString());
+  }
+}
+
+}  // namespace
+
+std::string Repository::PartitionDir(const std::string& snapshot_id,
+                                     uint32_t partition_id) {
+  return absl::StrFormat("snapshots/%s/partitions/%05u", snapshot_id,
+                         partition_id);
+}
+
+std::string Repository::PartitionManifestPath(const std::string& snapshot_id,
+                                              uint32_t partition_id) {
+  return absl::StrCat(PartitionDir(snapshot_id, partition_id), "/",
+                      kManifestName);
+}
+
+std::string Repository::ClusterManifestPath(const std::string& snapshot_id) {
+  return absl::StrCat("snapshots/", snapshot_id, "/", kClusterManifestName);
+}
+
+std::string BlobRepository::BlobKey(const std::string& sha256) {
+  return absl::StrCat(kBlobPrefix, "sha256/", sha256.substr(0, 2), "/", sha256);
+}
+
+bool BlobRepository::IsImmutableFile(const std::string& name) {
+  return absl::EndsWith(name, ".sst") || absl::EndsWith(name, ".blob");
+}
+
+BlobRepository::BlobRepository(std::unique_ptr<BlobStore> store,
+                               const RepositoryOptions& options)
+    : store_(std::move(store)), options_(options) {
+  if (options.total_bytes_per_second > 0) {
+    total_limiter_ =
+        std::make_unique<RateLimiter>(options.total_bytes_per_second);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<BlobRepository>> BlobRepository::Open(
+    std::unique_ptr<BlobStore> store, const RepositoryOptions& options) {
+  std::unique_ptr<BlobRepository> repo(
+      new BlobRepository(std::move(store), options));
+  RETURN_IF_ERROR(repo->InitFormat(options.create_if_missing));
+  return repo;
+}
+
+absl::Status BlobRepository::InitFormat(bool create) {
+  auto format = store_->Get(kFormatKey);
+  if (format.ok()) {
+    uint32_t v = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*format), &v)) {
+      return absl::DataLossError(absl::StrCat(
+          Describe(), ": ", kFormatKey, " is malformed: ", Quote(*format)));
+    }
+    if (v > kRepositoryFormat) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("repository ", Describe(), " has format ", v,
+                       "; this build reads formats 1 to ", kRepositoryFormat,
+                       ": upgrade Shutter"));
+    }
+    if (v < kRepositoryFormat && create) {
+      RETURN_IF_ERROR(
+          store_->Put(kFormatKey, absl::StrCat(kRepositoryFormat, "\n"), {}));
+    }
+  } else if (!absl::IsNotFound(format.status())) {
+    return format.status();
+  } else if (create) {
+    // No format marker: a new repository, or a format 1 one (which has an
+    // identity). Format 1 snapshots stay readable as they are (their
+    // manifests name no object keys; files sit next to them), so the
+    // upgrade is only the marker.
+    if (ReadIdentity().ok()) {
+      spdlog::info(
+          "repository {} has format 1; upgrading it to format {} in "
+          "place (existing snapshots stay readable)",
+          Describe(), kRepositoryFormat);
+    }
+    absl::Status s = store_->Put(
+        kFormatKey, absl::StrCat(kRepositoryFormat, "\n"), IfAbsent());
+    if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+  }
+  if (create && absl::IsNotFound(ReadIdentity().status())) {
+    absl::Status s = store_->Put(kIdentityKey,
+                                 absl::StrCat(RandomHex(16), "\n"), IfAbsent());
+    if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+    RETURN_IF_ERROR(ReadIdentity().status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> BlobRepository::ReadIdentity() const {
+  auto id = store_->Get(kIdentityKey);
+  if (absl::IsNotFound(id.status())) {
+    return absl::NotFoundError(absl::StrCat("repository ", Describe(),
+                                            " has no identity (", kIdentityKey,
+                                            " is missing)"));
+  }
+  if (!id.ok()) return id.status();
+  std::string v(absl::StripAsciiWhitespace(*id));
+  if (v.size() != 32 ||
+      v.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return absl::DataLossError(absl::StrCat(Describe(), "/", kIdentityKey,
+                                            " is malformed: expected 32 hex "
+                                            "digits"));
+  }
+  return v;
+}
+
+absl::StatusOr<bool> BlobRepository::GcLockHeld() const {
+  auto lock = store_->Head(kGcLockKey);
+  if (absl::IsNotFound(lock.status())) return false;
+  if (!lock.ok()) return lock.status();
+  return lock->modified > absl::Now() - options_.lock_stale_after;
+}
+
+absl::StatusOr<PartitionManifest> BlobRepository::PublishPartition(
+    const PartitionManifest& header, const std::string& local_dir,
+    const std::function<absl::Status()>& precommit, PublishStats* stats_out) {
+  RETURN_IF_ERROR(CheckSnapshotId(header.snapshot_id()));
+  const std::string manifest_key =
+      PartitionManifestPath(header.snapshot_id(), header.partition_id());
+  auto already = [&] {
+    return absl::AlreadyExistsError(
+        absl::StrCat("partition ", header.partition_id(), " of snapshot ",
+                     header.snapshot_id(), " is already published"));
+  };
+  if (store_->Head(manifest_key).ok()) return already();
+
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(local_dir, ec)) {
+    if (!e.is_regular_file()) continue;
+    names.push_back(e.path().filename().string());
+  }
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("list ", local_dir, ": ", ec.message()));
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    if (name == kManifestName || !IsSafePathComponent(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(local_dir, " contains a file named ", Quote(name),
+                       ", which cannot be published"));
+    }
+  }
+
+  const std::string attempt = RandomHex(8);
+  const std::string attempt_prefix =
+      absl::StrCat(PartitionDir(header.snapshot_id(), header.partition_id()),
+                   "/attempts/", attempt, "/");
+  const std::string lock_key =
+      absl::StrCat(kPublishLockPrefix, header.snapshot_id(), ".",
+                   header.partition_id(), ".", attempt);
+  std::vector<std::string> attempt_keys;
+  bool committed = false;
+
+  std::unique_ptr<RateLimiter> stream_limiter;
+  if (options_.stream_bytes_per_second > 0) {
+    stream_limiter =
+        std::make_unique<RateLimiter>(options_.stream_bytes_per_second);
+  }
+  BlobStore::PutOptions put;
+  put.limiters = {stream_limiter.get(), total_limiter_.get()};
+  PublishStats stats;
+
+  auto publish = [&]() -> absl::StatusOr<PartitionManifest> {
+    // Register with the GC protocol before deciding to reuse any object.
+    const std::string lock_body = absl::StrFormat(
+        "{\"node_id\": \"%s\", \"snapshot_id\": \"%s\", \"partition_id\": "
+        "%u}\n",
+        header.node_id(), header.snapshot_id(), header.partition_id());
+    RETURN_IF_ERROR(store_->Put(lock_key, lock_body, {}));
+    absl::Time lock_written = absl::Now();
+    ASSIGN_OR_RETURN(bool gc_running, GcLockHeld());
+    if (gc_running) {
+      return absl::AbortedError(absl::StrCat("repository ", Describe(),
+                                             " is being garbage-collected (",
+                                             kGcLockKey, "); try again"));
+    }
+    PartitionManifest m = header;
+    m.set_format_version(kManifestFormatVersion);
+    m.clear_files();
+    uint64_t total = 0;
+    for (const std::string& name : names) {
+      const std::string path = local_dir + "/" + name;
+      auto* f = m.add_files();
+      f->set_name(name);
+      if (IsImmutableFile(name)) {
+        std::optional<std::string> sha;
+        if (options_.hash_cache != nullptr) {
+          sha = options_.hash_cache->Lookup(path);
+        }
+        if (sha) {
+          ++stats.files_hash_cached;
+        } else {
+          ASSIGN_OR_RETURN(sha, fs::Sha256File(path));
+        }
+        const uint64_t size = std::filesystem::file_size(path, ec);
+        if (ec) {
+          return absl::InternalError(
+              absl::StrCat("stat ", path, ": ", ec.message()));
+        }
+        const std::string key = BlobKey(*sha);
+        auto head = store_->Head(key);
+        if (head.ok() && head->size == size) {
+          ++stats.files_reused;
+          stats.reused_bytes += size;
+        } else if (head.ok() || absl::IsNotFound(head.status())) {
+          BlobStore::PutOptions o = put;
+          // A same-key object of the wrong size is corrupt: replace it.
+          o.if_absent = !head.ok();
+          o.sha256 = *sha;
+          auto r = store_->PutFile(key, path, o);
+          if (r.ok()) {
+            ++stats.files_uploaded;
+            stats.uploaded_bytes += r->size;
+          } else if (absl::IsAlreadyExists(r.status())) {
+            ++stats.files_reused;  // a concurrent publish stored it first
+            stats.reused_bytes += size;
+          } else {
+            return r.status();
+          }
+        } else {
+          return head.status();
+        }
+        if (options_.hash_cache != nullptr) {
+          options_.hash_cache->Insert(path, *sha);
+        }
+        f->set_size_bytes(size);
+        f->set_sha256(*sha);
+        f->set_object_key(key);
+      } else {
+        const std::string key = attempt_prefix + name;
+        attempt_keys.push_back(key);
+        ASSIGN_OR_RETURN(BlobStore::PutResult r,
+                         store_->PutFile(key, path, put));
+        ++stats.files_uploaded;
+        stats.uploaded_bytes += r.size;
+        f->set_size_bytes(r.size);
+        f->set_sha256(r.sha256);
+        f->set_object_key(key);
+      }
+      total += f->size_bytes();
+      // Keep the publish lock fresh so a GC never takes it for a dead one.
+      if (absl::Now() - lock_written > options_.lock_stale_after / 4) {
+        RETURN_IF_ERROR(store_->Put(lock_key, lock_body, {}));
+        lock_written = absl::Now();
+      }
+    }
+    m.set_total_bytes(total);
+    if (precommit) RETURN_IF_ERROR(precommit());
+    absl::Status s =
+        store_->Put(manifest_key, EncodePartitionManifest(m), IfAbsent());
+    if (absl::IsAlreadyExists(s)) return already();
+    RETURN_IF_ERROR(s);
+    committed = true;
+    // Files of earlier attempts at this partition (a node that died
+    // mid-publish) are debris now that the partition is committed.
+    auto attempts = store_->List(
+        absl::StrCat(PartitionDir(header.snapshot_id(), header.partition_id()),
+                     "/attempts/"));
+    if (attempts.ok()) {
+      for (const BlobInfo& o : *attempts) {
+        if (!absl::StartsWith(o.key, attempt_prefix)) {
+          DeleteQuietly(store_.get(), {o.key});
+        }
+      }
+    }
+    return m;
+  }();
+  if (!committed) DeleteQuietly(store_.get(), attempt_keys);
+  DeleteQuietly(store_.get(), {lock_key});
+  if (stats_out != nullptr) *stats_out = stats;
+  return publish;
+}
+
+absl::StatusOr<PartitionManifest> BlobRepository::ReadPartitionManifest(
+    const std::string& snapshot_id, uint32_t partition_id) const {
+  RETURN_IF_ERROR(CheckSnapshotId(snapshot_id));
+  const std::string key = PartitionManifestPath(snapshot_id, partition_id);
+  auto json = store_->Get(key);
+  if (absl::IsNotFound(json.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("partition ", partition_id, " of snapshot ", snapshot_id,
+                     " is not published (no ", key, ")"));
+  }
+  if (!json.ok()) return json.status();
+  auto decoded = DecodePartitionManifest(*json);
+  if (!decoded.ok()) {
+    return absl::Status(decoded.status().code(),
+                        absl::StrCat(key, ": ", decoded.status().message()));
+  }
+  PartitionManifest m = std::move(decoded).value();
+  if (m.snapshot_id() != snapshot_id || m.partition_id() != partition_id) {
+    return absl::DataLossError(absl::StrCat(key, " describes snapshot ",
+                                            m.snapshot_id(), " partition ",
+                                            m.partition_id()));
+  }
+  const std::string dir = PartitionDir(snapshot_id, partition_id);
+  for (auto& f : *m.mutable_files()) {
+    if (!IsSafePathComponent(f.name())) {
+      return absl::DataLossError(
+          absl::StrCat(key, " lists a file named ", Quote(f.name())));
+    }
+    // Format 1: the file sits next to the manifest.
+    if (f.object_key().empty()) f.set_object_key(dir + "/" + f.name());
+    if (absl::Status s = CheckBlobKey(f.object_key()); !s.ok()) {
+      return absl::DataLossError(absl::StrCat(key, ": ", s.message()));
+    }
+  }
+  return m;
+}
+
+absl::Status BlobRepository::VerifyPartition(
+    const PartitionManifest& manifest) const {
+  const std::string dir =
+      PartitionDir(manifest.snapshot_id(), manifest.partition_id());
+  for (const auto& f : manifest.files()) {
+    const std::string where = absl::StrCat(dir, "/", f.name());
+    const std::string object = absl::StrCat(" (object ", f.object_key(), ")");
+    fs::Sha256 h;
+    uint64_t size = 0;
+    absl::Status s = store_->Read(f.object_key(), 0, BlobStore::kToEnd,
+                                  [&](absl::string_view chunk) {
+                                    h.Update(chunk.data(), chunk.size());
+                                    size += chunk.size();
+                                    return absl::OkStatus();
+                                  });
+    if (absl::IsNotFound(s)) {
+      return absl::DataLossError(absl::StrCat(where, ": missing", object));
+    }
+    RETURN_IF_ERROR(s);
+    if (size != f.size_bytes()) {
+      return absl::DataLossError(absl::StrCat(
+          where, ": size ", size, ", manifest says ", f.size_bytes(), object));
+    }
+    const std::string sha = h.HexDigest();
+    if (sha != f.sha256()) {
+      return absl::DataLossError(absl::StrCat(
+          where, ": sha256 ", sha, ", manifest says ", f.sha256(), object));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BlobRepository::DownloadPartition(
+    const PartitionManifest& manifest, const std::string& local_dir) const {
+  RETURN_IF_ERROR(fs::CreateDirs(local_dir));
+  for (const auto& f : manifest.files()) {
+    if (!IsSafePathComponent(f.name())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("manifest lists a file named ", Quote(f.name())));
+    }
+    const std::string path = local_dir + "/" + f.name();
+    auto r = store_->GetToFile(f.object_key(), path);
+    if (absl::IsNotFound(r.status())) {
+      return absl::DataLossError(
+          absl::StrCat(f.object_key(), " (", f.name(), "): missing"));
+    }
+    RETURN_IF_ERROR(r.status());
+    if (r->size != f.size_bytes() || r->sha256 != f.sha256()) {
+      return absl::DataLossError(
+          absl::StrCat(f.object_key(), " (", f.name(), "): got ", r->size,
+                       " bytes sha256 ", r->sha256, ", manifest says ",
+                       f.size_bytes(), " bytes sha256 ", f.sha256()));
+    }
+  }
+  return fs::SyncDir(local_dir);
+}
+
+absl::Status BlobRepository::CommitClusterManifest(
+    const ClusterManifest& manifest) {
+  RETURN_IF_ERROR(CheckSnapshotId(manifest.snapshot_id()));
+  ClusterManifest m = manifest;
+  m.set_format_version(kManifestFormatVersion);
+  absl::Status s = store_->Put(ClusterManifestPath(manifest.snapshot_id()),
+                               EncodeClusterManifest(m), IfAbsent());
+  if (absl::IsAlreadyExists(s)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("snapshot ", manifest.snapshot_id(),
+                     " already has a cluster manifest"));
+  }
+  return s;
+}
+
+absl::StatusOr<ClusterManifest> BlobRepository::ReadClusterManifest(
+    const std::string& snapshot_id) const {
+  RETURN_IF_ERROR(CheckSnapshotId(snapshot_id));
+  auto json = store_->Get(ClusterManifestPath(snapshot_id));
+  if (absl::IsNotFound(json.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("snapshot ", snapshot_id, " has no cluster manifest"));
+  }
+  if (!json.ok()) return json.status();
+  return DecodeClusterManifest(*json);
+}
+
+absl::Status BlobRepository::DeleteSnapshotObjects(
+    const std::string& snapshot_id) {
+  ASSIGN_OR_RETURN(
+      std::vector<BlobInfo> objects,
+      store_->List(absl::StrCat(kSnapshotsPrefix, snapshot_id, "/")));
+  // Partition manifests first: a crash midway must never leave a manifest
+  // naming files that are gone.
+  std::stable_partition(objects.begin(), objects.end(), [](const BlobInfo& o) {
+    return IsPartitionManifestKey(o.key);
+  });
+  for (const BlobInfo& o : objects) RETURN_IF_ERROR(store_->Delete(o.key));
+  return absl::OkStatus();
+}
+
+absl::Status BlobRepository::DeleteUncommittedSnapshot(
+    const std::string& snapshot_id) {
+  RETURN_IF_ERROR(CheckSnapshotId(snapshot_id));
+  auto head = store_->Head(ClusterManifestPath(snapshot_id));
+  if (head.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "snapshot ", snapshot_id, " is committed; it is not rolled back"));
+  }
+  if (!absl::IsNotFound(head.status())) return head.status();
+  return DeleteSnapshotObjects(snapshot_id);
+}
+
+absl::Status BlobRepository::DeleteSnapshot(const std::string& snapshot_id) {
+  RETURN_IF_ERROR(CheckSnapshotId(snapshot_id));
+  // The cluster manifest goes first: from then on it is not a snapshot.
+  RETURN_IF_ERROR(store_->Delete(ClusterManifestPath(snapshot_id)));
+  return DeleteSnapshotObjects(snapshot_id);
+}
+
+absl::StatusOr<std::vector<SnapshotListing>> BlobRepository::ListSnapshots()
+    const {
+  ASSIGN_OR_RETURN(std::vector<BlobInfo> objects,
+                   store_->List(kSnapshotsPrefix));
+  std::map<std::string, SnapshotListing> by_id;
+  for (const BlobInfo& o : objects) {
+    const std::string id = SnapshotIdOfKey(o.key);
+    SnapshotListing& l = by_id[id];
+    l.snapshot_id = id;
+    if (IsClusterManifestKey(o.key)) l.committed = true;
+    if (IsPartitionManifestKey(o.key)) ++l.partitions;
+  }
+  std::vector<SnapshotListing> out;
+  for (auto& [id, l] : by_id) out.push_back(std::move(l));
+  return out;
+}
+
+absl::StatusOr<RepositoryStats> BlobRepository::GetStats() const {
+  RepositoryStats st;
+  ASSIGN_OR_RETURN(std::vector<BlobInfo> all, store_->List(""));
+  absl::flat_hash_map<std::string, uint64_t> size_of;
+  std::set<std::string> committed;
+  std::vector<std::pair<std::string, uint32_t>> partitions;
+  for (const BlobInfo& o : all) {
+    ++st.objects;
+    st.bytes_stored += o.size;
+    size_of[o.key] = o.size;
+    if (IsClusterManifestKey(o.key)) committed.insert(SnapshotIdOfKey(o.key));
+  }
+  std::set<std::string> uncommitted;
+  absl::flat_hash_map<std::string, uint32_t> refs;
+  for (const BlobInfo& o : all) {
+    if (!IsPartitionManifestKey(o.key)) continue;
+    const std::string id = SnapshotIdOfKey(o.key);
+    if (committed.count(id) == 0) {
+      uncommitted.insert(id);
+      continue;
+    }
+    ASSIGN_OR_RETURN(std::string json, store_->Get(o.key));
+    ASSIGN_OR_RETURN(PartitionManifest m, DecodePartitionManifest(json));
+    st.logical_bytes += m.total_bytes();
+    const std::string dir = PartitionDir(m.snapshot_id(), m.partition_id());
+    std::set<std::string> once;  // count a snapshot's reference once
+    for (const auto& f : m.files()) {
+      once.insert(f.object_key().empty() ? dir + "/" + f.name()
+                                         : f.object_key());
+    }
+    for (const auto& k : once) ++refs[k];
+  }
+  for (const auto& [k, n] : refs) {
+    auto it = size_of.find(k);
+    if (n > 1 && it != size_of.end()) st.bytes_shared += it->second;
+  }
+  st.snapshots = committed.size();
+  st.uncommitted_snapshots = uncommitted.size();
+  return st;
+}
+
+absl::StatusOr<GcReport> BlobRepository::CollectGarbage(
+    const GcOptions& options) {
+  GcReport report;
+  const std::string owner = options.owner.empty() ? "gc" : options.owner;
+  bool locked = false;
+  if (!options.dry_run) {
+    const std::string body = absl::StrCat(owner, "\n");
+    absl::Status s = store_->Put(kGcLockKey, body, IfAbsent());
+    if (absl::IsAlreadyExists(s)) {
+      auto holder = store_->Get(kGcLockKey);
+      auto head = store_->Head(kGcLockKey);
+      const bool mine = holder.ok() && absl::StripAsciiWhitespace(*holder) ==
+                                           absl::string_view(owner);
+      const bool stale =
+          head.ok() && head->modified < absl::Now() - options_.lock_stale_after;
+      if (!mine && !stale) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "another garbage collection (",
+            holder.ok() ? Quote(absl::StripAsciiWhitespace(*holder))
+                        : std::string("?"),
+            ") holds ", Describe(), "/", kGcLockKey, "; try again later"));
+      }
+      if (stale && !mine) {
+        spdlog::warn("taking over the stale GC lock of {}",
+                     holder.ok() ? Quote(*holder) : std::string("?"));
+      }
+      s = store_->Put(kGcLockKey, body, {});
+    }
+    RETURN_IF_ERROR(s);
+    locked = true;
+  }
+  auto result = [&]() -> absl::Status {
+    // Wait for publishes that registered before the lock was taken.
+    const absl::Time wait_until = absl::Now() + options.wait_for_publishes;
+    while (!options.dry_run) {
+      ASSIGN_OR_RETURN(std::vector<BlobInfo> locks,
+                       store_->List(kPublishLockPrefix));
+      const absl::Time stale = absl::Now() - options_.lock_stale_after;
+      size_t live = 0;
+      for (const BlobInfo& l : locks) {
+        if (l.modified < stale) {
+          DeleteQuietly(store_.get(), {l.key});
+        } else {
+          ++live;
+        }
+      }
+      if (live == 0) break;
+      if (absl::Now() > wait_until) {
+        return absl::UnavailableError(absl::StrCat(
+            live, " publish(es) still in flight in ", Describe(),
+            " after waiting ", absl::FormatDuration(options.wait_for_publishes),
+            "; garbage collection not run"));
+      }
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    // Mark: every object any partition manifest references (committed or
+    // not: a running snapshot's published partitions count), plus the
+    // manifests themselves. A manifest that cannot be read stops the GC:
+    // sweeping on an incomplete mark could delete live data.
+    ASSIGN_OR_RETURN(std::vector<BlobInfo> snapshot_objects,
+                     store_->List(kSnapshotsPrefix));
+    absl::flat_hash_set<std::string> live;
+    for (const BlobInfo& o : snapshot_objects) {
+      if (IsClusterManifestKey(o.key)) {
+        live.insert(o.key);
+        continue;
+      }
+      if (!IsPartitionManifestKey(o.key)) continue;
+      live.insert(o.key);
+      auto json = store_->Get(o.key);
+      if (absl::IsNotFound(json.status())) continue;  // deleted meanwhile
+      RETURN_IF_ERROR(json.status());
+      auto m = DecodePartitionManifest(*json);
+      if (!m.ok()) {
+        return absl::DataLossError(
+            absl::StrCat("garbage collection stopped before deleting "
+                         "anything: ",
+                         o.key, ": ", m.status().message()));
+      }
+      ++report.manifests_read;
+      const std::string dir = PartitionDir(m->snapshot_id(), m->partition_id());
+      for (const auto& f : m->files()) {
+        live.insert(f.object_key().empty() ? dir + "/" + f.name()
+                                           : f.object_key());
+      }
+    }
+    ASSIGN_OR_RETURN(std::vector<BlobInfo> blobs, store_->List(kBlobPrefix));
+    std::vector<const BlobInfo*> candidates;
+    for (const auto* list : {&blobs, &snapshot_objects}) {
+      for (const BlobInfo& o : *list) {
+        ++report.objects_scanned;
+        if (live.count(o.key) > 0) {
+          ++report.objects_referenced;
+          continue;
+        }
+        candidates.push_back(&o);
+      }
+    }
+    if (options.test_before_sweep) options.test_before_sweep();
+    const absl::Time cutoff = absl::Now() - options.grace;
+    absl::Time refreshed = absl::Now();
+    for (const BlobInfo* o : candidates) {
+      if (o->modified > cutoff) {
+        ++report.objects_too_young;
+        continue;
+      }
+      if (!options.dry_run) {
+        if (absl::Now() - refreshed > options_.lock_stale_after / 4) {
+          RETURN_IF_ERROR(
+              store_->Put(kGcLockKey, absl::StrCat(owner, "\n"), {}));
+          refreshed = absl::Now();
+        }
+        RETURN_IF_ERROR(store_->Delete(o->key));
+      }
+      ++report.objects_deleted;
+      report.bytes_deleted += o->size;
+      if (!options.dry_run && options.test_after_delete) {
+        options.test_after_delete(report.objects_deleted);
+      }
+    }
+    return absl::OkStatus();
+  }();
+  if (locked) DeleteQuietly(store_.get(), {kGcLockKey});
+  RETURN_IF_ERROR(result);
+  return report;
+}
+
+absl::StatusOr<std::unique_ptr<Repository>> OpenRepositoryOn(
+    std::unique_ptr<BlobStore> store, const RepositoryOptions& options) {
+  ASSIGN_OR_RETURN(auto repo, BlobRepository::Open(std::move(store), options));
+  return std::unique_ptr<Repository>(std::move(repo));
+}
+
+}  // namespace shutter::snapshot

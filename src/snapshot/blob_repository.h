@@ -1,0 +1,70 @@
+#ifndef SHUTTER_SNAPSHOT_BLOB_REPOSITORY_H_
+#define SHUTTER_SNAPSHOT_BLOB_REPOSITORY_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/rate_limiter.h"
+#include "snapshot/blob_store.h"
+#include "snapshot/repository.h"
+
+namespace shutter::snapshot {
+
+// The snapshot repository over any BlobStore (layout and protocol: see
+// Repository). Thread-safe.
+class BlobRepository : public Repository {
+ public:
+  // Checks (and with options.create_if_missing creates or upgrades) the
+  // repository's format and identity.
+  static absl::StatusOr<std::unique_ptr<BlobRepository>> Open(
+      std::unique_ptr<BlobStore> store, const RepositoryOptions& options);
+
+  absl::StatusOr<shutter::v1::PartitionManifest> PublishPartition(
+      const shutter::v1::PartitionManifest& header,
+      const std::string& local_dir,
+      const std::function<absl::Status()>& precommit = nullptr,
+      PublishStats* stats = nullptr) override;
+  absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(
+      const std::string& snapshot_id, uint32_t partition_id) const override;
+  absl::Status VerifyPartition(
+      const shutter::v1::PartitionManifest& manifest) const override;
+  absl::Status DownloadPartition(const shutter::v1::PartitionManifest& manifest,
+                                 const std::string& local_dir) const override;
+  absl::Status CommitClusterManifest(
+      const shutter::v1::ClusterManifest& manifest) override;
+  absl::StatusOr<shutter::v1::ClusterManifest> ReadClusterManifest(
+      const std::string& snapshot_id) const override;
+  absl::Status DeleteUncommittedSnapshot(
+      const std::string& snapshot_id) override;
+  absl::Status DeleteSnapshot(const std::string& snapshot_id) override;
+  absl::StatusOr<std::vector<SnapshotListing>> ListSnapshots() const override;
+  absl::StatusOr<RepositoryStats> GetStats() const override;
+  absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) override;
+  std::string Describe() const override { return store_->Describe(); }
+  absl::StatusOr<std::string> ReadIdentity() const override;
+  BlobStore* blob_store() const override { return store_.get(); }
+
+  // Key of the content-addressed object holding bytes with this SHA-256.
+  static std::string BlobKey(const std::string& sha256);
+  // True for files RocksDB never rewrites (SST and blob files), which are
+  // stored content-addressed and shared between snapshots.
+  static bool IsImmutableFile(const std::string& name);
+
+ private:
+  BlobRepository(std::unique_ptr<BlobStore> store,
+                 const RepositoryOptions& options);
+  absl::Status InitFormat(bool create);
+  // Deletes every object under snapshots/<id>/, partition manifests first.
+  absl::Status DeleteSnapshotObjects(const std::string& snapshot_id);
+  // True if the GC lock is held (and not stale).
+  absl::StatusOr<bool> GcLockHeld() const;
+
+  const std::unique_ptr<BlobStore> store_;
+  const RepositoryOptions options_;
+  std::unique_ptr<RateLimiter> total_limiter_;  // null: unthrottled
+};
+
+}  // namespace shutter::snapshot
+
+#endif  // SHUTTER_SNAPSHOT_BLOB_REPOSITORY_H_
