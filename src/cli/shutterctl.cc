@@ -415,6 +415,135 @@ int ListSnapshots(const Global& g, uint32_t limit) {
   return 0;
 }
 
+int DeleteSnapshot(const Global& g, const std::string& id, bool force) {
+  Global slow = g;
+  slow.timeout_ms = std::max(g.timeout_ms, 600 * 1000);  // many deletes
+  Client c(slow);
+  DeleteSnapshotRequest req;
+  req.set_snapshot_id(id);
+  req.set_force(force);
+  DeleteSnapshotResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::DeleteSnapshot, req, &resp);
+  if (!s.ok()) return FailRpc(s, "delete snapshot");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "snapshot " << id
+              << " deleted (run `shutterctl repository gc` to free the "
+                 "files it shared)\n";
+  }
+  return 0;
+}
+
+int PinSnapshot(const Global& g, const std::string& id, bool pinned) {
+  Client c(g);
+  PinSnapshotRequest req;
+  req.set_snapshot_id(id);
+  req.set_pinned(pinned);
+  PinSnapshotResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::PinSnapshot, req, &resp);
+  if (!s.ok()) return FailRpc(s, pinned ? "pin snapshot" : "unpin snapshot");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+  } else {
+    std::cout << "snapshot " << id << (pinned ? " pinned" : " unpinned")
+              << "\n";
+  }
+  return 0;
+}
+
+struct PruneFlags {
+  bool dry_run = false;
+  uint32_t keep_last = 0;
+  std::string keep_within;
+  std::vector<std::string> keep_labels;
+};
+
+int Prune(const Global& g, const PruneFlags& f) {
+  ApplyRetentionRequest req;
+  req.set_dry_run(f.dry_run);
+  if (f.keep_last > 0 || !f.keep_within.empty() || !f.keep_labels.empty()) {
+    RetentionPolicy* p = req.mutable_policy();
+    p->set_keep_last(f.keep_last);
+    if (!f.keep_within.empty()) {
+      auto d = ParseDurationFlag("--keep-within", f.keep_within);
+      if (!d.ok()) return Fail(d.status().message(), 2);
+      p->set_keep_within_seconds(absl::ToInt64Seconds(*d));
+    }
+    for (const auto& l : f.keep_labels) p->add_keep_labels(l);
+  }
+  Global slow = g;
+  slow.timeout_ms = std::max(g.timeout_ms, 3600 * 1000);
+  Client c(slow);
+  ApplyRetentionResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::ApplyRetention, req, &resp);
+  if (!s.ok()) return FailRpc(s, "apply retention");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+    return 0;
+  }
+  Table t({"SNAPSHOT", "DECISION"});
+  for (const auto& id : resp.deleted()) {
+    t.Add({id, f.dry_run ? "would delete" : "deleted"});
+  }
+  for (const auto& k : resp.kept()) {
+    t.Add({k.snapshot_id(), "keep (" + k.reason() + ")"});
+  }
+  std::cout << t.Render();
+  return 0;
+}
+
+int RepositoryGc(const Global& g, bool dry_run, const std::string& grace) {
+  CollectGarbageRequest req;
+  req.set_dry_run(dry_run);
+  if (!grace.empty()) {
+    auto d = ParseDurationFlag("--grace", grace);
+    if (!d.ok()) return Fail(d.status().message(), 2);
+    req.set_grace_seconds(absl::ToInt64Seconds(*d));
+  }
+  Global slow = g;
+  slow.timeout_ms = std::max(g.timeout_ms, 3600 * 1000);
+  Client c(slow);
+  CollectGarbageResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::CollectGarbage, req, &resp);
+  if (!s.ok()) return FailRpc(s, "garbage collection");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+    return 0;
+  }
+  std::cout << absl::StrFormat(
+      "%s%s: %d objects scanned, %d referenced; %s %d objects (%s); %d "
+      "unreferenced but younger than %ds kept\n",
+      dry_run ? "dry run" : "garbage collection ", resp.gc_id(),
+      resp.objects_scanned(), resp.objects_referenced(),
+      dry_run ? "would delete" : "deleted", resp.objects_deleted(),
+      HumanBytes(resp.bytes_deleted()), resp.objects_too_young(),
+      resp.grace_seconds());
+  return 0;
+}
+
+int RepositoryStats(const Global& g) {
+  Global slow = g;
+  slow.timeout_ms = std::max(g.timeout_ms, 600 * 1000);
+  Client c(slow);
+  GetRepositoryStatsRequest req;
+  GetRepositoryStatsResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::GetRepositoryStats, req, &resp);
+  if (!s.ok()) return FailRpc(s, "repository stats");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+    return 0;
+  }
+  Table t({"REPOSITORY", "SNAPSHOTS", "UNCOMMITTED", "OBJECTS", "STORED",
+           "AS FULL COPIES", "SHARED"});
+  t.Add({EscapeForTerminal(resp.repository()), absl::StrCat(resp.snapshots()),
+         absl::StrCat(resp.uncommitted_snapshots()),
+         absl::StrCat(resp.objects()), HumanBytes(resp.bytes_stored()),
+         HumanBytes(resp.logical_bytes()), HumanBytes(resp.bytes_shared())});
+  std::cout << t.Render();
+  return 0;
+}
+
 // Writes deterministic sample data into every (or the listed) partition's
 // leader: keys "key-%08d", values of `value_size` pseudo-random bytes.
 int LoadData(const Global& g, const std::string& partitions, int keys,
@@ -562,6 +691,47 @@ int Main(int argc, char** argv) {
       "verify", "Re-read a committed snapshot and check every file's SHA-256");
   verify->add_option("id", id, "Snapshot id")->required();
   verify->callback([&] { rc = VerifySnapshot(g, id); });
+
+  bool force = false;
+  auto* del = snaps->add_subcommand(
+      "delete", "Delete a finished snapshot from the repository");
+  del->add_option("id", id, "Snapshot id")->required();
+  del->add_flag("--force", force,
+                "Also delete a pinned snapshot or the newest committed one");
+  del->callback([&] { rc = DeleteSnapshot(g, id, force); });
+  auto* pin = snaps->add_subcommand("pin", "Keep a snapshot from retention");
+  pin->add_option("id", id, "Snapshot id")->required();
+  pin->callback([&] { rc = PinSnapshot(g, id, true); });
+  auto* unpin = snaps->add_subcommand("unpin", "Undo pin");
+  unpin->add_option("id", id, "Snapshot id")->required();
+  unpin->callback([&] { rc = PinSnapshot(g, id, false); });
+  PruneFlags prune_flags;
+  auto* prune = snaps->add_subcommand(
+      "prune",
+      "Apply retention now: the controller's policy, or the one given here");
+  prune->add_flag("--dry-run", prune_flags.dry_run,
+                  "Only show what would be deleted");
+  prune->add_option("--keep-last", prune_flags.keep_last,
+                    "Keep the newest N committed snapshots");
+  prune->add_option("--keep-within", prune_flags.keep_within,
+                    "Keep snapshots younger than this (e.g. 7d, 36h)");
+  prune->add_option("--keep-label", prune_flags.keep_labels,
+                    "Keep snapshots with this label (repeatable)");
+  prune->callback([&] { rc = Prune(g, prune_flags); });
+
+  auto* repo = app.add_subcommand("repository", "The snapshot repository")
+                   ->require_subcommand(1);
+  bool gc_dry_run = false;
+  std::string gc_grace;
+  auto* gc = repo->add_subcommand(
+      "gc", "Delete objects no snapshot references (older than the grace)");
+  gc->add_flag("--dry-run", gc_dry_run, "Only report what would be freed");
+  gc->add_option("--grace", gc_grace,
+                 "Keep objects younger than this (default: the controller's "
+                 "--gc-grace)");
+  gc->callback([&] { rc = RepositoryGc(g, gc_dry_run, gc_grace); });
+  repo->add_subcommand("stats", "Snapshots, objects and bytes stored")
+      ->callback([&] { rc = RepositoryStats(g); });
 
   auto* data = app.add_subcommand("data", "Sample data (reference nodes)")
                    ->require_subcommand(1);

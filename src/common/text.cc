@@ -192,4 +192,24 @@ absl::StatusOr<HostPort> ParseHostPort(absl::string_view flag,
   return HostPort{std::string(host), p};
 }
 
+absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag,
+                                                 absl::string_view text) {
+  absl::Duration d;
+  bool ok = false;
+  if (!text.empty() && text.back() == 'd') {
+    int64_t days = 0;
+    ok = absl::SimpleAtoi(text.substr(0, text.size() - 1), &days) &&
+         days >= 0 && days < 1000000;
+    d = absl::Hours(24 * days);
+  } else {
+    ok = absl::ParseDuration(text, &d) && d != absl::InfiniteDuration();
+  }
+  if (!ok || d < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", Quote(text),
+                     " is not a duration (e.g. 90s, 30m, 36h, 7d)"));
+  }
+  return d;
+}
+
 }  // namespace shutter

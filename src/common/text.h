@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 // Handling of untrusted text: user- or peer-supplied strings that end up in
 // error messages, log lines and terminal tables. Thread-safe (no state).
@@ -52,6 +53,12 @@ struct HostPort {
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view flag,
                                        absl::string_view value,
                                        bool allow_port_zero);
+
+// Parses a duration such as "90s", "30m", "36h", "1h30m" (Abseil's
+// syntax) or "7d" (days). INVALID_ARGUMENT naming `flag` for anything
+// else, or a negative duration.
+absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag,
+                                                 absl::string_view text);
 
 }  // namespace shutter
 

@@ -7,9 +7,11 @@
 #include "common/daemon.h"
 #include "common/fs.h"
 #include "common/rpc.h"
+#include "common/text.h"
 #include "common/timer.h"
 #include "controller/controller_options.h"
 #include "controller/job_store.h"
+#include "controller/maintenance.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
 #include "controller/services.h"
@@ -78,12 +80,34 @@ int main(int argc, char** argv) {
   copts.max_in_flight_total = opts->max_in_flight_total;
   copts.max_attempts = opts->max_attempts;
   copts.job_timeout = absl::Seconds(opts->job_timeout_s);
+  // Retention runs after each commit, on the maintenance worker (which
+  // exists once the coordinator does: the pointer is set right after).
+  std::atomic<controller::Maintenance*> maintenance_ptr{nullptr};
+  copts.on_commit = [&maintenance_ptr](const std::string&) {
+    if (auto* m = maintenance_ptr.load()) m->RequestRetention();
+  };
   auto coordinator = controller::SnapshotCoordinator::Create(
       copts, &registry, store->get(), repo->get(), &transport, &timer,
       Clock::Real());
   if (!coordinator.ok()) return Fail(coordinator.status(), 1);
+  controller::Maintenance::Options mopts;
+  mopts.retention.set_keep_last(opts->retention_keep_last);
+  if (!opts->retention_keep_within.empty()) {
+    mopts.retention.set_keep_within_seconds(absl::ToInt64Seconds(
+        *ParseDurationFlag("", opts->retention_keep_within)));
+  }
+  for (const auto& label : opts->retention_keep_labels) {
+    mopts.retention.add_keep_labels(label);
+  }
+  mopts.gc_grace = *ParseDurationFlag("", opts->gc_grace);
+  mopts.gc_after_retention = opts->gc_after_retention;
+  controller::Maintenance maintenance(mopts, coordinator->get(), repo->get(),
+                                      store->get(), Clock::Real());
+  maintenance.Start();
+  maintenance_ptr = &maintenance;
 
-  controller::AdminServiceImpl admin(&registry, coordinator->get());
+  controller::AdminServiceImpl admin(&registry, coordinator->get(),
+                                     &maintenance);
   controller::ControllerServiceImpl node_facing(
       &registry, coordinator->get(),
       absl::Milliseconds(opts->heartbeat_interval_ms), *repo_id);
@@ -113,6 +137,8 @@ int main(int argc, char** argv) {
   daemon::NotifySystemd("STOPPING=1");
   watchdog.reset();
   StopGrpcServer(*server, kShutdownGrace);
+  maintenance_ptr = nullptr;
+  maintenance.Shutdown();
   (*coordinator)->Shutdown();
   transport.Shutdown();
   timer.Shutdown();

@@ -53,6 +53,20 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "Self-check of the listener every this long (0: off)")
       ->capture_default_str()
       ->check(CLI::Range(0, 3600000));
+  app.add_option(
+         "--retention-keep-last", o.retention_keep_last,
+         "Retention: keep the newest N committed snapshots (0: rule off)")
+      ->capture_default_str();
+  app.add_option("--retention-keep-within", o.retention_keep_within,
+                 "Retention: keep snapshots younger than this (e.g. 7d, 36h)");
+  app.add_option("--retention-keep-label", o.retention_keep_labels,
+                 "Retention: keep snapshots with this label (repeatable)");
+  app.add_option("--gc-grace", o.gc_grace,
+                 "Garbage collection never deletes objects younger than this")
+      ->capture_default_str();
+  app.add_option("--gc-after-retention", o.gc_after_retention,
+                 "Collect garbage after retention deleted snapshots")
+      ->capture_default_str();
   app.add_option("--port-file", o.port_file, "Write the bound port here");
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
@@ -62,6 +76,12 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
   RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
   if (*help) return o;
   RETURN_IF_ERROR(ParseHostPort("--listen", o.listen, true).status());
+  if (!o.retention_keep_within.empty()) {
+    RETURN_IF_ERROR(
+        ParseDurationFlag("--retention-keep-within", o.retention_keep_within)
+            .status());
+  }
+  RETURN_IF_ERROR(ParseDurationFlag("--gc-grace", o.gc_grace).status());
   if (o.node_dead_after_ms <= o.heartbeat_interval_ms) {
     return absl::InvalidArgumentError(
         absl::StrCat("--node-dead-after-ms: ", o.node_dead_after_ms,

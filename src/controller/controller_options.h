@@ -1,7 +1,9 @@
 #ifndef SHUTTER_CONTROLLER_CONTROLLER_OPTIONS_H_
 #define SHUTTER_CONTROLLER_CONTROLLER_OPTIONS_H_
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/s3_flags.h"
@@ -38,6 +40,17 @@ struct ControllerOptions {
   // How often the daemon checks that its listener still accepts
   // connections (0: never); three misses in a row end the daemon (exit 1).
   int listener_check_ms = 5000;
+  // Retention, applied after every commit (no rule: keep everything):
+  // keep the newest N committed snapshots, those younger than a duration
+  // ("7d", "36h"; empty: no such rule), and those with one of these labels.
+  // The newest committed and pinned snapshots are always kept.
+  uint32_t retention_keep_last = 0;
+  std::string retention_keep_within;
+  std::vector<std::string> retention_keep_labels;
+  // Garbage collection: objects younger than this are never deleted.
+  std::string gc_grace = "1h";
+  // Collect garbage after a retention pass that deleted snapshots.
+  bool gc_after_retention = true;
   // If set, the bound port is written here once serving.
   std::string port_file;
   // trace, debug, info, warn, error, critical, off.

@@ -142,6 +142,7 @@ shutter::v1::SnapshotSummary Job::Summary() const {
   s.set_partitions_cancelled(
       Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));
   s.set_total_bytes(published_bytes_);
+  s.set_pinned(header_.pinned());
   return s;
 }
 

@@ -11,14 +11,22 @@
 // job states).
 namespace shutter::controller {
 
-// True once a snapshot will not change any more (COMMITTED, PARTIAL,
-// FAILED, CANCELLED); a FAILED or CANCELLED one may still be rolling back
-// (see Snapshot.rolled_back).
+// True once a snapshot's tasks will not change any more (COMMITTED,
+// PARTIAL, FAILED, CANCELLED, DELETED); a FAILED or CANCELLED one may
+// still be rolling back (see Snapshot.rolled_back), and any finished one
+// may later be DELETED.
 inline bool IsFinished(shutter::v1::SnapshotState s) {
   return s == shutter::v1::SNAPSHOT_STATE_COMMITTED ||
          s == shutter::v1::SNAPSHOT_STATE_PARTIAL ||
          s == shutter::v1::SNAPSHOT_STATE_FAILED ||
-         s == shutter::v1::SNAPSHOT_STATE_CANCELLED;
+         s == shutter::v1::SNAPSHOT_STATE_CANCELLED ||
+         s == shutter::v1::SNAPSHOT_STATE_DELETED;
+}
+
+// True for a snapshot whose cluster manifest is in the repository.
+inline bool IsUsable(shutter::v1::SnapshotState s) {
+  return s == shutter::v1::SNAPSHOT_STATE_COMMITTED ||
+         s == shutter::v1::SNAPSHOT_STATE_PARTIAL;
 }
 
 // "COMMITTED" for SNAPSHOT_STATE_COMMITTED, and so on.

@@ -73,6 +73,53 @@ grpc::Status AdminServiceImpl::CancelSnapshot(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status AdminServiceImpl::DeleteSnapshot(
+    grpc::ServerContext*, const shutter::v1::DeleteSnapshotRequest* req,
+    shutter::v1::DeleteSnapshotResponse* resp) {
+  auto s = coordinator_->DeleteSnapshot(req->snapshot_id(), req->force());
+  if (!s.ok()) return ToGrpcStatus(s.status());
+  *resp->mutable_snapshot() = std::move(s).value();
+  resp->mutable_snapshot()->clear_partitions();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::PinSnapshot(
+    grpc::ServerContext*, const shutter::v1::PinSnapshotRequest* req,
+    shutter::v1::PinSnapshotResponse* resp) {
+  auto s = coordinator_->PinSnapshot(req->snapshot_id(), req->pinned());
+  if (!s.ok()) return ToGrpcStatus(s.status());
+  *resp->mutable_snapshot() = std::move(s).value();
+  resp->mutable_snapshot()->clear_partitions();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ApplyRetention(
+    grpc::ServerContext*, const shutter::v1::ApplyRetentionRequest* req,
+    shutter::v1::ApplyRetentionResponse* resp) {
+  auto r = maintenance_->ApplyRetention(*req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::CollectGarbage(
+    grpc::ServerContext*, const shutter::v1::CollectGarbageRequest* req,
+    shutter::v1::CollectGarbageResponse* resp) {
+  auto r = maintenance_->CollectGarbage(*req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::GetRepositoryStats(
+    grpc::ServerContext*, const shutter::v1::GetRepositoryStatsRequest*,
+    shutter::v1::GetRepositoryStatsResponse* resp) {
+  auto r = maintenance_->GetRepositoryStats();
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(r).value();
+  return grpc::Status::OK;
+}
+
 grpc::Status AdminServiceImpl::VerifySnapshot(grpc::ServerContext*,
                                               const VerifySnapshotRequest* req,
                                               VerifySnapshotResponse* resp) {

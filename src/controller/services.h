@@ -1,6 +1,7 @@
 #ifndef SHUTTER_CONTROLLER_SERVICES_H_
 #define SHUTTER_CONTROLLER_SERVICES_H_
 
+#include "controller/maintenance.h"
 #include "controller/node_registry.h"
 #include "controller/snapshot_coordinator.h"
 #include "shutter/v1/admin.grpc.pb.h"
@@ -13,8 +14,11 @@ namespace shutter::controller {
 // pointers must outlive the service.
 class AdminServiceImpl final : public shutter::v1::AdminService::Service {
  public:
-  AdminServiceImpl(NodeRegistry* registry, SnapshotCoordinator* coordinator)
-      : registry_(registry), coordinator_(coordinator) {}
+  AdminServiceImpl(NodeRegistry* registry, SnapshotCoordinator* coordinator,
+                   Maintenance* maintenance)
+      : registry_(registry),
+        coordinator_(coordinator),
+        maintenance_(maintenance) {}
 
   grpc::Status CreateSnapshot(grpc::ServerContext*,
                               const shutter::v1::CreateSnapshotRequest*,
@@ -40,10 +44,26 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   grpc::Status RemoveNode(grpc::ServerContext*,
                           const shutter::v1::RemoveNodeRequest*,
                           shutter::v1::RemoveNodeResponse*) override;
+  grpc::Status DeleteSnapshot(grpc::ServerContext*,
+                              const shutter::v1::DeleteSnapshotRequest*,
+                              shutter::v1::DeleteSnapshotResponse*) override;
+  grpc::Status PinSnapshot(grpc::ServerContext*,
+                           const shutter::v1::PinSnapshotRequest*,
+                           shutter::v1::PinSnapshotResponse*) override;
+  grpc::Status ApplyRetention(grpc::ServerContext*,
+                              const shutter::v1::ApplyRetentionRequest*,
+                              shutter::v1::ApplyRetentionResponse*) override;
+  grpc::Status CollectGarbage(grpc::ServerContext*,
+                              const shutter::v1::CollectGarbageRequest*,
+                              shutter::v1::CollectGarbageResponse*) override;
+  grpc::Status GetRepositoryStats(
+      grpc::ServerContext*, const shutter::v1::GetRepositoryStatsRequest*,
+      shutter::v1::GetRepositoryStatsResponse*) override;
 
  private:
   NodeRegistry* const registry_;
   SnapshotCoordinator* const coordinator_;
+  Maintenance* const maintenance_;
 };
 
 // Heartbeats from nodes: updates the registry and the node's concurrency

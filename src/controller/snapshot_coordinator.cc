@@ -517,7 +517,124 @@ void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
   StageHeaderLocked(*job);
   if (h.state() == shutter::v1::SNAPSHOT_STATE_FAILED) {
     AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
+  } else if (options_.on_commit) {
+    AfterDurable(snapshot_id,
+                 [this, snapshot_id] { options_.on_commit(snapshot_id); });
   }
+}
+
+absl::Status SnapshotCoordinator::WaitDurable() {
+  absl::Notification done;
+  absl::Status result;
+  committer_.AfterDurable([&](absl::Status s) {
+    result = s;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+absl::StatusOr<Snapshot> SnapshotCoordinator::DeleteSnapshot(
+    const std::string& snapshot_id, bool force) {
+  RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
+  {
+    absl::MutexLock l(&mu_);
+    Job* job = FindLocked(snapshot_id);
+    if (job == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
+    }
+    const Snapshot& h = job->header();
+    if (h.state() == shutter::v1::SNAPSHOT_STATE_DELETED) return h;
+    if (!IsFinished(h.state()) || job->finishing) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("snapshot ", snapshot_id, " is ", StateName(h.state()),
+                       "; cancel it first"));
+    }
+    if (job->rolling_back || job->AnyRunning()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("snapshot ", snapshot_id,
+                       " is still being rolled back; try again shortly"));
+    }
+    if (!force && !h.delete_requested()) {
+      if (h.pinned()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "snapshot ", snapshot_id, " is pinned (unpin it, or force)"));
+      }
+      if (h.state() == shutter::v1::SNAPSHOT_STATE_COMMITTED) {
+        bool newer_committed = false;
+        for (auto it = jobs_.upper_bound(snapshot_id); it != jobs_.end();
+             ++it) {
+          if (it->second->header().state() ==
+              shutter::v1::SNAPSHOT_STATE_COMMITTED) {
+            newer_committed = true;
+            break;
+          }
+        }
+        if (!newer_committed) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "snapshot ", snapshot_id,
+              " is the newest committed snapshot (force to delete it)"));
+        }
+      }
+    }
+    job->mutable_header().set_delete_requested(true);
+    StageHeaderLocked(*job);
+  }
+  RETURN_IF_ERROR(WaitDurable());
+  // The repository's part: idempotent, so a crash here is finished later.
+  absl::Status s = repo_->DeleteSnapshot(snapshot_id);
+  if (!s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat("deleting snapshot ", snapshot_id, ": ",
+                                     s.message(), " (retry to finish)"));
+  }
+  Snapshot out;
+  {
+    absl::MutexLock l(&mu_);
+    Job* job = FindLocked(snapshot_id);
+    Snapshot& h = job->mutable_header();
+    h.set_state(shutter::v1::SNAPSHOT_STATE_DELETED);
+    h.set_deleted_at_micros(absl::ToUnixMicros(clock_->Now()));
+    StageHeaderLocked(*job);
+    out = h;
+  }
+  RETURN_IF_ERROR(WaitDurable());
+  spdlog::info("snapshot {} deleted", snapshot_id);
+  return out;
+}
+
+absl::StatusOr<Snapshot> SnapshotCoordinator::PinSnapshot(
+    const std::string& snapshot_id, bool pinned) {
+  RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
+  Snapshot out;
+  {
+    absl::MutexLock l(&mu_);
+    Job* job = FindLocked(snapshot_id);
+    if (job == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
+    }
+    if (job->header().state() == shutter::v1::SNAPSHOT_STATE_DELETED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("snapshot ", snapshot_id, " is deleted"));
+    }
+    job->mutable_header().set_pinned(pinned);
+    StageHeaderLocked(*job);
+    out = job->header();
+  }
+  RETURN_IF_ERROR(WaitDurable());
+  return out;
+}
+
+std::vector<std::string> SnapshotCoordinator::InterruptedDeletes() const {
+  absl::MutexLock l(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, job] : jobs_) {
+    if (job->header().delete_requested() &&
+        job->header().state() != shutter::v1::SNAPSHOT_STATE_DELETED) {
+      out.push_back(id);
+    }
+  }
+  return out;
 }
 
 void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {

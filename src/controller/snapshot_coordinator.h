@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -96,6 +97,9 @@ class SnapshotCoordinator {
     absl::Duration unreachable_poll_max = absl::Seconds(2);
     // A job's deadline, from its creation: no attempt starts after it.
     absl::Duration job_timeout = absl::Hours(1);
+    // Called (on an internal thread, never under a lock) once a snapshot's
+    // COMMITTED or PARTIAL state is durable; e.g. to apply retention.
+    std::function<void(const std::string& snapshot_id)> on_commit;
   };
 
   // Loads the job store and resumes unfinished jobs.
@@ -142,6 +146,20 @@ class SnapshotCoordinator {
   // file.
   absl::StatusOr<shutter::v1::VerifySnapshotResponse> VerifySnapshot(
       const std::string& snapshot_id) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Deletes a finished snapshot from the repository (see the AdminService
+  // contract): records delete_requested durably, deletes, then records
+  // DELETED. Blocks for the repository's deletes. Returns the job's fields.
+  absl::StatusOr<shutter::v1::Snapshot> DeleteSnapshot(
+      const std::string& snapshot_id, bool force) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Sets the job's pinned flag, durably. Returns the job's fields.
+  absl::StatusOr<shutter::v1::Snapshot> PinSnapshot(
+      const std::string& snapshot_id, bool pinned) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Snapshots whose deletion was asked for but not finished (a crash
+  // interrupted it): finish them with DeleteSnapshot(id, true).
+  std::vector<std::string> InterruptedDeletes() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Applies a node's reported capacity as its concurrency limit.
   void SetNodeCapacity(const std::string& node_id, uint32_t capacity);
@@ -207,6 +225,8 @@ class SnapshotCoordinator {
 
   Job* FindLocked(const std::string& snapshot_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Blocks until everything staged so far is durable.
+  absl::Status WaitDurable() ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
   NodeRegistry* const registry_;

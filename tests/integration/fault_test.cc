@@ -20,9 +20,11 @@
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "partition/partition_store.h"
+#include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
+#include "testing/s3_server.h"
 #include "testing/snapshot_checks.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -40,9 +42,21 @@ constexpr int kBatches = 4;
 constexpr int kKeysPerBatch = 256;
 constexpr int kValueSize = 1024;
 
-class FaultTest : public ::testing::Test {
+// The fault scenarios run against each repository kind: a directory and
+// a real S3-protocol server (moto_server) on loopback.
+class FaultTestBase : public ::testing::Test {
  protected:
+  virtual std::string Store() const { return "fs"; }
+
   void SetUp() override {
+    if (Store() == "s3") {
+      auto server = testing::S3TestServer::Start(tmp_.Sub("s3"));
+      SHUTTER_S3_OR_SKIP(server);
+      s3_ = std::move(server).value();
+      auto uri = s3_->NewRepositoryUri("cluster");
+      ASSERT_OK(uri);
+      cluster_.SetRepository(*uri, s3_->DaemonFlags(), s3_->Options());
+    }
     // Slow publishing (2 MiB/s per stream, ~1 MiB per partition) so that a
     // snapshot is still running when the test strikes.
     ASSERT_OK(cluster_.StartController({"--max-attempts", "50"}));
@@ -66,6 +80,7 @@ class FaultTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    if (s3_ == nullptr && Store() == "s3") return;  // skipped
     cluster_.CloseChannels();
     cluster_.StopAllNodes();
     cluster_.StopController(SIGTERM).IgnoreError();
@@ -76,7 +91,7 @@ class FaultTest : public ::testing::Test {
   // in the repository or in any node's staging directory.
   void ExpectCommittedAndClean(const Snapshot& snap) {
     ASSERT_EQ(snap.state(), SNAPSHOT_STATE_COMMITTED) << snap.error();
-    auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+    auto repo = cluster_.OpenRepository();
     ASSERT_OK(repo);
     auto cm = (*repo)->ReadClusterManifest(snap.snapshot_id());
     ASSERT_OK(cm);
@@ -130,14 +145,21 @@ class FaultTest : public ::testing::Test {
 
   const std::vector<std::string> kSlowPublish = {"--publish-stream-mibps", "2"};
   testing::TempDir tmp_;
+  std::unique_ptr<testing::S3TestServer> s3_;
   testing::LocalCluster cluster_{{SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN,
                                   tmp_.path(), kNodes, kPerNode,
                                   /*capacity=*/2}};
 };
 
+class FaultTest : public FaultTestBase,
+                  public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string Store() const override { return GetParam(); }
+};
+
 // Scenario 1: a node is killed (SIGKILL) while it writes checkpoints; it
 // restarts (taking leadership again at a higher epoch); the job commits.
-TEST_F(FaultTest, NodeKilledMidCheckpointRestartsAndTheJobCommits) {
+TEST_P(FaultTest, NodeKilledMidCheckpointRestartsAndTheJobCommits) {
   auto id = cluster_.CreateSnapshot();
   ASSERT_OK(id);
   // Strike while node n1 has checkpoints running.
@@ -165,7 +187,7 @@ TEST_F(FaultTest, NodeKilledMidCheckpointRestartsAndTheJobCommits) {
 
 // Scenario 2: the controller is killed (SIGKILL) mid-job and restarted; the
 // job commits without redoing the partitions published before the crash.
-TEST_F(FaultTest, ControllerKilledMidJobResumesWithoutRedoingWork) {
+TEST_P(FaultTest, ControllerKilledMidJobResumesWithoutRedoingWork) {
   auto id = cluster_.CreateSnapshot();
   ASSERT_OK(id);
   Snapshot before;
@@ -182,7 +204,7 @@ TEST_F(FaultTest, ControllerKilledMidJobResumesWithoutRedoingWork) {
   ASSERT_OK(st);
   EXPECT_TRUE(WIFSIGNALED(*st));
 
-  auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+  auto repo = cluster_.OpenRepository();
   ASSERT_OK(repo);
   std::map<uint32_t, int64_t> published_at;  // partition -> manifest time
   for (const auto& t : before.partitions()) {
@@ -211,7 +233,7 @@ TEST_F(FaultTest, ControllerKilledMidJobResumesWithoutRedoingWork) {
 // while its task is in flight, and of another while its task is queued.
 // The job commits with the new leader's checkpoints; the stale node's
 // in-flight attempt is rejected before anything becomes visible.
-TEST_F(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
+TEST_P(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
   // n2 also hosts n1's partitions 0-3, as a follower.
   ASSERT_OK(cluster_.StopNode(1, SIGTERM));
   ASSERT_OK(cluster_.StartNode(1, kSlowPublish, "0-7", "4-7"));
@@ -246,7 +268,7 @@ TEST_F(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
   auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
   ASSERT_OK(snap);
   ASSERT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED) << snap->error();
-  auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+  auto repo = cluster_.OpenRepository();
   ASSERT_OK(repo);
   for (const auto& t : snap->partitions()) {
     SCOPED_TRACE(absl::StrCat("partition ", t.partition_id()));
@@ -277,7 +299,7 @@ TEST_F(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
 // Scenario 4: a node frozen (SIGSTOP) past the RPC deadline; the
 // controller retries; the node is resumed (SIGCONT); the job commits with
 // exactly one publication per partition.
-TEST_F(FaultTest, FrozenNodeIsRetriedAndNothingIsPublishedTwice) {
+TEST_P(FaultTest, FrozenNodeIsRetriedAndNothingIsPublishedTwice) {
   // Restart the controller with a short RPC deadline.
   ASSERT_OK(cluster_.StopController(SIGTERM));
   ASSERT_OK(cluster_.StartController(
@@ -316,7 +338,7 @@ TEST_F(FaultTest, FrozenNodeIsRetriedAndNothingIsPublishedTwice) {
 
 // Scenario 8: two snapshots of the same partitions at once, and a
 // controller restart in the middle; both reach COMMITTED and verify.
-TEST_F(FaultTest, TwoJobsAndAControllerRestartBothCommit) {
+TEST_P(FaultTest, TwoJobsAndAControllerRestartBothCommit) {
   auto first = cluster_.CreateSnapshot();
   ASSERT_OK(first);
   auto second = cluster_.CreateSnapshot();
@@ -342,7 +364,7 @@ TEST_F(FaultTest, TwoJobsAndAControllerRestartBothCommit) {
 
 // Scenario 6: a file of a committed snapshot is corrupted afterwards;
 // `shutterctl snapshots verify` names exactly that file and exits 1.
-TEST_F(FaultTest, VerifyNamesTheCorruptedFile) {
+TEST_P(FaultTest, VerifyNamesTheCorruptedFile) {
   auto id = cluster_.CreateSnapshot();
   ASSERT_OK(id);
   auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
@@ -361,7 +383,7 @@ TEST_F(FaultTest, VerifyNamesTheCorruptedFile) {
   EXPECT_NE(out.find(": OK"), std::string::npos) << out;
 
   // Flip one byte in the middle of partition 5's largest file.
-  auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+  auto repo = cluster_.OpenRepository();
   ASSERT_OK(repo);
   auto pm = (*repo)->ReadPartitionManifest(*id, 5);
   ASSERT_OK(pm);
@@ -369,16 +391,13 @@ TEST_F(FaultTest, VerifyNamesTheCorruptedFile) {
   for (const auto& f : pm->files()) {
     if (f.size_bytes() > largest->size_bytes()) largest = &f;
   }
-  const std::string path =
-      (*repo)->blob_store()->LocalPath(largest->object_key());
+  // Through the store, so it works the same on a directory and on S3.
   {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(largest->size_bytes() / 2);
-    char c = 0;
-    f.read(&c, 1);
-    c ^= 0x5a;
-    f.seekp(largest->size_bytes() / 2);
-    f.write(&c, 1);
+    snapshot::BlobStore* store = (*repo)->blob_store();
+    auto bytes = store->Get(largest->object_key());
+    ASSERT_OK(bytes);
+    (*bytes)[bytes->size() / 2] ^= 0x5a;
+    ASSERT_OK(store->Put(largest->object_key(), *bytes, {}));
   }
   EXPECT_EQ(ctl({"snapshots", "verify", *id}), 1);
   EXPECT_NE(out.find("partition 5: DATA_LOSS: "), std::string::npos) << out;
@@ -389,7 +408,7 @@ TEST_F(FaultTest, VerifyNamesTheCorruptedFile) {
 
 // Scenario 7: cancel during a large job; everything it published is
 // removed, nothing is left in the repository or in staging.
-TEST_F(FaultTest, CancelRemovesEverythingTheJobPublished) {
+TEST_P(FaultTest, CancelRemovesEverythingTheJobPublished) {
   auto id = cluster_.CreateSnapshot();
   ASSERT_OK(id);
   ASSERT_TRUE(PollUntil(
@@ -418,7 +437,7 @@ TEST_F(FaultTest, CancelRemovesEverythingTheJobPublished) {
       absl::Seconds(60)));
   EXPECT_EQ(snap.state(), SNAPSHOT_STATE_CANCELLED);
   {
-    auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+    auto repo = cluster_.OpenRepository();
     ASSERT_OK(repo);
     for (const std::string& k : testing::SnapshotObjects(**repo)) {
       ADD_FAILURE() << "left in the repository: " << k;
@@ -450,7 +469,7 @@ TEST_F(FaultTest, CancelRemovesEverythingTheJobPublished) {
 // partitions of ~1 MiB). Without --allow-partial the job fails and its
 // rollback leaves nothing; with it, the job is PARTIAL, the manifest lists
 // exactly the missing partitions, and nothing half-written is visible.
-class FullRepositoryTest : public FaultTest {
+class FullRepositoryTest : public FaultTestBase {
  protected:
   void SetUp() override {
     stdfs::create_directories(cluster_.repo_dir());
@@ -460,10 +479,10 @@ class FullRepositoryTest : public FaultTest {
                    << "); this scenario needs root";
     }
     mounted_ = true;
-    FaultTest::SetUp();
+    FaultTestBase::SetUp();
   }
   void TearDown() override {
-    FaultTest::TearDown();
+    FaultTestBase::TearDown();
     if (mounted_) umount2(cluster_.repo_dir().c_str(), MNT_DETACH);
   }
   bool mounted_ = false;
@@ -489,7 +508,7 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
       },
       absl::Seconds(30)));
   {
-    auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+    auto repo = cluster_.OpenRepository();
     ASSERT_OK(repo);
     for (const std::string& k : testing::SnapshotObjects(**repo)) {
       ADD_FAILURE() << "left in the repository: " << k;
@@ -504,7 +523,7 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
   snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
   ASSERT_OK(snap);
   ASSERT_EQ(snap->state(), SNAPSHOT_STATE_PARTIAL) << snap->error();
-  auto repo = snapshot::OpenRepository(cluster_.repo_dir());
+  auto repo = cluster_.OpenRepository();
   ASSERT_OK(repo);
   auto cm = (*repo)->ReadClusterManifest(*id);
   ASSERT_OK(cm);
@@ -536,6 +555,9 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
         << "missing partition " << pid << " is visible";
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, FaultTest, ::testing::Values("fs", "s3"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace shutter

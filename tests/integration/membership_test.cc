@@ -135,7 +135,7 @@ TEST_F(MembershipTest, ImpostorIsRefusedAndTheSnapshotHoldsTheRealData) {
   auto snap = cluster_->WaitForSnapshot(*id, absl::Seconds(60));
   ASSERT_OK(snap);
   ASSERT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED) << snap->error();
-  auto repo = snapshot::OpenRepository(cluster_->repo_dir());
+  auto repo = cluster_->OpenRepository();
   ASSERT_OK(repo);
   for (uint32_t p = 0; p < 4; ++p) {
     SCOPED_TRACE(absl::StrCat("partition ", p));
@@ -330,7 +330,7 @@ TEST_F(MembershipTest, RollingRestartOfEveryNodeDuringASnapshotCommits) {
   EXPECT_GT(waited, 0u) << "no task ever waited for a restarting node";
   std::string out, err;
   ASSERT_EQ(Ctl({"snapshots", "verify", *id}, &out, &err), 0) << out << err;
-  auto repo = snapshot::OpenRepository(cluster_->repo_dir());
+  auto repo = cluster_->OpenRepository();
   ASSERT_OK(repo);
   for (int p = 0; p < kNodes * kPerNode; ++p) {
     SCOPED_TRACE(absl::StrCat("partition ", p));

@@ -43,6 +43,13 @@ pid_t LocalCluster::controller_pid() const {
   return controller_ ? controller_->pid() : -1;
 }
 
+absl::StatusOr<std::unique_ptr<snapshot::Repository>>
+LocalCluster::OpenRepository() const {
+  snapshot::RepositoryOptions o = repository_options_;
+  o.create_if_missing = false;
+  return snapshot::OpenRepository(repository(), o);
+}
+
 AdminService::Stub* LocalCluster::admin() {
   if (!admin_) admin_ = AdminService::NewStub(MakeChannel(controller_addr_));
   return admin_.get();
@@ -58,7 +65,7 @@ absl::Status LocalCluster::StartController(
                                    "--data-dir",
                                    options_.dir + "/controller",
                                    "--repository",
-                                   repo_dir(),
+                                   repository(),
                                    "--port-file",
                                    port_file,
                                    "--heartbeat-interval-ms",
@@ -67,6 +74,7 @@ absl::Status LocalCluster::StartController(
                                    absl::StrCat(options_.dead_after_ms),
                                    "--log-level",
                                    options_.log_level};
+  argv.insert(argv.end(), repository_flags_.begin(), repository_flags_.end());
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   controller_ = std::make_unique<Subprocess>();
   absl::Status s = controller_->Start(argv, options_.dir + "/controller.log");
@@ -105,7 +113,7 @@ absl::Status LocalCluster::StartNode(int i,
       "--data-dir",
       node_dir(i),
       "--repository",
-      repo_dir(),
+      repository(),
       "--partitions",
       partitions.empty()
           ? absl::StrCat(first, "-", first + options_.partitions_per_node - 1)
@@ -122,6 +130,7 @@ absl::Status LocalCluster::StartNode(int i,
     argv.push_back("--leader-for");
     argv.push_back(leader_for);
   }
+  argv.insert(argv.end(), repository_flags_.begin(), repository_flags_.end());
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto p = std::make_unique<Subprocess>();
   absl::Status s =

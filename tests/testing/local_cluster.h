@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/node.grpc.pb.h"
+#include "snapshot/repository.h"
 #include "testing/process.h"
 
 namespace shutter::testing {
@@ -89,6 +90,22 @@ class LocalCluster {
   const std::string& node_address(int i) const { return nodes_[i].address; }
   std::string node_dir(int i) const;
   std::string repo_dir() const { return options_.dir + "/repo"; }
+
+  // Points the cluster at another repository (e.g. an S3 bucket) before
+  // the controller starts: `uri` for --repository, `flags` added to every
+  // daemon, `options` for this process' own reads (OpenRepository).
+  void SetRepository(const std::string& uri, std::vector<std::string> flags,
+                     const snapshot::RepositoryOptions& options) {
+    repository_ = uri;
+    repository_flags_ = std::move(flags);
+    repository_options_ = options;
+  }
+  // The --repository the daemons get (repo_dir() unless SetRepository).
+  std::string repository() const {
+    return repository_.empty() ? repo_dir() : repository_;
+  }
+  // The cluster's repository, opened in this process.
+  absl::StatusOr<std::unique_ptr<snapshot::Repository>> OpenRepository() const;
   static std::string NodeId(int i);
 
   // Drops this process' channel to the controller.
@@ -109,6 +126,9 @@ class LocalCluster {
   std::string controller_addr_;
   std::unique_ptr<shutter::v1::AdminService::Stub> admin_;
   std::vector<Node> nodes_;
+  std::string repository_;
+  std::vector<std::string> repository_flags_;
+  snapshot::RepositoryOptions repository_options_;
 };
 
 }  // namespace shutter::testing

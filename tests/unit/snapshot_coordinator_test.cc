@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "common/error_reason.h"
+#include "controller/maintenance.h"
 #include "controller/retry_policy.h"
 #include "gtest/gtest.h"
 #include "snapshot/blob_store.h"
@@ -760,6 +761,126 @@ TEST_F(SnapshotCoordinatorTest, RestartAfterTheLastPartitionCommits) {
   StartCoordinator();  // the manifest is already there: it is ours
   EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
+}
+
+TEST_F(SnapshotCoordinatorTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
+  Beat("a", 0, 1, 1);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto id = coordinator_->CreateSnapshot({});
+    ASSERT_OK(id);
+    ASSERT_TRUE(transport_.WaitForCalls(1));
+    Publish(transport_.Take());
+    ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+    ids.push_back(*id);
+  }
+  // The newest committed one is protected; so is a pinned one.
+  EXPECT_THAT(coordinator_->DeleteSnapshot(ids[2], false),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "newest committed snapshot"));
+  ASSERT_OK(coordinator_->PinSnapshot(ids[1], true));
+  EXPECT_THAT(coordinator_->DeleteSnapshot(ids[1], false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "pinned"));
+  EXPECT_TRUE(coordinator_->ListSnapshots(0)[1].pinned());
+  auto deleted = coordinator_->DeleteSnapshot(ids[0], false);
+  ASSERT_OK(deleted);
+  EXPECT_EQ(deleted->state(), shutter::v1::SNAPSHOT_STATE_DELETED);
+  EXPECT_GT(deleted->deleted_at_micros(), 0);
+  EXPECT_THAT(repo_->ReadClusterManifest(ids[0]),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(repo_->ReadPartitionManifest(ids[0], 0),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_OK(repo_->ReadClusterManifest(ids[1]));
+  // Idempotent; and a deleted snapshot cannot be verified or pinned.
+  ASSERT_OK(coordinator_->DeleteSnapshot(ids[0], false));
+  EXPECT_THAT(coordinator_->VerifySnapshot(ids[0]),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(coordinator_->PinSnapshot(ids[0], true),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // Force deletes the newest; the state survives a restart.
+  ASSERT_OK(coordinator_->DeleteSnapshot(ids[2], true));
+  StopCoordinator();
+  StartCoordinator();
+  EXPECT_EQ(Get(ids[0]).state(), shutter::v1::SNAPSHOT_STATE_DELETED);
+  EXPECT_EQ(Get(ids[2]).state(), shutter::v1::SNAPSHOT_STATE_DELETED);
+  EXPECT_TRUE(Get(ids[1]).pinned());
+  EXPECT_TRUE(coordinator_->InterruptedDeletes().empty());
+}
+
+TEST_F(SnapshotCoordinatorTest, RunningSnapshotsAreNotDeleted) {
+  Beat("a", 0, 1, 1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  EXPECT_THAT(coordinator_->DeleteSnapshot(*id, true),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "cancel it"));
+  EXPECT_THAT(coordinator_->DeleteSnapshot("nope", true),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(coordinator_->DeleteSnapshot("../x", true),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  Publish(transport_.Take());
+}
+
+// A deletion cut short by a crash (recorded as asked, the repository not
+// yet cleaned) is reported at the next start, and finishing it works.
+TEST_F(SnapshotCoordinatorTest, InterruptedDeleteIsFinishedAfterARestart) {
+  Beat("a", 0, 1, 1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  Publish(transport_.Take());
+  auto snap = Get(*id);
+  ASSERT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  StopCoordinator();
+  snap.set_delete_requested(true);
+  ASSERT_OK(store_->PutJob(snap));
+  StartCoordinator();
+  EXPECT_EQ(coordinator_->InterruptedDeletes(), std::vector<std::string>{*id});
+  ASSERT_OK(coordinator_->DeleteSnapshot(*id, true));
+  EXPECT_THAT(repo_->ReadClusterManifest(*id),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_TRUE(coordinator_->InterruptedDeletes().empty());
+}
+
+// A garbage collection the controller was running when it crashed: its
+// record says RUNNING and its lock is still in the repository (holding off
+// every other collector). The next start resumes it under the same id,
+// which takes the lock over, finishes, and records DONE.
+TEST_F(SnapshotCoordinatorTest, GcJobInterruptedByACrashIsResumed) {
+  snapshot::BlobStore::PutOptions plain;
+  ASSERT_OK(repo_->blob_store()->Put("blobs/sha256/ab/abandoned", "x", plain));
+  ASSERT_OK(repo_->blob_store()->Put("locks/gc", "gc-crashed\n", plain));
+  shutter::v1::GcJobRecord record;
+  record.set_gc_id("gc-crashed");
+  record.set_state("RUNNING");
+  record.set_grace_seconds(0);
+  JobStoreBatch batch;
+  batch.puts.emplace_back("gc/gc-crashed", record.SerializeAsString());
+  ASSERT_OK(store_->Write(batch));
+  Maintenance::Options mo;
+  mo.gc_grace = absl::ZeroDuration();
+  Maintenance m(mo, coordinator_.get(), repo_.get(), store_.get(), &clock_);
+  shutter::v1::CollectGarbageRequest req;
+  req.set_grace_seconds(0);
+  // Before the resume, another collection is refused by the lock.
+  EXPECT_THAT(m.CollectGarbage(req),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "gc-crashed"));
+  m.Start();
+  m.WaitIdleForTesting();
+  EXPECT_THAT(repo_->blob_store()->Head("blobs/sha256/ab/abandoned"),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(repo_->blob_store()->Head("locks/gc"),
+              StatusIs(absl::StatusCode::kNotFound));
+  std::string state;
+  ASSERT_OK(store_->Scan("gc/", [&](absl::string_view, absl::string_view v) {
+    shutter::v1::GcJobRecord r;
+    EXPECT_TRUE(r.ParseFromArray(v.data(), static_cast<int>(v.size())));
+    if (r.gc_id() == "gc-crashed") state = r.state();
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(state, "DONE");
+  ASSERT_OK(m.CollectGarbage(req));  // and the lock is free again
+  m.Shutdown();
 }
 
 // A repository in memory (the coordinator reads manifests and writes the

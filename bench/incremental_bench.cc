@@ -1,0 +1,235 @@
+// Incremental snapshots: a full cluster snapshot of a partition set, then,
+// after 1% of the keys change (the checkpoint flushes them into new SST
+// files), a second snapshot. The second uploads only the new files: SSTs
+// already in the repository are recognised by content (and, on the node,
+// by its hash cache, so they are not even re-read). Runs the whole stack
+// (controller and node processes on loopback) against each repository
+// kind -- a directory and a real S3-protocol server (moto_server) -- with
+// each publish stream throttled (--stream-mibps) as a remote object store
+// would be, and prints bytes uploaded and time for both snapshots and the
+// two ratios.
+//
+// Usage: incremental_bench [--nodes 2] [--partitions 8] [--mib 512]
+//          [--value-size 4096] [--changed-pct 1] [--stream-mibps 32]
+//          [--stores fs,s3] [--smoke]
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "shutter/v1/admin.grpc.pb.h"
+#include "snapshot/blob_store.h"
+#include "snapshot/repository.h"
+#include "testing/local_cluster.h"
+#include "testing/s3_server.h"
+#include "testing/temp_dir.h"
+
+namespace {
+
+using namespace shutter::v1;  // NOLINT
+
+struct Config {
+  int nodes = 2;
+  int partitions = 8;
+  int mib = 512;  // whole partition set
+  int value_size = 4096;
+  double changed_pct = 1.0;
+  double stream_mibps = 32;
+  std::vector<std::string> stores = {"fs", "s3"};
+};
+
+[[noreturn]] void Die(const std::string& msg) {
+  std::fprintf(stderr, "incremental_bench: %s\n", msg.c_str());
+  std::exit(1);
+}
+void Check(const absl::Status& s) {
+  if (!s.ok()) Die(s.ToString());
+}
+
+std::string RandomValue(std::mt19937_64& rng, int size) {
+  std::string v(size, '\0');
+  for (int b = 0; b + 8 <= size; b += 8) {
+    uint64_t r = rng();
+    std::memcpy(&v[b], &r, 8);
+  }
+  return v;
+}
+
+struct Result {
+  double seconds = 0;
+  uint64_t uploaded = 0;  // bytes of new objects in the repository
+  uint64_t logical = 0;   // the snapshot's size (sum of its files)
+};
+
+uint64_t StoredBytes(const shutter::snapshot::Repository& repo) {
+  auto objects = repo.blob_store()->List("");
+  Check(objects.status());
+  uint64_t total = 0;
+  for (const auto& o : *objects) total += o.size;
+  return total;
+}
+
+Result Snapshot(shutter::testing::LocalCluster& cluster,
+                const shutter::snapshot::Repository& repo) {
+  const uint64_t before = StoredBytes(repo);
+  auto id = cluster.CreateSnapshot();
+  Check(id.status());
+  auto snap = cluster.WaitForSnapshot(*id, absl::Minutes(30));
+  Check(snap.status());
+  if (snap->state() != SNAPSHOT_STATE_COMMITTED) {
+    Die("snapshot did not commit: " + snap->error());
+  }
+  Result r;
+  r.seconds = (snap->finished_at_micros() - snap->created_at_micros()) / 1e6;
+  for (const auto& t : snap->partitions()) r.logical += t.total_bytes();
+  r.uploaded = StoredBytes(repo) - before;
+  return r;
+}
+
+std::pair<Result, Result> RunStore(const Config& cfg, const std::string& kind,
+                                   int* keys_changed) {
+  shutter::testing::TempDir dir;
+  shutter::testing::LocalCluster cluster(
+      {SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN, dir.path(), cfg.nodes,
+       cfg.partitions / cfg.nodes, /*capacity=*/2, /*heartbeat_ms=*/100,
+       /*dead_after_ms=*/5000, /*log_level=*/"warn"});
+  std::unique_ptr<shutter::testing::S3TestServer> s3;
+  if (kind == "s3") {
+    auto server = shutter::testing::S3TestServer::Start(dir.Sub("s3"));
+    if (!server.ok()) Die("no S3 server: " + server.status().ToString());
+    s3 = std::move(server).value();
+    auto uri = s3->NewRepositoryUri("bench");
+    Check(uri.status());
+    cluster.SetRepository(*uri, s3->DaemonFlags(), s3->Options());
+  }
+  Check(cluster.StartController());
+  Check(cluster.StartAllNodes(
+      {"--publish-stream-mibps", absl::StrCat(cfg.stream_mibps)}));
+  Check(cluster.WaitForLeaders(absl::Seconds(60)));
+  auto repo = cluster.OpenRepository();
+  Check(repo.status());
+
+  const int keys = static_cast<int>((static_cast<uint64_t>(cfg.mib) << 20) /
+                                    cfg.partitions / cfg.value_size);
+  std::atomic<int> next{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int p = next++; p < cfg.partitions; p = next++) {
+        std::mt19937_64 rng(p);
+        for (int k = 0; k < keys; k += 128) {
+          std::vector<std::pair<std::string, std::string>> kvs;
+          for (int j = k; j < std::min(keys, k + 128); ++j) {
+            kvs.emplace_back(absl::StrFormat("key-%08d", j),
+                             RandomValue(rng, cfg.value_size));
+          }
+          Check(cluster.Write(p, kvs));
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  Result full = Snapshot(cluster, **repo);
+
+  // Change `changed_pct` of the keys of every partition (spread over the
+  // key space); the next checkpoint flushes them into a new SST.
+  const int changed =
+      std::max(1, static_cast<int>(keys * cfg.changed_pct / 100));
+  *keys_changed = changed * cfg.partitions;
+  for (int p = 0; p < cfg.partitions; ++p) {
+    std::mt19937_64 rng(1000 + p);
+    std::vector<std::pair<std::string, std::string>> kvs;
+    for (int i = 0; i < changed; ++i) {
+      kvs.emplace_back(
+          absl::StrFormat("key-%08d", static_cast<int>(rng() % keys)),
+          RandomValue(rng, cfg.value_size));
+    }
+    Check(cluster.Write(p, kvs));
+  }
+  Result incremental = Snapshot(cluster, **repo);
+  cluster.CloseChannels();
+  cluster.StopAllNodes();
+  cluster.StopController(SIGTERM).IgnoreError();
+  return {full, incremental};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  for (int i = 1; i < argc; ++i) {
+    auto arg = [&](const char* name) {
+      if (strcmp(argv[i], name) != 0) return false;
+      if (i + 1 >= argc) Die(std::string(name) + " needs a value");
+      return true;
+    };
+    if (arg("--nodes")) {
+      cfg.nodes = atoi(argv[++i]);
+    } else if (arg("--partitions")) {
+      cfg.partitions = atoi(argv[++i]);
+    } else if (arg("--mib")) {
+      cfg.mib = atoi(argv[++i]);
+    } else if (arg("--value-size")) {
+      cfg.value_size = atoi(argv[++i]);
+    } else if (arg("--changed-pct")) {
+      cfg.changed_pct = atof(argv[++i]);
+    } else if (arg("--stream-mibps")) {
+      cfg.stream_mibps = atof(argv[++i]);
+    } else if (arg("--stores")) {
+      cfg.stores = absl::StrSplit(argv[++i], ',');
+    } else if (!strcmp(argv[i], "--smoke")) {
+      cfg.mib = 16;
+      cfg.partitions = 4;
+      cfg.stream_mibps = 64;
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--nodes N] [--partitions N] [--mib N] "
+                   "[--value-size B] [--changed-pct P] [--stream-mibps M] "
+                   "[--stores fs,s3] [--smoke]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  if (cfg.nodes < 1 || cfg.partitions < cfg.nodes ||
+      cfg.partitions % cfg.nodes != 0 || cfg.mib < 1 || cfg.value_size < 8) {
+    Die("bad configuration");
+  }
+  std::printf(
+      "incremental_bench: %d partitions on %d nodes, %d MiB of %d-byte "
+      "values, %.1f%% of keys changed, each publish stream at %.0f MiB/s\n",
+      cfg.partitions, cfg.nodes, cfg.mib, cfg.value_size, cfg.changed_pct,
+      cfg.stream_mibps);
+  std::printf("%-6s %12s %10s %14s %10s %10s %10s\n", "store", "full MiB",
+              "full s", "incr MiB up", "incr s", "bytes %", "time %");
+  for (const std::string& kind : cfg.stores) {
+    int changed = 0;
+    auto [full, incr] = RunStore(cfg, kind, &changed);
+    const double bytes_ratio =
+        full.uploaded ? 100.0 * incr.uploaded / full.uploaded : 0;
+    const double time_ratio =
+        full.seconds > 0 ? 100.0 * incr.seconds / full.seconds : 0;
+    std::printf("%-6s %12.1f %10.2f %14.2f %10.2f %9.2f%% %9.2f%%\n",
+                kind.c_str(), full.uploaded / 1048576.0, full.seconds,
+                incr.uploaded / 1048576.0, incr.seconds, bytes_ratio,
+                time_ratio);
+    std::printf(
+        "       (snapshot sizes %.1f / %.1f MiB; %d keys changed; targets: "
+        "bytes <= 5%%, time <= 15%%: %s, %s)\n",
+        full.logical / 1048576.0, incr.logical / 1048576.0, changed,
+        bytes_ratio <= 5 ? "met" : "MISSED",
+        time_ratio <= 15 ? "met" : "MISSED");
+    std::fflush(stdout);
+  }
+  return 0;
+}

@@ -1,0 +1,110 @@
+#ifndef SHUTTER_CONTROLLER_MAINTENANCE_H_
+#define SHUTTER_CONTROLLER_MAINTENANCE_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "controller/job_store.h"
+#include "controller/snapshot_coordinator.h"
+#include "shutter/v1/admin.pb.h"
+#include "snapshot/repository.h"
+
+namespace shutter::controller {
+
+// Repository upkeep on the controller: retention (which committed
+// snapshots to delete), deletion through the coordinator (durable, resumed
+// after a crash), and garbage collection as a durable job (record
+// gc/<id> in the job store; a collection interrupted by a crash is
+// resumed at the next start and takes over its own repository lock).
+//
+// One background worker runs retention passes asked for after commits
+// (RequestRetention) and resumes interrupted work at Start(). Operator
+// calls (ApplyRetention, CollectGarbage) run on the caller's thread; only
+// one garbage collection runs at a time. Thread-safe. The coordinator,
+// repository, store and clock must outlive it.
+class Maintenance {
+ public:
+  struct Options {
+    // The configured policy (no rule set: retention keeps everything).
+    shutter::v1::RetentionPolicy retention;
+    // Objects younger than this are never collected.
+    absl::Duration gc_grace = absl::Hours(1);
+    // Run a collection after a retention pass that deleted something.
+    bool gc_after_retention = true;
+    // How long a collection waits for in-flight publishes.
+    absl::Duration gc_wait_for_publishes = absl::Seconds(60);
+  };
+
+  Maintenance(const Options& options, SnapshotCoordinator* coordinator,
+              snapshot::Repository* repo, JobStore* store, Clock* clock);
+  ~Maintenance();
+
+  // Starts the worker; it finishes deletions and collections a crash
+  // interrupted.
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops the worker (a pass in progress finishes first). Idempotent.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Asks the worker for a retention pass with the configured policy.
+  void RequestRetention() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Applies request.policy (or the configured one if unset) now.
+  absl::StatusOr<shutter::v1::ApplyRetentionResponse> ApplyRetention(
+      const shutter::v1::ApplyRetentionRequest& request);
+
+  // Runs a garbage collection (see AdminService.CollectGarbage).
+  absl::StatusOr<shutter::v1::CollectGarbageResponse> CollectGarbage(
+      const shutter::v1::CollectGarbageRequest& request)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  absl::StatusOr<shutter::v1::GetRepositoryStatsResponse> GetRepositoryStats()
+      const;
+
+  // Waits until the worker has nothing to do (tests).
+  void WaitIdleForTesting() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The decisions of `policy` over `snapshots` (ListSnapshots order:
+  // newest first) at `now`: what to delete (oldest first) and why the
+  // others are kept. Pure.
+  static shutter::v1::ApplyRetentionResponse Plan(
+      const shutter::v1::RetentionPolicy& policy,
+      const std::vector<shutter::v1::SnapshotSummary>& snapshots,
+      absl::Time now);
+
+  // INVALID_ARGUMENT for a negative duration or a bad label.
+  static absl::Status CheckPolicy(const shutter::v1::RetentionPolicy& policy);
+
+ private:
+  void WorkerLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs (or resumes) the collection `record` describes and records the
+  // outcome.
+  absl::StatusOr<shutter::v1::CollectGarbageResponse> RunGc(
+      shutter::v1::GcJobRecord record);
+  absl::Status PutGcRecord(const shutter::v1::GcJobRecord& record);
+
+  const Options options_;
+  SnapshotCoordinator* const coordinator_;
+  snapshot::Repository* const repo_;
+  JobStore* const store_;
+  Clock* const clock_;
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool retention_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool worker_busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool gc_running_ ABSL_GUARDED_BY(mu_) = false;
+  // Collections a crash interrupted, for the worker to resume.
+  std::vector<shutter::v1::GcJobRecord> resume_gc_ ABSL_GUARDED_BY(mu_);
+  bool resume_deletes_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread worker_;
+};
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_MAINTENANCE_H_
