@@ -14,6 +14,7 @@
 #include "controller/maintenance.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
+#include "controller/schedules.h"
 #include "controller/services.h"
 #include "controller/snapshot_coordinator.h"
 #include "snapshot/repository.h"
@@ -83,7 +84,9 @@ int main(int argc, char** argv) {
   // Retention runs after each commit, on the maintenance worker (which
   // exists once the coordinator does: the pointer is set right after).
   std::atomic<controller::Maintenance*> maintenance_ptr{nullptr};
-  copts.on_commit = [&maintenance_ptr](const std::string&) {
+  std::atomic<controller::ScheduleRunner*> schedules_ptr{nullptr};
+  copts.on_commit = [&](const std::string& snapshot_id) {
+    if (auto* s = schedules_ptr.load()) s->OnCommit(snapshot_id);
     if (auto* m = maintenance_ptr.load()) m->RequestRetention();
   };
   auto coordinator = controller::SnapshotCoordinator::Create(
@@ -105,9 +108,13 @@ int main(int argc, char** argv) {
                                       store->get(), Clock::Real());
   maintenance.Start();
   maintenance_ptr = &maintenance;
+  controller::ScheduleRunner schedules({}, coordinator->get(), &maintenance,
+                                       store->get(), &timer, Clock::Real());
+  if (auto s = schedules.Start(); !s.ok()) return Fail(s, 1);
+  schedules_ptr = &schedules;
 
   controller::AdminServiceImpl admin(&registry, coordinator->get(),
-                                     &maintenance);
+                                     &maintenance, &schedules);
   controller::ControllerServiceImpl node_facing(
       &registry, coordinator->get(),
       absl::Milliseconds(opts->heartbeat_interval_ms), *repo_id);
@@ -137,6 +144,8 @@ int main(int argc, char** argv) {
   daemon::NotifySystemd("STOPPING=1");
   watchdog.reset();
   StopGrpcServer(*server, kShutdownGrace);
+  schedules_ptr = nullptr;
+  schedules.Shutdown();
   maintenance_ptr = nullptr;
   maintenance.Shutdown();
   (*coordinator)->Shutdown();

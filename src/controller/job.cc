@@ -143,6 +143,7 @@ shutter::v1::SnapshotSummary Job::Summary() const {
       Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));
   s.set_total_bytes(published_bytes_);
   s.set_pinned(header_.pinned());
+  s.set_schedule(header_.schedule());
   return s;
 }
 

@@ -112,12 +112,20 @@ ApplyRetentionResponse Maintenance::Plan(
 }
 
 absl::StatusOr<ApplyRetentionResponse> Maintenance::ApplyRetention(
-    const ApplyRetentionRequest& request) {
+    const ApplyRetentionRequest& request, const std::string& schedule) {
   const RetentionPolicy& policy =
       request.has_policy() ? request.policy() : options_.retention;
   RETURN_IF_ERROR(CheckPolicy(policy));
-  ApplyRetentionResponse plan =
-      Plan(policy, coordinator_->ListSnapshots(0), clock_->Now());
+  std::vector<shutter::v1::SnapshotSummary> snapshots =
+      coordinator_->ListSnapshots(0);
+  if (!schedule.empty()) {
+    std::vector<shutter::v1::SnapshotSummary> mine;
+    for (auto& s : snapshots) {
+      if (s.schedule() == schedule) mine.push_back(std::move(s));
+    }
+    snapshots.swap(mine);
+  }
+  ApplyRetentionResponse plan = Plan(policy, snapshots, clock_->Now());
   plan.set_dry_run(request.dry_run());
   if (request.dry_run()) return plan;
   ApplyRetentionResponse done = plan;
@@ -280,11 +288,18 @@ void Maintenance::RequestRetention() {
   retention_pending_ = true;
 }
 
+void Maintenance::RequestScheduleRetention(const std::string& schedule,
+                                           const RetentionPolicy& policy) {
+  absl::MutexLock l(&mu_);
+  schedule_retention_[schedule] = policy;
+}
+
 void Maintenance::WaitIdleForTesting() {
   absl::MutexLock l(&mu_);
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || (!retention_pending_ && !worker_busy_ &&
-                         resume_gc_.empty() && !resume_deletes_);
+    return stopping_ ||
+           (!retention_pending_ && !worker_busy_ && resume_gc_.empty() &&
+            !resume_deletes_ && schedule_retention_.empty());
   };
   mu_.Await(absl::Condition(&idle));
 }
@@ -292,16 +307,18 @@ void Maintenance::WaitIdleForTesting() {
 void Maintenance::WorkerLoop() {
   for (;;) {
     std::vector<GcJobRecord> gcs;
+    std::map<std::string, RetentionPolicy> per_schedule;
     bool deletes = false, retention = false;
     {
       absl::MutexLock l(&mu_);
       auto work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || retention_pending_ || !resume_gc_.empty() ||
-               resume_deletes_;
+               resume_deletes_ || !schedule_retention_.empty();
       };
       mu_.Await(absl::Condition(&work));
       if (stopping_) return;
       gcs.swap(resume_gc_);
+      per_schedule.swap(schedule_retention_);
       deletes = resume_deletes_;
       retention = retention_pending_;
       resume_deletes_ = retention_pending_ = false;
@@ -326,11 +343,29 @@ void Maintenance::WorkerLoop() {
         }
       }
     }
+    int deleted = 0;
+    for (const auto& [schedule, policy] : per_schedule) {
+      if (PolicyIsEmpty(policy)) continue;
+      ApplyRetentionRequest req;
+      *req.mutable_policy() = policy;
+      auto r = ApplyRetention(req, schedule);
+      if (!r.ok()) {
+        spdlog::error("retention of schedule {}: {}", schedule,
+                      r.status().ToString());
+      } else {
+        deleted += r->deleted_size();
+      }
+    }
     if (retention && !PolicyIsEmpty(options_.retention)) {
       auto r = ApplyRetention(ApplyRetentionRequest());
       if (!r.ok()) {
         spdlog::error("retention: {}", r.status().ToString());
-      } else if (r->deleted_size() > 0 && options_.gc_after_retention) {
+      } else {
+        deleted += r->deleted_size();
+      }
+    }
+    {
+      if (deleted > 0 && options_.gc_after_retention) {
         auto gc = CollectGarbage(CollectGarbageRequest());
         if (!gc.ok()) {
           spdlog::warn("garbage collection after retention: {}",

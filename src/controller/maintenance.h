@@ -1,6 +1,7 @@
 #ifndef SHUTTER_CONTROLLER_MAINTENANCE_H_
 #define SHUTTER_CONTROLLER_MAINTENANCE_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -53,10 +54,16 @@ class Maintenance {
 
   // Asks the worker for a retention pass with the configured policy.
   void RequestRetention() ABSL_LOCKS_EXCLUDED(mu_);
+  // Asks the worker to apply `policy` to the snapshots of one schedule.
+  void RequestScheduleRetention(const std::string& schedule,
+                                const shutter::v1::RetentionPolicy& policy)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Applies request.policy (or the configured one if unset) now.
+  // Applies request.policy (or the configured one if unset) now; with
+  // `schedule`, only to that schedule's snapshots.
   absl::StatusOr<shutter::v1::ApplyRetentionResponse> ApplyRetention(
-      const shutter::v1::ApplyRetentionRequest& request);
+      const shutter::v1::ApplyRetentionRequest& request,
+      const std::string& schedule = "");
 
   // Runs a garbage collection (see AdminService.CollectGarbage).
   absl::StatusOr<shutter::v1::CollectGarbageResponse> CollectGarbage(
@@ -102,6 +109,9 @@ class Maintenance {
   // Collections a crash interrupted, for the worker to resume.
   std::vector<shutter::v1::GcJobRecord> resume_gc_ ABSL_GUARDED_BY(mu_);
   bool resume_deletes_ ABSL_GUARDED_BY(mu_) = false;
+  // Schedule name -> its policy, for the worker.
+  std::map<std::string, shutter::v1::RetentionPolicy> schedule_retention_
+      ABSL_GUARDED_BY(mu_);
   std::thread worker_;
 };
 

@@ -37,6 +37,10 @@ FailureClass ClassifyCheckpointFailure(const absl::Status& error) {
   switch (error.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kCancelled:
+    // Every Shutter node serves CreateCheckpoint: UNIMPLEMENTED means the
+    // node's old address now belongs to some other gRPC server (its port
+    // was reused after a restart). The node is not there: wait for it.
+    case absl::StatusCode::kUnimplemented:
       return FailureClass::kUnreachable;
     case absl::StatusCode::kDeadlineExceeded:
       return FailureClass::kDeadline;

@@ -120,6 +120,37 @@ grpc::Status AdminServiceImpl::GetRepositoryStats(
   return grpc::Status::OK;
 }
 
+grpc::Status AdminServiceImpl::CreateSchedule(
+    grpc::ServerContext*, const shutter::v1::CreateScheduleRequest* req,
+    shutter::v1::CreateScheduleResponse* resp) {
+  auto s = schedules_->Create(req->schedule());
+  if (!s.ok()) return ToGrpcStatus(s.status());
+  *resp->mutable_schedule() = std::move(s).value();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ListSchedules(
+    grpc::ServerContext*, const shutter::v1::ListSchedulesRequest*,
+    shutter::v1::ListSchedulesResponse* resp) {
+  for (auto& s : schedules_->List()) *resp->add_schedules() = std::move(s);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::SetSchedulePaused(
+    grpc::ServerContext*, const shutter::v1::SetSchedulePausedRequest* req,
+    shutter::v1::SetSchedulePausedResponse* resp) {
+  auto s = schedules_->SetPaused(req->name(), req->paused());
+  if (!s.ok()) return ToGrpcStatus(s.status());
+  *resp->mutable_schedule() = std::move(s).value();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::DeleteSchedule(
+    grpc::ServerContext*, const shutter::v1::DeleteScheduleRequest* req,
+    shutter::v1::DeleteScheduleResponse*) {
+  return ToGrpcStatus(schedules_->Delete(req->name()));
+}
+
 grpc::Status AdminServiceImpl::VerifySnapshot(grpc::ServerContext*,
                                               const VerifySnapshotRequest* req,
                                               VerifySnapshotResponse* resp) {

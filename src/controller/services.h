@@ -3,6 +3,7 @@
 
 #include "controller/maintenance.h"
 #include "controller/node_registry.h"
+#include "controller/schedules.h"
 #include "controller/snapshot_coordinator.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/controller.grpc.pb.h"
@@ -15,10 +16,11 @@ namespace shutter::controller {
 class AdminServiceImpl final : public shutter::v1::AdminService::Service {
  public:
   AdminServiceImpl(NodeRegistry* registry, SnapshotCoordinator* coordinator,
-                   Maintenance* maintenance)
+                   Maintenance* maintenance, ScheduleRunner* schedules)
       : registry_(registry),
         coordinator_(coordinator),
-        maintenance_(maintenance) {}
+        maintenance_(maintenance),
+        schedules_(schedules) {}
 
   grpc::Status CreateSnapshot(grpc::ServerContext*,
                               const shutter::v1::CreateSnapshotRequest*,
@@ -59,11 +61,24 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   grpc::Status GetRepositoryStats(
       grpc::ServerContext*, const shutter::v1::GetRepositoryStatsRequest*,
       shutter::v1::GetRepositoryStatsResponse*) override;
+  grpc::Status CreateSchedule(grpc::ServerContext*,
+                              const shutter::v1::CreateScheduleRequest*,
+                              shutter::v1::CreateScheduleResponse*) override;
+  grpc::Status ListSchedules(grpc::ServerContext*,
+                             const shutter::v1::ListSchedulesRequest*,
+                             shutter::v1::ListSchedulesResponse*) override;
+  grpc::Status SetSchedulePaused(
+      grpc::ServerContext*, const shutter::v1::SetSchedulePausedRequest*,
+      shutter::v1::SetSchedulePausedResponse*) override;
+  grpc::Status DeleteSchedule(grpc::ServerContext*,
+                              const shutter::v1::DeleteScheduleRequest*,
+                              shutter::v1::DeleteScheduleResponse*) override;
 
  private:
   NodeRegistry* const registry_;
   SnapshotCoordinator* const coordinator_;
   Maintenance* const maintenance_;
+  ScheduleRunner* const schedules_;
 };
 
 // Heartbeats from nodes: updates the registry and the node's concurrency

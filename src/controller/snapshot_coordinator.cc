@@ -175,6 +175,9 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
                      " bytes; the limit is ", kMaxLabelBytes));
   }
   RETURN_IF_ERROR(CheckPrintableText("label", request.label()));
+  if (!request.schedule().empty()) {
+    RETURN_IF_ERROR(CheckSafeId("schedule", request.schedule()));
+  }
   std::vector<uint32_t> ids;
   std::vector<shutter::v1::PartitionInfo> known = registry_->ListPartitions();
   if (request.partition_ids().empty()) {
@@ -205,6 +208,7 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
   record.set_snapshot_id(ids_.Next());
   record.set_label(request.label());
   record.set_allow_partial(request.allow_partial());
+  record.set_schedule(request.schedule());
   record.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
   const absl::Time now = clock_->Now();
   record.set_created_at_micros(absl::ToUnixMicros(now));

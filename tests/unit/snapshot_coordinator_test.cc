@@ -6,6 +6,7 @@
 #include "common/error_reason.h"
 #include "controller/maintenance.h"
 #include "controller/retry_policy.h"
+#include "controller/schedules.h"
 #include "gtest/gtest.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
@@ -124,6 +125,9 @@ class SnapshotCoordinatorTest : public ::testing::Test {
     o.retry_max = absl::Seconds(4);
     o.leader_poll = absl::Milliseconds(200);
     o.job_timeout = absl::Minutes(10);
+    o.on_commit = [this](const std::string& id) {
+      if (on_commit_) on_commit_(id);
+    };
     auto c =
         SnapshotCoordinator::Create(o, &registry_, store_.get(), repo_.get(),
                                     &transport_, timer_.get(), &clock_);
@@ -207,6 +211,7 @@ class SnapshotCoordinatorTest : public ::testing::Test {
   }
   std::unique_ptr<RocksDbJobStore> store_;
   std::unique_ptr<SnapshotCoordinator> coordinator_;
+  std::function<void(const std::string&)> on_commit_;
 };
 
 TEST_F(SnapshotCoordinatorTest, RunsInParallelWithinLimitsAndCommits) {
@@ -585,6 +590,8 @@ TEST(RetryPolicyTest, ClassifiesByReasonNotByCodeAlone) {
             FailureClass::kUnreachable);
   EXPECT_EQ(cls(absl::CancelledError("server shutting down")),
             FailureClass::kUnreachable);
+  // Another server on a restarted node's old port (seen in CI).
+  EXPECT_EQ(cls(absl::UnimplementedError("")), FailureClass::kUnreachable);
   EXPECT_EQ(cls(absl::DeadlineExceededError("")), FailureClass::kDeadline);
   EXPECT_EQ(cls(absl::FailedPreconditionError("format")),
             FailureClass::kPermanent);
@@ -881,6 +888,102 @@ TEST_F(SnapshotCoordinatorTest, GcJobInterruptedByACrashIsResumed) {
   EXPECT_EQ(state, "DONE");
   ASSERT_OK(m.CollectGarbage(req));  // and the lock is free again
   m.Shutdown();
+}
+
+// Schedules on the fake clock: runs when due, never overlaps itself (a
+// tick during a running snapshot is skipped and reported), records the
+// last success, and survives a restart with its counters.
+TEST_F(SnapshotCoordinatorTest, SchedulesRunWhenDueAndNeverOverlap) {
+  Beat("a", 0, 2, 2);
+  ScheduleRunner runner({absl::Seconds(1)}, coordinator_.get(), nullptr,
+                        store_.get(), timer_.get(), &clock_);
+  on_commit_ = [&](const std::string& id) { runner.OnCommit(id); };
+  shutter::v1::Schedule s;
+  s.set_name("hourly");
+  s.set_every("1h");
+  s.set_label("hourly");
+  s.add_partition_ids(1);
+  auto created = runner.Create(s);
+  ASSERT_OK(created);
+  EXPECT_EQ(absl::FromUnixMicros(created->next_run_at_micros()),
+            clock_.Now() + absl::Hours(1));
+  EXPECT_THAT(runner.Create(s), StatusIs(absl::StatusCode::kAlreadyExists));
+  runner.Tick();
+  EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);  // not due yet
+
+  clock_.Advance(absl::Hours(1));
+  Beat("a", 0, 2, 2);  // alive (the fake clock jumped past dead_after)
+  runner.Tick();
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  auto first = runner.List()[0];
+  EXPECT_EQ(first.runs(), 1u);
+  const std::string id = first.last_snapshot_id();
+  EXPECT_EQ(Get(id).label(), "hourly");
+  EXPECT_EQ(Get(id).schedule(), "hourly");
+  EXPECT_EQ(Get(id).partitions_size(), 1);
+
+  // Due again while the first run is still going: skipped, reported.
+  clock_.Advance(absl::Hours(1));
+  Beat("a", 0, 2, 2);
+  runner.Tick();
+  auto second = runner.List()[0];
+  EXPECT_EQ(second.runs(), 1u);
+  EXPECT_EQ(second.skipped(), 1u);
+  EXPECT_NE(second.last_skip_reason().find("still RUNNING"), std::string::npos)
+      << second.last_skip_reason();
+  EXPECT_EQ(second.last_success_at_micros(), 0);
+
+  Publish(transport_.Take());
+  ASSERT_EQ(Get(id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  auto third = runner.List()[0];
+  EXPECT_EQ(third.last_success_snapshot_id(), id);
+  EXPECT_EQ(absl::FromUnixMicros(third.last_success_at_micros()), clock_.Now());
+
+  // Paused: due ticks do nothing; resumed: from now, not a burst.
+  ASSERT_OK(runner.SetPaused("hourly", true));
+  clock_.Advance(absl::Hours(5));
+  runner.Tick();
+  EXPECT_EQ(runner.List()[0].runs(), 1u);
+  auto resumed = runner.SetPaused("hourly", false);
+  ASSERT_OK(resumed);
+  EXPECT_EQ(absl::FromUnixMicros(resumed->next_run_at_micros()),
+            clock_.Now() + absl::Hours(1));
+
+  // A restart keeps everything.
+  on_commit_ = nullptr;
+  ScheduleRunner again({absl::Seconds(1)}, coordinator_.get(), nullptr,
+                       store_.get(), timer_.get(), &clock_);
+  ASSERT_OK(again.Start());
+  again.Shutdown();
+  ASSERT_EQ(again.List().size(), 1u);
+  EXPECT_EQ(again.List()[0].SerializeAsString(),
+            runner.List()[0].SerializeAsString());
+  ASSERT_OK(again.Delete("hourly"));
+  EXPECT_TRUE(again.List().empty());
+  EXPECT_THAT(again.Delete("hourly"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SnapshotCoordinatorTest, BadSchedulesAreRefused) {
+  ScheduleRunner runner({}, coordinator_.get(), nullptr, store_.get(),
+                        timer_.get(), &clock_);
+  shutter::v1::Schedule s;
+  s.set_name("x");
+  EXPECT_THAT(runner.Create(s),
+              StatusIs(absl::StatusCode::kInvalidArgument, "exactly one"));
+  s.set_every("10s");
+  EXPECT_THAT(runner.Create(s),
+              StatusIs(absl::StatusCode::kInvalidArgument, "minimum, 1m"));
+  s.set_every("");
+  s.set_cron("0 0 30 2 *");
+  EXPECT_THAT(runner.Create(s),
+              StatusIs(absl::StatusCode::kInvalidArgument, "never matches"));
+  s.set_cron("0 * * * *");
+  s.set_name("../etc");
+  EXPECT_THAT(runner.Create(s), StatusIs(absl::StatusCode::kInvalidArgument));
+  s.set_name("ok");
+  s.mutable_retention()->set_keep_within_seconds(-5);
+  EXPECT_THAT(runner.Create(s), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_TRUE(runner.List().empty());
 }
 
 // A repository in memory (the coordinator reads manifests and writes the
