@@ -81,6 +81,15 @@ echo; echo "\$ shutterctl snapshots create --label demo --wait"
 echo; echo "\$ shutterctl snapshots list"; "$CTL" snapshots list
 id=$("$CTL" snapshots list --limit 1 | awk 'NR==2 {print $1}')
 echo; echo "\$ shutterctl snapshots verify $id"; "$CTL" snapshots verify "$id"
+# An incremental snapshot: rewrite 1% of the keys; the next snapshot
+# stores only the new SSTs and shares the rest with the first.
+few=$(( KEYS / 100 > 0 ? KEYS / 100 : 1 ))
+echo; echo "\$ shutterctl data load --keys-per-partition $few   # 1% of the keys again"
+"$CTL" --timeout-ms 120000 data load --keys-per-partition "$few" --value-size "$VALUE_SIZE"
+echo; echo "\$ shutterctl snapshots create --label demo-incremental --wait"
+"$CTL" snapshots create --label demo-incremental --wait >/dev/null
+"$CTL" snapshots list
+echo; echo "\$ shutterctl repository stats"; "$CTL" repository stats
 echo
 echo "demo: cluster manifest: $DEMO_DIR/repository/snapshots/$id/CLUSTER_MANIFEST.json"
 echo "demo: repository size: $(du -sh "$DEMO_DIR/repository" | cut -f1)"

@@ -28,6 +28,15 @@ bool PolicyIsEmpty(const RetentionPolicy& p) {
          p.keep_labels().empty();
 }
 
+void CopyReport(const snapshot::GcReport& report, CollectGarbageResponse* r) {
+  r->set_objects_scanned(report.objects_scanned);
+  r->set_objects_referenced(report.objects_referenced);
+  r->set_objects_deleted(report.objects_deleted);
+  r->set_bytes_deleted(report.bytes_deleted);
+  r->set_objects_too_young(report.objects_too_young);
+  r->set_manifests_read(report.manifests_read);
+}
+
 std::string NewGcId(absl::Time now) {
   std::mt19937 rng{std::random_device{}()};
   return absl::StrFormat(
@@ -165,12 +174,7 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::RunGc(GcJobRecord record) {
   r.set_grace_seconds(record.grace_seconds());
   if (report.ok()) {
     record.set_state("DONE");
-    r.set_objects_scanned(report->objects_scanned);
-    r.set_objects_referenced(report->objects_referenced);
-    r.set_objects_deleted(report->objects_deleted);
-    r.set_bytes_deleted(report->bytes_deleted);
-    r.set_objects_too_young(report->objects_too_young);
-    r.set_manifests_read(report->manifests_read);
+    CopyReport(*report, &r);
     spdlog::info(
         "garbage collection {}: {} objects scanned, {} deleted ({} bytes), {} "
         "too young",
@@ -213,12 +217,7 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::CollectGarbage(
     CollectGarbageResponse r;
     r.set_dry_run(true);
     r.set_grace_seconds(grace);
-    r.set_objects_scanned(report.objects_scanned);
-    r.set_objects_referenced(report.objects_referenced);
-    r.set_objects_deleted(report.objects_deleted);
-    r.set_bytes_deleted(report.bytes_deleted);
-    r.set_objects_too_young(report.objects_too_young);
-    r.set_manifests_read(report.manifests_read);
+    CopyReport(report, &r);
     return r;
   }
   {
