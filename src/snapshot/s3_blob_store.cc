@@ -724,7 +724,9 @@ absl::StatusOr<std::vector<BlobInfo>> S3BlobStore::List(
     Call call;
     call.method = "GET";
     call.bucket_level = true;
-    call.query = {{"list-type", "2"}, {"prefix", full_prefix}};
+    call.query = {{"list-type", "2"},
+                  {"prefix", full_prefix},
+                  {"max-keys", absl::StrCat(config_.list_page_size)}};
     if (!token.empty()) call.query.emplace_back("continuation-token", token);
     RETURN_IF_ERROR(Execute(call));
     size_t pos = 0;

@@ -33,6 +33,8 @@ struct S3Config {
   // SlowDown) and connection errors, with exponential backoff and full
   // jitter between base_backoff and max_backoff.
   int max_attempts = 6;
+  // Keys per ListObjectsV2 page (S3 answers at most 1000).
+  int list_page_size = 1000;
   absl::Duration base_backoff = absl::Milliseconds(100);
   absl::Duration max_backoff = absl::Seconds(5);
   absl::Duration connect_timeout = absl::Seconds(5);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/fs.h"
@@ -116,6 +117,57 @@ class RetentionTest : public ::testing::TestWithParam<std::string> {
     return shown.snapshot().snapshot_id();
   }
 
+  void ReadWithAwsCli(const std::string& id, const snapshot::Repository& repo) {
+    std::string aws;
+    for (const char* dir : {"/usr/bin", "/usr/local/bin"}) {
+      if (fs::Exists(std::string(dir) + "/aws"))
+        aws = std::string(dir) + "/aws";
+    }
+    if (const char* home = getenv("HOME"); aws.empty() && home != nullptr) {
+      const std::string shim = std::string(home) + "/.pyenv/shims/aws";
+      if (fs::Exists(shim)) aws = shim;
+    }
+    if (aws.empty()) {
+      std::cerr << "note: no aws CLI here; the independent S3 read is "
+                   "skipped\n";
+      return;
+    }
+    // s3://<bucket>/<prefix>
+    const std::string uri = cluster_.repository();
+    const std::string bucket = uri.substr(5, uri.find('/', 5) - 5);
+    const std::string prefix = uri.substr(uri.find('/', 5) + 1);
+    const std::vector<std::string> env = {
+        "AWS_ACCESS_KEY_ID=shutter-test",
+        "AWS_SECRET_ACCESS_KEY=shutter-test-secret",
+        "AWS_DEFAULT_REGION=us-east-1"};
+    std::string out, err;
+    auto rc =
+        RunCommand({aws, "--endpoint-url", s3_->endpoint(), "s3", "cp",
+                    absl::StrCat("s3://", bucket, "/", prefix, "/snapshots/",
+                                 id, "/CLUSTER_MANIFEST.json"),
+                    "-"},
+                   &out, &err, absl::Seconds(60), env);
+    ASSERT_OK(rc);
+    ASSERT_EQ(*rc, 0) << err;
+    ClusterManifest cm;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &cm).ok())
+        << out;
+    EXPECT_EQ(cm.snapshot_id(), id);
+    EXPECT_EQ(cm.partitions_size(), cluster_.partitions());
+    auto pm = repo.ReadPartitionManifest(id, 0);
+    ASSERT_OK(pm);
+    const auto& sst = pm->files(0);
+    rc = RunCommand({aws, "--endpoint-url", s3_->endpoint(), "s3api",
+                     "head-object", "--bucket", bucket, "--key",
+                     absl::StrCat(prefix, "/", sst.object_key()), "--query",
+                     "ContentLength"},
+                    &out, &err, absl::Seconds(60), env);
+    ASSERT_OK(rc);
+    ASSERT_EQ(*rc, 0) << err;
+    EXPECT_EQ(std::string(absl::StripAsciiWhitespace(out)),
+              absl::StrCat(sst.size_bytes()));
+  }
+
   SnapshotState StateOf(const std::string& id) {
     auto s = cluster_.GetSnapshot(id);
     return s.ok() ? s->state() : SNAPSHOT_STATE_UNSPECIFIED;
@@ -185,6 +237,11 @@ TEST_P(RetentionTest, IncrementalSnapshotsRetentionGcAndRestore) {
       ASSERT_EQ(*got, v) << "partition " << p << " key " << k;
     }
   }
+
+  // An independent reader (the AWS CLI, where installed) sees the same
+  // layout: the cluster manifest, and an SST object of the size its
+  // partition manifest names.
+  if (GetParam() == "s3") ReadWithAwsCli(s3, **repo);
 
   // Operator commands: the newest is protected, pins hold, prune plans.
   EXPECT_EQ(Ctl({"snapshots", "delete", s3}, &out, &err), 1);

@@ -637,6 +637,32 @@ TEST(OpenRepositoryTest, AcceptsPathsFileAndS3UrisAndRejectsTheRest) {
                        "credentials file " + tmp.Sub("none")));
 }
 
+// Listings longer than a page follow S3's continuation tokens.
+TEST(S3BlobStoreTest, ListingsFollowContinuationTokens) {
+  testing::TempDir tmp;
+  auto server = testing::S3TestServer::Start(tmp.Sub("s3"));
+  SHUTTER_S3_OR_SKIP(server);
+  auto uri = (*server)->NewRepositoryUri("p");
+  ASSERT_OK(uri);
+  auto config = S3ConfigFromUri(*uri, (*server)->Options());
+  ASSERT_OK(config);
+  config->list_page_size = 3;
+  auto store = S3BlobStore::Open(*config);
+  ASSERT_OK(store);
+  std::vector<std::string> want;
+  for (int i = 0; i < 10; ++i) {
+    want.push_back(absl::StrFormat("k/%02d", i));
+    ASSERT_OK((*store)->Put(want.back(), "v", {}));
+  }
+  ASSERT_OK((*store)->Put("other", "v", {}));
+  auto got = (*store)->List("k/");
+  ASSERT_OK(got);
+  std::vector<std::string> keys;
+  for (const auto& o : *got) keys.push_back(o.key);
+  EXPECT_EQ(keys, want);
+  EXPECT_GE((*store)->counters().requests, 4u + 11u);
+}
+
 // Nothing listens: the client retries (with backoff) and then reports
 // UNAVAILABLE naming the endpoint, within its attempt budget.
 TEST(S3BlobStoreTest, UnreachableEndpointIsUnavailableAfterRetries) {
