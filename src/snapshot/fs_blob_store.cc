@@ -130,14 +130,16 @@ absl::Status FsBlobStore::Install(const std::string& tmp,
                                   const std::string& key, bool if_absent) {
   const std::string path = LocalPath(key);
   const std::string dir = fs::Dirname(path);
-  // A concurrent Delete may remove an emptied directory between our mkdir
-  // and the rename; try again a few times.
+  // A concurrent Delete removes directories it empties: one may vanish
+  // between our mkdir and the rename (NOT_FOUND / ENOENT); start over.
   for (int attempt = 0;; ++attempt) {
-    RETURN_IF_ERROR(MakeDurableDirs(root_, dir));
+    absl::Status dirs = MakeDurableDirs(root_, dir);
+    if (absl::IsNotFound(dirs) && attempt < 100) continue;
+    RETURN_IF_ERROR(dirs);
     int rc = if_absent ? ::link(tmp.c_str(), path.c_str())
                        : ::rename(tmp.c_str(), path.c_str());
     if (rc == 0) break;
-    if (errno == ENOENT && attempt < 3) continue;
+    if (errno == ENOENT && attempt < 100) continue;
     if (errno == EEXIST) {
       ::unlink(tmp.c_str());
       return absl::AlreadyExistsError(
@@ -278,7 +280,11 @@ absl::Status FsBlobStore::Delete(const std::string& key) {
     return fs::ErrnoStatus("delete", path);
   }
   std::string dir = fs::Dirname(path);
-  RETURN_IF_ERROR(fs::SyncDir(dir));
+  absl::Status synced = fs::SyncDir(dir);
+  // A concurrent Delete may have removed the directory our unlink emptied:
+  // then our entry is gone with it.
+  if (absl::IsNotFound(synced)) return absl::OkStatus();
+  RETURN_IF_ERROR(synced);
   // Remove directories the delete emptied, as an object store has none.
   while (dir.size() > root_.size() && ::rmdir(dir.c_str()) == 0) {
     dir = fs::Dirname(dir);

@@ -637,6 +637,26 @@ TEST(OpenRepositoryTest, AcceptsPathsFileAndS3UrisAndRejectsTheRest) {
                        "credentials file " + tmp.Sub("none")));
 }
 
+// Many threads putting and deleting keys in the same directories: every
+// delete succeeds (even when another one removed the emptied directory),
+// every put lands, nothing is left.
+TEST_P(RepositoryTest, ConcurrentPutsAndDeletesInOneDirectory) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        const std::string key = absl::StrFormat("locks/publish/t%d-%d", t, i);
+        if (!store()->Put(key, "x", {}).ok()) ++failures;
+        if (!store()->Delete(key).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_TRUE(Keys("locks/").empty());
+}
+
 // Listings longer than a page follow S3's continuation tokens.
 TEST(S3BlobStoreTest, ListingsFollowContinuationTokens) {
   testing::TempDir tmp;
