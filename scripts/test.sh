@@ -5,7 +5,7 @@
 # ThreadSanitizer in a separate small build of src/scheduler alone, the unit
 # and integration tests under AddressSanitizer + UndefinedBehaviorSanitizer,
 # then a clang build of the whole tree with thread-safety analysis as
-# errors.
+# errors plus short libFuzzer runs of the parsers of outside input.
 # Exit code is non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,17 +84,42 @@ if [[ "${SHUTTER_SKIP_ASAN:-0}" != 1 ]]; then
     ctest --output-on-failure -j2 --timeout 600)
 fi
 
-# Clang thread-safety analysis over the whole tree: GCC ignores the
-# ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED annotations; clang checks
-# them, and any violation fails the build. Compile only (unoptimized, no
-# benchmarks): the analysis happens at compile time. Set
-# SHUTTER_SKIP_CLANG_TSA=1 to skip it locally.
-if [[ "${SHUTTER_SKIP_CLANG_TSA:-0}" != 1 ]]; then
+# Clang build of the whole tree: thread-safety analysis as errors (GCC
+# ignores the ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED annotations;
+# clang checks them) and, in the same build, the libFuzzer targets for
+# every parser of outside input (instrumented with ASan + UBSan), each run
+# briefly from its seed corpus in tests/fuzz/corpus. No benchmarks.
+# SHUTTER_FUZZ_SECONDS sets the run per target (default 15); set
+# SHUTTER_SKIP_CLANG=1 to skip the job locally.
+if [[ "${SHUTTER_SKIP_CLANG:-${SHUTTER_SKIP_CLANG_TSA:-0}}" != 1 ]]; then
   cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-    -DCMAKE_CXX_COMPILER=clang++ -DSHUTTER_BUILD_BENCH=OFF \
-    -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety" >/dev/null
+    -DCMAKE_CXX_COMPILER=clang++ -DSHUTTER_BUILD_BENCH=OFF -DSHUTTER_FUZZ=ON \
+    -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety -O1" >/dev/null
   ninja -C build-clang -j2
   echo "test.sh: clang thread-safety analysis: no violations"
+  fuzz_seconds="${SHUTTER_FUZZ_SECONDS:-15}"
+  fuzz_dir=$(mktemp -d)
+  run_fuzzer() {
+    local name=$1
+    mkdir -p "$fuzz_dir/$name"
+    if ! build-clang/tests/fuzz/${name}_fuzz -max_total_time="$fuzz_seconds" \
+        -print_final_stats=1 "$fuzz_dir/$name" "tests/fuzz/corpus/$name" \
+        >"$fuzz_dir/$name.log" 2>&1; then
+      echo "test.sh: fuzzer $name failed:" >&2
+      tail -50 "$fuzz_dir/$name.log" >&2
+      return 1
+    fi
+    echo "test.sh: fuzzer $name: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$fuzz_dir/$name.log" | grep -o '[0-9]*$') runs, no crash"
+  }
+  pids=()
+  for name in manifest text cron s3_xml config; do
+    run_fuzzer "$name" & pids+=($!)
+    if (( ${#pids[@]} == 2 )); then
+      wait "${pids[0]}"; wait "${pids[1]}"; pids=()
+    fi
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  rm -rf "$fuzz_dir"
 fi
 
 echo "test.sh: all tests passed in $(( $(date +%s) - start ))s"

@@ -254,7 +254,8 @@ absl::StatusOr<std::vector<BlobInfo>> FsBlobStore::List(
       }
       if (S_ISDIR(st.st_mode)) {
         pending.push_back(std::move(key));
-      } else if (S_ISREG(st.st_mode) && absl::StartsWith(key, prefix)) {
+      } else if (S_ISREG(st.st_mode) && absl::StartsWith(key, prefix) &&
+                 CheckBlobKey(key).ok()) {  // other names are not ours
         out.push_back(BlobInfo{std::move(key),
                                static_cast<uint64_t>(st.st_size), MTime(st)});
       }

@@ -25,6 +25,7 @@
 #include "common/rate_limiter.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "snapshot/s3_xml.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::snapshot {
@@ -69,28 +70,6 @@ absl::StatusOr<sigv4::Credentials> ReadCredentialsFile(
                      profile, "]"));
   }
   return c;
-}
-
-std::string XmlUnescape(absl::string_view s) {
-  return absl::StrReplaceAll(s, {{"&amp;", "&"},
-                                 {"&lt;", "<"},
-                                 {"&gt;", ">"},
-                                 {"&quot;", "\""},
-                                 {"&apos;", "'"}});
-}
-
-// The text of the first <tag>...</tag> in `xml` at or after `from`.
-absl::string_view XmlField(absl::string_view xml, absl::string_view tag,
-                           size_t from = 0, size_t* end = nullptr) {
-  const std::string open = absl::StrCat("<", tag, ">");
-  const std::string close = absl::StrCat("</", tag, ">");
-  size_t a = xml.find(open, from);
-  if (a == absl::string_view::npos) return {};
-  a += open.size();
-  size_t b = xml.find(close, a);
-  if (b == absl::string_view::npos) return {};
-  if (end != nullptr) *end = b + close.size();
-  return xml.substr(a, b - a);
 }
 
 std::string AmzDate(absl::Time t) {
@@ -441,8 +420,9 @@ absl::Status S3BlobStore::ExecuteOnce(Call& call, void* handle) const {
   }
   const std::string what = absl::StrCat(
       call.method, " ", Describe(), call.key.empty() ? "" : " key ", call.key);
-  const std::string err_code(XmlField(call.response, "Code"));
-  const std::string err_msg(XmlField(call.response, "Message"));
+  const s3xml::Error parsed = s3xml::ParseError(call.response);
+  const std::string& err_code = parsed.code;
+  const std::string& err_msg = parsed.message;
   const std::string detail =
       absl::StrCat(what, ": HTTP ", call.status, err_code.empty() ? "" : " ",
                    err_code, err_msg.empty() ? "" : ": ", err_msg);
@@ -556,7 +536,7 @@ absl::StatusOr<BlobStore::PutResult> S3BlobStore::PutMultipart(
   init.key = key;
   init.query = {{"uploads", ""}};
   RETURN_IF_ERROR(Execute(init));
-  const std::string upload_id(XmlField(init.response, "UploadId"));
+  const std::string upload_id(s3xml::Field(init.response, "UploadId"));
   if (upload_id.empty()) {
     return absl::UnknownError(absl::StrCat("CreateMultipartUpload of ", key,
                                            ": no UploadId in the answer"));
@@ -729,28 +709,21 @@ absl::StatusOr<std::vector<BlobInfo>> S3BlobStore::List(
                   {"max-keys", absl::StrCat(config_.list_page_size)}};
     if (!token.empty()) call.query.emplace_back("continuation-token", token);
     RETURN_IF_ERROR(Execute(call));
-    size_t pos = 0;
-    for (;;) {
-      size_t end = 0;
-      absl::string_view item = XmlField(call.response, "Contents", pos, &end);
-      if (item.empty()) break;
-      pos = end;
-      BlobInfo info;
-      std::string k = XmlUnescape(XmlField(item, "Key"));
-      if (k.size() < strip) continue;
-      info.key = k.substr(strip);
-      if (!absl::SimpleAtoi(XmlField(item, "Size"), &info.size)) continue;
-      std::string err;
-      if (!absl::ParseTime("%Y-%m-%dT%H:%M:%E*SZ",
-                           std::string(XmlField(item, "LastModified")),
-                           &info.modified, &err)) {
-        info.modified = absl::Now();
-      }
-      out.push_back(std::move(info));
+    s3xml::ListPage page =
+        s3xml::ParseListObjectsV2(call.response, strip, absl::Now());
+    for (BlobInfo& info : page.objects) {
+      // Objects whose names are not blob keys are not Shutter's.
+      if (CheckBlobKey(info.key).ok()) out.push_back(std::move(info));
     }
-    if (XmlField(call.response, "IsTruncated") != "true") break;
-    token = XmlUnescape(XmlField(call.response, "NextContinuationToken"));
-    if (token.empty()) break;
+    if (!page.truncated) break;
+    // A listing must never pass for complete when it is not (GC marks from
+    // listings): a truncated page without a usable token is an error.
+    if (page.next_token.empty() || page.next_token == token) {
+      return absl::UnknownError(
+          absl::StrCat("listing ", Describe(), " prefix ", Quote(prefix),
+                       ": a truncated page without a new continuation token"));
+    }
+    token = page.next_token;
   }
   std::sort(out.begin(), out.end(),
             [](const BlobInfo& a, const BlobInfo& b) { return a.key < b.key; });
