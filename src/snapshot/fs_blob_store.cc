@@ -236,8 +236,12 @@ absl::StatusOr<std::vector<BlobInfo>> FsBlobStore::List(
       if (errno == ENOENT || errno == ENOTDIR) continue;
       return fs::ErrnoStatus("list", dir);
     }
-    errno = 0;
-    while (struct dirent* e = ::readdir(d)) {
+    // readdir(3) reports errors only through errno: clear it before every
+    // call (a skipped entry's fstatat may have set it).
+    for (;;) {
+      errno = 0;
+      struct dirent* e = ::readdir(d);
+      if (e == nullptr) break;
       const std::string name = e->d_name;
       if (name.empty() || name[0] == '.') continue;
       std::string key = rel.empty() ? name : rel + "/" + name;
@@ -259,7 +263,6 @@ absl::StatusOr<std::vector<BlobInfo>> FsBlobStore::List(
         out.push_back(BlobInfo{std::move(key),
                                static_cast<uint64_t>(st.st_size), MTime(st)});
       }
-      errno = 0;
     }
     const int err = errno;
     ::closedir(d);
