@@ -9,7 +9,7 @@ PKGS=(
   libabsl-dev libspdlog-dev libfmt-dev librocksdb-dev libssl-dev
   libcurl4-openssl-dev
   libgtest-dev libgmock-dev libclang-rt-14-dev
-  libcli11-dev libsystemd-dev libtbb-dev
+  libcli11-dev libsystemd-dev libtbb-dev systemd
 )
 
 missing=()

@@ -47,6 +47,17 @@ fi
 
 (cd build && ctest --output-on-failure -j2 --timeout 300)
 
+# The systemd units stay hardened: systemd-analyze's offline security
+# review must rate both at most 3.0 (they were 8.8 EXPOSED before).
+for unit in deploy/shutter-controller.service deploy/shutter-node.service; do
+  if ! systemd-analyze security --offline=true --threshold=30 "$unit" >/dev/null 2>&1; then
+    echo "test.sh: $unit is rated above 3.0:" >&2
+    systemd-analyze security --offline=true "$unit" >&2 || true
+    exit 1
+  fi
+  echo "test.sh: $(systemd-analyze security --offline=true "$unit" 2>&1 | grep 'Overall exposure')"
+done
+
 # Benchmarks in smoke mode: they must keep compiling and working.
 build/bench/scheduler_overhead_bench --smoke
 build/bench/makespan_sim_bench --smoke
