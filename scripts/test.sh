@@ -47,6 +47,29 @@ fi
 
 (cd build && ctest --output-on-failure -j2 --timeout 300)
 
+# The Debian package: contents, maintainer scripts, and the binaries run
+# from a dry install (extracted into a temporary root; no systemd here to
+# start the units for real).
+(cd build && cpack -G DEB >/dev/null)
+deb=$(ls build/shutter_*_amd64.deb)
+contents=$(dpkg-deb -c "$deb")
+for f in ./usr/bin/shutter-controller ./usr/bin/shutter-node ./usr/bin/shutterctl \
+    ./usr/lib/systemd/system/shutter-controller.service \
+    ./usr/lib/systemd/system/shutter-node.service \
+    ./etc/shutter/controller.toml ./etc/shutter/node.toml; do
+  grep -q " $f\$" <<<"$contents" || { echo "test.sh: $deb lacks $f" >&2; exit 1; }
+done
+pkg_root=$(mktemp -d)
+dpkg-deb -x "$deb" "$pkg_root"
+dpkg-deb -e "$deb" "$pkg_root/DEBIAN"
+for script in postinst prerm postrm; do sh -n "$pkg_root/DEBIAN/$script"; done
+grep -qx /etc/shutter/controller.toml "$pkg_root/DEBIAN/conffiles"
+"$pkg_root/usr/bin/shutterctl" --help >/dev/null
+"$pkg_root/usr/bin/shutter-controller" --help >/dev/null
+"$pkg_root/usr/bin/shutter-node" --help >/dev/null
+rm -rf "$pkg_root"
+echo "test.sh: package $(basename "$deb"): contents, scripts and binaries OK"
+
 # The systemd units stay hardened: systemd-analyze's offline security
 # review must rate both at most 3.0 (they were 8.8 EXPOSED before).
 for unit in deploy/shutter-controller.service deploy/shutter-node.service; do
