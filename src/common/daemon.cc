@@ -67,6 +67,16 @@ void NotifySystemd(const char* state) {
 #endif
 }
 
+absl::Duration SystemdWatchdogInterval() {
+#ifdef SHUTTER_HAVE_SYSTEMD
+  uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+    return absl::Microseconds(static_cast<int64_t>(usec));
+  }
+#endif
+  return absl::ZeroDuration();
+}
+
 absl::Status WritePortFile(const std::string& path, int port) {
   if (path.empty()) return absl::OkStatus();
   return fs::WriteFileAtomically(path, absl::StrCat(port, "\n"));

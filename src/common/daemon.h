@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 // Process-level helpers shared by the daemons' main() functions.
 namespace shutter::daemon {
@@ -28,6 +29,11 @@ void RaiseShutdownSignal();
 // Tells systemd about a state change ("READY=1", "STOPPING=1"); no-op when
 // not run under systemd or built without libsystemd.
 void NotifySystemd(const char* state);
+
+// The service manager's watchdog interval (WatchdogSec=, passed as
+// WATCHDOG_USEC), or zero when there is none. A daemon must then send
+// "WATCHDOG=1" more often than this, or it is killed and restarted.
+absl::Duration SystemdWatchdogInterval();
 
 // Writes `port` to `path` crash-safely (no-op if path is empty).
 absl::Status WritePortFile(const std::string& path, int port);

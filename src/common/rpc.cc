@@ -333,6 +333,10 @@ void ListenerWatchdog::Loop() {
     const grpc::Status st = probe->status;
     if (st.ok()) {
       missed = 0;
+      // The service manager's watchdog is fed only by a probe that went
+      // through the listener and a server thread: a daemon whose serving
+      // path hangs stops feeding it and is restarted.
+      daemon::NotifySystemd("WATCHDOG=1");
       continue;
     }
     ++missed;
@@ -353,6 +357,15 @@ std::unique_ptr<ListenerWatchdog> WatchListener(const std::string& listen,
                                                 const RunningServer& server,
                                                 absl::Duration check,
                                                 std::atomic<bool>* dead) {
+  // Under a systemd watchdog (WatchdogSec=), probe at least three times
+  // per watchdog interval, even if the self-check was turned off.
+  const absl::Duration watchdog = daemon::SystemdWatchdogInterval();
+  if (watchdog > absl::ZeroDuration()) {
+    const absl::Duration often = watchdog / 3;
+    check = check > absl::ZeroDuration() ? std::min(check, often) : often;
+    spdlog::info("systemd watchdog every {}: self-check every {}",
+                 absl::FormatDuration(watchdog), absl::FormatDuration(check));
+  }
   if (check <= absl::ZeroDuration()) return nullptr;
   return std::make_unique<ListenerWatchdog>(SelfAddress(listen, server.port),
                                             check, 3, [dead] {

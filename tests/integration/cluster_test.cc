@@ -2,11 +2,14 @@
 // real RocksDB, real gRPC, a real shutterctl run, and the published
 // checkpoints opened from the repository afterwards.
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -475,6 +478,69 @@ TEST_F(ClusterTest, DataPlaneAnswersFitAClientWithDefaultLimits) {
   get.mutable_keys()->DeleteSubrange(4, 6);
   ASSERT_TRUE(data->Get(&ctx2, get, &gr).ok());
   EXPECT_EQ(gr.results_size(), 4);
+}
+
+// The systemd protocol for real: the daemon is started as systemd would
+// start it under WatchdogSec= (NOTIFY_SOCKET, WATCHDOG_USEC) with its
+// listener self-check turned off, and this test plays the service manager
+// on a Unix datagram socket: READY=1 comes once serving, then WATCHDOG=1
+// keeps coming (each after a probe through the listener), several per
+// interval; STOPPING=1 at SIGTERM.
+TEST(SystemdTest, DaemonNotifiesReadinessAndFeedsTheWatchdog) {
+  testing::TempDir tmp;
+  const std::string sock_path = tmp.Sub("notify.sock");
+  int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock_path.size(), sizeof(addr.sun_path));
+  std::strcpy(addr.sun_path, sock_path.c_str());
+  ASSERT_EQ(bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  // The child inherits these; this test process does not use them.
+  setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
+  setenv("WATCHDOG_USEC", "900000", 1);  // 0.9 s: probes every 0.3 s
+  Subprocess controller;
+  absl::Status started =
+      controller.Start({SHUTTER_CONTROLLER_BIN, "--listen", "127.0.0.1:0",
+                        "--data-dir", tmp.Sub("controller"), "--repository",
+                        tmp.Sub("repo"), "--listener-check-ms", "0"},
+                       tmp.Sub("controller.log"));
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  ASSERT_OK(started);
+  int ready = 0, pings = 0, stopping = 0;
+  auto receive = [&](absl::Duration timeout) {
+    pollfd p{sock, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout))) <=
+        0) {
+      return false;
+    }
+    char buf[512];
+    ssize_t n = recv(sock, buf, sizeof(buf) - 1, 0);
+    if (n <= 0) return false;
+    std::string msg(buf, static_cast<size_t>(n));
+    if (msg.find("READY=1") != std::string::npos) ++ready;
+    if (msg.find("WATCHDOG=1") != std::string::npos) ++pings;
+    if (msg.find("STOPPING=1") != std::string::npos) ++stopping;
+    return true;
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while ((ready == 0 || pings < 4) && absl::Now() < deadline) {
+    receive(deadline - absl::Now());
+  }
+  EXPECT_EQ(ready, 1);
+  EXPECT_GE(pings, 4);
+  auto st = controller.Stop(SIGTERM, absl::Seconds(10));
+  ASSERT_OK(st);
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  while (receive(absl::ZeroDuration())) {
+  }
+  EXPECT_EQ(stopping, 1);
+  close(sock);
+  auto log = fs::ReadFile(tmp.Sub("controller.log"));
+  ASSERT_OK(log);
+  EXPECT_NE(log->find("systemd watchdog every 900ms"), std::string::npos)
+      << *log;
 }
 
 // A connection storm against a controller with a deliberately low limit on
