@@ -161,6 +161,24 @@ absl::Status BlobRepository::InitFormat(bool create) {
         kFormatKey, absl::StrCat(kRepositoryFormat, "\n"), IfAbsent());
     if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
   }
+  if (create) {
+    // Commit points rely on only-if-absent puts. Some S3-compatible stores
+    // ignore If-None-Match and overwrite: refuse them before anything is
+    // committed to one.
+    const std::string probe =
+        absl::StrCat("locks/conditional-write-probe-", RandomHex(8));
+    RETURN_IF_ERROR(store_->Put(probe, "1", IfAbsent()));
+    absl::Status second = store_->Put(probe, "2", IfAbsent());
+    DeleteQuietly(store_.get(), {probe});
+    if (second.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "repository ", Describe(),
+          " ignores conditional writes (a second If-None-Match: * put of "
+          "the same key succeeded); Shutter's commit points need them "
+          "(AWS S3, MinIO, Ceph RGW Reef+ and moto honour them)"));
+    }
+    if (!absl::IsAlreadyExists(second)) return second;
+  }
   if (create && absl::IsNotFound(ReadIdentity().status())) {
     absl::Status s = store_->Put(kIdentityKey,
                                  absl::StrCat(RandomHex(16), "\n"), IfAbsent());

@@ -23,6 +23,7 @@
 #include "snapshot/blob_repository.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/file_hash_cache.h"
+#include "snapshot/fs_blob_store.h"
 #include "snapshot/manifest.h"
 #include "snapshot/s3_blob_store.h"
 #include "testing/s3_server.h"
@@ -616,6 +617,61 @@ TEST_P(RepositoryTest, Format1RepositoriesAreReadAndUpgradedInPlace) {
 
 INSTANTIATE_TEST_SUITE_P(Stores, RepositoryTest, ::testing::Values("fs", "s3"),
                          [](const auto& info) { return info.param; });
+
+// A store that overwrites where it should refuse (as some S3-compatible
+// servers do with If-None-Match) is refused at open, before any commit.
+class IgnoresConditionsStore : public BlobStore {
+ public:
+  static std::unique_ptr<BlobStore> Open(const std::string& root) {
+    auto fs = FsBlobStore::Open(root, true);
+    EXPECT_OK(fs);
+    return std::make_unique<IgnoresConditionsStore>(std::move(fs).value());
+  }
+  explicit IgnoresConditionsStore(std::unique_ptr<BlobStore> inner)
+      : inner_(std::move(inner)) {}
+  absl::StatusOr<PutResult> PutFile(const std::string& key,
+                                    const std::string& path,
+                                    const PutOptions& options) override {
+    PutOptions o = options;
+    o.if_absent = false;
+    return inner_->PutFile(key, path, o);
+  }
+  absl::Status Put(const std::string& key, absl::string_view data,
+                   const PutOptions& options) override {
+    PutOptions o = options;
+    o.if_absent = false;
+    return inner_->Put(key, data, o);
+  }
+  absl::Status Read(const std::string& key, uint64_t offset, uint64_t length,
+                    const std::function<absl::Status(absl::string_view)>& sink)
+      const override {
+    return inner_->Read(key, offset, length, sink);
+  }
+  absl::StatusOr<BlobInfo> Head(const std::string& key) const override {
+    return inner_->Head(key);
+  }
+  absl::StatusOr<std::vector<BlobInfo>> List(
+      const std::string& prefix) const override {
+    return inner_->List(prefix);
+  }
+  absl::Status Delete(const std::string& key) override {
+    return inner_->Delete(key);
+  }
+  std::string Describe() const override { return inner_->Describe(); }
+
+ private:
+  std::unique_ptr<BlobStore> inner_;
+};
+
+TEST(OpenRepositoryTest, StoresThatIgnoreConditionalWritesAreRefused) {
+  testing::TempDir tmp;
+  EXPECT_THAT(OpenRepositoryOn(IgnoresConditionsStore::Open(tmp.Sub("r"))),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "ignores conditional writes"));
+  auto ok = OpenRepositoryOn(*FsBlobStore::Open(tmp.Sub("ok"), true));
+  ASSERT_OK(ok);
+  EXPECT_TRUE((*ok)->blob_store()->List("locks/")->empty());  // probe gone
+}
 
 TEST(OpenRepositoryTest, AcceptsPathsFileAndS3UrisAndRejectsTheRest) {
   testing::TempDir tmp;
