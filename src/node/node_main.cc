@@ -13,6 +13,7 @@
 #include "common/daemon.h"
 #include "common/fs.h"
 #include "common/rpc.h"
+#include "node/bootstrap.h"
 #include "node/checkpoint_taker.h"
 #include "node/heartbeater.h"
 #include "node/node_host.h"
@@ -80,6 +81,28 @@ int main(int argc, char** argv) {
   auto repo = snapshot::OpenRepository(opts->repository, repo_opts);
   if (!repo.ok()) {
     return Fail(absl::StrCat("--repository: ", repo.status().message()), 2);
+  }
+  if (!opts->bootstrap_from.empty()) {
+    node::BootstrapOptions bo;
+    bo.data_dir = opts->data_dir;
+    bo.partitions = opts->partitions;
+    bo.from = opts->bootstrap_from;
+    bo.min_applied_index = opts->bootstrap_min_applied_index;
+    auto boot = node::BootstrapPartitions(bo, **repo);
+    if (!boot.ok()) {
+      const bool config = absl::IsNotFound(boot.status()) ||
+                          absl::IsFailedPrecondition(boot.status()) ||
+                          absl::IsInvalidArgument(boot.status());
+      return Fail(absl::StrCat("--bootstrap-from: ", boot.status().message()),
+                  config ? 2 : 1);
+    }
+    if (!boot->restored.empty()) {
+      spdlog::info(
+          "bootstrapped {} partition(s) from snapshot {} ({} bytes); "
+          "{} had a local store",
+          boot->restored.size(), boot->snapshot_id, boot->bytes,
+          boot->kept.size());
+    }
   }
   auto host = node::NodeHost::Open(
       {opts->data_dir, opts->partitions, opts->leader_for});

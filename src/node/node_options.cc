@@ -52,6 +52,11 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
   app.add_option("--hash-cache", o.hash_cache,
                  "Remember hashes of published SST files (true/false)")
       ->capture_default_str();
+  app.add_option("--bootstrap-from", o.bootstrap_from,
+                 "Restore hosted partitions without a local store from this "
+                 "snapshot before serving: latest or a snapshot id");
+  app.add_option("--bootstrap-min-applied-index", o.bootstrap_min_applied_index,
+                 "With --bootstrap-from: refuse older checkpoints");
   app.add_option("--min-free-mib", o.min_free_mib,
                  "Refuse checkpoints below this much free space, MiB")
       ->capture_default_str()

@@ -46,6 +46,12 @@ struct NodeOptions {
   // <data-dir>/published-hashes) so unchanged ones are not re-read by the
   // next snapshot. Off: every file is hashed again (benchmarks).
   bool hash_cache = true;
+  // Before serving, restore every hosted partition that has no local store
+  // from this snapshot: "latest" (the newest committed) or a snapshot id.
+  // Empty: no bootstrap (missing partitions start empty).
+  std::string bootstrap_from;
+  // With bootstrap_from: refuse a checkpoint older than this applied index.
+  uint64_t bootstrap_min_applied_index = 0;
   // Refuse checkpoints while the data/staging filesystem has less free
   // space than this, MiB (0 = no floor).
   int min_free_mib = 64;

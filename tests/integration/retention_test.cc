@@ -315,6 +315,83 @@ TEST_P(RetentionTest, SchedulesAreDurableAndManagedFromTheCli) {
   EXPECT_NE(err.find("NOT_FOUND"), std::string::npos) << err;
 }
 
+// Disaster drill: every node's data directory is lost; the nodes start
+// again with --bootstrap-from latest and hold exactly the newest
+// snapshot's data (read back key by key through PartitionData), and the
+// cluster takes snapshots again.
+TEST_P(RetentionTest, DisasterDrillBootstrapsEveryNodeFromTheLatestSnapshot) {
+  WriteRound(0, 200);
+  Snapshot();
+  WriteRound(1, 20);
+  Snapshot();
+  const auto at_snapshot = expected_;
+  WriteRound(2, 20);  // after the snapshot: lost with the disks
+  cluster_.StopAllNodes();
+  for (int i = 0; i < kNodes; ++i) {
+    std::filesystem::remove_all(cluster_.node_dir(i));
+  }
+  // New disks are new incarnations: the controller lets them register once
+  // it has declared the old ones dead.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto nodes = CtlJson<ListNodesResponse>({"nodes", "list"});
+        for (const auto& n : nodes.nodes()) {
+          if (n.alive()) return false;
+        }
+        return nodes.nodes_size() == kNodes;
+      },
+      absl::Seconds(30)));
+  ASSERT_OK(cluster_.StartAllNodes({"--bootstrap-from", "latest"}));
+  ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  for (int p = 0; p < cluster_.partitions(); ++p) {
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : at_snapshot.at(p)) keys.push_back(k);
+    auto got = cluster_.Read(p, keys);
+    ASSERT_OK(got);
+    size_t i = 0;
+    for (const auto& [k, v] : at_snapshot.at(p)) {
+      ASSERT_TRUE((*got)[i].has_value()) << "partition " << p << " " << k;
+      ASSERT_EQ(*(*got)[i], v) << "partition " << p << " " << k;
+      ++i;
+    }
+    // Keys first written after the snapshot are gone with the disks.
+    std::vector<std::string> later;
+    for (const auto& [k, v] : expected_.at(p)) {
+      if (at_snapshot.at(p).count(k) == 0) later.push_back(k);
+    }
+    if (later.empty()) continue;
+    auto absent = cluster_.Read(p, later);
+    ASSERT_OK(absent);
+    for (const auto& v : *absent) EXPECT_FALSE(v.has_value());
+  }
+  // A node whose bootstrap cannot succeed says why and exits 2.
+  std::vector<std::string> argv = {SHUTTER_NODE_BIN,
+                                   "--node-id",
+                                   "late",
+                                   "--data-dir",
+                                   tmp_.Sub("late"),
+                                   "--repository",
+                                   cluster_.repository(),
+                                   "--partitions",
+                                   "0",
+                                   "--controller",
+                                   cluster_.controller_address(),
+                                   "--bootstrap-from",
+                                   "no-such-snapshot"};
+  if (s3_) {
+    for (const auto& f : s3_->DaemonFlags()) argv.push_back(f);
+  }
+  std::string out, err;
+  auto rc = RunCommand(argv, &out, &err, absl::Seconds(60));
+  ASSERT_OK(rc);
+  EXPECT_EQ(*rc, 2) << err;
+  EXPECT_NE(err.find("--bootstrap-from: bootstrap from snapshot "
+                     "no-such-snapshot"),
+            std::string::npos)
+      << err;
+  Snapshot();
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, RetentionTest, ::testing::Values("fs", "s3"),
                          [](const auto& info) { return info.param; });
 

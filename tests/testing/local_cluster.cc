@@ -251,6 +251,26 @@ absl::Status LocalCluster::Write(
   return FromGrpcStatus(stub->Write(&ctx, req, &resp));
 }
 
+absl::StatusOr<std::vector<std::optional<std::string>>> LocalCluster::Read(
+    uint32_t partition, const std::vector<std::string>& keys) {
+  const int node = static_cast<int>(partition) / options_.partitions_per_node;
+  auto stub = PartitionData::NewStub(MakeChannel(nodes_[node].address));
+  GetRequest req;
+  req.set_partition_id(partition);
+  for (const auto& k : keys) req.add_keys(k);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(30));
+  GetResponse resp;
+  grpc::Status s = stub->Get(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpcStatus(s);
+  std::vector<std::optional<std::string>> out;
+  for (const auto& r : resp.results()) {
+    out.push_back(r.found() ? std::optional<std::string>(r.value())
+                            : std::nullopt);
+  }
+  return out;
+}
+
 absl::StatusOr<uint64_t> LocalCluster::SetRole(int i, uint32_t partition,
                                                bool leader,
                                                uint64_t min_epoch) {

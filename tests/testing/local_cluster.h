@@ -2,6 +2,7 @@
 #define SHUTTER_TESTS_TESTING_LOCAL_CLUSTER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -82,6 +83,10 @@ class LocalCluster {
       uint32_t partition,
       const std::vector<std::pair<std::string, std::string>>& kvs);
   absl::StatusOr<shutter::v1::GetNodeStatsResponse> NodeStats(int i);
+  // Reads `keys` of a partition from its node through PartitionData (at
+  // most 1,000 keys per call); absent keys map to nullopt.
+  absl::StatusOr<std::vector<std::optional<std::string>>> Read(
+      uint32_t partition, const std::vector<std::string>& keys);
 
   int partitions() const {
     return options_.nodes * options_.partitions_per_node;
