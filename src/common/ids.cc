@@ -73,6 +73,15 @@ std::string SnapshotIdGenerator::Next() {
   return absl::StrFormat("%s-%08x", FormatMillis(millis), suffix);
 }
 
+std::string RandomHex(int bytes) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string out;
+  while (static_cast<int>(out.size()) < 2 * bytes) {
+    absl::StrAppendFormat(&out, "%016x", rng());
+  }
+  return out.substr(0, 2 * bytes);
+}
+
 std::string FormatIdList(const std::vector<uint32_t>& ids) {
   std::string out;
   for (size_t i = 0; i < ids.size();) {

@@ -40,6 +40,11 @@ class SnapshotIdGenerator {
   int64_t last_millis_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// `bytes` random bytes as 2 * bytes lower-case hex digits (a per-thread
+// generator seeded from std::random_device): temp-file suffixes, attempt
+// ids, identities. Thread-safe.
+std::string RandomHex(int bytes);
+
 // Formats sorted, unique ids compactly: {0,1,2,3,5,9,10} -> "0-3,5,9-10".
 std::string FormatIdList(const std::vector<uint32_t>& ids);
 

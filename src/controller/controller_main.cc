@@ -53,10 +53,7 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
   }
   snapshot::RepositoryOptions repo_opts;
-  repo_opts.s3_endpoint = opts->s3.endpoint;
-  repo_opts.s3_region = opts->s3.region;
-  repo_opts.s3_credentials_file = opts->s3.credentials_file;
-  repo_opts.s3_path_style = opts->s3.path_style();
+  snapshot::ApplyS3Flags(opts->s3, &repo_opts);
   auto repo = snapshot::OpenRepository(opts->repository, repo_opts);
   if (!repo.ok()) {
     return Fail(absl::StrCat("--repository: ", repo.status().message()), 2);

@@ -58,6 +58,19 @@ absl::Status JobStore::PutJob(const shutter::v1::Snapshot& job) {
   return Write(batch);
 }
 
+absl::Status JobStore::PutRecord(const std::string& key,
+                                 const std::string& value) {
+  JobStoreBatch batch;
+  batch.puts.emplace_back(key, value);
+  return Write(batch);
+}
+
+absl::Status JobStore::DeleteRecord(const std::string& key) {
+  JobStoreBatch batch;
+  batch.deletes.push_back(key);
+  return Write(batch);
+}
+
 absl::StatusOr<std::vector<shutter::v1::Snapshot>> JobStore::LoadAll() {
   // Records of the old layout: one whole job per record. Rewritten in the
   // new one (and removed) as they are found.

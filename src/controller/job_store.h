@@ -59,6 +59,11 @@ class JobStore {
       const std::function<absl::Status(absl::string_view key,
                                        absl::string_view value)>& fn) = 0;
 
+  // One record put or deleted, durably (records outside the job schema:
+  // gc/<id>, schedule/<name>).
+  absl::Status PutRecord(const std::string& key, const std::string& value);
+  absl::Status DeleteRecord(const std::string& key);
+
   // Convenience over Write/Scan with the schema above.
   // Writes a whole job (header and every task), in batches; the header
   // last, so a job is either complete or absent.

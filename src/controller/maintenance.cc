@@ -1,6 +1,5 @@
 #include "controller/maintenance.h"
 
-#include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -38,10 +37,9 @@ void CopyReport(const snapshot::GcReport& report, CollectGarbageResponse* r) {
 }
 
 std::string NewGcId(absl::Time now) {
-  std::mt19937 rng{std::random_device{}()};
-  return absl::StrFormat(
-      "gc-%s-%08x",
-      absl::FormatTime("%Y%m%dT%H%M%SZ", now, absl::UTCTimeZone()), rng());
+  return absl::StrCat(
+      "gc-", absl::FormatTime("%Y%m%dT%H%M%SZ", now, absl::UTCTimeZone()), "-",
+      RandomHex(4));
 }
 }  // namespace
 
@@ -155,10 +153,8 @@ absl::StatusOr<ApplyRetentionResponse> Maintenance::ApplyRetention(
 }
 
 absl::Status Maintenance::PutGcRecord(const GcJobRecord& record) {
-  JobStoreBatch batch;
-  batch.puts.emplace_back(absl::StrCat(kGcPrefix, record.gc_id()),
-                          record.SerializeAsString());
-  return store_->Write(batch);
+  return store_->PutRecord(absl::StrCat(kGcPrefix, record.gc_id()),
+                           record.SerializeAsString());
 }
 
 absl::StatusOr<CollectGarbageResponse> Maintenance::RunGc(GcJobRecord record) {
@@ -180,17 +176,17 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::RunGc(GcJobRecord record) {
         "too young",
         record.gc_id(), r.objects_scanned(), r.objects_deleted(),
         r.bytes_deleted(), r.objects_too_young());
-  } else if (absl::IsFailedPrecondition(report.status()) ||
-             absl::IsUnavailable(report.status())) {
-    // Another collection holds the lock, or publishes kept running: nothing
-    // was deleted; the record ends here (the operator may ask again).
-    record.set_state("FAILED");
-    record.set_error(StatusText(report.status()));
   } else {
+    // Another collection holding the lock, or publishes that kept running
+    // (nothing was deleted), end the record quietly: the operator may ask
+    // again. Anything else is an error worth the log.
     record.set_state("FAILED");
     record.set_error(StatusText(report.status()));
-    spdlog::error("garbage collection {} failed: {}", record.gc_id(),
-                  report.status().ToString());
+    if (!absl::IsFailedPrecondition(report.status()) &&
+        !absl::IsUnavailable(report.status())) {
+      spdlog::error("garbage collection {} failed: {}", record.gc_id(),
+                    report.status().ToString());
+    }
   }
   absl::Status put = PutGcRecord(record);
   if (!put.ok()) {
@@ -363,13 +359,11 @@ void Maintenance::WorkerLoop() {
         deleted += r->deleted_size();
       }
     }
-    {
-      if (deleted > 0 && options_.gc_after_retention) {
-        auto gc = CollectGarbage(CollectGarbageRequest());
-        if (!gc.ok()) {
-          spdlog::warn("garbage collection after retention: {}",
-                       gc.status().ToString());
-        }
+    if (deleted > 0 && options_.gc_after_retention) {
+      auto gc = CollectGarbage(CollectGarbageRequest());
+      if (!gc.ok()) {
+        spdlog::warn("garbage collection after retention: {}",
+                     gc.status().ToString());
       }
     }
     absl::MutexLock l(&mu_);

@@ -74,10 +74,8 @@ absl::StatusOr<absl::Time> ScheduleRunner::NextRun(const Schedule& s,
 }
 
 absl::Status ScheduleRunner::Persist(const Schedule& s) {
-  JobStoreBatch batch;
-  batch.puts.emplace_back(absl::StrCat(kSchedulePrefix, s.name()),
-                          s.SerializeAsString());
-  return store_->Write(batch);
+  return store_->PutRecord(absl::StrCat(kSchedulePrefix, s.name()),
+                           s.SerializeAsString());
 }
 
 absl::Status ScheduleRunner::Start() {
@@ -180,9 +178,7 @@ absl::Status ScheduleRunner::Delete(const std::string& name) {
   if (schedules_.count(name) == 0) {
     return absl::NotFoundError(absl::StrCat("no schedule ", name));
   }
-  JobStoreBatch batch;
-  batch.deletes.push_back(absl::StrCat(kSchedulePrefix, name));
-  RETURN_IF_ERROR(store_->Write(batch));
+  RETURN_IF_ERROR(store_->DeleteRecord(absl::StrCat(kSchedulePrefix, name)));
   schedules_.erase(name);
   spdlog::info("schedule {} deleted", name);
   return absl::OkStatus();

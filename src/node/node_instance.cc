@@ -1,12 +1,11 @@
 #include "node/node_instance.h"
 
-#include <random>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/fs.h"
+#include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 
@@ -14,13 +13,6 @@ namespace shutter::node {
 
 namespace {
 constexpr char kFileName[] = "NODE_INSTANCE";
-
-std::string RandomHex128() {
-  std::random_device rd;
-  std::string out;
-  for (int i = 0; i < 4; ++i) absl::StrAppendFormat(&out, "%08x", rd());
-  return out;
-}
 
 bool IsHex32(absl::string_view s) {
   if (s.size() != 32) return false;
@@ -65,7 +57,7 @@ absl::StatusOr<NodeInstanceInfo> StartNodeInstance(const std::string& data_dir,
     }
   } else {
     info.node_id = node_id;
-    info.instance_id = RandomHex128();
+    info.instance_id = RandomHex(16);
   }
   ++info.start_count;
   RETURN_IF_ERROR(fs::WriteFileAtomically(

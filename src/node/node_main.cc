@@ -68,10 +68,7 @@ int main(int argc, char** argv) {
       static_cast<uint64_t>(opts->publish_stream_mibps * 1048576.0);
   repo_opts.total_bytes_per_second =
       static_cast<uint64_t>(opts->publish_bandwidth_mibps * 1048576.0);
-  repo_opts.s3_endpoint = opts->s3.endpoint;
-  repo_opts.s3_region = opts->s3.region;
-  repo_opts.s3_credentials_file = opts->s3.credentials_file;
-  repo_opts.s3_path_style = opts->s3.path_style();
+  snapshot::ApplyS3Flags(opts->s3, &repo_opts);
   // SHA-256 of SST files already published: unchanged files are neither
   // re-read nor re-uploaded by the next snapshot.
   auto hash_cache = snapshot::FileHashCache::Open(

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <random>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -17,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/fs.h"
+#include "common/ids.h"
 #include "common/rate_limiter.h"
 #include "common/status_macros.h"
 #include "common/text.h"
@@ -27,11 +27,6 @@ namespace {
 constexpr char kTempDir[] = ".tmp";
 // Temporary files older than this are debris of a crashed writer.
 constexpr absl::Duration kTempMaxAge = absl::Hours(24);
-
-std::string RandomSuffix() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  return absl::StrFormat("%016x", rng());
-}
 
 absl::Time MTime(const struct stat& st) {
   return absl::FromUnixNanos(static_cast<int64_t>(st.st_mtim.tv_sec) *
@@ -123,7 +118,7 @@ absl::StatusOr<std::unique_ptr<FsBlobStore>> FsBlobStore::Open(
 }
 
 std::string FsBlobStore::TempPath() const {
-  return absl::StrCat(root_, "/", kTempDir, "/", RandomSuffix());
+  return absl::StrCat(root_, "/", kTempDir, "/", RandomHex(8));
 }
 
 absl::Status FsBlobStore::Install(const std::string& tmp,

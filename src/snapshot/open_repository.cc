@@ -8,6 +8,13 @@
 
 namespace shutter::snapshot {
 
+void ApplyS3Flags(const S3Flags& flags, RepositoryOptions* options) {
+  options->s3_endpoint = flags.endpoint;
+  options->s3_region = flags.region;
+  options->s3_credentials_file = flags.credentials_file;
+  options->s3_path_style = flags.path_style();
+}
+
 absl::StatusOr<std::unique_ptr<Repository>> OpenRepository(
     const std::string& uri, const RepositoryOptions& options) {
   std::unique_ptr<BlobStore> store;

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/s3_flags.h"
 #include "shutter/v1/common.pb.h"
 
 namespace shutter::snapshot {
@@ -229,6 +230,9 @@ struct RepositoryOptions {
   // Default: on when an endpoint is given.
   int s3_path_style = -1;  // -1: auto, 0: virtual-hosted, 1: path
 };
+
+// Copies the daemons' --s3-* flags into `options`.
+void ApplyS3Flags(const S3Flags& flags, RepositoryOptions* options);
 
 // Opens the repository at `uri`: a directory path, "file:///path", or
 // "s3://bucket[/prefix]". INVALID_ARGUMENT for other schemes;
