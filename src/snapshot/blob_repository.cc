@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
-#include <random>
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
@@ -19,7 +18,6 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "snapshot/file_hash_cache.h"
-#include "snapshot/fs_blob_store.h"
 #include "snapshot/manifest.h"
 #include "spdlog/spdlog.h"
 
@@ -37,15 +35,6 @@ constexpr char kGcLockKey[] = "locks/gc";
 constexpr char kPublishLockPrefix[] = "locks/publish/";
 constexpr char kBlobPrefix[] = "blobs/";
 constexpr char kSnapshotsPrefix[] = "snapshots/";
-
-std::string RandomHex(int bytes) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::string out;
-  while (static_cast<int>(out.size()) < 2 * bytes) {
-    absl::StrAppendFormat(&out, "%016x", rng());
-  }
-  return out.substr(0, 2 * bytes);
-}
 
 absl::Status CheckSnapshotId(const std::string& id) {
   return CheckSafeId("snapshot id", id);
@@ -67,6 +56,32 @@ bool IsClusterManifestKey(absl::string_view key) {
 std::string SnapshotIdOfKey(absl::string_view key) {
   absl::string_view rest = key.substr(strlen(kSnapshotsPrefix));
   return std::string(rest.substr(0, rest.find('/')));
+}
+
+// Decodes the partition manifest stored at `key`: file names must be safe
+// path components, and every file gets its object key (format 1 manifests
+// name none: the file sits next to the manifest). Errors name `key`.
+absl::StatusOr<PartitionManifest> DecodeStoredManifest(absl::string_view key,
+                                                       absl::string_view json) {
+  auto decoded = DecodePartitionManifest(json);
+  if (!decoded.ok()) {
+    return absl::Status(decoded.status().code(),
+                        absl::StrCat(key, ": ", decoded.status().message()));
+  }
+  PartitionManifest m = std::move(decoded).value();
+  const std::string dir =
+      Repository::PartitionDir(m.snapshot_id(), m.partition_id());
+  for (auto& f : *m.mutable_files()) {
+    if (!IsSafePathComponent(f.name())) {
+      return absl::DataLossError(
+          absl::StrCat(key, " lists a file named ", Quote(f.name())));
+    }
+    if (f.object_key().empty()) f.set_object_key(dir + "/" + f.name());
+    if (absl::Status s = CheckBlobKey(f.object_key()); !s.ok()) {
+      return absl::DataLossError(absl::StrCat(key, ": ", s.message()));
+    }
+  }
+  return m;
 }
 
 BlobStore::PutOptions IfAbsent() {
@@ -213,6 +228,51 @@ absl::StatusOr<bool> BlobRepository::GcLockHeld() const {
   return lock->modified > absl::Now() - options_.lock_stale_after;
 }
 
+absl::Status BlobRepository::StoreByContent(const std::string& path,
+                                            const BlobStore::PutOptions& put,
+                                            shutter::v1::FileEntry* f,
+                                            PublishStats* stats) {
+  std::optional<std::string> sha;
+  if (options_.hash_cache != nullptr) sha = options_.hash_cache->Lookup(path);
+  if (sha) {
+    ++stats->files_hash_cached;
+  } else {
+    ASSIGN_OR_RETURN(sha, fs::Sha256File(path));
+  }
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("stat ", path, ": ", ec.message()));
+  }
+  const std::string key = BlobKey(*sha);
+  auto head = store_->Head(key);
+  if (!head.ok() && !absl::IsNotFound(head.status())) return head.status();
+  if (head.ok() && head->size == size) {
+    ++stats->files_reused;
+    stats->reused_bytes += size;
+  } else {
+    BlobStore::PutOptions o = put;
+    // A same-key object of the wrong size is corrupt: replace it.
+    o.if_absent = !head.ok();
+    o.sha256 = *sha;
+    auto r = store_->PutFile(key, path, o);
+    if (r.ok()) {
+      ++stats->files_uploaded;
+      stats->uploaded_bytes += r->size;
+    } else if (absl::IsAlreadyExists(r.status())) {
+      ++stats->files_reused;  // a concurrent publish stored it first
+      stats->reused_bytes += size;
+    } else {
+      return r.status();
+    }
+  }
+  if (options_.hash_cache != nullptr) options_.hash_cache->Insert(path, *sha);
+  f->set_size_bytes(size);
+  f->set_sha256(*sha);
+  f->set_object_key(key);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<PartitionManifest> BlobRepository::PublishPartition(
     const PartitionManifest& header, const std::string& local_dir,
     const std::function<absl::Status()>& precommit, PublishStats* stats_out) {
@@ -287,49 +347,7 @@ absl::StatusOr<PartitionManifest> BlobRepository::PublishPartition(
       auto* f = m.add_files();
       f->set_name(name);
       if (IsImmutableFile(name)) {
-        std::optional<std::string> sha;
-        if (options_.hash_cache != nullptr) {
-          sha = options_.hash_cache->Lookup(path);
-        }
-        if (sha) {
-          ++stats.files_hash_cached;
-        } else {
-          ASSIGN_OR_RETURN(sha, fs::Sha256File(path));
-        }
-        const uint64_t size = std::filesystem::file_size(path, ec);
-        if (ec) {
-          return absl::InternalError(
-              absl::StrCat("stat ", path, ": ", ec.message()));
-        }
-        const std::string key = BlobKey(*sha);
-        auto head = store_->Head(key);
-        if (head.ok() && head->size == size) {
-          ++stats.files_reused;
-          stats.reused_bytes += size;
-        } else if (head.ok() || absl::IsNotFound(head.status())) {
-          BlobStore::PutOptions o = put;
-          // A same-key object of the wrong size is corrupt: replace it.
-          o.if_absent = !head.ok();
-          o.sha256 = *sha;
-          auto r = store_->PutFile(key, path, o);
-          if (r.ok()) {
-            ++stats.files_uploaded;
-            stats.uploaded_bytes += r->size;
-          } else if (absl::IsAlreadyExists(r.status())) {
-            ++stats.files_reused;  // a concurrent publish stored it first
-            stats.reused_bytes += size;
-          } else {
-            return r.status();
-          }
-        } else {
-          return head.status();
-        }
-        if (options_.hash_cache != nullptr) {
-          options_.hash_cache->Insert(path, *sha);
-        }
-        f->set_size_bytes(size);
-        f->set_sha256(*sha);
-        f->set_object_key(key);
+        RETURN_IF_ERROR(StoreByContent(path, put, f, &stats));
       } else {
         const std::string key = attempt_prefix + name;
         attempt_keys.push_back(key);
@@ -386,28 +404,11 @@ absl::StatusOr<PartitionManifest> BlobRepository::ReadPartitionManifest(
                      " is not published (no ", key, ")"));
   }
   if (!json.ok()) return json.status();
-  auto decoded = DecodePartitionManifest(*json);
-  if (!decoded.ok()) {
-    return absl::Status(decoded.status().code(),
-                        absl::StrCat(key, ": ", decoded.status().message()));
-  }
-  PartitionManifest m = std::move(decoded).value();
+  ASSIGN_OR_RETURN(PartitionManifest m, DecodeStoredManifest(key, *json));
   if (m.snapshot_id() != snapshot_id || m.partition_id() != partition_id) {
     return absl::DataLossError(absl::StrCat(key, " describes snapshot ",
                                             m.snapshot_id(), " partition ",
                                             m.partition_id()));
-  }
-  const std::string dir = PartitionDir(snapshot_id, partition_id);
-  for (auto& f : *m.mutable_files()) {
-    if (!IsSafePathComponent(f.name())) {
-      return absl::DataLossError(
-          absl::StrCat(key, " lists a file named ", Quote(f.name())));
-    }
-    // Format 1: the file sits next to the manifest.
-    if (f.object_key().empty()) f.set_object_key(dir + "/" + f.name());
-    if (absl::Status s = CheckBlobKey(f.object_key()); !s.ok()) {
-      return absl::DataLossError(absl::StrCat(key, ": ", s.message()));
-    }
   }
   return m;
 }
@@ -551,7 +552,6 @@ absl::StatusOr<RepositoryStats> BlobRepository::GetStats() const {
   ASSIGN_OR_RETURN(std::vector<BlobInfo> all, store_->List(""));
   absl::flat_hash_map<std::string, uint64_t> size_of;
   std::set<std::string> committed;
-  std::vector<std::pair<std::string, uint32_t>> partitions;
   for (const BlobInfo& o : all) {
     ++st.objects;
     st.bytes_stored += o.size;
@@ -568,14 +568,10 @@ absl::StatusOr<RepositoryStats> BlobRepository::GetStats() const {
       continue;
     }
     ASSIGN_OR_RETURN(std::string json, store_->Get(o.key));
-    ASSIGN_OR_RETURN(PartitionManifest m, DecodePartitionManifest(json));
+    ASSIGN_OR_RETURN(PartitionManifest m, DecodeStoredManifest(o.key, json));
     st.logical_bytes += m.total_bytes();
-    const std::string dir = PartitionDir(m.snapshot_id(), m.partition_id());
     std::set<std::string> once;  // count a snapshot's reference once
-    for (const auto& f : m.files()) {
-      once.insert(f.object_key().empty() ? dir + "/" + f.name()
-                                         : f.object_key());
-    }
+    for (const auto& f : m.files()) once.insert(f.object_key());
     for (const auto& k : once) ++refs[k];
   }
   for (const auto& [k, n] : refs) {
@@ -659,19 +655,15 @@ absl::StatusOr<GcReport> BlobRepository::CollectGarbage(
       auto json = store_->Get(o.key);
       if (absl::IsNotFound(json.status())) continue;  // deleted meanwhile
       RETURN_IF_ERROR(json.status());
-      auto m = DecodePartitionManifest(*json);
+      auto m = DecodeStoredManifest(o.key, *json);
       if (!m.ok()) {
         return absl::DataLossError(
             absl::StrCat("garbage collection stopped before deleting "
                          "anything: ",
-                         o.key, ": ", m.status().message()));
+                         m.status().message()));
       }
       ++report.manifests_read;
-      const std::string dir = PartitionDir(m->snapshot_id(), m->partition_id());
-      for (const auto& f : m->files()) {
-        live.insert(f.object_key().empty() ? dir + "/" + f.name()
-                                           : f.object_key());
-      }
+      for (const auto& f : m->files()) live.insert(f.object_key());
     }
     ASSIGN_OR_RETURN(std::vector<BlobInfo> blobs, store_->List(kBlobPrefix));
     std::vector<const BlobInfo*> candidates;

@@ -55,6 +55,12 @@ class BlobRepository : public Repository {
   BlobRepository(std::unique_ptr<BlobStore> store,
                  const RepositoryOptions& options);
   absl::Status InitFormat(bool create);
+  // Stores the SST or blob file at `path` by content, unless an object with
+  // its SHA-256 (from the hash cache if it knows the file) is there already,
+  // and fills `f` (size, SHA-256, object key).
+  absl::Status StoreByContent(const std::string& path,
+                              const BlobStore::PutOptions& put,
+                              shutter::v1::FileEntry* f, PublishStats* stats);
   // Deletes every object under snapshots/<id>/, partition manifests first.
   absl::Status DeleteSnapshotObjects(const std::string& snapshot_id);
   // True if the GC lock is held (and not stale).

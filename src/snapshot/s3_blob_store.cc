@@ -647,16 +647,10 @@ absl::Status S3BlobStore::Read(
   call.method = "GET";
   call.key = key;
   call.sink = sink;
-  if (offset > 0 || length != kToEnd) {
-    call.ranged = true;
-    call.range_start = offset;
-    call.range_end = length == kToEnd ? UINT64_MAX : offset + length - 1;
-  } else {
-    // Whole object: still ranged, so that a retry can resume.
-    call.ranged = true;
-    call.range_start = 0;
-    call.range_end = UINT64_MAX;
-  }
+  // Always ranged (even for the whole object), so that a retry resumes.
+  call.ranged = true;
+  call.range_start = offset;
+  call.range_end = length == kToEnd ? UINT64_MAX : offset + length - 1;
   absl::Status s = Execute(call);
   // An empty object has no byte 0: S3 answers 416 to "bytes=0-".
   if (absl::IsOutOfRange(s) && offset == 0 && call.delivered == 0) {

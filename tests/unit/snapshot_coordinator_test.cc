@@ -192,6 +192,18 @@ class SnapshotCoordinatorTest : public ::testing::Test {
     std::move(call.done)(resp);
   }
 
+  // Takes a snapshot of what is registered, publishes its one partition
+  // and returns its id once COMMITTED (test failure otherwise).
+  std::string CommitOne() {
+    auto id = coordinator_->CreateSnapshot({});
+    EXPECT_OK(id);
+    if (!id.ok()) return "";
+    EXPECT_TRUE(transport_.WaitForCalls(1));
+    Publish(transport_.Take());
+    EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+    return *id;
+  }
+
   shutter::v1::Snapshot Get(const std::string& id) {
     coordinator_->WaitForQuiescenceForTesting();
     auto s = coordinator_->GetSnapshot(id);
@@ -773,14 +785,8 @@ TEST_F(SnapshotCoordinatorTest, RestartAfterTheLastPartitionCommits) {
 TEST_F(SnapshotCoordinatorTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
   Beat("a", 0, 1, 1);
   std::vector<std::string> ids;
-  for (int i = 0; i < 3; ++i) {
-    auto id = coordinator_->CreateSnapshot({});
-    ASSERT_OK(id);
-    ASSERT_TRUE(transport_.WaitForCalls(1));
-    Publish(transport_.Take());
-    ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
-    ids.push_back(*id);
-  }
+  for (int i = 0; i < 3; ++i) ids.push_back(CommitOne());
+  ASSERT_FALSE(HasFailure());
   // The newest committed one is protected; so is a pinned one.
   EXPECT_THAT(coordinator_->DeleteSnapshot(ids[2], false),
               StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -832,19 +838,16 @@ TEST_F(SnapshotCoordinatorTest, RunningSnapshotsAreNotDeleted) {
 // yet cleaned) is reported at the next start, and finishing it works.
 TEST_F(SnapshotCoordinatorTest, InterruptedDeleteIsFinishedAfterARestart) {
   Beat("a", 0, 1, 1);
-  auto id = coordinator_->CreateSnapshot({});
-  ASSERT_OK(id);
-  ASSERT_TRUE(transport_.WaitForCalls(1));
-  Publish(transport_.Take());
-  auto snap = Get(*id);
-  ASSERT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  const std::string id = CommitOne();
+  ASSERT_FALSE(HasFailure());
+  auto snap = Get(id);
   StopCoordinator();
   snap.set_delete_requested(true);
   ASSERT_OK(store_->PutJob(snap));
   StartCoordinator();
-  EXPECT_EQ(coordinator_->InterruptedDeletes(), std::vector<std::string>{*id});
-  ASSERT_OK(coordinator_->DeleteSnapshot(*id, true));
-  EXPECT_THAT(repo_->ReadClusterManifest(*id),
+  EXPECT_EQ(coordinator_->InterruptedDeletes(), std::vector<std::string>{id});
+  ASSERT_OK(coordinator_->DeleteSnapshot(id, true));
+  EXPECT_THAT(repo_->ReadClusterManifest(id),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_TRUE(coordinator_->InterruptedDeletes().empty());
 }
