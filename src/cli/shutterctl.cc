@@ -191,6 +191,15 @@ grpc::Status FetchSnapshot(Client& c, const std::string& id, bool all,
   return grpc::Status::OK;
 }
 
+bool IsRestore(const Snapshot& s) { return s.type() == JOB_TYPE_RESTORE; }
+// "snapshot" or "restore"; what a done task is ("published", "restored").
+const char* Noun(const Snapshot& s) {
+  return IsRestore(s) ? "restore" : "snapshot";
+}
+const char* DoneWord(const Snapshot& s) {
+  return IsRestore(s) ? "restored" : "published";
+}
+
 void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
   if (g.output == "json") {
     std::cout << Json(r);
@@ -198,8 +207,13 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
   }
   const Snapshot& s = r.snapshot();
   const SnapshotSummary& sum = r.summary();
-  std::cout << "Snapshot:   " << s.snapshot_id() << "\n"
-            << "Label:      "
+  if (IsRestore(s)) {
+    std::cout << "Restore:    " << s.snapshot_id() << "\n"
+              << "Of:         snapshot " << s.source_snapshot_id() << "\n";
+  } else {
+    std::cout << "Snapshot:   " << s.snapshot_id() << "\n";
+  }
+  std::cout << "Label:      "
             << (s.label().empty() ? "-" : EscapeForTerminal(s.label())) << "\n"
             << "State:      " << StateName(s.state()) << "\n"
             << "Created:    " << HumanTime(s.created_at_micros()) << " UTC\n"
@@ -212,7 +226,7 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
               << "\n";
   }
   std::cout << "Partitions: " << sum.partitions_published() << "/"
-            << sum.partitions_total() << " published, "
+            << sum.partitions_total() << " " << DoneWord(s) << ", "
             << HumanBytes(sum.total_bytes()) << "\n";
   std::cout << absl::StrFormat(
       "            %d running, %d queued, %d waiting, %d failed, %d "
@@ -278,9 +292,9 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
     bool terminal = controller::IsFinished(snap.state());
     if (done + failed != last_done || terminal) {
       std::string line = absl::StrFormat(
-          "snapshot %s: %d/%d partitions published, %d running, %d failed [%s]",
-          id, done, sum.partitions_total(), sum.partitions_running(), failed,
-          StateName(snap.state()));
+          "%s %s: %d/%d partitions %s, %d running, %d failed [%s]", Noun(snap),
+          id, done, sum.partitions_total(), DoneWord(snap),
+          sum.partitions_running(), failed, StateName(snap.state()));
       std::fprintf(stderr, tty ? "\r%s\033[K" : "%s\n", line.c_str());
       last_done = done + failed;
     }
@@ -292,12 +306,12 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
       if (!s.ok()) return FailRpc(s, "show snapshot");
       PrintSnapshot(g, full, all);
       if (snap.state() == SNAPSHOT_STATE_PARTIAL) {
-        Fail(absl::StrCat("snapshot ", id, " PARTIAL: ", snap.error()));
+        Fail(absl::StrCat(Noun(snap), " ", id, " PARTIAL: ", snap.error()));
         return 3;
       }
       if (snap.state() != SNAPSHOT_STATE_COMMITTED) {
-        return Fail(absl::StrCat("snapshot ", id, " ", StateName(snap.state()),
-                                 ": ", snap.error()));
+        return Fail(absl::StrCat(Noun(snap), " ", id, " ",
+                                 StateName(snap.state()), ": ", snap.error()));
       }
       return 0;
     }
@@ -333,6 +347,52 @@ int CreateSnapshot(const Global& g, const std::string& partitions,
   return WaitForSnapshot(g, c, resp.snapshot_id());
 }
 
+int RestoreSnapshot(const Global& g, const std::string& id,
+                    const std::string& partitions, bool wait, bool dry_run) {
+  RestoreSnapshotRequest req;
+  req.set_snapshot_id(id);
+  req.set_dry_run(dry_run);
+  if (!partitions.empty()) {
+    auto ids = ParseIdList(partitions);
+    if (!ids.ok()) {
+      return Fail(absl::StrCat("--partitions: ", ids.status().message()), 2);
+    }
+    for (uint32_t p : *ids) req.add_partition_ids(p);
+  }
+  Client c(g);
+  RestoreSnapshotResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::RestoreSnapshot, req, &resp);
+  if (!s.ok()) return FailRpc(s, "restore snapshot");
+  if (g.output == "json" && (dry_run || !wait)) {
+    std::cout << Json(resp);
+    return 0;
+  }
+  const RestorePlan& plan = resp.plan();
+  if (dry_run || wait) {
+    // The plan goes where a person reads it; stdout stays the job's.
+    std::ostream& out = dry_run ? std::cout : std::cerr;
+    out << absl::StrFormat("%s snapshot %s: %d partitions, %s, on %d nodes\n",
+                           dry_run ? "Would restore" : "Restoring",
+                           plan.snapshot_id(), plan.partitions(),
+                           HumanBytes(plan.total_bytes()), plan.nodes_size());
+    Table t({"NODE", "ADDRESS", "PARTITIONS", "COUNT", "BYTES", "AT ONCE"});
+    for (const auto& n : plan.nodes()) {
+      std::vector<uint32_t> ids(n.partition_ids().begin(),
+                                n.partition_ids().end());
+      t.Add({n.node_id(), n.address(), FormatIdList(ids),
+             absl::StrCat(n.partition_ids_size()), HumanBytes(n.bytes()),
+             absl::StrCat(n.concurrency())});
+    }
+    out << t.Render();
+  }
+  if (dry_run) return 0;
+  if (!wait) {
+    std::cout << resp.restore_id() << "\n";
+    return 0;
+  }
+  return WaitForSnapshot(g, c, resp.restore_id());
+}
+
 int CancelSnapshot(const Global& g, const std::string& id) {
   Client c(g);
   CancelSnapshotRequest req;
@@ -343,6 +403,11 @@ int CancelSnapshot(const Global& g, const std::string& id) {
   if (g.output == "json") {
     std::cout << Json(resp);
   } else {
+    if (IsRestore(resp.snapshot())) {
+      std::cout << "restore " << id
+                << " cancelled; partitions already restored stay restored\n";
+      return 0;
+    }
     std::cout << "snapshot " << id << " cancelled"
               << (resp.snapshot().rolled_back()
                       ? "; what it published is removed"
@@ -381,10 +446,12 @@ int VerifySnapshot(Global g, const std::string& id) {
   return 0;
 }
 
-int ListSnapshots(const Global& g, uint32_t limit) {
+int ListSnapshots(const Global& g, uint32_t limit,
+                  JobType type = JOB_TYPE_SNAPSHOT) {
   Client c(g);
   ListSnapshotsRequest req;
   req.set_limit(limit);
+  req.set_type(type);
   ListSnapshotsResponse resp;
   grpc::Status s = c.Call(&AdminService::Stub::ListSnapshots, req, &resp);
   if (!s.ok()) return FailRpc(s, "list snapshots");
@@ -392,7 +459,9 @@ int ListSnapshots(const Global& g, uint32_t limit) {
     std::cout << Json(resp);
     return 0;
   }
-  Table t({"SNAPSHOT", "STATE", "LABEL", "CREATED (UTC)", "DURATION",
+  const bool restores = type == JOB_TYPE_RESTORE;
+  Table t({restores ? "RESTORE" : "SNAPSHOT", "STATE",
+           restores ? "OF SNAPSHOT" : "LABEL", "CREATED (UTC)", "DURATION",
            "PARTITIONS", "SIZE"});
   for (const auto& x : resp.snapshots()) {
     std::string dur =
@@ -402,7 +471,9 @@ int ListSnapshots(const Global& g, uint32_t limit) {
                   "%.2fs",
                   (x.finished_at_micros() - x.created_at_micros()) / 1e6);
     t.Add({x.snapshot_id(), StateName(x.state()),
-           x.label().empty() ? "-" : EscapeForTerminal(x.label()),
+           restores            ? x.source_snapshot_id()
+           : x.label().empty() ? "-"
+                               : EscapeForTerminal(x.label()),
            HumanTime(x.created_at_micros()), dur,
            absl::StrFormat(
                "%d/%d%s", x.partitions_published(), x.partitions_total(),
@@ -798,6 +869,40 @@ int Main(int argc, char** argv) {
       "verify", "Re-read a committed snapshot and check every file's SHA-256");
   verify->add_option("id", id, "Snapshot id")->required();
   verify->callback([&] { rc = VerifySnapshot(g, id); });
+
+  bool dry_run_restore = false;
+  auto* restore = snaps->add_subcommand(
+      "restore",
+      "Restore a snapshot's partitions onto their current leaders (the "
+      "partitions' current data is replaced)");
+  restore->add_option("id", id, "Snapshot id")->required();
+  restore->add_option("--partitions", partitions,
+                      "Partitions to restore, e.g. 0,3,5-9 (default: every "
+                      "one the snapshot contains)");
+  restore->add_flag("--wait", wait,
+                    "Show progress and wait; exit 1 if the restore fails, 3 "
+                    "if only some partitions were restored");
+  restore->add_flag("--dry-run", dry_run_restore,
+                    "Show the plan (per node: partitions, bytes, "
+                    "concurrency); change nothing");
+  restore->callback(
+      [&] { rc = RestoreSnapshot(g, id, partitions, wait, dry_run_restore); });
+
+  auto* restores =
+      app.add_subcommand("restores", "Restore jobs")->require_subcommand(1);
+  auto* rlist = restores->add_subcommand("list", "List restores, newest first");
+  rlist->add_option("--limit", limit, "At most this many (0: all)");
+  rlist->callback([&] { rc = ListSnapshots(g, limit, JOB_TYPE_RESTORE); });
+  auto* rshow = restores->add_subcommand(
+      "show", "Show a restore: summary and the partitions that need attention");
+  rshow->add_option("id", id, "Restore id")->required();
+  rshow->add_flag("--all", show_all, "List every partition");
+  rshow->callback([&] { rc = ShowSnapshot(g, id, show_all); });
+  auto* rcancel = restores->add_subcommand(
+      "cancel",
+      "Cancel a running restore (partitions not yet swapped keep their data)");
+  rcancel->add_option("id", id, "Restore id")->required();
+  rcancel->callback([&] { rc = CancelSnapshot(g, id); });
 
   bool force = false;
   auto* del = snaps->add_subcommand(

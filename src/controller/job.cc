@@ -58,6 +58,7 @@ void Job::Publish(PartitionTask& task,
                   const std::string& manifest_path, int64_t duration_millis) {
   SetState(task, shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
   task.set_applied_index(manifest.applied_index());
+  task.set_leader_epoch(manifest.leader_epoch());
   task.set_total_bytes(manifest.total_bytes());
   task.set_file_count(manifest.files_size());
   task.set_manifest_path(manifest_path);
@@ -144,6 +145,8 @@ shutter::v1::SnapshotSummary Job::Summary() const {
   s.set_total_bytes(published_bytes_);
   s.set_pinned(header_.pinned());
   s.set_schedule(header_.schedule());
+  s.set_type(header_.type());
+  s.set_source_snapshot_id(header_.source_snapshot_id());
   return s;
 }
 

@@ -40,6 +40,19 @@ class NodeTransport {
   virtual void CancelCheckpoints(const std::string& address,
                                  const std::string& snapshot_id) = 0;
 
+  using RestoreCallback = absl::AnyInvocable<
+      void(absl::StatusOr<shutter::v1::RestorePartitionResponse>) &&>;
+  // NodeService.RestorePartition and CancelRestores, as above. The
+  // defaults answer UNIMPLEMENTED (transports of tests without restores).
+  virtual void RestorePartition(
+      const std::string& address,
+      const shutter::v1::RestorePartitionRequest& request,
+      absl::Duration timeout, RestoreCallback done) {
+    std::move(done)(absl::UnimplementedError("restores not supported"));
+  }
+  virtual void CancelRestores(const std::string& address,
+                              const std::string& restore_id) {}
+
   // Cancels every call in flight (their callbacks run with CANCELLED) and
   // waits until all callbacks have run. Calls made afterwards fail at once.
   virtual void Shutdown() = 0;
@@ -59,19 +72,37 @@ class GrpcNodeTransport : public NodeTransport {
   void CancelCheckpoints(const std::string& address,
                          const std::string& snapshot_id) override
       ABSL_LOCKS_EXCLUDED(mu_);
+  void RestorePartition(const std::string& address,
+                        const shutter::v1::RestorePartitionRequest& request,
+                        absl::Duration timeout, RestoreCallback done) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void CancelRestores(const std::string& address,
+                      const std::string& restore_id) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Shutdown() override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  struct CallBase;
+  template <typename Request, typename Response>
   struct Call;
-  struct CancelCall;
   shutter::v1::NodeService::Stub* StubLocked(const std::string& address)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts a call that ends with `done`, tracked for Shutdown.
+  template <typename Request, typename Response, typename Start>
+  void StartCall(const std::string& address, const Request& request,
+                 absl::Duration timeout,
+                 absl::AnyInvocable<void(absl::StatusOr<Response>) &&> done,
+                 Start start) ABSL_LOCKS_EXCLUDED(mu_);
+  // Fire-and-forget cancel calls (counted for Shutdown; errors logged).
+  template <typename Request, typename Response, typename Start>
+  void StartCancel(const std::string& address, const Request& request,
+                   const char* what, Start start) ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<shutter::v1::NodeService::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
-  std::set<Call*> in_flight_ ABSL_GUARDED_BY(mu_);
+  std::set<CallBase*> in_flight_ ABSL_GUARDED_BY(mu_);
   int cancels_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

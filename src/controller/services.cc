@@ -34,9 +34,18 @@ grpc::Status AdminServiceImpl::GetSnapshot(grpc::ServerContext*,
 grpc::Status AdminServiceImpl::ListSnapshots(grpc::ServerContext*,
                                              const ListSnapshotsRequest* req,
                                              ListSnapshotsResponse* resp) {
-  for (auto& s : coordinator_->ListSnapshots(req->limit())) {
+  for (auto& s : coordinator_->ListSnapshots(req->limit(), req->type())) {
     *resp->add_snapshots() = std::move(s);
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::RestoreSnapshot(
+    grpc::ServerContext*, const RestoreSnapshotRequest* req,
+    RestoreSnapshotResponse* resp) {
+  auto r = coordinator_->RestoreSnapshot(*req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = std::move(r).value();
   return grpc::Status::OK;
 }
 

@@ -73,6 +73,9 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   grpc::Status DeleteSchedule(grpc::ServerContext*,
                               const shutter::v1::DeleteScheduleRequest*,
                               shutter::v1::DeleteScheduleResponse*) override;
+  grpc::Status RestoreSnapshot(grpc::ServerContext*,
+                               const shutter::v1::RestoreSnapshotRequest*,
+                               shutter::v1::RestoreSnapshotResponse*) override;
 
  private:
   NodeRegistry* const registry_;

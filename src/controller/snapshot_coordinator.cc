@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "controller/job_states.h"
+#include "controller/restore_kind.h"
 #include "controller/retry_policy.h"
 #include "controller/snapshot_kind.h"
 #include "controller/verifier.h"
@@ -48,8 +49,10 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
       committer_(store),
       retry_{options.max_attempts, options.retry_base, options.retry_max,
              options.unreachable_poll, options.unreachable_poll_max},
-      kind_(std::make_unique<SnapshotKind>(transport, repo,
-                                           options.rpc_timeout)) {}
+      kind_(
+          std::make_unique<SnapshotKind>(transport, repo, options.rpc_timeout)),
+      restore_kind_(
+          std::make_unique<RestoreKind>(transport, options.rpc_timeout)) {}
 
 SnapshotCoordinator::~SnapshotCoordinator() {
   Shutdown();
@@ -209,13 +212,18 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
   record.set_label(request.label());
   record.set_allow_partial(request.allow_partial());
   record.set_schedule(request.schedule());
-  record.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
-  const absl::Time now = clock_->Now();
-  record.set_created_at_micros(absl::ToUnixMicros(now));
-  record.set_deadline_micros(absl::ToUnixMicros(now + options_.job_timeout));
+  ASSIGN_OR_RETURN(auto leaders, ResolveLeaders(ids));
+  ASSIGN_OR_RETURN(std::string snapshot_id,
+                   SubmitNewJob(std::move(record), std::move(leaders)));
+  spdlog::info("snapshot {} created: {} partitions, label {}", snapshot_id,
+               ids.size(), Quote(request.label(), kMaxLabelBytes));
+  return snapshot_id;
+}
+
+absl::StatusOr<std::vector<std::pair<uint32_t, NodeRegistry::Leader>>>
+SnapshotCoordinator::ResolveLeaders(const std::vector<uint32_t>& ids) const {
   std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders;
   leaders.reserve(ids.size());
-  record.mutable_partitions()->Reserve(static_cast<int>(ids.size()));
   std::vector<uint32_t> leaderless;
   absl::Status first_leaderless;
   for (uint32_t id : ids) {
@@ -225,12 +233,6 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
       if (first_leaderless.ok()) first_leaderless = leader.status();
       continue;
     }
-    PartitionTask* t = record.add_partitions();
-    t->set_partition_id(id);
-    t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
-    t->set_node_id(leader->node_id);
-    t->set_node_instance_id(leader->instance_id);
-    t->set_leader_epoch(leader->epoch);
     leaders.emplace_back(id, std::move(leader).value());
   }
   if (!leaderless.empty()) {
@@ -241,7 +243,36 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
         "). Wait for their nodes, or remove nodes that left for good "
         "(shutterctl nodes remove)"));
   }
-  const std::string snapshot_id = record.snapshot_id();
+  return leaders;
+}
+
+absl::StatusOr<std::string> SnapshotCoordinator::SubmitNewJob(
+    Snapshot record,
+    std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders) {
+  record.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
+  const absl::Time now = clock_->Now();
+  record.set_created_at_micros(absl::ToUnixMicros(now));
+  record.set_deadline_micros(absl::ToUnixMicros(now + options_.job_timeout));
+  // Tasks the caller prepared (restores: the expected applied index),
+  // by partition id.
+  std::map<uint32_t, PartitionTask> prepared;
+  for (auto& t : *record.mutable_partitions()) {
+    prepared[t.partition_id()] = std::move(t);
+  }
+  record.clear_partitions();
+  record.mutable_partitions()->Reserve(static_cast<int>(leaders.size()));
+  for (const auto& [id, leader] : leaders) {
+    PartitionTask* t = record.add_partitions();
+    if (auto it = prepared.find(id); it != prepared.end()) {
+      *t = std::move(it->second);
+    }
+    t->set_partition_id(id);
+    t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
+    t->set_node_id(leader.node_id);
+    t->set_node_instance_id(leader.instance_id);
+    t->set_leader_epoch(leader.epoch);
+  }
+  const std::string job_id_str = record.snapshot_id();
   uint64_t job_id;
   {
     absl::MutexLock l(&mu_);
@@ -252,30 +283,133 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
     // Tasks first, the header last: a crash in between leaves no job.
     for (const auto& t : job.tasks()) StageTaskLocked(job, t);
     StageHeaderLocked(job);
-    jobs_[snapshot_id] = std::move(owned);
+    jobs_[job_id_str] = std::move(owned);
   }
   // Acknowledge (and dispatch) only once the job is durable.
-  absl::Notification durable;
-  absl::Status written;
-  committer_.AfterDurable([&](absl::Status s) {
-    written = s;
-    durable.Notify();
-  });
-  durable.WaitForNotification();
+  absl::Status written = WaitDurable();
   if (!written.ok()) {
-    OnStoreError(snapshot_id, written);
+    OnStoreError(job_id_str, written);
     return written;
   }
-  spdlog::info("snapshot {} created: {} partitions, label {}", snapshot_id,
-               ids.size(), Quote(request.label(), kMaxLabelBytes));
   std::vector<std::pair<scheduler::TaskOptions, scheduler::TaskFn>> batch;
   batch.reserve(leaders.size());
   for (auto& [id, leader] : leaders) {
-    batch.push_back(MakeSchedulerTask(snapshot_id, id, job_id, leader));
+    batch.push_back(MakeSchedulerTask(job_id_str, id, job_id, leader));
   }
   // One batch: every node starts with its largest partitions.
   scheduler_.SubmitBatch(std::move(batch));
-  return snapshot_id;
+  return job_id_str;
+}
+
+absl::StatusOr<shutter::v1::RestoreSnapshotResponse>
+SnapshotCoordinator::RestoreSnapshot(
+    const shutter::v1::RestoreSnapshotRequest& request) {
+  const std::string& source = request.snapshot_id();
+  RETURN_IF_ERROR(CheckSafeId("snapshot id", source));
+  {
+    absl::MutexLock l(&mu_);
+    Job* job = FindLocked(source);
+    if (job != nullptr &&
+        job->header().type() == shutter::v1::JOB_TYPE_RESTORE) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, " is a restore job, not a snapshot"));
+    }
+  }
+  auto cm = repo_->ReadClusterManifest(source);
+  if (absl::IsNotFound(cm.status())) {
+    return absl::NotFoundError(absl::StrCat(
+        "snapshot ", source, " is not in the repository ", repo_->Describe(),
+        " (not committed, deleted, or never taken)"));
+  }
+  RETURN_IF_ERROR(cm.status());
+  std::map<uint32_t, const shutter::v1::ClusterManifestPartition*> contained;
+  for (const auto& p : cm->partitions()) contained[p.partition_id()] = &p;
+  std::vector<uint32_t> ids;
+  if (request.partition_ids().empty()) {
+    for (const auto& [id, p] : contained) ids.push_back(id);
+  } else {
+    std::set<uint32_t> seen;
+    std::vector<uint32_t> absent;
+    for (uint32_t id : request.partition_ids()) {
+      if (!seen.insert(id).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("partition ", id, " is listed twice"));
+      }
+      if (contained.count(id) == 0) absent.push_back(id);
+      ids.push_back(id);
+    }
+    if (!absent.empty()) {
+      std::sort(absent.begin(), absent.end());
+      return absl::InvalidArgumentError(absl::StrCat(
+          "snapshot ", source, " does not contain partition(s) ",
+          FormatIdList(absent), "; it has ",
+          contained.empty() ? std::string("none") : FormatIdList([&] {
+            std::vector<uint32_t> v;
+            for (const auto& [id, p] : contained) {
+              v.push_back(id);
+            }
+            return v;
+          }())));
+    }
+    std::sort(ids.begin(), ids.end());
+  }
+  if (ids.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot ", source, " contains no partition"));
+  }
+  ASSIGN_OR_RETURN(auto leaders, ResolveLeaders(ids));
+
+  shutter::v1::RestoreSnapshotResponse resp;
+  shutter::v1::RestorePlan* plan = resp.mutable_plan();
+  plan->set_snapshot_id(source);
+  std::map<std::string, shutter::v1::RestorePlanNode> by_node;
+  for (const auto& [id, leader] : leaders) {
+    shutter::v1::RestorePlanNode& n = by_node[leader.node_id];
+    n.set_node_id(leader.node_id);
+    n.set_address(leader.address);
+    n.add_partition_ids(id);
+    n.set_bytes(n.bytes() + contained[id]->total_bytes());
+    plan->set_total_bytes(plan->total_bytes() + contained[id]->total_bytes());
+  }
+  plan->set_partitions(static_cast<uint32_t>(leaders.size()));
+  for (auto& [node, n] : by_node) {
+    auto cap = registry_->Capacity(node);
+    n.set_concurrency(
+        std::min<uint32_t>(cap.ok() ? *cap : 1, n.partition_ids_size()));
+    *plan->add_nodes() = std::move(n);
+  }
+  if (request.dry_run()) return resp;
+
+  Snapshot record;
+  record.set_snapshot_id(ids_.Next());
+  record.set_type(shutter::v1::JOB_TYPE_RESTORE);
+  record.set_source_snapshot_id(source);
+  record.set_label(cm->label());
+  // Partitions restored stay restored: the job is PARTIAL, not FAILED,
+  // when only some fail.
+  record.set_allow_partial(true);
+  for (uint32_t id : ids) {
+    PartitionTask* t = record.add_partitions();
+    t->set_partition_id(id);
+    t->set_source_snapshot_id(source);
+    t->set_applied_index(contained[id]->applied_index());
+  }
+  ASSIGN_OR_RETURN(std::string restore_id,
+                   SubmitNewJob(std::move(record), std::move(leaders)));
+  spdlog::info(
+      "restore {} created: snapshot {}, {} partitions on {} nodes, "
+      "{} bytes",
+      restore_id, source, ids.size(), plan->nodes_size(), plan->total_bytes());
+  resp.set_restore_id(restore_id);
+  return resp;
+}
+
+absl::Status SnapshotCoordinator::CheckIsSnapshot(const Job& job) {
+  if (job.header().type() == shutter::v1::JOB_TYPE_RESTORE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(job.id(), " is a restore job, not a snapshot"));
+  }
+  return absl::OkStatus();
 }
 
 void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
@@ -343,11 +477,13 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
   auto leader = registry_->ResolveLeader(partition_id);
   PartitionTask task;
   std::string address;
+  JobKind* kind = nullptr;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return;  // the token goes back as it is destroyed
     Job* job = FindLocked(snapshot_id);
     if (job == nullptr || IsFinished(job->header().state())) return;
+    kind = KindOf(job->header().type());
     PartitionTask* t = job->Find(partition_id);
     if (t == nullptr || TaskDone(*t)) return;
     // The leader is resolved when the task starts, not when it was queued:
@@ -369,7 +505,7 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
   }
   // The slot is held until the task ends.
   absl::Time started = clock_->Now();
-  kind_->RunTask(
+  kind->RunTask(
       snapshot_id, task, address,
       [this, snapshot_id, partition_id, started,
        token = std::move(token)](absl::StatusOr<TaskOutcome> result) mutable {
@@ -480,7 +616,8 @@ void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
     const int published = total - failed;
     partial = failed > 0 && job->header().allow_partial() && published > 0;
     if (failed == 0 || partial) {
-      commit_fn = kind_->PrepareCommit(*job, clock_->Now());
+      commit_fn =
+          KindOf(job->header().type())->PrepareCommit(*job, clock_->Now());
       job->finishing = true;
     }
   }
@@ -503,25 +640,33 @@ void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
   } else if (written.ok()) {
     h.set_state(partial ? shutter::v1::SNAPSHOT_STATE_PARTIAL
                         : shutter::v1::SNAPSHOT_STATE_COMMITTED);
-    h.set_manifest_path(snapshot::Repository::ClusterManifestPath(snapshot_id));
+    const bool restore = h.type() == shutter::v1::JOB_TYPE_RESTORE;
+    if (!restore) {
+      h.set_manifest_path(
+          snapshot::Repository::ClusterManifestPath(snapshot_id));
+    }
     if (partial) {
-      h.set_error(
-          absl::StrCat(failed, " of ", total,
-                       " partitions missing (listed in the manifest); first: ",
-                       first_failed));
+      h.set_error(absl::StrCat(
+          failed, " of ", total,
+          restore ? " partitions not restored (the others are); first: "
+                  : " partitions missing (listed in the manifest); first: ",
+          first_failed));
     }
   } else {
     h.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
     h.set_error(absl::StrCat("writing the cluster manifest failed: ",
                              StatusText(written)));
   }
-  spdlog::info("snapshot {} {} in {} ms{}{}", snapshot_id, StateName(h.state()),
-               (h.finished_at_micros() - h.created_at_micros()) / 1000,
-               h.error().empty() ? "" : ": ", h.error());
+  spdlog::info(
+      "{} {} {} in {} ms{}{}",
+      h.type() == shutter::v1::JOB_TYPE_RESTORE ? "restore" : "snapshot",
+      snapshot_id, StateName(h.state()),
+      (h.finished_at_micros() - h.created_at_micros()) / 1000,
+      h.error().empty() ? "" : ": ", h.error());
   StageHeaderLocked(*job);
   if (h.state() == shutter::v1::SNAPSHOT_STATE_FAILED) {
     AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
-  } else if (options_.on_commit) {
+  } else if (options_.on_commit && h.type() != shutter::v1::JOB_TYPE_RESTORE) {
     AfterDurable(snapshot_id,
                  [this, snapshot_id] { options_.on_commit(snapshot_id); });
   }
@@ -547,6 +692,7 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::DeleteSnapshot(
     if (job == nullptr) {
       return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
     }
+    RETURN_IF_ERROR(CheckIsSnapshot(*job));
     const Snapshot& h = job->header();
     if (h.state() == shutter::v1::SNAPSHOT_STATE_DELETED) return h;
     if (!IsFinished(h.state()) || job->finishing) {
@@ -568,8 +714,9 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::DeleteSnapshot(
         bool newer_committed = false;
         for (auto it = jobs_.upper_bound(snapshot_id); it != jobs_.end();
              ++it) {
-          if (it->second->header().state() ==
-              shutter::v1::SNAPSHOT_STATE_COMMITTED) {
+          if (it->second->header().type() == shutter::v1::JOB_TYPE_SNAPSHOT &&
+              it->second->header().state() ==
+                  shutter::v1::SNAPSHOT_STATE_COMMITTED) {
             newer_committed = true;
             break;
           }
@@ -617,6 +764,7 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::PinSnapshot(
     if (job == nullptr) {
       return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
     }
+    RETURN_IF_ERROR(CheckIsSnapshot(*job));
     if (job->header().state() == shutter::v1::SNAPSHOT_STATE_DELETED) {
       return absl::FailedPreconditionError(
           absl::StrCat("snapshot ", snapshot_id, " is deleted"));
@@ -642,6 +790,7 @@ std::vector<std::string> SnapshotCoordinator::InterruptedDeletes() const {
 }
 
 void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
+  JobKind* kind = nullptr;
   {
     absl::MutexLock l(&mu_);
     Job* job = FindLocked(snapshot_id);
@@ -654,8 +803,9 @@ void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
       return;
     }
     job->rolling_back = true;
+    kind = KindOf(job->header().type());
   }
-  absl::Status s = kind_->Rollback(snapshot_id);
+  absl::Status s = kind->Rollback(snapshot_id);
   absl::MutexLock l(&mu_);
   Job* job = FindLocked(snapshot_id);
   job->rolling_back = false;
@@ -673,6 +823,7 @@ absl::StatusOr<shutter::v1::GetSnapshotResponse>
 SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
   RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
   uint64_t job_id = 0;
+  JobKind* kind = nullptr;
   std::set<std::string> running_on;  // addresses of nodes with checkpoints
   shutter::v1::GetSnapshotResponse answer;
   {
@@ -711,6 +862,7 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
     }
     StageHeaderLocked(*job);
     job_id = job->scheduler_job;
+    kind = KindOf(job->header().type());
   }
   RETURN_IF_ERROR(committer_.Flush());
   spdlog::info("snapshot {} cancelled", snapshot_id);
@@ -718,7 +870,7 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
   // In-flight checkpoints stop on their nodes before publishing; their
   // calls then end and the rollback runs.
   for (const std::string& address : running_on) {
-    kind_->CancelOnNode(address, snapshot_id);
+    kind->CancelOnNode(address, snapshot_id);
   }
   Rollback(snapshot_id);
   absl::MutexLock l(&mu_);
@@ -737,6 +889,7 @@ SnapshotCoordinator::VerifySnapshot(const std::string& snapshot_id) const {
     if (it == jobs_.end()) {
       return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
     }
+    RETURN_IF_ERROR(CheckIsSnapshot(*it->second));
     const auto state = it->second->header().state();
     if (state != shutter::v1::SNAPSHOT_STATE_COMMITTED &&
         state != shutter::v1::SNAPSHOT_STATE_PARTIAL) {
@@ -775,11 +928,12 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::GetSnapshot(
 }
 
 std::vector<shutter::v1::SnapshotSummary> SnapshotCoordinator::ListSnapshots(
-    uint32_t limit) const {
+    uint32_t limit, shutter::v1::JobType type) const {
   absl::MutexLock l(&mu_);
   std::vector<shutter::v1::SnapshotSummary> out;
   for (auto it = jobs_.rbegin(); it != jobs_.rend(); ++it) {
     if (limit > 0 && out.size() >= limit) break;
+    if (it->second->header().type() != type) continue;
     out.push_back(it->second->Summary());
   }
   return out;

@@ -130,8 +130,19 @@ class SnapshotCoordinator {
   absl::StatusOr<shutter::v1::Snapshot> GetSnapshot(
       const std::string& snapshot_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Newest first; `limit` 0 means all. O(jobs), from the jobs' counts.
-  std::vector<shutter::v1::SnapshotSummary> ListSnapshots(uint32_t limit) const
+  // Jobs of `type`, newest first; `limit` 0 means all. O(jobs), from the
+  // jobs' counts.
+  std::vector<shutter::v1::SnapshotSummary> ListSnapshots(
+      uint32_t limit,
+      shutter::v1::JobType type = shutter::v1::JOB_TYPE_SNAPSHOT) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Starts a restore job (see AdminService.RestoreSnapshot), or with
+  // dry_run only plans it. The snapshot is read from the repository (it
+  // need not be one of this controller's jobs). On error nothing is
+  // recorded or dispatched.
+  absl::StatusOr<shutter::v1::RestoreSnapshotResponse> RestoreSnapshot(
+      const shutter::v1::RestoreSnapshotRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Cancels a running snapshot: queued partitions are dropped, in-flight
@@ -182,6 +193,23 @@ class SnapshotCoordinator {
   SnapshotCoordinator(const Options& options, NodeRegistry* registry,
                       JobStore* store, snapshot::Repository* repo,
                       NodeTransport* transport, Timer* timer, Clock* clock);
+
+  // Records a new job (tasks QUEUED on `leaders`), waits until it is
+  // durable, then queues its tasks. Returns the job's id.
+  absl::StatusOr<std::string> SubmitNewJob(
+      shutter::v1::Snapshot record,
+      std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Each partition's leader; FAILED_PRECONDITION listing those without.
+  absl::StatusOr<std::vector<std::pair<uint32_t, NodeRegistry::Leader>>>
+  ResolveLeaders(const std::vector<uint32_t>& ids) const;
+  // What a job of this type does.
+  JobKind* KindOf(shutter::v1::JobType type) const {
+    return type == shutter::v1::JOB_TYPE_RESTORE ? restore_kind_.get()
+                                                 : kind_.get();
+  }
+  // FAILED_PRECONDITION for a restore job (snapshot-only operations).
+  static absl::Status CheckIsSnapshot(const Job& job);
 
   // Loads every job; returns the (snapshot, partition) tasks to dispatch.
   absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>> Recover()
@@ -238,8 +266,10 @@ class SnapshotCoordinator {
   scheduler::Scheduler scheduler_;
   GroupCommitter committer_;
   const RetrySettings retry_;
-  // What this engine's jobs do (snapshots): task body, commit, rollback.
+  // What this engine's jobs do: task body, commit, rollback; snapshots
+  // and restores.
   const std::unique_ptr<JobKind> kind_;
+  const std::unique_ptr<JobKind> restore_kind_;
   std::atomic<uint64_t> next_job_{1};  // scheduler job ids
 
   mutable absl::Mutex mu_;

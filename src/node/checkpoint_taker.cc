@@ -81,19 +81,24 @@ absl::Status CheckpointTaker::CheckNotCancelled(
   return absl::OkStatus();
 }
 
-absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
-  if (absl::Status s = CheckSafeId("snapshot_id", req.snapshot_id()); !s.ok()) {
-    return WithReason(s, ErrorReason::kInvalidRequest);
-  }
+absl::Status CheckpointTaker::CheckServing() const {
   const State state = state_.load();
   if (state != State::kServing) {
     return WithReason(
         absl::UnavailableError(absl::StrCat(
             "node ", options_.node_id,
             state == State::kStarting ? " is starting" : " is shutting down",
-            "; it takes no checkpoints now")),
+            "; it takes no checkpoints or restores now")),
         ErrorReason::kNodeUnavailable);
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
+  if (absl::Status s = CheckSafeId("snapshot_id", req.snapshot_id()); !s.ok()) {
+    return WithReason(s, ErrorReason::kInvalidRequest);
+  }
+  RETURN_IF_ERROR(CheckServing());
   if (!req.expected_instance_id().empty() && !options_.instance_id.empty() &&
       req.expected_instance_id() != options_.instance_id) {
     return WithReason(
@@ -103,31 +108,10 @@ absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
             options_.instance_id)),
         ErrorReason::kWrongIncarnation);
   }
-  partition::PartitionStore* store = host_->Find(req.partition_id());
-  if (store == nullptr) {
-    return WithReason(absl::NotFoundError(absl::StrCat(
-                          "node ", options_.node_id,
-                          " does not host partition ", req.partition_id())),
-                      ErrorReason::kNotHosted);
-  }
-  uint64_t epoch = store->meta().leader_epoch;
-  if (!store->is_leader()) {
-    return WithReason(
-        absl::FailedPreconditionError(absl::StrCat(
-            "node ", options_.node_id, " is not the leader of partition ",
-            req.partition_id(), " (its last epoch ", epoch, ", expected ",
-            req.expected_leader_epoch(), ")")),
-        ErrorReason::kNotLeader);
-  }
-  if (epoch != req.expected_leader_epoch()) {
-    return WithReason(
-        absl::FailedPreconditionError(absl::StrCat(
-            "stale leader epoch for partition ", req.partition_id(),
-            ": request expects epoch ", req.expected_leader_epoch(), ", node ",
-            options_.node_id, " leads at epoch ", epoch)),
-        ErrorReason::kStaleEpoch);
-  }
-  return absl::OkStatus();
+  return host_
+      ->AcquireLed(req.partition_id(), req.expected_leader_epoch(),
+                   options_.node_id)
+      .status();
 }
 
 void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
@@ -241,7 +225,12 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     }
   }
   if (options_.test_before_checkpoint) options_.test_before_checkpoint(req);
-  partition::PartitionStore* store = host_->Find(req.partition_id());
+  // Checked again now that its turn has come: leadership may have moved,
+  // or a restore may be replacing the store.
+  ASSIGN_OR_RETURN(
+      NodeHost::StoreRef store,
+      host_->AcquireLed(req.partition_id(), req.expected_leader_epoch(),
+                        options_.node_id));
   const std::string staging =
       absl::StrFormat("%s/%s.%05u", options_.staging_dir, req.snapshot_id(),
                       req.partition_id());

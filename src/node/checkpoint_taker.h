@@ -106,6 +106,8 @@ class CheckpointTaker {
   void SetServing(bool serving);
   // SetServing(false) for good, with "shutting down" in the refusals.
   void Drain();
+  // OK while serving; else the refusal (UNAVAILABLE, NODE_UNAVAILABLE).
+  absl::Status CheckServing() const;
 
   // Stops taking work: queued requests fail with UNAVAILABLE, running ones
   // finish. Idempotent.

@@ -1,12 +1,38 @@
 #include "node/node_host.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+
+#include <cerrno>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/error_reason.h"
 #include "common/fs.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::node {
+
+namespace {
+// The restore's fallback where RENAME_EXCHANGE is not supported: the old
+// store is moved here, then the new one into place.
+std::string AsidePath(const std::string& live) { return live + ".aside"; }
+
+// Exchanges two directories atomically. EINVAL/ENOSYS: not supported here.
+int ExchangeDirs(const std::string& a, const std::string& b) {
+  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE);
+}
+}  // namespace
+
+std::string NodeHost::LivePath(uint32_t partition_id) const {
+  return absl::StrFormat("%s/partitions/%05u", data_dir_, partition_id);
+}
+
+std::string NodeHost::RestoreStagingPath(uint32_t partition_id) const {
+  return absl::StrFormat("%s/partitions/.restore-%05u", data_dir_,
+                         partition_id);
+}
 
 absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
     const Options& options) {
@@ -20,18 +46,58 @@ absl::StatusOr<std::unique_ptr<NodeHost>> NodeHost::Open(
   std::unique_ptr<NodeHost> host(new NodeHost(options));
   RETURN_IF_ERROR(fs::CreateDirs(options.data_dir + "/partitions"));
   for (uint32_t id : options.partitions) {
-    partition::PartitionStore::Options so;
-    so.partition_id = id;
-    so.path = absl::StrFormat("%s/partitions/%05u", options.data_dir, id);
-    ASSIGN_OR_RETURN(auto store, partition::PartitionStore::Open(so));
-    host->stores_[id] = std::move(store);
+    // What an interrupted restore left: its staging directory holds either
+    // an incomplete new store (before the exchange) or the old one (after
+    // it); the live path holds the complete store either way. With the
+    // two-rename fallback, a missing live store is the old one set aside.
+    const std::string live = host->LivePath(id);
+    const std::string aside = AsidePath(live);
+    if (!fs::Exists(live) && fs::Exists(aside)) {
+      spdlog::warn(
+          "partition {}: an interrupted restore set the store aside; "
+          "putting it back",
+          id);
+      if (::rename(aside.c_str(), live.c_str()) != 0) {
+        return fs::ErrnoStatus("rename to " + live, aside);
+      }
+    }
+    for (const std::string& leftover : {host->RestoreStagingPath(id), aside}) {
+      if (fs::Exists(leftover)) {
+        spdlog::warn("partition {}: removing {} left by an interrupted restore",
+                     id, leftover);
+        RETURN_IF_ERROR(fs::RemoveAll(leftover));
+      }
+    }
+    RETURN_IF_ERROR(fs::SyncDir(options.data_dir + "/partitions"));
+    auto slot = std::make_unique<Slot>();
+    {
+      absl::MutexLock l(&slot->mu);
+      RETURN_IF_ERROR(host->OpenInto(id, *slot));
+    }
+    host->slots_[id] = std::move(slot);
   }
   return host;
 }
 
+absl::Status NodeHost::OpenInto(uint32_t partition_id, Slot& slot) {
+  partition::PartitionStore::Options so;
+  so.partition_id = partition_id;
+  so.path = LivePath(partition_id);
+  ASSIGN_OR_RETURN(std::unique_ptr<partition::PartitionStore> store,
+                   partition::PartitionStore::Open(so));
+  auto closed = std::make_shared<absl::Notification>();
+  slot.closed = closed;
+  slot.store =
+      StoreRef(store.release(), [closed](partition::PartitionStore* s) {
+        delete s;
+        closed->Notify();
+      });
+  return absl::OkStatus();
+}
+
 absl::Status NodeHost::TakeLeadership() {
   for (uint32_t id : leader_for_) {
-    partition::PartitionStore* store = stores_.at(id).get();
+    ASSIGN_OR_RETURN(StoreRef store, Acquire(id));
     ASSIGN_OR_RETURN(uint64_t epoch, store->TakeLeadership());
     spdlog::info("partition {}: leader at epoch {} (applied index {})", id,
                  epoch, store->meta().applied_index);
@@ -39,25 +105,198 @@ absl::Status NodeHost::TakeLeadership() {
   return absl::OkStatus();
 }
 
-partition::PartitionStore* NodeHost::Find(uint32_t partition_id) const {
-  auto it = stores_.find(partition_id);
-  return it == stores_.end() ? nullptr : it->second.get();
+absl::StatusOr<NodeHost::Slot*> NodeHost::FindSlot(
+    uint32_t partition_id) const {
+  auto it = slots_.find(partition_id);
+  if (it == slots_.end()) {
+    return absl::NotFoundError(absl::StrCat("partition ", partition_id,
+                                            " is not hosted on this node"));
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<NodeHost::StoreRef> NodeHost::Acquire(
+    uint32_t partition_id) const {
+  ASSIGN_OR_RETURN(Slot * slot, FindSlot(partition_id));
+  absl::MutexLock l(&slot->mu);
+  if (slot->store == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("partition ", partition_id,
+                     " is being swapped for its restored store; retry"));
+  }
+  return slot->store;
+}
+
+absl::StatusOr<NodeHost::StoreRef> NodeHost::AcquireLed(
+    uint32_t partition_id, uint64_t expected_epoch,
+    const std::string& node_id) const {
+  auto store = Acquire(partition_id);
+  if (absl::IsNotFound(store.status())) {
+    return WithReason(
+        absl::NotFoundError(absl::StrCat(
+            "node ", node_id, " does not host partition ", partition_id)),
+        ErrorReason::kNotHosted);
+  }
+  if (!store.ok()) return WithReason(store.status(), ErrorReason::kNodeBusy);
+  const uint64_t epoch = (*store)->meta().leader_epoch;
+  if (!(*store)->is_leader()) {
+    return WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            "node ", node_id, " is not the leader of partition ", partition_id,
+            " (its last epoch ", epoch, ", expected ", expected_epoch, ")")),
+        ErrorReason::kNotLeader);
+  }
+  if (epoch != expected_epoch) {
+    return WithReason(absl::FailedPreconditionError(absl::StrCat(
+                          "stale leader epoch for partition ", partition_id,
+                          ": request expects epoch ", expected_epoch, ", node ",
+                          node_id, " leads at epoch ", epoch)),
+                      ErrorReason::kStaleEpoch);
+  }
+  return store;
+}
+
+NodeHost::StoreRef NodeHost::Find(uint32_t partition_id) const {
+  auto s = Acquire(partition_id);
+  return s.ok() ? *std::move(s) : nullptr;
 }
 
 std::vector<NodeHost::PartitionStatus> NodeHost::Status() const {
   std::vector<PartitionStatus> out;
-  out.reserve(stores_.size());
-  for (const auto& [id, store] : stores_) {
-    partition::PartitionMeta m = store->meta();
+  out.reserve(slots_.size());
+  for (const auto& [id, slot] : slots_) {
+    StoreRef store;
+    {
+      absl::MutexLock l(&slot->mu);
+      store = slot->store;
+      if (store == nullptr) {
+        // Mid-swap: the last report stands, marked as restoring.
+        PartitionStatus s = slot->last;
+        s.partition_id = id;
+        s.restoring = true;
+        out.push_back(s);
+        continue;
+      }
+    }
     PartitionStatus s;
     s.partition_id = id;
+    partition::PartitionMeta m = store->meta();
     s.leader = store->is_leader();
     s.leader_epoch = m.leader_epoch;
     s.applied_index = m.applied_index;
     s.approximate_size_bytes = store->ApproximateSizeBytes();
+    absl::MutexLock l(&slot->mu);
+    s.restoring = slot->restoring;
+    slot->last = s;
     out.push_back(s);
   }
   return out;
+}
+
+absl::Status NodeHost::BeginRestore(uint32_t partition_id,
+                                    const std::string& reason) {
+  ASSIGN_OR_RETURN(Slot * slot, FindSlot(partition_id));
+  StoreRef store;
+  {
+    absl::MutexLock l(&slot->mu);
+    if (slot->restoring) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "partition ", partition_id, " is already being restored"));
+    }
+    slot->restoring = true;
+    store = slot->store;
+  }
+  if (store != nullptr) store->RefuseWrites(reason);
+  return absl::OkStatus();
+}
+
+void NodeHost::EndRestore(uint32_t partition_id) {
+  auto slot = FindSlot(partition_id);
+  if (!slot.ok()) return;
+  StoreRef store;
+  {
+    absl::MutexLock l(&(*slot)->mu);
+    (*slot)->restoring = false;
+    store = (*slot)->store;
+  }
+  if (store != nullptr) store->AllowWrites();
+}
+
+absl::Status NodeHost::SwapInRestored(
+    uint32_t partition_id, absl::Duration drain,
+    const std::function<void(const char*)>& fault) {
+  ASSIGN_OR_RETURN(Slot * slot, FindSlot(partition_id));
+  const std::string live = LivePath(partition_id);
+  const std::string staged = RestoreStagingPath(partition_id);
+  std::weak_ptr<partition::PartitionStore> weak;
+  std::shared_ptr<absl::Notification> closed;
+  bool was_leader = false;
+  {
+    // From here Acquire answers UNAVAILABLE: new operations wait for the
+    // restored store; those in progress keep their reference to the old one.
+    absl::MutexLock l(&slot->mu);
+    if (slot->store == nullptr) {
+      return absl::FailedPreconditionError("partition store is not open");
+    }
+    was_leader = slot->store->is_leader();
+    weak = slot->store;
+    closed = slot->closed;
+    slot->store = nullptr;
+  }
+  if (!closed->WaitForNotificationWithTimeout(drain)) {
+    absl::MutexLock l(&slot->mu);
+    slot->store = weak.lock();
+    if (slot->store != nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("partition ", partition_id,
+                       ": operations on the live store did not "
+                       "end within ",
+                       absl::FormatDuration(drain), "; the store is kept"));
+    }
+    // Closed just now: carry on.
+  }
+  // The old store is closed. One atomic step makes the new one live.
+  bool exchanged = ExchangeDirs(staged, live) == 0;
+  if (!exchanged) {
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+      absl::Status s = fs::ErrnoStatus("exchange with " + live, staged);
+      absl::MutexLock l(&slot->mu);
+      RETURN_IF_ERROR(OpenInto(partition_id, *slot));
+      return s;
+    }
+    // No RENAME_EXCHANGE on this filesystem: two renames; Open puts the old
+    // store back if a crash comes between them.
+    const std::string aside = AsidePath(live);
+    if (::rename(live.c_str(), aside.c_str()) != 0 ||
+        ::rename(staged.c_str(), live.c_str()) != 0 ||
+        ::rename(aside.c_str(), staged.c_str()) != 0) {
+      return fs::ErrnoStatus("swap restored store into", live);
+    }
+  }
+  if (fault) fault("restore-swapped");
+  RETURN_IF_ERROR(fs::SyncDir(data_dir_ + "/partitions"));
+  StoreRef store;
+  {
+    absl::MutexLock l(&slot->mu);
+    RETURN_IF_ERROR(OpenInto(partition_id, *slot));
+    slot->restoring = false;
+    store = slot->store;
+  }
+  if (was_leader) {
+    // A restore is a leadership event: the epoch rises above the one
+    // stamped into the restored store (the old store's), fencing writers
+    // of the old epoch.
+    ASSIGN_OR_RETURN(uint64_t epoch, store->TakeLeadership());
+    spdlog::info("partition {}: restored store live, leader at epoch {}",
+                 partition_id, epoch);
+  }
+  // The old store, now under the staging name.
+  absl::Status removed = fs::RemoveAll(staged);
+  if (!removed.ok()) {
+    spdlog::warn("partition {}: could not remove the old store: {}",
+                 partition_id, removed.ToString());
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace shutter::node

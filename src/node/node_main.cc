@@ -5,7 +5,9 @@
 // start that fails (busy port, refused identity, wrong repository) leaves
 // the node's partitions exactly as they were.
 #include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 
@@ -20,6 +22,7 @@
 #include "node/node_instance.h"
 #include "node/node_options.h"
 #include "node/node_services.h"
+#include "node/partition_restorer.h"
 #include "snapshot/file_hash_cache.h"
 #include "snapshot/repository.h"
 #include "spdlog/spdlog.h"
@@ -115,8 +118,29 @@ int main(int argc, char** argv) {
                                              Clock::Real());
   if (!taker.ok()) return Fail(taker.status(), 1);
 
+  node::PartitionRestorer::Options ropts;
+  ropts.node_id = opts->node_id;
+  ropts.instance_id = instance->instance_id;
+  ropts.capacity = opts->checkpoint_capacity;
+  ropts.check_serving = [t = taker->get()] { return t->CheckServing(); };
+  // Fault injection for the restore fault tests: the process kills itself
+  // at the named point (node.proto lists them). Never set in production.
+  if (const char* point = std::getenv("SHUTTER_TEST_KILL_AT");
+      point != nullptr && *point != '\0') {
+    ropts.fault = [p = std::string(point)](const char* at) {
+      if (p != at) return;
+      spdlog::warn("SHUTTER_TEST_KILL_AT={}: killing this node", p);
+      spdlog::default_logger()->flush();
+      ::raise(SIGKILL);
+    };
+  }
+  auto restorer = node::PartitionRestorer::Create(ropts, host->get(),
+                                                  repo->get(), Clock::Real());
+  if (!restorer.ok()) return Fail(restorer.status(), 1);
+
   // 1. Serve (the taker refuses checkpoints until step 3).
-  node::NodeServiceImpl node_service(taker->get(), host->get());
+  node::NodeServiceImpl node_service(taker->get(), host->get(),
+                                     restorer->get());
   node::PartitionDataImpl data_service(host->get());
   auto server = StartGrpcServer(opts->listen, {&node_service, &data_service});
   if (!server.ok()) {
@@ -199,7 +223,9 @@ int main(int argc, char** argv) {
   (*taker)->Drain();
   StopGrpcServer(*server, why ? absl::ZeroDuration() : kShutdownGrace);
   (*taker)->Shutdown();
+  (*restorer)->Shutdown();
   taker->reset();
+  restorer->reset();
   host->reset();  // closes every RocksDB
   spdlog::info("stopped");
   if (listener_dead) {

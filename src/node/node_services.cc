@@ -59,14 +59,12 @@ grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
     grpc::CallbackServerContext* ctx, const SetPartitionRoleRequest* request,
     SetPartitionRoleResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  partition::PartitionStore* store = host_->Find(request->partition_id());
-  if (store == nullptr) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::NOT_FOUND,
-                     absl::StrCat("partition ", request->partition_id(),
-                                  " is not hosted on this node")));
+  auto acquired = host_->Acquire(request->partition_id());
+  if (!acquired.ok()) {
+    reactor->Finish(ToGrpcStatus(acquired.status()));
     return reactor;
   }
+  NodeHost::StoreRef store = *std::move(acquired);
   if (request->role() == PARTITION_ROLE_LEADER) {
     // A small synced RocksDB write: acceptable on the handler thread.
     auto epoch = store->TakeLeadership(request->min_epoch());
@@ -82,19 +80,45 @@ grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* NodeServiceImpl::RestorePartition(
+    grpc::CallbackServerContext* ctx, const RestorePartitionRequest* request,
+    RestorePartitionResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (restorer_ == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                 "this node does not restore partitions"));
+    return reactor;
+  }
+  restorer_->Restore(*request, [ctx, reactor, response](
+                                   absl::StatusOr<RestorePartitionResponse> r) {
+    if (r.ok()) *response = std::move(r).value();
+    reactor->Finish(ToGrpcStatus(r.status(), ctx));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* NodeServiceImpl::CancelRestores(
+    grpc::CallbackServerContext* ctx, const CancelRestoresRequest* request,
+    CancelRestoresResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status valid = CheckSafeId("restore_id", request->restore_id());
+  if (!valid.ok()) {
+    reactor->Finish(
+        ToGrpcStatus(WithReason(valid, ErrorReason::kInvalidRequest), ctx));
+    return reactor;
+  }
+  if (restorer_ != nullptr) restorer_->Cancel(request->restore_id());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 namespace {
 // Get limits (partition_data.proto).
 constexpr size_t kMaxGetKeys = 1000;
 constexpr size_t kMaxGetBytes = 3 << 20;
 
-absl::StatusOr<partition::PartitionStore*> FindOrError(NodeHost* host,
-                                                       uint32_t id) {
-  partition::PartitionStore* s = host->Find(id);
-  if (s == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("partition ", id, " is not hosted on this node"));
-  }
-  return s;
+absl::StatusOr<NodeHost::StoreRef> FindOrError(NodeHost* host, uint32_t id) {
+  return host->Acquire(id);
 }
 }  // namespace
 
@@ -120,9 +144,10 @@ grpc::Status PartitionDataImpl::Write(grpc::ServerContext* ctx,
     }
     muts.push_back(std::move(pm));
   }
-  auto idx = (*store)->Write(muts, request->sync());
+  auto idx = (*store)->Write(muts, request->sync(), request->leader_epoch());
   if (!idx.ok()) return ToGrpcStatus(idx.status());
   response->set_applied_index(*idx);
+  response->set_leader_epoch((*store)->meta().leader_epoch);
   return grpc::Status::OK;
 }
 

@@ -3,6 +3,7 @@
 
 #include "node/checkpoint_taker.h"
 #include "node/node_host.h"
+#include "node/partition_restorer.h"
 #include "shutter/v1/node.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
 
@@ -10,11 +11,13 @@ namespace shutter::node {
 
 // gRPC NodeService over a CheckpointTaker (callback API: handlers never
 // block on checkpoints; the reply is sent when the checkpoint completes).
-// Thread-safe. `taker` and `host` must outlive the service.
+// Thread-safe. `taker`, `host` and `restorer` must outlive the service;
+// without a restorer RestorePartition is UNIMPLEMENTED.
 class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
  public:
-  NodeServiceImpl(CheckpointTaker* taker, NodeHost* host)
-      : taker_(taker), host_(host) {}
+  NodeServiceImpl(CheckpointTaker* taker, NodeHost* host,
+                  PartitionRestorer* restorer = nullptr)
+      : taker_(taker), host_(host), restorer_(restorer) {}
 
   grpc::ServerUnaryReactor* CreateCheckpoint(
       grpc::CallbackServerContext* ctx,
@@ -36,9 +39,20 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
       const shutter::v1::SetPartitionRoleRequest* request,
       shutter::v1::SetPartitionRoleResponse* response) override;
 
+  grpc::ServerUnaryReactor* RestorePartition(
+      grpc::CallbackServerContext* ctx,
+      const shutter::v1::RestorePartitionRequest* request,
+      shutter::v1::RestorePartitionResponse* response) override;
+
+  grpc::ServerUnaryReactor* CancelRestores(
+      grpc::CallbackServerContext* ctx,
+      const shutter::v1::CancelRestoresRequest* request,
+      shutter::v1::CancelRestoresResponse* response) override;
+
  private:
   CheckpointTaker* const taker_;
   NodeHost* const host_;
+  PartitionRestorer* const restorer_;
 };
 
 // gRPC PartitionData over a NodeHost (sync API: RocksDB calls block).

@@ -16,6 +16,7 @@ namespace {
 constexpr char kMetaCf[] = "meta";
 constexpr char kAppliedIndexKey[] = "applied_index";
 constexpr char kLeaderEpochKey[] = "leader_epoch";
+constexpr char kRestoredByKey[] = "restored_by";
 
 absl::Status ToStatus(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -55,6 +56,16 @@ absl::StatusOr<uint64_t> ReadCounter(rocksdb::DB* db,
   return n;
 }
 
+absl::StatusOr<std::string> ReadString(rocksdb::DB* db,
+                                       rocksdb::ColumnFamilyHandle* cf,
+                                       const char* key) {
+  std::string v;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cf, key, &v);
+  if (s.IsNotFound()) return std::string();
+  RETURN_IF_ERROR(ToStatus(s, absl::StrCat("read meta ", key)));
+  return v;
+}
+
 }  // namespace
 
 PartitionStore::PartitionStore(uint32_t partition_id, std::string path)
@@ -90,6 +101,7 @@ absl::StatusOr<std::unique_ptr<PartitionStore>> PartitionStore::Open(
                    ReadCounter(db, handles[1], kAppliedIndexKey));
   ASSIGN_OR_RETURN(m.leader_epoch,
                    ReadCounter(db, handles[1], kLeaderEpochKey));
+  ASSIGN_OR_RETURN(m.restored_by, ReadString(db, handles[1], kRestoredByKey));
   {
     absl::MutexLock l(&store->write_mu_);
     store->meta_ = m;
@@ -112,13 +124,52 @@ absl::StatusOr<uint64_t> PartitionStore::TakeLeadership(uint64_t min_epoch) {
 
 void PartitionStore::StepDown() { leader_.store(false); }
 
+void PartitionStore::RefuseWrites(std::string reason) {
+  if (reason.empty()) reason = "writes are refused";
+  // Write holds write_mu_ for the whole batch: once we have it, no write
+  // is in progress.
+  absl::MutexLock l(&write_mu_);
+  writes_refused_ = std::move(reason);
+}
+
+void PartitionStore::AllowWrites() {
+  absl::MutexLock l(&write_mu_);
+  writes_refused_.clear();
+}
+
+absl::Status PartitionStore::StampRestored(const std::string& dir,
+                                           uint64_t epoch,
+                                           const std::string& marker) {
+  rocksdb::DBOptions o = MakeDbOptions();
+  o.create_if_missing = false;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {kMetaCf, rocksdb::ColumnFamilyOptions()}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(ToStatus(rocksdb::DB::Open(o, dir, cfs, &handles, &raw),
+                           absl::StrCat("open restored store ", dir)));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteBatch batch;
+  batch.Put(handles[1], kLeaderEpochKey, std::to_string(epoch));
+  batch.Put(handles[1], kRestoredByKey, marker);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  absl::Status s = ToStatus(db->Write(wo, &batch), "stamp restored store");
+  for (auto* h : handles)
+    db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  absl::Status closed = ToStatus(db->Close(), "close restored store");
+  return s.ok() ? closed : s;
+}
+
 PartitionMeta PartitionStore::meta() const {
   absl::MutexLock l(&write_mu_);
   return meta_;
 }
 
 absl::StatusOr<uint64_t> PartitionStore::Write(
-    const std::vector<Mutation>& mutations, bool sync) {
+    const std::vector<Mutation>& mutations, bool sync,
+    uint64_t expected_epoch) {
   if (mutations.empty()) {
     return absl::InvalidArgumentError("write batch has no mutations");
   }
@@ -148,9 +199,15 @@ absl::StatusOr<uint64_t> PartitionStore::Write(
         kMaxBatchBytes));
   }
   absl::MutexLock l(&write_mu_);
+  if (!writes_refused_.empty()) return absl::UnavailableError(writes_refused_);
   if (!leader_.load()) {
     return absl::FailedPreconditionError(
         absl::StrCat("partition ", partition_id_, " is not led by this node"));
+  }
+  if (expected_epoch != 0 && expected_epoch != meta_.leader_epoch) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "stale epoch: the write is for epoch ", expected_epoch,
+        " but partition ", partition_id_, " is at epoch ", meta_.leader_epoch));
   }
   rocksdb::WriteBatch batch;
   for (const Mutation& m : mutations) {
@@ -257,6 +314,8 @@ absl::StatusOr<std::unique_ptr<ReadOnlyPartition>> ReadOnlyPartition::Open(
                    ReadCounter(raw, p->handles_[1], kAppliedIndexKey));
   ASSIGN_OR_RETURN(p->meta_.leader_epoch,
                    ReadCounter(raw, p->handles_[1], kLeaderEpochKey));
+  ASSIGN_OR_RETURN(p->meta_.restored_by,
+                   ReadString(raw, p->handles_[1], kRestoredByKey));
   return p;
 }
 

@@ -39,6 +39,9 @@ struct Mutation {
 struct PartitionMeta {
   uint64_t applied_index = 0;
   uint64_t leader_epoch = 0;
+  // Set by a restore (StampRestored): "<restore job> <snapshot> <applied
+  // index>"; empty for a store that was never restored.
+  std::string restored_by;
 };
 
 // One partition's data: a plain RocksDB database with user keys as-is in
@@ -85,9 +88,26 @@ class PartitionStore {
   // index by one. INVALID_ARGUMENT if empty or over a size limit (an empty
   // key, a key over kMaxKeyBytes, a value over kMaxValueBytes, more than
   // kMaxBatchMutations mutations or kMaxBatchBytes in all);
-  // FAILED_PRECONDITION if not the leader. Returns the new applied index.
+  // FAILED_PRECONDITION if not the leader, or if `expected_epoch` is not 0
+  // and not the current epoch (a writer fenced by a newer leadership, e.g.
+  // after a restore); UNAVAILABLE while writes are refused (RefuseWrites).
+  // Returns the new applied index.
   absl::StatusOr<uint64_t> Write(const std::vector<Mutation>& mutations,
-                                 bool sync) ABSL_LOCKS_EXCLUDED(write_mu_);
+                                 bool sync, uint64_t expected_epoch = 0)
+      ABSL_LOCKS_EXCLUDED(write_mu_);
+
+  // From now on, Write fails with UNAVAILABLE and `reason` (retryable: the
+  // partition is being restored). Returns once no write is in progress,
+  // so nothing written afterwards can be lost by what follows.
+  void RefuseWrites(std::string reason) ABSL_LOCKS_EXCLUDED(write_mu_);
+  void AllowWrites() ABSL_LOCKS_EXCLUDED(write_mu_);
+
+  // Opens the database at `dir` (not open elsewhere; e.g. a restored
+  // checkpoint before it is moved into place), sets its leader epoch to
+  // `epoch` and its restore marker (PartitionMeta::restored_by) to
+  // `marker`, in one synced write, and closes it.
+  static absl::Status StampRestored(const std::string& dir, uint64_t epoch,
+                                    const std::string& marker);
 
   // Point read; NOT_FOUND if absent.
   absl::StatusOr<std::string> Get(const std::string& key) const;
@@ -125,6 +145,8 @@ class PartitionStore {
 
   mutable absl::Mutex write_mu_;
   PartitionMeta meta_ ABSL_GUARDED_BY(write_mu_);
+  // Non-empty: writes are refused with this reason.
+  std::string writes_refused_ ABSL_GUARDED_BY(write_mu_);
 };
 
 // A partition database (typically a published checkpoint) opened

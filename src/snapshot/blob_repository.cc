@@ -1,9 +1,11 @@
 #include "snapshot/blob_repository.h"
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -446,27 +448,72 @@ absl::Status BlobRepository::VerifyPartition(
 }
 
 absl::Status BlobRepository::DownloadPartition(
-    const PartitionManifest& manifest, const std::string& local_dir) const {
-  RETURN_IF_ERROR(fs::CreateDirs(local_dir));
+    const PartitionManifest& manifest, const std::string& local_dir,
+    const DownloadOptions& options) const {
   for (const auto& f : manifest.files()) {
     if (!IsSafePathComponent(f.name())) {
       return absl::InvalidArgumentError(
           absl::StrCat("manifest lists a file named ", Quote(f.name())));
     }
+  }
+  RETURN_IF_ERROR(fs::CreateDirs(local_dir));
+  std::unique_ptr<RateLimiter> stream_limiter;
+  if (options_.stream_bytes_per_second > 0) {
+    stream_limiter =
+        std::make_unique<RateLimiter>(options_.stream_bytes_per_second);
+  }
+  const std::vector<RateLimiter*> limiters = {stream_limiter.get(),
+                                              total_limiter_.get()};
+  auto fetch = [&](const shutter::v1::FileEntry& f) -> absl::Status {
     const std::string path = local_dir + "/" + f.name();
-    auto r = store_->GetToFile(f.object_key(), path);
+    auto r = store_->GetToFile(f.object_key(), path, limiters);
     if (absl::IsNotFound(r.status())) {
       return absl::DataLossError(
           absl::StrCat(f.object_key(), " (", f.name(), "): missing"));
     }
-    RETURN_IF_ERROR(r.status());
+    if (!r.ok()) {
+      return absl::Status(r.status().code(),
+                          absl::StrCat(f.object_key(), " (", f.name(),
+                                       "): ", r.status().message()));
+    }
     if (r->size != f.size_bytes() || r->sha256 != f.sha256()) {
       return absl::DataLossError(
           absl::StrCat(f.object_key(), " (", f.name(), "): got ", r->size,
                        " bytes sha256 ", r->sha256, ", manifest says ",
                        f.size_bytes(), " bytes sha256 ", f.sha256()));
     }
-  }
+    return options.after_file ? options.after_file(f.name()) : absl::OkStatus();
+  };
+  // Largest first, so the streams finish together.
+  std::vector<const shutter::v1::FileEntry*> files;
+  for (const auto& f : manifest.files()) files.push_back(&f);
+  std::sort(files.begin(), files.end(), [](const auto* a, const auto* b) {
+    return a->size_bytes() > b->size_bytes();
+  });
+  std::atomic<size_t> next{0};
+  absl::Mutex mu;
+  absl::Status first_error;
+  auto worker = [&] {
+    for (size_t i = next++; i < files.size(); i = next++) {
+      {
+        absl::MutexLock l(&mu);
+        if (!first_error.ok()) return;
+      }
+      absl::Status s = fetch(*files[i]);
+      if (!s.ok()) {
+        absl::MutexLock l(&mu);
+        if (first_error.ok()) first_error = s;
+        return;
+      }
+    }
+  };
+  const size_t streams = std::min<size_t>(
+      files.size(), static_cast<size_t>(std::max(1, options.parallel_files)));
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < streams; ++i) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  RETURN_IF_ERROR(first_error);
   return fs::SyncDir(local_dir);
 }
 

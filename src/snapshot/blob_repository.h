@@ -29,8 +29,10 @@ class BlobRepository : public Repository {
       const std::string& snapshot_id, uint32_t partition_id) const override;
   absl::Status VerifyPartition(
       const shutter::v1::PartitionManifest& manifest) const override;
-  absl::Status DownloadPartition(const shutter::v1::PartitionManifest& manifest,
-                                 const std::string& local_dir) const override;
+  absl::Status DownloadPartition(
+      const shutter::v1::PartitionManifest& manifest,
+      const std::string& local_dir,
+      const DownloadOptions& options = DownloadOptions()) const override;
   absl::Status CommitClusterManifest(
       const shutter::v1::ClusterManifest& manifest) override;
   absl::StatusOr<shutter::v1::ClusterManifest> ReadClusterManifest(

@@ -110,8 +110,10 @@ class BlobStore {
                                   uint64_t length = kToEnd) const;
   // Writes the object to `local_path` (which must not exist), fsyncs it,
   // and returns its size and SHA-256. On failure the file is removed.
-  absl::StatusOr<PutResult> GetToFile(const std::string& key,
-                                      const std::string& local_path) const;
+  // Every chunk is first granted by each non-null limiter.
+  absl::StatusOr<PutResult> GetToFile(
+      const std::string& key, const std::string& local_path,
+      const std::vector<RateLimiter*>& limiters = {}) const;
 };
 
 // INVALID_ARGUMENT unless `key` is a valid blob key (see BlobStore).

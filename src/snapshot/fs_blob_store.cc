@@ -80,11 +80,15 @@ absl::StatusOr<std::string> BlobStore::Get(const std::string& key,
 }
 
 absl::StatusOr<BlobStore::PutResult> BlobStore::GetToFile(
-    const std::string& key, const std::string& local_path) const {
+    const std::string& key, const std::string& local_path,
+    const std::vector<RateLimiter*>& limiters) const {
   PutResult r;
   fs::Sha256 h;
   RETURN_IF_ERROR(fs::WriteFileSynced(local_path, [&](const auto& append) {
     return Read(key, 0, kToEnd, [&](absl::string_view chunk) {
+      for (RateLimiter* l : limiters) {
+        if (l != nullptr) l->Request(chunk.size());
+      }
       h.Update(chunk.data(), chunk.size());
       r.size += chunk.size();
       return append(chunk);

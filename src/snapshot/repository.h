@@ -29,6 +29,18 @@ struct PublishStats {
   uint32_t files_hash_cached = 0;
 };
 
+// How DownloadPartition fetches.
+struct DownloadOptions {
+  // Files fetched at once, each its own stream. Every stream of one
+  // download shares the per-stream throttle of RepositoryOptions (a
+  // partition downloads as fast as one publish uploads); all downloads
+  // and publishes through the repository object share the total one.
+  int parallel_files = 4;
+  // Called after each file is written and checked, with its name; an
+  // error stops the download with that error (cancellation, tests).
+  std::function<absl::Status(const std::string& name)> after_file;
+};
+
 // One snapshot as found in the repository.
 struct SnapshotListing {
   std::string snapshot_id;
@@ -129,10 +141,12 @@ class Repository {
 
   // Writes every file of the manifest into `local_dir` (created; must not
   // exist or be empty), each checked against its size and SHA-256, and
-  // fsynced: a directory RocksDB can open. DATA_LOSS on a mismatch.
+  // fsynced: a directory RocksDB can open. DATA_LOSS naming the object and
+  // file on a missing or mismatched one.
   virtual absl::Status DownloadPartition(
       const shutter::v1::PartitionManifest& manifest,
-      const std::string& local_dir) const = 0;
+      const std::string& local_dir,
+      const DownloadOptions& options = DownloadOptions()) const = 0;
 
   // Writes the cluster manifest crash-safely. This is the snapshot's commit
   // point. ALREADY_EXISTS if one is already there (it is never replaced).

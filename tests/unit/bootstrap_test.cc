@@ -94,7 +94,7 @@ TEST_F(BootstrapTest, RestoresMissingPartitionsFromTheLatestSnapshot) {
   auto host = NodeHost::Open({tmp_.Sub("node"), {0, 1}, {0, 1}});
   ASSERT_OK(host);
   ASSERT_OK((*host)->TakeLeadership());
-  partition::PartitionStore* p0 = (*host)->Find(0);
+  auto p0 = (*host)->Find(0);
   EXPECT_EQ(p0->meta().applied_index, 1u);
   EXPECT_GT(p0->meta().leader_epoch, 1u);  // above the snapshot's epoch
   EXPECT_EQ(*p0->Get("k0019"), "r2-p0-k19");

@@ -1034,8 +1034,9 @@ class MemRepository : public snapshot::Repository {
     return std::string(32, 'a');
   }
   // Not used by the coordinator's tests.
-  absl::Status DownloadPartition(const shutter::v1::PartitionManifest&,
-                                 const std::string&) const override {
+  absl::Status DownloadPartition(
+      const shutter::v1::PartitionManifest&, const std::string&,
+      const snapshot::DownloadOptions&) const override {
     return absl::UnimplementedError("memory repository");
   }
   absl::Status DeleteSnapshot(const std::string&) override {

@@ -1,0 +1,39 @@
+#ifndef SHUTTER_CONTROLLER_RESTORE_KIND_H_
+#define SHUTTER_CONTROLLER_RESTORE_KIND_H_
+
+#include <string>
+
+#include "controller/job_kind.h"
+#include "controller/node_transport.h"
+
+namespace shutter::controller {
+
+// Restore jobs: a task asks the partition's leader to replace its store
+// with the partition's checkpoint from task.source_snapshot_id()
+// (NodeService.RestorePartition) and checks that the answer is that
+// checkpoint (snapshot, partition, applied index); the commit has nothing
+// to write; there is no rollback (a swapped store stays restored: the
+// snapshot's state is what the operator asked for). Thread-safe; the
+// transport must outlive it.
+class RestoreKind : public JobKind {
+ public:
+  RestoreKind(NodeTransport* transport, absl::Duration rpc_timeout)
+      : transport_(transport), rpc_timeout_(rpc_timeout) {}
+
+  void RunTask(const std::string& job_id,
+               const shutter::v1::PartitionTask& task,
+               const std::string& address, TaskCallback done) override;
+  absl::AnyInvocable<absl::Status() &&> PrepareCommit(const Job& job,
+                                                      absl::Time now) override;
+  absl::Status Rollback(const std::string& job_id) override;
+  void CancelOnNode(const std::string& address,
+                    const std::string& job_id) override;
+
+ private:
+  NodeTransport* const transport_;
+  const absl::Duration rpc_timeout_;
+};
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_RESTORE_KIND_H_

@@ -1,0 +1,299 @@
+#include "node/partition_restorer.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
+#include "common/fs.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
+#include "common/text.h"
+#include "partition/partition_store.h"
+#include "spdlog/spdlog.h"
+
+namespace shutter::node {
+
+using shutter::v1::RestorePartitionRequest;
+using shutter::v1::RestorePartitionResponse;
+
+namespace {
+constexpr char kDispatchKey[] = "restore";
+
+// `s` with `reason`, its message prefixed with what was being done.
+absl::Status Annotate(const absl::Status& s, const std::string& what,
+                      ErrorReason reason) {
+  ErrorReason r = GetErrorReason(s);
+  return WithReason(
+      absl::Status(s.code(), absl::StrCat(what, ": ", s.message())),
+      r == ErrorReason::kUnspecified ? reason : r);
+}
+}  // namespace
+
+std::string RestoreMarker(const std::string& restore_id,
+                          const std::string& snapshot_id,
+                          uint64_t applied_index) {
+  return absl::StrCat(restore_id, " ", snapshot_id, " ", applied_index);
+}
+
+PartitionRestorer::PartitionRestorer(const Options& options, NodeHost* host,
+                                     snapshot::Repository* repo, Clock* clock)
+    : options_(options),
+      host_(host),
+      repo_(repo),
+      clock_(clock),
+      scheduler_([&] {
+        scheduler::Scheduler::Options o;
+        o.num_workers = options.capacity;
+        o.default_limit = options.capacity;
+        return o;
+      }()) {}
+
+PartitionRestorer::~PartitionRestorer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<PartitionRestorer>> PartitionRestorer::Create(
+    const Options& options, NodeHost* host, snapshot::Repository* repo,
+    Clock* clock) {
+  if (options.capacity < 1 || options.parallel_files < 1) {
+    return absl::InvalidArgumentError(
+        "restore capacity and parallel files must be at least 1");
+  }
+  return std::unique_ptr<PartitionRestorer>(
+      new PartitionRestorer(options, host, repo, clock));
+}
+
+void PartitionRestorer::Shutdown() { scheduler_.Shutdown(); }
+
+void PartitionRestorer::Cancel(const std::string& restore_id) {
+  absl::MutexLock l(&mu_);
+  if (cancelled_.insert(restore_id).second) {
+    spdlog::info("restores of {} cancelled", restore_id);
+  }
+}
+
+absl::Status PartitionRestorer::CheckNotCancelled(
+    const std::string& restore_id) const {
+  absl::MutexLock l(&mu_);
+  if (cancelled_.count(restore_id) > 0) {
+    return WithReason(absl::CancelledError(absl::StrCat("restore ", restore_id,
+                                                        " was cancelled")),
+                      ErrorReason::kCancelled);
+  }
+  return absl::OkStatus();
+}
+
+PartitionRestorer::Stats PartitionRestorer::GetStats() const {
+  absl::MutexLock l(&mu_);
+  return stats_;
+}
+
+absl::Status PartitionRestorer::Admit(
+    const RestorePartitionRequest& req) const {
+  for (const auto& [name, id] : {std::pair<const char*, const std::string*>{
+                                     "restore_id", &req.restore_id()},
+                                 {"snapshot_id", &req.snapshot_id()}}) {
+    if (absl::Status s = CheckSafeId(name, *id); !s.ok()) {
+      return WithReason(s, ErrorReason::kInvalidRequest);
+    }
+  }
+  if (options_.check_serving) RETURN_IF_ERROR(options_.check_serving());
+  if (!req.expected_instance_id().empty() && !options_.instance_id.empty() &&
+      req.expected_instance_id() != options_.instance_id) {
+    return WithReason(
+        absl::FailedPreconditionError(absl::StrCat(
+            "request meant for incarnation ", Quote(req.expected_instance_id()),
+            " of node ", options_.node_id, ", but this is incarnation ",
+            options_.instance_id)),
+        ErrorReason::kWrongIncarnation);
+  }
+  return absl::OkStatus();
+}
+
+void PartitionRestorer::Restore(const RestorePartitionRequest& request,
+                                Callback done) {
+  absl::Status admitted = Admit(request);
+  if (!admitted.ok()) {
+    std::move(done)(admitted);
+    return;
+  }
+  auto key = std::make_pair(request.restore_id(), request.partition_id());
+  {
+    absl::MutexLock l(&mu_);
+    auto [it, inserted] = active_.try_emplace(key);
+    if (!inserted) {
+      it->second.push_back(std::move(done));  // join the one in progress
+      return;
+    }
+    ++stats_.in_flight;
+  }
+  // Settles the request exactly once: the body, or the destructor if the
+  // task is dropped unrun at shutdown.
+  struct Guard {
+    PartitionRestorer* self;
+    std::pair<std::string, uint32_t> key;
+    Callback cb;
+    bool finished = false;
+    ~Guard() {
+      if (finished) return;
+      absl::Status down =
+          WithReason(absl::UnavailableError("node is shutting down"),
+                     ErrorReason::kNodeUnavailable);
+      self->Finish(key, down);
+      std::move(cb)(down);
+    }
+  };
+  std::unique_ptr<Guard> guard(new Guard{this, key, std::move(done)});
+  scheduler_.Submit({kDispatchKey, /*job=*/0, /*weight=*/0, nullptr},
+                    [this, request, guard = std::move(guard)](
+                        scheduler::SlotToken token) mutable {
+                      auto r = Run(request);
+                      guard->finished = true;
+                      Finish(guard->key, r);
+                      token.Release();
+                      std::move(guard->cb)(std::move(r));
+                    });
+}
+
+absl::StatusOr<RestorePartitionResponse> PartitionRestorer::RestoreSync(
+    const RestorePartitionRequest& request) {
+  absl::Notification done;
+  absl::StatusOr<RestorePartitionResponse> out;
+  Restore(request, [&](absl::StatusOr<RestorePartitionResponse> r) {
+    out = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
+
+void PartitionRestorer::Finish(
+    const std::pair<std::string, uint32_t>& key,
+    const absl::StatusOr<RestorePartitionResponse>& result) {
+  std::vector<Callback> joined;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = active_.find(key);
+    if (it != active_.end()) {
+      joined = std::move(it->second);
+      active_.erase(it);
+    }
+    --stats_.in_flight;
+    if (result.ok()) {
+      if (!result->already_restored()) {
+        ++stats_.restored;
+        stats_.bytes += result->manifest().total_bytes();
+      }
+    } else {
+      ++stats_.failed;
+    }
+  }
+  for (auto& cb : joined) std::move(cb)(result);
+}
+
+absl::StatusOr<RestorePartitionResponse> PartitionRestorer::Run(
+    const RestorePartitionRequest& req) {
+  RETURN_IF_ERROR(CheckNotCancelled(req.restore_id()));
+  RETURN_IF_ERROR(Admit(req));
+  const uint32_t p = req.partition_id();
+  const std::string what = absl::StrCat("restore of partition ", p,
+                                        " from snapshot ", req.snapshot_id());
+  // Already done by this restore job (its answer was lost)? The marker is
+  // in the store it installed; the epoch has risen since, so this comes
+  // before the epoch check.
+  if (auto any = host_->Acquire(p); any.ok()) {
+    const partition::PartitionMeta meta = (*any)->meta();
+    if (absl::StartsWith(
+            meta.restored_by,
+            absl::StrCat(req.restore_id(), " ", req.snapshot_id(), " "))) {
+      auto m = repo_->ReadPartitionManifest(req.snapshot_id(), p);
+      if (!m.ok()) {
+        return Annotate(m.status(), what, ErrorReason::kCheckpointFailed);
+      }
+      RestorePartitionResponse resp;
+      *resp.mutable_manifest() = *std::move(m);
+      resp.set_leader_epoch(meta.leader_epoch);
+      resp.set_already_restored(true);
+      return resp;
+    }
+  }
+  uint64_t live_epoch = 0;
+  {
+    ASSIGN_OR_RETURN(
+        NodeHost::StoreRef store,
+        host_->AcquireLed(p, req.expected_leader_epoch(), options_.node_id));
+    live_epoch = store->meta().leader_epoch;
+  }  // no reference may be held across the swap
+  absl::Status begun = host_->BeginRestore(
+      p, absl::StrCat("partition ", p, " is being restored from snapshot ",
+                      req.snapshot_id(), " (restore ", req.restore_id(),
+                      "); writes are refused until it ends, retry"));
+  if (!begun.ok()) return WithReason(begun, ErrorReason::kNodeBusy);
+  spdlog::info("{} (restore {}): writes refused, fetching", what,
+               req.restore_id());
+  auto r = Replace(req, live_epoch);
+  if (!r.ok()) {
+    fs::RemoveAll(host_->RestoreStagingPath(p)).IgnoreError();
+    host_->EndRestore(p);
+    spdlog::warn("{} failed, the old store is kept: {}", what,
+                 r.status().ToString());
+    return Annotate(r.status(), what, ErrorReason::kCheckpointFailed);
+  }
+  spdlog::info(
+      "{} (restore {}): live at epoch {}, applied index {}, {} "
+      "bytes in {} ms + {} ms swap",
+      what, req.restore_id(), r->leader_epoch(), r->manifest().applied_index(),
+      r->manifest().total_bytes(), r->fetch_millis(), r->swap_millis());
+  return r;
+}
+
+absl::StatusOr<RestorePartitionResponse> PartitionRestorer::Replace(
+    const RestorePartitionRequest& req, uint64_t live_epoch) {
+  const uint32_t p = req.partition_id();
+  auto m = repo_->ReadPartitionManifest(req.snapshot_id(), p);
+  if (absl::IsNotFound(m.status())) {
+    return WithReason(absl::NotFoundError(absl::StrCat(
+                          "snapshot ", req.snapshot_id(),
+                          " has no published checkpoint of partition ", p)),
+                      ErrorReason::kInvalidRequest);
+  }
+  RETURN_IF_ERROR(m.status());
+  const std::string staging = host_->RestoreStagingPath(p);
+  RETURN_IF_ERROR(fs::RemoveAll(staging));
+  const absl::Time start = clock_->Now();
+  snapshot::DownloadOptions d;
+  d.parallel_files = options_.parallel_files;
+  std::atomic<bool> first{true};
+  d.after_file = [&](const std::string&) {
+    if (first.exchange(false)) Fault("restore-fetching");
+    return CheckNotCancelled(req.restore_id());
+  };
+  RETURN_IF_ERROR(repo_->DownloadPartition(*m, staging, d));
+  ASSIGN_OR_RETURN(partition::PartitionMeta meta,
+                   partition::PartitionStore::ReadMeta(staging));
+  if (meta.applied_index != m->applied_index() ||
+      meta.leader_epoch != m->leader_epoch()) {
+    return absl::DataLossError(
+        absl::StrCat("the checkpoint holds applied index ", meta.applied_index,
+                     " epoch ", meta.leader_epoch, ", its manifest says ",
+                     m->applied_index(), " epoch ", m->leader_epoch()));
+  }
+  Fault("restore-assembled");
+  RETURN_IF_ERROR(CheckNotCancelled(req.restore_id()));
+  // The restored store starts at the live store's epoch (or the
+  // checkpoint's, if higher); retaking leadership raises it.
+  RETURN_IF_ERROR(partition::PartitionStore::StampRestored(
+      staging, std::max(live_epoch, m->leader_epoch()),
+      RestoreMarker(req.restore_id(), req.snapshot_id(), m->applied_index())));
+  const absl::Time fetched = clock_->Now();
+  RETURN_IF_ERROR(host_->SwapInRestored(p, options_.drain, options_.fault));
+  RestorePartitionResponse resp;
+  ASSIGN_OR_RETURN(NodeHost::StoreRef store, host_->Acquire(p));
+  resp.set_leader_epoch(store->meta().leader_epoch);
+  *resp.mutable_manifest() = *std::move(m);
+  resp.set_fetch_millis(absl::ToInt64Milliseconds(fetched - start));
+  resp.set_swap_millis(absl::ToInt64Milliseconds(clock_->Now() - fetched));
+  return resp;
+}
+
+}  // namespace shutter::node
