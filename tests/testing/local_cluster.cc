@@ -95,6 +95,14 @@ absl::StatusOr<int> LocalCluster::StopController(int sig,
   return st;
 }
 
+bool LocalCluster::NodeExited(int i) {
+  int status = 0;
+  if (nodes_[i].process == nullptr) return true;
+  if (!nodes_[i].process->Exited(&status)) return false;
+  nodes_[i].process.reset();
+  return true;
+}
+
 absl::Status LocalCluster::StartNode(int i,
                                      std::vector<std::string> extra_flags,
                                      const std::string& partitions,
@@ -133,8 +141,8 @@ absl::Status LocalCluster::StartNode(int i,
   argv.insert(argv.end(), repository_flags_.begin(), repository_flags_.end());
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto p = std::make_unique<Subprocess>();
-  absl::Status s =
-      p->Start(argv, absl::StrCat(options_.dir, "/node", i, ".log"));
+  absl::Status s = p->Start(
+      argv, absl::StrCat(options_.dir, "/node", i, ".log"), node_env_[i]);
   if (!s.ok()) return s;
   auto port = WaitForPortFile(port_file, absl::Seconds(30));
   if (!port.ok()) return port.status();

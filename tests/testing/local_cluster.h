@@ -1,6 +1,7 @@
 #ifndef SHUTTER_TESTS_TESTING_LOCAL_CLUSTER_H_
 #define SHUTTER_TESTS_TESTING_LOCAL_CLUSTER_H_
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +52,11 @@ class LocalCluster {
   absl::Status StartNode(int i, std::vector<std::string> extra_flags = {},
                          const std::string& partitions = "",
                          const std::string& leader_for = "");
+  // Environment entries ("NAME=value") for node i's next starts (e.g.
+  // SHUTTER_TEST_KILL_AT); empty to clear.
+  void SetNodeEnv(int i, std::vector<std::string> env) {
+    node_env_[i] = std::move(env);
+  }
   // Moves a partition's leadership on node i (NodeService.SetPartitionRole);
   // returns the node's epoch for it afterwards.
   absl::StatusOr<uint64_t> SetRole(int i, uint32_t partition, bool leader,
@@ -60,6 +66,8 @@ class LocalCluster {
   absl::Status StartAllNodes(std::vector<std::string> extra_flags = {});
   void StopAllNodes();
   bool node_running(int i) const { return nodes_[i].process != nullptr; }
+  // True once node i has exited by itself (reaped; not waited for).
+  bool NodeExited(int i);
   pid_t node_pid(int i) const;
   pid_t controller_pid() const;
 
@@ -131,6 +139,7 @@ class LocalCluster {
   std::string controller_addr_;
   std::unique_ptr<shutter::v1::AdminService::Stub> admin_;
   std::vector<Node> nodes_;
+  std::map<int, std::vector<std::string>> node_env_;
   std::string repository_;
   std::vector<std::string> repository_flags_;
   snapshot::RepositoryOptions repository_options_;

@@ -58,8 +58,11 @@ Subprocess::~Subprocess() {
 }
 
 absl::Status Subprocess::Start(const std::vector<std::string>& argv,
-                               const std::string& log_path) {
+                               const std::string& log_path,
+                               const std::vector<std::string>& env) {
   auto args = CArgv(argv);
+  // Copies the child keeps (putenv keeps the pointer).
+  std::vector<std::string> env_copy = env;
   int log_fd =
       open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
@@ -81,6 +84,7 @@ absl::Status Subprocess::Start(const std::vector<std::string>& argv,
     dup2(devnull, 0);
     dup2(log_fd, 1);
     dup2(log_fd, 2);
+    for (std::string& e : env_copy) putenv(e.data());
     execv(args[0], args.data());
     _exit(127);
   }

@@ -23,8 +23,10 @@ class Subprocess {
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
 
+  // `env`: "NAME=value" entries added to the child's environment.
   absl::Status Start(const std::vector<std::string>& argv,
-                     const std::string& log_path);
+                     const std::string& log_path,
+                     const std::vector<std::string>& env = {});
   // Sends `sig` and waits up to `timeout` for exit; returns the wait status
   // (as from waitpid) or DEADLINE_EXCEEDED (after which it SIGKILLs).
   absl::StatusOr<int> Stop(int sig, absl::Duration timeout);
