@@ -90,6 +90,14 @@ echo; echo "\$ shutterctl snapshots create --label demo-incremental --wait"
 "$CTL" snapshots create --label demo-incremental --wait >/dev/null
 "$CTL" snapshots list
 echo; echo "\$ shutterctl repository stats"; "$CTL" repository stats
+# Restore: bring every partition back to the first snapshot (undoing the
+# 1% rewrite) on the running cluster, in parallel through the same
+# scheduler; each partition's epoch rises.
+echo; echo "\$ shutterctl snapshots restore $id --dry-run"
+"$CTL" snapshots restore "$id" --dry-run
+echo; echo "\$ shutterctl snapshots restore $id --wait"
+"$CTL" snapshots restore "$id" --wait >/dev/null
+"$CTL" restores list
 echo
 echo "demo: cluster manifest: $DEMO_DIR/repository/snapshots/$id/CLUSTER_MANIFEST.json"
 echo "demo: repository size: $(du -sh "$DEMO_DIR/repository" | cut -f1)"

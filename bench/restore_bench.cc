@@ -1,0 +1,193 @@
+// Restore: serial versus parallel, on a real local cluster (a controller
+// and node processes on loopback, real data, each partition's download
+// stream throttled as a remote object store would be). The same committed
+// snapshot is restored onto every partition, alternating the serial
+// controller (--max-in-flight-total 1) and the default one (per-node
+// limits only); prints median times and the speedup against its ideal,
+// nodes x capacity (the target is at least 0.8 of it).
+//
+// Usage: restore_bench [--nodes 4] [--partitions 64] [--capacity 4]
+//          [--keys 2048] [--value-size 1024] [--runs 3]
+//          [--stream-mibps 4] [--smoke]
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "shutter/v1/admin.grpc.pb.h"
+#include "testing/local_cluster.h"
+#include "testing/temp_dir.h"
+
+namespace {
+
+using namespace shutter::v1;  // NOLINT
+
+struct Config {
+  int nodes = 4;
+  int partitions = 64;
+  int capacity = 4;
+  int keys = 2048;
+  int value_size = 1024;
+  int runs = 3;
+  double stream_mibps = 4;
+};
+
+[[noreturn]] void Die(const std::string& msg) {
+  std::fprintf(stderr, "restore_bench: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+void Check(const absl::Status& s) {
+  if (!s.ok()) Die(s.ToString());
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+void Load(shutter::testing::LocalCluster& c, const Config& cfg) {
+  std::vector<std::thread> threads;
+  std::atomic<int> next{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int p = next++; p < cfg.partitions; p = next++) {
+        std::mt19937_64 rng(p);
+        for (int k = 0; k < cfg.keys; k += 256) {
+          std::vector<std::pair<std::string, std::string>> kvs;
+          for (int j = k; j < std::min(cfg.keys, k + 256); ++j) {
+            std::string v(cfg.value_size, '\0');
+            for (int b = 0; b + 8 <= cfg.value_size; b += 8) {
+              uint64_t r = rng();
+              std::memcpy(&v[b], &r, 8);
+            }
+            kvs.emplace_back(absl::StrFormat("key-%08d", j), std::move(v));
+          }
+          Check(c.Write(p, kvs));
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
+// Restores every partition of `snapshot`; returns the job's own create ->
+// finish time in seconds.
+double Restore(shutter::testing::LocalCluster& c, const std::string& snapshot,
+               uint64_t* bytes) {
+  RestoreSnapshotRequest req;
+  req.set_snapshot_id(snapshot);
+  RestoreSnapshotResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  grpc::Status s = c.admin()->RestoreSnapshot(&ctx, req, &resp);
+  if (!s.ok()) Die("RestoreSnapshot: " + s.error_message());
+  auto job = c.WaitForSnapshot(resp.restore_id(), absl::Minutes(30));
+  Check(job.status());
+  if (job->state() != SNAPSHOT_STATE_COMMITTED) {
+    Die("restore did not finish: " + job->error());
+  }
+  *bytes = resp.plan().total_bytes();
+  return (job->finished_at_micros() - job->created_at_micros()) / 1e6;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) Die(std::string("missing value for ") + argv[i]);
+      return argv[++i];
+    };
+    if (!strcmp(argv[i], "--nodes")) {
+      cfg.nodes = std::atoi(next());
+    } else if (!strcmp(argv[i], "--partitions")) {
+      cfg.partitions = std::atoi(next());
+    } else if (!strcmp(argv[i], "--capacity")) {
+      cfg.capacity = std::atoi(next());
+    } else if (!strcmp(argv[i], "--keys")) {
+      cfg.keys = std::atoi(next());
+    } else if (!strcmp(argv[i], "--value-size")) {
+      cfg.value_size = std::atoi(next());
+    } else if (!strcmp(argv[i], "--runs")) {
+      cfg.runs = std::atoi(next());
+    } else if (!strcmp(argv[i], "--stream-mibps")) {
+      cfg.stream_mibps = std::atof(next());
+    } else if (!strcmp(argv[i], "--smoke")) {
+      cfg = Config{2, 8, 2, 64, 512, 1, 8};
+    } else {
+      std::fprintf(stderr,
+                   "usage: %s [--nodes N] [--partitions P] [--capacity C] "
+                   "[--keys K] [--value-size B] [--runs R] [--stream-mibps M] "
+                   "[--smoke]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  if (cfg.nodes < 1 || cfg.partitions % cfg.nodes != 0) {
+    Die("--partitions must be a multiple of --nodes");
+  }
+  shutter::testing::TempDir tmp;
+  shutter::testing::LocalCluster c(
+      {SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN, tmp.path(), cfg.nodes,
+       cfg.partitions / cfg.nodes, cfg.capacity, /*heartbeat_ms=*/100,
+       /*dead_after_ms=*/5000, /*log_level=*/"warn"});
+  Check(c.StartController());
+  Check(c.StartAllNodes({"--publish-stream-mibps",
+                         absl::StrCat(cfg.stream_mibps)}));
+  Check(c.WaitForLeaders(absl::Seconds(60)));
+  Load(c, cfg);
+  auto id = c.CreateSnapshot();
+  Check(id.status());
+  auto snap = c.WaitForSnapshot(*id, absl::Minutes(30));
+  Check(snap.status());
+  if (snap->state() != SNAPSHOT_STATE_COMMITTED) Die(snap->error());
+
+  std::printf(
+      "cluster restore: %d nodes, %d partitions, capacity %d per node, %d "
+      "keys x %d B per partition, each download stream throttled to %.1f "
+      "MiB/s, %d runs per variant (median)\n",
+      cfg.nodes, cfg.partitions, cfg.capacity, cfg.keys, cfg.value_size,
+      cfg.stream_mibps, cfg.runs);
+  std::vector<double> serial, parallel;
+  uint64_t bytes = 0;
+  auto restart = [&](int max_in_flight) {
+    c.StopController(SIGTERM).IgnoreError();
+    c.CloseChannels();
+    Check(c.StartController(
+        {"--max-in-flight-total", absl::StrCat(max_in_flight)}));
+    Check(c.WaitForLeaders(absl::Seconds(60)));
+  };
+  for (int r = 0; r < cfg.runs; ++r) {
+    // Alternate, so drift on the machine hits both alike.
+    restart(1);
+    serial.push_back(Restore(c, *id, &bytes));
+    restart(0);
+    parallel.push_back(Restore(c, *id, &bytes));
+  }
+  const double s = Median(serial), p = Median(parallel);
+  const int ideal = cfg.nodes * cfg.capacity;
+  std::printf("%-12s %10s %11s %9s %9s %9s\n", "MiB restored", "serial s",
+              "parallel s", "speedup", "ideal", "target");
+  std::printf("%-12.1f %10.2f %11.2f %8.2fx %8dx %8.1fx  %s\n",
+              bytes / 1048576.0, s, p, s / p, ideal, 0.8 * ideal,
+              s / p >= 0.8 * ideal ? "met" : "NOT met");
+  std::printf("  (serial runs:");
+  for (double x : serial) std::printf(" %.2f", x);
+  std::printf("; parallel runs:");
+  for (double x : parallel) std::printf(" %.2f", x);
+  std::printf(")\n");
+  c.CloseChannels();
+  c.StopAllNodes();
+  c.StopController(SIGTERM).IgnoreError();
+  return 0;
+}
