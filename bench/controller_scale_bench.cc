@@ -218,7 +218,7 @@ class Bench {
     shutter::testing::Subprocess controller;
     const std::string port_file = tmp.Sub("controller.port");
     absl::Status s = controller.Start(
-        {controller_bin_, "--listen", "127.0.0.1:0", "--port-file", port_file,
+        {controller_bin_, "--insecure", "--listen", "127.0.0.1:0", "--port-file", port_file,
          "--data-dir", tmp.Sub("controller"), "--repository", repo,
          "--node-dead-after-ms", "60000", "--heartbeat-interval-ms",
          absl::StrCat(heartbeat_ms_), "--rpc-timeout-ms", "600000",
@@ -404,7 +404,7 @@ class Bench {
       stdfs::remove(port_file);
       const absl::Time t1 = absl::Now();
       s = controller.Start(
-          {controller_bin_, "--listen", "127.0.0.1:0", "--port-file", port_file,
+          {controller_bin_, "--insecure", "--listen", "127.0.0.1:0", "--port-file", port_file,
            "--data-dir", tmp.Sub("controller"), "--repository", repo,
            "--log-level", "warn"},
           tmp.Sub("controller.log"));

@@ -46,7 +46,8 @@ wait_for_file() {  # path, seconds
   done
 }
 
-"$BIN/controller/shutter-controller" --listen 127.0.0.1:0 \
+# --insecure: a local demo on loopback (see docs/operations.md for TLS).
+"$BIN/controller/shutter-controller" --insecure --listen 127.0.0.1:0 \
   --data-dir "$DEMO_DIR/controller" --repository "$DEMO_DIR/repository" \
   --port-file "$DEMO_DIR/controller.port" >"$DEMO_DIR/controller.log" 2>&1 &
 pids+=($!)
@@ -56,7 +57,8 @@ echo "demo: controller at $SHUTTER_CONTROLLER"
 
 for i in $(seq 1 $NODES); do
   first=$(( (i - 1) * PER_NODE )); last=$(( first + PER_NODE - 1 ))
-  "$BIN/node/shutter-node" --node-id "n$i" --listen 127.0.0.1:0 \
+  "$BIN/node/shutter-node" --insecure --enable-data-plane \
+    --node-id "n$i" --listen 127.0.0.1:0 \
     --controller "$SHUTTER_CONTROLLER" --data-dir "$DEMO_DIR/n$i" \
     --repository "$DEMO_DIR/repository" --partitions "$first-$last" \
     --checkpoint-capacity "$CAPACITY" --heartbeat-interval-ms 200 \

@@ -14,10 +14,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "cli/table.h"
+#include "common/fs.h"
 #include "common/ids.h"
 #include "common/rpc.h"
+#include "common/security.h"
 #include "common/text.h"
 #include "controller/job_states.h"
 #include "google/protobuf/util/json_util.h"
@@ -34,7 +38,14 @@ struct Global {
   std::string controller = "127.0.0.1:7000";
   std::string output = "table";
   int timeout_ms = 30000;
+  // TLS when a CA is given (common/security.h); the bearer token, if any,
+  // goes with every admin call.
+  TlsOptions tls;
+  std::string token_file;
+  std::string token;
 };
+
+bool g_tls_used = false;  // for the hint on connection failures
 
 // Everything printed that came from the server or a user is passed
 // through EscapeForTerminal: a label or an error message cannot move the
@@ -45,10 +56,37 @@ int Fail(absl::string_view msg, int code = 1) {
 }
 
 int FailRpc(const grpc::Status& s, absl::string_view what) {
+  std::string hint;
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    hint = g_tls_used ? " (check --tls-ca/--tls-cert: the controller's "
+                        "certificate must chain to the CA and name the "
+                        "address dialled)"
+                      : " (if the controller uses TLS, pass --tls-ca)";
+  }
   return Fail(absl::StrCat(
       what, ": ",
       absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
-      ": ", s.error_message()));
+      ": ", s.error_message(), hint));
+}
+
+// A token file holds the token on its first line that is not blank or a
+// comment, alone or after a role ("operator <token>", the controller's
+// own format).
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  auto text = fs::ReadFile(path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file: cannot read ", path));
+  }
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<absl::string_view> parts =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    return std::string(parts.back());
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--token-file: ", path, " holds no token"));
 }
 
 std::string Json(const google::protobuf::Message& m) {
@@ -76,6 +114,9 @@ class Client {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::milliseconds(g_.timeout_ms));
+    if (!g_.token.empty()) {
+      ctx.AddMetadata("authorization", "Bearer " + g_.token);
+    }
     return ((*stub_).*fn)(&ctx, req, resp);
   }
   AdminService::Stub* stub() { return stub_.get(); }
@@ -816,6 +857,38 @@ int Main(int argc, char** argv) {
   app.add_option("--timeout-ms", g.timeout_ms, "Deadline of each call")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600000));
+  for (auto [var, field] :
+       {std::pair<const char*, std::string*>{"SHUTTER_TLS_CA", &g.tls.ca},
+        {"SHUTTER_TLS_CERT", &g.tls.cert},
+        {"SHUTTER_TLS_KEY", &g.tls.key},
+        {"SHUTTER_TOKEN_FILE", &g.token_file}}) {
+    if (const char* env = std::getenv(var); env && *env) *field = env;
+  }
+  app.add_option("--tls-ca", g.tls.ca,
+                 "CA bundle of the controller's certificate: use TLS (env "
+                 "SHUTTER_TLS_CA)");
+  app.add_option("--tls-cert", g.tls.cert,
+                 "Client certificate, for mutual TLS (env SHUTTER_TLS_CERT)");
+  app.add_option("--tls-key", g.tls.key,
+                 "Key of --tls-cert (env SHUTTER_TLS_KEY)");
+  app.add_option("--token-file", g.token_file,
+                 "File with the admin API bearer token (env "
+                 "SHUTTER_TOKEN_FILE)");
+  app.add_flag("--insecure", g.tls.insecure,
+               "Plaintext even if a CA is set in the environment");
+  app.parse_complete_callback([&] {
+    if (absl::Status s = CheckClientTls(g.tls); !s.ok()) {
+      throw CLI::ValidationError(std::string(s.message()));
+    }
+    if (!g.token_file.empty()) {
+      auto t = ReadTokenFile(g.token_file);
+      if (!t.ok())
+        throw CLI::ValidationError(std::string(t.status().message()));
+      g.token = *std::move(t);
+    }
+    g_tls_used = !g.tls.insecure && !g.tls.ca.empty();
+    SetTransportSecurity(nullptr, MakeChannelCredentials(g.tls), nullptr);
+  });
 
   int rc = 0;
   auto* nodes =

@@ -6,6 +6,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "common/s3_flags.h"
+#include "common/security.h"
 
 namespace shutter {
 
@@ -28,6 +29,23 @@ inline absl::Status ParseCli(CLI::App& app, int argc, const char* const* argv,
     return absl::InvalidArgumentError(e.what());
   }
   return absl::OkStatus();
+}
+
+// TLS flags of a daemon (see common/security.h; checked with
+// CheckDaemonTls in main).
+inline void AddDaemonTlsFlags(CLI::App& app, TlsOptions* t) {
+  app.add_option("--tls-cert", t->cert,
+                 "PEM certificate (chain) this daemon presents");
+  app.add_option("--tls-key", t->key, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", t->ca,
+                 "PEM CA bundle peers' certificates must chain to");
+  app.add_option("--tls-reload-seconds", t->reload_seconds,
+                 "How often the TLS files are checked for rotation")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  app.add_flag("--insecure", t->insecure,
+               "Plaintext gRPC, no authentication or authorization (local "
+               "demos and tests only)");
 }
 
 inline void AddS3Flags(CLI::App& app, S3Flags* f) {

@@ -206,6 +206,41 @@ absl::Status ProbeBind(const std::string& listen) {
 
 }  // namespace
 
+namespace {
+struct Security {
+  absl::Mutex mu;
+  std::shared_ptr<grpc::ServerCredentials> server ABSL_GUARDED_BY(mu);
+  std::shared_ptr<grpc::ChannelCredentials> channel ABSL_GUARDED_BY(mu);
+  std::shared_ptr<grpc::ChannelCredentials> self_check ABSL_GUARDED_BY(mu);
+};
+Security& GlobalSecurity() {
+  static Security* s = new Security;
+  return *s;
+}
+std::shared_ptr<grpc::ServerCredentials> ServerCreds() {
+  Security& s = GlobalSecurity();
+  absl::MutexLock l(&s.mu);
+  return s.server ? s.server : grpc::InsecureServerCredentials();
+}
+std::shared_ptr<grpc::ChannelCredentials> ChannelCreds(bool self_check) {
+  Security& s = GlobalSecurity();
+  absl::MutexLock l(&s.mu);
+  auto c = self_check ? s.self_check : s.channel;
+  return c ? c : grpc::InsecureChannelCredentials();
+}
+}  // namespace
+
+void SetTransportSecurity(
+    std::shared_ptr<grpc::ServerCredentials> server,
+    std::shared_ptr<grpc::ChannelCredentials> channel,
+    std::shared_ptr<grpc::ChannelCredentials> self_check) {
+  Security& s = GlobalSecurity();
+  absl::MutexLock l(&s.mu);
+  s.server = std::move(server);
+  s.channel = std::move(channel);
+  s.self_check = std::move(self_check);
+}
+
 absl::StatusOr<RunningServer> StartGrpcServer(
     const std::string& listen, const std::vector<grpc::Service*>& services,
     const ServerLimits& limits) {
@@ -219,7 +254,7 @@ absl::StatusOr<RunningServer> StartGrpcServer(
   RunningServer rs;
   rs.calls = std::make_shared<CallTracker>();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &rs.port);
+  builder.AddListeningPort(listen, ServerCreds(), &rs.port);
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
   auto ms = [](absl::Duration d) {
     return static_cast<int>(absl::ToInt64Milliseconds(d));
@@ -303,7 +338,7 @@ void ListenerWatchdog::Loop() {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto channel = grpc::CreateCustomChannel(
-        target_, grpc::InsecureChannelCredentials(), args);
+        target_, ChannelCreds(/*self_check=*/true), args);
     // The call's state lives until its completion callback has returned
     // (the callback holds a reference), not only until it has notified.
     struct Probe {
@@ -396,7 +431,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
   // Reconnect quickly after a peer restarts (defaults back off to minutes).
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+  return grpc::CreateCustomChannel(target, ChannelCreds(/*self_check=*/false),
                                    args);
 }
 

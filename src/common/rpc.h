@@ -145,8 +145,17 @@ std::string SelfAddress(const std::string& listen, int port);
 // Returns "host:port" with the port replaced by `port`.
 std::string WithPort(const std::string& host_port, int port);
 
-// Creates an insecure channel to `target` with Shutter's client settings.
+// Creates a channel to `target` with Shutter's client settings and the
+// process' channel credentials (insecure unless SetTransportSecurity).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+
+// The credentials every server this process starts, every channel
+// MakeChannel creates and the listener self-check use from now on (see
+// common/security.h; a daemon sets them once, early). nullptr: insecure.
+void SetTransportSecurity(
+    std::shared_ptr<grpc::ServerCredentials> server,
+    std::shared_ptr<grpc::ChannelCredentials> channel,
+    std::shared_ptr<grpc::ChannelCredentials> self_check);
 
 }  // namespace shutter
 

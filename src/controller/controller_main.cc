@@ -7,6 +7,7 @@
 #include "common/daemon.h"
 #include "common/fs.h"
 #include "common/rpc.h"
+#include "common/security.h"
 #include "common/text.h"
 #include "common/timer.h"
 #include "controller/controller_options.h"
@@ -48,6 +49,23 @@ int main(int argc, char** argv) {
     return Fail(s, 2);
   }
   RouteGrpcLogsToSpdlog();
+  // Transport security first: every server and channel uses it.
+  if (auto s = CheckDaemonTls(opts->tls); !s.ok()) return Fail(s, 2);
+  Authorizer::Options authz_opts;
+  authz_opts.enabled = !opts->tls.insecure;
+  if (!opts->admin_token_file.empty()) {
+    auto tokens = LoadTokenFile(opts->admin_token_file);
+    if (!tokens.ok()) return Fail(tokens.status(), 2);
+    authz_opts.tokens = *std::move(tokens);
+  }
+  auto identities = ParseIdentityRoles(opts->admin_identities);
+  if (!identities.ok()) return Fail(identities.status(), 2);
+  authz_opts.identities = *std::move(identities);
+  ConfigureTransportSecurity(opts->tls);
+  const bool insecure = opts->tls.insecure;
+  const bool no_admins =
+      authz_opts.tokens.empty() && authz_opts.identities.empty();
+  auto authz = std::make_shared<const Authorizer>(std::move(authz_opts));
   const uint64_t max_files = RaiseOpenFileLimit();
   if (auto s = fs::CheckWritableDir(opts->data_dir); !s.ok()) {
     return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
@@ -111,13 +129,23 @@ int main(int argc, char** argv) {
   schedules_ptr = &schedules;
 
   controller::AdminServiceImpl admin(&registry, coordinator->get(),
-                                     &maintenance, &schedules);
+                                     &maintenance, &schedules, authz);
   controller::ControllerServiceImpl node_facing(
       &registry, coordinator->get(),
-      absl::Milliseconds(opts->heartbeat_interval_ms), *repo_id);
+      absl::Milliseconds(opts->heartbeat_interval_ms), *repo_id, authz);
   auto server = StartGrpcServer(opts->listen, {&admin, &node_facing});
   if (!server.ok()) {
     return Fail(absl::StrCat("--listen: ", server.status().message()), 2);
+  }
+  if (insecure) {
+    spdlog::warn(
+        "--insecure: the admin and node APIs are plaintext and "
+        "unauthenticated; anyone who can reach {} controls the cluster",
+        opts->listen);
+  } else if (no_admins) {
+    spdlog::warn(
+        "no --admin-token-file or --admin-identities: the admin API refuses "
+        "every call");
   }
   spdlog::info(
       "controller serving on port {}, state in {}, repository {} (id {}), "

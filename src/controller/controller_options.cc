@@ -73,6 +73,13 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
       ->check(CLI::IsMember(
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   AddS3Flags(app, &o.s3);
+  AddDaemonTlsFlags(app, &o.tls);
+  app.add_option("--admin-token-file", o.admin_token_file,
+                 "Admin API bearer tokens: lines of \"<viewer|operator> "
+                 "<token>\"");
+  app.add_option("--admin-identities", o.admin_identities,
+                 "Admin API client certificates: common name=role, comma "
+                 "separated (e.g. alice=operator,grafana=viewer)");
   RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
   if (*help) return o;
   RETURN_IF_ERROR(ParseHostPort("--listen", o.listen, true).status());

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/s3_flags.h"
+#include "common/security.h"
 
 namespace shutter::controller {
 
@@ -22,6 +23,12 @@ struct ControllerOptions {
   // Required.
   std::string repository;
   S3Flags s3;
+  // Transport security (--tls-* or --insecure) and who may use the admin
+  // API: a file of "<role> <token>" lines, and certificate common names
+  // with roles ("alice=operator,grafana=viewer").
+  TlsOptions tls;
+  std::string admin_token_file;
+  std::string admin_identities;
   // A node is dead after this long without a heartbeat (100..3600000 ms).
   int node_dead_after_ms = 10000;
   // Heartbeat period the controller expects (informational, 10..60000 ms).

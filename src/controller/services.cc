@@ -8,9 +8,14 @@ namespace shutter::controller {
 
 using namespace shutter::v1;  // NOLINT: service message types
 
-grpc::Status AdminServiceImpl::CreateSnapshot(grpc::ServerContext*,
+grpc::Status AdminServiceImpl::CreateSnapshot(grpc::ServerContext* ctx,
                                               const CreateSnapshotRequest* req,
                                               CreateSnapshotResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kOperator, "CreateSnapshot");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto id = coordinator_->CreateSnapshot(*req);
   if (!id.ok()) {
     // The message may repeat input: escape it for the log.
@@ -22,18 +27,26 @@ grpc::Status AdminServiceImpl::CreateSnapshot(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::GetSnapshot(grpc::ServerContext*,
+grpc::Status AdminServiceImpl::GetSnapshot(grpc::ServerContext* ctx,
                                            const GetSnapshotRequest* req,
                                            GetSnapshotResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(*ctx, Role::kViewer, "GetSnapshot");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto s = coordinator_->GetSnapshotPage(*req);
   if (!s.ok()) return ToGrpcStatus(s.status());
   *resp = std::move(s).value();
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::ListSnapshots(grpc::ServerContext*,
+grpc::Status AdminServiceImpl::ListSnapshots(grpc::ServerContext* ctx,
                                              const ListSnapshotsRequest* req,
                                              ListSnapshotsResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(*ctx, Role::kViewer, "ListSnapshots");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   for (auto& s : coordinator_->ListSnapshots(req->limit(), req->type())) {
     *resp->add_snapshots() = std::move(s);
   }
@@ -41,17 +54,27 @@ grpc::Status AdminServiceImpl::ListSnapshots(grpc::ServerContext*,
 }
 
 grpc::Status AdminServiceImpl::RestoreSnapshot(
-    grpc::ServerContext*, const RestoreSnapshotRequest* req,
+    grpc::ServerContext* ctx, const RestoreSnapshotRequest* req,
     RestoreSnapshotResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(
+          *ctx, req->dry_run() ? Role::kViewer : Role::kOperator,
+          "RestoreSnapshot");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto r = coordinator_->RestoreSnapshot(*req);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(r).value();
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext*,
+grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext* ctx,
                                          const ListNodesRequest*,
                                          ListNodesResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(*ctx, Role::kViewer, "ListNodes");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto stats = coordinator_->NodeStats();
   for (auto& n : registry_->ListNodes()) {
     auto it = stats.find(n.node_id());
@@ -64,18 +87,28 @@ grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::ListPartitions(grpc::ServerContext*,
+grpc::Status AdminServiceImpl::ListPartitions(grpc::ServerContext* ctx,
                                               const ListPartitionsRequest*,
                                               ListPartitionsResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kViewer, "ListPartitions");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   for (auto& p : registry_->ListPartitions()) {
     *resp->add_partitions() = std::move(p);
   }
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::CancelSnapshot(grpc::ServerContext*,
+grpc::Status AdminServiceImpl::CancelSnapshot(grpc::ServerContext* ctx,
                                               const CancelSnapshotRequest* req,
                                               CancelSnapshotResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kOperator, "CancelSnapshot");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto s = coordinator_->CancelSnapshot(req->snapshot_id());
   if (!s.ok()) return ToGrpcStatus(s.status());
   *resp->mutable_snapshot() = std::move(*s->mutable_snapshot());
@@ -83,8 +116,13 @@ grpc::Status AdminServiceImpl::CancelSnapshot(grpc::ServerContext*,
 }
 
 grpc::Status AdminServiceImpl::DeleteSnapshot(
-    grpc::ServerContext*, const shutter::v1::DeleteSnapshotRequest* req,
+    grpc::ServerContext* ctx, const shutter::v1::DeleteSnapshotRequest* req,
     shutter::v1::DeleteSnapshotResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kOperator, "DeleteSnapshot");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto s = coordinator_->DeleteSnapshot(req->snapshot_id(), req->force());
   if (!s.ok()) return ToGrpcStatus(s.status());
   *resp->mutable_snapshot() = std::move(s).value();
@@ -93,8 +131,12 @@ grpc::Status AdminServiceImpl::DeleteSnapshot(
 }
 
 grpc::Status AdminServiceImpl::PinSnapshot(
-    grpc::ServerContext*, const shutter::v1::PinSnapshotRequest* req,
+    grpc::ServerContext* ctx, const shutter::v1::PinSnapshotRequest* req,
     shutter::v1::PinSnapshotResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(*ctx, Role::kOperator, "PinSnapshot");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto s = coordinator_->PinSnapshot(req->snapshot_id(), req->pinned());
   if (!s.ok()) return ToGrpcStatus(s.status());
   *resp->mutable_snapshot() = std::move(s).value();
@@ -103,8 +145,14 @@ grpc::Status AdminServiceImpl::PinSnapshot(
 }
 
 grpc::Status AdminServiceImpl::ApplyRetention(
-    grpc::ServerContext*, const shutter::v1::ApplyRetentionRequest* req,
+    grpc::ServerContext* ctx, const shutter::v1::ApplyRetentionRequest* req,
     shutter::v1::ApplyRetentionResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(
+          *ctx, req->dry_run() ? Role::kViewer : Role::kOperator,
+          "ApplyRetention");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto r = maintenance_->ApplyRetention(*req);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(r).value();
@@ -112,8 +160,14 @@ grpc::Status AdminServiceImpl::ApplyRetention(
 }
 
 grpc::Status AdminServiceImpl::CollectGarbage(
-    grpc::ServerContext*, const shutter::v1::CollectGarbageRequest* req,
+    grpc::ServerContext* ctx, const shutter::v1::CollectGarbageRequest* req,
     shutter::v1::CollectGarbageResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(
+          *ctx, req->dry_run() ? Role::kViewer : Role::kOperator,
+          "CollectGarbage");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto r = maintenance_->CollectGarbage(*req);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(r).value();
@@ -121,8 +175,13 @@ grpc::Status AdminServiceImpl::CollectGarbage(
 }
 
 grpc::Status AdminServiceImpl::GetRepositoryStats(
-    grpc::ServerContext*, const shutter::v1::GetRepositoryStatsRequest*,
+    grpc::ServerContext* ctx, const shutter::v1::GetRepositoryStatsRequest*,
     shutter::v1::GetRepositoryStatsResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kViewer, "GetRepositoryStats");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto r = maintenance_->GetRepositoryStats();
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(r).value();
@@ -130,8 +189,13 @@ grpc::Status AdminServiceImpl::GetRepositoryStats(
 }
 
 grpc::Status AdminServiceImpl::CreateSchedule(
-    grpc::ServerContext*, const shutter::v1::CreateScheduleRequest* req,
+    grpc::ServerContext* ctx, const shutter::v1::CreateScheduleRequest* req,
     shutter::v1::CreateScheduleResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kOperator, "CreateSchedule");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto s = schedules_->Create(req->schedule());
   if (!s.ok()) return ToGrpcStatus(s.status());
   *resp->mutable_schedule() = std::move(s).value();
@@ -139,15 +203,24 @@ grpc::Status AdminServiceImpl::CreateSchedule(
 }
 
 grpc::Status AdminServiceImpl::ListSchedules(
-    grpc::ServerContext*, const shutter::v1::ListSchedulesRequest*,
+    grpc::ServerContext* ctx, const shutter::v1::ListSchedulesRequest*,
     shutter::v1::ListSchedulesResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(*ctx, Role::kViewer, "ListSchedules");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   for (auto& s : schedules_->List()) *resp->add_schedules() = std::move(s);
   return grpc::Status::OK;
 }
 
 grpc::Status AdminServiceImpl::SetSchedulePaused(
-    grpc::ServerContext*, const shutter::v1::SetSchedulePausedRequest* req,
+    grpc::ServerContext* ctx, const shutter::v1::SetSchedulePausedRequest* req,
     shutter::v1::SetSchedulePausedResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kOperator, "SetSchedulePaused");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto s = schedules_->SetPaused(req->name(), req->paused());
   if (!s.ok()) return ToGrpcStatus(s.status());
   *resp->mutable_schedule() = std::move(s).value();
@@ -155,32 +228,50 @@ grpc::Status AdminServiceImpl::SetSchedulePaused(
 }
 
 grpc::Status AdminServiceImpl::DeleteSchedule(
-    grpc::ServerContext*, const shutter::v1::DeleteScheduleRequest* req,
+    grpc::ServerContext* ctx, const shutter::v1::DeleteScheduleRequest* req,
     shutter::v1::DeleteScheduleResponse*) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kOperator, "DeleteSchedule");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   return ToGrpcStatus(schedules_->Delete(req->name()));
 }
 
-grpc::Status AdminServiceImpl::VerifySnapshot(grpc::ServerContext*,
+grpc::Status AdminServiceImpl::VerifySnapshot(grpc::ServerContext* ctx,
                                               const VerifySnapshotRequest* req,
                                               VerifySnapshotResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kViewer, "VerifySnapshot");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto r = coordinator_->VerifySnapshot(req->snapshot_id());
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(r).value();
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::RemoveNode(grpc::ServerContext*,
+grpc::Status AdminServiceImpl::RemoveNode(grpc::ServerContext* ctx,
                                           const RemoveNodeRequest* req,
                                           RemoveNodeResponse* resp) {
+  if (absl::Status d = authz_->CheckAdmin(*ctx, Role::kOperator, "RemoveNode");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto n = registry_->RemoveNode(req->node_id());
   if (!n.ok()) return ToGrpcStatus(n.status());
   *resp->mutable_node() = std::move(n).value();
   return grpc::Status::OK;
 }
 
-grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext*,
+grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext* ctx,
                                               const HeartbeatRequest* req,
                                               HeartbeatResponse* resp) {
+  if (absl::Status d = authz_->CheckNode(*ctx, req->node_id(), "Heartbeat");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   bool full_needed = false, capacity_changed = false;
   absl::Status s = registry_->Heartbeat(*req, &full_needed, &capacity_changed);
   if (!s.ok()) return ToGrpcStatus(s);

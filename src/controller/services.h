@@ -1,6 +1,9 @@
 #ifndef SHUTTER_CONTROLLER_SERVICES_H_
 #define SHUTTER_CONTROLLER_SERVICES_H_
 
+#include <memory>
+
+#include "common/security.h"
 #include "controller/maintenance.h"
 #include "controller/node_registry.h"
 #include "controller/schedules.h"
@@ -11,16 +14,20 @@
 namespace shutter::controller {
 
 // The operator API. Handlers only read or update in-memory state and the
-// job store, so they run on gRPC's sync thread pool. Thread-safe; the
-// pointers must outlive the service.
+// job store, so they run on gRPC's sync thread pool. Every call is first
+// authorized (read-only calls and dry runs need the viewer role, the rest
+// the operator role). Thread-safe; the pointers must outlive the service.
 class AdminServiceImpl final : public shutter::v1::AdminService::Service {
  public:
   AdminServiceImpl(NodeRegistry* registry, SnapshotCoordinator* coordinator,
-                   Maintenance* maintenance, ScheduleRunner* schedules)
+                   Maintenance* maintenance, ScheduleRunner* schedules,
+                   std::shared_ptr<const Authorizer> authz =
+                       Authorizer::AllowAll())
       : registry_(registry),
         coordinator_(coordinator),
         maintenance_(maintenance),
-        schedules_(schedules) {}
+        schedules_(schedules),
+        authz_(std::move(authz)) {}
 
   grpc::Status CreateSnapshot(grpc::ServerContext*,
                               const shutter::v1::CreateSnapshotRequest*,
@@ -82,21 +89,27 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   SnapshotCoordinator* const coordinator_;
   Maintenance* const maintenance_;
   ScheduleRunner* const schedules_;
+  const std::shared_ptr<const Authorizer> authz_;
 };
 
 // Heartbeats from nodes: updates the registry and the node's concurrency
-// limit. Thread-safe; the pointers must outlive the service.
+// limit. With TLS, a heartbeat is accepted only from a certificate naming
+// the node id it reports. Thread-safe; the pointers must outlive the
+// service.
 class ControllerServiceImpl final
     : public shutter::v1::ControllerService::Service {
  public:
   ControllerServiceImpl(NodeRegistry* registry,
                         SnapshotCoordinator* coordinator,
                         absl::Duration expected_interval,
-                        std::string repository_id)
+                        std::string repository_id,
+                        std::shared_ptr<const Authorizer> authz =
+                            Authorizer::AllowAll())
       : registry_(registry),
         coordinator_(coordinator),
         expected_interval_(expected_interval),
-        repository_id_(std::move(repository_id)) {}
+        repository_id_(std::move(repository_id)),
+        authz_(std::move(authz)) {}
 
   grpc::Status Heartbeat(grpc::ServerContext*,
                          const shutter::v1::HeartbeatRequest*,
@@ -107,6 +120,7 @@ class ControllerServiceImpl final
   SnapshotCoordinator* const coordinator_;
   const absl::Duration expected_interval_;
   const std::string repository_id_;
+  const std::shared_ptr<const Authorizer> authz_;
 };
 
 }  // namespace shutter::controller

@@ -28,8 +28,11 @@ void Heartbeater::Stop() {
 }
 
 bool Heartbeater::IsFatal(const absl::Status& s) {
+  // Refusals that repeating cannot change, including a certificate the
+  // controller does not accept for this node id.
   return absl::IsAlreadyExists(s) || absl::IsFailedPrecondition(s) ||
-         absl::IsInvalidArgument(s);
+         absl::IsInvalidArgument(s) || absl::IsPermissionDenied(s) ||
+         absl::IsUnauthenticated(s);
 }
 
 absl::Status Heartbeater::Register(absl::Duration timeout) {

@@ -15,6 +15,7 @@
 #include "common/daemon.h"
 #include "common/fs.h"
 #include "common/rpc.h"
+#include "common/security.h"
 #include "node/bootstrap.h"
 #include "node/checkpoint_taker.h"
 #include "node/heartbeater.h"
@@ -56,6 +57,13 @@ int main(int argc, char** argv) {
     return Fail(s, 2);
   }
   RouteGrpcLogsToSpdlog();
+  // Transport security first: every server and channel uses it.
+  if (auto s = CheckDaemonTls(opts->tls); !s.ok()) return Fail(s, 2);
+  ConfigureTransportSecurity(opts->tls);
+  Authorizer::Options authz_opts;
+  authz_opts.enabled = !opts->tls.insecure;
+  authz_opts.controller_identity = opts->controller_identity;
+  auto authz = std::make_shared<const Authorizer>(std::move(authz_opts));
   const uint64_t max_files = RaiseOpenFileLimit();
   if (auto s = fs::CheckWritableDir(opts->data_dir); !s.ok()) {
     return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
@@ -139,12 +147,18 @@ int main(int argc, char** argv) {
   if (!restorer.ok()) return Fail(restorer.status(), 1);
 
   // 1. Serve (the taker refuses checkpoints until step 3).
-  node::NodeServiceImpl node_service(taker->get(), host->get(),
-                                     restorer->get());
-  node::PartitionDataImpl data_service(host->get());
-  auto server = StartGrpcServer(opts->listen, {&node_service, &data_service});
+  node::NodeServiceImpl node_service(taker->get(), host->get(), restorer->get(),
+                                     authz, opts->enable_data_plane);
+  node::PartitionDataImpl data_service(host->get(), authz);
+  std::vector<grpc::Service*> services = {&node_service};
+  if (opts->enable_data_plane) services.push_back(&data_service);
+  auto server = StartGrpcServer(opts->listen, services);
   if (!server.ok()) {
     return Fail(absl::StrCat("--listen: ", server.status().message()), 2);
+  }
+  if (opts->tls.insecure) {
+    spdlog::warn("--insecure: NodeService{} plaintext and unauthenticated",
+                 opts->enable_data_plane ? " and the data plane are" : " is");
   }
   std::string advertise = opts->advertise.empty()
                               ? WithPort(opts->listen, server->port)

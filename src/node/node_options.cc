@@ -75,6 +75,13 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
       ->check(CLI::IsMember(
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   AddS3Flags(app, &o.s3);
+  AddDaemonTlsFlags(app, &o.tls);
+  app.add_option("--controller-identity", o.controller_identity,
+                 "Common name of the controller's certificate")
+      ->capture_default_str();
+  app.add_flag("--enable-data-plane", o.enable_data_plane,
+               "Serve PartitionData (reads and writes of the reference "
+               "node) and the SetPartitionRole test hook");
   RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
   if (*help) return o;
 

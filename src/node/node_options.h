@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/s3_flags.h"
+#include "common/security.h"
 
 namespace shutter::node {
 
@@ -28,6 +29,13 @@ struct NodeOptions {
   // Snapshot repository: a directory or file:///path. Required.
   std::string repository;
   S3Flags s3;
+  // Transport security (--tls-* or --insecure); the common name of the
+  // controller's certificate (the only caller NodeService accepts).
+  TlsOptions tls;
+  std::string controller_identity = "shutter-controller";
+  // Serve the reference data plane (PartitionData) and the test hook
+  // SetPartitionRole. Off by default and in the packaged units.
+  bool enable_data_plane = false;
   // Partitions hosted here, e.g. "0-7". Required.
   std::vector<uint32_t> partitions;
   // Partitions this node leads; default all hosted ones.

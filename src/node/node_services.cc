@@ -12,6 +12,12 @@ using namespace shutter::v1;  // NOLINT: service message types
 grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
     grpc::CallbackServerContext* ctx, const CreateCheckpointRequest* request,
     CreateCheckpointResponse* response) {
+  if (absl::Status d = authz_->CheckController(*ctx, "CreateCheckpoint");
+      !d.ok()) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(ToGrpcStatus(d));
+    return r;
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   taker_->CreateCheckpoint(
       *request, [ctx, reactor,
@@ -26,6 +32,11 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
 grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
     grpc::CallbackServerContext* ctx, const GetNodeStatsRequest* request,
     GetNodeStatsResponse* response) {
+  if (absl::Status d = authz_->CheckController(*ctx, "GetNodeStats"); !d.ok()) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(ToGrpcStatus(d));
+    return r;
+  }
   CheckpointTaker::Stats s = taker_->GetStats();
   response->set_node_id(taker_->options().node_id);
   response->set_checkpoint_capacity(taker_->options().capacity);
@@ -43,6 +54,12 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
 grpc::ServerUnaryReactor* NodeServiceImpl::CancelCheckpoints(
     grpc::CallbackServerContext* ctx, const CancelCheckpointsRequest* request,
     CancelCheckpointsResponse* response) {
+  if (absl::Status d = authz_->CheckController(*ctx, "CancelCheckpoints");
+      !d.ok()) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(ToGrpcStatus(d));
+    return r;
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = CheckSafeId("snapshot_id", request->snapshot_id());
   if (!valid.ok()) {
@@ -58,6 +75,19 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CancelCheckpoints(
 grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
     grpc::CallbackServerContext* ctx, const SetPartitionRoleRequest* request,
     SetPartitionRoleResponse* response) {
+  if (absl::Status d = authz_->CheckController(*ctx, "SetPartitionRole");
+      !d.ok()) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(ToGrpcStatus(d));
+    return r;
+  }
+  if (!test_hooks_) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                           "SetPartitionRole is a test hook, served only "
+                           "with --enable-data-plane"));
+    return r;
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto acquired = host_->Acquire(request->partition_id());
   if (!acquired.ok()) {
@@ -83,6 +113,12 @@ grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
 grpc::ServerUnaryReactor* NodeServiceImpl::RestorePartition(
     grpc::CallbackServerContext* ctx, const RestorePartitionRequest* request,
     RestorePartitionResponse* response) {
+  if (absl::Status d = authz_->CheckController(*ctx, "RestorePartition");
+      !d.ok()) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(ToGrpcStatus(d));
+    return r;
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (restorer_ == nullptr) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
@@ -100,6 +136,12 @@ grpc::ServerUnaryReactor* NodeServiceImpl::RestorePartition(
 grpc::ServerUnaryReactor* NodeServiceImpl::CancelRestores(
     grpc::CallbackServerContext* ctx, const CancelRestoresRequest* request,
     CancelRestoresResponse* response) {
+  if (absl::Status d = authz_->CheckController(*ctx, "CancelRestores");
+      !d.ok()) {
+    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+    r->Finish(ToGrpcStatus(d));
+    return r;
+  }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = CheckSafeId("restore_id", request->restore_id());
   if (!valid.ok()) {
@@ -125,6 +167,9 @@ absl::StatusOr<NodeHost::StoreRef> FindOrError(NodeHost* host, uint32_t id) {
 grpc::Status PartitionDataImpl::Write(grpc::ServerContext* ctx,
                                       const WriteRequest* request,
                                       WriteResponse* response) {
+  if (absl::Status d = authz_->CheckAnyPeer(*ctx, "Write"); !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto store = FindOrError(host_, request->partition_id());
   if (!store.ok()) return ToGrpcStatus(store.status());
   std::vector<partition::Mutation> muts;
@@ -154,6 +199,9 @@ grpc::Status PartitionDataImpl::Write(grpc::ServerContext* ctx,
 grpc::Status PartitionDataImpl::Get(grpc::ServerContext* ctx,
                                     const GetRequest* request,
                                     GetResponse* response) {
+  if (absl::Status d = authz_->CheckAnyPeer(*ctx, "Get"); !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto store = FindOrError(host_, request->partition_id());
   if (!store.ok()) return ToGrpcStatus(store.status());
   if (static_cast<size_t>(request->keys_size()) > kMaxGetKeys) {
@@ -188,6 +236,9 @@ grpc::Status PartitionDataImpl::Get(grpc::ServerContext* ctx,
 grpc::Status PartitionDataImpl::Scan(grpc::ServerContext* ctx,
                                      const ScanRequest* request,
                                      ScanResponse* response) {
+  if (absl::Status d = authz_->CheckAnyPeer(*ctx, "Scan"); !d.ok()) {
+    return ToGrpcStatus(d);
+  }
   auto store = FindOrError(host_, request->partition_id());
   if (!store.ok()) return ToGrpcStatus(store.status());
   size_t limit = request->limit() == 0 ? 1000 : request->limit();

@@ -1,6 +1,9 @@
 #ifndef SHUTTER_NODE_NODE_SERVICES_H_
 #define SHUTTER_NODE_NODE_SERVICES_H_
 
+#include <memory>
+
+#include "common/security.h"
 #include "node/checkpoint_taker.h"
 #include "node/node_host.h"
 #include "node/partition_restorer.h"
@@ -12,12 +15,21 @@ namespace shutter::node {
 // gRPC NodeService over a CheckpointTaker (callback API: handlers never
 // block on checkpoints; the reply is sent when the checkpoint completes).
 // Thread-safe. `taker`, `host` and `restorer` must outlive the service;
-// without a restorer RestorePartition is UNIMPLEMENTED.
+// without a restorer RestorePartition is UNIMPLEMENTED. With TLS only the
+// controller's certificate may call (`authz`); the test hook
+// SetPartitionRole is served only with `test_hooks`.
 class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
  public:
   NodeServiceImpl(CheckpointTaker* taker, NodeHost* host,
-                  PartitionRestorer* restorer = nullptr)
-      : taker_(taker), host_(host), restorer_(restorer) {}
+                  PartitionRestorer* restorer = nullptr,
+                  std::shared_ptr<const Authorizer> authz =
+                      Authorizer::AllowAll(),
+                  bool test_hooks = true)
+      : taker_(taker),
+        host_(host),
+        restorer_(restorer),
+        authz_(std::move(authz)),
+        test_hooks_(test_hooks) {}
 
   grpc::ServerUnaryReactor* CreateCheckpoint(
       grpc::CallbackServerContext* ctx,
@@ -53,13 +65,19 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
   CheckpointTaker* const taker_;
   NodeHost* const host_;
   PartitionRestorer* const restorer_;
+  const std::shared_ptr<const Authorizer> authz_;
+  const bool test_hooks_;
 };
 
 // gRPC PartitionData over a NodeHost (sync API: RocksDB calls block).
-// Thread-safe. `host` must outlive the service.
+// With TLS, callers need a certificate from the CA. Thread-safe. `host`
+// must outlive the service.
 class PartitionDataImpl final : public shutter::v1::PartitionData::Service {
  public:
-  explicit PartitionDataImpl(NodeHost* host) : host_(host) {}
+  explicit PartitionDataImpl(NodeHost* host,
+                             std::shared_ptr<const Authorizer> authz =
+                                 Authorizer::AllowAll())
+      : host_(host), authz_(std::move(authz)) {}
 
   grpc::Status Write(grpc::ServerContext* ctx,
                      const shutter::v1::WriteRequest* request,
@@ -73,6 +91,7 @@ class PartitionDataImpl final : public shutter::v1::PartitionData::Service {
 
  private:
   NodeHost* const host_;
+  const std::shared_ptr<const Authorizer> authz_;
 };
 
 }  // namespace shutter::node

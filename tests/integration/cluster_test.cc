@@ -264,14 +264,14 @@ TEST_F(ClusterTest, BadRequestsGetClearErrorsAndRecordNothing) {
   }
 
   // A daemon given an invalid option exits 2 with a one-line reason.
-  auto rc = RunCommand({SHUTTER_NODE_BIN, "--node-id", "x", "--data-dir",
+  auto rc = RunCommand({SHUTTER_NODE_BIN, "--insecure", "--node-id", "x", "--data-dir",
                         tmp_.Sub("x"), "--repository", repo_dir_,
                         "--partitions", "0", "--checkpoint-capacity", "0"},
                        &out, &err, absl::Seconds(30));
   ASSERT_OK(rc);
   EXPECT_EQ(*rc, 2);
   EXPECT_NE(err.find("--checkpoint-capacity"), std::string::npos) << err;
-  rc = RunCommand({SHUTTER_CONTROLLER_BIN, "--data-dir", tmp_.Sub("y"),
+  rc = RunCommand({SHUTTER_CONTROLLER_BIN, "--insecure", "--data-dir", tmp_.Sub("y"),
                    "--repository", "gs://bucket"},
                   &out, &err, absl::Seconds(30));
   ASSERT_OK(rc);
@@ -287,7 +287,7 @@ bool OneLine(const std::string& s) {
 TEST_F(ClusterTest, DaemonsRefuseBadOptionsNamingThem) {
   std::string out, err;
   auto node = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {SHUTTER_NODE_BIN,
+    std::vector<std::string> argv = {SHUTTER_NODE_BIN, "--insecure",
                                      "--node-id",
                                      "x",
                                      "--partitions",
@@ -302,7 +302,7 @@ TEST_F(ClusterTest, DaemonsRefuseBadOptionsNamingThem) {
     return rc.ok() ? *rc : -1;
   };
   auto controller = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {SHUTTER_CONTROLLER_BIN, "--repository",
+    std::vector<std::string> argv = {SHUTTER_CONTROLLER_BIN, "--insecure", "--repository",
                                      tmp_.Sub("repo2")};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto rc = RunCommand(argv, &out, &err, absl::Seconds(30));
@@ -501,7 +501,7 @@ TEST(SystemdTest, DaemonNotifiesReadinessAndFeedsTheWatchdog) {
   setenv("WATCHDOG_USEC", "900000", 1);  // 0.9 s: probes every 0.3 s
   Subprocess controller;
   absl::Status started =
-      controller.Start({SHUTTER_CONTROLLER_BIN, "--listen", "127.0.0.1:0",
+      controller.Start({SHUTTER_CONTROLLER_BIN, "--insecure", "--listen", "127.0.0.1:0",
                         "--data-dir", tmp.Sub("controller"), "--repository",
                         tmp.Sub("repo"), "--listener-check-ms", "0"},
                        tmp.Sub("controller.log"));
@@ -553,7 +553,7 @@ TEST(ConnectionStormTest, LowFileLimitEndsServingOrExitingNeverHanging) {
   const std::string port_file = tmp.Sub("controller.port");
   Subprocess controller;
   ASSERT_OK(controller.Start(
-      {"/usr/bin/prlimit", "--nofile=96:96", "--", SHUTTER_CONTROLLER_BIN,
+      {"/usr/bin/prlimit", "--nofile=96:96", "--", SHUTTER_CONTROLLER_BIN, "--insecure",
        "--listen", "127.0.0.1:0", "--port-file", port_file, "--data-dir",
        tmp.Sub("controller"), "--repository", tmp.Sub("repo"),
        "--listener-check-ms", "300"},

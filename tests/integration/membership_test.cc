@@ -73,7 +73,7 @@ class MembershipTest : public ::testing::Test {
 
   // Runs a shutter-node to completion (it is expected to exit by itself).
   int RunNode(std::vector<std::string> args, std::string* err) {
-    args.insert(args.begin(), SHUTTER_NODE_BIN);
+    args.insert(args.begin(), {SHUTTER_NODE_BIN, "--insecure"});
     std::string out;
     auto rc = RunCommand(args, &out, err, absl::Seconds(30));
     EXPECT_OK(rc);

@@ -365,7 +365,7 @@ TEST_P(RetentionTest, DisasterDrillBootstrapsEveryNodeFromTheLatestSnapshot) {
     for (const auto& v : *absent) EXPECT_FALSE(v.has_value());
   }
   // A node whose bootstrap cannot succeed says why and exits 2.
-  std::vector<std::string> argv = {SHUTTER_NODE_BIN,
+  std::vector<std::string> argv = {SHUTTER_NODE_BIN, "--insecure",
                                    "--node-id",
                                    "late",
                                    "--data-dir",

@@ -75,6 +75,8 @@ absl::Status LocalCluster::StartController(
                                    "--log-level",
                                    options_.log_level};
   argv.insert(argv.end(), repository_flags_.begin(), repository_flags_.end());
+  argv.insert(argv.end(), controller_security_.begin(),
+              controller_security_.end());
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   controller_ = std::make_unique<Subprocess>();
   absl::Status s = controller_->Start(argv, options_.dir + "/controller.log");
@@ -139,6 +141,12 @@ absl::Status LocalCluster::StartNode(int i,
     argv.push_back(leader_for);
   }
   argv.insert(argv.end(), repository_flags_.begin(), repository_flags_.end());
+  // Tests read and write through the reference data plane.
+  argv.push_back("--enable-data-plane");
+  const std::vector<std::string> security =
+      node_security_ ? node_security_(i)
+                     : std::vector<std::string>{"--insecure"};
+  argv.insert(argv.end(), security.begin(), security.end());
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   auto p = std::make_unique<Subprocess>();
   absl::Status s = p->Start(

@@ -1,6 +1,7 @@
 #ifndef SHUTTER_TESTS_TESTING_LOCAL_CLUSTER_H_
 #define SHUTTER_TESTS_TESTING_LOCAL_CLUSTER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -52,6 +53,13 @@ class LocalCluster {
   absl::Status StartNode(int i, std::vector<std::string> extra_flags = {},
                          const std::string& partitions = "",
                          const std::string& leader_for = "");
+  // Transport security flags of the daemons (default: --insecure): the
+  // controller's, and node i's. Set before starting them.
+  void SetSecurity(std::vector<std::string> controller,
+                   std::function<std::vector<std::string>(int)> node) {
+    controller_security_ = std::move(controller);
+    node_security_ = std::move(node);
+  }
   // Environment entries ("NAME=value") for node i's next starts (e.g.
   // SHUTTER_TEST_KILL_AT); empty to clear.
   void SetNodeEnv(int i, std::vector<std::string> env) {
@@ -140,6 +148,8 @@ class LocalCluster {
   std::unique_ptr<shutter::v1::AdminService::Stub> admin_;
   std::vector<Node> nodes_;
   std::map<int, std::vector<std::string>> node_env_;
+  std::vector<std::string> controller_security_ = {"--insecure"};
+  std::function<std::vector<std::string>(int)> node_security_;
   std::string repository_;
   std::vector<std::string> repository_flags_;
   snapshot::RepositoryOptions repository_options_;
