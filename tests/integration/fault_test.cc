@@ -18,10 +18,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/rpc.h"
+#include "common/security.h"
 #include "gtest/gtest.h"
 #include "partition/partition_store.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
+#include "testing/certs.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/s3_server.h"
@@ -47,8 +50,54 @@ constexpr int kValueSize = 1024;
 class FaultTestBase : public ::testing::Test {
  protected:
   virtual std::string Store() const { return "fs"; }
+  // Mutual TLS between every process, certificates made here; this
+  // process and shutterctl act with the controller's certificate (an
+  // operator too, for the test).
+  virtual bool Tls() const { return false; }
+
+  void SetUpTls() {
+    auto ca = testing::TestCa::Create("Fault Test CA", tmp_.path(), "ca");
+    ASSERT_OK(ca);
+    ca_ = std::move(ca).value();
+    auto controller = ca_->Issue("shutter-controller", "controller");
+    ASSERT_OK(controller);
+    controller_cert_ = *controller;
+    std::vector<testing::CertFiles> nodes;
+    for (int i = 0; i < kNodes; ++i) {
+      auto n =
+          ca_->Issue(testing::LocalCluster::NodeId(i), absl::StrCat("node", i));
+      ASSERT_OK(n);
+      nodes.push_back(*n);
+    }
+    const std::string ca_path = ca_->cert_path();
+    cluster_.SetSecurity({"--tls-cert", controller->cert, "--tls-key",
+                          controller->key, "--tls-ca", ca_path,
+                          "--admin-identities", "shutter-controller=operator"},
+                         [nodes, ca_path](int i) {
+                           return std::vector<std::string>{
+                               "--tls-cert", nodes[i].cert, "--tls-key",
+                               nodes[i].key, "--tls-ca",    ca_path};
+                         });
+    TlsOptions o{controller->cert, controller->key, ca_path};
+    SetTransportSecurity(nullptr, MakeChannelCredentials(o), nullptr);
+  }
+  // Environment of shutterctl runs.
+  std::vector<std::string> CtlEnv() const {
+    std::vector<std::string> env = {"SHUTTER_CONTROLLER=" +
+                                    cluster_.controller_address()};
+    if (ca_ != nullptr) {
+      env.push_back("SHUTTER_TLS_CA=" + ca_->cert_path());
+      env.push_back("SHUTTER_TLS_CERT=" + controller_cert_.cert);
+      env.push_back("SHUTTER_TLS_KEY=" + controller_cert_.key);
+    }
+    return env;
+  }
 
   void SetUp() override {
+    if (Tls()) {
+      SetUpTls();
+      if (HasFatalFailure()) return;
+    }
     if (Store() == "s3") {
       auto server = testing::S3TestServer::Start(tmp_.Sub("s3"));
       SHUTTER_S3_OR_SKIP(server);
@@ -84,6 +133,7 @@ class FaultTestBase : public ::testing::Test {
     cluster_.CloseChannels();
     cluster_.StopAllNodes();
     cluster_.StopController(SIGTERM).IgnoreError();
+    SetTransportSecurity(nullptr, nullptr, nullptr);
   }
 
   // Every partition of a committed snapshot: files verify, the checkpoint
@@ -146,15 +196,23 @@ class FaultTestBase : public ::testing::Test {
   const std::vector<std::string> kSlowPublish = {"--publish-stream-mibps", "2"};
   testing::TempDir tmp_;
   std::unique_ptr<testing::S3TestServer> s3_;
+  std::unique_ptr<testing::TestCa> ca_;
+  testing::CertFiles controller_cert_;
   testing::LocalCluster cluster_{{SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN,
                                   tmp_.path(), kNodes, kPerNode,
                                   /*capacity=*/2}};
 };
 
+// Parameter: the repository ("fs", "s3"), with "-tls" for mutual TLS.
 class FaultTest : public FaultTestBase,
                   public ::testing::WithParamInterface<std::string> {
  protected:
-  std::string Store() const override { return GetParam(); }
+  std::string Store() const override {
+    return GetParam().substr(0, GetParam().find('-'));
+  }
+  bool Tls() const override {
+    return GetParam().find("-tls") != std::string::npos;
+  }
 };
 
 // Scenario 1: a node is killed (SIGKILL) while it writes checkpoints; it
@@ -373,9 +431,8 @@ TEST_P(FaultTest, VerifyNamesTheCorruptedFile) {
   std::string out, err;
   auto ctl = [&](std::vector<std::string> args) {
     args.insert(args.begin(), SHUTTERCTL_BIN);
-    auto rc = testing::RunCommand(
-        args, &out, &err, absl::Seconds(120),
-        {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
+    auto rc =
+        testing::RunCommand(args, &out, &err, absl::Seconds(120), CtlEnv());
     EXPECT_OK(rc);
     return rc.ok() ? *rc : -1;
   };
@@ -418,10 +475,8 @@ TEST_P(FaultTest, CancelRemovesEverythingTheJobPublished) {
       },
       absl::Seconds(30)));
   std::string out, err;
-  auto rc = testing::RunCommand(
-      {SHUTTERCTL_BIN, "snapshots", "cancel", *id}, &out, &err,
-      absl::Seconds(60),
-      {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
+  auto rc = testing::RunCommand({SHUTTERCTL_BIN, "snapshots", "cancel", *id},
+                                &out, &err, absl::Seconds(60), CtlEnv());
   ASSERT_OK(rc);
   ASSERT_EQ(*rc, 0) << out << err;
   EXPECT_NE(out.find("cancelled"), std::string::npos) << out;
@@ -556,8 +611,13 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, FaultTest, ::testing::Values("fs", "s3"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Stores, FaultTest,
+                         ::testing::Values("fs", "s3", "fs-tls"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace shutter
