@@ -1,6 +1,7 @@
 #ifndef SHUTTER_COMMON_DAEMON_H_
 #define SHUTTER_COMMON_DAEMON_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -18,9 +19,11 @@ absl::Status InitLogging(const std::string& level, const std::string& name);
 // scale). Call first thing in main(), before any thread starts.
 void BlockShutdownSignals();
 
-// Waits until SIGTERM or SIGINT arrives; returns the signal number.
-// Requires BlockShutdownSignals() to have been called.
-int WaitForShutdownSignal();
+// Waits until SIGTERM or SIGINT arrives; returns the signal number. A
+// SIGHUP meanwhile calls `on_reload` (on this thread) and waits on; it
+// never ends the daemon. Requires BlockShutdownSignals() to have been
+// called (it blocks SIGHUP too).
+int WaitForShutdownSignal(const std::function<void()>& on_reload = nullptr);
 
 // Makes WaitForShutdownSignal() return (with SIGTERM), e.g. when another
 // thread finds the daemon cannot go on. Async-signal-safe.

@@ -269,7 +269,11 @@ absl::Status Authorizer::CheckAdmin(const grpc::ServerContextBase& ctx,
     absl::string_view v(it->second.data(), it->second.size());
     if (!absl::ConsumePrefix(&v, "Bearer ")) continue;
     token_given = true;
-    Role r = TokenRole(options_.tokens, absl::StripAsciiWhitespace(v));
+    Role r;
+    {
+      absl::MutexLock l(&mu_);
+      r = TokenRole(tokens_, absl::StripAsciiWhitespace(v));
+    }
     if (r == Role::kNone) {
       return Deny(absl::UnauthenticatedError(
                       "the bearer token is not valid for this controller"),
@@ -302,6 +306,11 @@ absl::Status Authorizer::CheckAdmin(const grpc::ServerContextBase& ctx,
                 ctx, method);
   }
   return absl::OkStatus();
+}
+
+void Authorizer::ReplaceTokens(std::map<std::string, Role> tokens) {
+  absl::MutexLock l(&mu_);
+  tokens_ = std::move(tokens);
 }
 
 absl::Status Authorizer::CheckNode(const grpc::ServerContextBase& ctx,

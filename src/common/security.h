@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace grpc {
 class ChannelCredentials;
@@ -85,7 +86,8 @@ class Authorizer {
     std::string controller_identity = "shutter-controller";
   };
 
-  explicit Authorizer(Options options) : options_(std::move(options)) {}
+  explicit Authorizer(Options options)
+      : options_(std::move(options)), tokens_(options_.tokens) {}
   // Everything allowed (plaintext, tests).
   static std::shared_ptr<Authorizer> AllowAll();
 
@@ -104,6 +106,10 @@ class Authorizer {
   absl::Status CheckAnyPeer(const grpc::ServerContextBase& ctx,
                             absl::string_view method) const;
 
+  // Replaces the bearer tokens (a reloaded token file).
+  void ReplaceTokens(std::map<std::string, Role> tokens)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   bool enabled() const { return options_.enabled; }
   uint64_t denials() const { return denials_.load(); }
 
@@ -115,6 +121,8 @@ class Authorizer {
                     absl::string_view method) const;
 
   const Options options_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Role> tokens_ ABSL_GUARDED_BY(mu_);
   mutable std::atomic<uint64_t> denials_{0};
 };
 

@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   const bool insecure = opts->tls.insecure;
   const bool no_admins =
       authz_opts.tokens.empty() && authz_opts.identities.empty();
-  auto authz = std::make_shared<const Authorizer>(std::move(authz_opts));
+  auto authz = std::make_shared<Authorizer>(std::move(authz_opts));
   const uint64_t max_files = RaiseOpenFileLimit();
   if (auto s = fs::CheckWritableDir(opts->data_dir); !s.ok()) {
     return Fail(absl::StrCat("--data-dir: ", s.message()), 2);
@@ -160,7 +160,19 @@ int main(int argc, char** argv) {
   }
   daemon::NotifySystemd("READY=1");
 
-  int sig = daemon::WaitForShutdownSignal();
+  // SIGHUP (systemctl reload): re-read the token file. TLS files are
+  // watched anyway (--tls-reload-seconds).
+  int sig = daemon::WaitForShutdownSignal([&] {
+    if (opts->admin_token_file.empty()) return;
+    auto tokens = LoadTokenFile(opts->admin_token_file);
+    if (!tokens.ok()) {
+      spdlog::error("SIGHUP: keeping the old tokens: {}",
+                    std::string(tokens.status().message()));
+      return;
+    }
+    spdlog::info("SIGHUP: {} admin token(s) loaded", tokens->size());
+    authz->ReplaceTokens(*std::move(tokens));
+  });
   if (listener_dead) {
     server->server->GetHealthCheckService()->SetServingStatus(false);
   } else {

@@ -5,6 +5,8 @@
 // expired one, an unknown identity, a missing or wrong token, a viewer
 // trying to change something, a node presenting another node's
 // certificate, a caller of NodeService that is not the controller.
+#include <sys/wait.h>
+
 #include <csignal>
 #include <fstream>
 #include <string>
@@ -291,6 +293,28 @@ TEST_F(TlsTest, DaemonsRefuseMissingOrBadTlsSetupsAtStart) {
   EXPECT_EQ(start({"--insecure", "--tls-ca", ca_->cert_path()}, &err), 2);
   EXPECT_EQ(start({"--insecure", "--admin-identities", "alice=root"}, &err), 2);
   EXPECT_TRUE(absl::StrContains(err, "alice=root")) << err;
+}
+
+TEST_F(TlsTest, SighupReloadsTheTokenFileAndKeepsServing) {
+  std::string err;
+  ASSERT_EQ(Ctl(Token("op-token"), {"nodes", "list"}, &err), 0) << err;
+  // Rotate: a new operator token replaces the old one.
+  const std::string fresh = "rotated-0123456789abcdef0123456789";
+  std::ofstream(tokens_ + ".new") << "operator " << fresh << "\n";
+  ASSERT_EQ(std::rename((tokens_ + ".new").c_str(), tokens_.c_str()), 0);
+  std::ofstream(tmp_.Sub("fresh-token")) << fresh << "\n";
+  ASSERT_EQ(::kill(cluster_.controller_pid(), SIGHUP), 0);
+  ASSERT_TRUE(testing::PollUntil(
+      [&] {
+        return Ctl(Token("fresh-token"), {"nodes", "list"}, &err) == 0;
+      },
+      absl::Seconds(10)))
+      << err;
+  EXPECT_EQ(Ctl(Token("op-token"), {"nodes", "list"}, &err), 1);
+  EXPECT_TRUE(absl::StrContains(err, "UNAUTHENTICATED")) << err;
+  // Still the same process, still serving.
+  int status = 0;
+  EXPECT_EQ(::waitpid(cluster_.controller_pid(), &status, WNOHANG), 0);
 }
 
 }  // namespace
