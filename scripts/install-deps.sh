@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake ninja-build ccache pkg-config clang clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev librocksdb-dev libssl-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev prometheus-cpp-dev prometheus
   libgtest-dev libgmock-dev libclang-rt-14-dev
   libcli11-dev libsystemd-dev libtbb-dev systemd
 )

@@ -86,7 +86,16 @@ namespace {
 
 using grpc::experimental::InterceptionHookPoints;
 
-// Per call: counts unary calls in flight, and turns gRPC's bare INTERNAL
+absl::Mutex g_observer_mu;
+RpcObserver* g_observer ABSL_GUARDED_BY(g_observer_mu) = nullptr;
+
+RpcObserver CurrentObserver() {
+  absl::MutexLock l(&g_observer_mu);
+  return g_observer != nullptr ? *g_observer : RpcObserver();
+}
+
+// Per call: counts unary calls in flight, reports each call's method, code
+// and latency to the RpcObserver, and turns gRPC's bare INTERNAL
 // for a request it could not parse into INVALID_ARGUMENT with a reason.
 class CallInterceptor : public grpc::experimental::Interceptor {
  public:
@@ -94,7 +103,9 @@ class CallInterceptor : public grpc::experimental::Interceptor {
                   std::shared_ptr<CallTracker> calls)
       : method_(info->method() ? info->method() : "?"),
         unary_(info->type() == grpc::experimental::ServerRpcInfo::Type::UNARY),
-        calls_(unary_ ? std::move(calls) : nullptr) {
+        calls_(unary_ ? std::move(calls) : nullptr),
+        observer_(CurrentObserver()),
+        start_(absl::Now()) {
     if (calls_) calls_->Begin();
   }
   ~CallInterceptor() override {
@@ -107,6 +118,14 @@ class CallInterceptor : public grpc::experimental::Interceptor {
             InterceptionHookPoints::POST_RECV_MESSAGE) &&
         m->GetRecvMessage() == nullptr) {
       parse_failed_ = true;
+    }
+    if (observer_ && m->QueryInterceptionHookPoint(
+                         InterceptionHookPoints::PRE_SEND_STATUS)) {
+      grpc::StatusCode code = m->GetSendStatus().error_code();
+      if (parse_failed_ && code == grpc::StatusCode::INTERNAL) {
+        code = grpc::StatusCode::INVALID_ARGUMENT;
+      }
+      observer_(method_, code, absl::ToDoubleSeconds(absl::Now() - start_));
     }
     if (parse_failed_ && m->QueryInterceptionHookPoint(
                              InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -127,6 +146,8 @@ class CallInterceptor : public grpc::experimental::Interceptor {
   const std::string method_;
   const bool unary_;
   const std::shared_ptr<CallTracker> calls_;
+  const RpcObserver observer_;
+  const absl::Time start_;
   bool parse_failed_ = false;
 };
 
@@ -229,6 +250,12 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCreds(bool self_check) {
   return c ? c : grpc::InsecureChannelCredentials();
 }
 }  // namespace
+
+void SetRpcObserver(RpcObserver observer) {
+  absl::MutexLock l(&g_observer_mu);
+  delete g_observer;
+  g_observer = observer ? new RpcObserver(std::move(observer)) : nullptr;
+}
 
 void SetTransportSecurity(
     std::shared_ptr<grpc::ServerCredentials> server,

@@ -149,13 +149,20 @@ std::string WithPort(const std::string& host_port, int port);
 // process' channel credentials (insecure unless SetTransportSecurity).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
 
+// Called when a server call ends: its full method name
+// ("/shutter.v1.AdminService/CreateSnapshot"), status code and latency
+// (for metrics). Set once, before servers start; servers started
+// afterwards use it. Must be thread-safe and quick.
+using RpcObserver = std::function<void(const std::string& method,
+                                       grpc::StatusCode code, double seconds)>;
+void SetRpcObserver(RpcObserver observer);
+
 // The credentials every server this process starts, every channel
 // MakeChannel creates and the listener self-check use from now on (see
 // common/security.h; a daemon sets them once, early). nullptr: insecure.
-void SetTransportSecurity(
-    std::shared_ptr<grpc::ServerCredentials> server,
-    std::shared_ptr<grpc::ChannelCredentials> channel,
-    std::shared_ptr<grpc::ChannelCredentials> self_check);
+void SetTransportSecurity(std::shared_ptr<grpc::ServerCredentials> server,
+                          std::shared_ptr<grpc::ChannelCredentials> channel,
+                          std::shared_ptr<grpc::ChannelCredentials> self_check);
 
 }  // namespace shutter
 

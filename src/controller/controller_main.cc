@@ -6,10 +6,12 @@
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/fs.h"
+#include "common/metrics.h"
 #include "common/rpc.h"
 #include "common/security.h"
 #include "common/text.h"
 #include "common/timer.h"
+#include "controller/controller_metrics.h"
 #include "controller/controller_options.h"
 #include "controller/job_store.h"
 #include "controller/maintenance.h"
@@ -88,6 +90,9 @@ int main(int argc, char** argv) {
   ropts.repository_id = *repo_id;
   ropts.repository = (*repo)->Describe();
   controller::NodeRegistry registry(ropts, Clock::Real());
+  // Metrics: collected always, served with --metrics-listen (below, once
+  // every object they read exists).
+  metrics::Registry metrics;
   controller::GrpcNodeTransport transport;
   ThreadTimer timer;
   controller::SnapshotCoordinator::Options copts;
@@ -96,6 +101,7 @@ int main(int argc, char** argv) {
   copts.max_in_flight_total = opts->max_in_flight_total;
   copts.max_attempts = opts->max_attempts;
   copts.job_timeout = absl::Seconds(opts->job_timeout_s);
+  copts.metrics = &metrics;
   // Retention runs after each commit, on the maintenance worker (which
   // exists once the coordinator does: the pointer is set right after).
   std::atomic<controller::Maintenance*> maintenance_ptr{nullptr};
@@ -128,6 +134,20 @@ int main(int argc, char** argv) {
   if (auto s = schedules.Start(); !s.ok()) return Fail(s, 1);
   schedules_ptr = &schedules;
 
+  controller::ExportControllerState(&metrics, &registry, &schedules,
+                                    authz.get());
+  SetRpcObserver(
+      [observe = metrics::RpcLatencyObserver(&metrics)](
+          const std::string& method, grpc::StatusCode code, double seconds) {
+        observe(method, static_cast<int>(code), seconds);
+      });
+  if (!opts->metrics_listen.empty()) {
+    if (auto s = metrics.Serve(opts->metrics_listen); !s.ok()) {
+      return Fail(absl::StrCat("--metrics-listen: ", s.message()), 2);
+    }
+    spdlog::info("metrics on http://{}/metrics (port {})", opts->metrics_listen,
+                 metrics.port());
+  }
   controller::AdminServiceImpl admin(&registry, coordinator->get(),
                                      &maintenance, &schedules, authz);
   controller::ControllerServiceImpl node_facing(
@@ -179,6 +199,7 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: shutting down", sig);
   }
   daemon::NotifySystemd("STOPPING=1");
+  metrics.StopServing();  // its callbacks read what is torn down next
   watchdog.reset();
   StopGrpcServer(*server, kShutdownGrace);
   schedules_ptr = nullptr;

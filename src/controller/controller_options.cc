@@ -74,6 +74,9 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   AddS3Flags(app, &o.s3);
   AddDaemonTlsFlags(app, &o.tls);
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "Serve Prometheus metrics (GET /metrics) on host:port; "
+                 "empty: off");
   app.add_option("--admin-token-file", o.admin_token_file,
                  "Admin API bearer tokens: lines of \"<viewer|operator> "
                  "<token>\"");
@@ -83,6 +86,10 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
   RETURN_IF_ERROR(ParseCli(app, argc, argv, help, help_text));
   if (*help) return o;
   RETURN_IF_ERROR(ParseHostPort("--listen", o.listen, true).status());
+  if (!o.metrics_listen.empty()) {
+    RETURN_IF_ERROR(
+        ParseHostPort("--metrics-listen", o.metrics_listen, true).status());
+  }
   if (!o.retention_keep_within.empty()) {
     RETURN_IF_ERROR(
         ParseDurationFlag("--retention-keep-within", o.retention_keep_within)

@@ -29,6 +29,8 @@ struct ControllerOptions {
   TlsOptions tls;
   std::string admin_token_file;
   std::string admin_identities;
+  // host:port serving Prometheus metrics at /metrics; empty: off.
+  std::string metrics_listen;
   // A node is dead after this long without a heartbeat (100..3600000 ms).
   int node_dead_after_ms = 10000;
   // Heartbeat period the controller expects (informational, 10..60000 ms).

@@ -1,6 +1,7 @@
 #include "controller/group_commit.h"
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 
 namespace shutter::controller {
 
@@ -106,8 +107,12 @@ void GroupCommitter::Loop() {
           batch.puts.emplace_back(r.key, r.value);
         }
       }
+      const absl::Time start = absl::Now();
       status = store_->Write(batch);
       if (status.ok()) written = end;
+      if (status.ok() && observer_) {
+        observer_(end - i, absl::ToDoubleSeconds(absl::Now() - start));
+      }
     }
     if (!records.empty()) failing = status;
     {

@@ -2,6 +2,7 @@
 #define SHUTTER_CONTROLLER_GROUP_COMMIT_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -43,6 +44,12 @@ class GroupCommitter {
   };
 
   explicit GroupCommitter(JobStore* store);
+
+  // Called after each durable write with its records and latency (for
+  // metrics; on the committer's thread). Set before the first Put.
+  void SetObserver(std::function<void(size_t records, double seconds)> fn) {
+    observer_ = std::move(fn);
+  }
   // Calls Shutdown().
   ~GroupCommitter();
 
@@ -75,6 +82,7 @@ class GroupCommitter {
   void Loop() ABSL_LOCKS_EXCLUDED(mu_);
 
   JobStore* const store_;
+  std::function<void(size_t, double)> observer_;
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;     // Shutdown() asked
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // the loop has exited

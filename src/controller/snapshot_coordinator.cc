@@ -1,5 +1,6 @@
 #include "controller/snapshot_coordinator.h"
 
+#include <cctype>
 #include <optional>
 #include <set>
 
@@ -52,7 +53,84 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
       kind_(
           std::make_unique<SnapshotKind>(transport, repo, options.rpc_timeout)),
       restore_kind_(
-          std::make_unique<RestoreKind>(transport, options.rpc_timeout)) {}
+          std::make_unique<RestoreKind>(transport, options.rpc_timeout)) {
+  if (metrics::Registry* m = options_.metrics; m != nullptr) {
+    metrics::Histogram* write =
+        m->GetHistogram("shutter_job_store_write_seconds",
+                        "Latency of one durable (synced) job store write");
+    metrics::Histogram* batch = m->GetHistogram(
+        "shutter_job_store_batch_records",
+        "Records per durable job store write (group commit)", {},
+        {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000});
+    committer_.SetObserver([write, batch](size_t records, double seconds) {
+      write->Observe(seconds);
+      batch->Observe(static_cast<double>(records));
+    });
+    auto per_node = [this](auto field) {
+      return [this, field](const metrics::EmitFn& emit) {
+        for (const auto& [node, st] : scheduler_.GetStats().keys) {
+          emit({{"node", node}}, static_cast<double>(field(st)));
+        }
+      };
+    };
+    using KS = scheduler::Scheduler::KeyStats;
+    m->AddGaugeCallback("shutter_node_tasks_in_flight",
+                        "Partition tasks (checkpoints, restores) running on "
+                        "each node now",
+                        per_node([](const KS& k) { return k.in_flight; }));
+    m->AddGaugeCallback("shutter_node_tasks_queued",
+                        "Partition tasks waiting for a slot on each node",
+                        per_node([](const KS& k) { return k.queued; }));
+    m->AddGaugeCallback("shutter_node_limit",
+                        "Tasks each node is given at once (its current limit)",
+                        per_node([](const KS& k) { return k.limit; }));
+  }
+}
+
+void SnapshotCoordinator::RecordFinished(const Snapshot& h) {
+  metrics::Registry* m = options_.metrics;
+  if (m == nullptr) return;
+  const std::string type =
+      h.type() == shutter::v1::JOB_TYPE_RESTORE ? "restore" : "snapshot";
+  std::string state = StateName(h.state());
+  for (char& c : state) c = static_cast<char>(std::tolower(c));
+  m->GetCounter("shutter_jobs_total",
+                "Snapshot and restore jobs by final state",
+                {{"type", type}, {"state", state}})
+      ->Inc();
+  if (h.finished_at_micros() > 0) {
+    m->GetHistogram("shutter_job_duration_seconds",
+                    "From a job's creation to its final state",
+                    {{"type", type}})
+        ->Observe((h.finished_at_micros() - h.created_at_micros()) / 1e6);
+  }
+  if (IsUsable(h.state())) {
+    m->GetGauge("shutter_last_success_timestamp_seconds",
+                "When the last job of this type committed (Unix time)",
+                {{"type", type}})
+        ->Set(h.finished_at_micros() / 1e6);
+  }
+}
+
+void SnapshotCoordinator::RecordTask(shutter::v1::JobType type,
+                                     absl::string_view outcome,
+                                     absl::string_view retry_class) {
+  metrics::Registry* m = options_.metrics;
+  if (m == nullptr) return;
+  const std::string t =
+      type == shutter::v1::JOB_TYPE_RESTORE ? "restore" : "snapshot";
+  m->GetCounter("shutter_partition_tasks_total",
+                "Answers to partition tasks, by outcome (published, "
+                "retried, waiting for an unreachable node, failed)",
+                {{"type", t}, {"outcome", std::string(outcome)}})
+      ->Inc();
+  if (!retry_class.empty()) {
+    m->GetCounter("shutter_task_retries_total",
+                  "Partition task retries by failure class",
+                  {{"type", t}, {"class", std::string(retry_class)}})
+        ->Inc();
+  }
+}
 
 SnapshotCoordinator::~SnapshotCoordinator() {
   Shutdown();
@@ -466,7 +544,15 @@ SnapshotCoordinator::MakeSchedulerTask(const std::string& snapshot_id,
   return {scheduler::TaskOptions{
               leader.node_id, job_id,
               static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
-          [this, snapshot_id, partition_id](scheduler::SlotToken token) {
+          [this, snapshot_id, partition_id,
+           queued = clock_->Now()](scheduler::SlotToken token) {
+            if (options_.metrics != nullptr) {
+              options_.metrics
+                  ->GetHistogram("shutter_task_queue_wait_seconds",
+                                 "From a task's queueing for a node to its "
+                                 "start (waiting for a slot)")
+                  ->Observe(absl::ToDoubleSeconds(clock_->Now() - queued));
+            }
             StartTask(snapshot_id, partition_id, std::move(token));
           }};
 }
@@ -546,7 +632,9 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
   const int64_t millis = absl::ToInt64Milliseconds(clock_->Now() - started);
   const FailureClass cls = verified.ok() ? FailureClass::kPermanent
                                          : ClassifyCheckpointFailure(verified);
+  const shutter::v1::JobType type = job->header().type();
   if (verified.ok()) {
+    RecordTask(type, "published");
     t->set_attempts(t->attempts() + 1);
     job->Publish(*t, result->manifest, result->path, millis);
     StageTaskLocked(*job, *t);
@@ -557,6 +645,13 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
   t->set_duration_millis(millis);
   const std::optional<absl::Duration> again = job->ApplyFailure(
       *t, verified, cls, retry_, clock_->Now(), JitterLocked());
+  if (!again) {
+    RecordTask(type, "failed");
+  } else if (!CountsAsAttempt(cls)) {
+    RecordTask(type, "waiting");
+  } else {
+    RecordTask(type, "retried", FailureClassName(cls));
+  }
   if (!CountsAsAttempt(cls)) {
     if (t->unreachable() == 1 || !again) {
       spdlog::warn("snapshot {} partition {}: node {} unreachable ({}){}",
@@ -664,6 +759,7 @@ void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
       (h.finished_at_micros() - h.created_at_micros()) / 1000,
       h.error().empty() ? "" : ": ", h.error());
   StageHeaderLocked(*job);
+  RecordFinished(h);
   if (h.state() == shutter::v1::SNAPSHOT_STATE_FAILED) {
     AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
   } else if (options_.on_commit && h.type() != shutter::v1::JOB_TYPE_RESTORE) {
@@ -861,6 +957,7 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
       StageTaskLocked(*job, t);
     }
     StageHeaderLocked(*job);
+    RecordFinished(h);
     job_id = job->scheduler_job;
     kind = KindOf(job->header().type());
   }

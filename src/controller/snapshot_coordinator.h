@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/ids.h"
+#include "common/metrics.h"
 #include "common/timer.h"
 #include "controller/group_commit.h"
 #include "controller/job.h"
@@ -100,6 +101,10 @@ class SnapshotCoordinator {
     // Called (on an internal thread, never under a lock) once a snapshot's
     // COMMITTED or PARTIAL state is durable; e.g. to apply retention.
     std::function<void(const std::string& snapshot_id)> on_commit;
+    // If set, jobs, tasks, retries, queue waits, per-node slots and job
+    // store writes are measured here (docs/operations.md lists the
+    // metrics). Must outlive the coordinator, and stop serving first.
+    metrics::Registry* metrics = nullptr;
   };
 
   // Loads the job store and resumes unfinished jobs.
@@ -228,6 +233,12 @@ class SnapshotCoordinator {
   void OnTaskDone(const std::string& snapshot_id, uint32_t partition_id,
                   absl::Time started, absl::StatusOr<TaskOutcome> result)
       ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Metrics of a job that just finished (state, duration).
+  void RecordFinished(const shutter::v1::Snapshot& h);
+  // Metrics of a task's answer: "published", "retried", "waiting", "failed".
+  void RecordTask(shutter::v1::JobType type, absl::string_view outcome,
+                  absl::string_view retry_class = {});
 
   // The next retry jitter, in [0.5, 1].
   double JitterLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/fs.h"
+#include "common/metrics.h"
 #include "common/rpc.h"
 #include "common/security.h"
 #include "node/bootstrap.h"
@@ -21,6 +22,7 @@
 #include "node/heartbeater.h"
 #include "node/node_host.h"
 #include "node/node_instance.h"
+#include "node/node_metrics.h"
 #include "node/node_options.h"
 #include "node/node_services.h"
 #include "node/partition_restorer.h"
@@ -146,10 +148,27 @@ int main(int argc, char** argv) {
                                                   repo->get(), Clock::Real());
   if (!restorer.ok()) return Fail(restorer.status(), 1);
 
+  // Metrics: collected always, served with --metrics-listen.
+  metrics::Registry metrics;
+  node::ExportNodeState(&metrics, opts->data_dir, taker->get(), restorer->get(),
+                        authz.get());
+  SetRpcObserver(
+      [observe = metrics::RpcLatencyObserver(&metrics)](
+          const std::string& method, grpc::StatusCode code, double seconds) {
+        observe(method, static_cast<int>(code), seconds);
+      });
+  if (!opts->metrics_listen.empty()) {
+    if (auto s = metrics.Serve(opts->metrics_listen); !s.ok()) {
+      return Fail(absl::StrCat("--metrics-listen: ", s.message()), 2);
+    }
+    spdlog::info("metrics on http://{}/metrics (port {})", opts->metrics_listen,
+                 metrics.port());
+  }
+
   // 1. Serve (the taker refuses checkpoints until step 3).
   node::NodeServiceImpl node_service(taker->get(), host->get(), restorer->get(),
-                                     authz, opts->enable_data_plane);
-  node::PartitionDataImpl data_service(host->get(), authz);
+                                     authz, opts->enable_data_plane, &metrics);
+  node::PartitionDataImpl data_service(host->get(), authz, &metrics);
   std::vector<grpc::Service*> services = {&node_service};
   if (opts->enable_data_plane) services.push_back(&data_service);
   auto server = StartGrpcServer(opts->listen, services);
@@ -230,6 +249,7 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: shutting down", sig);
   }
   daemon::NotifySystemd("STOPPING=1");
+  metrics.StopServing();  // its callbacks read what is torn down next
   watchdog.reset();
   heartbeater.Stop();
   // Take no new checkpoints; give those in flight a grace period, then

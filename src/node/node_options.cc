@@ -76,6 +76,9 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   AddS3Flags(app, &o.s3);
   AddDaemonTlsFlags(app, &o.tls);
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "Serve Prometheus metrics (GET /metrics) on host:port; "
+                 "empty: off");
   app.add_option("--controller-identity", o.controller_identity,
                  "Common name of the controller's certificate")
       ->capture_default_str();
@@ -109,6 +112,10 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
     }
   }
   RETURN_IF_ERROR(ParseHostPort("--listen", o.listen, true).status());
+  if (!o.metrics_listen.empty()) {
+    RETURN_IF_ERROR(
+        ParseHostPort("--metrics-listen", o.metrics_listen, true).status());
+  }
   if (!o.advertise.empty()) {
     RETURN_IF_ERROR(ParseHostPort("--advertise", o.advertise, false).status());
   }

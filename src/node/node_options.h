@@ -36,6 +36,8 @@ struct NodeOptions {
   // Serve the reference data plane (PartitionData) and the test hook
   // SetPartitionRole. Off by default and in the packaged units.
   bool enable_data_plane = false;
+  // host:port serving Prometheus metrics at /metrics; empty: off.
+  std::string metrics_listen;
   // Partitions hosted here, e.g. "0-7". Required.
   std::vector<uint32_t> partitions;
   // Partitions this node leads; default all hosted ones.

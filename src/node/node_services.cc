@@ -1,6 +1,7 @@
 #include "node/node_services.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/error_reason.h"
 #include "common/ids.h"
 #include "common/rpc.h"
@@ -8,6 +9,58 @@
 namespace shutter::node {
 
 using namespace shutter::v1;  // NOLINT: service message types
+
+namespace {
+void RecordCheckpoint(metrics::Registry* m,
+                      const absl::StatusOr<CreateCheckpointResponse>& r) {
+  const char* outcome = !r.ok()                  ? "failed"
+                        : r->already_published() ? "already_published"
+                                                 : "published";
+  m->GetCounter("shutter_node_checkpoints_total",
+                "Checkpoint requests answered, by outcome",
+                {{"outcome", outcome}})
+      ->Inc();
+  if (!r.ok() || r->already_published()) return;
+  const char* help =
+      "Time per checkpoint phase: checkpoint (flush and hard "
+      "links), publish (hash, upload, manifest)";
+  m->GetHistogram("shutter_node_checkpoint_phase_seconds", help,
+                  {{"phase", "checkpoint"}})
+      ->Observe(r->checkpoint_millis() / 1e3);
+  m->GetHistogram("shutter_node_checkpoint_phase_seconds", help,
+                  {{"phase", "publish"}})
+      ->Observe(r->publish_millis() / 1e3);
+  m->GetCounter("shutter_node_published_bytes_total",
+                "Bytes uploaded to the repository by checkpoints")
+      ->Inc(static_cast<double>(r->uploaded_bytes()));
+  m->GetCounter("shutter_node_reused_bytes_total",
+                "Bytes not uploaded because the repository held them already")
+      ->Inc(static_cast<double>(r->reused_bytes()));
+}
+
+void RecordRestore(metrics::Registry* m,
+                   const absl::StatusOr<RestorePartitionResponse>& r) {
+  const char* outcome = !r.ok()                 ? "failed"
+                        : r->already_restored() ? "already_restored"
+                                                : "restored";
+  m->GetCounter("shutter_node_restores_total",
+                "Restore requests answered, by outcome", {{"outcome", outcome}})
+      ->Inc();
+  if (!r.ok() || r->already_restored()) return;
+  const char* help =
+      "Time per restore phase: fetch (download and check), swap (close, "
+      "exchange, reopen, leadership)";
+  m->GetHistogram("shutter_node_restore_phase_seconds", help,
+                  {{"phase", "fetch"}})
+      ->Observe(r->fetch_millis() / 1e3);
+  m->GetHistogram("shutter_node_restore_phase_seconds", help,
+                  {{"phase", "swap"}})
+      ->Observe(r->swap_millis() / 1e3);
+  m->GetCounter("shutter_node_restored_bytes_total",
+                "Bytes downloaded by restores")
+      ->Inc(static_cast<double>(r->manifest().total_bytes()));
+}
+}  // namespace
 
 grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
     grpc::CallbackServerContext* ctx, const CreateCheckpointRequest* request,
@@ -20,8 +73,9 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   taker_->CreateCheckpoint(
-      *request, [ctx, reactor,
-                 response](absl::StatusOr<CreateCheckpointResponse> result) {
+      *request, [ctx, reactor, response, m = metrics_](
+                    absl::StatusOr<CreateCheckpointResponse> result) {
+        if (m != nullptr) RecordCheckpoint(m, result);
         if (result.ok()) *response = std::move(result).value();
         // The reason travels as trailing metadata (node.proto).
         reactor->Finish(ToGrpcStatus(result.status(), ctx));
@@ -125,8 +179,9 @@ grpc::ServerUnaryReactor* NodeServiceImpl::RestorePartition(
                                  "this node does not restore partitions"));
     return reactor;
   }
-  restorer_->Restore(*request, [ctx, reactor, response](
+  restorer_->Restore(*request, [ctx, reactor, response, m = metrics_](
                                    absl::StatusOr<RestorePartitionResponse> r) {
+    if (m != nullptr) RecordRestore(m, r);
     if (r.ok()) *response = std::move(r).value();
     reactor->Finish(ToGrpcStatus(r.status(), ctx));
   });
@@ -189,7 +244,15 @@ grpc::Status PartitionDataImpl::Write(grpc::ServerContext* ctx,
     }
     muts.push_back(std::move(pm));
   }
+  const absl::Time start = absl::Now();
   auto idx = (*store)->Write(muts, request->sync(), request->leader_epoch());
+  if (metrics_ != nullptr && idx.ok()) {
+    metrics_
+        ->GetHistogram("shutter_node_write_seconds",
+                       "Latency of the partitions' own (foreground) writes "
+                       "through the data plane")
+        ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  }
   if (!idx.ok()) return ToGrpcStatus(idx.status());
   response->set_applied_index(*idx);
   response->set_leader_epoch((*store)->meta().leader_epoch);

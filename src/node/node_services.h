@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "common/metrics.h"
 #include "common/security.h"
 #include "node/checkpoint_taker.h"
 #include "node/node_host.h"
@@ -20,16 +21,17 @@ namespace shutter::node {
 // SetPartitionRole is served only with `test_hooks`.
 class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
  public:
-  NodeServiceImpl(CheckpointTaker* taker, NodeHost* host,
-                  PartitionRestorer* restorer = nullptr,
-                  std::shared_ptr<const Authorizer> authz =
-                      Authorizer::AllowAll(),
-                  bool test_hooks = true)
+  NodeServiceImpl(
+      CheckpointTaker* taker, NodeHost* host,
+      PartitionRestorer* restorer = nullptr,
+      std::shared_ptr<const Authorizer> authz = Authorizer::AllowAll(),
+      bool test_hooks = true, metrics::Registry* metrics = nullptr)
       : taker_(taker),
         host_(host),
         restorer_(restorer),
         authz_(std::move(authz)),
-        test_hooks_(test_hooks) {}
+        test_hooks_(test_hooks),
+        metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* CreateCheckpoint(
       grpc::CallbackServerContext* ctx,
@@ -67,6 +69,7 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
   PartitionRestorer* const restorer_;
   const std::shared_ptr<const Authorizer> authz_;
   const bool test_hooks_;
+  metrics::Registry* const metrics_;  // may be null
 };
 
 // gRPC PartitionData over a NodeHost (sync API: RocksDB calls block).
@@ -74,10 +77,11 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
 // must outlive the service.
 class PartitionDataImpl final : public shutter::v1::PartitionData::Service {
  public:
-  explicit PartitionDataImpl(NodeHost* host,
-                             std::shared_ptr<const Authorizer> authz =
-                                 Authorizer::AllowAll())
-      : host_(host), authz_(std::move(authz)) {}
+  explicit PartitionDataImpl(
+      NodeHost* host,
+      std::shared_ptr<const Authorizer> authz = Authorizer::AllowAll(),
+      metrics::Registry* metrics = nullptr)
+      : host_(host), authz_(std::move(authz)), metrics_(metrics) {}
 
   grpc::Status Write(grpc::ServerContext* ctx,
                      const shutter::v1::WriteRequest* request,
@@ -92,6 +96,7 @@ class PartitionDataImpl final : public shutter::v1::PartitionData::Service {
  private:
   NodeHost* const host_;
   const std::shared_ptr<const Authorizer> authz_;
+  metrics::Registry* const metrics_;  // may be null
 };
 
 }  // namespace shutter::node

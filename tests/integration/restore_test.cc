@@ -201,7 +201,8 @@ class RestoreTest : public ::testing::TestWithParam<std::string> {
                             const std::map<uint32_t, Contents>& before,
                             const std::map<uint32_t, Contents>& after,
                             const std::string& why) {
-    for (uint32_t p = node * kPerNode; p < (node + 1) * kPerNode; ++p) {
+    for (uint32_t p = node * kPerNode;
+         p < static_cast<uint32_t>((node + 1) * kPerNode); ++p) {
       const std::string dir =
           absl::StrFormat("%s/partitions/%05u", cluster_.node_dir(node), p);
       auto ro = partition::ReadOnlyPartition::Open(dir);

@@ -1,0 +1,206 @@
+// Prometheus metrics of both daemons, read over HTTP as Prometheus would
+// and checked by Prometheus' own promtool: after a snapshot and a restore
+// the counters say so, and `promtool check metrics` accepts every
+// endpoint.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/fs.h"
+#include "gtest/gtest.h"
+#include "testing/local_cluster.h"
+#include "testing/process.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace shutter {
+namespace {
+
+using testing::PollUntil;
+using testing::RunCommand;
+
+// GET http://127.0.0.1:<port>/metrics with a plain socket (HTTP/1.0).
+absl::StatusOr<std::string> Scrape(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError("socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat("connect to ", port));
+  }
+  const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return absl::InternalError("write");
+  }
+  std::string resp;
+  char buf[8192];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) resp.append(buf, n);
+  ::close(fd);
+  const size_t body = resp.find("\r\n\r\n");
+  if (!absl::StartsWith(resp, "HTTP/1.") || body == std::string::npos ||
+      resp.find(" 200 ") == std::string::npos) {
+    return absl::InternalError("bad HTTP answer: " + resp.substr(0, 200));
+  }
+  return resp.substr(body + 4);
+}
+
+// The metrics port a daemon logged ("metrics on ... (port N)").
+int MetricsPort(const std::string& log_path) {
+  int port = 0;
+  PollUntil(
+      [&] {
+        auto log = fs::ReadFile(log_path);
+        if (!log.ok()) return false;
+        std::smatch m;
+        static const std::regex re("metrics on \\S+ \\(port ([0-9]+)\\)");
+        if (!std::regex_search(*log, m, re)) return false;
+        return absl::SimpleAtoi(m[1].str(), &port);
+      },
+      absl::Seconds(30));
+  return port;
+}
+
+// The value of the sample `series` (exact name and labels), or -1.
+double Sample(const std::string& text, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, series + " ")) {
+      double v = -1;
+      if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
+    }
+  }
+  return -1;
+}
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    cluster_.CloseChannels();
+    cluster_.StopAllNodes();
+    cluster_.StopController(SIGTERM).IgnoreError();
+  }
+
+  int Ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), SHUTTERCTL_BIN);
+    std::string out, err;
+    auto rc =
+        RunCommand(args, &out, &err, absl::Seconds(60),
+                   {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
+    EXPECT_OK(rc);
+    EXPECT_EQ(*rc, 0) << err;
+    return rc.ok() ? *rc : -1;
+  }
+
+  // `promtool check metrics` on `text`: OK, or its complaint.
+  std::string Promtool(const std::string& text, const std::string& name) {
+    const std::string path = tmp_.Sub(name + ".prom");
+    std::ofstream(path) << text;
+    std::string out, err;
+    auto rc = RunCommand({"/bin/sh", "-c", "promtool check metrics < " + path},
+                         &out, &err, absl::Seconds(60));
+    if (!rc.ok()) return rc.status().ToString();
+    return *rc == 0 ? "OK" : absl::StrCat("exit ", *rc, ": ", out, err);
+  }
+
+  testing::TempDir tmp_;
+  testing::LocalCluster cluster_{
+      {SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN, tmp_.path(), 2, 2, 2}};
+};
+
+TEST_F(MetricsTest, BothDaemonsExposeMetricsThatPromtoolAccepts) {
+  std::string out, err;
+  auto have = RunCommand({"/bin/sh", "-c", "command -v promtool"}, &out, &err,
+                         absl::Seconds(10));
+  ASSERT_OK(have);
+  if (*have != 0 && getenv("SHUTTER_REQUIRE_PROMTOOL") == nullptr) {
+    GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
+  }
+  ASSERT_EQ(*have, 0) << "promtool is required (SHUTTER_REQUIRE_PROMTOOL)";
+  const std::vector<std::string> metrics = {"--metrics-listen", "127.0.0.1:0"};
+  ASSERT_OK(cluster_.StartController(metrics));
+  ASSERT_OK(cluster_.StartAllNodes(metrics));
+  ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  for (uint32_t p = 0; p < 4; ++p) {
+    ASSERT_OK(cluster_.Write(p, {{"k", "v"}}));
+  }
+  ASSERT_EQ(Ctl({"snapshots", "create", "--wait"}), 0);
+  std::string snap_out, snap_err;
+  auto rc = RunCommand({SHUTTERCTL_BIN, "snapshots", "list", "--limit", "1"},
+                       &snap_out, &snap_err, absl::Seconds(30),
+                       {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
+  ASSERT_OK(rc);
+  std::vector<std::string> lines = absl::StrSplit(snap_out, '\n');
+  ASSERT_GE(lines.size(), 2u);
+  const std::string id = lines[1].substr(0, lines[1].find(' '));
+  ASSERT_EQ(Ctl({"snapshots", "restore", id, "--wait"}), 0);
+
+  const int controller_port = MetricsPort(tmp_.Sub("controller.log"));
+  ASSERT_GT(controller_port, 0);
+  auto c = Scrape(controller_port);
+  ASSERT_OK(c);
+  EXPECT_EQ(Promtool(*c, "controller"), "OK");
+  EXPECT_EQ(
+      Sample(*c, R"(shutter_jobs_total{state="committed",type="snapshot"})"),
+      1);
+  EXPECT_EQ(
+      Sample(*c, R"(shutter_jobs_total{state="committed",type="restore"})"), 1);
+  EXPECT_EQ(
+      Sample(
+          *c,
+          R"(shutter_partition_tasks_total{outcome="published",type="snapshot"})"),
+      4);
+  EXPECT_EQ(Sample(*c, R"(shutter_registry_nodes{state="alive"})"), 2);
+  EXPECT_EQ(Sample(*c, "shutter_registry_partitions"), 4);
+  EXPECT_GT(
+      Sample(*c, R"(shutter_last_success_timestamp_seconds{type="snapshot"})"),
+      1.7e9);
+  EXPECT_GE(Sample(*c, "shutter_job_store_write_seconds_count"), 2);
+  EXPECT_GE(Sample(*c, "shutter_task_queue_wait_seconds_count"), 8);
+  EXPECT_EQ(Sample(*c, R"(shutter_node_limit{node="n1"})"), 2);
+  EXPECT_GE(
+      Sample(
+          *c,
+          R"(shutter_rpc_duration_seconds_count{code="OK",method="Heartbeat",service="ControllerService"})"),
+      1);
+  EXPECT_EQ(Sample(*c, "shutter_auth_denials_total"), 0);
+
+  for (int i = 0; i < 2; ++i) {
+    SCOPED_TRACE(absl::StrCat("node ", i));
+    const int port = MetricsPort(tmp_.Sub(absl::StrCat("node", i, ".log")));
+    ASSERT_GT(port, 0);
+    auto n = Scrape(port);
+    ASSERT_OK(n);
+    EXPECT_EQ(Promtool(*n, absl::StrCat("node", i)), "OK");
+    EXPECT_EQ(
+        Sample(*n, R"(shutter_node_checkpoints_total{outcome="published"})"),
+        2);
+    EXPECT_EQ(Sample(*n, R"(shutter_node_restores_total{outcome="restored"})"),
+              2);
+    EXPECT_EQ(
+        Sample(
+            *n,
+            R"(shutter_node_checkpoint_phase_seconds_count{phase="publish"})"),
+        2);
+    EXPECT_GT(Sample(*n, "shutter_node_published_bytes_total"), 0);
+    EXPECT_GT(Sample(*n, "shutter_node_restored_bytes_total"), 0);
+    EXPECT_EQ(Sample(*n, "shutter_node_write_seconds_count"), 2);
+    EXPECT_GT(Sample(*n, "shutter_node_filesystem_free_bytes"), 0);
+    EXPECT_EQ(Sample(*n, "shutter_node_checkpoint_capacity"), 2);
+  }
+}
+
+}  // namespace
+}  // namespace shutter
