@@ -82,6 +82,8 @@ echo; echo "\$ shutterctl snapshots create --label demo --wait"
 "$CTL" snapshots create --label demo --wait
 echo; echo "\$ shutterctl snapshots list"; "$CTL" snapshots list
 id=$("$CTL" snapshots list --limit 1 | awk 'NR==2 {print $1}')
+echo; echo "\$ shutterctl snapshots show $id --timeline   # where the time went"
+"$CTL" snapshots show "$id" --timeline
 echo; echo "\$ shutterctl snapshots verify $id"; "$CTL" snapshots verify "$id"
 # An incremental snapshot: rewrite 1% of the keys; the next snapshot
 # stores only the new SSTs and shares the rest with the first.

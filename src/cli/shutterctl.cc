@@ -3,9 +3,11 @@
 // Exit codes: 0 success; 1 the operation failed (RPC error, snapshot
 // FAILED or CANCELLED); 2 bad usage; 3 snapshot PARTIAL (with --wait). Errors
 // are one line on stderr: "shutterctl: <reason>".
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <random>
 #include <thread>
@@ -306,12 +308,88 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
   }
 }
 
-int ShowSnapshot(const Global& g, const std::string& id, bool all) {
+// A text Gantt chart of where a job's time went: per node, its tasks in
+// lanes (one lane per slot in use), each bar from the task's start to its
+// end on a common time axis; the node that finished last is marked.
+void PrintTimeline(const Snapshot& s, int width) {
+  struct Bar {
+    int64_t start, end;
+    uint32_t partition;
+  };
+  std::map<std::string, std::vector<Bar>> by_node;
+  int64_t t0 = s.created_at_micros(), t1 = t0;
+  for (const auto& t : s.partitions()) {
+    if (t.started_at_micros() == 0) continue;
+    Bar b{t.started_at_micros(),
+          t.started_at_micros() + t.duration_millis() * 1000, t.partition_id()};
+    t1 = std::max(t1, b.end);
+    by_node[t.node_id()].push_back(b);
+  }
+  if (by_node.empty()) {
+    std::cout << "(no partition has started yet)\n";
+    return;
+  }
+  const double span = std::max<int64_t>(t1 - t0, 1);
+  auto col = [&](int64_t t) {
+    return std::clamp(static_cast<int>((t - t0) / span * width), 0, width - 1);
+  };
+  std::string last_node;
+  int64_t last_end = 0;
+  for (const auto& [node, bars] : by_node) {
+    for (const Bar& b : bars) {
+      if (b.end > last_end) {
+        last_end = b.end;
+        last_node = node;
+      }
+    }
+  }
+  std::cout << absl::StrFormat("%-12s 0s%*s%.2fs\n", "", width - 2, "",
+                               span / 1e6);
+  for (auto& [node, bars] : by_node) {
+    std::sort(bars.begin(), bars.end(),
+              [](const Bar& a, const Bar& b) { return a.start < b.start; });
+    std::vector<std::pair<int64_t, std::string>> lanes;  // (free at, row)
+    for (const Bar& b : bars) {
+      size_t lane = 0;
+      while (lane < lanes.size() && lanes[lane].first > b.start) ++lane;
+      if (lane == lanes.size()) lanes.push_back({0, std::string(width, ' ')});
+      lanes[lane].first = b.end;
+      std::string& row = lanes[lane].second;
+      const int from = col(b.start), to = std::max(col(b.end), from);
+      const std::string label = absl::StrCat(b.partition);
+      for (int i = from; i <= to; ++i) row[i] = '=';
+      row[from] = '[';
+      if (to > from) row[to] = ']';
+      if (to - from - 1 >= static_cast<int>(label.size())) {
+        row.replace(from + 1, label.size(), label);
+      }
+    }
+    double busy_until = 0;
+    for (const Bar& b : bars)
+      busy_until = std::max(busy_until, (b.end - t0) / 1e6);
+    for (size_t i = 0; i < lanes.size(); ++i) {
+      std::cout << absl::StrFormat(
+          "%-12s|%s|%s\n", i == 0 ? EscapeForTerminal(node) : "",
+          lanes[i].second,
+          i == 0 ? absl::StrFormat(
+                       " %d tasks, done at %.2fs%s", bars.size(), busy_until,
+                       node == last_node ? "  <- last to finish" : "")
+                 : "");
+    }
+  }
+}
+
+int ShowSnapshot(const Global& g, const std::string& id, bool all,
+                 bool timeline = false) {
   Client c(g);
   GetSnapshotResponse resp;
-  all = all || g.output == "json";
+  all = all || timeline || g.output == "json";
   grpc::Status s = FetchSnapshot(c, id, all, &resp);
   if (!s.ok()) return FailRpc(s, "show snapshot");
+  if (timeline && g.output != "json") {
+    PrintTimeline(resp.snapshot(), 60);
+    return 0;
+  }
   PrintSnapshot(g, resp, all);
   return 0;
 }
@@ -933,7 +1011,11 @@ int Main(int argc, char** argv) {
   show->add_option("id", id, "Snapshot id")->required();
   bool show_all = false;
   show->add_flag("--all", show_all, "List every partition");
-  show->callback([&] { rc = ShowSnapshot(g, id, show_all); });
+  bool timeline = false;
+  show->add_flag("--timeline", timeline,
+                 "Draw each node's tasks over time (where the time went, "
+                 "which node was the straggler)");
+  show->callback([&] { rc = ShowSnapshot(g, id, show_all, timeline); });
   auto* cancel = snaps->add_subcommand(
       "cancel", "Cancel a running snapshot and remove what it published");
   cancel->add_option("id", id, "Snapshot id")->required();
@@ -970,7 +1052,8 @@ int Main(int argc, char** argv) {
       "show", "Show a restore: summary and the partitions that need attention");
   rshow->add_option("id", id, "Restore id")->required();
   rshow->add_flag("--all", show_all, "List every partition");
-  rshow->callback([&] { rc = ShowSnapshot(g, id, show_all); });
+  rshow->add_flag("--timeline", timeline, "Draw each node's tasks over time");
+  rshow->callback([&] { rc = ShowSnapshot(g, id, show_all, timeline); });
   auto* rcancel = restores->add_subcommand(
       "cancel",
       "Cancel a running restore (partitions not yet swapped keep their data)");

@@ -630,6 +630,7 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
   }
   if (IsFinished(job->header().state())) return;
   const int64_t millis = absl::ToInt64Milliseconds(clock_->Now() - started);
+  t->set_started_at_micros(absl::ToUnixMicros(started));
   const FailureClass cls = verified.ok() ? FailureClass::kPermanent
                                          : ClassifyCheckpointFailure(verified);
   const shutter::v1::JobType type = job->header().type();

@@ -146,6 +146,16 @@ TEST_F(MetricsTest, BothDaemonsExposeMetricsThatPromtoolAccepts) {
   ASSERT_GE(lines.size(), 2u);
   const std::string id = lines[1].substr(0, lines[1].find(' '));
   ASSERT_EQ(Ctl({"snapshots", "restore", id, "--wait"}), 0);
+  // The timeline: a row (or more) per node, the straggler marked.
+  rc = RunCommand({SHUTTERCTL_BIN, "snapshots", "show", id, "--timeline"},
+                  &snap_out, &snap_err, absl::Seconds(30),
+                  {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
+  ASSERT_OK(rc);
+  ASSERT_EQ(*rc, 0) << snap_err;
+  EXPECT_TRUE(absl::StrContains(snap_out, "n1 ")) << snap_out;
+  EXPECT_TRUE(absl::StrContains(snap_out, "n2 ")) << snap_out;
+  EXPECT_TRUE(absl::StrContains(snap_out, "2 tasks, done at")) << snap_out;
+  EXPECT_TRUE(absl::StrContains(snap_out, "<- last to finish")) << snap_out;
 
   const int controller_port = MetricsPort(tmp_.Sub("controller.log"));
   ASSERT_GT(controller_port, 0);
