@@ -4,6 +4,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/rpc.h"
+#include "common/status_macros.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -12,6 +14,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter::metrics {
 
@@ -193,9 +196,9 @@ std::string Registry::Render() const {
   return prometheus::TextSerializer().Serialize(all);
 }
 
-std::function<void(const std::string&, int, double)> RpcLatencyObserver(
-    Registry* registry) {
-  return [registry](const std::string& full, int code, double seconds) {
+absl::Status StartDaemonMetrics(Registry* registry, const std::string& listen) {
+  SetRpcObserver([registry](const std::string& full, grpc::StatusCode code,
+                            double seconds) {
     // "/shutter.v1.AdminService/CreateSnapshot"
     std::string service, method = full;
     const size_t slash = full.rfind('/');
@@ -214,7 +217,12 @@ std::function<void(const std::string&, int, double)> RpcLatencyObserver(
              {"code",
               absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}})
         ->Observe(seconds);
-  };
+  });
+  if (listen.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(registry->Serve(listen));
+  spdlog::info("metrics on http://{}/metrics (port {})", listen,
+               registry->port());
+  return absl::OkStatus();
 }
 
 }  // namespace shutter::metrics

@@ -84,10 +84,12 @@ class Registry {
   mutable absl::Mutex mu_;
 };
 
-// shutter_rpc_duration_seconds{service, method, code}: a function for
-// SetRpcObserver (common/rpc.h).
-std::function<void(const std::string& full_method, int code, double seconds)>
-RpcLatencyObserver(Registry* registry);
+// A daemon's metrics setup: records every gRPC call it serves as
+// shutter_rpc_duration_seconds{service, method, code} (SetRpcObserver,
+// common/rpc.h; call before its servers start), and serves `registry` on
+// `listen` unless empty, logging the bound port. UNAVAILABLE if it cannot
+// bind.
+absl::Status StartDaemonMetrics(Registry* registry, const std::string& listen);
 
 }  // namespace shutter::metrics
 

@@ -136,17 +136,9 @@ int main(int argc, char** argv) {
 
   controller::ExportControllerState(&metrics, &registry, &schedules,
                                     authz.get());
-  SetRpcObserver(
-      [observe = metrics::RpcLatencyObserver(&metrics)](
-          const std::string& method, grpc::StatusCode code, double seconds) {
-        observe(method, static_cast<int>(code), seconds);
-      });
-  if (!opts->metrics_listen.empty()) {
-    if (auto s = metrics.Serve(opts->metrics_listen); !s.ok()) {
-      return Fail(absl::StrCat("--metrics-listen: ", s.message()), 2);
-    }
-    spdlog::info("metrics on http://{}/metrics (port {})", opts->metrics_listen,
-                 metrics.port());
+  if (auto s = metrics::StartDaemonMetrics(&metrics, opts->metrics_listen);
+      !s.ok()) {
+    return Fail(absl::StrCat("--metrics-listen: ", s.message()), 2);
   }
   controller::AdminServiceImpl admin(&registry, coordinator->get(),
                                      &maintenance, &schedules, authz);

@@ -224,6 +224,30 @@ class RestoreTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
+  // Restarts every node with each download stream throttled (slow
+  // restores, to strike while one runs).
+  void SlowDownloads() {
+    for (int i = 0; i < kNodes; ++i) {
+      ASSERT_OK(cluster_.StopNode(i, SIGTERM));
+      ASSERT_OK(cluster_.StartNode(i, {"--publish-stream-mibps", "0.5"}));
+    }
+    ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  }
+
+  // Waits (bounded) until a partition of the job is running on a node.
+  bool WaitForRunning(const std::string& id) {
+    return PollUntil(
+        [&] {
+          auto s = cluster_.GetSnapshot(id);
+          if (!s.ok()) return false;
+          for (const auto& t : s->partitions()) {
+            if (t.state() == PARTITION_TASK_STATE_RUNNING) return true;
+          }
+          return false;
+        },
+        absl::Seconds(30));
+  }
+
   testing::TempDir tmp_;
   std::unique_ptr<testing::S3TestServer> s3_;
   testing::LocalCluster cluster_{{SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN,
@@ -417,11 +441,7 @@ TEST_P(RestoreTest, CorruptObjectFailsNamingItAndKeepsTheOldStore) {
 
 TEST_P(RestoreTest, ControllerKilledMidRestoreResumesAndFinishes) {
   // Slow restores: every download stream is throttled.
-  for (int i = 0; i < kNodes; ++i) {
-    ASSERT_OK(cluster_.StopNode(i, SIGTERM));
-    ASSERT_OK(cluster_.StartNode(i, {"--publish-stream-mibps", "0.5"}));
-  }
-  ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  ASSERT_NO_FATAL_FAILURE(SlowDownloads());
   WriteRound(0);
   WriteRound(1);
   const std::string id = Snapshot();
@@ -432,16 +452,7 @@ TEST_P(RestoreTest, ControllerKilledMidRestoreResumesAndFinishes) {
   ASSERT_EQ(Ctl({"snapshots", "restore", id}, &out, &err), 0) << err;
   const std::string restore_id(absl::StripAsciiWhitespace(out));
   // Kill the controller once the job is under way, not finished.
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        auto s = cluster_.GetSnapshot(restore_id);
-        if (!s.ok()) return false;
-        for (const auto& t : s->partitions()) {
-          if (t.state() == PARTITION_TASK_STATE_RUNNING) return true;
-        }
-        return false;
-      },
-      absl::Seconds(30)));
+  ASSERT_TRUE(WaitForRunning(restore_id));
   ASSERT_OK(cluster_.StopController(SIGKILL));
   cluster_.CloseChannels();
   ASSERT_OK(cluster_.StartController());
@@ -455,11 +466,7 @@ TEST_P(RestoreTest, ControllerKilledMidRestoreResumesAndFinishes) {
 }
 
 TEST_P(RestoreTest, CancelStopsWhatHasNotSwappedAndKeepsEachPartitionWhole) {
-  for (int i = 0; i < kNodes; ++i) {
-    ASSERT_OK(cluster_.StopNode(i, SIGTERM));
-    ASSERT_OK(cluster_.StartNode(i, {"--publish-stream-mibps", "0.5"}));
-  }
-  ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  ASSERT_NO_FATAL_FAILURE(SlowDownloads());
   WriteRound(0);
   WriteRound(1);
   const std::string id = Snapshot();
@@ -470,16 +477,7 @@ TEST_P(RestoreTest, CancelStopsWhatHasNotSwappedAndKeepsEachPartitionWhole) {
   std::string out, err;
   ASSERT_EQ(Ctl({"snapshots", "restore", id}, &out, &err), 0) << err;
   const std::string restore_id(absl::StripAsciiWhitespace(out));
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        auto s = cluster_.GetSnapshot(restore_id);
-        if (!s.ok()) return false;
-        for (const auto& t : s->partitions()) {
-          if (t.state() == PARTITION_TASK_STATE_RUNNING) return true;
-        }
-        return false;
-      },
-      absl::Seconds(30)));
+  ASSERT_TRUE(WaitForRunning(restore_id));
   ASSERT_EQ(Ctl({"restores", "cancel", restore_id}, &out, &err), 0) << err;
   EXPECT_TRUE(absl::StrContains(out, "cancelled")) << out;
   auto job = cluster_.WaitForSnapshot(restore_id, absl::Seconds(60));
