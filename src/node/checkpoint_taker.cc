@@ -156,6 +156,7 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
       {kDispatchKey, /*job=*/0, /*weight=*/0, nullptr},
       [this, request,
        guard = std::move(guard)](scheduler::SlotToken token) mutable {
+        SetThreadIoClass(options_.io_class);
         absl::StatusOr<CreateCheckpointResponse> r = Run(request);
         guard->finished = true;
         Finish(guard->key, r);

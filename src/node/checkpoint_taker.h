@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/io_priority.h"
 #include "node/node_host.h"
 #include "scheduler/scheduler.h"
 #include "shutter/v1/node.pb.h"
@@ -61,6 +62,10 @@ class CheckpointTaker {
     uint64_t min_free_bytes = 0;
     // The node's data directory (checked against min_free_bytes).
     std::string data_dir;
+    // I/O class of the threads taking and publishing checkpoints (their
+    // reads of the checkpoint and local writes), so the partitions' own
+    // I/O goes first.
+    IoClass io_class = IoClass::kBestEffortLow;
     // Tests only: called on the worker right before a checkpoint is taken.
     std::function<void(const shutter::v1::CreateCheckpointRequest&)>
         test_before_checkpoint;

@@ -124,6 +124,7 @@ int main(int argc, char** argv) {
   topts.data_dir = opts->data_dir;
   topts.capacity = opts->checkpoint_capacity;
   topts.min_free_bytes = static_cast<uint64_t>(opts->min_free_mib) << 20;
+  topts.io_class = *ParseIoClass(opts->snapshot_io_class);  // checked
   auto taker = node::CheckpointTaker::Create(topts, host->get(), repo->get(),
                                              Clock::Real());
   if (!taker.ok()) return Fail(taker.status(), 1);
@@ -132,6 +133,7 @@ int main(int argc, char** argv) {
   ropts.node_id = opts->node_id;
   ropts.instance_id = instance->instance_id;
   ropts.capacity = opts->checkpoint_capacity;
+  ropts.io_class = topts.io_class;
   ropts.check_serving = [t = taker->get()] { return t->CheckServing(); };
   // Fault injection for the restore fault tests: the process kills itself
   // at the named point (node.proto lists them). Never set in production.

@@ -76,6 +76,11 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   AddS3Flags(app, &o.s3);
   AddDaemonTlsFlags(app, &o.tls);
+  app.add_option("--snapshot-io-class", o.snapshot_io_class,
+                 "I/O scheduling class of snapshot and restore threads, so "
+                 "the partitions' own I/O goes first")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"normal", "best-effort-low", "idle"}));
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Serve Prometheus metrics (GET /metrics) on host:port; "
                  "empty: off");

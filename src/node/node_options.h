@@ -48,6 +48,9 @@ struct NodeOptions {
   // remote object store (bandwidth capped per connection, parallel
   // uploads add up).
   double publish_stream_mibps = 0;
+  // I/O class of snapshot and restore threads: normal, best-effort-low,
+  // idle (common/io_priority.h).
+  std::string snapshot_io_class = "best-effort-low";
   // Cap on this node's total publish bandwidth, MiB/s, shared by its
   // concurrent checkpoints; 0 = none. Keeps snapshot I/O from starving
   // foreground traffic.

@@ -147,6 +147,7 @@ void PartitionRestorer::Restore(const RestorePartitionRequest& request,
   scheduler_.Submit({kDispatchKey, /*job=*/0, /*weight=*/0, nullptr},
                     [this, request, guard = std::move(guard)](
                         scheduler::SlotToken token) mutable {
+                      SetThreadIoClass(options_.io_class);
                       auto r = Run(request);
                       guard->finished = true;
                       Finish(guard->key, r);

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/io_priority.h"
 #include "node/node_host.h"
 #include "scheduler/scheduler.h"
 #include "shutter/v1/node.pb.h"
@@ -46,6 +47,8 @@ class PartitionRestorer {
     int parallel_files = 4;
     // How long the swap waits for operations on the live store to end.
     absl::Duration drain = absl::Seconds(30);
+    // I/O class of the threads fetching and writing restored files.
+    IoClass io_class = IoClass::kBestEffortLow;
     // OK while the node serves (e.g. CheckpointTaker::CheckServing).
     std::function<absl::Status()> check_serving;
     // Tests: called at "restore-fetching" (after the first file),

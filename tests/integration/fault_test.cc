@@ -342,11 +342,12 @@ TEST_P(FaultTest, LeaderMovesWhileInFlightAndWhileQueued) {
       EXPECT_EQ(pm->applied_index(), static_cast<uint64_t>(kBatches));
     }
   }
-  // The in-flight attempt on n1 was rejected (not published) and retried.
+  // The in-flight attempt on n1 was rejected (not published) and retried:
+  // at admission if the step-down reached n1 first, else before its
+  // publication became visible (checkpoints_failed); which one is timing.
   EXPECT_GE(snap->partitions(in_flight).attempts(), 2u);
   auto n1 = cluster_.NodeStats(0);
   ASSERT_OK(n1);
-  EXPECT_GE(n1->checkpoints_failed(), 1u);
   EXPECT_EQ(n1->checkpoints_published(), static_cast<uint64_t>(kPerNode - 2));
   for (const std::string& k :
        testing::UnreferencedSnapshotObjects(**repo, *id)) {

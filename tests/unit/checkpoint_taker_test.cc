@@ -72,6 +72,21 @@ class CheckpointTakerTest : public ::testing::Test {
   std::unique_ptr<CheckpointTaker> taker_;
 };
 
+TEST_F(CheckpointTakerTest, CheckpointsRunAtLowIoPriority) {
+  std::string seen;
+  CheckpointTaker::Options o = Opts("data/staging2", 1);
+  o.test_before_checkpoint = [&](const CreateCheckpointRequest&) {
+    seen = ThreadIoClassName();
+  };
+  auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
+  ASSERT_OK(t);
+  (*t)->SetServing(true);
+  ASSERT_OK((*t)->CreateCheckpointSync(Req("io", 0, 1)));
+  EXPECT_EQ(seen, "best-effort/7");
+  EXPECT_EQ(ParseIoClass("idle").value(), IoClass::kIdle);
+  EXPECT_FALSE(ParseIoClass("fast").ok());
+}
+
 TEST_F(CheckpointTakerTest, PublishesCheckpointWithMetaFromTheCheckpoint) {
   EXPECT_TRUE(StagingEmpty());  // start-up sweep
   auto r = taker_->CreateCheckpointSync(Req("s1", 0, 1));
