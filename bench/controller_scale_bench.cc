@@ -218,11 +218,11 @@ class Bench {
     shutter::testing::Subprocess controller;
     const std::string port_file = tmp.Sub("controller.port");
     absl::Status s = controller.Start(
-        {controller_bin_, "--insecure", "--listen", "127.0.0.1:0", "--port-file", port_file,
-         "--data-dir", tmp.Sub("controller"), "--repository", repo,
-         "--node-dead-after-ms", "60000", "--heartbeat-interval-ms",
-         absl::StrCat(heartbeat_ms_), "--rpc-timeout-ms", "600000",
-         "--log-level", "warn"},
+        {controller_bin_, "--insecure", "--listen", "127.0.0.1:0",
+         "--port-file", port_file, "--data-dir", tmp.Sub("controller"),
+         "--repository", repo, "--node-dead-after-ms", "60000",
+         "--heartbeat-interval-ms", absl::StrCat(heartbeat_ms_),
+         "--rpc-timeout-ms", "600000", "--log-level", "warn"},
         tmp.Sub("controller.log"));
     if (!s.ok()) Die(s.ToString());
     auto port = shutter::testing::WaitForPortFile(port_file, absl::Seconds(30));
@@ -404,9 +404,9 @@ class Bench {
       stdfs::remove(port_file);
       const absl::Time t1 = absl::Now();
       s = controller.Start(
-          {controller_bin_, "--insecure", "--listen", "127.0.0.1:0", "--port-file", port_file,
-           "--data-dir", tmp.Sub("controller"), "--repository", repo,
-           "--log-level", "warn"},
+          {controller_bin_, "--insecure", "--listen", "127.0.0.1:0",
+           "--port-file", port_file, "--data-dir", tmp.Sub("controller"),
+           "--repository", repo, "--log-level", "warn"},
           tmp.Sub("controller.log"));
       if (!s.ok()) Die(s.ToString());
       // The port file is written once the jobs are recovered and serving.

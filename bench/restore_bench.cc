@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
        cfg.partitions / cfg.nodes, cfg.capacity, /*heartbeat_ms=*/100,
        /*dead_after_ms=*/5000, /*log_level=*/"warn"});
   Check(c.StartController());
-  Check(c.StartAllNodes({"--publish-stream-mibps",
-                         absl::StrCat(cfg.stream_mibps)}));
+  Check(c.StartAllNodes(
+      {"--publish-stream-mibps", absl::StrCat(cfg.stream_mibps)}));
   Check(c.WaitForLeaders(absl::Seconds(60)));
   Load(c, cfg);
   auto id = c.CreateSnapshot();

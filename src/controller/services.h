@@ -19,10 +19,10 @@ namespace shutter::controller {
 // the operator role). Thread-safe; the pointers must outlive the service.
 class AdminServiceImpl final : public shutter::v1::AdminService::Service {
  public:
-  AdminServiceImpl(NodeRegistry* registry, SnapshotCoordinator* coordinator,
-                   Maintenance* maintenance, ScheduleRunner* schedules,
-                   std::shared_ptr<const Authorizer> authz =
-                       Authorizer::AllowAll())
+  AdminServiceImpl(
+      NodeRegistry* registry, SnapshotCoordinator* coordinator,
+      Maintenance* maintenance, ScheduleRunner* schedules,
+      std::shared_ptr<const Authorizer> authz = Authorizer::AllowAll())
       : registry_(registry),
         coordinator_(coordinator),
         maintenance_(maintenance),
@@ -99,12 +99,10 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
 class ControllerServiceImpl final
     : public shutter::v1::ControllerService::Service {
  public:
-  ControllerServiceImpl(NodeRegistry* registry,
-                        SnapshotCoordinator* coordinator,
-                        absl::Duration expected_interval,
-                        std::string repository_id,
-                        std::shared_ptr<const Authorizer> authz =
-                            Authorizer::AllowAll())
+  ControllerServiceImpl(
+      NodeRegistry* registry, SnapshotCoordinator* coordinator,
+      absl::Duration expected_interval, std::string repository_id,
+      std::shared_ptr<const Authorizer> authz = Authorizer::AllowAll())
       : registry_(registry),
         coordinator_(coordinator),
         expected_interval_(expected_interval),

@@ -264,15 +264,15 @@ TEST_F(ClusterTest, BadRequestsGetClearErrorsAndRecordNothing) {
   }
 
   // A daemon given an invalid option exits 2 with a one-line reason.
-  auto rc = RunCommand({SHUTTER_NODE_BIN, "--insecure", "--node-id", "x", "--data-dir",
-                        tmp_.Sub("x"), "--repository", repo_dir_,
+  auto rc = RunCommand({SHUTTER_NODE_BIN, "--insecure", "--node-id", "x",
+                        "--data-dir", tmp_.Sub("x"), "--repository", repo_dir_,
                         "--partitions", "0", "--checkpoint-capacity", "0"},
                        &out, &err, absl::Seconds(30));
   ASSERT_OK(rc);
   EXPECT_EQ(*rc, 2);
   EXPECT_NE(err.find("--checkpoint-capacity"), std::string::npos) << err;
-  rc = RunCommand({SHUTTER_CONTROLLER_BIN, "--insecure", "--data-dir", tmp_.Sub("y"),
-                   "--repository", "gs://bucket"},
+  rc = RunCommand({SHUTTER_CONTROLLER_BIN, "--insecure", "--data-dir",
+                   tmp_.Sub("y"), "--repository", "gs://bucket"},
                   &out, &err, absl::Seconds(30));
   ASSERT_OK(rc);
   EXPECT_EQ(*rc, 2);
@@ -287,23 +287,20 @@ bool OneLine(const std::string& s) {
 TEST_F(ClusterTest, DaemonsRefuseBadOptionsNamingThem) {
   std::string out, err;
   auto node = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {SHUTTER_NODE_BIN, "--insecure",
-                                     "--node-id",
-                                     "x",
-                                     "--partitions",
-                                     "0",
-                                     "--repository",
-                                     repo_dir_,
-                                     "--controller",
-                                     cluster_.controller_address()};
+    std::vector<std::string> argv = {
+        SHUTTER_NODE_BIN, "--insecure",
+        "--node-id",      "x",
+        "--partitions",   "0",
+        "--repository",   repo_dir_,
+        "--controller",   cluster_.controller_address()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto rc = RunCommand(argv, &out, &err, absl::Seconds(30));
     EXPECT_OK(rc);
     return rc.ok() ? *rc : -1;
   };
   auto controller = [&](std::vector<std::string> extra) {
-    std::vector<std::string> argv = {SHUTTER_CONTROLLER_BIN, "--insecure", "--repository",
-                                     tmp_.Sub("repo2")};
+    std::vector<std::string> argv = {SHUTTER_CONTROLLER_BIN, "--insecure",
+                                     "--repository", tmp_.Sub("repo2")};
     argv.insert(argv.end(), extra.begin(), extra.end());
     auto rc = RunCommand(argv, &out, &err, absl::Seconds(30));
     EXPECT_OK(rc);
@@ -500,11 +497,11 @@ TEST(SystemdTest, DaemonNotifiesReadinessAndFeedsTheWatchdog) {
   setenv("NOTIFY_SOCKET", sock_path.c_str(), 1);
   setenv("WATCHDOG_USEC", "900000", 1);  // 0.9 s: probes every 0.3 s
   Subprocess controller;
-  absl::Status started =
-      controller.Start({SHUTTER_CONTROLLER_BIN, "--insecure", "--listen", "127.0.0.1:0",
-                        "--data-dir", tmp.Sub("controller"), "--repository",
-                        tmp.Sub("repo"), "--listener-check-ms", "0"},
-                       tmp.Sub("controller.log"));
+  absl::Status started = controller.Start(
+      {SHUTTER_CONTROLLER_BIN, "--insecure", "--listen", "127.0.0.1:0",
+       "--data-dir", tmp.Sub("controller"), "--repository", tmp.Sub("repo"),
+       "--listener-check-ms", "0"},
+      tmp.Sub("controller.log"));
   unsetenv("NOTIFY_SOCKET");
   unsetenv("WATCHDOG_USEC");
   ASSERT_OK(started);
@@ -553,9 +550,9 @@ TEST(ConnectionStormTest, LowFileLimitEndsServingOrExitingNeverHanging) {
   const std::string port_file = tmp.Sub("controller.port");
   Subprocess controller;
   ASSERT_OK(controller.Start(
-      {"/usr/bin/prlimit", "--nofile=96:96", "--", SHUTTER_CONTROLLER_BIN, "--insecure",
-       "--listen", "127.0.0.1:0", "--port-file", port_file, "--data-dir",
-       tmp.Sub("controller"), "--repository", tmp.Sub("repo"),
+      {"/usr/bin/prlimit", "--nofile=96:96", "--", SHUTTER_CONTROLLER_BIN,
+       "--insecure", "--listen", "127.0.0.1:0", "--port-file", port_file,
+       "--data-dir", tmp.Sub("controller"), "--repository", tmp.Sub("repo"),
        "--listener-check-ms", "300"},
       tmp.Sub("controller.log")));
   auto port = WaitForPortFile(port_file, absl::Seconds(30));

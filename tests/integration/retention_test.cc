@@ -365,19 +365,14 @@ TEST_P(RetentionTest, DisasterDrillBootstrapsEveryNodeFromTheLatestSnapshot) {
     for (const auto& v : *absent) EXPECT_FALSE(v.has_value());
   }
   // A node whose bootstrap cannot succeed says why and exits 2.
-  std::vector<std::string> argv = {SHUTTER_NODE_BIN, "--insecure",
-                                   "--node-id",
-                                   "late",
-                                   "--data-dir",
-                                   tmp_.Sub("late"),
-                                   "--repository",
-                                   cluster_.repository(),
-                                   "--partitions",
-                                   "0",
-                                   "--controller",
-                                   cluster_.controller_address(),
-                                   "--bootstrap-from",
-                                   "no-such-snapshot"};
+  std::vector<std::string> argv = {
+      SHUTTER_NODE_BIN,   "--insecure",
+      "--node-id",        "late",
+      "--data-dir",       tmp_.Sub("late"),
+      "--repository",     cluster_.repository(),
+      "--partitions",     "0",
+      "--controller",     cluster_.controller_address(),
+      "--bootstrap-from", "no-such-snapshot"};
   if (s3_) {
     for (const auto& f : s3_->DaemonFlags()) argv.push_back(f);
   }
