@@ -91,30 +91,7 @@ class Cluster {
     nodes_running_ = false;
   }
 
-  void Load() {
-    std::vector<std::thread> threads;
-    std::atomic<int> next{0};
-    for (int t = 0; t < 4; ++t) {
-      threads.emplace_back([&] {
-        for (int p = next++; p < cfg_.partitions; p = next++) {
-          std::mt19937_64 rng(p);
-          for (int k = 0; k < cfg_.keys; k += 256) {
-            std::vector<std::pair<std::string, std::string>> kvs;
-            for (int j = k; j < std::min(cfg_.keys, k + 256); ++j) {
-              std::string v(cfg_.value_size, '\0');
-              for (int b = 0; b + 8 <= cfg_.value_size; b += 8) {
-                uint64_t r = rng();
-                std::memcpy(&v[b], &r, 8);
-              }
-              kvs.emplace_back(absl::StrFormat("key-%08d", j), std::move(v));
-            }
-            Check(local_.Write(p, kvs));
-          }
-        }
-      });
-    }
-    for (auto& t : threads) t.join();
-  }
+  void Load() { Check(local_.LoadRandom(cfg_.keys, cfg_.value_size, 256)); }
 
   // Takes one cluster snapshot; returns the controller's own create ->
   // commit time in seconds, and removes the snapshot from the repository

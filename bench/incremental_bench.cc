@@ -56,14 +56,7 @@ void Check(const absl::Status& s) {
   if (!s.ok()) Die(s.ToString());
 }
 
-std::string RandomValue(std::mt19937_64& rng, int size) {
-  std::string v(size, '\0');
-  for (int b = 0; b + 8 <= size; b += 8) {
-    uint64_t r = rng();
-    std::memcpy(&v[b], &r, 8);
-  }
-  return v;
-}
+using shutter::testing::LocalCluster;
 
 struct Result {
   double seconds = 0;
@@ -121,24 +114,7 @@ std::pair<Result, Result> RunStore(const Config& cfg, const std::string& kind,
 
   const int keys = static_cast<int>((static_cast<uint64_t>(cfg.mib) << 20) /
                                     cfg.partitions / cfg.value_size);
-  std::atomic<int> next{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&] {
-      for (int p = next++; p < cfg.partitions; p = next++) {
-        std::mt19937_64 rng(p);
-        for (int k = 0; k < keys; k += 128) {
-          std::vector<std::pair<std::string, std::string>> kvs;
-          for (int j = k; j < std::min(keys, k + 128); ++j) {
-            kvs.emplace_back(absl::StrFormat("key-%08d", j),
-                             RandomValue(rng, cfg.value_size));
-          }
-          Check(cluster.Write(p, kvs));
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  Check(cluster.LoadRandom(keys, cfg.value_size, 128));
 
   Result full = Snapshot(cluster, **repo);
 
@@ -153,7 +129,7 @@ std::pair<Result, Result> RunStore(const Config& cfg, const std::string& kind,
     for (int i = 0; i < changed; ++i) {
       kvs.emplace_back(
           absl::StrFormat("key-%08d", static_cast<int>(rng() % keys)),
-          RandomValue(rng, cfg.value_size));
+          LocalCluster::RandomValue(rng, cfg.value_size));
     }
     Check(cluster.Write(p, kvs));
   }

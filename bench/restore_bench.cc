@@ -12,12 +12,9 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -52,31 +49,6 @@ void Check(const absl::Status& s) {
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
-}
-
-void Load(shutter::testing::LocalCluster& c, const Config& cfg) {
-  std::vector<std::thread> threads;
-  std::atomic<int> next{0};
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&] {
-      for (int p = next++; p < cfg.partitions; p = next++) {
-        std::mt19937_64 rng(p);
-        for (int k = 0; k < cfg.keys; k += 256) {
-          std::vector<std::pair<std::string, std::string>> kvs;
-          for (int j = k; j < std::min(cfg.keys, k + 256); ++j) {
-            std::string v(cfg.value_size, '\0');
-            for (int b = 0; b + 8 <= cfg.value_size; b += 8) {
-              uint64_t r = rng();
-              std::memcpy(&v[b], &r, 8);
-            }
-            kvs.emplace_back(absl::StrFormat("key-%08d", j), std::move(v));
-          }
-          Check(c.Write(p, kvs));
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
 }
 
 // Restores every partition of `snapshot`; returns the job's own create ->
@@ -145,7 +117,7 @@ int main(int argc, char** argv) {
   Check(c.StartAllNodes(
       {"--publish-stream-mibps", absl::StrCat(cfg.stream_mibps)}));
   Check(c.WaitForLeaders(absl::Seconds(60)));
-  Load(c, cfg);
+  Check(c.LoadRandom(cfg.keys, cfg.value_size, 256));
   auto id = c.CreateSnapshot();
   Check(id.status());
   auto snap = c.WaitForSnapshot(*id, absl::Minutes(30));

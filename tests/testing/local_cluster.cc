@@ -2,10 +2,14 @@
 
 #include <signal.h>
 
+#include <atomic>
+#include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "common/rpc.h"
 #include "controller/job_states.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
@@ -265,6 +269,44 @@ absl::Status LocalCluster::Write(
   ctx.set_deadline(Deadline(30));
   WriteResponse resp;
   return FromGrpcStatus(stub->Write(&ctx, req, &resp));
+}
+
+std::string LocalCluster::RandomValue(std::mt19937_64& rng, int size) {
+  std::string v(size, '\0');
+  for (int b = 0; b + 8 <= size; b += 8) {
+    uint64_t r = rng();
+    std::memcpy(&v[b], &r, 8);
+  }
+  return v;
+}
+
+absl::Status LocalCluster::LoadRandom(int keys, int value_size, int batch) {
+  std::atomic<int> next{0};
+  absl::Mutex mu;
+  absl::Status first;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int p = next++; p < partitions(); p = next++) {
+        std::mt19937_64 rng(p);
+        for (int k = 0; k < keys; k += batch) {
+          std::vector<std::pair<std::string, std::string>> kvs;
+          for (int j = k; j < std::min(keys, k + batch); ++j) {
+            kvs.emplace_back(absl::StrFormat("key-%08d", j),
+                             RandomValue(rng, value_size));
+          }
+          absl::Status s = Write(p, kvs);
+          if (!s.ok()) {
+            absl::MutexLock l(&mu);
+            if (first.ok()) first = s;
+            return;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return first;
 }
 
 absl::StatusOr<std::vector<std::optional<std::string>>> LocalCluster::Read(

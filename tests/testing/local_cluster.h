@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -99,6 +100,13 @@ class LocalCluster {
       uint32_t partition,
       const std::vector<std::pair<std::string, std::string>>& kvs);
   absl::StatusOr<shutter::v1::GetNodeStatsResponse> NodeStats(int i);
+  // Benchmark data: every partition gets keys "key-%08d" 0..keys-1, each
+  // holding `value_size` incompressible bytes (RandomValue, seeded by the
+  // partition id), written in batches of `batch`, 4 partitions at a time.
+  absl::Status LoadRandom(int keys, int value_size, int batch);
+  // `size` pseudo-random bytes from `rng` (8 per draw; a tail under 8
+  // bytes stays zero).
+  static std::string RandomValue(std::mt19937_64& rng, int size);
   // Reads `keys` of a partition from its node through PartitionData (at
   // most 1,000 keys per call); absent keys map to nullopt.
   absl::StatusOr<std::vector<std::optional<std::string>>> Read(
