@@ -8,6 +8,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "node/node_instance.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::node {
@@ -26,6 +27,10 @@ CheckpointTaker::CheckpointTaker(const Options& options, NodeHost* host,
       host_(host),
       repo_(repo),
       clock_(clock),
+      flights_({[this](bool joined) { Admitted(joined); },
+                [this](const absl::StatusOr<CreateCheckpointResponse>& r) {
+                  Finished(r);
+                }}),
       scheduler_([&] {
         scheduler::Scheduler::Options o;
         // One key, limited to the capacity; bodies block (RocksDB
@@ -99,15 +104,8 @@ absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
     return WithReason(s, ErrorReason::kInvalidRequest);
   }
   RETURN_IF_ERROR(CheckServing());
-  if (!req.expected_instance_id().empty() && !options_.instance_id.empty() &&
-      req.expected_instance_id() != options_.instance_id) {
-    return WithReason(
-        absl::FailedPreconditionError(absl::StrCat(
-            "request meant for incarnation ", Quote(req.expected_instance_id()),
-            " of node ", options_.node_id, ", but this is incarnation ",
-            options_.instance_id)),
-        ErrorReason::kWrongIncarnation);
-  }
+  RETURN_IF_ERROR(CheckIncarnation(req.expected_instance_id(),
+                                   options_.instance_id, options_.node_id));
   return host_
       ->AcquireLed(req.partition_id(), req.expected_leader_epoch(),
                    options_.node_id)
@@ -121,71 +119,36 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
     std::move(done)(admitted);
     return;
   }
-  auto key = std::make_pair(request.snapshot_id(), request.partition_id());
-  {
-    absl::MutexLock l(&mu_);
-    auto [it, inserted] = active_.try_emplace(key);
-    if (!inserted) {
-      // The same checkpoint is already being taken (e.g. a controller
-      // retrying after a restart): join it and get its result.
-      it->second.push_back(std::move(done));
-      ++stats_.joined;
-      return;
-    }
-    ++stats_.in_flight;
-    stats_.peak_in_flight = std::max(stats_.peak_in_flight, stats_.in_flight);
-  }
-  // Whichever runs first settles the request exactly once: the task body,
-  // or this guard's destructor if the task is dropped unrun at shutdown.
-  struct Guard {
-    CheckpointTaker* self;
-    std::pair<std::string, uint32_t> key;
-    Callback cb;
-    bool finished = false;
-    ~Guard() {
-      if (finished) return;
-      absl::Status down =
-          WithReason(absl::UnavailableError("node is shutting down"),
-                     ErrorReason::kNodeUnavailable);
-      self->Finish(key, down);
-      std::move(cb)(down);
-    }
-  };
-  std::unique_ptr<Guard> guard(new Guard{this, key, std::move(done)});
-  uint64_t queued = scheduler_.Submit(
-      {kDispatchKey, /*job=*/0, /*weight=*/0, nullptr},
-      [this, request,
-       guard = std::move(guard)](scheduler::SlotToken token) mutable {
-        SetThreadIoClass(options_.io_class);
-        absl::StatusOr<CreateCheckpointResponse> r = Run(request);
-        guard->finished = true;
-        Finish(guard->key, r);
-        token.Release();
-        std::move(guard->cb)(std::move(r));
-      });
-  (void)queued;  // when not queued, the dropped guard reports UNAVAILABLE
+  // A repeat of a checkpoint in progress (e.g. a controller retrying after
+  // a restart) joins it and gets its result.
+  flights_.Run(scheduler_, kDispatchKey,
+               {request.snapshot_id(), request.partition_id()}, std::move(done),
+               [this, request] {
+                 SetThreadIoClass(options_.io_class);
+                 return Run(request);
+               });
 }
 
-void CheckpointTaker::Finish(
-    const std::pair<std::string, uint32_t>& key,
-    const absl::StatusOr<CreateCheckpointResponse>& result) {
-  std::vector<Callback> joined;
-  {
-    absl::MutexLock l(&mu_);
-    auto it = active_.find(key);
-    if (it != active_.end()) {
-      joined = std::move(it->second);
-      active_.erase(it);
-    }
-    --stats_.in_flight;
-    if (result.ok()) {
-      ++(result->already_published() ? stats_.already_published
-                                     : stats_.published);
-    } else {
-      ++stats_.failed;
-    }
+void CheckpointTaker::Admitted(bool joined) {
+  absl::MutexLock l(&mu_);
+  if (joined) {
+    ++stats_.joined;
+    return;
   }
-  for (auto& cb : joined) std::move(cb)(result);
+  ++stats_.in_flight;
+  stats_.peak_in_flight = std::max(stats_.peak_in_flight, stats_.in_flight);
+}
+
+void CheckpointTaker::Finished(
+    const absl::StatusOr<CreateCheckpointResponse>& result) {
+  absl::MutexLock l(&mu_);
+  --stats_.in_flight;
+  if (result.ok()) {
+    ++(result->already_published() ? stats_.already_published
+                                   : stats_.published);
+  } else {
+    ++stats_.failed;
+  }
 }
 
 absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/io_priority.h"
 #include "node/node_host.h"
+#include "node/single_flight.h"
 #include "scheduler/scheduler.h"
 #include "shutter/v1/node.pb.h"
 #include "snapshot/repository.h"
@@ -129,9 +130,10 @@ class CheckpointTaker {
   absl::Status Admit(const shutter::v1::CreateCheckpointRequest& request) const;
   absl::StatusOr<shutter::v1::CreateCheckpointResponse> Run(
       const shutter::v1::CreateCheckpointRequest& request);
-  // Records the outcome and answers every request that joined this one.
-  void Finish(
-      const std::pair<std::string, uint32_t>& key,
+  // Statistics of a request admitted (a new checkpoint, or one joining a
+  // checkpoint in progress) and of a checkpoint's outcome.
+  void Admitted(bool joined) ABSL_LOCKS_EXCLUDED(mu_);
+  void Finished(
       const absl::StatusOr<shutter::v1::CreateCheckpointResponse>& result)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -142,6 +144,8 @@ class CheckpointTaker {
   NodeHost* const host_;
   snapshot::Repository* const repo_;
   Clock* const clock_;
+  // Declared before the scheduler: dropped tasks still answer through it.
+  SingleFlight<shutter::v1::CreateCheckpointResponse> flights_;
   scheduler::Scheduler scheduler_;
 
   mutable absl::Mutex mu_;
@@ -149,9 +153,6 @@ class CheckpointTaker {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
-  // Checkpoints being taken, with the repeated requests that joined them.
-  std::map<std::pair<std::string, uint32_t>, std::vector<Callback>> active_
-      ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 

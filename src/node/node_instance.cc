@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/error_reason.h"
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
@@ -64,6 +65,19 @@ absl::StatusOr<NodeInstanceInfo> StartNodeInstance(const std::string& data_dir,
       path, absl::StrFormat("node_id=%s\ninstance_id=%s\nstart_count=%d\n",
                             info.node_id, info.instance_id, info.start_count)));
   return info;
+}
+
+absl::Status CheckIncarnation(const std::string& expected,
+                              const std::string& instance_id,
+                              const std::string& node_id) {
+  if (expected.empty() || instance_id.empty() || expected == instance_id) {
+    return absl::OkStatus();
+  }
+  return WithReason(
+      absl::FailedPreconditionError(absl::StrCat(
+          "request meant for incarnation ", Quote(expected), " of node ",
+          node_id, ", but this is incarnation ", instance_id)),
+      ErrorReason::kWrongIncarnation);
 }
 
 }  // namespace shutter::node

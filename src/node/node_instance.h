@@ -30,6 +30,14 @@ struct NodeInstanceInfo {
 absl::StatusOr<NodeInstanceInfo> StartNodeInstance(const std::string& data_dir,
                                                    const std::string& node_id);
 
+// For requests naming the incarnation they are meant for: OK if
+// `expected` is empty (no check asked), `instance_id` is empty (no
+// incarnation here), or they match; else FAILED_PRECONDITION with the
+// WRONG_INCARNATION reason, naming both.
+absl::Status CheckIncarnation(const std::string& expected,
+                              const std::string& instance_id,
+                              const std::string& node_id);
+
 }  // namespace shutter::node
 
 #endif  // SHUTTER_NODE_NODE_INSTANCE_H_

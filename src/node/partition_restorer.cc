@@ -10,6 +10,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "node/node_instance.h"
 #include "partition/partition_store.h"
 #include "spdlog/spdlog.h"
 
@@ -43,6 +44,14 @@ PartitionRestorer::PartitionRestorer(const Options& options, NodeHost* host,
       host_(host),
       repo_(repo),
       clock_(clock),
+      flights_({[this](bool joined) {
+                  if (joined) return;
+                  absl::MutexLock l(&mu_);
+                  ++stats_.in_flight;
+                },
+                [this](const absl::StatusOr<RestorePartitionResponse>& r) {
+                  Finished(r);
+                }}),
       scheduler_([&] {
         scheduler::Scheduler::Options o;
         o.num_workers = options.capacity;
@@ -98,15 +107,8 @@ absl::Status PartitionRestorer::Admit(
     }
   }
   if (options_.check_serving) RETURN_IF_ERROR(options_.check_serving());
-  if (!req.expected_instance_id().empty() && !options_.instance_id.empty() &&
-      req.expected_instance_id() != options_.instance_id) {
-    return WithReason(
-        absl::FailedPreconditionError(absl::StrCat(
-            "request meant for incarnation ", Quote(req.expected_instance_id()),
-            " of node ", options_.node_id, ", but this is incarnation ",
-            options_.instance_id)),
-        ErrorReason::kWrongIncarnation);
-  }
+  RETURN_IF_ERROR(CheckIncarnation(req.expected_instance_id(),
+                                   options_.instance_id, options_.node_id));
   return absl::OkStatus();
 }
 
@@ -117,43 +119,13 @@ void PartitionRestorer::Restore(const RestorePartitionRequest& request,
     std::move(done)(admitted);
     return;
   }
-  auto key = std::make_pair(request.restore_id(), request.partition_id());
-  {
-    absl::MutexLock l(&mu_);
-    auto [it, inserted] = active_.try_emplace(key);
-    if (!inserted) {
-      it->second.push_back(std::move(done));  // join the one in progress
-      return;
-    }
-    ++stats_.in_flight;
-  }
-  // Settles the request exactly once: the body, or the destructor if the
-  // task is dropped unrun at shutdown.
-  struct Guard {
-    PartitionRestorer* self;
-    std::pair<std::string, uint32_t> key;
-    Callback cb;
-    bool finished = false;
-    ~Guard() {
-      if (finished) return;
-      absl::Status down =
-          WithReason(absl::UnavailableError("node is shutting down"),
-                     ErrorReason::kNodeUnavailable);
-      self->Finish(key, down);
-      std::move(cb)(down);
-    }
-  };
-  std::unique_ptr<Guard> guard(new Guard{this, key, std::move(done)});
-  scheduler_.Submit({kDispatchKey, /*job=*/0, /*weight=*/0, nullptr},
-                    [this, request, guard = std::move(guard)](
-                        scheduler::SlotToken token) mutable {
-                      SetThreadIoClass(options_.io_class);
-                      auto r = Run(request);
-                      guard->finished = true;
-                      Finish(guard->key, r);
-                      token.Release();
-                      std::move(guard->cb)(std::move(r));
-                    });
+  // A repeat of a restore in progress joins it.
+  flights_.Run(scheduler_, kDispatchKey,
+               {request.restore_id(), request.partition_id()}, std::move(done),
+               [this, request] {
+                 SetThreadIoClass(options_.io_class);
+                 return Run(request);
+               });
 }
 
 absl::StatusOr<RestorePartitionResponse> PartitionRestorer::RestoreSync(
@@ -168,28 +140,16 @@ absl::StatusOr<RestorePartitionResponse> PartitionRestorer::RestoreSync(
   return out;
 }
 
-void PartitionRestorer::Finish(
-    const std::pair<std::string, uint32_t>& key,
+void PartitionRestorer::Finished(
     const absl::StatusOr<RestorePartitionResponse>& result) {
-  std::vector<Callback> joined;
-  {
-    absl::MutexLock l(&mu_);
-    auto it = active_.find(key);
-    if (it != active_.end()) {
-      joined = std::move(it->second);
-      active_.erase(it);
-    }
-    --stats_.in_flight;
-    if (result.ok()) {
-      if (!result->already_restored()) {
-        ++stats_.restored;
-        stats_.bytes += result->manifest().total_bytes();
-      }
-    } else {
-      ++stats_.failed;
-    }
+  absl::MutexLock l(&mu_);
+  --stats_.in_flight;
+  if (!result.ok()) {
+    ++stats_.failed;
+  } else if (!result->already_restored()) {
+    ++stats_.restored;
+    stats_.bytes += result->manifest().total_bytes();
   }
-  for (auto& cb : joined) std::move(cb)(result);
 }
 
 absl::StatusOr<RestorePartitionResponse> PartitionRestorer::Run(

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/io_priority.h"
 #include "node/node_host.h"
+#include "node/single_flight.h"
 #include "scheduler/scheduler.h"
 #include "shutter/v1/node.pb.h"
 #include "snapshot/repository.h"
@@ -100,8 +101,8 @@ class PartitionRestorer {
       const shutter::v1::RestorePartitionRequest& req, uint64_t live_epoch);
   absl::Status CheckNotCancelled(const std::string& restore_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
-  void Finish(
-      const std::pair<std::string, uint32_t>& key,
+  // Statistics of a restore's outcome.
+  void Finished(
       const absl::StatusOr<shutter::v1::RestorePartitionResponse>& result)
       ABSL_LOCKS_EXCLUDED(mu_);
   void Fault(const char* point) const {
@@ -112,12 +113,12 @@ class PartitionRestorer {
   NodeHost* const host_;
   snapshot::Repository* const repo_;
   Clock* const clock_;
+  // Declared before the scheduler: dropped tasks still answer through it.
+  SingleFlight<shutter::v1::RestorePartitionResponse> flights_;
   scheduler::Scheduler scheduler_;
 
   mutable absl::Mutex mu_;
   std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<std::string, uint32_t>, std::vector<Callback>> active_
-      ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 
