@@ -87,11 +87,13 @@ namespace {
 using grpc::experimental::InterceptionHookPoints;
 
 absl::Mutex g_observer_mu;
-RpcObserver* g_observer ABSL_GUARDED_BY(g_observer_mu) = nullptr;
+// Shared, not copied, by every call's interceptor.
+std::shared_ptr<const RpcObserver>* g_observer ABSL_GUARDED_BY(g_observer_mu) =
+    nullptr;
 
-RpcObserver CurrentObserver() {
+std::shared_ptr<const RpcObserver> CurrentObserver() {
   absl::MutexLock l(&g_observer_mu);
-  return g_observer != nullptr ? *g_observer : RpcObserver();
+  return g_observer != nullptr ? *g_observer : nullptr;
 }
 
 // Per call: counts unary calls in flight, reports each call's method, code
@@ -125,7 +127,7 @@ class CallInterceptor : public grpc::experimental::Interceptor {
       if (parse_failed_ && code == grpc::StatusCode::INTERNAL) {
         code = grpc::StatusCode::INVALID_ARGUMENT;
       }
-      observer_(method_, code, absl::ToDoubleSeconds(absl::Now() - start_));
+      (*observer_)(method_, code, absl::ToDoubleSeconds(absl::Now() - start_));
     }
     if (parse_failed_ && m->QueryInterceptionHookPoint(
                              InterceptionHookPoints::PRE_SEND_STATUS)) {
@@ -146,7 +148,7 @@ class CallInterceptor : public grpc::experimental::Interceptor {
   const std::string method_;
   const bool unary_;
   const std::shared_ptr<CallTracker> calls_;
-  const RpcObserver observer_;
+  const std::shared_ptr<const RpcObserver> observer_;
   const absl::Time start_;
   bool parse_failed_ = false;
 };
@@ -254,7 +256,10 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCreds(bool self_check) {
 void SetRpcObserver(RpcObserver observer) {
   absl::MutexLock l(&g_observer_mu);
   delete g_observer;
-  g_observer = observer ? new RpcObserver(std::move(observer)) : nullptr;
+  g_observer =
+      observer ? new std::shared_ptr<const RpcObserver>(
+                     std::make_shared<const RpcObserver>(std::move(observer)))
+               : nullptr;
 }
 
 void SetTransportSecurity(

@@ -87,7 +87,7 @@ class Authorizer {
   };
 
   explicit Authorizer(Options options)
-      : options_(std::move(options)), tokens_(options_.tokens) {}
+      : tokens_(std::move(options.tokens)), options_(std::move(options)) {}
   // Everything allowed (plaintext, tests).
   static std::shared_ptr<Authorizer> AllowAll();
 
@@ -120,9 +120,10 @@ class Authorizer {
   absl::Status Deny(absl::Status s, const grpc::ServerContextBase& ctx,
                     absl::string_view method) const;
 
-  const Options options_;
   mutable absl::Mutex mu_;
+  // The tokens (moved out of the options: ReplaceTokens changes them).
   std::map<std::string, Role> tokens_ ABSL_GUARDED_BY(mu_);
+  const Options options_;
   mutable std::atomic<uint64_t> denials_{0};
 };
 
