@@ -251,6 +251,7 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     resp.set_checkpoint_millis(absl::ToInt64Milliseconds(checkpointed - start));
     resp.set_publish_millis(
         absl::ToInt64Milliseconds(clock_->Now() - checkpointed));
+    durations_.Record(clock_->Now() - start);
     return resp;
   }();
   if (!result.ok() &&

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/io_priority.h"
+#include "common/latency_recorder.h"
 #include "node/node_host.h"
 #include "node/single_flight.h"
 #include "scheduler/scheduler.h"
@@ -120,6 +121,8 @@ class CheckpointTaker {
   void Shutdown();
 
   Stats GetStats() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Duration (checkpoint + publish) of every checkpoint published.
+  LatencyRecorder* durations() { return &durations_; }
   const Options& options() const { return options_; }
 
  private:
@@ -154,6 +157,7 @@ class CheckpointTaker {
 
   std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  LatencyRecorder durations_;
 };
 
 }  // namespace shutter::node

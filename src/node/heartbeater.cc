@@ -52,6 +52,7 @@ absl::Status Heartbeater::SendOnce(absl::Duration timeout, bool full) {
   req.mutable_instance()->set_start_count(options_.instance.start_count);
   req.set_repository_id(repository_id_);
   req.set_repository(repo_->Describe());
+  if (options_.load) *req.mutable_load() = options_.load();
   const std::vector<NodeHost::PartitionStatus> status = host_->Status();
   std::vector<std::tuple<uint32_t, bool, uint64_t>> leadership;
   leadership.reserve(status.size());

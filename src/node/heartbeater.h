@@ -41,6 +41,9 @@ class Heartbeater {
     // A full partition report at least every this many heartbeats (the
     // others are keep-alives unless a role or epoch changed).
     int full_report_every = 10;
+    // If set, called once per heartbeat for the load of the interval since
+    // the previous one (LoadMonitor::Sample), sent with it.
+    std::function<shutter::v1::NodeLoad()> load;
   };
 
   Heartbeater(const Options& options, const NodeHost* host,

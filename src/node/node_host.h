@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/latency_recorder.h"
 #include "partition/partition_store.h"
 
 namespace shutter::node {
@@ -101,6 +102,10 @@ class NodeHost {
       uint32_t partition_id, absl::Duration drain,
       const std::function<void(const char*)>& fault = nullptr);
 
+  // Latency of every successful write to any of the node's partitions
+  // (the node's foreground write latency; see LoadMonitor).
+  LatencyRecorder* write_latency() const { return &write_latency_; }
+
  private:
   struct Slot {
     mutable absl::Mutex mu;
@@ -122,6 +127,7 @@ class NodeHost {
   const std::string data_dir_;
   const std::set<uint32_t> leader_for_;
   std::map<uint32_t, std::unique_ptr<Slot>> slots_;
+  mutable LatencyRecorder write_latency_;
 };
 
 }  // namespace shutter::node

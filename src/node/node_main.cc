@@ -20,6 +20,7 @@
 #include "node/bootstrap.h"
 #include "node/checkpoint_taker.h"
 #include "node/heartbeater.h"
+#include "node/load_monitor.h"
 #include "node/node_host.h"
 #include "node/node_instance.h"
 #include "node/node_metrics.h"
@@ -194,6 +195,20 @@ int main(int argc, char** argv) {
     }
     daemon::RaiseShutdownSignal();
   };
+  node::LoadMonitor::Options lopts;
+  lopts.data_dir = opts->data_dir;
+  lopts.disk_device = opts->disk_device;
+  lopts.writes = (*host)->write_latency();
+  lopts.checkpoints = (*taker)->durations();
+  lopts.activity = [t = taker->get(), r = restorer->get()] {
+    const auto ts = t->GetStats();
+    const auto rs = r->GetStats();
+    return node::LoadMonitor::Activity{
+        ts.in_flight + rs.in_flight,
+        ts.published + ts.failed + rs.restored + rs.failed};
+  };
+  node::LoadMonitor load(lopts, Clock::Real());
+  hopts.load = [&load] { return load.Sample(); };
   node::Heartbeater heartbeater(hopts, host->get(), repo->get());
   absl::Status registered = heartbeater.Register(absl::Seconds(2));
   if (node::Heartbeater::IsFatal(registered)) {

@@ -65,6 +65,9 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
                  "Heartbeat period")
       ->capture_default_str()
       ->check(CLI::Range(10, 60000));
+  app.add_option("--disk-device", o.disk_device,
+                 "Block device reported as the node's disk load (as in "
+                 "/proc/diskstats); default: the data directory's");
   app.add_option("--listener-check-ms", o.listener_check_ms,
                  "Self-check of the listener every this long (0: off)")
       ->capture_default_str()

@@ -68,8 +68,12 @@ struct NodeOptions {
   // Refuse checkpoints while the data/staging filesystem has less free
   // space than this, MiB (0 = no floor).
   int min_free_mib = 64;
-  // Heartbeat period in milliseconds (10..60000).
+  // Heartbeat period in milliseconds (10..60000). Each heartbeat carries
+  // the node's load over the period (docs/adaptive.md).
   int heartbeat_interval_ms = 1000;
+  // Block device whose busy time is reported as the node's disk load, as
+  // named in /proc/diskstats; empty = the one holding data_dir.
+  std::string disk_device;
   // How often the daemon checks that its listener still accepts
   // connections (0: never); three misses in a row end the daemon (exit 1).
   int listener_check_ms = 5000;

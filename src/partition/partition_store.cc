@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
@@ -82,6 +83,7 @@ absl::StatusOr<std::unique_ptr<PartitionStore>> PartitionStore::Open(
     const Options& options) {
   std::unique_ptr<PartitionStore> store(
       new PartitionStore(options.partition_id, options.path));
+  store->write_latency_ = options.write_latency;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {kMetaCf, rocksdb::ColumnFamilyOptions()}};
@@ -198,6 +200,7 @@ absl::StatusOr<uint64_t> PartitionStore::Write(
         "write batch holds ", total, " bytes of keys and values; the limit is ",
         kMaxBatchBytes));
   }
+  const absl::Time start = absl::Now();
   absl::MutexLock l(&write_mu_);
   if (!writes_refused_.empty()) return absl::UnavailableError(writes_refused_);
   if (!leader_.load()) {
@@ -223,6 +226,7 @@ absl::StatusOr<uint64_t> PartitionStore::Write(
   wo.sync = sync;
   RETURN_IF_ERROR(ToStatus(db_->Write(wo, &batch), "write batch"));
   meta_.applied_index = next;
+  if (write_latency_ != nullptr) write_latency_->Record(absl::Now() - start);
   return next;
 }
 

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/latency_recorder.h"
 
 namespace rocksdb {
 class DB;
@@ -59,6 +60,10 @@ class PartitionStore {
     // Database directory; created if missing.
     std::string path;
     uint32_t partition_id = 0;
+    // If set, the latency of every successful Write (waiting for the
+    // partition's write lock included) is recorded here. Must outlive the
+    // store.
+    LatencyRecorder* write_latency = nullptr;
   };
 
   // Opens (creating if needed) the database at options.path.
@@ -138,6 +143,7 @@ class PartitionStore {
 
   const uint32_t partition_id_;
   const std::string path_;
+  LatencyRecorder* write_latency_ = nullptr;
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;  // owned by db_
   std::unique_ptr<rocksdb::ColumnFamilyHandle> meta_cf_;

@@ -76,7 +76,8 @@ AdaptiveLimit::Decision AdaptiveLimit::Update(const LoadSample& s) {
   const bool overloaded = pressure_ > 1.0;
   const bool healthy = pressure_ < o.healthy_below;
   const bool severe = pressure_ > o.severe;
-  const bool in_use = s.queued > 0 || (s.in_flight > 0 && s.in_flight >= limit_);
+  const bool in_use =
+      s.queued > 0 || (s.in_flight > 0 && s.in_flight >= limit_);
   if (overloaded) {
     ++overloaded_run_;
     healthy_run_ = 0;
@@ -125,14 +126,14 @@ AdaptiveLimit::Decision AdaptiveLimit::Update(const LoadSample& s) {
         probe_pending_ = true;
         probe_healthy_ = 0;
       }
-      reason_ = absl::StrCat(what, ": healthy, grew ", before, " -> ", limit_,
-                             probing ? " (probing the last overloaded limit)"
-                                     : "");
+      reason_ =
+          absl::StrCat(what, ": healthy, grew ", before, " -> ", limit_,
+                       probing ? " (probing the last overloaded limit)" : "");
     } else if (!in_use) {
       reason_ = absl::StrCat(what, ": healthy, limit not in use");
     } else {
-      reason_ = absl::StrCat(what, ": healthy, growing in ", need - healthy_run_,
-                             " interval(s)");
+      reason_ = absl::StrCat(what, ": healthy, growing in ",
+                             need - healthy_run_, " interval(s)");
     }
   } else if (overloaded) {
     reason_ = absl::StrCat(

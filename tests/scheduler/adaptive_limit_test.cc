@@ -19,7 +19,7 @@ struct SimNode {
   double idle_p99 = 2000;  // microseconds
   double safe = 4;
   double per_extra = 0.4;
-  double noise = 0;  // relative, uniform in [-noise, +noise]
+  double noise = 0;   // relative, uniform in [-noise, +noise]
   int demand = 1000;  // tasks waiting: a long snapshot
   std::mt19937 rng{42};
 
@@ -46,7 +46,8 @@ struct Trace {
 // `intervals` of snapshot load; `safe_at(i)` gives the node's safe
 // concurrency at interval i.
 template <typename SafeFn>
-Trace RunTrace(AdaptiveLimit& limit, SimNode& node, int intervals, SafeFn safe_at) {
+Trace RunTrace(AdaptiveLimit& limit, SimNode& node, int intervals,
+               SafeFn safe_at) {
   const int demand = node.demand;
   node.demand = 0;
   for (int i = 0; i < 10; ++i) limit.Update(node.Step(limit.limit()));
