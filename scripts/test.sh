@@ -119,6 +119,7 @@ build/bench/cluster_bench --smoke
 build/bench/controller_scale_bench --smoke
 build/bench/incremental_bench --smoke
 build/bench/restore_bench --smoke
+build/bench/foreground_bench --smoke
 
 # ThreadSanitizer job: src/scheduler depends on Abseil only, so this build
 # is small. Set SHUTTER_SKIP_TSAN=1 to skip it locally.

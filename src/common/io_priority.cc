@@ -1,8 +1,12 @@
 #include "common/io_priority.h"
 
 #include <linux/ioprio.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include "absl/strings/str_cat.h"
 
@@ -45,6 +49,17 @@ std::string ThreadIoClassName() {
     default:
       return "none";
   }
+}
+
+void SetThreadNice(int nice) {
+  if (nice <= 0) return;
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+                std::min(nice, 19));
+}
+
+int ThreadNice() {
+  errno = 0;
+  return ::getpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)));
 }
 
 }  // namespace shutter

@@ -24,6 +24,13 @@ absl::StatusOr<IoClass> ParseIoClass(const std::string& s);
 // ignored: a kernel or container that refuses leaves normal priority.
 void SetThreadIoClass(IoClass c);
 
+// Sets the calling thread's CPU nice value (0..19; setpriority(2) on the
+// thread id), so snapshot and restore work (hashing, copying, compressing)
+// takes CPU the partitions' own requests leave. Errors are ignored.
+void SetThreadNice(int nice);
+// The calling thread's nice value.
+int ThreadNice();
+
 // The calling thread's class as the kernel reports it: "none", "rt",
 // "best-effort/<level>", "idle" (tests, logs).
 std::string ThreadIoClassName();

@@ -102,6 +102,14 @@ int main(int argc, char** argv) {
   copts.max_attempts = opts->max_attempts;
   copts.job_timeout = absl::Seconds(opts->job_timeout_s);
   copts.metrics = &metrics;
+  controller::NodeLimits::Options lopts;
+  lopts.adaptive = opts->adaptive_limits;
+  lopts.rule.latency_tolerance = opts->adaptive_latency_tolerance;
+  lopts.rule.disk_busy_target = opts->adaptive_disk_busy_target;
+  lopts.rule.cpu_busy_target = opts->adaptive_cpu_busy_target;
+  controller::NodeLimits limits(lopts, store->get());
+  if (auto s = limits.Load(); !s.ok()) return Fail(s, 1);
+  copts.limits = &limits;
   // Retention runs after each commit, on the maintenance worker (which
   // exists once the coordinator does: the pointer is set right after).
   std::atomic<controller::Maintenance*> maintenance_ptr{nullptr};
@@ -136,6 +144,7 @@ int main(int argc, char** argv) {
 
   controller::ExportControllerState(&metrics, &registry, &schedules,
                                     authz.get());
+  controller::ExportNodeLimits(&metrics, &limits);
   if (auto s = metrics::StartDaemonMetrics(&metrics, opts->metrics_listen);
       !s.ok()) {
     return Fail(absl::StrCat("--metrics-listen: ", s.message()), 2);

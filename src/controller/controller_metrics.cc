@@ -45,4 +45,62 @@ void ExportControllerState(metrics::Registry* registry,
       });
 }
 
+void ExportNodeLimits(metrics::Registry* registry, const NodeLimits* limits) {
+  using View = NodeLimits::View;
+  auto per_node = [limits](auto field, bool need_load) {
+    return [limits, field, need_load](const metrics::EmitFn& emit) {
+      for (const auto& [node, v] : limits->DescribeAll()) {
+        if (need_load && !v.has_load) continue;
+        const double x = field(v);
+        if (x < 0) continue;  // not measured
+        emit({{"node", node}}, x);
+      }
+    };
+  };
+  registry->AddGaugeCallback(
+      "shutter_node_capacity", "Checkpoints each node accepts at once",
+      per_node([](const View& v) { return double(v.capacity); }, false));
+  registry->AddGaugeCallback(
+      "shutter_node_limit_pinned",
+      "An operator's pin of the node's limit (0: adaptive)",
+      per_node([](const View& v) { return double(v.pinned); }, false));
+  registry->AddCounterCallback(
+      "shutter_node_limit_changes_total",
+      "Changes of a node's limit by the adaptive rule",
+      [limits](const metrics::EmitFn& emit) {
+        for (const auto& [node, v] : limits->DescribeAll()) {
+          emit({{"node", node}, {"direction", "down"}}, double(v.decreases));
+          emit({{"node", node}, {"direction", "up"}}, double(v.increases));
+        }
+      });
+  registry->AddGaugeCallback(
+      "shutter_node_cpu_busy_ratio",
+      "CPU busy fraction each node reported for its last interval",
+      per_node([](const View& v) { return v.load.cpu_busy(); }, true));
+  registry->AddGaugeCallback(
+      "shutter_node_disk_busy_ratio",
+      "Busy fraction of each node's data device over its last interval",
+      per_node([](const View& v) { return v.load.disk_busy(); }, true));
+  registry->AddGaugeCallback(
+      "shutter_node_foreground_write_p99_seconds",
+      "p99 of each node's own writes over its last interval",
+      per_node(
+          [](const View& v) {
+            return v.load.foreground_writes() == 0
+                       ? -1.0
+                       : v.load.foreground_write_p99_micros() / 1e6;
+          },
+          true));
+  registry->AddGaugeCallback(
+      "shutter_node_idle_write_p99_seconds",
+      "Each node's write p99 without snapshot work, as learned by the "
+      "adaptive rule",
+      per_node(
+          [](const View& v) {
+            return v.idle_write_p99_micros == 0 ? -1.0
+                                                : v.idle_write_p99_micros / 1e6;
+          },
+          false));
+}
+
 }  // namespace shutter::controller

@@ -3,6 +3,7 @@
 
 #include "common/metrics.h"
 #include "common/security.h"
+#include "controller/node_limits.h"
 #include "controller/node_registry.h"
 #include "controller/schedules.h"
 
@@ -20,6 +21,16 @@ void ExportControllerState(metrics::Registry* registry,
                            const NodeRegistry* nodes,
                            const ScheduleRunner* schedules,
                            const Authorizer* authz);
+
+// Per node, from the load its heartbeats report and the limit rule:
+//   shutter_node_capacity{node}
+//   shutter_node_limit_pinned{node}            (0: not pinned)
+//   shutter_node_limit_changes_total{node,direction="down|up"}
+//   shutter_node_cpu_busy_ratio{node}, shutter_node_disk_busy_ratio{node}
+//   shutter_node_foreground_write_p99_seconds{node}
+//   shutter_node_idle_write_p99_seconds{node}  (the rule's baseline)
+// (The effective limit is shutter_node_limit, from the scheduler.)
+void ExportNodeLimits(metrics::Registry* registry, const NodeLimits* limits);
 
 }  // namespace shutter::controller
 

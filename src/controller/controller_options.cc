@@ -49,6 +49,24 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "Threads that dispatch tasks")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--adaptive-limits", o.adaptive_limits,
+                 "Adapt each node's concurrency limit to its reported load")
+      ->capture_default_str();
+  app.add_option("--adaptive-latency-tolerance", o.adaptive_latency_tolerance,
+                 "Back off when foreground write p99 exceeds this multiple "
+                 "of the node's idle p99 (0: ignore latency)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
+  app.add_option("--adaptive-disk-busy-target", o.adaptive_disk_busy_target,
+                 "Back off above this busy fraction of a node's data device "
+                 "(0: ignore)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--adaptive-cpu-busy-target", o.adaptive_cpu_busy_target,
+                 "Back off above this busy fraction of a node's CPU (0: "
+                 "ignore)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--listener-check-ms", o.listener_check_ms,
                  "Self-check of the listener every this long (0: off)")
       ->capture_default_str()

@@ -46,6 +46,16 @@ struct ControllerOptions {
   int job_timeout_s = 3600;
   // Threads that dispatch tasks (1..64).
   int dispatch_threads = 2;
+  // Adapt each node's concurrency limit to the load its heartbeats report
+  // (docs/adaptive.md); off: the limit is the node's capacity (or a pin).
+  bool adaptive_limits = true;
+  // Back off when a node's foreground write p99 exceeds this multiple of
+  // its idle p99 (0: ignore latency).
+  double adaptive_latency_tolerance = 1.2;
+  // Back off above these busy fractions of the data device and of the CPU
+  // (0: ignore the signal).
+  double adaptive_disk_busy_target = 0.95;
+  double adaptive_cpu_busy_target = 0;
   // How often the daemon checks that its listener still accepts
   // connections (0: never); three misses in a row end the daemon (exit 1).
   int listener_check_ms = 5000;

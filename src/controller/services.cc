@@ -1,5 +1,8 @@
 #include "controller/services.h"
 
+#include <algorithm>
+#include <optional>
+
 #include "common/rpc.h"
 #include "common/text.h"
 #include "spdlog/spdlog.h"
@@ -82,8 +85,69 @@ grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext* ctx,
       n.set_checkpoints_in_flight(it->second.in_flight);
       n.set_checkpoints_queued(it->second.queued);
     }
+    DescribeLimit(n);
     *resp->add_nodes() = std::move(n);
   }
+  return grpc::Status::OK;
+}
+
+void AdminServiceImpl::DescribeLimit(NodeInfo& n) const {
+  NodeLimits* limits = coordinator_->limits();
+  if (limits == nullptr) {
+    n.set_effective_limit(n.checkpoint_capacity());
+    n.set_limit_reason("the capacity");
+    return;
+  }
+  NodeLimits::View v = limits->Describe(n.node_id());
+  n.set_pinned_limit(v.pinned);
+  if (v.capacity == 0) {  // not heard from since this controller started
+    n.set_effective_limit(static_cast<uint32_t>(
+        limits->Effective(n.node_id(), n.checkpoint_capacity())));
+    n.set_limit_reason(v.pinned > 0 ? "pinned by an operator"
+                                    : "no heartbeat yet: the capacity");
+    return;
+  }
+  n.set_effective_limit(v.limit);
+  n.set_limit_reason(v.reason);
+  if (v.has_load) *n.mutable_load() = v.load;
+  n.set_idle_write_p99_micros(v.idle_write_p99_micros);
+}
+
+grpc::Status AdminServiceImpl::SetNodeLimit(grpc::ServerContext* ctx,
+                                            const SetNodeLimitRequest* req,
+                                            SetNodeLimitResponse* resp) {
+  if (absl::Status d =
+          authz_->CheckAdmin(*ctx, Role::kOperator, "SetNodeLimit");
+      !d.ok()) {
+    return ToGrpcStatus(d);
+  }
+  NodeLimits* limits = coordinator_->limits();
+  if (limits == nullptr) {
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                        "this controller has no per-node limits");
+  }
+  const std::vector<NodeInfo> nodes = registry_->ListNodes();
+  auto it = std::find_if(nodes.begin(), nodes.end(), [&](const NodeInfo& n) {
+    return n.node_id() == req->node_id();
+  });
+  if (it == nodes.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no node '", req->node_id(), "'"));
+  }
+  auto limit = limits->Pin(req->node_id(), req->limit());
+  if (!limit.ok()) return ToGrpcStatus(limit.status());
+  coordinator_->SetNodeLimit(req->node_id(), *limit);
+  spdlog::info("node {}: limit {} by an operator (effective {})",
+               req->node_id(),
+               req->limit() == 0 ? std::string("unpinned")
+                                 : absl::StrCat("pinned to ", req->limit()),
+               *limit);
+  NodeInfo n = *it;
+  scheduler::Scheduler::KeyStats ks = coordinator_->NodeKeyStats(n.node_id());
+  n.set_checkpoints_in_flight(ks.in_flight);
+  n.set_checkpoints_queued(ks.queued);
+  DescribeLimit(n);
+  *resp->mutable_node() = std::move(n);
   return grpc::Status::OK;
 }
 
@@ -261,6 +325,9 @@ grpc::Status AdminServiceImpl::RemoveNode(grpc::ServerContext* ctx,
   }
   auto n = registry_->RemoveNode(req->node_id());
   if (!n.ok()) return ToGrpcStatus(n.status());
+  if (NodeLimits* limits = coordinator_->limits(); limits != nullptr) {
+    limits->Forget(req->node_id());
+  }
   *resp->mutable_node() = std::move(n).value();
   return grpc::Status::OK;
 }
@@ -277,10 +344,23 @@ grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext* ctx,
   if (!s.ok()) return ToGrpcStatus(s);
   resp->set_full_report_needed(full_needed);
   if (full_needed) return grpc::Status::OK;
-  // Only when it changed: the scheduler's lock is busy while a large job
-  // is queued, and a heartbeat must not wait for it.
-  if (capacity_changed) {
-    coordinator_->SetNodeCapacity(req->node_id(), req->checkpoint_capacity());
+  // The scheduler is told only when the limit changed: its lock is busy
+  // while a large job is queued, and a heartbeat must not wait for it.
+  if (NodeLimits* limits = coordinator_->limits(); limits != nullptr) {
+    int in_flight = 0, queued = 0;
+    if (req->has_load()) {
+      scheduler::Scheduler::KeyStats ks =
+          coordinator_->NodeKeyStats(req->node_id());
+      in_flight = ks.in_flight;
+      queued = ks.queued;
+    }
+    std::optional<int> changed = limits->Observe(
+        req->node_id(), req->checkpoint_capacity(),
+        req->has_load() ? &req->load() : nullptr, in_flight, queued);
+    if (changed) coordinator_->SetNodeLimit(req->node_id(), *changed);
+  } else if (capacity_changed) {
+    coordinator_->SetNodeLimit(req->node_id(),
+                               static_cast<int>(req->checkpoint_capacity()));
   }
   resp->set_expected_interval_millis(
       absl::ToInt64Milliseconds(expected_interval_));

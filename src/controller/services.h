@@ -53,6 +53,9 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   grpc::Status RemoveNode(grpc::ServerContext*,
                           const shutter::v1::RemoveNodeRequest*,
                           shutter::v1::RemoveNodeResponse*) override;
+  grpc::Status SetNodeLimit(grpc::ServerContext*,
+                            const shutter::v1::SetNodeLimitRequest*,
+                            shutter::v1::SetNodeLimitResponse*) override;
   grpc::Status DeleteSnapshot(grpc::ServerContext*,
                               const shutter::v1::DeleteSnapshotRequest*,
                               shutter::v1::DeleteSnapshotResponse*) override;
@@ -85,6 +88,9 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
                                shutter::v1::RestoreSnapshotResponse*) override;
 
  private:
+  // Adds the limit, its reason, the pin and the load to `n`.
+  void DescribeLimit(shutter::v1::NodeInfo& n) const;
+
   NodeRegistry* const registry_;
   SnapshotCoordinator* const coordinator_;
   Maintenance* const maintenance_;

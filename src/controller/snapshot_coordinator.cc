@@ -451,9 +451,8 @@ SnapshotCoordinator::RestoreSnapshot(
   }
   plan->set_partitions(static_cast<uint32_t>(leaders.size()));
   for (auto& [node, n] : by_node) {
-    auto cap = registry_->Capacity(node);
     n.set_concurrency(
-        std::min<uint32_t>(cap.ok() ? *cap : 1, n.partition_ids_size()));
+        std::min<uint32_t>(LimitFor(node), n.partition_ids_size()));
     *plan->add_nodes() = std::move(n);
   }
   if (request.dry_run()) return resp;
@@ -538,9 +537,11 @@ std::pair<scheduler::TaskOptions, scheduler::TaskFn>
 SnapshotCoordinator::MakeSchedulerTask(const std::string& snapshot_id,
                                        uint32_t partition_id, uint64_t job_id,
                                        const NodeRegistry::Leader& leader) {
-  // Keep the node's limit in step with the capacity it last reported.
-  auto cap = registry_->Capacity(leader.node_id);
-  if (cap.ok()) scheduler_.SetLimit(leader.node_id, static_cast<int>(*cap));
+  // Keep the node's limit in step with its capacity, pin or adaptive
+  // limit (heartbeats move it between dispatches).
+  if (registry_->Capacity(leader.node_id).ok()) {
+    scheduler_.SetLimit(leader.node_id, LimitFor(leader.node_id));
+  }
   return {scheduler::TaskOptions{
               leader.node_id, job_id,
               static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
@@ -1037,9 +1038,20 @@ std::vector<shutter::v1::SnapshotSummary> SnapshotCoordinator::ListSnapshots(
   return out;
 }
 
-void SnapshotCoordinator::SetNodeCapacity(const std::string& node_id,
-                                          uint32_t capacity) {
-  scheduler_.SetLimit(node_id, static_cast<int>(capacity));
+void SnapshotCoordinator::SetNodeLimit(const std::string& node_id, int limit) {
+  scheduler_.SetLimit(node_id, limit);
+}
+
+scheduler::Scheduler::KeyStats SnapshotCoordinator::NodeKeyStats(
+    const std::string& node_id) const {
+  return scheduler_.GetKeyStats(node_id);
+}
+
+int SnapshotCoordinator::LimitFor(const std::string& node_id) const {
+  auto cap = registry_->Capacity(node_id);
+  if (!cap.ok()) return 1;
+  if (options_.limits == nullptr) return static_cast<int>(*cap);
+  return options_.limits->Effective(node_id, *cap);
 }
 
 std::map<std::string, scheduler::Scheduler::KeyStats>

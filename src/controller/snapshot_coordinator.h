@@ -21,6 +21,7 @@
 #include "controller/job.h"
 #include "controller/job_kind.h"
 #include "controller/job_store.h"
+#include "controller/node_limits.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
 #include "scheduler/scheduler.h"
@@ -105,6 +106,10 @@ class SnapshotCoordinator {
     // store writes are measured here (docs/operations.md lists the
     // metrics). Must outlive the coordinator, and stop serving first.
     metrics::Registry* metrics = nullptr;
+    // If set, each node's concurrency limit comes from here (pins and the
+    // adaptive rule); otherwise it is the capacity the node reports. Must
+    // outlive the coordinator.
+    NodeLimits* limits = nullptr;
   };
 
   // Loads the job store and resumes unfinished jobs.
@@ -177,8 +182,15 @@ class SnapshotCoordinator {
   // interrupted it): finish them with DeleteSnapshot(id, true).
   std::vector<std::string> InterruptedDeletes() const ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Applies a node's reported capacity as its concurrency limit.
-  void SetNodeCapacity(const std::string& node_id, uint32_t capacity);
+  // Applies a node's concurrency limit to the scheduler (at once, for
+  // queued work too).
+  void SetNodeLimit(const std::string& node_id, int limit);
+
+  // Options::limits (may be null).
+  NodeLimits* limits() const { return options_.limits; }
+
+  // Tasks in flight and queued on one node now.
+  scheduler::Scheduler::KeyStats NodeKeyStats(const std::string& node_id) const;
 
   // Per node: tasks in flight now and the most ever in flight at once.
   std::map<std::string, scheduler::Scheduler::KeyStats> NodeStats() const;
@@ -225,6 +237,9 @@ class SnapshotCoordinator {
       ABSL_LOCKS_EXCLUDED(mu_);
   // The scheduler task that runs a partition on `leader` (key = node, job,
   // weight = the partition's reported size); applies the node's capacity.
+  // The node's concurrency limit now (see Options::limits); 1 if the
+  // registry does not know the node.
+  int LimitFor(const std::string& node_id) const;
   std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(
       const std::string& snapshot_id, uint32_t partition_id, uint64_t job_id,
       const NodeRegistry::Leader& leader) ABSL_LOCKS_EXCLUDED(mu_);

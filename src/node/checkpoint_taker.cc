@@ -125,6 +125,7 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
                {request.snapshot_id(), request.partition_id()}, std::move(done),
                [this, request] {
                  SetThreadIoClass(options_.io_class);
+                 SetThreadNice(options_.nice);
                  return Run(request);
                });
 }

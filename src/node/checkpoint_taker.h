@@ -68,6 +68,8 @@ class CheckpointTaker {
     // reads of the checkpoint and local writes), so the partitions' own
     // I/O goes first.
     IoClass io_class = IoClass::kBestEffortLow;
+    // CPU nice value of the same threads (0: unchanged).
+    int nice = 0;
     // Tests only: called on the worker right before a checkpoint is taken.
     std::function<void(const shutter::v1::CreateCheckpointRequest&)>
         test_before_checkpoint;

@@ -126,6 +126,7 @@ int main(int argc, char** argv) {
   topts.capacity = opts->checkpoint_capacity;
   topts.min_free_bytes = static_cast<uint64_t>(opts->min_free_mib) << 20;
   topts.io_class = *ParseIoClass(opts->snapshot_io_class);  // checked
+  topts.nice = opts->snapshot_nice;
   auto taker = node::CheckpointTaker::Create(topts, host->get(), repo->get(),
                                              Clock::Real());
   if (!taker.ok()) return Fail(taker.status(), 1);
@@ -135,6 +136,7 @@ int main(int argc, char** argv) {
   ropts.instance_id = instance->instance_id;
   ropts.capacity = opts->checkpoint_capacity;
   ropts.io_class = topts.io_class;
+  ropts.nice = topts.nice;
   ropts.check_serving = [t = taker->get()] { return t->CheckServing(); };
   // Fault injection for the restore fault tests: the process kills itself
   // at the named point (node.proto lists them). Never set in production.

@@ -79,6 +79,11 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
   AddS3Flags(app, &o.s3);
   AddDaemonTlsFlags(app, &o.tls);
+  app.add_option("--snapshot-nice", o.snapshot_nice,
+                 "CPU nice value of snapshot and restore threads (0: as the "
+                 "daemon)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 19));
   app.add_option("--snapshot-io-class", o.snapshot_io_class,
                  "I/O scheduling class of snapshot and restore threads, so "
                  "the partitions' own I/O goes first")

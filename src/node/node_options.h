@@ -51,6 +51,8 @@ struct NodeOptions {
   // I/O class of snapshot and restore threads: normal, best-effort-low,
   // idle (common/io_priority.h).
   std::string snapshot_io_class = "best-effort-low";
+  // CPU nice value of snapshot and restore threads (0..19).
+  int snapshot_nice = 10;
   // Cap on this node's total publish bandwidth, MiB/s, shared by its
   // concurrent checkpoints; 0 = none. Keeps snapshot I/O from starving
   // foreground traffic.

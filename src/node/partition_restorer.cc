@@ -124,6 +124,7 @@ void PartitionRestorer::Restore(const RestorePartitionRequest& request,
                {request.restore_id(), request.partition_id()}, std::move(done),
                [this, request] {
                  SetThreadIoClass(options_.io_class);
+                 SetThreadNice(options_.nice);
                  return Run(request);
                });
 }

@@ -50,6 +50,8 @@ class PartitionRestorer {
     absl::Duration drain = absl::Seconds(30);
     // I/O class of the threads fetching and writing restored files.
     IoClass io_class = IoClass::kBestEffortLow;
+    // CPU nice value of the same threads (0: unchanged).
+    int nice = 0;
     // OK while the node serves (e.g. CheckpointTaker::CheckServing).
     std::function<absl::Status()> check_serving;
     // Tests: called at "restore-fetching" (after the first file),

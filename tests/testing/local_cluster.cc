@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -81,6 +82,12 @@ absl::Status LocalCluster::StartController(
   argv.insert(argv.end(), repository_flags_.begin(), repository_flags_.end());
   argv.insert(argv.end(), controller_security_.begin(),
               controller_security_.end());
+  // Fixed per-node limits unless a test asks for adaptive ones: tests count
+  // slots, and the adaptive rule would move them with the machine's load.
+  if (std::find(extra_flags.begin(), extra_flags.end(), "--adaptive-limits") ==
+      extra_flags.end()) {
+    argv.insert(argv.end(), {"--adaptive-limits", "false"});
+  }
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   controller_ = std::make_unique<Subprocess>();
   absl::Status s = controller_->Start(argv, options_.dir + "/controller.log");

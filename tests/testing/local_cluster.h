@@ -112,6 +112,7 @@ class LocalCluster {
   absl::StatusOr<std::vector<std::optional<std::string>>> Read(
       uint32_t partition, const std::vector<std::string>& keys);
 
+  const Options& options() const { return options_; }
   int partitions() const {
     return options_.nodes * options_.partitions_per_node;
   }

@@ -74,15 +74,21 @@ class CheckpointTakerTest : public ::testing::Test {
 
 TEST_F(CheckpointTakerTest, CheckpointsRunAtLowIoPriority) {
   std::string seen;
+  int nice = -1;
+  const int own_nice = ThreadNice();
   CheckpointTaker::Options o = Opts("data/staging2", 1);
+  o.nice = 12;
   o.test_before_checkpoint = [&](const CreateCheckpointRequest&) {
     seen = ThreadIoClassName();
+    nice = ThreadNice();
   };
   auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
   ASSERT_OK(t);
   (*t)->SetServing(true);
   ASSERT_OK((*t)->CreateCheckpointSync(Req("io", 0, 1)));
   EXPECT_EQ(seen, "best-effort/7");
+  EXPECT_EQ(nice, std::max(12, own_nice));  // lowered, never raised
+  EXPECT_EQ(ThreadNice(), own_nice);        // only the worker's
   EXPECT_EQ(ParseIoClass("idle").value(), IoClass::kIdle);
   EXPECT_FALSE(ParseIoClass("fast").ok());
 }

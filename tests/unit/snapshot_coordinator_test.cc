@@ -172,7 +172,7 @@ class SnapshotCoordinatorTest : public ::testing::Test {
       hp->set_approximate_size_bytes(1000 + p);
     }
     ASSERT_OK(registry_.Heartbeat(r));
-    coordinator_->SetNodeCapacity(node, capacity);
+    coordinator_->SetNodeLimit(node, static_cast<int>(capacity));
   }
 
   // Completes `call` as a node would: publish, then answer.
@@ -1121,7 +1121,7 @@ TEST(LargeJobTest, TenThousandPartitionsCommit) {
       hp->set_leader_epoch(3);
     }
     ASSERT_OK(registry.Heartbeat(r));
-    (*c)->SetNodeCapacity(r.node_id(), 4);
+    (*c)->SetNodeLimit(r.node_id(), 4);
   }
   auto id = (*c)->CreateSnapshot({});
   ASSERT_OK(id);

@@ -1,0 +1,445 @@
+// Foreground impact of a cluster snapshot, on a real local cluster (a
+// controller and node processes on loopback, real RocksDB, real fsync).
+//
+// A steady foreground load of synced single-key writes through the data
+// plane runs open-loop at a fixed rate (a fraction of what the cluster
+// sustains, measured first); latency is measured from each write's
+// scheduled time, so a stalled write also charges the writes queued behind
+// it. Before every snapshot each partition gets fresh unflushed data, so
+// every checkpoint flushes a memtable and publishes new files.
+//
+// Side by side, per run:
+//   unconstrained  snapshot with no foreground load, fixed limits
+//                  (--adaptive-limits=false), normal I/O class: the
+//                  snapshot's own duration
+//   idle           the foreground load alone: p50 / p99
+//   fixed          snapshot during the load, fixed limits, normal I/O
+//                  class, no bandwidth cap
+//   adaptive       snapshot during the load with adaptive limits and
+//                  isolation on (--snapshot-io-class, bandwidth cap)
+// Targets (issue 11): p99 during the adaptive snapshot <= 1.25 x idle p99;
+// its duration <= 2 x the unconstrained one.
+//
+// Usage: foreground_bench [--nodes 2] [--partitions-per-node 8]
+//          [--capacity 4] [--fresh-mib 8] [--writers 8]
+//          [--load-fraction 0.7] [--idle-s 8] [--warmup-s 4]
+//          [--heartbeat-ms 250] [--io-class idle] [--nice 19]
+//          [--bandwidth-mibps 0]
+//          [--runs 1] [--smoke]
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/rpc.h"
+#include "shutter/v1/admin.grpc.pb.h"
+#include "shutter/v1/partition_data.grpc.pb.h"
+#include "testing/local_cluster.h"
+#include "testing/temp_dir.h"
+
+namespace {
+
+using namespace shutter::v1;  // NOLINT
+
+struct Config {
+  int nodes = 2;
+  int partitions_per_node = 8;
+  int capacity = 4;
+  int fresh_mib = 8;  // per partition, before each snapshot
+  int writers = 8;
+  double load_fraction = 0.7;
+  double idle_s = 8;
+  double warmup_s = 4;
+  int heartbeat_ms = 250;
+  std::string io_class = "idle";
+  int nice = 19;
+  double bandwidth_mibps = 0;
+  int runs = 1;
+  // Repository directory (default: inside the cluster's directory, on the
+  // same disk as the partitions).
+  std::string repository;
+};
+
+[[noreturn]] void Die(const std::string& msg) {
+  std::fprintf(stderr, "foreground_bench: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+void Check(const absl::Status& s) {
+  if (!s.ok()) Die(s.ToString());
+}
+
+struct Sample {
+  absl::Time scheduled;
+  double micros;
+};
+
+// Open-loop synced writers. Rate 0 = closed loop (as fast as they go).
+class Foreground {
+ public:
+  Foreground(shutter::testing::LocalCluster* c, int writers, double rate)
+      : c_(c), writers_(writers), rate_(rate) {}
+
+  void Start() {
+    stop_ = false;
+    samples_.assign(writers_, {});
+    errors_ = 0;
+    const absl::Time start = absl::Now() + absl::Milliseconds(50);
+    for (int w = 0; w < writers_; ++w) {
+      threads_.emplace_back([this, w, start] { Run(w, start); });
+    }
+  }
+
+  // Stops and returns every sample.
+  std::vector<Sample> Stop() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    std::vector<Sample> all;
+    for (auto& v : samples_) all.insert(all.end(), v.begin(), v.end());
+    if (errors_ > 0)
+      std::printf("  (%d foreground writes failed)\n", errors_.load());
+    return all;
+  }
+
+ private:
+  void Run(int w, absl::Time start) {
+    std::vector<std::unique_ptr<PartitionData::Stub>> stubs;
+    for (int n = 0; n < c_->options().nodes; ++n) {
+      stubs.push_back(
+          PartitionData::NewStub(shutter::MakeChannel(c_->node_address(n))));
+    }
+    std::mt19937_64 rng(1000 + w);
+    const int parts = c_->partitions();
+    const absl::Duration period =
+        rate_ > 0 ? absl::Seconds(writers_ / rate_) : absl::ZeroDuration();
+    absl::Time next = start + period * w / writers_;
+    uint64_t seq = 0;
+    while (!stop_) {
+      if (rate_ > 0) {
+        const absl::Time now = absl::Now();
+        if (next > now) absl::SleepFor(next - now);
+      } else {
+        next = absl::Now();
+      }
+      const int p = static_cast<int>(rng() % parts);
+      WriteRequest req;
+      req.set_partition_id(p);
+      req.set_sync(true);
+      auto* put = req.add_mutations()->mutable_put();
+      put->set_key(absl::StrFormat("fg-%02d-%010d", w, seq++));
+      put->set_value(shutter::testing::LocalCluster::RandomValue(rng, 128));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+      WriteResponse resp;
+      grpc::Status s =
+          stubs[p / c_->options().partitions_per_node]->Write(&ctx, req, &resp);
+      const absl::Time done = absl::Now();
+      if (!s.ok()) {
+        ++errors_;
+      } else {
+        samples_[w].push_back({next, absl::ToDoubleMicroseconds(done - next)});
+      }
+      next += period;
+    }
+  }
+
+  shutter::testing::LocalCluster* const c_;
+  const int writers_;
+  const double rate_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> errors_{0};
+  std::vector<std::vector<Sample>> samples_;
+  std::vector<std::thread> threads_;
+};
+
+struct Stats {
+  size_t n = 0;
+  double p50 = 0, p99 = 0, max = 0;
+};
+
+Stats Summarize(const std::vector<Sample>& all, absl::Time from,
+                absl::Time to) {
+  std::vector<double> v;
+  for (const Sample& s : all) {
+    if (s.scheduled >= from && s.scheduled < to) v.push_back(s.micros);
+  }
+  Stats st;
+  st.n = v.size();
+  if (v.empty()) return st;
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) {
+    size_t i = static_cast<size_t>(q * v.size());
+    return v[std::min(i, v.size() - 1)] / 1000.0;
+  };
+  st.p50 = at(0.5);
+  st.p99 = at(0.99);
+  st.max = v.back() / 1000.0;
+  return st;
+}
+
+// Writes fresh_mib of new data to every partition (unsynced; it stays in
+// the memtables, so the next checkpoint flushes it).
+void Freshen(shutter::testing::LocalCluster& c, int fresh_mib, int round) {
+  const int value = 4096;
+  const int keys = fresh_mib * 1024 * 1024 / value;
+  std::vector<std::thread> threads;
+  std::atomic<int> next{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int p = next++; p < c.partitions(); p = next++) {
+        std::mt19937_64 rng(round * 7919 + p);
+        for (int k = 0; k < keys; k += 64) {
+          std::vector<std::pair<std::string, std::string>> kvs;
+          for (int j = k; j < std::min(keys, k + 64); ++j) {
+            kvs.emplace_back(
+                absl::StrFormat("bulk-%03d-%08d", round, j),
+                shutter::testing::LocalCluster::RandomValue(rng, value));
+          }
+          Check(c.Write(p, kvs));
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  // Write back what the load left dirty (its WAL), so that writeback does
+  // not land in the next measurement.
+  ::sync();
+}
+
+struct SnapshotRun {
+  absl::Time start, end;
+  double seconds = 0;
+};
+
+SnapshotRun RunSnapshot(shutter::testing::LocalCluster& c) {
+  SnapshotRun r;
+  r.start = absl::Now();
+  auto id = c.CreateSnapshot();
+  Check(id.status());
+  auto snap = c.WaitForSnapshot(*id, absl::Minutes(30));
+  Check(snap.status());
+  if (snap->state() != SNAPSHOT_STATE_COMMITTED) {
+    Die("snapshot did not commit: " + snap->error());
+  }
+  r.end = absl::Now();
+  r.seconds = (snap->finished_at_micros() - snap->created_at_micros()) / 1e6;
+  return r;
+}
+
+// Prints each node's limit and its reason.
+void ShowLimits(shutter::testing::LocalCluster& c, const char* when) {
+  ListNodesResponse resp;
+  grpc::ClientContext ctx;
+  if (!c.admin()->ListNodes(&ctx, ListNodesRequest(), &resp).ok()) return;
+  for (const auto& n : resp.nodes()) {
+    std::printf("  %s %s: limit %u/%u (%s)\n", when, n.node_id().c_str(),
+                n.effective_limit(), n.checkpoint_capacity(),
+                n.limit_reason().c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config cfg;
+  bool smoke = false;
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) Die(std::string("missing value for ") + argv[i]);
+      return argv[++i];
+    };
+    if (!strcmp(argv[i], "--nodes")) {
+      cfg.nodes = std::atoi(next());
+    } else if (!strcmp(argv[i], "--partitions-per-node")) {
+      cfg.partitions_per_node = std::atoi(next());
+    } else if (!strcmp(argv[i], "--capacity")) {
+      cfg.capacity = std::atoi(next());
+    } else if (!strcmp(argv[i], "--fresh-mib")) {
+      cfg.fresh_mib = std::atoi(next());
+    } else if (!strcmp(argv[i], "--writers")) {
+      cfg.writers = std::atoi(next());
+    } else if (!strcmp(argv[i], "--load-fraction")) {
+      cfg.load_fraction = std::atof(next());
+    } else if (!strcmp(argv[i], "--idle-s")) {
+      cfg.idle_s = std::atof(next());
+    } else if (!strcmp(argv[i], "--warmup-s")) {
+      cfg.warmup_s = std::atof(next());
+    } else if (!strcmp(argv[i], "--heartbeat-ms")) {
+      cfg.heartbeat_ms = std::atoi(next());
+    } else if (!strcmp(argv[i], "--io-class")) {
+      cfg.io_class = next();
+    } else if (!strcmp(argv[i], "--nice")) {
+      cfg.nice = std::atoi(next());
+    } else if (!strcmp(argv[i], "--bandwidth-mibps")) {
+      cfg.bandwidth_mibps = std::atof(next());
+    } else if (!strcmp(argv[i], "--repository")) {
+      cfg.repository = next();
+    } else if (!strcmp(argv[i], "--runs")) {
+      cfg.runs = std::atoi(next());
+    } else if (!strcmp(argv[i], "--smoke")) {
+      smoke = true;
+      cfg.nodes = 1;
+      cfg.partitions_per_node = 2;
+      cfg.capacity = 2;
+      cfg.fresh_mib = 1;
+      cfg.writers = 2;
+      cfg.idle_s = 1;
+      cfg.warmup_s = 0.5;
+    } else {
+      std::fprintf(stderr, "usage: %s [flags, see the source] [--smoke]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  shutter::testing::TempDir tmp;
+  shutter::testing::LocalCluster c(
+      {SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN, tmp.path(), cfg.nodes,
+       cfg.partitions_per_node, cfg.capacity, cfg.heartbeat_ms,
+       /*dead_after_ms=*/10000, /*log_level=*/"warn"});
+  if (!cfg.repository.empty()) c.SetRepository(cfg.repository, {}, {});
+  const std::vector<std::string> fixed_nodes = {"--snapshot-io-class", "normal",
+                                                "--snapshot-nice",     "0",
+                                                "--hash-cache",        "false"};
+  std::vector<std::string> isolated_nodes = {
+      "--snapshot-io-class",  cfg.io_class,   "--snapshot-nice",
+      absl::StrCat(cfg.nice), "--hash-cache", "false"};
+  if (cfg.bandwidth_mibps > 0) {
+    isolated_nodes.push_back("--publish-bandwidth-mibps");
+    isolated_nodes.push_back(absl::StrCat(cfg.bandwidth_mibps));
+  }
+  auto restart = [&](bool adaptive, const std::vector<std::string>& nflags) {
+    c.CloseChannels();
+    c.StopAllNodes();
+    c.StopController(SIGTERM).IgnoreError();
+    Check(
+        c.StartController({"--adaptive-limits", adaptive ? "true" : "false"}));
+    Check(c.StartAllNodes(nflags));
+    Check(c.WaitForLeaders(absl::Seconds(60)));
+  };
+
+  Check(c.StartController({"--adaptive-limits", "false"}));
+  Check(c.StartAllNodes(fixed_nodes));
+  Check(c.WaitForLeaders(absl::Seconds(60)));
+  Check(c.LoadRandom(smoke ? 64 : 2048, 1024, 256));
+
+  // What the cluster sustains: closed-loop synced writers.
+  double sustained = 0;
+  {
+    Foreground fg(&c, cfg.writers, 0);
+    fg.Start();
+    absl::SleepFor(absl::Seconds(smoke ? 1 : 3));
+    const absl::Time to = absl::Now();
+    auto all = fg.Stop();
+    const absl::Time from = to - absl::Seconds(smoke ? 0.7 : 2.5);
+    sustained = Summarize(all, from, to).n / absl::ToDoubleSeconds(to - from);
+  }
+  const double rate = cfg.load_fraction * sustained;
+  const std::string cap =
+      cfg.bandwidth_mibps > 0
+          ? absl::StrFormat(", --publish-bandwidth-mibps %.0f",
+                            cfg.bandwidth_mibps)
+          : "";
+  std::printf(
+      "foreground impact: %d nodes x %d partitions, capacity %d, %d MiB of "
+      "fresh data per partition before each snapshot; %d writers of synced "
+      "single-key writes at %.0f/s (%.0f%% of the %.0f/s sustained); "
+      "heartbeats every %d ms; isolation: --snapshot-io-class %s "
+      "--snapshot-nice %d%s\n",
+      cfg.nodes, cfg.partitions_per_node, cfg.capacity, cfg.fresh_mib,
+      cfg.writers, rate, cfg.load_fraction * 100, sustained, cfg.heartbeat_ms,
+      cfg.io_class.c_str(), cfg.nice, cap.c_str());
+
+  std::vector<double> u_s, f_s, a_s;
+  std::vector<Stats> idle_v, fixed_v, adaptive_v;
+  int round = 0;
+  for (int r = 0; r < cfg.runs; ++r) {
+    // Unconstrained: fixed limits, normal I/O class, no foreground.
+    restart(false, fixed_nodes);
+    Freshen(c, cfg.fresh_mib, ++round);
+    u_s.push_back(RunSnapshot(c).seconds);
+
+    // Idle, then fixed: the same configuration under the load.
+    Freshen(c, cfg.fresh_mib, ++round);
+    {
+      Foreground fg(&c, cfg.writers, rate);
+      fg.Start();
+      absl::SleepFor(absl::Seconds(1));
+      const absl::Time idle_from = absl::Now();
+      absl::SleepFor(absl::Seconds(cfg.idle_s));
+      const absl::Time idle_to = absl::Now();
+      SnapshotRun s = RunSnapshot(c);
+      auto all = fg.Stop();
+      idle_v.push_back(Summarize(all, idle_from, idle_to));
+      fixed_v.push_back(Summarize(all, s.start, s.end));
+      f_s.push_back(s.seconds);
+    }
+
+    // Adaptive limits + isolation, from a cold controller: it learns the
+    // idle latency during the warm-up.
+    restart(true, isolated_nodes);
+    Freshen(c, cfg.fresh_mib, ++round);
+    {
+      Foreground fg(&c, cfg.writers, rate);
+      fg.Start();
+      absl::SleepFor(absl::Seconds(1 + cfg.warmup_s));
+      ShowLimits(c, "before");
+      SnapshotRun s = RunSnapshot(c);
+      ShowLimits(c, "after ");
+      auto all = fg.Stop();
+      adaptive_v.push_back(Summarize(all, s.start, s.end));
+      a_s.push_back(s.seconds);
+    }
+  }
+
+  auto med = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  auto med_stat = [&](const std::vector<Stats>& v, double Stats::*f) {
+    std::vector<double> x;
+    for (const auto& s : v) x.push_back(s.*f);
+    return med(x);
+  };
+  const double idle_p99 = med_stat(idle_v, &Stats::p99);
+  const double u = med(u_s);
+  std::printf("%-14s %8s %9s %9s %9s %10s %11s\n", "case", "writes", "p50 ms",
+              "p99 ms", "max ms", "p99/idle", "snapshot s");
+  auto row = [&](const char* name, const std::vector<Stats>& v,
+                 const std::vector<double>* secs) {
+    std::printf("%-14s %8zu %9.2f %9.2f %9.1f %9.2fx", name, v.back().n,
+                med_stat(v, &Stats::p50), med_stat(v, &Stats::p99),
+                med_stat(v, &Stats::max), med_stat(v, &Stats::p99) / idle_p99);
+    if (secs != nullptr) {
+      std::printf(" %10.2f (%.2fx unconstrained)", med(*secs), med(*secs) / u);
+    }
+    std::printf("\n");
+  };
+  std::printf("%-14s %8s %9s %9s %9s %10s %11.2f\n", "unconstrained", "-", "-",
+              "-", "-", "-", u);
+  row("idle", idle_v, nullptr);
+  row("fixed", fixed_v, &f_s);
+  row("adaptive", adaptive_v, &a_s);
+  const double a_ratio = med_stat(adaptive_v, &Stats::p99) / idle_p99;
+  const double a_dur = med(a_s) / u;
+  std::printf(
+      "targets: adaptive p99 <= 1.25x idle: %.2fx %s; adaptive snapshot <= "
+      "2x unconstrained: %.2fx %s\n",
+      a_ratio, a_ratio <= 1.25 ? "met" : "NOT met", a_dur,
+      a_dur <= 2.0 ? "met" : "NOT met");
+  c.CloseChannels();
+  c.StopAllNodes();
+  c.StopController(SIGTERM).IgnoreError();
+  return 0;
+}
