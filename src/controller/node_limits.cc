@@ -88,6 +88,11 @@ std::optional<int> NodeLimits::Observe(const std::string& node,
         load->foreground_writes() > 0
             ? static_cast<double>(load->foreground_write_p99_micros())
             : -1;
+    if (load->interval_millis() > 0) {
+      s.write_stall_fraction =
+          static_cast<double>(load->write_stall_micros()) /
+          (static_cast<double>(load->interval_millis()) * 1000.0);
+    }
     s.snapshot_work = load->snapshot_work();
     s.in_flight = in_flight;
     s.queued = queued;

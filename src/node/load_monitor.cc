@@ -110,6 +110,10 @@ LoadMonitor::LoadMonitor(const Options& options, Clock* clock)
   if (options_.writes != nullptr) options_.writes->TakeWindow();
   if (options_.checkpoints != nullptr) options_.checkpoints->TakeWindow();
   if (options_.activity) last_finished_ = options_.activity().finished;
+  if (options_.stalls != nullptr) {
+    last_stalls_ = options_.stalls->stalls.load();
+    last_stalled_micros_ = options_.stalls->stalled_micros.load();
+  }
 }
 
 LoadMonitor::Counters LoadMonitor::Read() const {
@@ -170,6 +174,15 @@ shutter::v1::NodeLoad LoadMonitor::Sample() {
     load.set_snapshot_tasks_running(a.running);
     load.set_snapshot_work(a.running > 0 || a.finished != last_finished_);
     last_finished_ = a.finished;
+  }
+  if (options_.stalls != nullptr) {
+    const uint64_t stalls = options_.stalls->stalls.load();
+    const uint64_t micros = options_.stalls->stalled_micros.load();
+    load.set_write_stalls(stalls - last_stalls_);
+    load.set_write_stall_micros(
+        static_cast<int64_t>(micros - last_stalled_micros_));
+    last_stalls_ = stalls;
+    last_stalled_micros_ = micros;
   }
   last_ = c;
   last_time_ = now;

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/latency_recorder.h"
+#include "partition/partition_store.h"
 #include "shutter/v1/controller.pb.h"
 
 namespace shutter::node {
@@ -45,6 +46,8 @@ class LoadMonitor {
     // Foreground writes and checkpoint durations; either may be null.
     LatencyRecorder* writes = nullptr;
     LatencyRecorder* checkpoints = nullptr;
+    // RocksDB write stalls of the partitions; may be null.
+    const partition::WriteStallStats* stalls = nullptr;
     // Snapshot activity; may be empty (then never "snapshot work").
     std::function<Activity()> activity;
   };
@@ -83,6 +86,8 @@ class LoadMonitor {
   Counters last_ ABSL_GUARDED_BY(mu_);
   absl::Time last_time_ ABSL_GUARDED_BY(mu_);
   uint64_t last_finished_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_stalls_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t last_stalled_micros_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace shutter::node

@@ -84,6 +84,7 @@ absl::Status NodeHost::OpenInto(uint32_t partition_id, Slot& slot) {
   so.partition_id = partition_id;
   so.path = LivePath(partition_id);
   so.write_latency = &write_latency_;
+  so.write_stalls = &write_stalls_;
   ASSIGN_OR_RETURN(std::unique_ptr<partition::PartitionStore> store,
                    partition::PartitionStore::Open(so));
   auto closed = std::make_shared<absl::Notification>();

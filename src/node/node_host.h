@@ -105,6 +105,10 @@ class NodeHost {
   // Latency of every successful write to any of the node's partitions
   // (the node's foreground write latency; see LoadMonitor).
   LatencyRecorder* write_latency() const { return &write_latency_; }
+  // RocksDB write stalls of the node's partitions.
+  const partition::WriteStallStats& write_stalls() const {
+    return write_stalls_;
+  }
 
  private:
   struct Slot {
@@ -128,6 +132,7 @@ class NodeHost {
   const std::set<uint32_t> leader_for_;
   std::map<uint32_t, std::unique_ptr<Slot>> slots_;
   mutable LatencyRecorder write_latency_;
+  partition::WriteStallStats write_stalls_;
 };
 
 }  // namespace shutter::node

@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
   // Metrics: collected always, served with --metrics-listen.
   metrics::Registry metrics;
   node::ExportNodeState(&metrics, opts->data_dir, taker->get(), restorer->get(),
-                        authz.get());
+                        authz.get(), &(*host)->write_stalls());
   if (auto s = metrics::StartDaemonMetrics(&metrics, opts->metrics_listen);
       !s.ok()) {
     return Fail(absl::StrCat("--metrics-listen: ", s.message()), 2);
@@ -201,6 +201,7 @@ int main(int argc, char** argv) {
   lopts.data_dir = opts->data_dir;
   lopts.disk_device = opts->disk_device;
   lopts.writes = (*host)->write_latency();
+  lopts.stalls = &(*host)->write_stalls();
   lopts.checkpoints = (*taker)->durations();
   lopts.activity = [t = taker->get(), r = restorer->get()] {
     const auto ts = t->GetStats();

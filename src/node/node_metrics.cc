@@ -30,8 +30,8 @@ uint64_t BytesBelow(const std::filesystem::path& dir,
 
 void ExportNodeState(metrics::Registry* registry, const std::string& data_dir,
                      const CheckpointTaker* taker,
-                     const PartitionRestorer* restorer,
-                     const Authorizer* authz) {
+                     const PartitionRestorer* restorer, const Authorizer* authz,
+                     const partition::WriteStallStats* stalls) {
   registry->AddGaugeCallback(
       "shutter_node_checkpoints_in_flight",
       "Checkpoint requests being handled (queued or running)",
@@ -72,6 +72,19 @@ void ExportNodeState(metrics::Registry* registry, const std::string& data_dir,
       "Calls refused for authentication or authorization",
       [authz](const metrics::EmitFn& emit) {
         emit({}, static_cast<double>(authz->denials()));
+      });
+  if (stalls == nullptr) return;
+  registry->AddCounterCallback(
+      "shutter_node_write_stalls_total",
+      "RocksDB write stalls (writes slowed down or stopped) begun",
+      [stalls](const metrics::EmitFn& emit) {
+        emit({}, static_cast<double>(stalls->stalls.load()));
+      });
+  registry->AddCounterCallback(
+      "shutter_node_write_stall_seconds_total",
+      "Time the partitions' writes were stalled by RocksDB (ended stalls)",
+      [stalls](const metrics::EmitFn& emit) {
+        emit({}, static_cast<double>(stalls->stalled_micros.load()) / 1e6);
       });
 }
 

@@ -18,11 +18,13 @@ namespace shutter::node {
 //   shutter_node_staging_bytes           (checkpoints and restores being
 //                                         assembled)
 //   shutter_auth_denials_total
+//   shutter_node_write_stalls_total, shutter_node_write_stall_seconds_total
+//                                        (RocksDB write stalls)
 // The pointers must stay valid while `registry` serves.
 void ExportNodeState(metrics::Registry* registry, const std::string& data_dir,
                      const CheckpointTaker* taker,
-                     const PartitionRestorer* restorer,
-                     const Authorizer* authz);
+                     const PartitionRestorer* restorer, const Authorizer* authz,
+                     const partition::WriteStallStats* stalls = nullptr);
 
 }  // namespace shutter::node
 

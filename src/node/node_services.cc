@@ -100,6 +100,9 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
   response->set_checkpoints_failed(s.failed);
   response->set_answered_already_published(s.already_published);
   response->set_joined_in_progress(s.joined);
+  response->set_write_stalls(host_->write_stalls().stalls.load());
+  response->set_write_stall_micros(
+      static_cast<int64_t>(host_->write_stalls().stalled_micros.load()));
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "partition/write_stall_listener.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/utilities/checkpoint.h"
@@ -95,10 +96,15 @@ absl::StatusOr<std::unique_ptr<PartitionStore>> PartitionStore::Open(
       {kMetaCf, rocksdb::ColumnFamilyOptions()}};
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
-  RETURN_IF_ERROR(ToStatus(
-      rocksdb::DB::Open(MakeDbOptions(), options.path, cfs, &handles, &db),
-      absl::StrCat("open partition ", options.partition_id, " at ",
-                   options.path)));
+  rocksdb::DBOptions db_options = MakeDbOptions();
+  if (options.write_stalls != nullptr) {
+    db_options.listeners.push_back(std::make_shared<WriteStallListener>(
+        options.write_stalls, [] { return absl::Now(); }));
+  }
+  RETURN_IF_ERROR(
+      ToStatus(rocksdb::DB::Open(db_options, options.path, cfs, &handles, &db),
+               absl::StrCat("open partition ", options.partition_id, " at ",
+                            options.path)));
   store->db_.reset(db);
   // The default column family is reachable as db->DefaultColumnFamily().
   db->DestroyColumnFamilyHandle(handles[0]).PermitUncheckedError();

@@ -19,6 +19,15 @@ class ColumnFamilyHandle;
 
 namespace shutter::partition {
 
+// RocksDB write stalls of a set of stores: how often a column family's
+// writes were slowed down or stopped (too many immutable memtables or L0
+// files, e.g. when flushes fall behind) and for how long. Thread-safe.
+struct WriteStallStats {
+  std::atomic<uint64_t> stalls{0};
+  // Time spent stalled, counted when a stall ends.
+  std::atomic<uint64_t> stalled_micros{0};
+};
+
 // One mutation of a write batch.
 // Size limits of the data plane (see proto/shutter/v1/partition_data.proto):
 // every answer fits the 4 MiB a gRPC client accepts by default.
@@ -64,6 +73,9 @@ class PartitionStore {
     // partition's write lock included) is recorded here. Must outlive the
     // store.
     LatencyRecorder* write_latency = nullptr;
+    // If set, RocksDB write stalls of this store are counted here. Must
+    // outlive the store.
+    WriteStallStats* write_stalls = nullptr;
   };
 
   // Opens (creating if needed) the database at options.path.

@@ -67,6 +67,12 @@ AdaptiveLimit::Decision AdaptiveLimit::Update(const LoadSample& s) {
     consider(disk_ / o.disk_busy_target,
              absl::StrFormat("disk %.0f%% busy", disk_ * 100));
   }
+  if (o.write_stall_target > 0 && s.write_stall_fraction > 0) {
+    // Not smoothed: a stall is never noise.
+    consider(s.write_stall_fraction / o.write_stall_target,
+             absl::StrFormat("writes stalled %.0f%% of the interval",
+                             s.write_stall_fraction * 100));
+  }
   if (o.cpu_busy_target > 0 && cpu_ >= 0) {
     consider(cpu_ / o.cpu_busy_target,
              absl::StrFormat("cpu %.0f%% busy", cpu_ * 100));
@@ -96,6 +102,14 @@ AdaptiveLimit::Decision AdaptiveLimit::Update(const LoadSample& s) {
 
   Decision d;
   const int before = limit_;
+  // Only snapshot work can be backed off: an overloaded node with none
+  // running is overloaded by its own traffic, and a lower limit would only
+  // slow the next snapshot without helping now.
+  if (overloaded && !s.snapshot_work && s.in_flight == 0) {
+    overloaded_run_ = 0;
+    reason_ = absl::StrCat(what, ": overloaded without snapshot work, holding");
+    return Decision{limit_, false};
+  }
   if (overloaded && limit_ > o.min_limit && cooldown_left_ == 0 &&
       (severe || overloaded_run_ >= o.decrease_after)) {
     // Gradient: cut in proportion to the overload (a 10% overload costs
@@ -103,7 +117,8 @@ AdaptiveLimit::Decision AdaptiveLimit::Update(const LoadSample& s) {
     // a severe overload halves.
     const double factor = severe ? std::min(0.5, o.backoff)
                                  : std::max(o.backoff, 1.0 / pressure_);
-    int next = static_cast<int>(std::floor(limit_ * factor));
+    int next = static_cast<int>(severe ? std::floor(limit_ * factor)
+                                       : std::ceil(limit_ * factor));
     next = std::clamp(next, o.min_limit, limit_ - 1);
     ceiling_ = ceiling_ == 0 ? limit_ : std::min(ceiling_, limit_);
     if (probe_pending_) {  // the probe failed: wait longer for the next

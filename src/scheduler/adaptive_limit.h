@@ -16,6 +16,9 @@ struct LoadSample {
   double disk_busy = -1;
   // p99 latency of the partitions' own (foreground) writes, microseconds.
   double write_p99_micros = -1;
+  // Fraction of the interval the store engine stalled writes (RocksDB
+  // write stalls), 0..1.
+  double write_stall_fraction = -1;
   // Whether snapshot work (checkpoints, restores) ran on the node during
   // the interval. Intervals without it teach the limiter the node's idle
   // foreground latency.
@@ -35,13 +38,14 @@ struct LoadSample {
 //    targets. Each signal is smoothed (EWMA, `smoothing`) before use, so
 //    one noisy interval does not move the limit.
 //  * Pressure = the largest of p99 / (tolerance x idle p99), disk busy /
-//    disk target, CPU busy / CPU target (over the signals measured and
-//    enabled). Above 1 the node is overloaded; below `healthy_below` it is
-//    healthy; in between (the hysteresis band) the limit holds.
+//    disk target, CPU busy / CPU target, stalled fraction / stall target
+//    (over the signals measured and enabled). Above 1 the node is overloaded;
+//    below `healthy_below` it is healthy; in between (the hysteresis band) the
+//    limit holds.
 //  * Decrease (gradient): overloaded for `decrease_after` intervals in a
-//    row -> limit / pressure, but at least one less and at most down to
-//    limit x `backoff`; pressure above `severe` -> halved at once. Not
-//    below `min_limit`. Then `cooldown`
+//    row -> limit / pressure rounded up, but at least one less and at most
+//    down to limit x `backoff`; pressure above `severe` -> halved at once.
+//    Not below `min_limit`. Then `cooldown`
 //    intervals with no further decrease (the in-flight tasks have to
 //    drain before a smaller limit shows), unless severe.
 //  * Increase (additive): healthy for `grow_after` intervals in a row
@@ -52,8 +56,9 @@ struct LoadSample {
 //    a good value and the next one up. A probe that is overloaded again
 //    doubles that wait (up to `max_probe_after`); one that stays healthy
 //    for `grow_after` intervals resets it and forgets the ceiling.
-//  * An unused limit does not grow: a node that is idle keeps what it
-//    learned for the next snapshot.
+//  * An unused limit does not grow, and a node overloaded while no
+//    snapshot work runs on it is not backed off (its own traffic is the
+//    cause): an idle node keeps what it learned for the next snapshot.
 //
 // Not thread-safe (one per node, updated under the caller's lock).
 class AdaptiveLimit {
@@ -70,14 +75,18 @@ class AdaptiveLimit {
     // Targets for busy fractions; <= 0 disables the signal.
     double disk_busy_target = 0.95;
     double cpu_busy_target = 0;
+    // Write stalls: overloaded above this fraction of the interval stalled
+    // (<= 0 disables). Stalls are what flushes falling behind look like to
+    // writers, so the default is low.
+    double write_stall_target = 0.02;
     double healthy_below = 0.85;
     double severe = 2.0;
     double backoff = 0.7;
     int decrease_after = 2;
     int cooldown = 2;
     int grow_after = 3;
-    int probe_after = 20;
-    int max_probe_after = 160;
+    int probe_after = 6;
+    int max_probe_after = 96;
     // EWMA weights: of the newest sample for the signals, of the newest
     // idle sample for the idle p99 baseline.
     double smoothing = 0.5;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "partition/write_stall_listener.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -145,6 +146,40 @@ TEST(PartitionStoreTest, CheckpointIsAStandaloneDatabaseWithItsOwnMeta) {
     EXPECT_NE(e.path().filename().string().rfind("LOG", 0), 0u) << e.path();
   }
   EXPECT_FALSE(store.CreateCheckpoint(tmp.Sub("cp")).ok());  // must not exist
+}
+
+}  // namespace
+}  // namespace shutter::partition
+
+namespace shutter::partition {
+namespace {
+
+TEST(WriteStallListenerTest, CountsStallsAndTheirTime) {
+  WriteStallStats stats;
+  absl::Time now = absl::FromUnixSeconds(1000);
+  WriteStallListener listener(&stats, [&] { return now; });
+  using C = rocksdb::WriteStallCondition;
+  auto change = [&](const std::string& cf, C prev, C cur) {
+    rocksdb::WriteStallInfo info;
+    info.cf_name = cf;
+    info.condition.prev = prev;
+    info.condition.cur = cur;
+    listener.OnStallConditionsChanged(info);
+  };
+  change("default", C::kNormal, C::kDelayed);
+  now += absl::Milliseconds(30);
+  change("default", C::kDelayed, C::kStopped);  // still the same stall
+  change("meta", C::kNormal, C::kStopped);      // another column family
+  now += absl::Milliseconds(20);
+  change("default", C::kStopped, C::kNormal);
+  EXPECT_EQ(stats.stalls.load(), 2u);
+  EXPECT_EQ(stats.stalled_micros.load(), 50'000u);
+  now += absl::Milliseconds(10);
+  change("meta", C::kStopped, C::kNormal);
+  EXPECT_EQ(stats.stalled_micros.load(), 50'000u + 30'000u);
+  // An end without a start (listener attached mid-stall) adds nothing.
+  change("other", C::kDelayed, C::kNormal);
+  EXPECT_EQ(stats.stalled_micros.load(), 80'000u);
 }
 
 }  // namespace
