@@ -21,17 +21,21 @@ NodeLimits::NodeLimits(const Options& options, JobStore* store)
 
 absl::Status NodeLimits::Load() {
   if (store_ == nullptr) return absl::OkStatus();
-  absl::MutexLock l(&mu_);
-  return store_->Scan(
+  std::map<std::string, uint32_t> pins;
+  absl::Status s = store_->Scan(
       kPinPrefix, [&](absl::string_view key, absl::string_view value) {
         uint32_t limit = 0;
         if (!absl::SimpleAtoi(value, &limit) || limit == 0) {
           return absl::DataLossError(absl::StrCat("job store record ", key,
                                                   ": bad limit '", value, "'"));
         }
-        pins_[std::string(key.substr(sizeof(kPinPrefix) - 1))] = limit;
+        pins[std::string(key.substr(sizeof(kPinPrefix) - 1))] = limit;
         return absl::OkStatus();
       });
+  if (!s.ok()) return s;
+  absl::MutexLock l(&mu_);
+  pins_ = std::move(pins);
+  return absl::OkStatus();
 }
 
 NodeLimits::NodeState& NodeLimits::StateLocked(const std::string& node,
