@@ -53,13 +53,13 @@ NodeLimits::NodeState& NodeLimits::StateLocked(const std::string& node,
   return it->second;
 }
 
-int NodeLimits::EffectiveLocked(const std::string& node,
-                                const NodeState& n) const {
-  const int cap = static_cast<int>(std::max<uint32_t>(1, n.capacity));
+int NodeLimits::EffectiveLocked(const std::string& node, uint32_t capacity,
+                                const scheduler::AdaptiveLimit* rule) const {
+  const int cap = static_cast<int>(std::max<uint32_t>(1, capacity));
   auto pin = pins_.find(node);
   if (pin != pins_.end()) return std::min(cap, static_cast<int>(pin->second));
-  if (!options_.adaptive) return cap;
-  return std::clamp(n.rule.limit(), 1, cap);
+  if (!options_.adaptive || rule == nullptr) return cap;
+  return std::clamp(rule->limit(), 1, cap);
 }
 
 std::string NodeLimits::ReasonLocked(const std::string& node,
@@ -108,7 +108,7 @@ std::optional<int> NodeLimits::Observe(const std::string& node,
                    n.rule.reason());
     }
   }
-  const int effective = EffectiveLocked(node, n);
+  const int effective = EffectiveLocked(node, n.capacity, &n.rule);
   if (effective == n.applied) return std::nullopt;
   n.applied = effective;
   return effective;
@@ -117,13 +117,8 @@ std::optional<int> NodeLimits::Observe(const std::string& node,
 int NodeLimits::Effective(const std::string& node, uint32_t capacity) const {
   absl::MutexLock l(&mu_);
   auto it = nodes_.find(node);
-  if (it == nodes_.end()) {
-    auto pin = pins_.find(node);
-    const int cap = static_cast<int>(std::max<uint32_t>(1, capacity));
-    return pin == pins_.end() ? cap
-                              : std::min(cap, static_cast<int>(pin->second));
-  }
-  return EffectiveLocked(node, it->second);
+  if (it == nodes_.end()) return EffectiveLocked(node, capacity, nullptr);
+  return EffectiveLocked(node, it->second.capacity, &it->second.rule);
 }
 
 absl::StatusOr<int> NodeLimits::Pin(const std::string& node, uint32_t limit) {
@@ -150,7 +145,7 @@ absl::StatusOr<int> NodeLimits::Pin(const std::string& node, uint32_t limit) {
   } else {
     pins_[node] = limit;
   }
-  n.applied = EffectiveLocked(node, n);
+  n.applied = EffectiveLocked(node, n.capacity, &n.rule);
   return n.applied;
 }
 
@@ -181,7 +176,7 @@ NodeLimits::View NodeLimits::DescribeLocked(const std::string& node,
   v.decreases = n.decreases;
   v.increases = n.increases;
   v.capacity = n.capacity;
-  v.limit = static_cast<uint32_t>(EffectiveLocked(node, n));
+  v.limit = static_cast<uint32_t>(EffectiveLocked(node, n.capacity, &n.rule));
   v.reason = ReasonLocked(node, n);
   v.has_load = n.has_load;
   v.load = n.load;

@@ -97,7 +97,10 @@ class NodeLimits {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   NodeState& StateLocked(const std::string& node, uint32_t capacity)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int EffectiveLocked(const std::string& node, const NodeState& n) const
+  // Pin, else the rule's limit (when adaptive and `rule` is known), else
+  // the capacity; within [1, capacity].
+  int EffectiveLocked(const std::string& node, uint32_t capacity,
+                      const scheduler::AdaptiveLimit* rule) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::string ReasonLocked(const std::string& node, const NodeState& n) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);

@@ -320,6 +320,16 @@ absl::StatusOr<NodeRegistry::Leader> NodeRegistry::ResolveLeader(
   return leader;
 }
 
+absl::StatusOr<shutter::v1::NodeInfo> NodeRegistry::Node(
+    const std::string& node_id) const {
+  absl::ReaderMutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("no node ", Quote(node_id)));
+  }
+  return InfoLocked(it->first, it->second);
+}
+
 absl::StatusOr<uint32_t> NodeRegistry::Capacity(
     const std::string& node_id) const {
   absl::ReaderMutexLock l(&mu_);

@@ -104,6 +104,10 @@ class NodeRegistry {
   absl::StatusOr<std::string> Address(const std::string& node_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // One node as ListNodes() describes it; NOT_FOUND if unknown.
+  absl::StatusOr<shutter::v1::NodeInfo> Node(const std::string& node_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // Capacity last reported by the node; NOT_FOUND if unknown.
   absl::StatusOr<uint32_t> Capacity(const std::string& node_id) const
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -1,6 +1,5 @@
 #include "controller/services.h"
 
-#include <algorithm>
 #include <optional>
 
 #include "common/rpc.h"
@@ -126,11 +125,8 @@ grpc::Status AdminServiceImpl::SetNodeLimit(grpc::ServerContext* ctx,
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                         "this controller has no per-node limits");
   }
-  const std::vector<NodeInfo> nodes = registry_->ListNodes();
-  auto it = std::find_if(nodes.begin(), nodes.end(), [&](const NodeInfo& n) {
-    return n.node_id() == req->node_id();
-  });
-  if (it == nodes.end()) {
+  absl::StatusOr<NodeInfo> node = registry_->Node(req->node_id());
+  if (!node.ok()) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         absl::StrCat("no node '", req->node_id(), "'"));
   }
@@ -142,7 +138,7 @@ grpc::Status AdminServiceImpl::SetNodeLimit(grpc::ServerContext* ctx,
                req->limit() == 0 ? std::string("unpinned")
                                  : absl::StrCat("pinned to ", req->limit()),
                *limit);
-  NodeInfo n = *it;
+  NodeInfo n = *std::move(node);
   scheduler::Scheduler::KeyStats ks = coordinator_->NodeKeyStats(n.node_id());
   n.set_checkpoints_in_flight(ks.in_flight);
   n.set_checkpoints_queued(ks.queued);

@@ -451,8 +451,8 @@ SnapshotCoordinator::RestoreSnapshot(
   }
   plan->set_partitions(static_cast<uint32_t>(leaders.size()));
   for (auto& [node, n] : by_node) {
-    n.set_concurrency(
-        std::min<uint32_t>(LimitFor(node), n.partition_ids_size()));
+    n.set_concurrency(std::min<uint32_t>(std::max(1, LimitFor(node)),
+                                         n.partition_ids_size()));
     *plan->add_nodes() = std::move(n);
   }
   if (request.dry_run()) return resp;
@@ -539,8 +539,8 @@ SnapshotCoordinator::MakeSchedulerTask(const std::string& snapshot_id,
                                        const NodeRegistry::Leader& leader) {
   // Keep the node's limit in step with its capacity, pin or adaptive
   // limit (heartbeats move it between dispatches).
-  if (registry_->Capacity(leader.node_id).ok()) {
-    scheduler_.SetLimit(leader.node_id, LimitFor(leader.node_id));
+  if (const int limit = LimitFor(leader.node_id); limit > 0) {
+    scheduler_.SetLimit(leader.node_id, limit);
   }
   return {scheduler::TaskOptions{
               leader.node_id, job_id,
@@ -1049,7 +1049,7 @@ scheduler::Scheduler::KeyStats SnapshotCoordinator::NodeKeyStats(
 
 int SnapshotCoordinator::LimitFor(const std::string& node_id) const {
   auto cap = registry_->Capacity(node_id);
-  if (!cap.ok()) return 1;
+  if (!cap.ok()) return 0;
   if (options_.limits == nullptr) return static_cast<int>(*cap);
   return options_.limits->Effective(node_id, *cap);
 }

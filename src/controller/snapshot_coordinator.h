@@ -235,11 +235,11 @@ class SnapshotCoordinator {
   // waits (timer) while there is none, or fails it past the deadline.
   void Dispatch(const std::string& snapshot_id, uint32_t partition_id)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // The scheduler task that runs a partition on `leader` (key = node, job,
-  // weight = the partition's reported size); applies the node's capacity.
-  // The node's concurrency limit now (see Options::limits); 1 if the
+  // The node's concurrency limit now (see Options::limits); 0 if the
   // registry does not know the node.
   int LimitFor(const std::string& node_id) const;
+  // The scheduler task that runs a partition on `leader` (key = node, job,
+  // weight = the partition's reported size); applies the node's limit.
   std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(
       const std::string& snapshot_id, uint32_t partition_id, uint64_t job_id,
       const NodeRegistry::Leader& leader) ABSL_LOCKS_EXCLUDED(mu_);

@@ -11,6 +11,14 @@ namespace shutter::node {
 using namespace shutter::v1;  // NOLINT: service message types
 
 namespace {
+// A reactor finished at once with `s` (answers known before any work).
+grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* ctx,
+                                   const grpc::Status& s) {
+  grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(s);
+  return r;
+}
+
 void RecordCheckpoint(metrics::Registry* m,
                       const absl::StatusOr<CreateCheckpointResponse>& r) {
   const char* outcome = !r.ok()                  ? "failed"
@@ -67,9 +75,7 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
     CreateCheckpointResponse* response) {
   if (absl::Status d = authz_->CheckController(*ctx, "CreateCheckpoint");
       !d.ok()) {
-    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-    r->Finish(ToGrpcStatus(d));
-    return r;
+    return Finished(ctx, ToGrpcStatus(d));
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   taker_->CreateCheckpoint(
@@ -87,9 +93,7 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
     grpc::CallbackServerContext* ctx, const GetNodeStatsRequest* request,
     GetNodeStatsResponse* response) {
   if (absl::Status d = authz_->CheckController(*ctx, "GetNodeStats"); !d.ok()) {
-    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-    r->Finish(ToGrpcStatus(d));
-    return r;
+    return Finished(ctx, ToGrpcStatus(d));
   }
   CheckpointTaker::Stats s = taker_->GetStats();
   response->set_node_id(taker_->options().node_id);
@@ -113,9 +117,7 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CancelCheckpoints(
     CancelCheckpointsResponse* response) {
   if (absl::Status d = authz_->CheckController(*ctx, "CancelCheckpoints");
       !d.ok()) {
-    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-    r->Finish(ToGrpcStatus(d));
-    return r;
+    return Finished(ctx, ToGrpcStatus(d));
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = CheckSafeId("snapshot_id", request->snapshot_id());
@@ -134,16 +136,12 @@ grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
     SetPartitionRoleResponse* response) {
   if (absl::Status d = authz_->CheckController(*ctx, "SetPartitionRole");
       !d.ok()) {
-    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-    r->Finish(ToGrpcStatus(d));
-    return r;
+    return Finished(ctx, ToGrpcStatus(d));
   }
   if (!test_hooks_) {
-    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                           "SetPartitionRole is a test hook, served only "
-                           "with --enable-data-plane"));
-    return r;
+    return Finished(ctx, grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                      "SetPartitionRole is a test hook, served "
+                                      "only with --enable-data-plane"));
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto acquired = host_->Acquire(request->partition_id());
@@ -172,9 +170,7 @@ grpc::ServerUnaryReactor* NodeServiceImpl::RestorePartition(
     RestorePartitionResponse* response) {
   if (absl::Status d = authz_->CheckController(*ctx, "RestorePartition");
       !d.ok()) {
-    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-    r->Finish(ToGrpcStatus(d));
-    return r;
+    return Finished(ctx, ToGrpcStatus(d));
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (restorer_ == nullptr) {
@@ -196,9 +192,7 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CancelRestores(
     CancelRestoresResponse* response) {
   if (absl::Status d = authz_->CheckController(*ctx, "CancelRestores");
       !d.ok()) {
-    grpc::ServerUnaryReactor* r = ctx->DefaultReactor();
-    r->Finish(ToGrpcStatus(d));
-    return r;
+    return Finished(ctx, ToGrpcStatus(d));
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = CheckSafeId("restore_id", request->restore_id());
@@ -249,12 +243,8 @@ grpc::Status PartitionDataImpl::Write(grpc::ServerContext* ctx,
   }
   const absl::Time start = absl::Now();
   auto idx = (*store)->Write(muts, request->sync(), request->leader_epoch());
-  if (metrics_ != nullptr && idx.ok()) {
-    metrics_
-        ->GetHistogram("shutter_node_write_seconds",
-                       "Latency of the partitions' own (foreground) writes "
-                       "through the data plane")
-        ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  if (write_seconds_ != nullptr && idx.ok()) {
+    write_seconds_->Observe(absl::ToDoubleSeconds(absl::Now() - start));
   }
   if (!idx.ok()) return ToGrpcStatus(idx.status());
   response->set_applied_index(*idx);
