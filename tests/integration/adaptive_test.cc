@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "shutter/v1/admin.pb.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
+#include "testing/shutterctl.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -22,7 +22,6 @@ namespace {
 using shutter::v1::ListNodesResponse;
 using shutter::v1::NodeInfo;
 using testing::PollUntil;
-using testing::RunCommand;
 
 constexpr int kNodes = 2;
 constexpr int kPerNode = 4;
@@ -42,21 +41,15 @@ class AdaptiveTest : public ::testing::Test {
   }
 
   int Ctl(std::vector<std::string> args, std::string* out, std::string* err) {
-    args.insert(args.begin(), SHUTTERCTL_BIN);
-    auto rc =
-        RunCommand(args, out, err, absl::Seconds(60),
-                   {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
-    EXPECT_OK(rc);
-    return rc.ok() ? *rc : -1;
+    return testing::RunShutterctl(cluster_, std::move(args), out, err,
+                                  absl::Seconds(60));
   }
 
   // `nodes list -o json`, by node id.
   std::map<std::string, NodeInfo> Nodes() {
     std::string out, err;
     EXPECT_EQ(Ctl({"-o", "json", "nodes", "list"}, &out, &err), 0) << err;
-    ListNodesResponse resp;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(out, &resp).ok())
-        << out;
+    const auto resp = testing::FromJson<ListNodesResponse>(out);
     std::map<std::string, NodeInfo> by_id;
     for (const auto& n : resp.nodes()) by_id[n.node_id()] = n;
     return by_id;

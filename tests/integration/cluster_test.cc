@@ -31,6 +31,7 @@
 #include "snapshot/repository.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
+#include "testing/shutterctl.h"
 #include "testing/snapshot_checks.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -102,12 +103,7 @@ class ClusterTest : public ::testing::Test {
 
   // Runs shutterctl against the controller; returns the exit code.
   int Ctl(std::vector<std::string> args, std::string* out, std::string* err) {
-    args.insert(args.begin(), SHUTTERCTL_BIN);
-    auto rc =
-        RunCommand(args, out, err, absl::Seconds(120),
-                   {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
-    EXPECT_OK(rc);
-    return rc.ok() ? *rc : -1;
+    return testing::RunShutterctl(cluster_, std::move(args), out, err);
   }
 
   testing::TempDir tmp_;

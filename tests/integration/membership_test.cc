@@ -21,6 +21,7 @@
 #include "snapshot/repository.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
+#include "testing/shutterctl.h"
 #include "testing/snapshot_checks.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -63,12 +64,7 @@ class MembershipTest : public ::testing::Test {
 
   // Runs shutterctl; returns the exit code.
   int Ctl(std::vector<std::string> args, std::string* out, std::string* err) {
-    args.insert(args.begin(), SHUTTERCTL_BIN);
-    auto rc =
-        RunCommand(args, out, err, absl::Seconds(120),
-                   {"SHUTTER_CONTROLLER=" + cluster_->controller_address()});
-    EXPECT_OK(rc);
-    return rc.ok() ? *rc : -1;
+    return testing::RunShutterctl(*cluster_, std::move(args), out, err);
   }
 
   // Runs a shutter-node to completion (it is expected to exit by itself).

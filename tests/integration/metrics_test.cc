@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
+#include "testing/shutterctl.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -94,14 +95,11 @@ class MetricsTest : public ::testing::Test {
   }
 
   int Ctl(std::vector<std::string> args) {
-    args.insert(args.begin(), SHUTTERCTL_BIN);
     std::string out, err;
-    auto rc =
-        RunCommand(args, &out, &err, absl::Seconds(60),
-                   {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
-    EXPECT_OK(rc);
-    EXPECT_EQ(*rc, 0) << err;
-    return rc.ok() ? *rc : -1;
+    const int rc = testing::RunShutterctl(cluster_, std::move(args), &out, &err,
+                                          absl::Seconds(60));
+    EXPECT_EQ(rc, 0) << err;
+    return rc;
   }
 
   // `promtool check metrics` on `text`: OK, or its complaint.

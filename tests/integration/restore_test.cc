@@ -19,7 +19,6 @@
 #include "absl/strings/str_format.h"
 #include "common/fs.h"
 #include "common/rpc.h"
-#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "partition/partition_store.h"
 #include "shutter/v1/admin.pb.h"
@@ -29,6 +28,7 @@
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/s3_server.h"
+#include "testing/shutterctl.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -74,19 +74,11 @@ class RestoreTest : public ::testing::TestWithParam<std::string> {
   }
 
   int Ctl(std::vector<std::string> args, std::string* out, std::string* err) {
-    args.insert(args.begin(), SHUTTERCTL_BIN);
-    auto rc =
-        RunCommand(args, out, err, absl::Seconds(120),
-                   {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
-    EXPECT_OK(rc);
-    return rc.ok() ? *rc : -1;
+    return testing::RunShutterctl(cluster_, std::move(args), out, err);
   }
   template <typename M>
   M Json(const std::string& out) {
-    M m;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(out, &m).ok())
-        << out;
-    return m;
+    return testing::FromJson<M>(out);
   }
 
   static int NodeOf(uint32_t p) { return static_cast<int>(p) / kPerNode; }

@@ -22,6 +22,7 @@
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/s3_server.h"
+#include "testing/shutterctl.h"
 #include "testing/snapshot_checks.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -67,22 +68,14 @@ class RetentionTest : public ::testing::TestWithParam<std::string> {
   }
 
   int Ctl(std::vector<std::string> args, std::string* out, std::string* err) {
-    args.insert(args.begin(), SHUTTERCTL_BIN);
-    auto rc =
-        RunCommand(args, out, err, absl::Seconds(120),
-                   {"SHUTTER_CONTROLLER=" + cluster_.controller_address()});
-    EXPECT_OK(rc);
-    return rc.ok() ? *rc : -1;
+    return testing::RunShutterctl(cluster_, std::move(args), out, err);
   }
   template <typename M>
   M CtlJson(std::vector<std::string> args) {
     args.insert(args.begin(), {"-o", "json"});
     std::string out, err;
-    M m;
     EXPECT_EQ(Ctl(args, &out, &err), 0) << err;
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(out, &m).ok())
-        << out;
-    return m;
+    return testing::FromJson<M>(out);
   }
 
   // Writes `keys` keys (values depend on `round`) into every partition,
