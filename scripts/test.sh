@@ -110,6 +110,8 @@ done
 # Monitoring: the alert rules pass promtool, the dashboard is JSON (the
 # metrics themselves are checked by promtool in metrics_test).
 promtool check rules deploy/prometheus/shutter-alerts.yml
+# The alerts fire on a first failure (series that start at 0 and step to 1).
+(cd deploy/prometheus && promtool test rules shutter-alerts.test.yml)
 python3 -m json.tool deploy/grafana/shutter-dashboard.json >/dev/null
 
 # Benchmarks in smoke mode: they must keep compiling and working.

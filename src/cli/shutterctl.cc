@@ -330,6 +330,23 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
   if (!s.error().empty()) {
     std::cout << "Error:      " << EscapeForTerminal(s.error()) << "\n";
   }
+  // A restore that did not finish everything: which partitions now hold
+  // the snapshot's data and which kept their own (needs every partition).
+  if (IsRestore(s) && controller::IsFinished(s.state()) &&
+      s.state() != SNAPSHOT_STATE_COMMITTED &&
+      s.partitions_size() == static_cast<int>(sum.partitions_total())) {
+    std::vector<uint32_t> restored, untouched;
+    for (const auto& p : s.partitions()) {
+      (p.state() == PARTITION_TASK_STATE_PUBLISHED ? restored : untouched)
+          .push_back(p.partition_id());
+    }
+    std::cout << "Restored:   "
+              << (restored.empty() ? "none" : FormatIdList(restored))
+              << " (now hold the snapshot's data)\n"
+              << "Untouched:  "
+              << (untouched.empty() ? "none" : FormatIdList(untouched))
+              << " (kept their own data)\n";
+  }
   std::cout << "\n";
   if (s.partitions().empty()) {
     if (!all)
@@ -339,6 +356,9 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
   Table t({"PARTITION", "STATE", "NODE", "EPOCH", "APPLIED", "FILES", "SIZE",
            "TIME", "ATTEMPTS", "ERROR"});
   for (const auto& p : s.partitions()) {
+    // Fetched whole only for the lists above: the table keeps to what
+    // needs attention unless --all.
+    if (!all && p.state() == PARTITION_TASK_STATE_PUBLISHED) continue;
     t.Add(
         {absl::StrCat(p.partition_id()), TaskStateName(p.state()), p.node_id(),
          absl::StrCat(p.leader_epoch()), absl::StrCat(p.applied_index()),
@@ -433,6 +453,13 @@ int ShowSnapshot(const Global& g, const std::string& id, bool all,
   all = all || timeline || g.output == "json";
   grpc::Status s = FetchSnapshot(c, id, all, &resp);
   if (!s.ok()) return FailRpc(s, "show snapshot");
+  if (!all && IsRestore(resp.snapshot()) &&
+      controller::IsFinished(resp.snapshot().state()) &&
+      resp.snapshot().state() != SNAPSHOT_STATE_COMMITTED) {
+    // Every partition, to say which were restored and which not.
+    s = FetchSnapshot(c, id, true, &resp);
+    if (!s.ok()) return FailRpc(s, "show snapshot");
+  }
   if (timeline && g.output != "json") {
     PrintTimeline(resp.snapshot(), 60);
     return 0;
@@ -571,7 +598,9 @@ int CancelSnapshot(const Global& g, const std::string& id) {
   } else {
     if (IsRestore(resp.snapshot())) {
       std::cout << "restore " << id
-                << " cancelled; partitions already restored stay restored\n";
+                << " cancelled; partitions already restored stay restored "
+                   "(`restores show "
+                << id << "` lists them once in-flight ones end)\n";
       return 0;
     }
     std::cout << "snapshot " << id << " cancelled"
@@ -756,6 +785,22 @@ int RepositoryGc(const Global& g, bool dry_run, const std::string& grace) {
       dry_run ? "would delete" : "deleted", resp.objects_deleted(),
       HumanBytes(resp.bytes_deleted()), resp.objects_too_young(),
       resp.grace_seconds());
+  if (resp.uploads_aborted() + resp.uploads_too_young() > 0) {
+    std::cout << absl::StrFormat(
+        "incomplete multipart uploads: %s %d, %d younger than the grace "
+        "kept\n",
+        dry_run ? "would abort" : "aborted", resp.uploads_aborted(),
+        resp.uploads_too_young());
+  }
+  if (resp.publish_locks_released() > 0) {
+    std::cout << resp.publish_locks_released()
+              << " publish lock(s) of attempts that were over removed "
+                 "(not waited for)\n";
+  }
+  if (resp.sweep_incomplete()) {
+    std::cout << "the sweep stopped at its time bound (publishers were "
+                 "waiting); run it again for the rest\n";
+  }
   return 0;
 }
 
@@ -772,11 +817,12 @@ int RepositoryStats(const Global& g) {
     return 0;
   }
   Table t({"REPOSITORY", "SNAPSHOTS", "UNCOMMITTED", "OBJECTS", "STORED",
-           "AS FULL COPIES", "SHARED"});
+           "AS FULL COPIES", "SHARED", "INCOMPLETE UPLOADS"});
   t.Add({EscapeForTerminal(resp.repository()), absl::StrCat(resp.snapshots()),
          absl::StrCat(resp.uncommitted_snapshots()),
          absl::StrCat(resp.objects()), HumanBytes(resp.bytes_stored()),
-         HumanBytes(resp.logical_bytes()), HumanBytes(resp.bytes_shared())});
+         HumanBytes(resp.logical_bytes()), HumanBytes(resp.bytes_shared()),
+         absl::StrCat(resp.incomplete_uploads())});
   std::cout << t.Render();
   return 0;
 }
@@ -967,6 +1013,7 @@ int LoadData(const Global& g, const std::string& partitions, int keys,
 }
 
 int Main(int argc, char** argv) {
+  SilenceGrpcLogs();
   Global g;
   if (const char* env = std::getenv("SHUTTER_CONTROLLER"); env && *env) {
     g.controller = env;

@@ -23,6 +23,7 @@ constexpr Entry kNames[] = {
     {ErrorReason::kInvalidRequest, "INVALID_REQUEST"},
     {ErrorReason::kCheckpointFailed, "CHECKPOINT_FAILED"},
     {ErrorReason::kMismatchedAnswer, "MISMATCHED_ANSWER"},
+    {ErrorReason::kRepositoryBusy, "REPOSITORY_BUSY"},
 };
 }  // namespace
 

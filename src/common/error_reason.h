@@ -40,6 +40,10 @@ enum class ErrorReason {
   // Controller-side only: a node's answer did not match the request or
   // what the repository holds.
   kMismatchedAnswer,
+  // The repository is being garbage-collected: nothing went wrong, the
+  // publish may start again once the collection ends (the controller waits
+  // for it without spending an attempt).
+  kRepositoryBusy,
 };
 
 // "STALE_EPOCH", "NOT_LEADER", ...; "UNSPECIFIED" for kUnspecified.

@@ -1,5 +1,9 @@
 #include "common/metrics.h"
 
+#include <CivetServer.h>
+#include <civetweb.h>
+
+#include <cstring>
 #include <stdexcept>
 
 #include "absl/status/status.h"
@@ -174,9 +178,32 @@ void Registry::AddCounterCallback(const std::string& name,
 
 void Registry::StopServing() { impl_->exposer.reset(); }
 
+namespace {
+// civetweb matches a handler's URI as a prefix ("/metrics" would serve
+// "/metricsx" and "/metrics/anything"): answer 404 to everything but the
+// exact path before any handler sees it.
+int OnlyExactPaths(mg_connection* conn) {
+  const mg_request_info* info = mg_get_request_info(conn);
+  const char* uri = info != nullptr ? info->local_uri : nullptr;
+  if (uri != nullptr && std::strcmp(uri, "/metrics") == 0) return 0;
+  mg_send_http_error(conn, 404, "%s", "not found; metrics are at /metrics\n");
+  return 404;
+}
+
+const CivetCallbacks& ExactPathCallbacks() {
+  static const CivetCallbacks* callbacks = [] {
+    auto* cb = new CivetCallbacks();
+    cb->begin_request = OnlyExactPaths;
+    return cb;
+  }();
+  return *callbacks;
+}
+}  // namespace
+
 absl::Status Registry::Serve(const std::string& listen) {
   try {
-    impl_->exposer = std::make_unique<prometheus::Exposer>(listen, 1);
+    impl_->exposer =
+        std::make_unique<prometheus::Exposer>(listen, 1, &ExactPathCallbacks());
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on \"", listen, "\": ", e.what()));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -442,6 +443,14 @@ std::unique_ptr<ListenerWatchdog> WatchListener(const std::string& listen,
 }
 
 void RouteGrpcLogsToSpdlog() { gpr_set_log_function(GrpcLogToSpdlog); }
+
+void SilenceGrpcLogs() {
+  if (const char* keep = std::getenv("SHUTTER_GRPC_LOGS");
+      keep != nullptr && std::string(keep) == "1") {
+    return;
+  }
+  gpr_set_log_function([](gpr_log_func_args*) {});
+}
 
 std::string SelfAddress(const std::string& listen, int port) {
   std::string a = WithPort(listen, port);

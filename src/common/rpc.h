@@ -138,6 +138,11 @@ std::unique_ptr<ListenerWatchdog> WatchListener(const std::string& listen,
 // daemon's stderr has a single format. Call once, early in main().
 void RouteGrpcLogsToSpdlog();
 
+// Drops gRPC core's own log lines (a command-line tool reports a failed
+// call in one line of its own; "Handshake failed ..." from inside gRPC
+// would only precede it). SHUTTER_GRPC_LOGS=1 keeps them, for debugging.
+void SilenceGrpcLogs();
+
 // The address this process reaches its own listener at: `listen` with the
 // bound port, and a wildcard host (0.0.0.0, [::]) replaced by loopback.
 std::string SelfAddress(const std::string& listen, int port);

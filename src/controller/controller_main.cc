@@ -1,4 +1,5 @@
 // shutter-controller: tracks nodes, serves the admin API, runs snapshots.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <memory>
@@ -87,6 +88,12 @@ int main(int argc, char** argv) {
 
   controller::NodeRegistry::Options ropts;
   ropts.dead_after = absl::Milliseconds(opts->node_dead_after_ms);
+  // Three missed heartbeats: the registered incarnation no longer proves
+  // it is alive, and a new one of the same node id waits instead of
+  // being refused (a replaced disk, a crash and restart).
+  ropts.silent_after =
+      std::min(absl::Milliseconds(3 * opts->heartbeat_interval_ms),
+               ropts.dead_after / 2);
   ropts.repository_id = *repo_id;
   ropts.repository = (*repo)->Describe();
   controller::NodeRegistry registry(ropts, Clock::Real());

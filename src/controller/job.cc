@@ -72,6 +72,24 @@ std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
                                                 const RetrySettings& settings,
                                                 absl::Time now, double jitter) {
   const absl::Time deadline = absl::FromUnixMicros(header_.deadline_micros());
+  if (cls == FailureClass::kRepositoryBusy) {
+    // A garbage collection holds the repository: wait for it to end,
+    // polling; not an attempt (nothing is wrong with the task).
+    const absl::Duration delay = settings.unreachable_poll_max * jitter;
+    if (now + delay >= deadline) {
+      SetState(task, shutter::v1::PARTITION_TASK_STATE_FAILED);
+      task.set_last_error(absl::StrCat(
+          "the repository was being garbage-collected until the job "
+          "deadline: ",
+          StatusText(error)));
+      return std::nullopt;
+    }
+    SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+    task.set_last_error(absl::StrCat(
+        "waiting for a garbage collection of the repository to end (",
+        StatusText(error), ")"));
+    return delay;
+  }
   if (!CountsAsAttempt(cls)) {
     // No answer: wait for the node (or a new leader); not an attempt.
     task.set_unreachable(task.unreachable() + 1);

@@ -57,6 +57,17 @@ class JobKind {
   // Undoes what a FAILED or CANCELLED job did. OK if there is nothing.
   virtual absl::Status Rollback(const std::string& job_id) = 0;
 
+  // What cancelling a job of this kind means for a task whose outcome is
+  // known (docs/fault-tolerance.md, "Cancel, per job kind"). false: the
+  // job's rollback undoes what its tasks did, so every task ends CANCELLED
+  // (a snapshot: its published partitions are removed). true: what a task
+  // did stays done and the task keeps saying so -- PUBLISHED and FAILED
+  // tasks are left as they are, and an answer arriving after the cancel
+  // that says the work was done is recorded as PUBLISHED (a restore: a
+  // swapped partition stays restored); only tasks that had not finished
+  // end CANCELLED.
+  virtual bool CancelKeepsOutcomes() const { return false; }
+
   // Tells the nodes at `address` to stop the job's work in flight (best
   // effort).
   virtual void CancelOnNode(const std::string& address,

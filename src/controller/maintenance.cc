@@ -34,6 +34,10 @@ void CopyReport(const snapshot::GcReport& report, CollectGarbageResponse* r) {
   r->set_bytes_deleted(report.bytes_deleted);
   r->set_objects_too_young(report.objects_too_young);
   r->set_manifests_read(report.manifests_read);
+  r->set_publish_locks_released(report.publish_locks_released);
+  r->set_uploads_aborted(report.uploads_aborted);
+  r->set_uploads_too_young(report.uploads_too_young);
+  r->set_sweep_incomplete(report.sweep_incomplete);
 }
 
 std::string NewGcId(absl::Time now) {
@@ -163,6 +167,12 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::RunGc(GcJobRecord record) {
   o.grace = absl::Seconds(record.grace_seconds());
   o.owner = record.gc_id();
   o.wait_for_publishes = options_.gc_wait_for_publishes;
+  // A publish lock whose task this controller has finished (or whose job
+  // ended) belongs to an attempt that is over -- its node died mid-upload,
+  // or a retry published instead: do not wait for it.
+  o.publish_lock_dead = [this](const snapshot::PublishLock& l) {
+    return coordinator_->AttemptIsOver(l.snapshot_id, l.partition_id);
+  };
   auto report = repo_->CollectGarbage(o);
   record.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
   CollectGarbageResponse& r = *record.mutable_result();
@@ -249,6 +259,7 @@ Maintenance::GetRepositoryStats() const {
   r.set_bytes_stored(st.bytes_stored);
   r.set_logical_bytes(st.logical_bytes);
   r.set_bytes_shared(st.bytes_shared);
+  r.set_incomplete_uploads(st.incomplete_uploads);
   return r;
 }
 

@@ -41,7 +41,7 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
         "heartbeat from ", req.node_id(),
         ": no node instance (the node must send its incarnation)"));
   }
-  if (!options_.repository_id.empty() &&
+  if (!req.leaving() && !options_.repository_id.empty() &&
       req.repository_id() != options_.repository_id) {
     std::string msg = absl::StrCat(
         "node ", req.node_id(), " at ", Quote(req.address()),
@@ -70,10 +70,49 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
   }
   absl::MutexLock l(&mu_);
   auto it = nodes_.find(req.node_id());
+  if (req.leaving()) {
+    // A clean shutdown: release the incarnation (only the registered one
+    // may release itself).
+    if (it != nodes_.end() &&
+        it->second.instance_id == req.instance().instance_id() &&
+        it->second.start_count == req.instance().start_count() &&
+        !it->second.left) {
+      it->second.left = true;
+      spdlog::info(
+          "node {} (incarnation {}, start {}) is leaving: released (a new "
+          "incarnation of the node id is accepted at once; the same one "
+          "coming back is the same node)",
+          req.node_id(), Quote(req.instance().instance_id()),
+          req.instance().start_count());
+    }
+    return absl::OkStatus();
+  }
   if (it != nodes_.end()) {
     const NodeState& old = it->second;
     if (old.instance_id != req.instance().instance_id()) {
-      if (AliveLocked(old)) {
+      const absl::Duration silent = clock_->Now() - old.last_heartbeat;
+      if (old.left) {
+        spdlog::info(
+            "node {}: incarnation {} left cleanly; accepting incarnation {} "
+            "at {} at once",
+            req.node_id(), old.instance_id, Quote(req.instance().instance_id()),
+            Quote(req.address()));
+      } else if (AliveLocked(old) && silent >= options_.silent_after) {
+        // Not demonstrably alive: probably crashed, or its disk was
+        // replaced. The new incarnation waits, it is not refused.
+        std::string msg = absl::StrFormat(
+            "node id %s is registered to incarnation %s at %s, which has "
+            "sent no heartbeat for %d ms (crashed, or its machine or disk "
+            "was replaced); %s (incarnation %s) is accepted once that one "
+            "has been silent for %s, in %d ms: retrying",
+            req.node_id(), old.instance_id, Quote(old.address),
+            absl::ToInt64Milliseconds(silent), Quote(req.address()),
+            Quote(req.instance().instance_id()),
+            absl::FormatDuration(options_.dead_after),
+            absl::ToInt64Milliseconds(options_.dead_after - silent));
+        spdlog::info("heartbeat deferred: {}", msg);
+        return absl::UnavailableError(msg);
+      } else if (AliveLocked(old)) {
         std::string msg = absl::StrFormat(
             "node id %s is in use by a live node at %s (incarnation %s, last "
             "heartbeat %d ms ago); refusing %s (incarnation %s). Two "
@@ -86,12 +125,14 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
         spdlog::warn("refused heartbeat: {}", msg);
         return absl::AlreadyExistsError(msg);
       }
-      spdlog::warn(
-          "node {} is now incarnation {} at {} (was {} at {}, dead since "
-          "{} ms)",
-          req.node_id(), Quote(req.instance().instance_id()),
-          Quote(req.address()), old.instance_id, Quote(old.address),
-          absl::ToInt64Milliseconds(clock_->Now() - old.last_heartbeat));
+      if (!old.left) {
+        spdlog::warn(
+            "node {} is now incarnation {} at {} (was {} at {}, dead since "
+            "{} ms)",
+            req.node_id(), Quote(req.instance().instance_id()),
+            Quote(req.address()), old.instance_id, Quote(old.address),
+            absl::ToInt64Milliseconds(clock_->Now() - old.last_heartbeat));
+      }
     } else if (req.instance().start_count() < old.start_count) {
       std::string msg = absl::StrCat(
           "heartbeat from start ", req.instance().start_count(), " of node ",
@@ -126,6 +167,7 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
     }
     n.capacity = req.checkpoint_capacity();
     n.last_heartbeat = clock_->Now();
+    n.left = false;
     return absl::OkStatus();
   }
   NodeState fresh;
@@ -140,6 +182,23 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
     fresh.index[fresh.partitions[i].partition_id()] = i;
   }
   auto old = nodes_.find(req.node_id());
+  if (old != nodes_.end() && old->second.instance_id == fresh.instance_id &&
+      old->second.start_count == fresh.start_count) {
+    // Epochs of one process only grow: a report built before a change the
+    // controller already learned from a task's answer (ObservePartition:
+    // a restore's swap raised the epoch) must not take it back. The next
+    // report carries the new epoch.
+    for (auto& p : fresh.partitions) {
+      auto at = old->second.index.find(p.partition_id());
+      if (at == old->second.index.end()) continue;
+      const auto& known = old->second.partitions[at->second];
+      if (known.leader_epoch() > p.leader_epoch()) {
+        p.set_role(known.role());
+        p.set_leader_epoch(known.leader_epoch());
+        p.set_applied_index(std::max(known.applied_index(), p.applied_index()));
+      }
+    }
+  }
   if (capacity_changed != nullptr) {
     *capacity_changed =
         old == nodes_.end() || old->second.capacity != fresh.capacity;
@@ -285,6 +344,30 @@ std::vector<PartitionInfo> NodeRegistry::ListPartitions() const {
     out.push_back(DescribeLocked(entry.first));
   }
   return out;
+}
+
+bool NodeRegistry::ObservePartition(const std::string& node_id,
+                                    const std::string& instance_id,
+                                    uint32_t partition_id, uint64_t epoch,
+                                    uint64_t applied_index) {
+  absl::MutexLock l(&mu_);
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end() || it->second.instance_id != instance_id) {
+    return false;
+  }
+  NodeState& n = it->second;
+  auto at = n.index.find(partition_id);
+  if (at == n.index.end()) return false;
+  shutter::v1::HostedPartition& p = n.partitions[at->second];
+  if (epoch < p.leader_epoch() ||
+      (epoch == p.leader_epoch() && applied_index <= p.applied_index() &&
+       p.role() == shutter::v1::PARTITION_ROLE_LEADER)) {
+    return false;
+  }
+  p.set_role(shutter::v1::PARTITION_ROLE_LEADER);
+  p.set_leader_epoch(epoch);
+  p.set_applied_index(applied_index);
+  return true;
 }
 
 absl::StatusOr<NodeRegistry::Leader> NodeRegistry::ResolveLeader(

@@ -50,6 +50,11 @@ class NodeRegistry {
     // the same identity. Empty: not checked.
     std::string repository_id;
     std::string repository;
+    // A registered incarnation silent for longer than this (but not yet
+    // dead) no longer proves another process holds the node id: a new
+    // incarnation is told to retry (UNAVAILABLE) until the old one is
+    // dead, instead of being refused for good (ALREADY_EXISTS).
+    absl::Duration silent_after = absl::Seconds(3);
   };
 
   struct Leader {
@@ -77,6 +82,20 @@ class NodeRegistry {
   absl::Status Heartbeat(const shutter::v1::HeartbeatRequest& request,
                          bool* full_report_needed = nullptr,
                          bool* capacity_changed = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // What a task's answer proved about a partition: the node's incarnation
+  // `instance_id` now leads `partition_id` at `epoch` with `applied_index`
+  // (a restore swapped the store in and took leadership at a new epoch).
+  // Recorded at once, so that the registry agrees with a job that reports
+  // it done, without waiting for the node's next heartbeat -- but only
+  // for the registered incarnation of a node that reports the partition,
+  // and only if `epoch` is not below the one last reported (a newer epoch
+  // wins, as for heartbeats; a later full report overrides it either way).
+  // Returns whether anything changed.
+  bool ObservePartition(const std::string& node_id,
+                        const std::string& instance_id, uint32_t partition_id,
+                        uint64_t epoch, uint64_t applied_index)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Forgets a dead node. NOT_FOUND if unknown; FAILED_PRECONDITION if it is
@@ -119,6 +138,11 @@ class NodeRegistry {
     std::string address;
     uint32_t capacity = 0;
     absl::Time last_heartbeat;
+    // The incarnation said it was leaving (HeartbeatRequest.leaving): it
+    // still counts as alive (it may come back as itself within
+    // dead_after, a rolling restart), but another incarnation of the node
+    // id is accepted at once (a replaced disk).
+    bool left = false;
     std::vector<shutter::v1::HostedPartition> partitions;
     // Position of each partition in `partitions`.
     std::unordered_map<uint32_t, uint32_t> index;

@@ -20,7 +20,7 @@ void RestoreKind::RunTask(const std::string& job_id, const PartitionTask& task,
   req.set_expected_instance_id(task.node_instance_id());
   transport_->RestorePartition(
       address, req, rpc_timeout_,
-      [task, done = std::move(done)](
+      [task, registry = registry_, done = std::move(done)](
           absl::StatusOr<RestorePartitionResponse> result) mutable {
         if (!result.ok()) {
           std::move(done)(result.status());
@@ -48,6 +48,14 @@ void RestoreKind::RunTask(const std::string& job_id, const PartitionTask& task,
                   ", not above ", task.leader_epoch())),
               ErrorReason::kMismatchedAnswer));
           return;
+        }
+        if (registry != nullptr) {
+          // The node leads the partition at the new epoch with the
+          // snapshot's data: the registry knows it before the job can be
+          // COMMITTED (not a heartbeat later).
+          registry->ObservePartition(task.node_id(), task.node_instance_id(),
+                                     task.partition_id(),
+                                     result->leader_epoch(), m.applied_index());
         }
         TaskOutcome outcome;
         outcome.path = snapshot::Repository::PartitionManifestPath(

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "controller/job_kind.h"
+#include "controller/node_registry.h"
 #include "controller/node_transport.h"
 
 namespace shutter::controller {
@@ -17,8 +18,12 @@ namespace shutter::controller {
 // transport must outlive it.
 class RestoreKind : public JobKind {
  public:
-  RestoreKind(NodeTransport* transport, absl::Duration rpc_timeout)
-      : transport_(transport), rpc_timeout_(rpc_timeout) {}
+  // `registry` (may be null) learns each restored partition's new epoch
+  // and applied index from the answer, before the task counts as done, so
+  // that a COMMITTED restore is what ListPartitions shows at once.
+  RestoreKind(NodeTransport* transport, absl::Duration rpc_timeout,
+              NodeRegistry* registry = nullptr)
+      : transport_(transport), rpc_timeout_(rpc_timeout), registry_(registry) {}
 
   void RunTask(const std::string& job_id,
                const shutter::v1::PartitionTask& task,
@@ -28,10 +33,14 @@ class RestoreKind : public JobKind {
   absl::Status Rollback(const std::string& job_id) override;
   void CancelOnNode(const std::string& address,
                     const std::string& job_id) override;
+  // A swapped partition holds the snapshot's data whatever happens to the
+  // job: cancel keeps every restored task PUBLISHED ("restored").
+  bool CancelKeepsOutcomes() const override { return true; }
 
  private:
   NodeTransport* const transport_;
   const absl::Duration rpc_timeout_;
+  NodeRegistry* const registry_;
 };
 
 }  // namespace shutter::controller

@@ -17,6 +17,8 @@ FailureClass ClassifyCheckpointFailure(const absl::Status& error) {
       return FailureClass::kUnreachable;
     case ErrorReason::kMismatchedAnswer:
       return FailureClass::kTransient;
+    case ErrorReason::kRepositoryBusy:
+      return FailureClass::kRepositoryBusy;
     case ErrorReason::kCheckpointFailed:
       switch (error.code()) {
         case absl::StatusCode::kResourceExhausted:
@@ -61,6 +63,8 @@ absl::string_view FailureClassName(FailureClass c) {
       return "deadline";
     case FailureClass::kTransient:
       return "transient";
+    case FailureClass::kRepositoryBusy:
+      return "repository_busy";
     case FailureClass::kPermanent:
       return "permanent";
   }

@@ -31,6 +31,10 @@ enum class FailureClass {
   // ABORTED), or the node's answer did not match the request or the
   // repository (MISMATCHED_ANSWER). Retried after a backoff. An attempt.
   kTransient,
+  // The repository is being garbage-collected (REPOSITORY_BUSY): the task
+  // waits for the collection to end, polling, like a wait for an
+  // unreachable node. Not an attempt.
+  kRepositoryBusy,
   // Retrying cannot help: the snapshot was cancelled on the node
   // (CANCELLED), the request is invalid (INVALID_REQUEST), the checkpoint
   // failed for another reason, or an error with an unknown reason, or with
@@ -41,12 +45,13 @@ enum class FailureClass {
 
 FailureClass ClassifyCheckpointFailure(const absl::Status& error);
 
-// "unreachable", "leadership", "busy", "deadline", "transient", "permanent".
+// "unreachable", "leadership", "busy", "deadline", "transient",
+// "repository_busy", "permanent".
 absl::string_view FailureClassName(FailureClass c);
 
 // True for the classes that count against the task's max_attempts.
 inline bool CountsAsAttempt(FailureClass c) {
-  return c != FailureClass::kUnreachable;
+  return c != FailureClass::kUnreachable && c != FailureClass::kRepositoryBusy;
 }
 
 // True for the classes that are retried.

@@ -339,7 +339,7 @@ grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext* ctx,
   absl::Status s = registry_->Heartbeat(*req, &full_needed, &capacity_changed);
   if (!s.ok()) return ToGrpcStatus(s);
   resp->set_full_report_needed(full_needed);
-  if (full_needed) return grpc::Status::OK;
+  if (full_needed || req->leaving()) return grpc::Status::OK;
   // The scheduler is told only when the limit changed: its lock is busy
   // while a large job is queued, and a heartbeat must not wait for it.
   if (NodeLimits* limits = coordinator_->limits(); limits != nullptr) {

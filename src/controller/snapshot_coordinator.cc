@@ -52,8 +52,8 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
              options.unreachable_poll, options.unreachable_poll_max},
       kind_(
           std::make_unique<SnapshotKind>(transport, repo, options.rpc_timeout)),
-      restore_kind_(
-          std::make_unique<RestoreKind>(transport, options.rpc_timeout)) {
+      restore_kind_(std::make_unique<RestoreKind>(
+          transport, options.rpc_timeout, registry)) {
   if (metrics::Registry* m = options_.metrics; m != nullptr) {
     metrics::Histogram* write =
         m->GetHistogram("shutter_job_store_write_seconds",
@@ -87,27 +87,105 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
   }
 }
 
+namespace {
+// The job metrics' families (one help text each, wherever they are used).
+constexpr char kJobsTotal[] = "shutter_jobs_total";
+constexpr char kJobsTotalHelp[] = "Snapshot and restore jobs by final state";
+constexpr char kJobDuration[] = "shutter_job_duration_seconds";
+constexpr char kJobDurationHelp[] = "From a job's creation to its final state";
+constexpr char kLastSuccess[] = "shutter_last_success_timestamp_seconds";
+constexpr char kLastSuccessHelp[] =
+    "When the last job of this type committed (Unix time; for snapshots, "
+    "the controller's start if none committed before it)";
+constexpr char kTasksTotal[] = "shutter_partition_tasks_total";
+constexpr char kTasksTotalHelp[] =
+    "Answers to partition tasks, by outcome (published, retried, waiting "
+    "for an unreachable node or a garbage collection, failed)";
+constexpr char kRetries[] = "shutter_task_retries_total";
+constexpr char kRetriesHelp[] = "Partition task retries by failure class";
+constexpr char kQueueWait[] = "shutter_task_queue_wait_seconds";
+constexpr char kQueueWaitHelp[] =
+    "From a task's queueing for a node to its start (waiting for a slot)";
+
+std::string TypeLabel(shutter::v1::JobType type) {
+  return type == shutter::v1::JOB_TYPE_RESTORE ? "restore" : "snapshot";
+}
+std::string StateLabel(shutter::v1::SnapshotState state) {
+  std::string s = StateName(state);
+  for (char& c : s) c = static_cast<char>(std::tolower(c));
+  return s;
+}
+}  // namespace
+
+void SnapshotCoordinator::InitJobMetrics() {
+  metrics::Registry* m = options_.metrics;
+  if (m == nullptr) return;
+  // Every label combination exists from the start at 0, so that
+  // increase() sees the first failure (a series born at 1 has no
+  // increase) and dashboards show zeros, not "no data".
+  m->GetHistogram(kQueueWait, kQueueWaitHelp);
+  for (auto type :
+       {shutter::v1::JOB_TYPE_SNAPSHOT, shutter::v1::JOB_TYPE_RESTORE}) {
+    const std::string t = TypeLabel(type);
+    for (auto state : {shutter::v1::SNAPSHOT_STATE_COMMITTED,
+                       shutter::v1::SNAPSHOT_STATE_PARTIAL,
+                       shutter::v1::SNAPSHOT_STATE_FAILED,
+                       shutter::v1::SNAPSHOT_STATE_CANCELLED}) {
+      m->GetCounter(kJobsTotal, kJobsTotalHelp,
+                    {{"type", t}, {"state", StateLabel(state)}});
+    }
+    m->GetHistogram(kJobDuration, kJobDurationHelp, {{"type", t}});
+    for (const char* outcome : {"published", "retried", "waiting", "failed"}) {
+      m->GetCounter(kTasksTotal, kTasksTotalHelp,
+                    {{"type", t}, {"outcome", outcome}});
+    }
+    for (FailureClass c : {FailureClass::kLeadership, FailureClass::kBusy,
+                           FailureClass::kDeadline, FailureClass::kTransient}) {
+      m->GetCounter(kRetries, kRetriesHelp,
+                    {{"type", t}, {"class", std::string(FailureClassName(c))}});
+    }
+  }
+}
+
+void SnapshotCoordinator::InitLastSuccess() {
+  metrics::Registry* m = options_.metrics;
+  if (m == nullptr) return;
+  // From the jobs in the store, so a restart does not reset the age an
+  // alert watches; a controller with no committed snapshot counts from
+  // its own start (ShutterNoRecentSnapshot then fires if none commits).
+  int64_t last_snapshot = 0, last_restore = 0;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [id, job] : jobs_) {
+      const Snapshot& h = job->header();
+      if (!IsUsable(h.state())) continue;
+      int64_t& last = h.type() == shutter::v1::JOB_TYPE_RESTORE ? last_restore
+                                                                : last_snapshot;
+      last = std::max(last, h.finished_at_micros());
+    }
+  }
+  if (last_snapshot == 0) last_snapshot = absl::ToUnixMicros(clock_->Now());
+  m->GetGauge(kLastSuccess, kLastSuccessHelp, {{"type", "snapshot"}})
+      ->Set(last_snapshot / 1e6);
+  if (last_restore > 0) {
+    m->GetGauge(kLastSuccess, kLastSuccessHelp, {{"type", "restore"}})
+        ->Set(last_restore / 1e6);
+  }
+}
+
 void SnapshotCoordinator::RecordFinished(const Snapshot& h) {
   metrics::Registry* m = options_.metrics;
   if (m == nullptr) return;
-  const std::string type =
-      h.type() == shutter::v1::JOB_TYPE_RESTORE ? "restore" : "snapshot";
-  std::string state = StateName(h.state());
-  for (char& c : state) c = static_cast<char>(std::tolower(c));
-  m->GetCounter("shutter_jobs_total",
-                "Snapshot and restore jobs by final state",
-                {{"type", type}, {"state", state}})
+  const std::string type = TypeLabel(h.type());
+  m->GetCounter(kJobsTotal, kJobsTotalHelp,
+                {{"type", type}, {"state", StateLabel(h.state())}})
       ->Inc();
   if (h.finished_at_micros() > 0) {
-    m->GetHistogram("shutter_job_duration_seconds",
-                    "From a job's creation to its final state",
-                    {{"type", type}})
+    m->GetHistogram(kJobDuration, kJobDurationHelp, {{"type", type}})
         ->Observe((h.finished_at_micros() - h.created_at_micros()) / 1e6);
   }
   if (IsUsable(h.state())) {
-    m->GetGauge("shutter_last_success_timestamp_seconds",
-                "When the last job of this type committed (Unix time)",
-                {{"type", type}})
+    m->GetGauge(kLastSuccess, kLastSuccessHelp, {{"type", type}})
         ->Set(h.finished_at_micros() / 1e6);
   }
 }
@@ -117,16 +195,12 @@ void SnapshotCoordinator::RecordTask(shutter::v1::JobType type,
                                      absl::string_view retry_class) {
   metrics::Registry* m = options_.metrics;
   if (m == nullptr) return;
-  const std::string t =
-      type == shutter::v1::JOB_TYPE_RESTORE ? "restore" : "snapshot";
-  m->GetCounter("shutter_partition_tasks_total",
-                "Answers to partition tasks, by outcome (published, "
-                "retried, waiting for an unreachable node, failed)",
+  const std::string t = TypeLabel(type);
+  m->GetCounter(kTasksTotal, kTasksTotalHelp,
                 {{"type", t}, {"outcome", std::string(outcome)}})
       ->Inc();
   if (!retry_class.empty()) {
-    m->GetCounter("shutter_task_retries_total",
-                  "Partition task retries by failure class",
+    m->GetCounter(kRetries, kRetriesHelp,
                   {{"type", t}, {"class", std::string(retry_class)}})
         ->Inc();
   }
@@ -144,7 +218,9 @@ SnapshotCoordinator::Create(const Options& options, NodeRegistry* registry,
                             Clock* clock) {
   std::unique_ptr<SnapshotCoordinator> c(new SnapshotCoordinator(
       options, registry, store, repo, transport, timer, clock));
+  c->InitJobMetrics();
   ASSIGN_OR_RETURN(auto resume, c->Recover());
+  c->InitLastSuccess();
   for (const auto& [snapshot_id, partition_id] : resume) {
     c->Dispatch(snapshot_id, partition_id);
   }
@@ -548,10 +624,7 @@ SnapshotCoordinator::MakeSchedulerTask(const std::string& snapshot_id,
           [this, snapshot_id, partition_id,
            queued = clock_->Now()](scheduler::SlotToken token) {
             if (options_.metrics != nullptr) {
-              options_.metrics
-                  ->GetHistogram("shutter_task_queue_wait_seconds",
-                                 "From a task's queueing for a node to its "
-                                 "start (waiting for a slot)")
+              options_.metrics->GetHistogram(kQueueWait, kQueueWaitHelp)
                   ->Observe(absl::ToDoubleSeconds(clock_->Now() - queued));
             }
             StartTask(snapshot_id, partition_id, std::move(token));
@@ -622,9 +695,20 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
   PartitionTask* t = job->Find(partition_id);
   if (t == nullptr) return;
   if (job->header().state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) {
-    // A checkpoint that was in flight when the snapshot was cancelled: now
-    // that it is over, the rollback can run (once none is left running).
-    job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+    // A task that was in flight when the job was cancelled: now that it is
+    // over, the rollback can run (once none is left running). A kind whose
+    // outcomes survive a cancel keeps a successful answer (the partition
+    // was restored before the cancel reached the node).
+    if (TaskDone(*t)) return;
+    if (verified.ok() && KindOf(job->header().type())->CancelKeepsOutcomes()) {
+      t->set_attempts(t->attempts() + 1);
+      t->set_started_at_micros(absl::ToUnixMicros(started));
+      job->Publish(*t, result->manifest, result->path,
+                   absl::ToInt64Milliseconds(clock_->Now() - started));
+      RecordTask(job->header().type(), "published");
+    } else {
+      job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+    }
     StageTaskLocked(*job, *t);
     AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
     return;
@@ -654,7 +738,12 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
   } else {
     RecordTask(type, "retried", FailureClassName(cls));
   }
-  if (!CountsAsAttempt(cls)) {
+  if (cls == FailureClass::kRepositoryBusy) {
+    spdlog::info(
+        "snapshot {} partition {}: {}{}", snapshot_id, partition_id,
+        StatusText(verified),
+        again ? "; waiting for the garbage collection to end" : "; giving up");
+  } else if (!CountsAsAttempt(cls)) {
     if (t->unreachable() == 1 || !again) {
       spdlog::warn("snapshot {} partition {}: node {} unreachable ({}){}",
                    snapshot_id, partition_id, t->node_id(),
@@ -673,7 +762,8 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
     });
   };
   if (again && !CountsAsAttempt(cls)) {
-    // Waiting for an unreachable node is a soft state (see the header):
+    // Waiting for an unreachable node or a garbage collection is a soft
+    // state (see the header):
     // nothing to persist, nothing to wait for.
     redispatch(*again);
     return;
@@ -887,6 +977,17 @@ std::vector<std::string> SnapshotCoordinator::InterruptedDeletes() const {
   return out;
 }
 
+bool SnapshotCoordinator::AttemptIsOver(const std::string& snapshot_id,
+                                        uint32_t partition_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(snapshot_id);
+  if (it == jobs_.end()) return false;
+  Job& job = *it->second;
+  if (IsFinished(job.header().state())) return !job.AnyRunning();
+  const PartitionTask* t = job.Find(partition_id);
+  return t != nullptr && TaskDone(*t);
+}
+
 void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
   JobKind* kind = nullptr;
   {
@@ -940,12 +1041,19 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
           absl::StrCat("snapshot ", snapshot_id, " is already ",
                        StateName(job->header().state())));
     }
+    kind = KindOf(job->header().type());
+    const bool keep_outcomes = kind->CancelKeepsOutcomes();
     Snapshot& h = job->mutable_header();
     h.set_state(shutter::v1::SNAPSHOT_STATE_CANCELLED);
-    h.set_error("cancelled by an operator");
+    h.set_error(keep_outcomes ? "cancelled by an operator; partitions whose "
+                                "tasks finished keep their outcome"
+                              : "cancelled by an operator");
     h.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
     for (const auto& task : job->tasks()) {
       PartitionTask& t = *job->Find(task.partition_id());
+      // A known outcome is never relabelled where the kind keeps it (see
+      // JobKind::CancelKeepsOutcomes).
+      if (keep_outcomes && TaskDone(t)) continue;
       if (t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) {
         // Checkpoints in flight finish on their nodes; the rollback waits
         // for them.
@@ -961,7 +1069,6 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
     StageHeaderLocked(*job);
     RecordFinished(h);
     job_id = job->scheduler_job;
-    kind = KindOf(job->header().type());
   }
   RETURN_IF_ERROR(committer_.Flush());
   spdlog::info("snapshot {} cancelled", snapshot_id);

@@ -178,6 +178,12 @@ class SnapshotCoordinator {
   absl::StatusOr<shutter::v1::Snapshot> PinSnapshot(
       const std::string& snapshot_id, bool pinned) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // True if no attempt at the partition's task can still be publishing
+  // legitimately: the job is finished, or the task is (PUBLISHED, FAILED,
+  // CANCELLED). False for unknown jobs (another controller's, say).
+  bool AttemptIsOver(const std::string& snapshot_id,
+                     uint32_t partition_id) const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Snapshots whose deletion was asked for but not finished (a crash
   // interrupted it): finish them with DeleteSnapshot(id, true).
   std::vector<std::string> InterruptedDeletes() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -249,6 +255,10 @@ class SnapshotCoordinator {
                   absl::Time started, absl::StatusOr<TaskOutcome> result)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Creates every job and task metric's label combination at 0.
+  void InitJobMetrics();
+  // shutter_last_success_timestamp_seconds from the recovered jobs.
+  void InitLastSuccess() ABSL_LOCKS_EXCLUDED(mu_);
   // Metrics of a job that just finished (state, duration).
   void RecordFinished(const shutter::v1::Snapshot& h);
   // Metrics of a task's answer: "published", "retried", "waiting", "failed".

@@ -100,6 +100,22 @@ absl::Status Heartbeater::SendOnce(absl::Duration timeout, bool full) {
   return s;
 }
 
+absl::Status Heartbeater::SendLeaving(absl::Duration timeout) {
+  shutter::v1::HeartbeatRequest req;
+  req.set_node_id(options_.node_id);
+  req.set_address(options_.advertise_address);
+  req.set_checkpoint_capacity(options_.checkpoint_capacity);
+  req.mutable_instance()->set_instance_id(options_.instance.instance_id);
+  req.mutable_instance()->set_start_count(options_.instance.start_count);
+  req.set_partitions_omitted(true);
+  req.set_leaving(true);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(timeout));
+  shutter::v1::HeartbeatResponse resp;
+  return FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
+}
+
 void Heartbeater::Loop() {
   bool was_ok = true;
   const absl::Duration timeout =

@@ -57,6 +57,12 @@ class Heartbeater {
   // controller could not be reached (the loop keeps trying later).
   absl::Status Register(absl::Duration timeout);
 
+  // Tells the controller that this incarnation is leaving (a clean
+  // shutdown, after draining), so that it is released at once: a new
+  // incarnation of the node id need not wait for it to be declared dead.
+  // Call after Stop(). Best effort: the error is returned for the log.
+  absl::Status SendLeaving(absl::Duration timeout);
+
   // Starts the loop; its first heartbeat goes out at once.
   void Start();
   // Stops the thread; returns once it has exited. Idempotent.

@@ -9,6 +9,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter::node {
 
@@ -78,6 +79,28 @@ absl::Status CheckIncarnation(const std::string& expected,
           "request meant for incarnation ", Quote(expected), " of node ",
           node_id, ", but this is incarnation ", instance_id)),
       ErrorReason::kWrongIncarnation);
+}
+
+void ReleaseDeadPublishLocks(snapshot::Repository& repo,
+                             const std::string& node_id,
+                             const NodeInstanceInfo& me) {
+  auto released = repo.ReleasePublishLocks([&](const snapshot::PublishLock& l) {
+    if (l.node_id != node_id) return false;
+    std::pair<absl::string_view, absl::string_view> parts =
+        absl::StrSplit(l.instance, absl::MaxSplits('/', 1));
+    uint64_t start = 0;
+    return parts.first == me.instance_id &&
+           absl::SimpleAtoi(parts.second, &start) && start < me.start_count;
+  });
+  if (!released.ok()) {
+    spdlog::warn("cannot remove the publish locks of earlier processes: {}",
+                 released.status().ToString());
+  } else if (*released > 0) {
+    spdlog::info(
+        "removed {} publish lock(s) left by an earlier process of this node "
+        "(killed mid-publish), so garbage collection need not wait for them",
+        *released);
+  }
 }
 
 }  // namespace shutter::node

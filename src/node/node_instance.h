@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "snapshot/repository.h"
 
 namespace shutter::node {
 
@@ -37,6 +38,15 @@ absl::StatusOr<NodeInstanceInfo> StartNodeInstance(const std::string& data_dir,
 absl::Status CheckIncarnation(const std::string& expected,
                               const std::string& instance_id,
                               const std::string& node_id);
+
+// Removes the repository's publish locks left by earlier processes of this
+// data directory (same instance_id, lower start count): a node killed
+// mid-publish leaves its lock behind, and a GC would otherwise wait for it
+// until it went stale (RepositoryOptions::lock_stale_after). A failure is
+// logged only (the controller and the stale rule still clean up).
+void ReleaseDeadPublishLocks(snapshot::Repository& repo,
+                             const std::string& node_id,
+                             const NodeInstanceInfo& me);
 
 }  // namespace shutter::node
 

@@ -89,10 +89,13 @@ int main(int argc, char** argv) {
       opts->hash_cache ? opts->data_dir + "/published-hashes" : "");
   if (!hash_cache.ok()) return Fail(hash_cache.status(), 1);
   if (opts->hash_cache) repo_opts.hash_cache = hash_cache->get();
+  repo_opts.publisher_instance =
+      absl::StrCat(instance->instance_id, "/", instance->start_count);
   auto repo = snapshot::OpenRepository(opts->repository, repo_opts);
   if (!repo.ok()) {
     return Fail(absl::StrCat("--repository: ", repo.status().message()), 2);
   }
+  node::ReleaseDeadPublishLocks(**repo, opts->node_id, *instance);
   if (!opts->bootstrap_from.empty()) {
     node::BootstrapOptions bo;
     bo.data_dir = opts->data_dir;
@@ -267,6 +270,15 @@ int main(int argc, char** argv) {
   // Take no new checkpoints; give those in flight a grace period, then
   // cancel what remains. Idle connections are not waited for.
   (*taker)->Drain();
+  if (!why && !listener_dead) {
+    // Release this incarnation at the controller now (a replaced disk's
+    // new incarnation is then accepted at once).
+    absl::Status left = heartbeater.SendLeaving(absl::Seconds(1));
+    if (!left.ok()) {
+      spdlog::warn("could not tell controller {} that this node is leaving: {}",
+                   opts->controller, left.ToString());
+    }
+  }
   StopGrpcServer(*server, why ? absl::ZeroDuration() : kShutdownGrace);
   (*taker)->Shutdown();
   (*restorer)->Shutdown();

@@ -19,30 +19,44 @@ grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* ctx,
   return r;
 }
 
+// The node's checkpoint and restore metric families (one help text each).
+constexpr char kCheckpoints[] = "shutter_node_checkpoints_total";
+constexpr char kCheckpointsHelp[] = "Checkpoint requests answered, by outcome";
+constexpr char kCheckpointPhase[] = "shutter_node_checkpoint_phase_seconds";
+constexpr char kCheckpointPhaseHelp[] =
+    "Time per checkpoint phase: checkpoint (flush and hard links), publish "
+    "(hash, upload, manifest)";
+constexpr char kPublished[] = "shutter_node_published_bytes_total";
+constexpr char kPublishedHelp[] =
+    "Bytes uploaded to the repository by checkpoints";
+constexpr char kReused[] = "shutter_node_reused_bytes_total";
+constexpr char kReusedHelp[] =
+    "Bytes not uploaded because the repository held them already";
+constexpr char kRestores[] = "shutter_node_restores_total";
+constexpr char kRestoresHelp[] = "Restore requests answered, by outcome";
+constexpr char kRestorePhase[] = "shutter_node_restore_phase_seconds";
+constexpr char kRestorePhaseHelp[] =
+    "Time per restore phase: fetch (download and check), swap (close, "
+    "exchange, reopen, leadership)";
+constexpr char kRestored[] = "shutter_node_restored_bytes_total";
+constexpr char kRestoredHelp[] = "Bytes downloaded by restores";
+
 void RecordCheckpoint(metrics::Registry* m,
                       const absl::StatusOr<CreateCheckpointResponse>& r) {
   const char* outcome = !r.ok()                  ? "failed"
                         : r->already_published() ? "already_published"
                                                  : "published";
-  m->GetCounter("shutter_node_checkpoints_total",
-                "Checkpoint requests answered, by outcome",
-                {{"outcome", outcome}})
-      ->Inc();
+  m->GetCounter(kCheckpoints, kCheckpointsHelp, {{"outcome", outcome}})->Inc();
   if (!r.ok() || r->already_published()) return;
-  const char* help =
-      "Time per checkpoint phase: checkpoint (flush and hard "
-      "links), publish (hash, upload, manifest)";
-  m->GetHistogram("shutter_node_checkpoint_phase_seconds", help,
+  m->GetHistogram(kCheckpointPhase, kCheckpointPhaseHelp,
                   {{"phase", "checkpoint"}})
       ->Observe(r->checkpoint_millis() / 1e3);
-  m->GetHistogram("shutter_node_checkpoint_phase_seconds", help,
+  m->GetHistogram(kCheckpointPhase, kCheckpointPhaseHelp,
                   {{"phase", "publish"}})
       ->Observe(r->publish_millis() / 1e3);
-  m->GetCounter("shutter_node_published_bytes_total",
-                "Bytes uploaded to the repository by checkpoints")
+  m->GetCounter(kPublished, kPublishedHelp)
       ->Inc(static_cast<double>(r->uploaded_bytes()));
-  m->GetCounter("shutter_node_reused_bytes_total",
-                "Bytes not uploaded because the repository held them already")
+  m->GetCounter(kReused, kReusedHelp)
       ->Inc(static_cast<double>(r->reused_bytes()));
 }
 
@@ -51,24 +65,34 @@ void RecordRestore(metrics::Registry* m,
   const char* outcome = !r.ok()                 ? "failed"
                         : r->already_restored() ? "already_restored"
                                                 : "restored";
-  m->GetCounter("shutter_node_restores_total",
-                "Restore requests answered, by outcome", {{"outcome", outcome}})
-      ->Inc();
+  m->GetCounter(kRestores, kRestoresHelp, {{"outcome", outcome}})->Inc();
   if (!r.ok() || r->already_restored()) return;
-  const char* help =
-      "Time per restore phase: fetch (download and check), swap (close, "
-      "exchange, reopen, leadership)";
-  m->GetHistogram("shutter_node_restore_phase_seconds", help,
-                  {{"phase", "fetch"}})
+  m->GetHistogram(kRestorePhase, kRestorePhaseHelp, {{"phase", "fetch"}})
       ->Observe(r->fetch_millis() / 1e3);
-  m->GetHistogram("shutter_node_restore_phase_seconds", help,
-                  {{"phase", "swap"}})
+  m->GetHistogram(kRestorePhase, kRestorePhaseHelp, {{"phase", "swap"}})
       ->Observe(r->swap_millis() / 1e3);
-  m->GetCounter("shutter_node_restored_bytes_total",
-                "Bytes downloaded by restores")
+  m->GetCounter(kRestored, kRestoredHelp)
       ->Inc(static_cast<double>(r->manifest().total_bytes()));
 }
 }  // namespace
+
+void NodeServiceImpl::InitMetrics(metrics::Registry* m) {
+  for (const char* o : {"published", "already_published", "failed"}) {
+    m->GetCounter(kCheckpoints, kCheckpointsHelp, {{"outcome", o}});
+  }
+  for (const char* phase : {"checkpoint", "publish"}) {
+    m->GetHistogram(kCheckpointPhase, kCheckpointPhaseHelp, {{"phase", phase}});
+  }
+  m->GetCounter(kPublished, kPublishedHelp);
+  m->GetCounter(kReused, kReusedHelp);
+  for (const char* o : {"restored", "already_restored", "failed"}) {
+    m->GetCounter(kRestores, kRestoresHelp, {{"outcome", o}});
+  }
+  for (const char* phase : {"fetch", "swap"}) {
+    m->GetHistogram(kRestorePhase, kRestorePhaseHelp, {{"phase", phase}});
+  }
+  m->GetCounter(kRestored, kRestoredHelp);
+}
 
 grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
     grpc::CallbackServerContext* ctx, const CreateCheckpointRequest* request,

@@ -31,7 +31,13 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
         restorer_(restorer),
         authz_(std::move(authz)),
         test_hooks_(test_hooks),
-        metrics_(metrics) {}
+        metrics_(metrics) {
+    if (metrics_ != nullptr) InitMetrics(metrics_);
+  }
+
+  // Creates every checkpoint and restore metric's label combination at 0
+  // (so a first failure is an increase, and dashboards show zeros).
+  static void InitMetrics(metrics::Registry* m);
 
   grpc::ServerUnaryReactor* CreateCheckpoint(
       grpc::CallbackServerContext* ctx,

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/error_reason.h"
 #include "common/fs.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
@@ -144,6 +145,24 @@ absl::StatusOr<std::unique_ptr<BlobRepository>> BlobRepository::Open(
 }
 
 absl::Status BlobRepository::InitFormat(bool create) {
+  if (create) {
+    // Commit points rely on only-if-absent puts. Some S3-compatible stores
+    // ignore If-None-Match and overwrite: refuse them before anything else
+    // is written to one (the probe's own key is removed again).
+    const std::string probe =
+        absl::StrCat("locks/conditional-write-probe-", RandomHex(8));
+    RETURN_IF_ERROR(store_->Put(probe, "1", IfAbsent()));
+    absl::Status second = store_->Put(probe, "2", IfAbsent());
+    DeleteQuietly(store_.get(), {probe});
+    if (second.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "repository ", Describe(),
+          " ignores conditional writes (a second If-None-Match: * put of "
+          "the same key succeeded); Shutter's commit points need them "
+          "(AWS S3, MinIO, Ceph RGW Reef+ and moto honour them)"));
+    }
+    if (!absl::IsAlreadyExists(second)) return second;
+  }
   auto format = store_->Get(kFormatKey);
   if (format.ok()) {
     uint32_t v = 0;
@@ -177,24 +196,6 @@ absl::Status BlobRepository::InitFormat(bool create) {
     absl::Status s = store_->Put(
         kFormatKey, absl::StrCat(kRepositoryFormat, "\n"), IfAbsent());
     if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
-  }
-  if (create) {
-    // Commit points rely on only-if-absent puts. Some S3-compatible stores
-    // ignore If-None-Match and overwrite: refuse them before anything is
-    // committed to one.
-    const std::string probe =
-        absl::StrCat("locks/conditional-write-probe-", RandomHex(8));
-    RETURN_IF_ERROR(store_->Put(probe, "1", IfAbsent()));
-    absl::Status second = store_->Put(probe, "2", IfAbsent());
-    DeleteQuietly(store_.get(), {probe});
-    if (second.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "repository ", Describe(),
-          " ignores conditional writes (a second If-None-Match: * put of "
-          "the same key succeeded); Shutter's commit points need them "
-          "(AWS S3, MinIO, Ceph RGW Reef+ and moto honour them)"));
-    }
-    if (!absl::IsAlreadyExists(second)) return second;
   }
   if (create && absl::IsNotFound(ReadIdentity().status())) {
     absl::Status s = store_->Put(kIdentityKey,
@@ -329,16 +330,19 @@ absl::StatusOr<PartitionManifest> BlobRepository::PublishPartition(
   auto publish = [&]() -> absl::StatusOr<PartitionManifest> {
     // Register with the GC protocol before deciding to reuse any object.
     const std::string lock_body = absl::StrFormat(
-        "{\"node_id\": \"%s\", \"snapshot_id\": \"%s\", \"partition_id\": "
-        "%u}\n",
-        header.node_id(), header.snapshot_id(), header.partition_id());
+        "{\"node_id\": \"%s\", \"instance\": \"%s\", \"snapshot_id\": "
+        "\"%s\", \"partition_id\": %u}\n",
+        header.node_id(), options_.publisher_instance, header.snapshot_id(),
+        header.partition_id());
     RETURN_IF_ERROR(store_->Put(lock_key, lock_body, {}));
     absl::Time lock_written = absl::Now();
     ASSIGN_OR_RETURN(bool gc_running, GcLockHeld());
     if (gc_running) {
-      return absl::AbortedError(absl::StrCat("repository ", Describe(),
-                                             " is being garbage-collected (",
-                                             kGcLockKey, "); try again"));
+      return WithReason(
+          absl::AbortedError(absl::StrCat("repository ", Describe(),
+                                          " is being garbage-collected (",
+                                          kGcLockKey, "); try again")),
+          ErrorReason::kRepositoryBusy);
     }
     PartitionManifest m = header;
     m.set_format_version(kManifestFormatVersion);
@@ -627,7 +631,62 @@ absl::StatusOr<RepositoryStats> BlobRepository::GetStats() const {
   }
   st.snapshots = committed.size();
   st.uncommitted_snapshots = uncommitted.size();
+  ASSIGN_OR_RETURN(std::vector<IncompleteUpload> uploads,
+                   store_->ListIncompleteUploads(""));
+  st.incomplete_uploads = uploads.size();
   return st;
+}
+
+namespace {
+// The string value of "field" in a publish lock's one-line JSON body (ids
+// and instances are plain [A-Za-z0-9._/-] text, written by PublishPartition).
+std::string LockField(absl::string_view body, absl::string_view field) {
+  const std::string needle = absl::StrCat("\"", field, "\": \"");
+  const size_t at = body.find(needle);
+  if (at == absl::string_view::npos) return "";
+  const size_t from = at + needle.size();
+  const size_t to = body.find('"', from);
+  if (to == absl::string_view::npos) return "";
+  return std::string(body.substr(from, to - from));
+}
+}  // namespace
+
+absl::StatusOr<std::vector<PublishLock>> BlobRepository::ListPublishLocks()
+    const {
+  ASSIGN_OR_RETURN(std::vector<BlobInfo> objects,
+                   store_->List(kPublishLockPrefix));
+  std::vector<PublishLock> out;
+  for (const BlobInfo& o : objects) {
+    auto body = store_->Get(o.key);
+    if (absl::IsNotFound(body.status())) continue;  // its publish ended
+    RETURN_IF_ERROR(body.status());
+    PublishLock l;
+    l.key = o.key;
+    l.modified = o.modified;
+    l.node_id = LockField(*body, "node_id");
+    l.instance = LockField(*body, "instance");
+    l.snapshot_id = LockField(*body, "snapshot_id");
+    const size_t at = body->find("\"partition_id\": ");
+    if (at != std::string::npos) {
+      const size_t from = at + sizeof("\"partition_id\": ") - 1;
+      const size_t to = body->find_first_not_of("0123456789", from);
+      (void)absl::SimpleAtoi(body->substr(from, to - from), &l.partition_id);
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+absl::StatusOr<int> BlobRepository::ReleasePublishLocks(
+    const std::function<bool(const PublishLock&)>& dead) {
+  ASSIGN_OR_RETURN(std::vector<PublishLock> locks, ListPublishLocks());
+  int released = 0;
+  for (const PublishLock& l : locks) {
+    if (!dead(l)) continue;
+    RETURN_IF_ERROR(store_->Delete(l.key));
+    ++released;
+  }
+  return released;
 }
 
 absl::StatusOr<GcReport> BlobRepository::CollectGarbage(
@@ -665,13 +724,20 @@ absl::StatusOr<GcReport> BlobRepository::CollectGarbage(
     // Wait for publishes that registered before the lock was taken.
     const absl::Time wait_until = absl::Now() + options.wait_for_publishes;
     while (!options.dry_run) {
-      ASSIGN_OR_RETURN(std::vector<BlobInfo> locks,
-                       store_->List(kPublishLockPrefix));
+      ASSIGN_OR_RETURN(std::vector<PublishLock> locks, ListPublishLocks());
       const absl::Time stale = absl::Now() - options_.lock_stale_after;
       size_t live = 0;
-      for (const BlobInfo& l : locks) {
+      for (const PublishLock& l : locks) {
         if (l.modified < stale) {
           DeleteQuietly(store_.get(), {l.key});
+        } else if (options.publish_lock_dead && options.publish_lock_dead(l)) {
+          // Its attempt is over (the caller knows): not worth waiting for.
+          spdlog::info(
+              "garbage collection: removing the publish lock {} of node {} "
+              "(snapshot {} partition {}): that attempt is over",
+              l.key, l.node_id, l.snapshot_id, l.partition_id);
+          DeleteQuietly(store_.get(), {l.key});
+          ++report.publish_locks_released;
         } else {
           ++live;
         }
@@ -727,10 +793,21 @@ absl::StatusOr<GcReport> BlobRepository::CollectGarbage(
     if (options.test_before_sweep) options.test_before_sweep();
     const absl::Time cutoff = absl::Now() - options.grace;
     absl::Time refreshed = absl::Now();
+    const absl::Time sweep_until = absl::Now() + options.max_sweep;
     for (const BlobInfo* o : candidates) {
       if (o->modified > cutoff) {
         ++report.objects_too_young;
         continue;
+      }
+      if (!options.dry_run && absl::Now() > sweep_until) {
+        // Publishers wait while the lock is held: let them in; the next
+        // run deletes the rest.
+        report.sweep_incomplete = true;
+        spdlog::warn(
+            "garbage collection: stopping the sweep after {} (--max-sweep); "
+            "{} objects deleted, the rest at the next run",
+            absl::FormatDuration(options.max_sweep), report.objects_deleted);
+        break;
       }
       if (!options.dry_run) {
         if (absl::Now() - refreshed > options_.lock_stale_after / 4) {
@@ -745,6 +822,19 @@ absl::StatusOr<GcReport> BlobRepository::CollectGarbage(
       if (!options.dry_run && options.test_after_delete) {
         options.test_after_delete(report.objects_deleted);
       }
+    }
+    // Multipart uploads whose writer died (a node killed mid-upload):
+    // their parts are billed and invisible to listings. Younger ones may
+    // still be running.
+    ASSIGN_OR_RETURN(std::vector<IncompleteUpload> uploads,
+                     store_->ListIncompleteUploads(""));
+    for (const IncompleteUpload& u : uploads) {
+      if (u.initiated > cutoff) {
+        ++report.uploads_too_young;
+        continue;
+      }
+      if (!options.dry_run) RETURN_IF_ERROR(store_->AbortIncompleteUpload(u));
+      ++report.uploads_aborted;
     }
     return absl::OkStatus();
   }();

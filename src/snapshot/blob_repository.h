@@ -43,6 +43,8 @@ class BlobRepository : public Repository {
   absl::StatusOr<std::vector<SnapshotListing>> ListSnapshots() const override;
   absl::StatusOr<RepositoryStats> GetStats() const override;
   absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) override;
+  absl::StatusOr<int> ReleasePublishLocks(
+      const std::function<bool(const PublishLock&)>& dead) override;
   std::string Describe() const override { return store_->Describe(); }
   absl::StatusOr<std::string> ReadIdentity() const override;
   BlobStore* blob_store() const override { return store_.get(); }
@@ -57,6 +59,8 @@ class BlobRepository : public Repository {
   BlobRepository(std::unique_ptr<BlobStore> store,
                  const RepositoryOptions& options);
   absl::Status InitFormat(bool create);
+  // Every publish lock with what its body says.
+  absl::StatusOr<std::vector<PublishLock>> ListPublishLocks() const;
   // Stores the SST or blob file at `path` by content, unless an object with
   // its SHA-256 (from the hash cache if it knows the file) is there already,
   // and fills `f` (size, SHA-256, object key).

@@ -27,6 +27,13 @@ struct BlobInfo {
   absl::Time modified;
 };
 
+// A multipart upload that was started and never completed or aborted.
+struct IncompleteUpload {
+  std::string key;  // relative to the store's root
+  std::string upload_id;
+  absl::Time initiated;
+};
+
 // A flat namespace of immutable-by-convention objects addressed by keys
 // ("a/b/c", '/'-separated, no "." or ".." segments, no leading '/'): the
 // storage layer under the snapshot repository. Two implementations: a local
@@ -97,6 +104,18 @@ class BlobStore {
 
   // Where it is, for messages ("/var/lib/shutter/repo", "s3://b/p").
   virtual std::string Describe() const = 0;
+
+  // Multipart uploads under `prefix` that were started and neither
+  // completed nor aborted (their writer died). Empty for stores without
+  // multipart uploads.
+  virtual absl::StatusOr<std::vector<IncompleteUpload>> ListIncompleteUploads(
+      const std::string& prefix) const {
+    return std::vector<IncompleteUpload>{};
+  }
+  // Aborts one (its parts are freed). OK if it is gone already.
+  virtual absl::Status AbortIncompleteUpload(const IncompleteUpload& upload) {
+    return absl::OkStatus();
+  }
 
   // The local path holding `key` if this store is a directory, else "".
   // For tests and tools that inspect objects with local programs.

@@ -58,6 +58,23 @@ struct RepositoryStats {
   uint64_t logical_bytes = 0;
   // Bytes of objects referenced by more than one committed snapshot.
   uint64_t bytes_shared = 0;
+  // Multipart uploads started under the repository and never completed
+  // or aborted (a publisher killed mid-upload; S3 only): their parts are
+  // billed and invisible to listings. GC aborts those past the grace.
+  uint64_t incomplete_uploads = 0;
+};
+
+// A publish's registration with the GC protocol (locks/publish/<id>, see
+// Repository::CollectGarbage): which process publishes what.
+struct PublishLock {
+  std::string key;
+  std::string node_id;
+  // The publishing process (RepositoryOptions::publisher_instance); empty
+  // in locks written by older nodes.
+  std::string instance;
+  std::string snapshot_id;
+  uint32_t partition_id = 0;
+  absl::Time modified;
 };
 
 struct GcOptions {
@@ -71,6 +88,15 @@ struct GcOptions {
   std::string owner;
   // How long to wait for in-flight publishes to finish before giving up.
   absl::Duration wait_for_publishes = absl::Seconds(60);
+  // Publish locks of attempts known to be over (true: the controller has
+  // finished the task or its job) are removed instead of waited for. Unset:
+  // only locks older than RepositoryOptions::lock_stale_after are.
+  std::function<bool(const PublishLock&)> publish_lock_dead;
+  // The longest the sweep holds the GC lock, during which publishers wait:
+  // past it the sweep stops, releases the lock and reports
+  // sweep_incomplete (the next run deletes the rest). Publishers are never
+  // kept out for longer than the mark plus this.
+  absl::Duration max_sweep = absl::Minutes(5);
   // Tests: called after marking, before the first delete, and after each
   // delete with the number deleted so far.
   std::function<void()> test_before_sweep;
@@ -85,6 +111,14 @@ struct GcReport {
   // Unreferenced but younger than the grace period: kept this time.
   uint64_t objects_too_young = 0;
   uint64_t manifests_read = 0;
+  // Publish locks removed because their attempts were over.
+  uint64_t publish_locks_released = 0;
+  // Incomplete multipart uploads aborted (older than the grace), and kept
+  // (younger: maybe still running).
+  uint64_t uploads_aborted = 0;
+  uint64_t uploads_too_young = 0;
+  // The sweep stopped at GcOptions::max_sweep; run again for the rest.
+  bool sweep_incomplete = false;
 };
 
 // Where snapshots are stored: the snapshot repository, written once on top
@@ -189,7 +223,15 @@ class Repository {
   // the same owner, or after the lock goes stale) finishes the work.
   // FAILED_PRECONDITION if another GC holds the lock; UNAVAILABLE if
   // publishes kept running past options.wait_for_publishes.
+  // Incomplete multipart uploads under the repository older than the grace
+  // are aborted too (after the sweep).
   virtual absl::StatusOr<GcReport> CollectGarbage(const GcOptions& options) = 0;
+
+  // Removes the publish locks for which `dead` returns true: their
+  // attempts are over (a restarted node removes those of its previous
+  // processes), so a GC need not wait for them. Returns how many.
+  virtual absl::StatusOr<int> ReleasePublishLocks(
+      const std::function<bool(const PublishLock&)>& dead) = 0;
 
   // Relative keys of the manifests.
   static std::string PartitionDir(const std::string& snapshot_id,
@@ -233,6 +275,10 @@ struct RepositoryOptions {
   // Publish locks older than this are ignored (their writer died); live
   // publishers refresh theirs at a quarter of it.
   absl::Duration lock_stale_after = absl::Minutes(30);
+  // Who publishes through this repository object, recorded in its publish
+  // locks (a node: "<instance id>/<start count>"), so that the next process
+  // of the same node knows which locks are its dead predecessors'.
+  std::string publisher_instance;
   // S3 settings, for s3:// URIs (see s3_blob_store.h). Empty: from the
   // environment (AWS_ENDPOINT_URL, AWS_REGION / AWS_DEFAULT_REGION,
   // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or the

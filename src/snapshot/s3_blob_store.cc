@@ -734,6 +734,55 @@ absl::Status S3BlobStore::Delete(const std::string& key) {
   return s;
 }
 
+absl::StatusOr<std::vector<IncompleteUpload>>
+S3BlobStore::ListIncompleteUploads(const std::string& prefix) const {
+  std::vector<IncompleteUpload> out;
+  const std::string full_prefix =
+      config_.prefix.empty() ? prefix
+                             : absl::StrCat(config_.prefix, "/", prefix);
+  const size_t strip = config_.prefix.empty() ? 0 : config_.prefix.size() + 1;
+  std::string key_marker, id_marker;
+  for (;;) {
+    Call call;
+    call.method = "GET";
+    call.bucket_level = true;
+    call.query = {{"uploads", ""}, {"prefix", full_prefix}};
+    if (!key_marker.empty()) call.query.emplace_back("key-marker", key_marker);
+    if (!id_marker.empty()) {
+      call.query.emplace_back("upload-id-marker", id_marker);
+    }
+    RETURN_IF_ERROR(Execute(call));
+    s3xml::UploadsPage page =
+        s3xml::ParseListMultipartUploads(call.response, strip, absl::Now());
+    for (IncompleteUpload& u : page.uploads) {
+      if (CheckBlobKey(u.key).ok()) out.push_back(std::move(u));
+    }
+    if (!page.truncated) break;
+    if (page.next_key_marker.empty() ||
+        (page.next_key_marker == key_marker &&
+         page.next_upload_id_marker == id_marker)) {
+      return absl::UnknownError(
+          absl::StrCat("listing the multipart uploads of ", Describe(),
+                       ": a truncated page without new markers"));
+    }
+    key_marker = page.next_key_marker;
+    id_marker = page.next_upload_id_marker;
+  }
+  return out;
+}
+
+absl::Status S3BlobStore::AbortIncompleteUpload(
+    const IncompleteUpload& upload) {
+  RETURN_IF_ERROR(CheckBlobKey(upload.key));
+  Call call;
+  call.method = "DELETE";
+  call.key = upload.key;
+  call.query = {{"uploadId", upload.upload_id}};
+  absl::Status s = Execute(call);
+  if (absl::IsNotFound(s)) return absl::OkStatus();  // NoSuchUpload
+  return s;
+}
+
 absl::Status S3BlobStore::CreateBucket() {
   Call call;
   call.method = "PUT";

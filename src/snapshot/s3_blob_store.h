@@ -83,6 +83,11 @@ class S3BlobStore : public BlobStore {
       const std::string& prefix) const override;
   absl::Status Delete(const std::string& key) override;
   std::string Describe() const override;
+  // ListMultipartUploads under the store's prefix + `prefix` (every page).
+  absl::StatusOr<std::vector<IncompleteUpload>> ListIncompleteUploads(
+      const std::string& prefix) const override;
+  // AbortMultipartUpload.
+  absl::Status AbortIncompleteUpload(const IncompleteUpload& upload) override;
 
   // Creates the bucket (OK if this account already owns it). For tests and
   // first-time setup.

@@ -56,6 +56,34 @@ ListPage ParseListObjectsV2(absl::string_view xml, size_t strip,
   return page;
 }
 
+UploadsPage ParseListMultipartUploads(absl::string_view xml, size_t strip,
+                                      absl::Time now) {
+  UploadsPage page;
+  size_t pos = 0;
+  for (;;) {
+    size_t end = 0;
+    absl::string_view item = Field(xml, "Upload", pos, &end);
+    if (end == 0) break;
+    pos = end;
+    std::string key = Unescape(Field(item, "Key"));
+    IncompleteUpload u;
+    u.upload_id = Unescape(Field(item, "UploadId"));
+    if (key.size() <= strip || u.upload_id.empty()) continue;
+    u.key = key.substr(strip);
+    std::string err;
+    if (!absl::ParseTime("%Y-%m-%dT%H:%M:%E*SZ",
+                         std::string(Field(item, "Initiated")), &u.initiated,
+                         &err)) {
+      u.initiated = now;
+    }
+    page.uploads.push_back(std::move(u));
+  }
+  page.truncated = Field(xml, "IsTruncated") == "true";
+  page.next_key_marker = Unescape(Field(xml, "NextKeyMarker"));
+  page.next_upload_id_marker = Unescape(Field(xml, "NextUploadIdMarker"));
+  return page;
+}
+
 Error ParseError(absl::string_view xml) {
   return Error{Unescape(Field(xml, "Code")), Unescape(Field(xml, "Message"))};
 }

@@ -34,6 +34,18 @@ struct ListPage {
 ListPage ParseListObjectsV2(absl::string_view xml, size_t strip,
                             absl::Time now);
 
+// One page of ListMultipartUploads: uploads started and neither completed
+// nor aborted. Keys are stripped as for ListPage; an unparsable Initiated
+// becomes `now` (treated as young, so never aborted early).
+struct UploadsPage {
+  std::vector<IncompleteUpload> uploads;
+  bool truncated = false;
+  std::string next_key_marker;
+  std::string next_upload_id_marker;
+};
+UploadsPage ParseListMultipartUploads(absl::string_view xml, size_t strip,
+                                      absl::Time now);
+
 // "Code: Message" of an <Error> answer (either part may be empty).
 struct Error {
   std::string code;

@@ -146,6 +146,58 @@ TEST_F(MembershipTest, ImpostorIsRefusedAndTheSnapshotHoldsTheRealData) {
   EXPECT_TRUE(absl::StrContains(*log, "refused heartbeat")) << *log;
 }
 
+// A disk replacement: the node is stopped cleanly, its data directory is
+// wiped and it starts again as a new incarnation of the same node id. It
+// told the controller it was leaving, so the new incarnation is accepted
+// at once -- no exit 2, no wait for --node-dead-after-ms.
+TEST_F(MembershipTest, ReplacedDiskAfterACleanStopIsAcceptedAtOnce) {
+  Start(1, 2, {}, /*dead_after_ms=*/60000);
+  const std::string old_instance = ListNodes().nodes(0).instance_id();
+  ASSERT_OK(cluster_->StopNode(0, SIGTERM));
+  stdfs::remove_all(cluster_->node_dir(0));
+  ASSERT_OK(cluster_->StartNode(0));
+  // Well before the 60 s after which the old incarnation would be dead.
+  ASSERT_OK(cluster_->WaitForLeaders(absl::Seconds(20)));
+  auto nodes = ListNodes();
+  ASSERT_EQ(nodes.nodes_size(), 1);
+  EXPECT_NE(nodes.nodes(0).instance_id(), old_instance);
+  EXPECT_TRUE(nodes.nodes(0).alive());
+  auto log = fs::ReadFile(tmp_.Sub("controller.log"));
+  ASSERT_OK(log);
+  EXPECT_TRUE(absl::StrContains(*log, "is leaving: released")) << *log;
+}
+
+// A node that crashed (no goodbye) and comes back with a new data
+// directory: its old incarnation is silent but not yet dead. The new one
+// waits and retries, with a log line saying why, instead of exiting 2
+// (under the shipped unit, RestartPreventExitStatus=2 would keep it down).
+TEST_F(MembershipTest, CrashedNodesNewIncarnationWaitsInsteadOfExiting) {
+  Start(1, 2, {}, /*dead_after_ms=*/3000);
+  const std::string old_instance = ListNodes().nodes(0).instance_id();
+  ASSERT_OK(cluster_->StopNode(0, SIGKILL));
+  stdfs::remove_all(cluster_->node_dir(0));
+  // A machine or disk replacement takes longer than three heartbeats
+  // (within those, a new incarnation is still taken for a second process).
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto n = ListNodes();
+        return n.nodes_size() == 1 && n.nodes(0).millis_since_heartbeat() > 500;
+      },
+      absl::Seconds(10)));
+  ASSERT_OK(cluster_->StartNode(0));
+  ASSERT_OK(cluster_->WaitForLeaders(absl::Seconds(30), [&](const auto&) {
+    auto n = ListNodes();
+    return n.nodes_size() == 1 && n.nodes(0).instance_id() != old_instance &&
+           n.nodes(0).alive();
+  }));
+  auto log = fs::ReadFile(tmp_.Sub("node0.log"));
+  ASSERT_OK(log);
+  EXPECT_TRUE(absl::StrContains(*log,
+                                "is accepted once that one has been "
+                                "silent"))
+      << *log;
+}
+
 // Restarting with the same data directory is the same node, even on
 // another port; the incarnation survives, the start count grows.
 TEST_F(MembershipTest, RestartWithTheSameDataDirectoryIsTheSameNode) {

@@ -10,11 +10,13 @@
 #include <csignal>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/fs.h"
 #include "gtest/gtest.h"
@@ -31,7 +33,8 @@ using testing::PollUntil;
 using testing::RunCommand;
 
 // GET http://127.0.0.1:<port>/metrics with a plain socket (HTTP/1.0).
-absl::StatusOr<std::string> Scrape(int port) {
+absl::StatusOr<std::string> Scrape(int port,
+                                   const std::string& path = "/metrics") {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::InternalError("socket");
   sockaddr_in addr{};
@@ -42,7 +45,8 @@ absl::StatusOr<std::string> Scrape(int port) {
     ::close(fd);
     return absl::UnavailableError(absl::StrCat("connect to ", port));
   }
-  const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  const std::string req =
+      "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
     ::close(fd);
     return absl::InternalError("write");
@@ -207,6 +211,110 @@ TEST_F(MetricsTest, BothDaemonsExposeMetricsThatPromtoolAccepts) {
     EXPECT_EQ(Sample(*n, "shutter_node_write_seconds_count"), 2);
     EXPECT_GT(Sample(*n, "shutter_node_filesystem_free_bytes"), 0);
     EXPECT_EQ(Sample(*n, "shutter_node_checkpoint_capacity"), 2);
+  }
+}
+
+// Every metric the alert rules and the dashboard use is in a fresh scrape
+// of the daemons (one schedule created, no job run yet), and the counters
+// an alert takes increase() of are there at 0: a series born at 1 would
+// hide the first failure (deploy/prometheus/shutter-alerts.test.yml).
+TEST_F(MetricsTest, AFreshScrapeHasEveryMetricTheAlertsAndDashboardUse) {
+  const std::vector<std::string> metrics = {"--metrics-listen", "127.0.0.1:0"};
+  ASSERT_OK(cluster_.StartController(metrics));
+  ASSERT_OK(cluster_.StartAllNodes(metrics));
+  ASSERT_OK(cluster_.WaitForLeaders(absl::Seconds(30)));
+  ASSERT_EQ(Ctl({"schedules", "create", "nightly", "--cron", "0 3 * * *"}), 0);
+  for (uint32_t p = 0; p < 4; ++p) {
+    ASSERT_OK(cluster_.Write(p, {{"k", "v"}}));
+  }
+  // The names the rules and the dashboard query.
+  std::set<std::string> wanted;
+  for (const char* file : {"deploy/prometheus/shutter-alerts.yml",
+                           "deploy/grafana/shutter-dashboard.json"}) {
+    auto text = fs::ReadFile(absl::StrCat(SHUTTER_SOURCE_DIR, "/", file));
+    ASSERT_OK(text);
+    static const std::regex name_re("shutter_[a-z0-9_]+");
+    for (auto it = std::sregex_iterator(text->begin(), text->end(), name_re);
+         it != std::sregex_iterator(); ++it) {
+      wanted.insert(it->str());
+    }
+  }
+  ASSERT_GE(wanted.size(), 20u);
+  const int controller_port = MetricsPort(tmp_.Sub("controller.log"));
+  const int node_port = MetricsPort(tmp_.Sub("node0.log"));
+  ASSERT_GT(controller_port, 0);
+  ASSERT_GT(node_port, 0);
+  // Per-node load arrives with the nodes' heartbeats: poll (bounded).
+  std::string c, n;
+  std::set<std::string> missing;
+  PollUntil(
+      [&] {
+        // Foreground write latency is reported for intervals with writes.
+        for (uint32_t p = 0; p < 4; ++p) {
+          cluster_.Write(p, {{"k", "v"}}).IgnoreError();
+        }
+        auto cs = Scrape(controller_port);
+        auto ns = Scrape(node_port);
+        if (!cs.ok() || !ns.ok()) return false;
+        c = *cs;
+        n = *ns;
+        missing.clear();
+        for (const std::string& name : wanted) {
+          const std::string line = "\n" + name;
+          if (!absl::StrContains("\n" + c, line + "{") &&
+              !absl::StrContains("\n" + c, line + " ") &&
+              !absl::StrContains("\n" + n, line + "{") &&
+              !absl::StrContains("\n" + n, line + " ")) {
+            missing.insert(name);
+          }
+        }
+        return missing.empty();
+      },
+      absl::Seconds(30));
+  EXPECT_TRUE(missing.empty())
+      << "not in a fresh scrape: " << absl::StrJoin(missing, ", ");
+  // The counters the paging alerts and the retry panel watch, at 0.
+  for (const char* type : {"snapshot", "restore"}) {
+    for (const char* state : {"committed", "partial", "failed", "cancelled"}) {
+      EXPECT_EQ(Sample(c, absl::StrCat(R"(shutter_jobs_total{state=")", state,
+                                       R"(",type=")", type, R"("})")),
+                0)
+          << type << " " << state;
+    }
+    for (const char* cls : {"leadership", "busy", "deadline", "transient"}) {
+      EXPECT_EQ(Sample(c, absl::StrCat(R"(shutter_task_retries_total{class=")",
+                                       cls, R"(",type=")", type, R"("})")),
+                0)
+          << type << " " << cls;
+    }
+    for (const char* o : {"published", "retried", "waiting", "failed"}) {
+      EXPECT_EQ(
+          Sample(c, absl::StrCat(R"(shutter_partition_tasks_total{outcome=")",
+                                 o, R"(",type=")", type, R"("})")),
+          0)
+          << type << " " << o;
+    }
+  }
+  EXPECT_EQ(Sample(n, R"(shutter_node_checkpoints_total{outcome="failed"})"),
+            0);
+  EXPECT_EQ(Sample(n, R"(shutter_node_restores_total{outcome="failed"})"), 0);
+  // No snapshot yet: the age the alert watches counts from the start.
+  EXPECT_GT(
+      Sample(c, R"(shutter_last_success_timestamp_seconds{type="snapshot"})"),
+      1.7e9);
+}
+
+// The metrics server answers its exact paths only.
+TEST_F(MetricsTest, OnlyTheExactMetricsPathIsServed) {
+  ASSERT_OK(cluster_.StartController({"--metrics-listen", "127.0.0.1:0"}));
+  const int port = MetricsPort(tmp_.Sub("controller.log"));
+  ASSERT_GT(port, 0);
+  EXPECT_OK(Scrape(port, "/metrics"));
+  for (const char* path : {"/metricsx", "/metrics/x", "/", "/metrics.txt"}) {
+    auto r = Scrape(port, path);
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_TRUE(absl::StrContains(r.status().message(), " 404 "))
+        << path << ": " << r.status();
   }
 }
 

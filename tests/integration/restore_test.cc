@@ -4,6 +4,7 @@
 // snapshot's state (checked key by key through PartitionData), raises the
 // epoch so writers of the old one are fenced, and survives a node killed
 // at each phase of the swap, a corrupt object and a killed controller.
+#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <map>
@@ -11,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -18,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/fs.h"
+#include "common/ids.h"
 #include "common/rpc.h"
 #include "gtest/gtest.h"
 #include "partition/partition_store.h"
@@ -457,6 +460,64 @@ TEST_P(RestoreTest, ControllerKilledMidRestoreResumesAndFinishes) {
   }
 }
 
+// The controller's view agrees with a restore it reports done: right
+// after `restore --wait` returns, ListPartitions shows every partition at
+// the restore's new epoch and at least the snapshot's applied index (with
+// writers running throughout), and a snapshot created at once is never
+// refused for a stale epoch. Repeated to catch a race with heartbeats.
+TEST_P(RestoreTest, PartitionsShowTheRestoreAsSoonAsItCommits) {
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    // Unfenced writes to every partition; refused while a partition is
+    // being restored, accepted again after its swap.
+    for (int i = 0; !stop.load(); ++i) {
+      for (uint32_t p = 0; p < static_cast<uint32_t>(cluster_.partitions());
+           ++p) {
+        WriteRequest batch;
+        auto* put = batch.add_mutations()->mutable_put();
+        put->set_key(absl::StrCat("w", i % 50));
+        put->set_value(absl::StrCat(i));
+        Apply(p, batch).IgnoreError();
+      }
+    }
+  });
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    const std::string id = Snapshot();
+    auto repo = cluster_.OpenRepository();
+    ASSERT_OK(repo);
+    auto cm = (*repo)->ReadClusterManifest(id);
+    ASSERT_OK(cm);
+    std::map<uint32_t, uint64_t> applied_at_snapshot;
+    for (const auto& e : cm->partitions()) {
+      applied_at_snapshot[e.partition_id()] = e.applied_index();
+    }
+    const GetSnapshotResponse done = RestoreAndWait(id, 0);
+    ASSERT_EQ(done.snapshot().state(), SNAPSHOT_STATE_COMMITTED)
+        << done.snapshot().error();
+    const ListPartitionsResponse now = cluster_.ListPartitions();
+    ASSERT_EQ(now.partitions_size(), cluster_.partitions());
+    for (const auto& p : now.partitions()) {
+      const auto& t = done.snapshot().partitions(p.partition_id());
+      EXPECT_EQ(p.leader_epoch(), t.leader_epoch())
+          << "partition " << p.partition_id();
+      EXPECT_GE(p.applied_index(), applied_at_snapshot.at(p.partition_id()))
+          << "partition " << p.partition_id();
+    }
+    std::string out, err;
+    ASSERT_EQ(Ctl({"-o", "json", "snapshots", "create", "--wait"}, &out, &err),
+              0)
+        << err;
+    const auto next = Json<GetSnapshotResponse>(out);
+    for (const auto& t : next.snapshot().partitions()) {
+      EXPECT_EQ(t.attempts(), 1u)
+          << "partition " << t.partition_id() << ": " << t.last_error();
+    }
+  }
+  stop = true;
+  writer.join();
+}
+
 TEST_P(RestoreTest, CancelStopsWhatHasNotSwappedAndKeepsEachPartitionWhole) {
   ASSERT_NO_FATAL_FAILURE(SlowDownloads());
   WriteRound(0);
@@ -469,9 +530,20 @@ TEST_P(RestoreTest, CancelStopsWhatHasNotSwappedAndKeepsEachPartitionWhole) {
   std::string out, err;
   ASSERT_EQ(Ctl({"snapshots", "restore", id}, &out, &err), 0) << err;
   const std::string restore_id(absl::StripAsciiWhitespace(out));
-  ASSERT_TRUE(WaitForRunning(restore_id));
+  // Cancel once some partitions have been swapped in (and others not).
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto s = cluster_.GetSnapshot(restore_id);
+        if (!s.ok()) return false;
+        for (const auto& t : s->partitions()) {
+          if (t.state() == PARTITION_TASK_STATE_PUBLISHED) return true;
+        }
+        return false;
+      },
+      absl::Seconds(60)));
   ASSERT_EQ(Ctl({"restores", "cancel", restore_id}, &out, &err), 0) << err;
   EXPECT_TRUE(absl::StrContains(out, "cancelled")) << out;
+  EXPECT_TRUE(absl::StrContains(out, "stay restored")) << out;
   auto job = cluster_.WaitForSnapshot(restore_id, absl::Seconds(60));
   ASSERT_OK(job);
   EXPECT_EQ(job->state(), SNAPSHOT_STATE_CANCELLED);
@@ -483,6 +555,21 @@ TEST_P(RestoreTest, CancelStopsWhatHasNotSwappedAndKeepsEachPartitionWhole) {
         return s.ok() && s->rolled_back();
       },
       absl::Seconds(60)));
+  // The job says exactly which partitions were restored: a known outcome
+  // is never relabelled CANCELLED (an answer that arrived after the cancel
+  // included).
+  job = cluster_.GetSnapshot(restore_id);
+  ASSERT_OK(job);
+  std::set<uint32_t> reported;
+  for (const auto& t : job->partitions()) {
+    if (t.state() == PARTITION_TASK_STATE_PUBLISHED) {
+      reported.insert(t.partition_id());
+    } else {
+      EXPECT_EQ(t.state(), PARTITION_TASK_STATE_CANCELLED)
+          << "partition " << t.partition_id();
+    }
+  }
+  std::set<uint32_t> actually_restored;
   int restored = 0;
   for (uint32_t p = 0; p < static_cast<uint32_t>(cluster_.partitions()); ++p) {
     auto got = ScanAll(p);
@@ -490,6 +577,7 @@ TEST_P(RestoreTest, CancelStopsWhatHasNotSwappedAndKeepsEachPartitionWhole) {
     const bool is_new = *got == at_snapshot.at(p);
     const bool is_old = *got == before.at(p);
     EXPECT_TRUE(is_new || is_old) << "partition " << p << " is neither";
+    if (is_new) actually_restored.insert(p);
     restored += is_new;
     WriteRequest batch;
     auto* put = batch.add_mutations()->mutable_put();
@@ -498,6 +586,18 @@ TEST_P(RestoreTest, CancelStopsWhatHasNotSwappedAndKeepsEachPartitionWhole) {
     EXPECT_OK(Apply(p, batch));
   }
   EXPECT_LT(restored, cluster_.partitions()) << "the cancel came too late";
+  EXPECT_GE(restored, 1);
+  EXPECT_EQ(reported, actually_restored);
+  // What an operator reads: the count and which partitions.
+  ASSERT_EQ(Ctl({"restores", "show", restore_id}, &out, &err), 0) << err;
+  EXPECT_TRUE(absl::StrContains(
+      out, absl::StrCat(restored, "/", cluster_.partitions(), " restored")))
+      << out;
+  std::vector<uint32_t> ids(actually_restored.begin(), actually_restored.end());
+  EXPECT_TRUE(
+      absl::StrContains(out, absl::StrCat("Restored:   ", FormatIdList(ids))))
+      << out;
+  EXPECT_TRUE(absl::StrContains(out, "Untouched:  ")) << out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, RestoreTest, ::testing::Values("fs", "s3"),

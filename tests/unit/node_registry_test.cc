@@ -125,6 +125,62 @@ TEST_F(NodeRegistryTest, RejectsBadHeartbeats) {
   EXPECT_TRUE(registry_.ListNodes().empty());
 }
 
+// A silent incarnation is not proof of a second process: a new one waits
+// (UNAVAILABLE, retryable) instead of being refused for good; one that
+// said it was leaving is released at once.
+TEST_F(NodeRegistryTest, SilentOrLeavingIncarnationsDoNotRefuseANewOne) {
+  ASSERT_OK(registry_.Heartbeat(Beat("n1", {{0, true, 5}})));
+  auto fresh = Beat("n1", {{0, true, 1}});
+  fresh.mutable_instance()->set_instance_id("new-disk");
+  EXPECT_THAT(registry_.Heartbeat(fresh),
+              StatusIs(absl::StatusCode::kAlreadyExists));  // alive
+  clock_.Advance(absl::Seconds(4));  // silent (> 3 s), not dead (10 s)
+  auto s = registry_.Heartbeat(fresh);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kUnavailable, "accepted once"));
+  EXPECT_EQ(registry_.ResolveLeader(0)->instance_id, "n1-inst");
+  // The registered incarnation beats again: alive, the new one refused.
+  ASSERT_OK(registry_.Heartbeat(Beat("n1", {{0, true, 5}})));
+  EXPECT_THAT(registry_.Heartbeat(fresh),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  // Leaving: only the registered incarnation can release itself.
+  auto impostor_leaving = fresh;
+  impostor_leaving.set_leaving(true);
+  ASSERT_OK(registry_.Heartbeat(impostor_leaving));
+  EXPECT_TRUE(registry_.IsAlive("n1"));
+  auto leaving = Beat("n1", {});
+  leaving.set_partitions_omitted(true);
+  leaving.set_leaving(true);
+  ASSERT_OK(registry_.Heartbeat(leaving));
+  // Still alive and leading (a rolling restart brings the same incarnation
+  // back within dead_after) ...
+  EXPECT_TRUE(registry_.IsAlive("n1"));
+  EXPECT_EQ(registry_.ResolveLeader(0)->instance_id, "n1-inst");
+  // ... but another incarnation (a replaced disk) is accepted at once.
+  ASSERT_OK(registry_.Heartbeat(fresh));
+  EXPECT_EQ(registry_.ResolveLeader(0)->instance_id, "new-disk");
+}
+
+// A task's answer updates the registry at once; a heartbeat built before
+// the change (older epoch, same process) does not take it back.
+TEST_F(NodeRegistryTest, ObservedEpochsOnlyGrowWithinAProcess) {
+  ASSERT_OK(registry_.Heartbeat(Beat("n1", {{0, true, 5}, {1, true, 5}})));
+  EXPECT_FALSE(registry_.ObservePartition("n1", "other-inst", 0, 6, 10));
+  EXPECT_FALSE(registry_.ObservePartition("n1", "n1-inst", 9, 6, 10));
+  EXPECT_FALSE(registry_.ObservePartition("n1", "n1-inst", 0, 4, 10));
+  EXPECT_TRUE(registry_.ObservePartition("n1", "n1-inst", 0, 6, 10));
+  auto parts = registry_.ListPartitions();
+  EXPECT_EQ(parts[0].leader_epoch(), 6u);
+  EXPECT_EQ(parts[0].applied_index(), 10u);
+  EXPECT_EQ(registry_.ResolveLeader(0)->epoch, 6u);
+  // A stale report (built mid-swap) keeps the newer epoch.
+  ASSERT_OK(registry_.Heartbeat(Beat("n1", {{0, true, 5}, {1, true, 5}})));
+  EXPECT_EQ(registry_.ResolveLeader(0)->epoch, 6u);
+  EXPECT_EQ(registry_.ResolveLeader(1)->epoch, 5u);
+  // The next report carries it; a new process (start 2) reports afresh.
+  ASSERT_OK(registry_.Heartbeat(Beat("n1", {{0, true, 7}, {1, true, 5}})));
+  EXPECT_EQ(registry_.ResolveLeader(0)->epoch, 7u);
+}
+
 TEST_F(NodeRegistryTest, SecondIncarnationIsRefusedWhileTheFirstIsAlive) {
   ASSERT_OK(registry_.Heartbeat(Beat("n1", {{0, true, 5}, {1, true, 5}})));
   // Another process claims n1 from a fresh data directory, elsewhere.

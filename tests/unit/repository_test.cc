@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
+#include "common/error_reason.h"
 #include "common/fs.h"
 #include "gtest/gtest.h"
 #include "snapshot/blob_repository.h"
@@ -435,6 +436,91 @@ TEST_P(RepositoryTest, GcAndPublishersExcludeEachOther) {
   ASSERT_OK(repo_->PublishPartition(Header("s", 0), src_));
 }
 
+// A publish lock whose attempt is known to be over (the caller says so) is
+// removed instead of waited for; one the caller knows nothing of is still
+// waited for. A publisher finding the GC lock says REPOSITORY_BUSY (the
+// controller waits for it without spending an attempt). A restarted
+// node's start removes only its own predecessors' locks.
+TEST_P(RepositoryTest, DeadPublishLocksAreReleasedAndGcWaitIsNamed) {
+  BlobStore::PutOptions plain;
+  ASSERT_OK(store()->Put(
+      "locks/publish/dead.0.a",
+      "{\"node_id\": \"n1\", \"instance\": \"i1/3\", \"snapshot_id\": "
+      "\"dead\", \"partition_id\": 7}\n",
+      plain));
+  GcOptions gc;
+  gc.grace = absl::ZeroDuration();
+  gc.wait_for_publishes = absl::Milliseconds(300);
+  std::vector<PublishLock> seen;
+  gc.publish_lock_dead = [&](const PublishLock& l) {
+    seen.push_back(l);
+    return l.snapshot_id == "dead";
+  };
+  auto report = repo_->CollectGarbage(gc);
+  ASSERT_OK(report);
+  EXPECT_EQ(report->publish_locks_released, 1u);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].node_id, "n1");
+  EXPECT_EQ(seen[0].instance, "i1/3");
+  EXPECT_EQ(seen[0].partition_id, 7u);
+  EXPECT_TRUE(Keys("locks/").empty());
+  // Not known to be over: waited for, as before.
+  ASSERT_OK(store()->Put("locks/publish/live.0.b",
+                         "{\"node_id\": \"n2\", \"instance\": \"i2/1\", "
+                         "\"snapshot_id\": \"live\", \"partition_id\": 0}\n",
+                         plain));
+  EXPECT_THAT(repo_->CollectGarbage(gc),
+              StatusIs(absl::StatusCode::kUnavailable, "still in flight"));
+  // A node's restart: only locks of earlier starts of its own directory.
+  ASSERT_OK(store()->Put(
+      "locks/publish/x.1.c",
+      "{\"node_id\": \"n2\", \"instance\": \"i2/0\", \"snapshot_id\": "
+      "\"x\", \"partition_id\": 1}\n",
+      plain));
+  auto released = repo_->ReleasePublishLocks([](const PublishLock& l) {
+    return l.node_id == "n2" && l.instance == "i2/0";
+  });
+  ASSERT_OK(released);
+  EXPECT_EQ(*released, 1);
+  EXPECT_EQ(Keys("locks/publish/"),
+            std::vector<std::string>{"locks/publish/live.0.b"});
+  ASSERT_OK(store()->Delete("locks/publish/live.0.b"));
+  // The publisher's refusal while a GC holds the repository carries the
+  // reason the controller waits on.
+  ASSERT_OK(store()->Put("locks/gc", "someone\n", plain));
+  auto refused = repo_->PublishPartition(Header("s", 0), src_);
+  EXPECT_EQ(GetErrorReason(refused.status()), ErrorReason::kRepositoryBusy)
+      << refused.status();
+  ASSERT_OK(store()->Delete("locks/gc"));
+}
+
+// The sweep holds the GC lock for a bounded time: past max_sweep it stops,
+// releases the lock (publishers go on) and says the rest is for next time.
+TEST_P(RepositoryTest, GcSweepIsBoundedAndReleasesTheLock) {
+  for (int i = 0; i < 4; ++i) {
+    WriteFile(absl::StrFormat("%s/%06d.sst", src_, 20 + i),
+              absl::StrCat("garbage ", i));
+  }
+  PublishAndCommit("doomed", 0);
+  ASSERT_OK(repo_->DeleteSnapshot("doomed"));
+  const size_t before = Keys("blobs/").size();
+  ASSERT_GE(before, 4u);
+  GcOptions gc;
+  gc.grace = absl::ZeroDuration();
+  gc.max_sweep = absl::ZeroDuration();
+  auto report = repo_->CollectGarbage(gc);
+  ASSERT_OK(report);
+  EXPECT_TRUE(report->sweep_incomplete);
+  EXPECT_EQ(report->objects_deleted, 0u);
+  EXPECT_TRUE(Keys("locks/").empty());
+  gc.max_sweep = absl::Minutes(5);
+  report = repo_->CollectGarbage(gc);
+  ASSERT_OK(report);
+  EXPECT_FALSE(report->sweep_incomplete);
+  EXPECT_GE(report->objects_deleted, before);
+  EXPECT_TRUE(Keys("blobs/").empty());
+}
+
 // The safety property of GC, over random interleavings of publishes,
 // commits, deletes and collections, with a publisher running concurrently
 // with each collection: no object a committed snapshot references is ever
@@ -659,15 +745,86 @@ class IgnoresConditionsStore : public BlobStore {
   }
   std::string Describe() const override { return inner_->Describe(); }
 
+ protected:
+  BlobStore* Inner() { return inner_.get(); }
+
  private:
   std::unique_ptr<BlobStore> inner_;
 };
+
+// A directory store that also reports incomplete multipart uploads, as an
+// S3 bucket would after a publisher was killed mid-upload.
+class UploadsStore : public IgnoresConditionsStore {
+ public:
+  explicit UploadsStore(std::unique_ptr<BlobStore> inner)
+      : IgnoresConditionsStore(std::move(inner)) {}
+  absl::StatusOr<PutResult> PutFile(const std::string& key,
+                                    const std::string& path,
+                                    const PutOptions& options) override {
+    return IgnoresConditionsStore::Inner()->PutFile(key, path, options);
+  }
+  absl::Status Put(const std::string& key, absl::string_view data,
+                   const PutOptions& options) override {
+    return IgnoresConditionsStore::Inner()->Put(key, data, options);
+  }
+  absl::StatusOr<std::vector<IncompleteUpload>> ListIncompleteUploads(
+      const std::string& prefix) const override {
+    return uploads;
+  }
+  absl::Status AbortIncompleteUpload(const IncompleteUpload& u) override {
+    aborted.push_back(u.upload_id);
+    uploads.erase(std::remove_if(uploads.begin(), uploads.end(),
+                                 [&](const IncompleteUpload& x) {
+                                   return x.upload_id == u.upload_id;
+                                 }),
+                  uploads.end());
+    return absl::OkStatus();
+  }
+  std::vector<IncompleteUpload> uploads;
+  std::vector<std::string> aborted;
+};
+
+TEST(OpenRepositoryTest, GcAbortsOnlyIncompleteUploadsOlderThanTheGrace) {
+  testing::TempDir tmp;
+  auto fs = FsBlobStore::Open(tmp.Sub("r"), true);
+  ASSERT_OK(fs);
+  auto owned = std::make_unique<UploadsStore>(std::move(fs).value());
+  UploadsStore* store = owned.get();
+  const std::string blob = "blobs/sha256/ab/ab" + std::string(62, '0');
+  store->uploads = {{blob, "old", absl::Now() - absl::Hours(2)},
+                    {blob, "young", absl::Now() - absl::Minutes(5)}};
+  auto repo = OpenRepositoryOn(std::move(owned));
+  ASSERT_OK(repo);
+  auto stats = (*repo)->GetStats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->incomplete_uploads, 2u);
+  GcOptions dry;
+  dry.dry_run = true;
+  auto report = (*repo)->CollectGarbage(dry);  // grace 1 h
+  ASSERT_OK(report);
+  EXPECT_EQ(report->uploads_aborted, 1u);  // would abort
+  EXPECT_TRUE(store->aborted.empty());
+  GcOptions gc;
+  report = (*repo)->CollectGarbage(gc);
+  ASSERT_OK(report);
+  EXPECT_EQ(report->uploads_aborted, 1u);
+  EXPECT_EQ(report->uploads_too_young, 1u);
+  EXPECT_EQ(store->aborted, std::vector<std::string>{"old"});
+  EXPECT_EQ((*repo)->GetStats()->incomplete_uploads, 1u);
+}
 
 TEST(OpenRepositoryTest, StoresThatIgnoreConditionalWritesAreRefused) {
   testing::TempDir tmp;
   EXPECT_THAT(OpenRepositoryOn(IgnoresConditionsStore::Open(tmp.Sub("r"))),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        "ignores conditional writes"));
+  // Refused before anything was written to it: no REPOSITORY_FORMAT, no
+  // identity, no probe left behind.
+  auto raw = FsBlobStore::Open(tmp.Sub("r"), false);
+  ASSERT_OK(raw);
+  auto left = (*raw)->List("");
+  ASSERT_OK(left);
+  EXPECT_TRUE(left->empty()) << (*left)[0].key;
   auto ok = OpenRepositoryOn(*FsBlobStore::Open(tmp.Sub("ok"), true));
   ASSERT_OK(ok);
   EXPECT_TRUE((*ok)->blob_store()->List("locks/")->empty());  // probe gone

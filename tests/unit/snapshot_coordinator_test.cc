@@ -476,6 +476,39 @@ TEST_F(SnapshotCoordinatorTest, TransientErrorsAreRetriedAfterABackoff) {
   EXPECT_EQ(snap.partitions(flaky_partition).attempts(), 2u);
 }
 
+// A garbage collection holding the repository is waited for: however many
+// times the node answers REPOSITORY_BUSY, no attempt is spent, and the task
+// says that it waits for the collection.
+TEST_F(SnapshotCoordinatorTest, WaitingForGarbageCollectionSpendsNoAttempt) {
+  Beat("a", 0, 1, 1);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  for (int i = 0; i < 8; ++i) {  // more than max_attempts
+    ASSERT_TRUE(transport_.WaitForCalls(1));
+    std::move(transport_.Take().done)(
+        WithReason(absl::AbortedError("repository r is being garbage-collected "
+                                      "(locks/gc); try again"),
+                   ErrorReason::kRepositoryBusy));
+    auto snap = Get(*id);
+    ASSERT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_RUNNING);
+    const auto& t = snap.partitions(0);
+    EXPECT_EQ(t.state(), shutter::v1::PARTITION_TASK_STATE_WAITING);
+    EXPECT_EQ(t.attempts(), 0u);
+    EXPECT_EQ(t.unreachable(), 0u);
+    EXPECT_NE(t.last_error().find("waiting for a garbage collection"),
+              std::string::npos)
+        << t.last_error();
+    Beat("a", 0, 1, 1);         // alive all along
+    Advance(absl::Seconds(3));  // past the poll (2 s max, jittered)
+  }
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  Publish(transport_.Take());
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
+      << snap.error();
+  EXPECT_EQ(snap.partitions(0).attempts(), 1u);
+}
+
 TEST_F(SnapshotCoordinatorTest, LeaderMoveSendsTheRetryToTheNewLeader) {
   Beat("a", 0, 1, 1, /*epoch=*/1);
   auto id = coordinator_->CreateSnapshot({});
@@ -1052,6 +1085,10 @@ class MemRepository : public snapshot::Repository {
   absl::StatusOr<snapshot::GcReport> CollectGarbage(
       const snapshot::GcOptions&) override {
     return absl::UnimplementedError("memory repository");
+  }
+  absl::StatusOr<int> ReleasePublishLocks(
+      const std::function<bool(const snapshot::PublishLock&)>&) override {
+    return 0;
   }
   snapshot::BlobStore* blob_store() const override { return nullptr; }
 
