@@ -39,17 +39,22 @@ absl::Status Heartbeater::Register(absl::Duration timeout) {
   return SendOnce(timeout, /*full=*/true);
 }
 
-absl::Status Heartbeater::SendOnce(absl::Duration timeout, bool full) {
-  if (repository_id_.empty()) {
-    auto id = repo_->ReadIdentity();
-    if (id.ok()) repository_id_ = *id;
-  }
+shutter::v1::HeartbeatRequest Heartbeater::Identity() const {
   shutter::v1::HeartbeatRequest req;
   req.set_node_id(options_.node_id);
   req.set_address(options_.advertise_address);
   req.set_checkpoint_capacity(options_.checkpoint_capacity);
   req.mutable_instance()->set_instance_id(options_.instance.instance_id);
   req.mutable_instance()->set_start_count(options_.instance.start_count);
+  return req;
+}
+
+absl::Status Heartbeater::SendOnce(absl::Duration timeout, bool full) {
+  if (repository_id_.empty()) {
+    auto id = repo_->ReadIdentity();
+    if (id.ok()) repository_id_ = *id;
+  }
+  shutter::v1::HeartbeatRequest req = Identity();
   req.set_repository_id(repository_id_);
   req.set_repository(repo_->Describe());
   if (options_.load) *req.mutable_load() = options_.load();
@@ -101,12 +106,7 @@ absl::Status Heartbeater::SendOnce(absl::Duration timeout, bool full) {
 }
 
 absl::Status Heartbeater::SendLeaving(absl::Duration timeout) {
-  shutter::v1::HeartbeatRequest req;
-  req.set_node_id(options_.node_id);
-  req.set_address(options_.advertise_address);
-  req.set_checkpoint_capacity(options_.checkpoint_capacity);
-  req.mutable_instance()->set_instance_id(options_.instance.instance_id);
-  req.mutable_instance()->set_start_count(options_.instance.start_count);
+  shutter::v1::HeartbeatRequest req = Identity();
   req.set_partitions_omitted(true);
   req.set_leaving(true);
   grpc::ClientContext ctx;

@@ -73,6 +73,9 @@ class Heartbeater {
 
  private:
   void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+  // A heartbeat with this node's identity only (id, address, capacity,
+  // incarnation).
+  shutter::v1::HeartbeatRequest Identity() const;
   // Sends a full report if `full` or if anything that leadership depends
   // on changed since the last one; a keep-alive otherwise.
   absl::Status SendOnce(absl::Duration timeout, bool full);
