@@ -1015,7 +1015,17 @@ void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
   }
   job->mutable_header().set_rolled_back(true);
   StageHeaderLocked(*job);
-  spdlog::info("snapshot {}: removed what it had published", snapshot_id);
+  if (kind->CancelKeepsOutcomes()) {
+    spdlog::info("{} {} ended {}: {} of {} partitions done (kept), {} failed",
+                 TypeLabel(job->header().type()), snapshot_id,
+                 StateName(job->header().state()),
+                 job->Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED),
+                 job->size(),
+                 job->Count(shutter::v1::PARTITION_TASK_STATE_FAILED));
+  } else {
+    spdlog::info("{} {}: removed what it had published",
+                 TypeLabel(job->header().type()), snapshot_id);
+  }
 }
 
 absl::StatusOr<shutter::v1::GetSnapshotResponse>
@@ -1024,6 +1034,7 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
   uint64_t job_id = 0;
   JobKind* kind = nullptr;
   std::set<std::string> running_on;  // addresses of nodes with checkpoints
+  std::string noun;                   // "snapshot", "restore"
   shutter::v1::GetSnapshotResponse answer;
   {
     absl::MutexLock l(&mu_);
@@ -1069,9 +1080,10 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
     StageHeaderLocked(*job);
     RecordFinished(h);
     job_id = job->scheduler_job;
+    noun = TypeLabel(h.type());
   }
   RETURN_IF_ERROR(committer_.Flush());
-  spdlog::info("snapshot {} cancelled", snapshot_id);
+  spdlog::info("{} {} cancelled", noun, snapshot_id);
   if (job_id != 0) scheduler_.CancelJob(job_id);
   // In-flight checkpoints stop on their nodes before publishing; their
   // calls then end and the rollback runs.

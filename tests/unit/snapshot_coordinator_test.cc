@@ -50,6 +50,38 @@ class FakeTransport : public NodeTransport {
     return cancels_;
   }
 
+  // Restores are held until the test answers them (TakeRestore).
+  struct RestoreCall {
+    std::string address;
+    shutter::v1::RestorePartitionRequest request;
+    RestoreCallback done;
+  };
+  void RestorePartition(const std::string& address,
+                        const shutter::v1::RestorePartitionRequest& request,
+                        absl::Duration timeout, RestoreCallback done) override {
+    absl::MutexLock l(&mu_);
+    restores_.push_back({address, request, std::move(done)});
+  }
+  void CancelRestores(const std::string& address,
+                      const std::string& restore_id) override {
+    absl::MutexLock l(&mu_);
+    cancels_.push_back(address + " " + restore_id);
+  }
+  // Waits (bounded) until `n` restores are outstanding.
+  bool WaitForRestores(size_t n) {
+    absl::MutexLock l(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return restores_.size() >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+  }
+  RestoreCall TakeRestore() {
+    absl::MutexLock l(&mu_);
+    RestoreCall c = std::move(restores_.front());
+    restores_.erase(restores_.begin());
+    return c;
+  }
+
   void Shutdown() override {
     std::vector<Call> calls;
     {
@@ -98,6 +130,7 @@ class FakeTransport : public NodeTransport {
   std::vector<Call> calls_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> peak_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> cancels_ ABSL_GUARDED_BY(mu_);
+  std::vector<RestoreCall> restores_ ABSL_GUARDED_BY(mu_);
 };
 
 class SnapshotCoordinatorTest : public ::testing::Test {
@@ -507,6 +540,63 @@ TEST_F(SnapshotCoordinatorTest, WaitingForGarbageCollectionSpendsNoAttempt) {
   EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
       << snap.error();
   EXPECT_EQ(snap.partitions(0).attempts(), 1u);
+}
+
+// Cancel keeps a restore's known outcomes: a partition swapped before the
+// cancel stays restored, and so does one whose answer ("swapped") arrives
+// after it; only the one that had not swapped ends CANCELLED.
+TEST_F(SnapshotCoordinatorTest, CancelledRestoreKeepsWhatWasRestored) {
+  Beat("a", 0, 3, 3);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(3));
+  for (int i = 0; i < 3; ++i) Publish(transport_.Take());
+  ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+
+  shutter::v1::RestoreSnapshotRequest req;
+  req.set_snapshot_id(*id);
+  auto restore = coordinator_->RestoreSnapshot(req);
+  ASSERT_OK(restore);
+  const std::string rid = restore->restore_id();
+  ASSERT_TRUE(transport_.WaitForRestores(3));
+  auto answer = [&](FakeTransport::RestoreCall call, bool swapped) {
+    if (!swapped) {
+      std::move(call.done)(WithReason(absl::CancelledError("cancelled"),
+                                      ErrorReason::kCancelled));
+      return;
+    }
+    auto m = repo_->ReadPartitionManifest(call.request.snapshot_id(),
+                                          call.request.partition_id());
+    ASSERT_OK(m);
+    shutter::v1::RestorePartitionResponse r;
+    *r.mutable_manifest() = *m;
+    r.set_leader_epoch(call.request.expected_leader_epoch() + 1);
+    std::move(call.done)(r);
+  };
+  auto first = transport_.TakeRestore();
+  const uint32_t restored_before = first.request.partition_id();
+  answer(std::move(first), true);
+  coordinator_->WaitForQuiescenceForTesting();
+  auto cancelled = coordinator_->CancelSnapshot(rid);
+  ASSERT_OK(cancelled);
+  EXPECT_EQ(cancelled->snapshot().state(),
+            shutter::v1::SNAPSHOT_STATE_CANCELLED);
+  auto late = transport_.TakeRestore();
+  const uint32_t restored_late = late.request.partition_id();
+  answer(std::move(late), true);  // swapped before the cancel reached it
+  auto stopped = transport_.TakeRestore();
+  const uint32_t untouched = stopped.request.partition_id();
+  answer(std::move(stopped), false);
+  coordinator_->WaitForQuiescenceForTesting();
+  auto job = Get(rid);
+  EXPECT_EQ(job.state(), shutter::v1::SNAPSHOT_STATE_CANCELLED);
+  EXPECT_EQ(job.partitions(restored_before).state(),
+            shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+  EXPECT_EQ(job.partitions(restored_late).state(),
+            shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+  EXPECT_EQ(job.partitions(untouched).state(),
+            shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+  // (A cancelled snapshot keeps nothing: CancelDropsQueuedAndRollsBack...)
 }
 
 TEST_F(SnapshotCoordinatorTest, LeaderMoveSendsTheRetryToTheNewLeader) {
