@@ -4,12 +4,30 @@
 # scheduler's tests (including the randomized stress test, repeated) under
 # ThreadSanitizer in a separate small build of src/scheduler alone, the unit
 # and integration tests under AddressSanitizer + UndefinedBehaviorSanitizer,
-# then a clang build of the whole tree with thread-safety analysis as
-# errors plus short libFuzzer runs of the parsers of outside input.
+# clang's thread-safety analysis (as errors) over every translation unit,
+# and short libFuzzer runs of the parsers of outside input.
 # Exit code is non-zero if anything fails.
+#
+#   ./scripts/test.sh           everything (what CI runs)
+#   ./scripts/test.sh --quick   build + unit + integration tests only (no
+#                               benchmarks, packages or sanitizers), for
+#                               development
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ccache (used when installed): paths inside the tree hash relative to it,
+# so another clone of the same sources (CI's) reuses the objects.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 start=$(date +%s)
+quick=0
+case "${1:-}" in
+  --quick) quick=1 ;;
+  "") ;;
+  *) echo "usage: scripts/test.sh [--quick]" >&2; exit 2 ;;
+esac
+# Elapsed time at each phase, so a slow phase shows in the CI log.
+phase() { echo "test.sh: [$(( $(date +%s) - start ))s] $*"; }
+phase "build"
 bash scripts/build.sh build
 
 # A real S3-protocol server on loopback for the S3 tests: moto_server (moto
@@ -46,7 +64,14 @@ else
 fi
 
 # metrics_test fails (rather than skips) without promtool.
+phase "unit and integration tests"
 (cd build && SHUTTER_REQUIRE_PROMTOOL=1 ctest --output-on-failure -j2 --timeout 300)
+if (( quick )); then
+  phase "quick mode: done (no benchmarks, packages or sanitizers)"
+  exit 0
+fi
+
+phase "package"
 
 # The Debian package: contents, maintainer scripts, and the binaries run
 # from a dry install (extracted into a temporary root; no systemd here to
@@ -115,6 +140,7 @@ promtool check rules deploy/prometheus/shutter-alerts.yml
 python3 -m json.tool deploy/grafana/shutter-dashboard.json >/dev/null
 
 # Benchmarks in smoke mode: they must keep compiling and working.
+phase "benchmarks (smoke)"
 build/bench/scheduler_overhead_bench --smoke
 build/bench/makespan_sim_bench --smoke
 build/bench/cluster_bench --smoke
@@ -123,9 +149,17 @@ build/bench/incremental_bench --smoke
 build/bench/restore_bench --smoke
 build/bench/foreground_bench --smoke
 
+# Thread-safety analysis: GCC ignores the ABSL_GUARDED_BY /
+# ABSL_EXCLUSIVE_LOCKS_REQUIRED annotations; clang checks them while it
+# parses, so every translation unit of the release build goes through
+# clang's front end only (-fsyntax-only, same flags), findings as errors.
+phase "clang thread-safety analysis"
+python3 scripts/thread_safety.py build 2
+
 # ThreadSanitizer job: src/scheduler depends on Abseil only, so this build
 # is small. Set SHUTTER_SKIP_TSAN=1 to skip it locally.
 if [[ "${SHUTTER_SKIP_TSAN:-0}" != 1 ]]; then
+  phase "ThreadSanitizer (scheduler)"
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DSHUTTER_SCHEDULER_ONLY=ON \
     -DCMAKE_CXX_FLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
@@ -143,6 +177,7 @@ fi
 # blocks as having "invalid vptr" (seen in the connection-storm test).
 # Set SHUTTER_SKIP_ASAN=1 to skip it locally.
 if [[ "${SHUTTER_SKIP_ASAN:-0}" != 1 ]]; then
+  phase "AddressSanitizer + UndefinedBehaviorSanitizer"
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DSHUTTER_BUILD_BENCH=OFF \
     -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
@@ -153,19 +188,19 @@ if [[ "${SHUTTER_SKIP_ASAN:-0}" != 1 ]]; then
     ctest --output-on-failure -j2 --timeout 600)
 fi
 
-# Clang build of the whole tree: thread-safety analysis as errors (GCC
-# ignores the ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED annotations;
-# clang checks them) and, in the same build, the libFuzzer targets for
-# every parser of outside input (instrumented with ASan + UBSan), each run
-# briefly from its seed corpus in tests/fuzz/corpus. No benchmarks.
-# SHUTTER_FUZZ_SECONDS sets the run per target (default 15); set
-# SHUTTER_SKIP_CLANG=1 to skip the job locally.
+# libFuzzer targets for every parser of outside input (a clang build,
+# instrumented with ASan + UBSan, of the fuzz targets and the libraries
+# they link only: no tests, daemons or benchmarks), each run briefly from
+# its seed corpus in tests/fuzz/corpus. SHUTTER_FUZZ_SECONDS sets the run
+# per target (default 15); set SHUTTER_SKIP_CLANG=1 to skip the job
+# locally.
 if [[ "${SHUTTER_SKIP_CLANG:-${SHUTTER_SKIP_CLANG_TSA:-0}}" != 1 ]]; then
+  phase "fuzzers"
   cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_COMPILER=clang++ -DSHUTTER_BUILD_BENCH=OFF -DSHUTTER_FUZZ=ON \
     -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety -O1" >/dev/null
-  ninja -C build-clang -j2
-  echo "test.sh: clang thread-safety analysis: no violations"
+  ninja -C build-clang -j2 manifest_fuzz text_fuzz cron_fuzz s3_xml_fuzz \
+    config_fuzz
   fuzz_seconds="${SHUTTER_FUZZ_SECONDS:-15}"
   fuzz_dir=$(mktemp -d)
   run_fuzzer() {
@@ -191,4 +226,4 @@ if [[ "${SHUTTER_SKIP_CLANG:-${SHUTTER_SKIP_CLANG_TSA:-0}}" != 1 ]]; then
   rm -rf "$fuzz_dir"
 fi
 
-echo "test.sh: all tests passed in $(( $(date +%s) - start ))s"
+phase "all tests passed"
