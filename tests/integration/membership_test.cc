@@ -172,7 +172,9 @@ TEST_F(MembershipTest, ReplacedDiskAfterACleanStopIsAcceptedAtOnce) {
 // waits and retries, with a log line saying why, instead of exiting 2
 // (under the shipped unit, RestartPreventExitStatus=2 would keep it down).
 TEST_F(MembershipTest, CrashedNodesNewIncarnationWaitsInsteadOfExiting) {
-  Start(1, 2, {}, /*dead_after_ms=*/3000);
+  // Dead after 8 s: room for a slow (sanitized, loaded) start to register
+  // while the old incarnation is silent but not yet dead.
+  Start(1, 2, {}, /*dead_after_ms=*/8000);
   const std::string old_instance = ListNodes().nodes(0).instance_id();
   ASSERT_OK(cluster_->StopNode(0, SIGKILL));
   stdfs::remove_all(cluster_->node_dir(0));
