@@ -694,38 +694,41 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
   if (job == nullptr) return;
   PartitionTask* t = job->Find(partition_id);
   if (t == nullptr) return;
-  if (job->header().state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) {
+  const shutter::v1::JobType type = job->header().type();
+  const bool cancelled =
+      job->header().state() == shutter::v1::SNAPSHOT_STATE_CANCELLED;
+  if (cancelled) {
     // A task that was in flight when the job was cancelled: now that it is
     // over, the rollback can run (once none is left running). A kind whose
     // outcomes survive a cancel keeps a successful answer (the partition
-    // was restored before the cancel reached the node).
+    // was restored before the cancel reached the node): it is recorded
+    // below like any other.
     if (TaskDone(*t)) return;
-    if (verified.ok() && KindOf(job->header().type())->CancelKeepsOutcomes()) {
-      t->set_attempts(t->attempts() + 1);
-      t->set_started_at_micros(absl::ToUnixMicros(started));
-      job->Publish(*t, result->manifest, result->path,
-                   absl::ToInt64Milliseconds(clock_->Now() - started));
-      RecordTask(job->header().type(), "published");
-    } else {
+    if (!verified.ok() || !KindOf(type)->CancelKeepsOutcomes()) {
       job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_CANCELLED);
+      StageTaskLocked(*job, *t);
+      AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
+      return;
     }
-    StageTaskLocked(*job, *t);
-    AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
+  } else if (IsFinished(job->header().state())) {
     return;
   }
-  if (IsFinished(job->header().state())) return;
   const int64_t millis = absl::ToInt64Milliseconds(clock_->Now() - started);
   t->set_started_at_micros(absl::ToUnixMicros(started));
   const FailureClass cls = verified.ok() ? FailureClass::kPermanent
                                          : ClassifyCheckpointFailure(verified);
-  const shutter::v1::JobType type = job->header().type();
   if (verified.ok()) {
     RecordTask(type, "published");
     t->set_attempts(t->attempts() + 1);
     job->Publish(*t, result->manifest, result->path, millis);
     StageTaskLocked(*job, *t);
-    AfterDurable(snapshot_id,
-                 [this, snapshot_id] { MaybeFinish(snapshot_id); });
+    AfterDurable(snapshot_id, [this, snapshot_id, cancelled] {
+      if (cancelled) {
+        Rollback(snapshot_id);  // records rolled_back once none runs
+      } else {
+        MaybeFinish(snapshot_id);
+      }
+    });
     return;
   }
   t->set_duration_millis(millis);
@@ -1034,7 +1037,7 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
   uint64_t job_id = 0;
   JobKind* kind = nullptr;
   std::set<std::string> running_on;  // addresses of nodes with checkpoints
-  std::string noun;                   // "snapshot", "restore"
+  std::string noun;                  // "snapshot", "restore"
   shutter::v1::GetSnapshotResponse answer;
   {
     absl::MutexLock l(&mu_);

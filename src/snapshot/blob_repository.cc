@@ -651,12 +651,21 @@ std::string LockField(absl::string_view body, absl::string_view field) {
 }
 }  // namespace
 
-absl::StatusOr<std::vector<PublishLock>> BlobRepository::ListPublishLocks()
-    const {
+absl::StatusOr<std::vector<PublishLock>> BlobRepository::ListPublishLocks(
+    absl::flat_hash_map<std::string, PublishLock>* known) const {
   ASSIGN_OR_RETURN(std::vector<BlobInfo> objects,
                    store_->List(kPublishLockPrefix));
   std::vector<PublishLock> out;
   for (const BlobInfo& o : objects) {
+    if (known != nullptr) {
+      // A lock's body never changes (a refresh rewrites the same one).
+      auto it = known->find(o.key);
+      if (it != known->end()) {
+        it->second.modified = o.modified;
+        out.push_back(it->second);
+        continue;
+      }
+    }
     auto body = store_->Get(o.key);
     if (absl::IsNotFound(body.status())) continue;  // its publish ended
     RETURN_IF_ERROR(body.status());
@@ -672,6 +681,7 @@ absl::StatusOr<std::vector<PublishLock>> BlobRepository::ListPublishLocks()
       const size_t to = body->find_first_not_of("0123456789", from);
       (void)absl::SimpleAtoi(body->substr(from, to - from), &l.partition_id);
     }
+    if (known != nullptr) (*known)[l.key] = l;
     out.push_back(std::move(l));
   }
   return out;
@@ -723,8 +733,9 @@ absl::StatusOr<GcReport> BlobRepository::CollectGarbage(
   auto result = [&]() -> absl::Status {
     // Wait for publishes that registered before the lock was taken.
     const absl::Time wait_until = absl::Now() + options.wait_for_publishes;
+    absl::flat_hash_map<std::string, PublishLock> read;  // bodies read once
     while (!options.dry_run) {
-      ASSIGN_OR_RETURN(std::vector<PublishLock> locks, ListPublishLocks());
+      ASSIGN_OR_RETURN(std::vector<PublishLock> locks, ListPublishLocks(&read));
       const absl::Time stale = absl::Now() - options_.lock_stale_after;
       size_t live = 0;
       for (const PublishLock& l : locks) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "common/rate_limiter.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
@@ -59,8 +60,10 @@ class BlobRepository : public Repository {
   BlobRepository(std::unique_ptr<BlobStore> store,
                  const RepositoryOptions& options);
   absl::Status InitFormat(bool create);
-  // Every publish lock with what its body says.
-  absl::StatusOr<std::vector<PublishLock>> ListPublishLocks() const;
+  // Every publish lock with what its body says. Bodies of locks in `known`
+  // are not read again (a polling caller keeps it); new ones are added.
+  absl::StatusOr<std::vector<PublishLock>> ListPublishLocks(
+      absl::flat_hash_map<std::string, PublishLock>* known = nullptr) const;
   // Stores the SST or blob file at `path` by content, unless an object with
   // its SHA-256 (from the hash cache if it knows the file) is there already,
   // and fills `f` (size, SHA-256, object key).
