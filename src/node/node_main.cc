@@ -8,9 +8,15 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/fs.h"
@@ -36,6 +42,44 @@ namespace {
 int Fail(absl::string_view msg, int code) {
   std::fprintf(stderr, "shutter-node: %s\n", std::string(msg).c_str());
   return code;
+}
+
+// Fault injection for the restore fault tests, from the environment; never
+// set in production. The points are PartitionRestorer::Options::fault's.
+//   SHUTTER_TEST_KILL_AT=<point>: the process kills itself at <point>.
+//   SHUTTER_TEST_HOLD_AT=<point>:<n>:<file>: the first <n> restores pass
+//     <point>; later ones wait there until <file> exists (at most 5 min),
+//     so a test can cancel while some partitions are swapped and others
+//     are not, whatever the machine's speed.
+std::function<void(const char*)> TestFaultHook() {
+  const char* kill = std::getenv("SHUTTER_TEST_KILL_AT");
+  if (kill != nullptr && *kill != '\0') {
+    return [p = std::string(kill)](const char* at) {
+      if (p != at) return;
+      spdlog::warn("SHUTTER_TEST_KILL_AT={}: killing this node", p);
+      spdlog::default_logger()->flush();
+      ::raise(SIGKILL);
+    };
+  }
+  const char* hold = std::getenv("SHUTTER_TEST_HOLD_AT");
+  if (hold == nullptr || *hold == '\0') return nullptr;
+  std::vector<std::string> parts =
+      absl::StrSplit(hold, absl::MaxSplits(':', 2));
+  int pass = 0;
+  if (parts.size() != 3 || !absl::SimpleAtoi(parts[1], &pass)) {
+    spdlog::error("SHUTTER_TEST_HOLD_AT={}: want <point>:<n>:<file>", hold);
+    return nullptr;
+  }
+  auto passed = std::make_shared<std::atomic<int>>(0);
+  return [point = parts[0], pass, file = parts[2], passed](const char* at) {
+    if (point != at || passed->fetch_add(1) < pass) return;
+    spdlog::warn("SHUTTER_TEST_HOLD_AT: holding at {} until {} exists", point,
+                 file);
+    const absl::Time deadline = absl::Now() + absl::Minutes(5);
+    while (!shutter::fs::Exists(file) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  };
 }
 
 int Fail(const absl::Status& s, int code) { return Fail(s.message(), code); }
@@ -141,17 +185,7 @@ int main(int argc, char** argv) {
   ropts.io_class = topts.io_class;
   ropts.nice = topts.nice;
   ropts.check_serving = [t = taker->get()] { return t->CheckServing(); };
-  // Fault injection for the restore fault tests: the process kills itself
-  // at the named point (node.proto lists them). Never set in production.
-  if (const char* point = std::getenv("SHUTTER_TEST_KILL_AT");
-      point != nullptr && *point != '\0') {
-    ropts.fault = [p = std::string(point)](const char* at) {
-      if (p != at) return;
-      spdlog::warn("SHUTTER_TEST_KILL_AT={}: killing this node", p);
-      spdlog::default_logger()->flush();
-      ::raise(SIGKILL);
-    };
-  }
+  ropts.fault = TestFaultHook();
   auto restorer = node::PartitionRestorer::Create(ropts, host->get(),
                                                   repo->get(), Clock::Real());
   if (!restorer.ok()) return Fail(restorer.status(), 1);
