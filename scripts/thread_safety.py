@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Clang's thread-safety analysis over every translation unit of a build.
 
-Usage: scripts/thread_safety.py BUILD_DIR [JOBS]
+Usage: scripts/thread_safety.py BUILD_DIR [JOBS [PATH_SUBSTRING ...]]
+
+With substrings, only the translation units whose path contains one of
+them are checked (for development).
 
 GCC ignores ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED; clang checks
 them while it parses (the analysis is part of semantic analysis), so the
@@ -43,6 +46,9 @@ def main():
     jobs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     with open(os.path.join(build, "compile_commands.json")) as f:
         entries = [e for e in json.load(f) if ".pb.cc" not in e["file"]]
+    only = sys.argv[3:]
+    if only:
+        entries = [e for e in entries if any(o in e["file"] for o in only)]
 
     def run(entry):
         p = subprocess.run(clang_command(entry), cwd=entry["directory"],

@@ -10,6 +10,7 @@
 #include "common/error_reason.h"
 #include "common/fs.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::node {
@@ -22,6 +23,36 @@ std::string AsidePath(const std::string& live) { return live + ".aside"; }
 // Exchanges two directories atomically. EINVAL/ENOSYS: not supported here.
 int ExchangeDirs(const std::string& a, const std::string& b) {
   return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE);
+}
+
+// Puts the store at `staged` at `live` and the one at `live` at `staged`.
+// On error the store that was at `live` is there again (or, if even that
+// failed, set aside where NodeHost::Open puts it back).
+absl::Status SwapDirs(const std::string& staged, const std::string& live) {
+  if (ExchangeDirs(staged, live) == 0) return absl::OkStatus();
+  if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+    return fs::ErrnoStatus("exchange with " + live, staged);
+  }
+  // No RENAME_EXCHANGE on this filesystem: two renames; Open puts the old
+  // store back if a crash comes between them.
+  const std::string aside = AsidePath(live);
+  if (::rename(live.c_str(), aside.c_str()) != 0) {
+    return fs::ErrnoStatus("set aside", live);
+  }
+  if (::rename(staged.c_str(), live.c_str()) != 0) {
+    absl::Status s = fs::ErrnoStatus("rename into " + live, staged);
+    if (::rename(aside.c_str(), live.c_str()) != 0) {
+      return absl::DataLossError(
+          absl::StrCat(s.message(), "; the old store stays at ", aside,
+                       " (the node's next start puts it back)"));
+    }
+    return s;
+  }
+  if (::rename(aside.c_str(), staged.c_str()) != 0) {
+    // Swapped; only the old store's name is wrong: remove it there.
+    fs::RemoveAll(aside).IgnoreError();
+  }
+  return absl::OkStatus();
 }
 }  // namespace
 
@@ -258,29 +289,47 @@ absl::Status NodeHost::SwapInRestored(
     // Closed just now: carry on.
   }
   // The old store is closed. One atomic step makes the new one live.
-  bool exchanged = ExchangeDirs(staged, live) == 0;
-  if (!exchanged) {
-    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-      absl::Status s = fs::ErrnoStatus("exchange with " + live, staged);
-      absl::MutexLock l(&slot->mu);
-      RETURN_IF_ERROR(OpenInto(partition_id, *slot));
-      return s;
+  // Opens whatever store is at the live path into the slot (held locked),
+  // leading again if the old one led: its epoch rises, as at any
+  // leadership change.
+  auto reopen = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(slot->mu) {
+    RETURN_IF_ERROR(OpenInto(partition_id, *slot));
+    if (was_leader) return slot->store->TakeLeadership().status();
+    return absl::OkStatus();
+  };
+  if (absl::Status s = SwapDirs(staged, live); !s.ok()) {
+    absl::MutexLock l(&slot->mu);
+    absl::Status reopened = reopen();
+    if (!reopened.ok()) {
+      return absl::InternalError(
+          absl::StrCat(StatusText(s), "; reopening the old store failed too: ",
+                       StatusText(reopened), "; the partition is unavailable"));
     }
-    // No RENAME_EXCHANGE on this filesystem: two renames; Open puts the old
-    // store back if a crash comes between them.
-    const std::string aside = AsidePath(live);
-    if (::rename(live.c_str(), aside.c_str()) != 0 ||
-        ::rename(staged.c_str(), live.c_str()) != 0 ||
-        ::rename(aside.c_str(), staged.c_str()) != 0) {
-      return fs::ErrnoStatus("swap restored store into", live);
-    }
+    return s;
   }
   if (fault) fault("restore-swapped");
-  RETURN_IF_ERROR(fs::SyncDir(data_dir_ + "/partitions"));
+  // From here the restored store is the live one on disk: whatever fails
+  // below, the partition gets an open, fenced store.
+  const std::string dir = data_dir_ + "/partitions";
+  const absl::Status synced =
+      sync_dir_after_swap_ ? sync_dir_after_swap_(dir) : fs::SyncDir(dir);
   StoreRef store;
   {
     absl::MutexLock l(&slot->mu);
-    RETURN_IF_ERROR(OpenInto(partition_id, *slot));
+    if (absl::Status opened = OpenInto(partition_id, *slot); !opened.ok()) {
+      // Put the old store back rather than leave the partition empty.
+      absl::Status back = SwapDirs(staged, live);
+      if (back.ok()) back = reopen();
+      if (!back.ok()) {
+        return absl::InternalError(absl::StrCat(
+            "the restored store did not open: ", StatusText(opened),
+            "; putting the old one back failed: ", StatusText(back),
+            "; the partition is unavailable"));
+      }
+      return absl::InternalError(
+          absl::StrCat("the restored store did not open: ", StatusText(opened),
+                       "; the old store is back"));
+    }
     slot->restoring = false;
     store = slot->store;
   }
@@ -297,6 +346,14 @@ absl::Status NodeHost::SwapInRestored(
   if (!removed.ok()) {
     spdlog::warn("partition {}: could not remove the old store: {}",
                  partition_id, removed.ToString());
+  }
+  if (!synced.ok()) {
+    return absl::Status(
+        synced.code(),
+        absl::StrCat("the restored store is live, but syncing ", dir,
+                     " after the swap failed (a crash before it reaches the "
+                     "disk may bring the old store back): ",
+                     synced.message()));
   }
   return absl::OkStatus();
 }

@@ -39,6 +39,9 @@ class NodeHost {
     std::vector<uint32_t> partitions;
     // Subset of `partitions` this node leads.
     std::set<uint32_t> leader_for;
+    // Tests: replaces fs::SyncDir where a restore syncs the partitions
+    // directory after its exchange (to inject a failure there).
+    std::function<absl::Status(const std::string& dir)> sync_dir_after_swap;
   };
 
   struct PartitionStatus {
@@ -96,8 +99,12 @@ class NodeHost {
   // leadership if it was the leader (so the epoch rises), allows writes,
   // then removes the old store. `fault`, if set, is called with
   // "restore-swapped" right after the exchange (tests kill the process
-  // there). UNAVAILABLE if references did not end in time (the live store
-  // is kept).
+  // there). The partition is never left without an open store: a failure
+  // before the exchange reopens the old store (UNAVAILABLE if references
+  // did not end in time); once exchanged, the restored store is opened and
+  // fenced even if the directory sync failed (that error is returned,
+  // saying the restored store is live), and one that does not open is
+  // exchanged back for the old.
   absl::Status SwapInRestored(
       uint32_t partition_id, absl::Duration drain,
       const std::function<void(const char*)>& fault = nullptr);
@@ -122,7 +129,9 @@ class NodeHost {
   };
 
   explicit NodeHost(const Options& options)
-      : data_dir_(options.data_dir), leader_for_(options.leader_for) {}
+      : data_dir_(options.data_dir),
+        leader_for_(options.leader_for),
+        sync_dir_after_swap_(options.sync_dir_after_swap) {}
   absl::StatusOr<Slot*> FindSlot(uint32_t partition_id) const;
   // Opens the store at the live path and installs it in `slot`.
   absl::Status OpenInto(uint32_t partition_id, Slot& slot)
@@ -130,6 +139,7 @@ class NodeHost {
 
   const std::string data_dir_;
   const std::set<uint32_t> leader_for_;
+  const std::function<absl::Status(const std::string&)> sync_dir_after_swap_;
   std::map<uint32_t, std::unique_ptr<Slot>> slots_;
   mutable LatencyRecorder write_latency_;
   partition::WriteStallStats write_stalls_;

@@ -197,8 +197,18 @@ absl::StatusOr<RestorePartitionResponse> PartitionRestorer::Run(
   if (!r.ok()) {
     fs::RemoveAll(host_->RestoreStagingPath(p)).IgnoreError();
     host_->EndRestore(p);
-    spdlog::warn("{} failed, the old store is kept: {}", what,
-                 r.status().ToString());
+    // Which store is live is read, not assumed: a failure after the swap
+    // (e.g. syncing the directory) leaves the restored one live, and a
+    // repeat of this restore is then answered from its marker.
+    bool restored = false;
+    if (auto live = host_->Acquire(p); live.ok()) {
+      restored = absl::StartsWith((*live)->meta().restored_by,
+                                  absl::StrCat(req.restore_id(), " "));
+    }
+    spdlog::warn(
+        "{} failed, {}: {}", what,
+        restored ? "the restored store is live" : "the old store is kept",
+        r.status().ToString());
     return Annotate(r.status(), what, ErrorReason::kCheckpointFailed);
   }
   spdlog::info(

@@ -203,5 +203,64 @@ TEST_F(PartitionRestorerTest, OpenSweepsWhatAnInterruptedRestoreLeft) {
   EXPECT_EQ(Get(0, "c"), "3");
 }
 
+TEST_F(PartitionRestorerTest,
+       SyncFailureAfterTheSwapLeavesTheRestoredStoreLiveAndFenced) {
+  // Once the directories are exchanged the restored store is the live one:
+  // a failed directory sync must not leave the slot empty (the partition
+  // unavailable until a restart), nor the new store at the old epoch.
+  host_.reset();
+  NodeHost::Options o{tmp_.Sub("data"), {0, 1}, {0, 1}};
+  int syncs = 0;
+  o.sync_dir_after_swap = [&](const std::string&) {
+    ++syncs;
+    return absl::InternalError("injected: fsync failed");
+  };
+  auto h = NodeHost::Open(o);
+  ASSERT_OK(h);
+  host_ = std::move(h).value();
+  ASSERT_OK(host_->TakeLeadership());  // epoch 2
+  auto restorer = Make();
+  auto r = restorer->RestoreSync(Req("r1", 2));
+  EXPECT_EQ(syncs, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(
+      absl::StrContains(r.status().message(), "the restored store is live"))
+      << r.status();
+  // Served, holding the snapshot, fenced above the old epoch.
+  EXPECT_EQ(Get(0, "a"), "1");
+  EXPECT_EQ(Get(0, "c"), "<absent>");
+  EXPECT_EQ(host_->Find(0)->meta().leader_epoch, 3u);
+  EXPECT_THAT(host_->Find(0)
+                  ->Write({{partition::Mutation::Op::kPut, "d", "4"}}, true, 2)
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  ASSERT_OK(host_->Find(0)->Write({{partition::Mutation::Op::kPut, "d", "4"}},
+                                  true, 3));
+  // The controller's retry is answered from the marker.
+  auto again = restorer->RestoreSync(Req("r1", 2));
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->already_restored());
+  EXPECT_EQ(again->leader_epoch(), 3u);
+}
+
+TEST_F(PartitionRestorerTest,
+       RestoredStoreThatDoesNotOpenIsSwappedBackForTheOld) {
+  // Right after the exchange the new store is damaged (its CURRENT file):
+  // the old store goes back into place and serves; nothing is left empty.
+  auto restorer = Make([&](const char* point) {
+    if (std::string(point) != "restore-swapped") return;
+    ASSERT_OK(fs::WriteFileAtomically(host_->LivePath(0) + "/CURRENT",
+                                      "MANIFEST-garbage\n"));
+  });
+  auto r = restorer->RestoreSync(Req("r1", 1));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "the old store is back"))
+      << r.status();
+  EXPECT_EQ(Get(0, "a"), "changed");
+  EXPECT_EQ(Get(0, "c"), "3");
+  EXPECT_FALSE(fs::Exists(host_->RestoreStagingPath(0)));
+  Put(0, "after", "failure");
+}
+
 }  // namespace
 }  // namespace shutter::node
