@@ -15,6 +15,7 @@
 #include "controller/controller_metrics.h"
 #include "controller/controller_options.h"
 #include "controller/job_store.h"
+#include "controller/kinds.h"
 #include "controller/maintenance.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
@@ -121,13 +122,18 @@ int main(int argc, char** argv) {
   // exists once the coordinator does: the pointer is set right after).
   std::atomic<controller::Maintenance*> maintenance_ptr{nullptr};
   std::atomic<controller::ScheduleRunner*> schedules_ptr{nullptr};
-  copts.on_commit = [&](const std::string& snapshot_id) {
+  controller::KindContext kinds;
+  kinds.transport = &transport;
+  kinds.repo = repo->get();
+  kinds.registry = &registry;
+  kinds.rpc_timeout = copts.rpc_timeout;
+  kinds.on_snapshot_commit = [&](const std::string& snapshot_id) {
     if (auto* s = schedules_ptr.load()) s->OnCommit(snapshot_id);
     if (auto* m = maintenance_ptr.load()) m->RequestRetention();
   };
   auto coordinator = controller::SnapshotCoordinator::Create(
-      copts, &registry, store->get(), repo->get(), &transport, &timer,
-      Clock::Real());
+      copts, controller::StandardKinds(kinds), &registry, store->get(),
+      repo->get(), &timer, Clock::Real());
   if (!coordinator.ok()) return Fail(coordinator.status(), 1);
   controller::Maintenance::Options mopts;
   mopts.retention.set_keep_last(opts->retention_keep_last);

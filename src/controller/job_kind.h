@@ -26,17 +26,26 @@ struct TaskOutcome {
 // durable records, dispatch through the scheduler with per-node limits,
 // leader resolution, retry classification, cancel, resume after a restart
 // -- is the engine's (SnapshotCoordinator, job.h, group_commit.h), shared
-// by every kind. Snapshots are the first kind (SnapshotKind); restore,
-// delete and garbage collection are meant to be others, each with its own
-// task body, commit and rollback.
+// by every kind. The engine is given its kinds (one per job type, see
+// StandardKinds in kinds.h) and never tests a job's type: whatever differs
+// between kinds is asked of the kind through these methods.
 //
 // Implementations are thread-safe; no method is called with the engine's
-// lock held, except PrepareCommit (which must not block).
+// lock held, except PrepareCommit, DescribeCommit and the accessors (which
+// must not block).
 class JobKind {
  public:
   using TaskCallback = absl::AnyInvocable<void(absl::StatusOr<TaskOutcome>) &&>;
 
   virtual ~JobKind() = default;
+
+  // The job type this kind runs (one kind per type).
+  virtual shutter::v1::JobType type() const = 0;
+  // Its name in metrics labels and log lines ("snapshot", "restore").
+  virtual const char* name() const = 0;
+  // True if a committed job of this kind is a snapshot in the repository
+  // (it can be restored, verified, pinned, deleted, kept by retention).
+  virtual bool ProducesSnapshot() const { return false; }
 
   // Runs `task` of job `job_id` on the node at `address` (its current
   // leader, at task.leader_epoch(), incarnation task.node_instance_id()),
@@ -53,6 +62,18 @@ class JobKind {
   // is COMMITTED (or PARTIAL) if that returns OK.
   virtual absl::AnyInvocable<absl::Status() &&> PrepareCommit(
       const Job& job, absl::Time now) = 0;
+
+  // Fills in what a committed job's record says beyond its state (called
+  // under the engine's lock once the commit is written): for a PARTIAL
+  // job, `failed` of `total` tasks failed, the first as `first_failed`.
+  virtual void DescribeCommit(const std::string& job_id, bool partial,
+                              int failed, int total,
+                              const std::string& first_failed,
+                              shutter::v1::Snapshot* header) const = 0;
+
+  // Called (on an internal thread, no lock held) once a job's COMMITTED or
+  // PARTIAL state is durable.
+  virtual void AfterCommit(const std::string& job_id) {}
 
   // Undoes what a FAILED or CANCELLED job did. OK if there is nothing.
   virtual absl::Status Rollback(const std::string& job_id) = 0;

@@ -72,6 +72,17 @@ absl::AnyInvocable<absl::Status() &&> RestoreKind::PrepareCommit(
   return [] { return absl::OkStatus(); };
 }
 
+void RestoreKind::DescribeCommit(const std::string& job_id, bool partial,
+                                 int failed, int total,
+                                 const std::string& first_failed,
+                                 shutter::v1::Snapshot* header) const {
+  if (partial) {
+    header->set_error(absl::StrCat(
+        failed, " of ", total,
+        " partitions not restored (the others are); first: ", first_failed));
+  }
+}
+
 absl::Status RestoreKind::Rollback(const std::string& job_id) {
   return absl::OkStatus();
 }

@@ -25,11 +25,19 @@ class RestoreKind : public JobKind {
               NodeRegistry* registry = nullptr)
       : transport_(transport), rpc_timeout_(rpc_timeout), registry_(registry) {}
 
+  shutter::v1::JobType type() const override {
+    return shutter::v1::JOB_TYPE_RESTORE;
+  }
+  const char* name() const override { return "restore"; }
+
   void RunTask(const std::string& job_id,
                const shutter::v1::PartitionTask& task,
                const std::string& address, TaskCallback done) override;
   absl::AnyInvocable<absl::Status() &&> PrepareCommit(const Job& job,
                                                       absl::Time now) override;
+  void DescribeCommit(const std::string& job_id, bool partial, int failed,
+                      int total, const std::string& first_failed,
+                      shutter::v1::Snapshot* header) const override;
   absl::Status Rollback(const std::string& job_id) override;
   void CancelOnNode(const std::string& address,
                     const std::string& job_id) override;

@@ -11,9 +11,7 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "controller/job_states.h"
-#include "controller/restore_kind.h"
 #include "controller/retry_policy.h"
-#include "controller/snapshot_kind.h"
 #include "controller/verifier.h"
 #include "spdlog/spdlog.h"
 
@@ -27,12 +25,10 @@ constexpr size_t kMaxLabelBytes = 256;
 
 }  // namespace
 
-SnapshotCoordinator::SnapshotCoordinator(const Options& options,
-                                         NodeRegistry* registry,
-                                         JobStore* store,
-                                         snapshot::Repository* repo,
-                                         NodeTransport* transport, Timer* timer,
-                                         Clock* clock)
+SnapshotCoordinator::SnapshotCoordinator(
+    const Options& options, std::vector<std::unique_ptr<JobKind>> kinds,
+    NodeRegistry* registry, JobStore* store, snapshot::Repository* repo,
+    Timer* timer, Clock* clock)
     : options_(options),
       registry_(registry),
       store_(store),
@@ -49,11 +45,11 @@ SnapshotCoordinator::SnapshotCoordinator(const Options& options,
       }()),
       committer_(store),
       retry_{options.max_attempts, options.retry_base, options.retry_max,
-             options.unreachable_poll, options.unreachable_poll_max},
-      kind_(
-          std::make_unique<SnapshotKind>(transport, repo, options.rpc_timeout)),
-      restore_kind_(std::make_unique<RestoreKind>(
-          transport, options.rpc_timeout, registry)) {
+             options.unreachable_poll, options.unreachable_poll_max} {
+  for (auto& kind : kinds) {
+    const shutter::v1::JobType type = kind->type();
+    kinds_[type] = std::move(kind);
+  }
   if (metrics::Registry* m = options_.metrics; m != nullptr) {
     metrics::Histogram* write =
         m->GetHistogram("shutter_job_store_write_seconds",
@@ -107,9 +103,6 @@ constexpr char kQueueWait[] = "shutter_task_queue_wait_seconds";
 constexpr char kQueueWaitHelp[] =
     "From a task's queueing for a node to its start (waiting for a slot)";
 
-std::string TypeLabel(shutter::v1::JobType type) {
-  return type == shutter::v1::JOB_TYPE_RESTORE ? "restore" : "snapshot";
-}
 std::string StateLabel(shutter::v1::SnapshotState state) {
   std::string s = StateName(state);
   for (char& c : s) c = static_cast<char>(std::tolower(c));
@@ -124,9 +117,8 @@ void SnapshotCoordinator::InitJobMetrics() {
   // increase() sees the first failure (a series born at 1 has no
   // increase) and dashboards show zeros, not "no data".
   m->GetHistogram(kQueueWait, kQueueWaitHelp);
-  for (auto type :
-       {shutter::v1::JOB_TYPE_SNAPSHOT, shutter::v1::JOB_TYPE_RESTORE}) {
-    const std::string t = TypeLabel(type);
+  for (const auto& [type, kind] : kinds_) {
+    const std::string t = kind->name();
     for (auto state : {shutter::v1::SNAPSHOT_STATE_COMMITTED,
                        shutter::v1::SNAPSHOT_STATE_PARTIAL,
                        shutter::v1::SNAPSHOT_STATE_FAILED,
@@ -153,30 +145,33 @@ void SnapshotCoordinator::InitLastSuccess() {
   // From the jobs in the store, so a restart does not reset the age an
   // alert watches; a controller with no committed snapshot counts from
   // its own start (ShutterNoRecentSnapshot then fires if none commits).
-  int64_t last_snapshot = 0, last_restore = 0;
+  // (Kinds that produce snapshots count from the start; the others have
+  // no series until one commits.)
+  std::map<shutter::v1::JobType, int64_t> last;
   {
     absl::MutexLock l(&mu_);
     for (const auto& [id, job] : jobs_) {
       const Snapshot& h = job->header();
       if (!IsUsable(h.state())) continue;
-      int64_t& last = h.type() == shutter::v1::JOB_TYPE_RESTORE ? last_restore
-                                                                : last_snapshot;
-      last = std::max(last, h.finished_at_micros());
+      last[h.type()] = std::max(last[h.type()], h.finished_at_micros());
     }
   }
-  if (last_snapshot == 0) last_snapshot = absl::ToUnixMicros(clock_->Now());
-  m->GetGauge(kLastSuccess, kLastSuccessHelp, {{"type", "snapshot"}})
-      ->Set(last_snapshot / 1e6);
-  if (last_restore > 0) {
-    m->GetGauge(kLastSuccess, kLastSuccessHelp, {{"type", "restore"}})
-        ->Set(last_restore / 1e6);
+  for (const auto& [type, kind] : kinds_) {
+    int64_t at = last[type];
+    if (at == 0 && kind->ProducesSnapshot()) {
+      at = absl::ToUnixMicros(clock_->Now());
+    }
+    if (at > 0) {
+      m->GetGauge(kLastSuccess, kLastSuccessHelp, {{"type", kind->name()}})
+          ->Set(at / 1e6);
+    }
   }
 }
 
 void SnapshotCoordinator::RecordFinished(const Snapshot& h) {
   metrics::Registry* m = options_.metrics;
   if (m == nullptr) return;
-  const std::string type = TypeLabel(h.type());
+  const std::string type = KindOf(h.type())->name();
   m->GetCounter(kJobsTotal, kJobsTotalHelp,
                 {{"type", type}, {"state", StateLabel(h.state())}})
       ->Inc();
@@ -195,7 +190,7 @@ void SnapshotCoordinator::RecordTask(shutter::v1::JobType type,
                                      absl::string_view retry_class) {
   metrics::Registry* m = options_.metrics;
   if (m == nullptr) return;
-  const std::string t = TypeLabel(type);
+  const std::string t = KindOf(type)->name();
   m->GetCounter(kTasksTotal, kTasksTotalHelp,
                 {{"type", t}, {"outcome", std::string(outcome)}})
       ->Inc();
@@ -212,12 +207,20 @@ SnapshotCoordinator::~SnapshotCoordinator() {
 }
 
 absl::StatusOr<std::unique_ptr<SnapshotCoordinator>>
-SnapshotCoordinator::Create(const Options& options, NodeRegistry* registry,
-                            JobStore* store, snapshot::Repository* repo,
-                            NodeTransport* transport, Timer* timer,
+SnapshotCoordinator::Create(const Options& options,
+                            std::vector<std::unique_ptr<JobKind>> kinds,
+                            NodeRegistry* registry, JobStore* store,
+                            snapshot::Repository* repo, Timer* timer,
                             Clock* clock) {
+  std::set<shutter::v1::JobType> types;
+  for (const auto& kind : kinds) {
+    if (!types.insert(kind->type()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("two job kinds for type ", kind->name()));
+    }
+  }
   std::unique_ptr<SnapshotCoordinator> c(new SnapshotCoordinator(
-      options, registry, store, repo, transport, timer, clock));
+      options, std::move(kinds), registry, store, repo, timer, clock));
   c->InitJobMetrics();
   ASSIGN_OR_RETURN(auto resume, c->Recover());
   c->InitLastSuccess();
@@ -282,6 +285,15 @@ SnapshotCoordinator::Recover() {
       auto owned = std::make_unique<Job>(std::move(s));
       Job& job = *owned;
       const std::string id = job.id();
+      if (KindOf(job.header().type()) == nullptr) {
+        // A newer controller's kind: kept as it is, never resumed, and not
+        // listed (no kind to describe it).
+        spdlog::warn(
+            "job {} has type {}, which this controller does not run; "
+            "left as it is",
+            id, static_cast<int>(job.header().type()));
+        continue;
+      }
       jobs_[id] = std::move(owned);
       if (job.header().state() == shutter::v1::SNAPSHOT_STATE_CANCELLED &&
           job.AnyRunning()) {
@@ -427,6 +439,11 @@ absl::StatusOr<std::string> SnapshotCoordinator::SubmitNewJob(
     t->set_leader_epoch(leader.epoch);
   }
   const std::string job_id_str = record.snapshot_id();
+  if (KindOf(record.type()) == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("this controller runs no jobs of type ",
+                     shutter::v1::JobType_Name(record.type())));
+  }
   uint64_t job_id;
   {
     absl::MutexLock l(&mu_);
@@ -463,10 +480,10 @@ SnapshotCoordinator::RestoreSnapshot(
   {
     absl::MutexLock l(&mu_);
     Job* job = FindLocked(source);
-    if (job != nullptr &&
-        job->header().type() == shutter::v1::JOB_TYPE_RESTORE) {
+    if (job != nullptr && !KindOf(job->header().type())->ProducesSnapshot()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(source, " is a restore job, not a snapshot"));
+          absl::StrCat(source, " is a ", KindOf(job->header().type())->name(),
+                       " job, not a snapshot"));
     }
   }
   auto cm = repo_->ReadClusterManifest(source);
@@ -557,10 +574,11 @@ SnapshotCoordinator::RestoreSnapshot(
   return resp;
 }
 
-absl::Status SnapshotCoordinator::CheckIsSnapshot(const Job& job) {
-  if (job.header().type() == shutter::v1::JOB_TYPE_RESTORE) {
+absl::Status SnapshotCoordinator::CheckIsSnapshot(const Job& job) const {
+  const JobKind* kind = KindOf(job.header().type());
+  if (!kind->ProducesSnapshot()) {
     return absl::FailedPreconditionError(
-        absl::StrCat(job.id(), " is a restore job, not a snapshot"));
+        absl::StrCat(job.id(), " is a ", kind->name(), " job, not a snapshot"));
   }
   return absl::OkStatus();
 }
@@ -821,6 +839,7 @@ void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
   Job* job = FindLocked(snapshot_id);
   if (job == nullptr || IsFinished(job->header().state())) return;
   job->finishing = false;
+  JobKind* kind = KindOf(job->header().type());
   Snapshot& h = job->mutable_header();
   h.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
   if (!commit) {
@@ -830,36 +849,22 @@ void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
   } else if (written.ok()) {
     h.set_state(partial ? shutter::v1::SNAPSHOT_STATE_PARTIAL
                         : shutter::v1::SNAPSHOT_STATE_COMMITTED);
-    const bool restore = h.type() == shutter::v1::JOB_TYPE_RESTORE;
-    if (!restore) {
-      h.set_manifest_path(
-          snapshot::Repository::ClusterManifestPath(snapshot_id));
-    }
-    if (partial) {
-      h.set_error(absl::StrCat(
-          failed, " of ", total,
-          restore ? " partitions not restored (the others are); first: "
-                  : " partitions missing (listed in the manifest); first: ",
-          first_failed));
-    }
+    kind->DescribeCommit(snapshot_id, partial, failed, total, first_failed, &h);
   } else {
     h.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
-    h.set_error(absl::StrCat("writing the cluster manifest failed: ",
-                             StatusText(written)));
+    h.set_error(std::string(written.message()));
   }
-  spdlog::info(
-      "{} {} {} in {} ms{}{}",
-      h.type() == shutter::v1::JOB_TYPE_RESTORE ? "restore" : "snapshot",
-      snapshot_id, StateName(h.state()),
-      (h.finished_at_micros() - h.created_at_micros()) / 1000,
-      h.error().empty() ? "" : ": ", h.error());
+  spdlog::info("{} {} {} in {} ms{}{}", kind->name(), snapshot_id,
+               StateName(h.state()),
+               (h.finished_at_micros() - h.created_at_micros()) / 1000,
+               h.error().empty() ? "" : ": ", h.error());
   StageHeaderLocked(*job);
   RecordFinished(h);
   if (h.state() == shutter::v1::SNAPSHOT_STATE_FAILED) {
     AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
-  } else if (options_.on_commit && h.type() != shutter::v1::JOB_TYPE_RESTORE) {
+  } else {
     AfterDurable(snapshot_id,
-                 [this, snapshot_id] { options_.on_commit(snapshot_id); });
+                 [kind, snapshot_id] { kind->AfterCommit(snapshot_id); });
   }
 }
 
@@ -905,7 +910,7 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::DeleteSnapshot(
         bool newer_committed = false;
         for (auto it = jobs_.upper_bound(snapshot_id); it != jobs_.end();
              ++it) {
-          if (it->second->header().type() == shutter::v1::JOB_TYPE_SNAPSHOT &&
+          if (KindOf(it->second->header().type())->ProducesSnapshot() &&
               it->second->header().state() ==
                   shutter::v1::SNAPSHOT_STATE_COMMITTED) {
             newer_committed = true;
@@ -1020,14 +1025,14 @@ void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
   StageHeaderLocked(*job);
   if (kind->CancelKeepsOutcomes()) {
     spdlog::info("{} {} ended {}: {} of {} partitions done (kept), {} failed",
-                 TypeLabel(job->header().type()), snapshot_id,
+                 KindOf(job->header().type())->name(), snapshot_id,
                  StateName(job->header().state()),
                  job->Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED),
                  job->size(),
                  job->Count(shutter::v1::PARTITION_TASK_STATE_FAILED));
   } else {
     spdlog::info("{} {}: removed what it had published",
-                 TypeLabel(job->header().type()), snapshot_id);
+                 KindOf(job->header().type())->name(), snapshot_id);
   }
 }
 
@@ -1083,7 +1088,7 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
     StageHeaderLocked(*job);
     RecordFinished(h);
     job_id = job->scheduler_job;
-    noun = TypeLabel(h.type());
+    noun = KindOf(h.type())->name();
   }
   RETURN_IF_ERROR(committer_.Flush());
   spdlog::info("{} {} cancelled", noun, snapshot_id);

@@ -99,9 +99,6 @@ class SnapshotCoordinator {
     absl::Duration unreachable_poll_max = absl::Seconds(2);
     // A job's deadline, from its creation: no attempt starts after it.
     absl::Duration job_timeout = absl::Hours(1);
-    // Called (on an internal thread, never under a lock) once a snapshot's
-    // COMMITTED or PARTIAL state is durable; e.g. to apply retention.
-    std::function<void(const std::string& snapshot_id)> on_commit;
     // If set, jobs, tasks, retries, queue waits, per-node slots and job
     // store writes are measured here (docs/operations.md lists the
     // metrics). Must outlive the coordinator, and stop serving first.
@@ -112,11 +109,14 @@ class SnapshotCoordinator {
     NodeLimits* limits = nullptr;
   };
 
-  // Loads the job store and resumes unfinished jobs.
+  // Loads the job store and resumes unfinished jobs, running each through
+  // its kind (one per job type: StandardKinds in kinds.h; INVALID_ARGUMENT
+  // for two of one type). Jobs of a type with no kind are left as they
+  // are.
   static absl::StatusOr<std::unique_ptr<SnapshotCoordinator>> Create(
-      const Options& options, NodeRegistry* registry, JobStore* store,
-      snapshot::Repository* repo, NodeTransport* transport, Timer* timer,
-      Clock* clock);
+      const Options& options, std::vector<std::unique_ptr<JobKind>> kinds,
+      NodeRegistry* registry, JobStore* store, snapshot::Repository* repo,
+      Timer* timer, Clock* clock);
   ~SnapshotCoordinator();
 
   // Validates the request, resolves every partition's leader, durably
@@ -213,9 +213,10 @@ class SnapshotCoordinator {
   void WaitForQuiescenceForTesting() { committer_.WaitIdle(); }
 
  private:
-  SnapshotCoordinator(const Options& options, NodeRegistry* registry,
-                      JobStore* store, snapshot::Repository* repo,
-                      NodeTransport* transport, Timer* timer, Clock* clock);
+  SnapshotCoordinator(const Options& options,
+                      std::vector<std::unique_ptr<JobKind>> kinds,
+                      NodeRegistry* registry, JobStore* store,
+                      snapshot::Repository* repo, Timer* timer, Clock* clock);
 
   // Records a new job (tasks QUEUED on `leaders`), waits until it is
   // durable, then queues its tasks. Returns the job's id.
@@ -226,13 +227,15 @@ class SnapshotCoordinator {
   // Each partition's leader; FAILED_PRECONDITION listing those without.
   absl::StatusOr<std::vector<std::pair<uint32_t, NodeRegistry::Leader>>>
   ResolveLeaders(const std::vector<uint32_t>& ids) const;
-  // What a job of this type does.
+  // What a job of this type does; null if no kind runs it (such jobs are
+  // never loaded).
   JobKind* KindOf(shutter::v1::JobType type) const {
-    return type == shutter::v1::JOB_TYPE_RESTORE ? restore_kind_.get()
-                                                 : kind_.get();
+    auto it = kinds_.find(type);
+    return it == kinds_.end() ? nullptr : it->second.get();
   }
-  // FAILED_PRECONDITION for a restore job (snapshot-only operations).
-  static absl::Status CheckIsSnapshot(const Job& job);
+  // FAILED_PRECONDITION for a job whose kind produces no snapshot (a
+  // restore): for the operations on snapshots.
+  absl::Status CheckIsSnapshot(const Job& job) const;
 
   // Loads every job; returns the (snapshot, partition) tasks to dispatch.
   absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>> Recover()
@@ -302,10 +305,9 @@ class SnapshotCoordinator {
   scheduler::Scheduler scheduler_;
   GroupCommitter committer_;
   const RetrySettings retry_;
-  // What this engine's jobs do: task body, commit, rollback; snapshots
-  // and restores.
-  const std::unique_ptr<JobKind> kind_;
-  const std::unique_ptr<JobKind> restore_kind_;
+  // What this engine's jobs do (task body, commit, rollback, cancel), by
+  // type; fixed at construction.
+  std::map<shutter::v1::JobType, std::unique_ptr<JobKind>> kinds_;
   std::atomic<uint64_t> next_job_{1};  // scheduler job ids
 
   mutable absl::Mutex mu_;

@@ -83,8 +83,24 @@ absl::AnyInvocable<absl::Status() &&> SnapshotKind::PrepareCommit(
   auto cm =
       std::make_unique<shutter::v1::ClusterManifest>(job.BuildManifest(now));
   return [this, cm = std::move(cm)]() -> absl::Status {
-    return CommitClusterManifest(*repo_, *cm);
+    absl::Status s = CommitClusterManifest(*repo_, *cm);
+    if (s.ok()) return s;
+    return absl::Status(s.code(), absl::StrCat("writing the cluster manifest "
+                                               "failed: ",
+                                               StatusText(s)));
   };
+}
+
+void SnapshotKind::DescribeCommit(const std::string& job_id, bool partial,
+                                  int failed, int total,
+                                  const std::string& first_failed,
+                                  shutter::v1::Snapshot* header) const {
+  header->set_manifest_path(snapshot::Repository::ClusterManifestPath(job_id));
+  if (partial) {
+    header->set_error(absl::StrCat(
+        failed, " of ", total,
+        " partitions missing (listed in the manifest); first: ", first_failed));
+  }
 }
 
 absl::Status SnapshotKind::Rollback(const std::string& job_id) {

@@ -1,7 +1,9 @@
 #ifndef SHUTTER_CONTROLLER_SNAPSHOT_KIND_H_
 #define SHUTTER_CONTROLLER_SNAPSHOT_KIND_H_
 
+#include <functional>
 #include <string>
+#include <utility>
 
 #include "controller/job_kind.h"
 #include "controller/node_transport.h"
@@ -17,15 +19,33 @@ namespace shutter::controller {
 // pointers must outlive it.
 class SnapshotKind : public JobKind {
  public:
+  // `on_commit` (may be empty) is called once a snapshot's COMMITTED or
+  // PARTIAL state is durable (retention, schedules).
   SnapshotKind(NodeTransport* transport, snapshot::Repository* repo,
-               absl::Duration rpc_timeout)
-      : transport_(transport), repo_(repo), rpc_timeout_(rpc_timeout) {}
+               absl::Duration rpc_timeout,
+               std::function<void(const std::string&)> on_commit = nullptr)
+      : transport_(transport),
+        repo_(repo),
+        rpc_timeout_(rpc_timeout),
+        on_commit_(std::move(on_commit)) {}
+
+  shutter::v1::JobType type() const override {
+    return shutter::v1::JOB_TYPE_SNAPSHOT;
+  }
+  const char* name() const override { return "snapshot"; }
+  bool ProducesSnapshot() const override { return true; }
 
   void RunTask(const std::string& job_id,
                const shutter::v1::PartitionTask& task,
                const std::string& address, TaskCallback done) override;
   absl::AnyInvocable<absl::Status() &&> PrepareCommit(const Job& job,
                                                       absl::Time now) override;
+  void DescribeCommit(const std::string& job_id, bool partial, int failed,
+                      int total, const std::string& first_failed,
+                      shutter::v1::Snapshot* header) const override;
+  void AfterCommit(const std::string& job_id) override {
+    if (on_commit_) on_commit_(job_id);
+  }
   absl::Status Rollback(const std::string& job_id) override;
   void CancelOnNode(const std::string& address,
                     const std::string& job_id) override;
@@ -40,6 +60,7 @@ class SnapshotKind : public JobKind {
   NodeTransport* const transport_;
   snapshot::Repository* const repo_;
   const absl::Duration rpc_timeout_;
+  const std::function<void(const std::string&)> on_commit_;
 };
 
 // The committer: writes a snapshot's cluster manifest, recognising one a

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "common/error_reason.h"
+#include "controller/kinds.h"
 #include "controller/maintenance.h"
 #include "controller/retry_policy.h"
 #include "controller/schedules.h"
@@ -74,6 +75,10 @@ class FakeTransport : public NodeTransport {
       return restores_.size() >= n;
     };
     return mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10));
+  }
+  bool HasRestore() {
+    absl::MutexLock l(&mu_);
+    return !restores_.empty();
   }
   RestoreCall TakeRestore() {
     absl::MutexLock l(&mu_);
@@ -158,12 +163,23 @@ class SnapshotCoordinatorTest : public ::testing::Test {
     o.retry_max = absl::Seconds(4);
     o.leader_poll = absl::Milliseconds(200);
     o.job_timeout = absl::Minutes(10);
-    o.on_commit = [this](const std::string& id) {
+    KindContext kinds;
+    kinds.transport = &transport_;
+    kinds.repo = repo_.get();
+    kinds.registry = &registry_;
+    kinds.rpc_timeout = o.rpc_timeout;
+    kinds.on_snapshot_commit = [this](const std::string& id) {
       if (on_commit_) on_commit_(id);
     };
-    auto c =
-        SnapshotCoordinator::Create(o, &registry_, store_.get(), repo_.get(),
-                                    &transport_, timer_.get(), &clock_);
+    std::vector<std::unique_ptr<JobKind>> registered;
+    for (auto& kind : StandardKinds(kinds)) {
+      if (!only_type_ || kind->type() == *only_type_) {
+        registered.push_back(std::move(kind));
+      }
+    }
+    auto c = SnapshotCoordinator::Create(o, std::move(registered), &registry_,
+                                         store_.get(), repo_.get(),
+                                         timer_.get(), &clock_);
     ASSERT_OK(c);
     coordinator_ = std::move(c).value();
   }
@@ -257,6 +273,8 @@ class SnapshotCoordinatorTest : public ::testing::Test {
   std::unique_ptr<RocksDbJobStore> store_;
   std::unique_ptr<SnapshotCoordinator> coordinator_;
   std::function<void(const std::string&)> on_commit_;
+  // If set, StartCoordinator registers only the kind of this type.
+  std::optional<shutter::v1::JobType> only_type_;
 };
 
 TEST_F(SnapshotCoordinatorTest, RunsInParallelWithinLimitsAndCommits) {
@@ -597,6 +615,64 @@ TEST_F(SnapshotCoordinatorTest, CancelledRestoreKeepsWhatWasRestored) {
   EXPECT_EQ(job.partitions(untouched).state(),
             shutter::v1::PARTITION_TASK_STATE_CANCELLED);
   // (A cancelled snapshot keeps nothing: CancelDropsQueuedAndRollsBack...)
+}
+
+TEST_F(SnapshotCoordinatorTest, JobsRunThroughTheKindsTheEngineIsGiven) {
+  // Two kinds of one type are refused.
+  {
+    auto kinds = StandardKinds(
+        {&transport_, repo_.get(), &registry_, absl::Seconds(1), nullptr});
+    auto again = StandardKinds(
+        {&transport_, repo_.get(), &registry_, absl::Seconds(1), nullptr});
+    kinds.push_back(std::move(again.front()));
+    auto c = SnapshotCoordinator::Create({}, std::move(kinds), &registry_,
+                                         store_.get(), repo_.get(),
+                                         timer_.get(), &clock_);
+    EXPECT_THAT(c.status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  // A restore is running when the controller restarts with no restore kind
+  // (an older controller, say): its job is left as it is, not resumed and
+  // not listed, and the kinds it has still work. With the kind back it
+  // resumes.
+  Beat("a", 0, 2, 2);
+  auto id = coordinator_->CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  Publish(transport_.Take());
+  Publish(transport_.Take());
+  ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  shutter::v1::RestoreSnapshotRequest req;
+  req.set_snapshot_id(*id);
+  auto restore = coordinator_->RestoreSnapshot(req);
+  ASSERT_OK(restore);
+  ASSERT_TRUE(transport_.WaitForRestores(2));
+  while (transport_.HasRestore()) {  // the node is down: nothing restored
+    std::move(transport_.TakeRestore().done)(
+        absl::UnavailableError("connection refused"));
+  }
+  coordinator_->WaitForQuiescenceForTesting();
+  StopCoordinator();
+  only_type_ = shutter::v1::JOB_TYPE_SNAPSHOT;
+  StartCoordinator();
+  EXPECT_TRUE(
+      coordinator_->ListSnapshots(0, shutter::v1::JOB_TYPE_RESTORE).empty());
+  EXPECT_THAT(coordinator_->GetSnapshot(restore->restore_id()).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(coordinator_->RestoreSnapshot(req).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  auto next = coordinator_->CreateSnapshot({});
+  ASSERT_OK(next);
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  Publish(transport_.Take());
+  Publish(transport_.Take());
+  EXPECT_EQ(Get(*next).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_FALSE(transport_.HasRestore());
+  StopCoordinator();
+  only_type_.reset();
+  StartCoordinator();
+  ASSERT_TRUE(transport_.WaitForRestores(2));
+  EXPECT_EQ(
+      coordinator_->ListSnapshots(0, shutter::v1::JOB_TYPE_RESTORE).size(), 1u);
 }
 
 TEST_F(SnapshotCoordinatorTest, LeaderMoveSendsTheRetryToTheNewLeader) {
@@ -1231,8 +1307,9 @@ TEST(LargeJobTest, TenThousandPartitionsCommit) {
   auto store = RocksDbJobStore::Open(tmp.Sub("jobs"));
   ASSERT_OK(store);
   SnapshotCoordinator::Options o;
-  auto c = SnapshotCoordinator::Create(o, &registry, store->get(), &repo,
-                                       &transport, &timer, &clock);
+  auto c = SnapshotCoordinator::Create(
+      o, StandardKinds({&transport, &repo, &registry, o.rpc_timeout, nullptr}),
+      &registry, store->get(), &repo, &timer, &clock);
   ASSERT_OK(c);
   constexpr int kNodes = 1000, kPer = 10;
   for (int n = 0; n < kNodes; ++n) {

@@ -1,0 +1,17 @@
+#include "controller/kinds.h"
+
+#include "controller/restore_kind.h"
+#include "controller/snapshot_kind.h"
+
+namespace shutter::controller {
+
+std::vector<std::unique_ptr<JobKind>> StandardKinds(const KindContext& ctx) {
+  std::vector<std::unique_ptr<JobKind>> kinds;
+  kinds.push_back(std::make_unique<SnapshotKind>(
+      ctx.transport, ctx.repo, ctx.rpc_timeout, ctx.on_snapshot_commit));
+  kinds.push_back(std::make_unique<RestoreKind>(ctx.transport, ctx.rpc_timeout,
+                                                ctx.registry));
+  return kinds;
+}
+
+}  // namespace shutter::controller
