@@ -14,6 +14,7 @@
 #include "common/timer.h"
 #include "controller/controller_metrics.h"
 #include "controller/controller_options.h"
+#include "controller/job_engine.h"
 #include "controller/job_store.h"
 #include "controller/kinds.h"
 #include "controller/maintenance.h"
@@ -21,7 +22,6 @@
 #include "controller/node_transport.h"
 #include "controller/schedules.h"
 #include "controller/services.h"
-#include "controller/snapshot_coordinator.h"
 #include "snapshot/repository.h"
 #include "spdlog/spdlog.h"
 
@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   metrics::Registry metrics;
   controller::GrpcNodeTransport transport;
   ThreadTimer timer;
-  controller::SnapshotCoordinator::Options copts;
+  controller::JobEngine::Options copts;
   copts.rpc_timeout = absl::Milliseconds(opts->rpc_timeout_ms);
   copts.dispatch_threads = opts->dispatch_threads;
   copts.max_in_flight_total = opts->max_in_flight_total;
@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     if (auto* s = schedules_ptr.load()) s->OnCommit(snapshot_id);
     if (auto* m = maintenance_ptr.load()) m->RequestRetention();
   };
-  auto coordinator = controller::SnapshotCoordinator::Create(
+  auto coordinator = controller::JobEngine::Create(
       copts, controller::StandardKinds(kinds), &registry, store->get(),
       repo->get(), &timer, Clock::Real());
   if (!coordinator.ok()) return Fail(coordinator.status(), 1);

@@ -10,7 +10,7 @@
 namespace shutter::controller {
 
 // Scrape-time metrics of the controller's state (the coordinator measures
-// its own jobs, see SnapshotCoordinator::Options::metrics):
+// its own jobs, see JobEngine::Options::metrics):
 //   shutter_registry_nodes{state="alive|dead"}
 //   shutter_registry_partitions
 //   shutter_schedule_last_success_timestamp_seconds{schedule}

@@ -25,7 +25,7 @@ struct TaskOutcome {
 // What a kind of job does; everything else -- the job's state and its
 // durable records, dispatch through the scheduler with per-node limits,
 // leader resolution, retry classification, cancel, resume after a restart
-// -- is the engine's (SnapshotCoordinator, job.h, group_commit.h), shared
+// -- is the engine's (JobEngine, job.h, group_commit.h), shared
 // by every kind. The engine is given its kinds (one per job type, see
 // StandardKinds in kinds.h) and never tests a job's type: whatever differs
 // between kinds is asked of the kind through these methods.

@@ -28,7 +28,7 @@ struct KindContext {
 };
 
 // The job kinds a controller runs, one per job type: the list the engine
-// is given (SnapshotCoordinator::Create). A new kind is a JobKind of its
+// is given (JobEngine::Create). A new kind is a JobKind of its
 // own file added here; no engine file changes. The context's pointers must
 // outlive the kinds.
 std::vector<std::unique_ptr<JobKind>> StandardKinds(const KindContext& ctx);

@@ -47,8 +47,7 @@ std::string NewGcId(absl::Time now) {
 }
 }  // namespace
 
-Maintenance::Maintenance(const Options& options,
-                         SnapshotCoordinator* coordinator,
+Maintenance::Maintenance(const Options& options, JobEngine* coordinator,
                          snapshot::Repository* repo, JobStore* store,
                          Clock* clock)
     : options_(options),

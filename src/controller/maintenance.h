@@ -11,8 +11,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "controller/job_engine.h"
 #include "controller/job_store.h"
-#include "controller/snapshot_coordinator.h"
 #include "shutter/v1/admin.pb.h"
 #include "snapshot/repository.h"
 
@@ -42,7 +42,7 @@ class Maintenance {
     absl::Duration gc_wait_for_publishes = absl::Seconds(60);
   };
 
-  Maintenance(const Options& options, SnapshotCoordinator* coordinator,
+  Maintenance(const Options& options, JobEngine* coordinator,
               snapshot::Repository* repo, JobStore* store, Clock* clock);
   ~Maintenance();
 
@@ -96,7 +96,7 @@ class Maintenance {
   absl::Status PutGcRecord(const shutter::v1::GcJobRecord& record);
 
   const Options options_;
-  SnapshotCoordinator* const coordinator_;
+  JobEngine* const coordinator_;
   snapshot::Repository* const repo_;
   JobStore* const store_;
   Clock* const clock_;

@@ -42,8 +42,7 @@ absl::Status Validate(const Schedule& s) {
 }
 }  // namespace
 
-ScheduleRunner::ScheduleRunner(const Options& options,
-                               SnapshotCoordinator* coordinator,
+ScheduleRunner::ScheduleRunner(const Options& options, JobEngine* coordinator,
                                Maintenance* maintenance, JobStore* store,
                                Timer* timer, Clock* clock)
     : options_(options),

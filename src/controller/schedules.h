@@ -10,9 +10,9 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/timer.h"
+#include "controller/job_engine.h"
 #include "controller/job_store.h"
 #include "controller/maintenance.h"
-#include "controller/snapshot_coordinator.h"
 #include "shutter/v1/admin.pb.h"
 
 namespace shutter::controller {
@@ -37,7 +37,7 @@ class ScheduleRunner {
     absl::Duration poll = absl::Seconds(1);
   };
 
-  ScheduleRunner(const Options& options, SnapshotCoordinator* coordinator,
+  ScheduleRunner(const Options& options, JobEngine* coordinator,
                  Maintenance* maintenance, JobStore* store, Timer* timer,
                  Clock* clock);
 
@@ -72,7 +72,7 @@ class ScheduleRunner {
   void ScheduleTick() ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;
-  SnapshotCoordinator* const coordinator_;
+  JobEngine* const coordinator_;
   Maintenance* const maintenance_;
   JobStore* const store_;
   Timer* const timer_;

@@ -4,10 +4,10 @@
 #include <memory>
 
 #include "common/security.h"
+#include "controller/job_engine.h"
 #include "controller/maintenance.h"
 #include "controller/node_registry.h"
 #include "controller/schedules.h"
-#include "controller/snapshot_coordinator.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/controller.grpc.pb.h"
 
@@ -20,8 +20,8 @@ namespace shutter::controller {
 class AdminServiceImpl final : public shutter::v1::AdminService::Service {
  public:
   AdminServiceImpl(
-      NodeRegistry* registry, SnapshotCoordinator* coordinator,
-      Maintenance* maintenance, ScheduleRunner* schedules,
+      NodeRegistry* registry, JobEngine* coordinator, Maintenance* maintenance,
+      ScheduleRunner* schedules,
       std::shared_ptr<const Authorizer> authz = Authorizer::AllowAll())
       : registry_(registry),
         coordinator_(coordinator),
@@ -92,7 +92,7 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   void DescribeLimit(shutter::v1::NodeInfo& n) const;
 
   NodeRegistry* const registry_;
-  SnapshotCoordinator* const coordinator_;
+  JobEngine* const coordinator_;
   Maintenance* const maintenance_;
   ScheduleRunner* const schedules_;
   const std::shared_ptr<const Authorizer> authz_;
@@ -106,7 +106,7 @@ class ControllerServiceImpl final
     : public shutter::v1::ControllerService::Service {
  public:
   ControllerServiceImpl(
-      NodeRegistry* registry, SnapshotCoordinator* coordinator,
+      NodeRegistry* registry, JobEngine* coordinator,
       absl::Duration expected_interval, std::string repository_id,
       std::shared_ptr<const Authorizer> authz = Authorizer::AllowAll())
       : registry_(registry),
@@ -121,7 +121,7 @@ class ControllerServiceImpl final
 
  private:
   NodeRegistry* const registry_;
-  SnapshotCoordinator* const coordinator_;
+  JobEngine* const coordinator_;
   const absl::Duration expected_interval_;
   const std::string repository_id_;
   const std::shared_ptr<const Authorizer> authz_;

@@ -1,5 +1,5 @@
-#ifndef SHUTTER_CONTROLLER_SNAPSHOT_COORDINATOR_H_
-#define SHUTTER_CONTROLLER_SNAPSHOT_COORDINATOR_H_
+#ifndef SHUTTER_CONTROLLER_JOB_ENGINE_H_
+#define SHUTTER_CONTROLLER_JOB_ENGINE_H_
 
 #include <atomic>
 #include <cstdint>
@@ -30,11 +30,13 @@
 
 namespace shutter::controller {
 
-// Turns "snapshot these partitions" into one task per partition, runs the
-// tasks on the partitions' leaders in parallel across nodes while keeping
-// each node within its checkpoint capacity, records every state change in
-// the JobStore before acting on it, and commits the cluster manifest only
-// when every partition is published and verified against the repository.
+// Runs jobs of every kind it is given (JobKind: snapshots, restores):
+// turns a job into one task per partition, runs the tasks on the
+// partitions' leaders in parallel across nodes while keeping each node
+// within its limit, records every state change in the JobStore before
+// acting on it, and commits the job through its kind only when every task
+// is done (a snapshot: the cluster manifest, once every partition is
+// published and verified against the repository).
 //
 // State and persistence: each job is a Job (job.h: header + tasks, counts
 // kept up to date). A transition changes one task in memory under the
@@ -75,7 +77,7 @@ namespace shutter::controller {
 // coordinator. Order at exit: Shutdown(), then the transport's and the
 // timer's Shutdown() (so no callback is left), then destroy the coordinator
 // (which writes what is still staged).
-class SnapshotCoordinator {
+class JobEngine {
  public:
   struct Options {
     // Deadline of one CreateCheckpoint call.
@@ -113,11 +115,11 @@ class SnapshotCoordinator {
   // its kind (one per job type: StandardKinds in kinds.h; INVALID_ARGUMENT
   // for two of one type). Jobs of a type with no kind are left as they
   // are.
-  static absl::StatusOr<std::unique_ptr<SnapshotCoordinator>> Create(
+  static absl::StatusOr<std::unique_ptr<JobEngine>> Create(
       const Options& options, std::vector<std::unique_ptr<JobKind>> kinds,
       NodeRegistry* registry, JobStore* store, snapshot::Repository* repo,
       Timer* timer, Clock* clock);
-  ~SnapshotCoordinator();
+  ~JobEngine();
 
   // Validates the request, resolves every partition's leader, durably
   // records the job and queues its tasks. Returns the new snapshot id.
@@ -213,10 +215,9 @@ class SnapshotCoordinator {
   void WaitForQuiescenceForTesting() { committer_.WaitIdle(); }
 
  private:
-  SnapshotCoordinator(const Options& options,
-                      std::vector<std::unique_ptr<JobKind>> kinds,
-                      NodeRegistry* registry, JobStore* store,
-                      snapshot::Repository* repo, Timer* timer, Clock* clock);
+  JobEngine(const Options& options, std::vector<std::unique_ptr<JobKind>> kinds,
+            NodeRegistry* registry, JobStore* store, snapshot::Repository* repo,
+            Timer* timer, Clock* clock);
 
   // Records a new job (tasks QUEUED on `leaders`), waits until it is
   // durable, then queues its tasks. Returns the job's id.
@@ -319,4 +320,4 @@ class SnapshotCoordinator {
 
 }  // namespace shutter::controller
 
-#endif  // SHUTTER_CONTROLLER_SNAPSHOT_COORDINATOR_H_
+#endif  // SHUTTER_CONTROLLER_JOB_ENGINE_H_

@@ -1,9 +1,8 @@
-#include "controller/snapshot_coordinator.h"
-
 #include <filesystem>
 #include <fstream>
 
 #include "common/error_reason.h"
+#include "controller/job_engine.h"
 #include "controller/kinds.h"
 #include "controller/maintenance.h"
 #include "controller/retry_policy.h"
@@ -138,7 +137,7 @@ class FakeTransport : public NodeTransport {
   std::vector<RestoreCall> restores_ ABSL_GUARDED_BY(mu_);
 };
 
-class SnapshotCoordinatorTest : public ::testing::Test {
+class JobEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto repo = snapshot::OpenRepository(tmp_.Sub("repo"));
@@ -156,7 +155,7 @@ class SnapshotCoordinatorTest : public ::testing::Test {
 
   void StartCoordinator() {
     timer_ = std::make_unique<ManualTimer>(&clock_);
-    SnapshotCoordinator::Options o;
+    JobEngine::Options o;
     o.rpc_timeout = absl::Seconds(30);
     o.max_attempts = 3;
     o.retry_base = absl::Seconds(1);
@@ -177,9 +176,9 @@ class SnapshotCoordinatorTest : public ::testing::Test {
         registered.push_back(std::move(kind));
       }
     }
-    auto c = SnapshotCoordinator::Create(o, std::move(registered), &registry_,
-                                         store_.get(), repo_.get(),
-                                         timer_.get(), &clock_);
+    auto c =
+        JobEngine::Create(o, std::move(registered), &registry_, store_.get(),
+                          repo_.get(), timer_.get(), &clock_);
     ASSERT_OK(c);
     coordinator_ = std::move(c).value();
   }
@@ -271,13 +270,13 @@ class SnapshotCoordinatorTest : public ::testing::Test {
     return repo_->blob_store()->LocalPath(key);
   }
   std::unique_ptr<RocksDbJobStore> store_;
-  std::unique_ptr<SnapshotCoordinator> coordinator_;
+  std::unique_ptr<JobEngine> coordinator_;
   std::function<void(const std::string&)> on_commit_;
   // If set, StartCoordinator registers only the kind of this type.
   std::optional<shutter::v1::JobType> only_type_;
 };
 
-TEST_F(SnapshotCoordinatorTest, RunsInParallelWithinLimitsAndCommits) {
+TEST_F(JobEngineTest, RunsInParallelWithinLimitsAndCommits) {
   Beat("a", 0, 6, 2);
   Beat("b", 6, 6, 2);
   shutter::v1::CreateSnapshotRequest req;
@@ -314,7 +313,7 @@ TEST_F(SnapshotCoordinatorTest, RunsInParallelWithinLimitsAndCommits) {
   }
 }
 
-TEST_F(SnapshotCoordinatorTest, LargestPartitionFirstOnANode) {
+TEST_F(JobEngineTest, LargestPartitionFirstOnANode) {
   Beat("a", 0, 4, 1);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -329,7 +328,7 @@ TEST_F(SnapshotCoordinatorTest, LargestPartitionFirstOnANode) {
   EXPECT_EQ(order, (std::vector<uint32_t>{3, 2, 1, 0}));
 }
 
-TEST_F(SnapshotCoordinatorTest, OneFailureFailsTheJobAndWritesNoManifest) {
+TEST_F(JobEngineTest, OneFailureFailsTheJobAndWritesNoManifest) {
   Beat("a", 0, 3, 3);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -352,7 +351,7 @@ TEST_F(SnapshotCoordinatorTest, OneFailureFailsTheJobAndWritesNoManifest) {
   EXPECT_FALSE(std::filesystem::exists(Abs("snapshots/" + *id)));
 }
 
-TEST_F(SnapshotCoordinatorTest, AllowPartialCommitsWhatSucceeded) {
+TEST_F(JobEngineTest, AllowPartialCommitsWhatSucceeded) {
   Beat("a", 0, 3, 3);
   shutter::v1::CreateSnapshotRequest req;
   req.set_allow_partial(true);
@@ -389,7 +388,7 @@ TEST_F(SnapshotCoordinatorTest, AllowPartialCommitsWhatSucceeded) {
   EXPECT_OK(repo_->ReadClusterManifest(*id));
 }
 
-TEST_F(SnapshotCoordinatorTest, AllowPartialWithNothingPublishedFails) {
+TEST_F(JobEngineTest, AllowPartialWithNothingPublishedFails) {
   Beat("a", 0, 1, 1);
   shutter::v1::CreateSnapshotRequest req;
   req.set_allow_partial(true);
@@ -402,7 +401,7 @@ TEST_F(SnapshotCoordinatorTest, AllowPartialWithNothingPublishedFails) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(SnapshotCoordinatorTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
+TEST_F(JobEngineTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
   Beat("a", 0, 4, 2);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -439,7 +438,7 @@ TEST_F(SnapshotCoordinatorTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(SnapshotCoordinatorTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
+TEST_F(JobEngineTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
   Beat("a", 0, 2, 2);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -469,7 +468,7 @@ TEST_F(SnapshotCoordinatorTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
               StatusIs(absl::StatusCode::kFailedPrecondition, "COMMITTED"));
 }
 
-TEST_F(SnapshotCoordinatorTest, AnswerWithWrongEpochIsNeverCommitted) {
+TEST_F(JobEngineTest, AnswerWithWrongEpochIsNeverCommitted) {
   Beat("a", 0, 1, 1, /*epoch=*/4);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -498,7 +497,7 @@ TEST_F(SnapshotCoordinatorTest, AnswerWithWrongEpochIsNeverCommitted) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(SnapshotCoordinatorTest, TransientErrorsAreRetriedAfterABackoff) {
+TEST_F(JobEngineTest, TransientErrorsAreRetriedAfterABackoff) {
   Beat("a", 0, 2, 2);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -530,7 +529,7 @@ TEST_F(SnapshotCoordinatorTest, TransientErrorsAreRetriedAfterABackoff) {
 // A garbage collection holding the repository is waited for: however many
 // times the node answers REPOSITORY_BUSY, no attempt is spent, and the task
 // says that it waits for the collection.
-TEST_F(SnapshotCoordinatorTest, WaitingForGarbageCollectionSpendsNoAttempt) {
+TEST_F(JobEngineTest, WaitingForGarbageCollectionSpendsNoAttempt) {
   Beat("a", 0, 1, 1);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -563,7 +562,7 @@ TEST_F(SnapshotCoordinatorTest, WaitingForGarbageCollectionSpendsNoAttempt) {
 // Cancel keeps a restore's known outcomes: a partition swapped before the
 // cancel stays restored, and so does one whose answer ("swapped") arrives
 // after it; only the one that had not swapped ends CANCELLED.
-TEST_F(SnapshotCoordinatorTest, CancelledRestoreKeepsWhatWasRestored) {
+TEST_F(JobEngineTest, CancelledRestoreKeepsWhatWasRestored) {
   Beat("a", 0, 3, 3);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -617,7 +616,7 @@ TEST_F(SnapshotCoordinatorTest, CancelledRestoreKeepsWhatWasRestored) {
   // (A cancelled snapshot keeps nothing: CancelDropsQueuedAndRollsBack...)
 }
 
-TEST_F(SnapshotCoordinatorTest, JobsRunThroughTheKindsTheEngineIsGiven) {
+TEST_F(JobEngineTest, JobsRunThroughTheKindsTheEngineIsGiven) {
   // Two kinds of one type are refused.
   {
     auto kinds = StandardKinds(
@@ -625,9 +624,8 @@ TEST_F(SnapshotCoordinatorTest, JobsRunThroughTheKindsTheEngineIsGiven) {
     auto again = StandardKinds(
         {&transport_, repo_.get(), &registry_, absl::Seconds(1), nullptr});
     kinds.push_back(std::move(again.front()));
-    auto c = SnapshotCoordinator::Create({}, std::move(kinds), &registry_,
-                                         store_.get(), repo_.get(),
-                                         timer_.get(), &clock_);
+    auto c = JobEngine::Create({}, std::move(kinds), &registry_, store_.get(),
+                               repo_.get(), timer_.get(), &clock_);
     EXPECT_THAT(c.status(), StatusIs(absl::StatusCode::kInvalidArgument));
   }
   // A restore is running when the controller restarts with no restore kind
@@ -675,7 +673,7 @@ TEST_F(SnapshotCoordinatorTest, JobsRunThroughTheKindsTheEngineIsGiven) {
       coordinator_->ListSnapshots(0, shutter::v1::JOB_TYPE_RESTORE).size(), 1u);
 }
 
-TEST_F(SnapshotCoordinatorTest, LeaderMoveSendsTheRetryToTheNewLeader) {
+TEST_F(JobEngineTest, LeaderMoveSendsTheRetryToTheNewLeader) {
   Beat("a", 0, 1, 1, /*epoch=*/1);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -704,8 +702,7 @@ TEST_F(SnapshotCoordinatorTest, LeaderMoveSendsTheRetryToTheNewLeader) {
   EXPECT_EQ(cm->partitions(0).node_id(), "b");
 }
 
-TEST_F(SnapshotCoordinatorTest,
-       UnreachableNodeIsWaitedForWithoutSpendingAttempts) {
+TEST_F(JobEngineTest, UnreachableNodeIsWaitedForWithoutSpendingAttempts) {
   Beat("a", 0, 1, 1);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -738,8 +735,7 @@ TEST_F(SnapshotCoordinatorTest,
   EXPECT_EQ(snap.partitions(0).unreachable(), 8u);
 }
 
-TEST_F(SnapshotCoordinatorTest,
-       UnreachableNodeDeclaredDeadHandsOverToANewLeader) {
+TEST_F(JobEngineTest, UnreachableNodeDeclaredDeadHandsOverToANewLeader) {
   Beat("a", 0, 1, 1, /*epoch=*/1);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -757,7 +753,7 @@ TEST_F(SnapshotCoordinatorTest,
   EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
 }
 
-TEST_F(SnapshotCoordinatorTest, PermanentErrorsFailAtOnceMismatchesAreRetried) {
+TEST_F(JobEngineTest, PermanentErrorsFailAtOnceMismatchesAreRetried) {
   Beat("a", 0, 2, 2);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -843,7 +839,7 @@ TEST(RetryPolicyTest, ClassifiesByReasonNotByCodeAlone) {
   EXPECT_FALSE(IsRetryable(FailureClass::kPermanent));
 }
 
-TEST_F(SnapshotCoordinatorTest, WaitsForALeaderAndFailsAtTheDeadline) {
+TEST_F(JobEngineTest, WaitsForALeaderAndFailsAtTheDeadline) {
   Beat("a", 0, 1, 1);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -865,7 +861,7 @@ TEST_F(SnapshotCoordinatorTest, WaitsForALeaderAndFailsAtTheDeadline) {
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
 }
 
-TEST_F(SnapshotCoordinatorTest, BadRequestsRecordNothing) {
+TEST_F(JobEngineTest, BadRequestsRecordNothing) {
   EXPECT_THAT(coordinator_->CreateSnapshot({}),
               StatusIs(absl::StatusCode::kFailedPrecondition, "no partitions"));
   Beat("a", 0, 2, 1);
@@ -925,7 +921,7 @@ TEST_F(SnapshotCoordinatorTest, BadRequestsRecordNothing) {
   EXPECT_TRUE(all->empty());
 }
 
-TEST_F(SnapshotCoordinatorTest, RestartResumesInterruptedJobs) {
+TEST_F(JobEngineTest, RestartResumesInterruptedJobs) {
   Beat("a", 0, 2, 2);
   auto done_id = coordinator_->CreateSnapshot({});
   ASSERT_OK(done_id);
@@ -962,7 +958,7 @@ TEST_F(SnapshotCoordinatorTest, RestartResumesInterruptedJobs) {
   EXPECT_LT(*running_id, *third);
 }
 
-TEST_F(SnapshotCoordinatorTest, RestartAfterTheLastPartitionCommits) {
+TEST_F(JobEngineTest, RestartAfterTheLastPartitionCommits) {
   Beat("a", 0, 1, 1);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -981,7 +977,7 @@ TEST_F(SnapshotCoordinatorTest, RestartAfterTheLastPartitionCommits) {
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
 }
 
-TEST_F(SnapshotCoordinatorTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
+TEST_F(JobEngineTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
   Beat("a", 0, 1, 1);
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(CommitOne());
@@ -1019,7 +1015,7 @@ TEST_F(SnapshotCoordinatorTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
   EXPECT_TRUE(coordinator_->InterruptedDeletes().empty());
 }
 
-TEST_F(SnapshotCoordinatorTest, RunningSnapshotsAreNotDeleted) {
+TEST_F(JobEngineTest, RunningSnapshotsAreNotDeleted) {
   Beat("a", 0, 1, 1);
   auto id = coordinator_->CreateSnapshot({});
   ASSERT_OK(id);
@@ -1035,7 +1031,7 @@ TEST_F(SnapshotCoordinatorTest, RunningSnapshotsAreNotDeleted) {
 
 // A deletion cut short by a crash (recorded as asked, the repository not
 // yet cleaned) is reported at the next start, and finishing it works.
-TEST_F(SnapshotCoordinatorTest, InterruptedDeleteIsFinishedAfterARestart) {
+TEST_F(JobEngineTest, InterruptedDeleteIsFinishedAfterARestart) {
   Beat("a", 0, 1, 1);
   const std::string id = CommitOne();
   ASSERT_FALSE(HasFailure());
@@ -1055,7 +1051,7 @@ TEST_F(SnapshotCoordinatorTest, InterruptedDeleteIsFinishedAfterARestart) {
 // record says RUNNING and its lock is still in the repository (holding off
 // every other collector). The next start resumes it under the same id,
 // which takes the lock over, finishes, and records DONE.
-TEST_F(SnapshotCoordinatorTest, GcJobInterruptedByACrashIsResumed) {
+TEST_F(JobEngineTest, GcJobInterruptedByACrashIsResumed) {
   snapshot::BlobStore::PutOptions plain;
   ASSERT_OK(repo_->blob_store()->Put("blobs/sha256/ab/abandoned", "x", plain));
   ASSERT_OK(repo_->blob_store()->Put("locks/gc", "gc-crashed\n", plain));
@@ -1095,7 +1091,7 @@ TEST_F(SnapshotCoordinatorTest, GcJobInterruptedByACrashIsResumed) {
 // Schedules on the fake clock: runs when due, never overlaps itself (a
 // tick during a running snapshot is skipped and reported), records the
 // last success, and survives a restart with its counters.
-TEST_F(SnapshotCoordinatorTest, SchedulesRunWhenDueAndNeverOverlap) {
+TEST_F(JobEngineTest, SchedulesRunWhenDueAndNeverOverlap) {
   Beat("a", 0, 2, 2);
   ScheduleRunner runner({absl::Seconds(1)}, coordinator_.get(), nullptr,
                         store_.get(), timer_.get(), &clock_);
@@ -1165,7 +1161,7 @@ TEST_F(SnapshotCoordinatorTest, SchedulesRunWhenDueAndNeverOverlap) {
   EXPECT_THAT(again.Delete("hourly"), StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST_F(SnapshotCoordinatorTest, BadSchedulesAreRefused) {
+TEST_F(JobEngineTest, BadSchedulesAreRefused) {
   ScheduleRunner runner({}, coordinator_.get(), nullptr, store_.get(),
                         timer_.get(), &clock_);
   shutter::v1::Schedule s;
@@ -1306,8 +1302,8 @@ TEST(LargeJobTest, TenThousandPartitionsCommit) {
   InstantTransport transport(&repo);
   auto store = RocksDbJobStore::Open(tmp.Sub("jobs"));
   ASSERT_OK(store);
-  SnapshotCoordinator::Options o;
-  auto c = SnapshotCoordinator::Create(
+  JobEngine::Options o;
+  auto c = JobEngine::Create(
       o, StandardKinds({&transport, &repo, &registry, o.rpc_timeout, nullptr}),
       &registry, store->get(), &repo, &timer, &clock);
   ASSERT_OK(c);

@@ -1,4 +1,4 @@
-#include "controller/snapshot_coordinator.h"
+#include "controller/job_engine.h"
 
 #include <cctype>
 #include <optional>
@@ -25,10 +25,10 @@ constexpr size_t kMaxLabelBytes = 256;
 
 }  // namespace
 
-SnapshotCoordinator::SnapshotCoordinator(
-    const Options& options, std::vector<std::unique_ptr<JobKind>> kinds,
-    NodeRegistry* registry, JobStore* store, snapshot::Repository* repo,
-    Timer* timer, Clock* clock)
+JobEngine::JobEngine(const Options& options,
+                     std::vector<std::unique_ptr<JobKind>> kinds,
+                     NodeRegistry* registry, JobStore* store,
+                     snapshot::Repository* repo, Timer* timer, Clock* clock)
     : options_(options),
       registry_(registry),
       store_(store),
@@ -110,7 +110,7 @@ std::string StateLabel(shutter::v1::SnapshotState state) {
 }
 }  // namespace
 
-void SnapshotCoordinator::InitJobMetrics() {
+void JobEngine::InitJobMetrics() {
   metrics::Registry* m = options_.metrics;
   if (m == nullptr) return;
   // Every label combination exists from the start at 0, so that
@@ -139,7 +139,7 @@ void SnapshotCoordinator::InitJobMetrics() {
   }
 }
 
-void SnapshotCoordinator::InitLastSuccess() {
+void JobEngine::InitLastSuccess() {
   metrics::Registry* m = options_.metrics;
   if (m == nullptr) return;
   // From the jobs in the store, so a restart does not reset the age an
@@ -168,7 +168,7 @@ void SnapshotCoordinator::InitLastSuccess() {
   }
 }
 
-void SnapshotCoordinator::RecordFinished(const Snapshot& h) {
+void JobEngine::RecordFinished(const Snapshot& h) {
   metrics::Registry* m = options_.metrics;
   if (m == nullptr) return;
   const std::string type = KindOf(h.type())->name();
@@ -185,9 +185,8 @@ void SnapshotCoordinator::RecordFinished(const Snapshot& h) {
   }
 }
 
-void SnapshotCoordinator::RecordTask(shutter::v1::JobType type,
-                                     absl::string_view outcome,
-                                     absl::string_view retry_class) {
+void JobEngine::RecordTask(shutter::v1::JobType type, absl::string_view outcome,
+                           absl::string_view retry_class) {
   metrics::Registry* m = options_.metrics;
   if (m == nullptr) return;
   const std::string t = KindOf(type)->name();
@@ -201,17 +200,15 @@ void SnapshotCoordinator::RecordTask(shutter::v1::JobType type,
   }
 }
 
-SnapshotCoordinator::~SnapshotCoordinator() {
+JobEngine::~JobEngine() {
   Shutdown();
   committer_.Shutdown();  // writes what is still staged
 }
 
-absl::StatusOr<std::unique_ptr<SnapshotCoordinator>>
-SnapshotCoordinator::Create(const Options& options,
-                            std::vector<std::unique_ptr<JobKind>> kinds,
-                            NodeRegistry* registry, JobStore* store,
-                            snapshot::Repository* repo, Timer* timer,
-                            Clock* clock) {
+absl::StatusOr<std::unique_ptr<JobEngine>> JobEngine::Create(
+    const Options& options, std::vector<std::unique_ptr<JobKind>> kinds,
+    NodeRegistry* registry, JobStore* store, snapshot::Repository* repo,
+    Timer* timer, Clock* clock) {
   std::set<shutter::v1::JobType> types;
   for (const auto& kind : kinds) {
     if (!types.insert(kind->type()).second) {
@@ -219,7 +216,7 @@ SnapshotCoordinator::Create(const Options& options,
           absl::StrCat("two job kinds for type ", kind->name()));
     }
   }
-  std::unique_ptr<SnapshotCoordinator> c(new SnapshotCoordinator(
+  std::unique_ptr<JobEngine> c(new JobEngine(
       options, std::move(kinds), registry, store, repo, timer, clock));
   c->InitJobMetrics();
   ASSIGN_OR_RETURN(auto resume, c->Recover());
@@ -230,24 +227,23 @@ SnapshotCoordinator::Create(const Options& options,
   return c;
 }
 
-Job* SnapshotCoordinator::FindLocked(const std::string& snapshot_id) {
+Job* JobEngine::FindLocked(const std::string& snapshot_id) {
   auto it = jobs_.find(snapshot_id);
   return it == jobs_.end() ? nullptr : it->second.get();
 }
 
-void SnapshotCoordinator::StageTaskLocked(const Job& job,
-                                          const PartitionTask& task) {
+void JobEngine::StageTaskLocked(const Job& job, const PartitionTask& task) {
   committer_.Put(JobKeys::Task(job.id(), task.partition_id()),
                  JobKeys::EncodeTask(task));
 }
 
-void SnapshotCoordinator::StageHeaderLocked(const Job& job) {
+void JobEngine::StageHeaderLocked(const Job& job) {
   committer_.Put(JobKeys::Header(job.id()),
                  JobKeys::EncodeHeader(job.header()));
 }
 
-void SnapshotCoordinator::AfterDurable(const std::string& snapshot_id,
-                                       absl::AnyInvocable<void() &&> fn) {
+void JobEngine::AfterDurable(const std::string& snapshot_id,
+                             absl::AnyInvocable<void() &&> fn) {
   committer_.AfterDurable(
       [this, snapshot_id, fn = std::move(fn)](absl::Status s) mutable {
         if (!s.ok()) {
@@ -258,8 +254,8 @@ void SnapshotCoordinator::AfterDurable(const std::string& snapshot_id,
       });
 }
 
-void SnapshotCoordinator::OnStoreError(const std::string& snapshot_id,
-                                       const absl::Status& s) {
+void JobEngine::OnStoreError(const std::string& snapshot_id,
+                             const absl::Status& s) {
   // The durable record is behind: fail the job in memory so nothing
   // commits on state the store does not have.
   spdlog::error("job store write for snapshot {} failed: {}", snapshot_id,
@@ -274,7 +270,7 @@ void SnapshotCoordinator::OnStoreError(const std::string& snapshot_id,
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>>
-SnapshotCoordinator::Recover() {
+JobEngine::Recover() {
   ASSIGN_OR_RETURN(std::vector<Snapshot> all, store_->LoadAll());
   std::vector<std::pair<std::string, uint32_t>> resume;
   std::vector<std::string> finish, rollback;
@@ -336,7 +332,7 @@ SnapshotCoordinator::Recover() {
   return resume;
 }
 
-absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
+absl::StatusOr<std::string> JobEngine::CreateSnapshot(
     const shutter::v1::CreateSnapshotRequest& request) {
   if (request.label().size() > kMaxLabelBytes) {
     return absl::InvalidArgumentError(
@@ -387,7 +383,7 @@ absl::StatusOr<std::string> SnapshotCoordinator::CreateSnapshot(
 }
 
 absl::StatusOr<std::vector<std::pair<uint32_t, NodeRegistry::Leader>>>
-SnapshotCoordinator::ResolveLeaders(const std::vector<uint32_t>& ids) const {
+JobEngine::ResolveLeaders(const std::vector<uint32_t>& ids) const {
   std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders;
   leaders.reserve(ids.size());
   std::vector<uint32_t> leaderless;
@@ -412,7 +408,7 @@ SnapshotCoordinator::ResolveLeaders(const std::vector<uint32_t>& ids) const {
   return leaders;
 }
 
-absl::StatusOr<std::string> SnapshotCoordinator::SubmitNewJob(
+absl::StatusOr<std::string> JobEngine::SubmitNewJob(
     Snapshot record,
     std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders) {
   record.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
@@ -472,8 +468,7 @@ absl::StatusOr<std::string> SnapshotCoordinator::SubmitNewJob(
   return job_id_str;
 }
 
-absl::StatusOr<shutter::v1::RestoreSnapshotResponse>
-SnapshotCoordinator::RestoreSnapshot(
+absl::StatusOr<shutter::v1::RestoreSnapshotResponse> JobEngine::RestoreSnapshot(
     const shutter::v1::RestoreSnapshotRequest& request) {
   const std::string& source = request.snapshot_id();
   RETURN_IF_ERROR(CheckSafeId("snapshot id", source));
@@ -574,7 +569,7 @@ SnapshotCoordinator::RestoreSnapshot(
   return resp;
 }
 
-absl::Status SnapshotCoordinator::CheckIsSnapshot(const Job& job) const {
+absl::Status JobEngine::CheckIsSnapshot(const Job& job) const {
   const JobKind* kind = KindOf(job.header().type());
   if (!kind->ProducesSnapshot()) {
     return absl::FailedPreconditionError(
@@ -583,8 +578,8 @@ absl::Status SnapshotCoordinator::CheckIsSnapshot(const Job& job) const {
   return absl::OkStatus();
 }
 
-void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
-                                   uint32_t partition_id) {
+void JobEngine::Dispatch(const std::string& snapshot_id,
+                         uint32_t partition_id) {
   auto leader = registry_->ResolveLeader(partition_id);
   uint64_t job_id = 0;
   {
@@ -628,9 +623,9 @@ void SnapshotCoordinator::Dispatch(const std::string& snapshot_id,
 }
 
 std::pair<scheduler::TaskOptions, scheduler::TaskFn>
-SnapshotCoordinator::MakeSchedulerTask(const std::string& snapshot_id,
-                                       uint32_t partition_id, uint64_t job_id,
-                                       const NodeRegistry::Leader& leader) {
+JobEngine::MakeSchedulerTask(const std::string& snapshot_id,
+                             uint32_t partition_id, uint64_t job_id,
+                             const NodeRegistry::Leader& leader) {
   // Keep the node's limit in step with its capacity, pin or adaptive
   // limit (heartbeats move it between dispatches).
   if (const int limit = LimitFor(leader.node_id); limit > 0) {
@@ -649,9 +644,8 @@ SnapshotCoordinator::MakeSchedulerTask(const std::string& snapshot_id,
           }};
 }
 
-void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
-                                    uint32_t partition_id,
-                                    scheduler::SlotToken token) {
+void JobEngine::StartTask(const std::string& snapshot_id, uint32_t partition_id,
+                          scheduler::SlotToken token) {
   auto leader = registry_->ResolveLeader(partition_id);
   PartitionTask task;
   std::string address;
@@ -693,7 +687,7 @@ void SnapshotCoordinator::StartTask(const std::string& snapshot_id,
       });
 }
 
-double SnapshotCoordinator::JitterLocked() {
+double JobEngine::JitterLocked() {
   // xorshift64 jitter in [0.5, 1], so retries of many tasks spread out.
   rng_state_ ^= rng_state_ << 13;
   rng_state_ ^= rng_state_ >> 7;
@@ -701,9 +695,9 @@ double SnapshotCoordinator::JitterLocked() {
   return 0.5 + 0.5 * static_cast<double>(rng_state_ % 1001) / 1000.0;
 }
 
-void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
-                                     uint32_t partition_id, absl::Time started,
-                                     absl::StatusOr<TaskOutcome> result) {
+void JobEngine::OnTaskDone(const std::string& snapshot_id,
+                           uint32_t partition_id, absl::Time started,
+                           absl::StatusOr<TaskOutcome> result) {
   // The kind checked the answer (outside the lock).
   const absl::Status verified = result.status();
   absl::MutexLock l(&mu_);
@@ -800,7 +794,7 @@ void SnapshotCoordinator::OnTaskDone(const std::string& snapshot_id,
   });
 }
 
-void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
+void JobEngine::MaybeFinish(const std::string& snapshot_id) {
   absl::AnyInvocable<absl::Status() &&> commit_fn;
   bool partial = false;
   int failed = 0, total = 0;
@@ -868,7 +862,7 @@ void SnapshotCoordinator::MaybeFinish(const std::string& snapshot_id) {
   }
 }
 
-absl::Status SnapshotCoordinator::WaitDurable() {
+absl::Status JobEngine::WaitDurable() {
   absl::Notification done;
   absl::Status result;
   committer_.AfterDurable([&](absl::Status s) {
@@ -879,7 +873,7 @@ absl::Status SnapshotCoordinator::WaitDurable() {
   return result;
 }
 
-absl::StatusOr<Snapshot> SnapshotCoordinator::DeleteSnapshot(
+absl::StatusOr<Snapshot> JobEngine::DeleteSnapshot(
     const std::string& snapshot_id, bool force) {
   RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
   {
@@ -950,8 +944,8 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::DeleteSnapshot(
   return out;
 }
 
-absl::StatusOr<Snapshot> SnapshotCoordinator::PinSnapshot(
-    const std::string& snapshot_id, bool pinned) {
+absl::StatusOr<Snapshot> JobEngine::PinSnapshot(const std::string& snapshot_id,
+                                                bool pinned) {
   RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
   Snapshot out;
   {
@@ -973,7 +967,7 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::PinSnapshot(
   return out;
 }
 
-std::vector<std::string> SnapshotCoordinator::InterruptedDeletes() const {
+std::vector<std::string> JobEngine::InterruptedDeletes() const {
   absl::MutexLock l(&mu_);
   std::vector<std::string> out;
   for (const auto& [id, job] : jobs_) {
@@ -985,8 +979,8 @@ std::vector<std::string> SnapshotCoordinator::InterruptedDeletes() const {
   return out;
 }
 
-bool SnapshotCoordinator::AttemptIsOver(const std::string& snapshot_id,
-                                        uint32_t partition_id) const {
+bool JobEngine::AttemptIsOver(const std::string& snapshot_id,
+                              uint32_t partition_id) const {
   absl::MutexLock l(&mu_);
   auto it = jobs_.find(snapshot_id);
   if (it == jobs_.end()) return false;
@@ -996,7 +990,7 @@ bool SnapshotCoordinator::AttemptIsOver(const std::string& snapshot_id,
   return t != nullptr && TaskDone(*t);
 }
 
-void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
+void JobEngine::Rollback(const std::string& snapshot_id) {
   JobKind* kind = nullptr;
   {
     absl::MutexLock l(&mu_);
@@ -1036,8 +1030,8 @@ void SnapshotCoordinator::Rollback(const std::string& snapshot_id) {
   }
 }
 
-absl::StatusOr<shutter::v1::GetSnapshotResponse>
-SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
+absl::StatusOr<shutter::v1::GetSnapshotResponse> JobEngine::CancelSnapshot(
+    const std::string& snapshot_id) {
   RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
   uint64_t job_id = 0;
   JobKind* kind = nullptr;
@@ -1106,8 +1100,8 @@ SnapshotCoordinator::CancelSnapshot(const std::string& snapshot_id) {
   return answer;
 }
 
-absl::StatusOr<shutter::v1::VerifySnapshotResponse>
-SnapshotCoordinator::VerifySnapshot(const std::string& snapshot_id) const {
+absl::StatusOr<shutter::v1::VerifySnapshotResponse> JobEngine::VerifySnapshot(
+    const std::string& snapshot_id) const {
   {
     RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
     absl::MutexLock l(&mu_);
@@ -1127,8 +1121,7 @@ SnapshotCoordinator::VerifySnapshot(const std::string& snapshot_id) const {
   return VerifyCommittedSnapshot(*repo_, snapshot_id);
 }
 
-absl::StatusOr<shutter::v1::GetSnapshotResponse>
-SnapshotCoordinator::GetSnapshotPage(
+absl::StatusOr<shutter::v1::GetSnapshotResponse> JobEngine::GetSnapshotPage(
     const shutter::v1::GetSnapshotRequest& request) const {
   RETURN_IF_ERROR(CheckSafeId("snapshot id", request.snapshot_id()));
   shutter::v1::GetSnapshotResponse resp;
@@ -1142,7 +1135,7 @@ SnapshotCoordinator::GetSnapshotPage(
   return resp;
 }
 
-absl::StatusOr<Snapshot> SnapshotCoordinator::GetSnapshot(
+absl::StatusOr<Snapshot> JobEngine::GetSnapshot(
     const std::string& snapshot_id) const {
   RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
   absl::MutexLock l(&mu_);
@@ -1153,7 +1146,7 @@ absl::StatusOr<Snapshot> SnapshotCoordinator::GetSnapshot(
   return it->second->ToRecord();
 }
 
-std::vector<shutter::v1::SnapshotSummary> SnapshotCoordinator::ListSnapshots(
+std::vector<shutter::v1::SnapshotSummary> JobEngine::ListSnapshots(
     uint32_t limit, shutter::v1::JobType type) const {
   absl::MutexLock l(&mu_);
   std::vector<shutter::v1::SnapshotSummary> out;
@@ -1165,28 +1158,28 @@ std::vector<shutter::v1::SnapshotSummary> SnapshotCoordinator::ListSnapshots(
   return out;
 }
 
-void SnapshotCoordinator::SetNodeLimit(const std::string& node_id, int limit) {
+void JobEngine::SetNodeLimit(const std::string& node_id, int limit) {
   scheduler_.SetLimit(node_id, limit);
 }
 
-scheduler::Scheduler::KeyStats SnapshotCoordinator::NodeKeyStats(
+scheduler::Scheduler::KeyStats JobEngine::NodeKeyStats(
     const std::string& node_id) const {
   return scheduler_.GetKeyStats(node_id);
 }
 
-int SnapshotCoordinator::LimitFor(const std::string& node_id) const {
+int JobEngine::LimitFor(const std::string& node_id) const {
   auto cap = registry_->Capacity(node_id);
   if (!cap.ok()) return 0;
   if (options_.limits == nullptr) return static_cast<int>(*cap);
   return options_.limits->Effective(node_id, *cap);
 }
 
-std::map<std::string, scheduler::Scheduler::KeyStats>
-SnapshotCoordinator::NodeStats() const {
+std::map<std::string, scheduler::Scheduler::KeyStats> JobEngine::NodeStats()
+    const {
   return scheduler_.GetStats().keys;
 }
 
-void SnapshotCoordinator::Shutdown() {
+void JobEngine::Shutdown() {
   {
     absl::MutexLock l(&mu_);
     stopping_ = true;
