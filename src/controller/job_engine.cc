@@ -20,10 +20,7 @@ namespace shutter::controller {
 using shutter::v1::PartitionTask;
 using shutter::v1::Snapshot;
 
-namespace {
-constexpr size_t kMaxLabelBytes = 256;
-
-}  // namespace
+namespace {}  // namespace
 
 JobEngine::JobEngine(const Options& options,
                      std::vector<std::unique_ptr<JobKind>> kinds,
@@ -332,56 +329,6 @@ JobEngine::Recover() {
   return resume;
 }
 
-absl::StatusOr<std::string> JobEngine::CreateSnapshot(
-    const shutter::v1::CreateSnapshotRequest& request) {
-  if (request.label().size() > kMaxLabelBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("label is ", request.label().size(),
-                     " bytes; the limit is ", kMaxLabelBytes));
-  }
-  RETURN_IF_ERROR(CheckPrintableText("label", request.label()));
-  if (!request.schedule().empty()) {
-    RETURN_IF_ERROR(CheckSafeId("schedule", request.schedule()));
-  }
-  std::vector<uint32_t> ids;
-  std::vector<shutter::v1::PartitionInfo> known = registry_->ListPartitions();
-  if (request.partition_ids().empty()) {
-    for (const auto& p : known) ids.push_back(p.partition_id());
-    if (ids.empty()) {
-      return absl::FailedPreconditionError(
-          "no partitions are known: no node has reported any yet");
-    }
-  } else {
-    std::set<uint32_t> seen;
-    std::set<uint32_t> known_ids;
-    for (const auto& p : known) known_ids.insert(p.partition_id());
-    for (uint32_t id : request.partition_ids()) {
-      if (!seen.insert(id).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("partition ", id, " is listed twice"));
-      }
-      if (known_ids.count(id) == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "unknown partition ", id, ": no node reports hosting it"));
-      }
-      ids.push_back(id);
-    }
-    std::sort(ids.begin(), ids.end());
-  }
-
-  Snapshot record;
-  record.set_snapshot_id(ids_.Next());
-  record.set_label(request.label());
-  record.set_allow_partial(request.allow_partial());
-  record.set_schedule(request.schedule());
-  ASSIGN_OR_RETURN(auto leaders, ResolveLeaders(ids));
-  ASSIGN_OR_RETURN(std::string snapshot_id,
-                   SubmitNewJob(std::move(record), std::move(leaders)));
-  spdlog::info("snapshot {} created: {} partitions, label {}", snapshot_id,
-               ids.size(), Quote(request.label(), kMaxLabelBytes));
-  return snapshot_id;
-}
-
 absl::StatusOr<std::vector<std::pair<uint32_t, NodeRegistry::Leader>>>
 JobEngine::ResolveLeaders(const std::vector<uint32_t>& ids) const {
   std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders;
@@ -408,9 +355,11 @@ JobEngine::ResolveLeaders(const std::vector<uint32_t>& ids) const {
   return leaders;
 }
 
-absl::StatusOr<std::string> JobEngine::SubmitNewJob(
-    Snapshot record,
-    std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders) {
+absl::StatusOr<std::string> JobEngine::Submit(JobPlan plan) {
+  Snapshot& record = plan.record;
+  std::vector<std::pair<uint32_t, NodeRegistry::Leader>>& leaders =
+      plan.placements;
+  record.set_snapshot_id(ids_.Next());
   record.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
   const absl::Time now = clock_->Now();
   record.set_created_at_micros(absl::ToUnixMicros(now));
@@ -468,105 +417,10 @@ absl::StatusOr<std::string> JobEngine::SubmitNewJob(
   return job_id_str;
 }
 
-absl::StatusOr<shutter::v1::RestoreSnapshotResponse> JobEngine::RestoreSnapshot(
-    const shutter::v1::RestoreSnapshotRequest& request) {
-  const std::string& source = request.snapshot_id();
-  RETURN_IF_ERROR(CheckSafeId("snapshot id", source));
-  {
-    absl::MutexLock l(&mu_);
-    Job* job = FindLocked(source);
-    if (job != nullptr && !KindOf(job->header().type())->ProducesSnapshot()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, " is a ", KindOf(job->header().type())->name(),
-                       " job, not a snapshot"));
-    }
-  }
-  auto cm = repo_->ReadClusterManifest(source);
-  if (absl::IsNotFound(cm.status())) {
-    return absl::NotFoundError(absl::StrCat(
-        "snapshot ", source, " is not in the repository ", repo_->Describe(),
-        " (not committed, deleted, or never taken)"));
-  }
-  RETURN_IF_ERROR(cm.status());
-  std::map<uint32_t, const shutter::v1::ClusterManifestPartition*> contained;
-  for (const auto& p : cm->partitions()) contained[p.partition_id()] = &p;
-  std::vector<uint32_t> ids;
-  if (request.partition_ids().empty()) {
-    for (const auto& [id, p] : contained) ids.push_back(id);
-  } else {
-    std::set<uint32_t> seen;
-    std::vector<uint32_t> absent;
-    for (uint32_t id : request.partition_ids()) {
-      if (!seen.insert(id).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("partition ", id, " is listed twice"));
-      }
-      if (contained.count(id) == 0) absent.push_back(id);
-      ids.push_back(id);
-    }
-    if (!absent.empty()) {
-      std::sort(absent.begin(), absent.end());
-      return absl::InvalidArgumentError(absl::StrCat(
-          "snapshot ", source, " does not contain partition(s) ",
-          FormatIdList(absent), "; it has ",
-          contained.empty() ? std::string("none") : FormatIdList([&] {
-            std::vector<uint32_t> v;
-            for (const auto& [id, p] : contained) {
-              v.push_back(id);
-            }
-            return v;
-          }())));
-    }
-    std::sort(ids.begin(), ids.end());
-  }
-  if (ids.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("snapshot ", source, " contains no partition"));
-  }
-  ASSIGN_OR_RETURN(auto leaders, ResolveLeaders(ids));
-
-  shutter::v1::RestoreSnapshotResponse resp;
-  shutter::v1::RestorePlan* plan = resp.mutable_plan();
-  plan->set_snapshot_id(source);
-  std::map<std::string, shutter::v1::RestorePlanNode> by_node;
-  for (const auto& [id, leader] : leaders) {
-    shutter::v1::RestorePlanNode& n = by_node[leader.node_id];
-    n.set_node_id(leader.node_id);
-    n.set_address(leader.address);
-    n.add_partition_ids(id);
-    n.set_bytes(n.bytes() + contained[id]->total_bytes());
-    plan->set_total_bytes(plan->total_bytes() + contained[id]->total_bytes());
-  }
-  plan->set_partitions(static_cast<uint32_t>(leaders.size()));
-  for (auto& [node, n] : by_node) {
-    n.set_concurrency(std::min<uint32_t>(std::max(1, LimitFor(node)),
-                                         n.partition_ids_size()));
-    *plan->add_nodes() = std::move(n);
-  }
-  if (request.dry_run()) return resp;
-
-  Snapshot record;
-  record.set_snapshot_id(ids_.Next());
-  record.set_type(shutter::v1::JOB_TYPE_RESTORE);
-  record.set_source_snapshot_id(source);
-  record.set_label(cm->label());
-  // Partitions restored stay restored: the job is PARTIAL, not FAILED,
-  // when only some fail.
-  record.set_allow_partial(true);
-  for (uint32_t id : ids) {
-    PartitionTask* t = record.add_partitions();
-    t->set_partition_id(id);
-    t->set_source_snapshot_id(source);
-    t->set_applied_index(contained[id]->applied_index());
-  }
-  ASSIGN_OR_RETURN(std::string restore_id,
-                   SubmitNewJob(std::move(record), std::move(leaders)));
-  spdlog::info(
-      "restore {} created: snapshot {}, {} partitions on {} nodes, "
-      "{} bytes",
-      restore_id, source, ids.size(), plan->nodes_size(), plan->total_bytes());
-  resp.set_restore_id(restore_id);
-  return resp;
+const JobKind* JobEngine::KindOfJob(const std::string& job_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? nullptr : KindOf(it->second->header().type());
 }
 
 absl::Status JobEngine::CheckIsSnapshot(const Job& job) const {

@@ -121,15 +121,26 @@ class JobEngine {
       Timer* timer, Clock* clock);
   ~JobEngine();
 
-  // Validates the request, resolves every partition's leader, durably
-  // records the job and queues its tasks. Returns the new snapshot id.
-  // INVALID_ARGUMENT for unknown or repeated partition ids, or a label over
-  // 256 bytes or with control characters; FAILED_PRECONDITION if there are
-  // no partitions or some have no usable leader (the message lists every
-  // one). On error nothing is recorded or dispatched.
-  absl::StatusOr<std::string> CreateSnapshot(
-      const shutter::v1::CreateSnapshotRequest& request)
+  // Assigns the job an id, durably records it (every task QUEUED on its
+  // placement's node), then queues its tasks; returns the id. A kind's
+  // front door (StartSnapshot, StartRestore) validates its request and
+  // plans the job first. FAILED_PRECONDITION if no kind runs the record's
+  // type; UNAVAILABLE while shutting down. On error nothing is dispatched.
+  absl::StatusOr<std::string> Submit(JobPlan plan) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Each partition's leader now; FAILED_PRECONDITION listing every
+  // partition without a usable one.
+  absl::StatusOr<std::vector<std::pair<uint32_t, NodeRegistry::Leader>>>
+  ResolveLeaders(const std::vector<uint32_t>& ids) const;
+  // The node's concurrency limit now (see Options::limits); 0 if the
+  // registry does not know the node.
+  int LimitFor(const std::string& node_id) const;
+  // The kind of a job this engine has; null if unknown.
+  const JobKind* KindOfJob(const std::string& job_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The registry the engine resolves leaders from, and the repository.
+  NodeRegistry* registry() const { return registry_; }
+  snapshot::Repository* repository() const { return repo_; }
 
   // The job's fields, its summary and a page of its partitions (see
   // GetSnapshotRequest). NOT_FOUND for an unknown id; INVALID_ARGUMENT for
@@ -147,14 +158,6 @@ class JobEngine {
   std::vector<shutter::v1::SnapshotSummary> ListSnapshots(
       uint32_t limit,
       shutter::v1::JobType type = shutter::v1::JOB_TYPE_SNAPSHOT) const
-      ABSL_LOCKS_EXCLUDED(mu_);
-
-  // Starts a restore job (see AdminService.RestoreSnapshot), or with
-  // dry_run only plans it. The snapshot is read from the repository (it
-  // need not be one of this controller's jobs). On error nothing is
-  // recorded or dispatched.
-  absl::StatusOr<shutter::v1::RestoreSnapshotResponse> RestoreSnapshot(
-      const shutter::v1::RestoreSnapshotRequest& request)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Cancels a running snapshot: queued partitions are dropped, in-flight
@@ -219,15 +222,6 @@ class JobEngine {
             NodeRegistry* registry, JobStore* store, snapshot::Repository* repo,
             Timer* timer, Clock* clock);
 
-  // Records a new job (tasks QUEUED on `leaders`), waits until it is
-  // durable, then queues its tasks. Returns the job's id.
-  absl::StatusOr<std::string> SubmitNewJob(
-      shutter::v1::Snapshot record,
-      std::vector<std::pair<uint32_t, NodeRegistry::Leader>> leaders)
-      ABSL_LOCKS_EXCLUDED(mu_);
-  // Each partition's leader; FAILED_PRECONDITION listing those without.
-  absl::StatusOr<std::vector<std::pair<uint32_t, NodeRegistry::Leader>>>
-  ResolveLeaders(const std::vector<uint32_t>& ids) const;
   // What a job of this type does; null if no kind runs it (such jobs are
   // never loaded).
   JobKind* KindOf(shutter::v1::JobType type) const {
@@ -245,9 +239,6 @@ class JobEngine {
   // waits (timer) while there is none, or fails it past the deadline.
   void Dispatch(const std::string& snapshot_id, uint32_t partition_id)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // The node's concurrency limit now (see Options::limits); 0 if the
-  // registry does not know the node.
-  int LimitFor(const std::string& node_id) const;
   // The scheduler task that runs a partition on `leader` (key = node, job,
   // weight = the partition's reported size); applies the node's limit.
   std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(
@@ -299,7 +290,7 @@ class JobEngine {
   const Options options_;
   NodeRegistry* const registry_;
   JobStore* const store_;
-  snapshot::Repository* const repo_;  // for VerifySnapshot
+  snapshot::Repository* const repo_;
   Timer* const timer_;
   Clock* const clock_;
   SnapshotIdGenerator ids_;

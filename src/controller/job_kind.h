@@ -2,12 +2,15 @@
 #define SHUTTER_CONTROLLER_JOB_KIND_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "controller/job.h"
+#include "controller/node_registry.h"
 #include "shutter/v1/admin.pb.h"
 #include "shutter/v1/common.pb.h"
 
@@ -20,6 +23,15 @@ struct TaskOutcome {
   shutter::v1::PartitionManifest manifest;
   // Where it is, relative to the repository root.
   std::string path;
+};
+
+// A job to submit (JobEngine::Submit), as a kind's front door planned it:
+// the record (its type, label, allow_partial, source snapshot, and per
+// task the partition id and the kind's fields; the engine assigns the id,
+// times and states) and the node each task goes to first.
+struct JobPlan {
+  shutter::v1::Snapshot record;
+  std::vector<std::pair<uint32_t, NodeRegistry::Leader>> placements;
 };
 
 // What a kind of job does; everything else -- the job's state and its

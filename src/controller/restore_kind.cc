@@ -1,9 +1,18 @@
 #include "controller/restore_kind.h"
 
+#include <algorithm>
+#include <map>
+#include <set>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
 #include "common/text.h"
+#include "controller/job_engine.h"
 #include "snapshot/repository.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter::controller {
 
@@ -90,6 +99,103 @@ absl::Status RestoreKind::Rollback(const std::string& job_id) {
 void RestoreKind::CancelOnNode(const std::string& address,
                                const std::string& job_id) {
   transport_->CancelRestores(address, job_id);
+}
+
+absl::StatusOr<shutter::v1::RestoreSnapshotResponse> StartRestore(
+    JobEngine& engine, snapshot::Repository& repo,
+    const shutter::v1::RestoreSnapshotRequest& request) {
+  const std::string& source = request.snapshot_id();
+  RETURN_IF_ERROR(CheckSafeId("snapshot id", source));
+  if (const JobKind* kind = engine.KindOfJob(source);
+      kind != nullptr && !kind->ProducesSnapshot()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, " is a ", kind->name(), " job, not a snapshot"));
+  }
+  auto cm = repo.ReadClusterManifest(source);
+  if (absl::IsNotFound(cm.status())) {
+    return absl::NotFoundError(absl::StrCat(
+        "snapshot ", source, " is not in the repository ", repo.Describe(),
+        " (not committed, deleted, or never taken)"));
+  }
+  RETURN_IF_ERROR(cm.status());
+  std::map<uint32_t, const shutter::v1::ClusterManifestPartition*> contained;
+  for (const auto& p : cm->partitions()) contained[p.partition_id()] = &p;
+  std::vector<uint32_t> ids;
+  if (request.partition_ids().empty()) {
+    for (const auto& [id, p] : contained) ids.push_back(id);
+  } else {
+    std::set<uint32_t> seen;
+    std::vector<uint32_t> absent;
+    for (uint32_t id : request.partition_ids()) {
+      if (!seen.insert(id).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("partition ", id, " is listed twice"));
+      }
+      if (contained.count(id) == 0) absent.push_back(id);
+      ids.push_back(id);
+    }
+    if (!absent.empty()) {
+      std::sort(absent.begin(), absent.end());
+      return absl::InvalidArgumentError(absl::StrCat(
+          "snapshot ", source, " does not contain partition(s) ",
+          FormatIdList(absent), "; it has ",
+          contained.empty() ? std::string("none") : FormatIdList([&] {
+            std::vector<uint32_t> v;
+            for (const auto& [id, p] : contained) {
+              v.push_back(id);
+            }
+            return v;
+          }())));
+    }
+    std::sort(ids.begin(), ids.end());
+  }
+  if (ids.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot ", source, " contains no partition"));
+  }
+  ASSIGN_OR_RETURN(auto leaders, engine.ResolveLeaders(ids));
+
+  shutter::v1::RestoreSnapshotResponse resp;
+  shutter::v1::RestorePlan* plan = resp.mutable_plan();
+  plan->set_snapshot_id(source);
+  std::map<std::string, shutter::v1::RestorePlanNode> by_node;
+  for (const auto& [id, leader] : leaders) {
+    shutter::v1::RestorePlanNode& n = by_node[leader.node_id];
+    n.set_node_id(leader.node_id);
+    n.set_address(leader.address);
+    n.add_partition_ids(id);
+    n.set_bytes(n.bytes() + contained[id]->total_bytes());
+    plan->set_total_bytes(plan->total_bytes() + contained[id]->total_bytes());
+  }
+  plan->set_partitions(static_cast<uint32_t>(leaders.size()));
+  for (auto& [node, n] : by_node) {
+    n.set_concurrency(std::min<uint32_t>(std::max(1, engine.LimitFor(node)),
+                                         n.partition_ids_size()));
+    *plan->add_nodes() = std::move(n);
+  }
+  if (request.dry_run()) return resp;
+
+  shutter::v1::Snapshot record;
+  record.set_type(shutter::v1::JOB_TYPE_RESTORE);
+  record.set_source_snapshot_id(source);
+  record.set_label(cm->label());
+  // Partitions restored stay restored: the job is PARTIAL, not FAILED,
+  // when only some fail.
+  record.set_allow_partial(true);
+  for (uint32_t id : ids) {
+    shutter::v1::PartitionTask* t = record.add_partitions();
+    t->set_partition_id(id);
+    t->set_source_snapshot_id(source);
+    t->set_applied_index(contained[id]->applied_index());
+  }
+  ASSIGN_OR_RETURN(std::string restore_id,
+                   engine.Submit({std::move(record), std::move(leaders)}));
+  spdlog::info(
+      "restore {} created: snapshot {}, {} partitions on {} nodes, "
+      "{} bytes",
+      restore_id, source, ids.size(), plan->nodes_size(), plan->total_bytes());
+  resp.set_restore_id(restore_id);
+  return resp;
 }
 
 }  // namespace shutter::controller

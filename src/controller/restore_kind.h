@@ -6,6 +6,7 @@
 #include "controller/job_kind.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
+#include "snapshot/repository.h"
 
 namespace shutter::controller {
 
@@ -50,6 +51,17 @@ class RestoreKind : public JobKind {
   const absl::Duration rpc_timeout_;
   NodeRegistry* const registry_;
 };
+
+class JobEngine;
+
+// The front door of restore jobs (AdminService.RestoreSnapshot): checks the
+// request against the snapshot's cluster manifest in `repo` (it need not be
+// one of this controller's jobs), plans it (per node: partitions, bytes,
+// concurrency) and, unless dry_run, submits the job to `engine`. On error
+// nothing is recorded or dispatched.
+absl::StatusOr<shutter::v1::RestoreSnapshotResponse> StartRestore(
+    JobEngine& engine, snapshot::Repository& repo,
+    const shutter::v1::RestoreSnapshotRequest& request);
 
 }  // namespace shutter::controller
 

@@ -6,6 +6,7 @@
 #include "common/text.h"
 #include "controller/cron.h"
 #include "controller/job_states.h"
+#include "controller/snapshot_kind.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -236,7 +237,7 @@ void ScheduleRunner::Tick() {
       *req.mutable_partition_ids() = s.partition_ids();
       req.set_allow_partial(s.allow_partial());
       req.set_schedule(s.name());
-      auto id = coordinator_->CreateSnapshot(req);
+      auto id = StartSnapshot(*coordinator_, req);
       if (id.ok()) {
         s.set_runs(s.runs() + 1);
         s.set_last_run_at_micros(absl::ToUnixMicros(now));

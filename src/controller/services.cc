@@ -4,6 +4,8 @@
 
 #include "common/rpc.h"
 #include "common/text.h"
+#include "controller/restore_kind.h"
+#include "controller/snapshot_kind.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -18,7 +20,7 @@ grpc::Status AdminServiceImpl::CreateSnapshot(grpc::ServerContext* ctx,
       !d.ok()) {
     return ToGrpcStatus(d);
   }
-  auto id = coordinator_->CreateSnapshot(*req);
+  auto id = StartSnapshot(*coordinator_, *req);
   if (!id.ok()) {
     // The message may repeat input: escape it for the log.
     spdlog::info("CreateSnapshot rejected: {}",
@@ -64,7 +66,7 @@ grpc::Status AdminServiceImpl::RestoreSnapshot(
       !d.ok()) {
     return ToGrpcStatus(d);
   }
-  auto r = coordinator_->RestoreSnapshot(*req);
+  auto r = StartRestore(*coordinator_, *coordinator_->repository(), *req);
   if (!r.ok()) return ToGrpcStatus(r.status());
   *resp = std::move(r).value();
   return grpc::Status::OK;

@@ -1,10 +1,17 @@
 #include "controller/snapshot_kind.h"
 
+#include <algorithm>
 #include <memory>
+#include <set>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
+#include "common/ids.h"
+#include "common/status_macros.h"
 #include "common/text.h"
+#include "controller/job_engine.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter::controller {
 
@@ -124,6 +131,60 @@ absl::Status CommitClusterManifest(snapshot::Repository& repo,
     }
   }
   return written;
+}
+
+namespace {
+constexpr size_t kMaxLabelBytes = 256;
+}  // namespace
+
+absl::StatusOr<std::string> StartSnapshot(
+    JobEngine& engine, const shutter::v1::CreateSnapshotRequest& request) {
+  if (request.label().size() > kMaxLabelBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("label is ", request.label().size(),
+                     " bytes; the limit is ", kMaxLabelBytes));
+  }
+  RETURN_IF_ERROR(CheckPrintableText("label", request.label()));
+  if (!request.schedule().empty()) {
+    RETURN_IF_ERROR(CheckSafeId("schedule", request.schedule()));
+  }
+  std::vector<uint32_t> ids;
+  std::vector<shutter::v1::PartitionInfo> known =
+      engine.registry()->ListPartitions();
+  if (request.partition_ids().empty()) {
+    for (const auto& p : known) ids.push_back(p.partition_id());
+    if (ids.empty()) {
+      return absl::FailedPreconditionError(
+          "no partitions are known: no node has reported any yet");
+    }
+  } else {
+    std::set<uint32_t> seen;
+    std::set<uint32_t> known_ids;
+    for (const auto& p : known) known_ids.insert(p.partition_id());
+    for (uint32_t id : request.partition_ids()) {
+      if (!seen.insert(id).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("partition ", id, " is listed twice"));
+      }
+      if (known_ids.count(id) == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "unknown partition ", id, ": no node reports hosting it"));
+      }
+      ids.push_back(id);
+    }
+    std::sort(ids.begin(), ids.end());
+  }
+
+  shutter::v1::Snapshot record;
+  record.set_label(request.label());
+  record.set_allow_partial(request.allow_partial());
+  record.set_schedule(request.schedule());
+  ASSIGN_OR_RETURN(auto leaders, engine.ResolveLeaders(ids));
+  ASSIGN_OR_RETURN(std::string snapshot_id,
+                   engine.Submit({std::move(record), std::move(leaders)}));
+  spdlog::info("snapshot {} created: {} partitions, label {}", snapshot_id,
+               ids.size(), Quote(request.label(), kMaxLabelBytes));
+  return snapshot_id;
 }
 
 }  // namespace shutter::controller

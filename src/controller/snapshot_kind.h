@@ -69,6 +69,18 @@ class SnapshotKind : public JobKind {
 absl::Status CommitClusterManifest(snapshot::Repository& repo,
                                    const shutter::v1::ClusterManifest& cm);
 
+class JobEngine;
+
+// The front door of snapshot jobs (AdminService.CreateSnapshot, schedules):
+// validates the request, resolves every partition's leader and submits the
+// job to `engine`. Returns the new snapshot id. INVALID_ARGUMENT for
+// unknown or repeated partition ids, or a label over 256 bytes or with
+// control characters; FAILED_PRECONDITION if there are no partitions or
+// some have no usable leader (the message lists every one). On error
+// nothing is recorded or dispatched.
+absl::StatusOr<std::string> StartSnapshot(
+    JobEngine& engine, const shutter::v1::CreateSnapshotRequest& request);
+
 }  // namespace shutter::controller
 
 #endif  // SHUTTER_CONTROLLER_SNAPSHOT_KIND_H_

@@ -5,8 +5,10 @@
 #include "controller/job_engine.h"
 #include "controller/kinds.h"
 #include "controller/maintenance.h"
+#include "controller/restore_kind.h"
 #include "controller/retry_policy.h"
 #include "controller/schedules.h"
+#include "controller/snapshot_kind.h"
 #include "gtest/gtest.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
@@ -243,7 +245,7 @@ class JobEngineTest : public ::testing::Test {
   // Takes a snapshot of what is registered, publishes its one partition
   // and returns its id once COMMITTED (test failure otherwise).
   std::string CommitOne() {
-    auto id = coordinator_->CreateSnapshot({});
+    auto id = CreateSnapshot({});
     EXPECT_OK(id);
     if (!id.ok()) return "";
     EXPECT_TRUE(transport_.WaitForCalls(1));
@@ -272,6 +274,15 @@ class JobEngineTest : public ::testing::Test {
   std::unique_ptr<RocksDbJobStore> store_;
   std::unique_ptr<JobEngine> coordinator_;
   std::function<void(const std::string&)> on_commit_;
+  // The kinds' front doors, on this engine.
+  absl::StatusOr<std::string> CreateSnapshot(
+      const shutter::v1::CreateSnapshotRequest& request) {
+    return StartSnapshot(*coordinator_, request);
+  }
+  absl::StatusOr<shutter::v1::RestoreSnapshotResponse> RestoreSnapshot(
+      const shutter::v1::RestoreSnapshotRequest& request) {
+    return StartRestore(*coordinator_, *repo_, request);
+  }
   // If set, StartCoordinator registers only the kind of this type.
   std::optional<shutter::v1::JobType> only_type_;
 };
@@ -281,7 +292,7 @@ TEST_F(JobEngineTest, RunsInParallelWithinLimitsAndCommits) {
   Beat("b", 6, 6, 2);
   shutter::v1::CreateSnapshotRequest req;
   req.set_label("t");
-  auto id = coordinator_->CreateSnapshot(req);
+  auto id = CreateSnapshot(req);
   ASSERT_OK(id);
   // Both nodes get exactly their capacity at once; the rest wait.
   ASSERT_TRUE(transport_.WaitForCalls(4));
@@ -315,7 +326,7 @@ TEST_F(JobEngineTest, RunsInParallelWithinLimitsAndCommits) {
 
 TEST_F(JobEngineTest, LargestPartitionFirstOnANode) {
   Beat("a", 0, 4, 1);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   std::vector<uint32_t> order;
   for (int i = 0; i < 4; ++i) {
@@ -330,7 +341,7 @@ TEST_F(JobEngineTest, LargestPartitionFirstOnANode) {
 
 TEST_F(JobEngineTest, OneFailureFailsTheJobAndWritesNoManifest) {
   Beat("a", 0, 3, 3);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(3));
   Publish(transport_.Take());
@@ -355,7 +366,7 @@ TEST_F(JobEngineTest, AllowPartialCommitsWhatSucceeded) {
   Beat("a", 0, 3, 3);
   shutter::v1::CreateSnapshotRequest req;
   req.set_allow_partial(true);
-  auto id = coordinator_->CreateSnapshot(req);
+  auto id = CreateSnapshot(req);
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(3));
   Publish(transport_.Take());
@@ -392,7 +403,7 @@ TEST_F(JobEngineTest, AllowPartialWithNothingPublishedFails) {
   Beat("a", 0, 1, 1);
   shutter::v1::CreateSnapshotRequest req;
   req.set_allow_partial(true);
-  auto id = coordinator_->CreateSnapshot(req);
+  auto id = CreateSnapshot(req);
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(1));
   std::move(transport_.Take().done)(absl::DataLossError("bad sector"));
@@ -403,7 +414,7 @@ TEST_F(JobEngineTest, AllowPartialWithNothingPublishedFails) {
 
 TEST_F(JobEngineTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
   Beat("a", 0, 4, 2);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(2));
   Publish(transport_.Take());
@@ -440,7 +451,7 @@ TEST_F(JobEngineTest, CancelDropsQueuedAndRollsBackAfterInFlight) {
 
 TEST_F(JobEngineTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
   Beat("a", 0, 2, 2);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(2));
   Publish(transport_.Take());
@@ -470,7 +481,7 @@ TEST_F(JobEngineTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
 
 TEST_F(JobEngineTest, AnswerWithWrongEpochIsNeverCommitted) {
   Beat("a", 0, 1, 1, /*epoch=*/4);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   for (int attempt = 1; attempt <= 3; ++attempt) {
     ASSERT_TRUE(transport_.WaitForCalls(1));
@@ -499,7 +510,7 @@ TEST_F(JobEngineTest, AnswerWithWrongEpochIsNeverCommitted) {
 
 TEST_F(JobEngineTest, TransientErrorsAreRetriedAfterABackoff) {
   Beat("a", 0, 2, 2);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(2));
   auto flaky = transport_.Take();
@@ -531,7 +542,7 @@ TEST_F(JobEngineTest, TransientErrorsAreRetriedAfterABackoff) {
 // says that it waits for the collection.
 TEST_F(JobEngineTest, WaitingForGarbageCollectionSpendsNoAttempt) {
   Beat("a", 0, 1, 1);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   for (int i = 0; i < 8; ++i) {  // more than max_attempts
     ASSERT_TRUE(transport_.WaitForCalls(1));
@@ -564,7 +575,7 @@ TEST_F(JobEngineTest, WaitingForGarbageCollectionSpendsNoAttempt) {
 // after it; only the one that had not swapped ends CANCELLED.
 TEST_F(JobEngineTest, CancelledRestoreKeepsWhatWasRestored) {
   Beat("a", 0, 3, 3);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(3));
   for (int i = 0; i < 3; ++i) Publish(transport_.Take());
@@ -572,7 +583,7 @@ TEST_F(JobEngineTest, CancelledRestoreKeepsWhatWasRestored) {
 
   shutter::v1::RestoreSnapshotRequest req;
   req.set_snapshot_id(*id);
-  auto restore = coordinator_->RestoreSnapshot(req);
+  auto restore = RestoreSnapshot(req);
   ASSERT_OK(restore);
   const std::string rid = restore->restore_id();
   ASSERT_TRUE(transport_.WaitForRestores(3));
@@ -633,7 +644,7 @@ TEST_F(JobEngineTest, JobsRunThroughTheKindsTheEngineIsGiven) {
   // not listed, and the kinds it has still work. With the kind back it
   // resumes.
   Beat("a", 0, 2, 2);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(2));
   Publish(transport_.Take());
@@ -641,7 +652,7 @@ TEST_F(JobEngineTest, JobsRunThroughTheKindsTheEngineIsGiven) {
   ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
   shutter::v1::RestoreSnapshotRequest req;
   req.set_snapshot_id(*id);
-  auto restore = coordinator_->RestoreSnapshot(req);
+  auto restore = RestoreSnapshot(req);
   ASSERT_OK(restore);
   ASSERT_TRUE(transport_.WaitForRestores(2));
   while (transport_.HasRestore()) {  // the node is down: nothing restored
@@ -656,9 +667,9 @@ TEST_F(JobEngineTest, JobsRunThroughTheKindsTheEngineIsGiven) {
       coordinator_->ListSnapshots(0, shutter::v1::JOB_TYPE_RESTORE).empty());
   EXPECT_THAT(coordinator_->GetSnapshot(restore->restore_id()).status(),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(coordinator_->RestoreSnapshot(req).status(),
+  EXPECT_THAT(RestoreSnapshot(req).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition));
-  auto next = coordinator_->CreateSnapshot({});
+  auto next = CreateSnapshot({});
   ASSERT_OK(next);
   ASSERT_TRUE(transport_.WaitForCalls(2));
   Publish(transport_.Take());
@@ -675,7 +686,7 @@ TEST_F(JobEngineTest, JobsRunThroughTheKindsTheEngineIsGiven) {
 
 TEST_F(JobEngineTest, LeaderMoveSendsTheRetryToTheNewLeader) {
   Beat("a", 0, 1, 1, /*epoch=*/1);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(1));
   auto stale = transport_.Take();
@@ -704,7 +715,7 @@ TEST_F(JobEngineTest, LeaderMoveSendsTheRetryToTheNewLeader) {
 
 TEST_F(JobEngineTest, UnreachableNodeIsWaitedForWithoutSpendingAttempts) {
   Beat("a", 0, 1, 1);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   // The node restarts: connection refused (no answer, no reason), then
   // "starting" (an answer that says it takes no work yet): many more
@@ -737,7 +748,7 @@ TEST_F(JobEngineTest, UnreachableNodeIsWaitedForWithoutSpendingAttempts) {
 
 TEST_F(JobEngineTest, UnreachableNodeDeclaredDeadHandsOverToANewLeader) {
   Beat("a", 0, 1, 1, /*epoch=*/1);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(1));
   std::move(transport_.Take().done)(absl::UnavailableError("connection reset"));
@@ -755,7 +766,7 @@ TEST_F(JobEngineTest, UnreachableNodeDeclaredDeadHandsOverToANewLeader) {
 
 TEST_F(JobEngineTest, PermanentErrorsFailAtOnceMismatchesAreRetried) {
   Beat("a", 0, 2, 2);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(2));
   // Partition 0: FAILED_PRECONDITION without a reason (e.g. a manifest in
@@ -841,7 +852,7 @@ TEST(RetryPolicyTest, ClassifiesByReasonNotByCodeAlone) {
 
 TEST_F(JobEngineTest, WaitsForALeaderAndFailsAtTheDeadline) {
   Beat("a", 0, 1, 1);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(1));
   std::move(transport_.Take().done)(absl::UnavailableError("node down"));
@@ -862,34 +873,31 @@ TEST_F(JobEngineTest, WaitsForALeaderAndFailsAtTheDeadline) {
 }
 
 TEST_F(JobEngineTest, BadRequestsRecordNothing) {
-  EXPECT_THAT(coordinator_->CreateSnapshot({}),
+  EXPECT_THAT(CreateSnapshot({}),
               StatusIs(absl::StatusCode::kFailedPrecondition, "no partitions"));
   Beat("a", 0, 2, 1);
   shutter::v1::CreateSnapshotRequest req;
   req.add_partition_ids(1);
   req.add_partition_ids(5);
-  EXPECT_THAT(
-      coordinator_->CreateSnapshot(req),
-      StatusIs(absl::StatusCode::kInvalidArgument, "unknown partition 5"));
+  EXPECT_THAT(CreateSnapshot(req), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            "unknown partition 5"));
   req.clear_partition_ids();
   req.add_partition_ids(1);
   req.add_partition_ids(1);
-  EXPECT_THAT(coordinator_->CreateSnapshot(req),
+  EXPECT_THAT(CreateSnapshot(req),
               StatusIs(absl::StatusCode::kInvalidArgument, "twice"));
   req.clear_partition_ids();
   req.set_label(std::string(300, 'x'));
-  EXPECT_THAT(coordinator_->CreateSnapshot(req),
+  EXPECT_THAT(CreateSnapshot(req),
               StatusIs(absl::StatusCode::kInvalidArgument, "label"));
   req.set_label("nightly\n2026-11-27 INFO forged log line");
-  EXPECT_THAT(
-      coordinator_->CreateSnapshot(req),
-      StatusIs(absl::StatusCode::kInvalidArgument, "control character"));
+  EXPECT_THAT(CreateSnapshot(req), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            "control character"));
   req.set_label("bad\x1b[31m");
-  EXPECT_THAT(
-      coordinator_->CreateSnapshot(req),
-      StatusIs(absl::StatusCode::kInvalidArgument, "control character"));
+  EXPECT_THAT(CreateSnapshot(req), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            "control character"));
   req.set_label("caf\xc3");
-  EXPECT_THAT(coordinator_->CreateSnapshot(req),
+  EXPECT_THAT(CreateSnapshot(req),
               StatusIs(absl::StatusCode::kInvalidArgument, "UTF-8"));
   // Malformed ids are INVALID_ARGUMENT, not NOT_FOUND.
   for (std::string bad :
@@ -912,7 +920,7 @@ TEST_F(JobEngineTest, BadRequestsRecordNothing) {
   Beat("b", 2, 3, 1);
   clock_.Advance(absl::Seconds(6));  // a and c are now dead, b is alive
   // Every leaderless partition is listed, not only the first.
-  EXPECT_THAT(coordinator_->CreateSnapshot({}),
+  EXPECT_THAT(CreateSnapshot({}),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        "3 of 6 partitions have no usable leader: 0-1,5"));
   EXPECT_TRUE(coordinator_->ListSnapshots(0).empty());
@@ -923,13 +931,13 @@ TEST_F(JobEngineTest, BadRequestsRecordNothing) {
 
 TEST_F(JobEngineTest, RestartResumesInterruptedJobs) {
   Beat("a", 0, 2, 2);
-  auto done_id = coordinator_->CreateSnapshot({});
+  auto done_id = CreateSnapshot({});
   ASSERT_OK(done_id);
   ASSERT_TRUE(transport_.WaitForCalls(2));
   Publish(transport_.Take());
   Publish(transport_.Take());
   ASSERT_EQ(Get(*done_id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
-  auto running_id = coordinator_->CreateSnapshot({});
+  auto running_id = CreateSnapshot({});
   ASSERT_OK(running_id);
   ASSERT_TRUE(transport_.WaitForCalls(2));
   auto first = transport_.Take();
@@ -953,14 +961,14 @@ TEST_F(JobEngineTest, RestartResumesInterruptedJobs) {
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0].snapshot_id(), *running_id);  // newest first
   // New ids still sort after the recovered ones.
-  auto third = coordinator_->CreateSnapshot({});
+  auto third = CreateSnapshot({});
   ASSERT_OK(third);
   EXPECT_LT(*running_id, *third);
 }
 
 TEST_F(JobEngineTest, RestartAfterTheLastPartitionCommits) {
   Beat("a", 0, 1, 1);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(1));
   // Simulate a crash right after the store recorded the last publication
@@ -1017,7 +1025,7 @@ TEST_F(JobEngineTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
 
 TEST_F(JobEngineTest, RunningSnapshotsAreNotDeleted) {
   Beat("a", 0, 1, 1);
-  auto id = coordinator_->CreateSnapshot({});
+  auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(1));
   EXPECT_THAT(coordinator_->DeleteSnapshot(*id, true),
@@ -1323,7 +1331,7 @@ TEST(LargeJobTest, TenThousandPartitionsCommit) {
     ASSERT_OK(registry.Heartbeat(r));
     (*c)->SetNodeLimit(r.node_id(), 4);
   }
-  auto id = (*c)->CreateSnapshot({});
+  auto id = StartSnapshot(**c, {});
   ASSERT_OK(id);
   shutter::v1::SnapshotSummary sum;
   ASSERT_TRUE(testing::PollUntil(
