@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/fs.h"
@@ -84,6 +85,26 @@ absl::Duration SystemdWatchdogInterval() {
 absl::Status WritePortFile(const std::string& path, int port) {
   if (path.empty()) return absl::OkStatus();
   return fs::WriteFileAtomically(path, absl::StrCat(port, "\n"));
+}
+
+namespace {
+constexpr char kConfigErrorUrl[] = "type.shutter.dev/shutter.v1.ConfigError";
+}  // namespace
+
+absl::Status ConfigError(absl::Status status) {
+  if (!status.ok()) status.SetPayload(kConfigErrorUrl, absl::Cord("2"));
+  return status;
+}
+
+absl::Status ConfigError(absl::string_view prefix, const absl::Status& status) {
+  if (status.ok()) return status;
+  return ConfigError(absl::Status(
+      status.code(), absl::StrCat(prefix, ": ", status.message())));
+}
+
+int ExitCodeOf(const absl::Status& status) {
+  if (status.ok()) return 0;
+  return status.GetPayload(kConfigErrorUrl).has_value() ? 2 : 1;
 }
 
 }  // namespace shutter::daemon

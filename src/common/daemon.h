@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 // Process-level helpers shared by the daemons' main() functions.
@@ -37,6 +38,16 @@ void NotifySystemd(const char* state);
 // WATCHDOG_USEC), or zero when there is none. A daemon must then send
 // "WATCHDOG=1" more often than this, or it is killed and restarted.
 absl::Duration SystemdWatchdogInterval();
+
+// A daemon's start-up error that is a problem of its configuration (a bad
+// option, a busy port, an unusable directory or repository): the daemon
+// exits 2, which its unit does not restart (RestartPreventExitStatus=2).
+// Other errors exit 1. The status' code and message are kept.
+absl::Status ConfigError(absl::Status status);
+// `prefix` + ": " + the message, as a ConfigError.
+absl::Status ConfigError(absl::string_view prefix, const absl::Status& status);
+// The exit code a start-up error calls for: 2 for a ConfigError, else 1.
+int ExitCodeOf(const absl::Status& status);
 
 // Writes `port` to `path` crash-safely (no-op if path is empty).
 absl::Status WritePortFile(const std::string& path, int port);
