@@ -1,0 +1,74 @@
+#include "cli/common.h"
+
+#include <cstdio>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/fs.h"
+#include "common/text.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace shutter::cli {
+
+bool g_tls_used = false;
+
+int Fail(absl::string_view msg, int code) {
+  std::fprintf(stderr, "shutterctl: %s\n", EscapeForTerminal(msg).c_str());
+  return code;
+}
+
+int FailRpc(const grpc::Status& s, absl::string_view what) {
+  std::string hint;
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    hint = g_tls_used ? " (check --tls-ca/--tls-cert: the controller's "
+                        "certificate must chain to the CA and name the "
+                        "address dialled)"
+                      : " (if the controller uses TLS, pass --tls-ca)";
+  }
+  return Fail(absl::StrCat(
+      what, ": ",
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())),
+      ": ", s.error_message(), hint));
+}
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  auto text = fs::ReadFile(path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file: cannot read ", path));
+  }
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<absl::string_view> parts =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    return std::string(parts.back());
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--token-file: ", path, " holds no token"));
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = true;
+  o.always_print_primitive_fields = true;
+  o.preserve_proto_field_names = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string TaskStateName(shutter::v1::PartitionTaskState s) {
+  std::string n = shutter::v1::PartitionTaskState_Name(s);
+  return n.substr(std::string("PARTITION_TASK_STATE_").size());
+}
+
+std::string Percent(double fraction) {
+  if (fraction < 0) return "-";
+  return absl::StrFormat("%.0f%%", fraction * 100);
+}
+
+}  // namespace shutter::cli

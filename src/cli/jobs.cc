@@ -1,0 +1,357 @@
+#include "cli/jobs.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "cli/common.h"
+#include "cli/table.h"
+#include "common/ids.h"
+#include "common/text.h"
+#include "controller/job_states.h"
+
+namespace shutter::cli {
+
+using namespace shutter::v1;  // NOLINT
+using controller::StateName;
+
+grpc::Status FetchSnapshot(Client& c, const std::string& id, bool all,
+                           GetSnapshotResponse* out) {
+  std::string token;
+  bool first = true;
+  for (;;) {
+    GetSnapshotRequest req;
+    req.set_snapshot_id(id);
+    req.set_page_size(10000);
+    req.set_page_token(token);
+    if (!all) {
+      for (auto st :
+           {PARTITION_TASK_STATE_QUEUED, PARTITION_TASK_STATE_RUNNING,
+            PARTITION_TASK_STATE_WAITING, PARTITION_TASK_STATE_FAILED}) {
+        req.add_states(st);
+      }
+    }
+    GetSnapshotResponse page;
+    grpc::Status s = c.Call(&AdminService::Stub::GetSnapshot, req, &page);
+    if (!s.ok()) return s;
+    if (first) {
+      *out = page;
+      first = false;
+    } else {
+      for (auto& p : *page.mutable_snapshot()->mutable_partitions()) {
+        *out->mutable_snapshot()->add_partitions() = std::move(p);
+      }
+    }
+    token = page.next_page_token();
+    if (token.empty()) break;
+  }
+  out->clear_next_page_token();
+  return grpc::Status::OK;
+}
+
+bool IsRestore(const Snapshot& s) { return s.type() == JOB_TYPE_RESTORE; }
+
+const char* Noun(const Snapshot& s) {
+  return IsRestore(s) ? "restore" : "snapshot";
+}
+
+const char* DoneWord(const Snapshot& s) {
+  return IsRestore(s) ? "restored" : "published";
+}
+
+void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
+  if (g.output == "json") {
+    std::cout << Json(r);
+    return;
+  }
+  const Snapshot& s = r.snapshot();
+  const SnapshotSummary& sum = r.summary();
+  if (IsRestore(s)) {
+    std::cout << "Restore:    " << s.snapshot_id() << "\n"
+              << "Of:         snapshot " << s.source_snapshot_id() << "\n";
+  } else {
+    std::cout << "Snapshot:   " << s.snapshot_id() << "\n";
+  }
+  std::cout << "Label:      "
+            << (s.label().empty() ? "-" : EscapeForTerminal(s.label())) << "\n"
+            << "State:      " << StateName(s.state()) << "\n"
+            << "Created:    " << HumanTime(s.created_at_micros()) << " UTC\n"
+            << "Finished:   " << HumanTime(s.finished_at_micros()) << "\n";
+  if (s.finished_at_micros() > 0) {
+    std::cout << "Duration:   "
+              << absl::StrFormat(
+                     "%.3fs",
+                     (s.finished_at_micros() - s.created_at_micros()) / 1e6)
+              << "\n";
+  }
+  std::cout << "Partitions: " << sum.partitions_published() << "/"
+            << sum.partitions_total() << " " << DoneWord(s) << ", "
+            << HumanBytes(sum.total_bytes()) << "\n";
+  std::cout << absl::StrFormat(
+      "            %d running, %d queued, %d waiting, %d failed, %d "
+      "cancelled\n",
+      sum.partitions_running(), sum.partitions_queued(),
+      sum.partitions_waiting(), sum.partitions_failed(),
+      sum.partitions_cancelled());
+  if (!s.manifest_path().empty()) {
+    std::cout << "Manifest:   " << s.manifest_path() << "\n";
+  }
+  if (!s.error().empty()) {
+    std::cout << "Error:      " << EscapeForTerminal(s.error()) << "\n";
+  }
+  // A restore that did not finish everything: which partitions now hold
+  // the snapshot's data and which kept their own (needs every partition).
+  if (IsRestore(s) && controller::IsFinished(s.state()) &&
+      s.state() != SNAPSHOT_STATE_COMMITTED &&
+      s.partitions_size() == static_cast<int>(sum.partitions_total())) {
+    std::vector<uint32_t> restored, untouched;
+    for (const auto& p : s.partitions()) {
+      (p.state() == PARTITION_TASK_STATE_PUBLISHED ? restored : untouched)
+          .push_back(p.partition_id());
+    }
+    std::cout << "Restored:   "
+              << (restored.empty() ? "none" : FormatIdList(restored))
+              << " (now hold the snapshot's data)\n"
+              << "Untouched:  "
+              << (untouched.empty() ? "none" : FormatIdList(untouched))
+              << " (kept their own data)\n";
+  }
+  std::cout << "\n";
+  if (s.partitions().empty()) {
+    if (!all)
+      std::cout << "(no partition needs attention; --all lists every one)\n";
+    return;
+  }
+  Table t({"PARTITION", "STATE", "NODE", "EPOCH", "APPLIED", "FILES", "SIZE",
+           "TIME", "ATTEMPTS", "ERROR"});
+  for (const auto& p : s.partitions()) {
+    // Fetched whole only for the lists above: the table keeps to what
+    // needs attention unless --all.
+    if (!all && p.state() == PARTITION_TASK_STATE_PUBLISHED) continue;
+    t.Add(
+        {absl::StrCat(p.partition_id()), TaskStateName(p.state()), p.node_id(),
+         absl::StrCat(p.leader_epoch()), absl::StrCat(p.applied_index()),
+         absl::StrCat(p.file_count()), HumanBytes(p.total_bytes()),
+         absl::StrFormat("%dms", p.duration_millis()),
+         p.unreachable() == 0 ? absl::StrCat(p.attempts())
+                              : absl::StrCat(p.attempts(), " (",
+                                             p.unreachable(), " unreachable)"),
+         p.last_error().empty() ? "-" : EscapeForTerminal(p.last_error())});
+  }
+  std::cout << t.Render();
+  if (!all) {
+    std::cout << "(partitions that need attention; --all lists every one)\n";
+  }
+}
+
+void PrintTimeline(const Snapshot& s, int width) {
+  struct Bar {
+    int64_t start, end;
+    uint32_t partition;
+  };
+  std::map<std::string, std::vector<Bar>> by_node;
+  int64_t t0 = s.created_at_micros(), t1 = t0;
+  for (const auto& t : s.partitions()) {
+    if (t.started_at_micros() == 0) continue;
+    Bar b{t.started_at_micros(),
+          t.started_at_micros() + t.duration_millis() * 1000, t.partition_id()};
+    t1 = std::max(t1, b.end);
+    by_node[t.node_id()].push_back(b);
+  }
+  if (by_node.empty()) {
+    std::cout << "(no partition has started yet)\n";
+    return;
+  }
+  const double span = std::max<int64_t>(t1 - t0, 1);
+  auto col = [&](int64_t t) {
+    return std::clamp(static_cast<int>((t - t0) / span * width), 0, width - 1);
+  };
+  std::string last_node;
+  int64_t last_end = 0;
+  for (const auto& [node, bars] : by_node) {
+    for (const Bar& b : bars) {
+      if (b.end > last_end) {
+        last_end = b.end;
+        last_node = node;
+      }
+    }
+  }
+  std::cout << absl::StrFormat("%-12s 0s%*s%.2fs\n", "", width - 2, "",
+                               span / 1e6);
+  for (auto& [node, bars] : by_node) {
+    std::sort(bars.begin(), bars.end(),
+              [](const Bar& a, const Bar& b) { return a.start < b.start; });
+    std::vector<std::pair<int64_t, std::string>> lanes;  // (free at, row)
+    for (const Bar& b : bars) {
+      size_t lane = 0;
+      while (lane < lanes.size() && lanes[lane].first > b.start) ++lane;
+      if (lane == lanes.size()) lanes.push_back({0, std::string(width, ' ')});
+      lanes[lane].first = b.end;
+      std::string& row = lanes[lane].second;
+      const int from = col(b.start), to = std::max(col(b.end), from);
+      const std::string label = absl::StrCat(b.partition);
+      for (int i = from; i <= to; ++i) row[i] = '=';
+      row[from] = '[';
+      if (to > from) row[to] = ']';
+      if (to - from - 1 >= static_cast<int>(label.size())) {
+        row.replace(from + 1, label.size(), label);
+      }
+    }
+    double busy_until = 0;
+    for (const Bar& b : bars)
+      busy_until = std::max(busy_until, (b.end - t0) / 1e6);
+    for (size_t i = 0; i < lanes.size(); ++i) {
+      std::cout << absl::StrFormat(
+          "%-12s|%s|%s\n", i == 0 ? EscapeForTerminal(node) : "",
+          lanes[i].second,
+          i == 0 ? absl::StrFormat(
+                       " %d tasks, done at %.2fs%s", bars.size(), busy_until,
+                       node == last_node ? "  <- last to finish" : "")
+                 : "");
+    }
+  }
+}
+
+int ShowSnapshot(const Global& g, const std::string& id, bool all,
+                 bool timeline) {
+  Client c(g);
+  GetSnapshotResponse resp;
+  all = all || timeline || g.output == "json";
+  grpc::Status s = FetchSnapshot(c, id, all, &resp);
+  if (!s.ok()) return FailRpc(s, "show snapshot");
+  if (!all && IsRestore(resp.snapshot()) &&
+      controller::IsFinished(resp.snapshot().state()) &&
+      resp.snapshot().state() != SNAPSHOT_STATE_COMMITTED) {
+    // Every partition, to say which were restored and which not.
+    s = FetchSnapshot(c, id, true, &resp);
+    if (!s.ok()) return FailRpc(s, "show snapshot");
+  }
+  if (timeline && g.output != "json") {
+    PrintTimeline(resp.snapshot(), 60);
+    return 0;
+  }
+  PrintSnapshot(g, resp, all);
+  return 0;
+}
+
+int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
+  const bool tty = isatty(fileno(stderr));
+  int last_done = -1;
+  for (;;) {
+    GetSnapshotRequest req;
+    req.set_snapshot_id(id);
+    req.set_summary_only(true);
+    GetSnapshotResponse resp;
+    grpc::Status s = c.Call(&AdminService::Stub::GetSnapshot, req, &resp);
+    if (!s.ok()) return FailRpc(s, "wait for snapshot");
+    const Snapshot& snap = resp.snapshot();
+    const SnapshotSummary& sum = resp.summary();
+    const int done = sum.partitions_published();
+    const int failed = sum.partitions_failed();
+    bool terminal = controller::IsFinished(snap.state());
+    if (done + failed != last_done || terminal) {
+      std::string line = absl::StrFormat(
+          "%s %s: %d/%d partitions %s, %d running, %d failed [%s]", Noun(snap),
+          id, done, sum.partitions_total(), DoneWord(snap),
+          sum.partitions_running(), failed, StateName(snap.state()));
+      std::fprintf(stderr, tty ? "\r%s\033[K" : "%s\n", line.c_str());
+      last_done = done + failed;
+    }
+    if (terminal) {
+      if (tty) std::fputc('\n', stderr);
+      GetSnapshotResponse full;
+      const bool all = g.output == "json" || sum.partitions_total() <= 100;
+      s = FetchSnapshot(c, id, all, &full);
+      if (!s.ok()) return FailRpc(s, "show snapshot");
+      PrintSnapshot(g, full, all);
+      if (snap.state() == SNAPSHOT_STATE_PARTIAL) {
+        Fail(absl::StrCat(Noun(snap), " ", id, " PARTIAL: ", snap.error()));
+        return 3;
+      }
+      if (snap.state() != SNAPSHOT_STATE_COMMITTED) {
+        return Fail(absl::StrCat(Noun(snap), " ", id, " ",
+                                 StateName(snap.state()), ": ", snap.error()));
+      }
+      return 0;
+    }
+    // A person is watching: poll a few times a second.
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
+
+int CancelSnapshot(const Global& g, const std::string& id) {
+  Client c(g);
+  CancelSnapshotRequest req;
+  req.set_snapshot_id(id);
+  CancelSnapshotResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::CancelSnapshot, req, &resp);
+  if (!s.ok()) return FailRpc(s, "cancel snapshot");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+  } else {
+    if (IsRestore(resp.snapshot())) {
+      std::cout << "restore " << id
+                << " cancelled; partitions already restored stay restored "
+                   "(`restores show "
+                << id << "` lists them once in-flight ones end)\n";
+      return 0;
+    }
+    std::cout << "snapshot " << id << " cancelled"
+              << (resp.snapshot().rolled_back()
+                      ? "; what it published is removed"
+                      : "; removing what it published once in-flight "
+                        "checkpoints end")
+              << "\n";
+  }
+  return 0;
+}
+
+int ListSnapshots(const Global& g, uint32_t limit, JobType type) {
+  Client c(g);
+  ListSnapshotsRequest req;
+  req.set_limit(limit);
+  req.set_type(type);
+  ListSnapshotsResponse resp;
+  grpc::Status s = c.Call(&AdminService::Stub::ListSnapshots, req, &resp);
+  if (!s.ok()) return FailRpc(s, "list snapshots");
+  if (g.output == "json") {
+    std::cout << Json(resp);
+    return 0;
+  }
+  const bool restores = type == JOB_TYPE_RESTORE;
+  Table t({restores ? "RESTORE" : "SNAPSHOT", "STATE",
+           restores ? "OF SNAPSHOT" : "LABEL", "CREATED (UTC)", "DURATION",
+           "PARTITIONS", "SIZE"});
+  for (const auto& x : resp.snapshots()) {
+    std::string dur =
+        x.finished_at_micros() == 0
+            ? "-"
+            : absl::StrFormat(
+                  "%.2fs",
+                  (x.finished_at_micros() - x.created_at_micros()) / 1e6);
+    t.Add({x.snapshot_id(), StateName(x.state()),
+           restores            ? x.source_snapshot_id()
+           : x.label().empty() ? "-"
+                               : EscapeForTerminal(x.label()),
+           HumanTime(x.created_at_micros()), dur,
+           absl::StrFormat(
+               "%d/%d%s", x.partitions_published(), x.partitions_total(),
+               x.partitions_failed()
+                   ? absl::StrCat(" (", x.partitions_failed(), " failed)")
+                   : ""),
+           HumanBytes(x.total_bytes())});
+  }
+  std::cout << t.Render();
+  return 0;
+}
+
+}  // namespace shutter::cli
