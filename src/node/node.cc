@@ -27,6 +27,7 @@
 #include "node/node_metrics.h"
 #include "node/node_services.h"
 #include "node/partition_restorer.h"
+#include "node/partition_verifier.h"
 #include "snapshot/file_hash_cache.h"
 #include "snapshot/repository.h"
 #include "spdlog/spdlog.h"
@@ -87,6 +88,7 @@ struct Node::Parts {
   std::unique_ptr<NodeHost> host;
   std::unique_ptr<CheckpointTaker> taker;
   std::unique_ptr<PartitionRestorer> restorer;
+  std::unique_ptr<PartitionVerifier> verifier;
   metrics::Registry metrics;
   std::unique_ptr<NodeServiceImpl> node_service;
   std::unique_ptr<PartitionDataImpl> data_service;
@@ -198,6 +200,17 @@ absl::Status Node::Start() {
                    PartitionRestorer::Create(ropts, p.host.get(), p.repo.get(),
                                              Clock::Real()));
 
+  PartitionVerifier::Options vopts;
+  vopts.node_id = o.node_id;
+  vopts.instance_id = p.instance.instance_id;
+  vopts.capacity = o.checkpoint_capacity;
+  vopts.scratch_dir = o.data_dir + "/staging/verify";
+  vopts.io_class = topts.io_class;
+  vopts.nice = topts.nice;
+  vopts.check_serving = [t = p.taker.get()] { return t->CheckServing(); };
+  ASSIGN_OR_RETURN(p.verifier, PartitionVerifier::Create(vopts, p.repo.get(),
+                                                         Clock::Real()));
+
   // Metrics: collected always, served with --metrics-listen.
   ExportNodeState(&p.metrics, o.data_dir, p.taker.get(), p.restorer.get(),
                   p.authz.get(), &p.host->write_stalls());
@@ -209,6 +222,7 @@ absl::Status Node::Start() {
   p.node_service = std::make_unique<NodeServiceImpl>(
       p.taker.get(), p.host.get(), p.restorer.get(), p.authz,
       o.enable_data_plane, &p.metrics);
+  p.node_service->set_verifier(p.verifier.get());
   p.data_service =
       std::make_unique<PartitionDataImpl>(p.host.get(), p.authz, &p.metrics);
   std::vector<grpc::Service*> services = {p.node_service.get()};
@@ -313,12 +327,14 @@ void Node::Shutdown() {
   }
   if (p.taker) p.taker->Shutdown();
   if (p.restorer) p.restorer->Shutdown();
+  if (p.verifier) p.verifier->Shutdown();
   p.heartbeater.reset();
   p.server.reset();
   p.data_service.reset();
   p.node_service.reset();
   p.taker.reset();
   p.restorer.reset();
+  p.verifier.reset();
   p.host.reset();  // closes every RocksDB
   parts_.reset();
   started_ = false;

@@ -230,6 +230,46 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CancelRestores(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* NodeServiceImpl::VerifyPartition(
+    grpc::CallbackServerContext* ctx, const VerifyPartitionRequest* request,
+    VerifyPartitionResponse* response) {
+  if (absl::Status d = authz_->CheckController(*ctx, "VerifyPartition");
+      !d.ok()) {
+    return Finished(ctx, ToGrpcStatus(d));
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (verifier_ == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                 "this node does not verify partitions"));
+    return reactor;
+  }
+  verifier_->Verify(*request, [ctx, reactor, response](
+                                  absl::StatusOr<VerifyPartitionResponse> r) {
+    if (r.ok()) *response = std::move(r).value();
+    reactor->Finish(ToGrpcStatus(r.status(), ctx));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* NodeServiceImpl::CancelVerifies(
+    grpc::CallbackServerContext* ctx, const CancelVerifiesRequest* request,
+    CancelVerifiesResponse* response) {
+  if (absl::Status d = authz_->CheckController(*ctx, "CancelVerifies");
+      !d.ok()) {
+    return Finished(ctx, ToGrpcStatus(d));
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::Status valid = CheckSafeId("verify_id", request->verify_id());
+  if (!valid.ok()) {
+    reactor->Finish(
+        ToGrpcStatus(WithReason(valid, ErrorReason::kInvalidRequest), ctx));
+    return reactor;
+  }
+  if (verifier_ != nullptr) verifier_->Cancel(request->verify_id());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 namespace {
 // Get limits (partition_data.proto).
 constexpr size_t kMaxGetKeys = 1000;

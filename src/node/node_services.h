@@ -8,6 +8,7 @@
 #include "node/checkpoint_taker.h"
 #include "node/node_host.h"
 #include "node/partition_restorer.h"
+#include "node/partition_verifier.h"
 #include "shutter/v1/node.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
 
@@ -35,6 +36,10 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
     if (metrics_ != nullptr) InitMetrics(metrics_);
   }
 
+  // Serves VerifyPartition with `verifier` (not owned; null: UNIMPLEMENTED).
+  // Call before serving.
+  void set_verifier(PartitionVerifier* verifier) { verifier_ = verifier; }
+
   // Creates every checkpoint and restore metric's label combination at 0
   // (so a first failure is an increase, and dashboards show zeros).
   static void InitMetrics(metrics::Registry* m);
@@ -59,6 +64,16 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
       const shutter::v1::SetPartitionRoleRequest* request,
       shutter::v1::SetPartitionRoleResponse* response) override;
 
+  grpc::ServerUnaryReactor* VerifyPartition(
+      grpc::CallbackServerContext* ctx,
+      const shutter::v1::VerifyPartitionRequest* request,
+      shutter::v1::VerifyPartitionResponse* response) override;
+
+  grpc::ServerUnaryReactor* CancelVerifies(
+      grpc::CallbackServerContext* ctx,
+      const shutter::v1::CancelVerifiesRequest* request,
+      shutter::v1::CancelVerifiesResponse* response) override;
+
   grpc::ServerUnaryReactor* RestorePartition(
       grpc::CallbackServerContext* ctx,
       const shutter::v1::RestorePartitionRequest* request,
@@ -73,6 +88,7 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
   CheckpointTaker* const taker_;
   NodeHost* const host_;
   PartitionRestorer* const restorer_;
+  PartitionVerifier* verifier_ = nullptr;
   const std::shared_ptr<const Authorizer> authz_;
   const bool test_hooks_;
   metrics::Registry* const metrics_;  // may be null

@@ -7,6 +7,7 @@
 #include "common/fs.h"
 #include "gtest/gtest.h"
 #include "node/checkpoint_taker.h"
+#include "node/partition_verifier.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
 #include "testing/status_matchers.h"
@@ -260,6 +261,96 @@ TEST_F(PartitionRestorerTest,
   EXPECT_EQ(Get(0, "c"), "3");
   EXPECT_FALSE(fs::Exists(host_->RestoreStagingPath(0)));
   Put(0, "after", "failure");
+}
+
+// PartitionVerifier over the same fixture: snapshot s1 holds partition 0
+// (keys a, b; applied index 2).
+class PartitionVerifierTest : public PartitionRestorerTest {
+ protected:
+  std::unique_ptr<PartitionVerifier> MakeVerifier() {
+    PartitionVerifier::Options o;
+    o.node_id = "n1";
+    o.instance_id = "inst-1";
+    o.scratch_dir = tmp_.Sub("data/staging/verify");
+    auto v = PartitionVerifier::Create(o, repo_.get(), &clock_);
+    EXPECT_OK(v);
+    return std::move(v).value();
+  }
+  static shutter::v1::VerifyPartitionRequest VReq(bool deep,
+                                                  uint64_t applied = 2) {
+    shutter::v1::VerifyPartitionRequest r;
+    r.set_verify_id("v1");
+    r.set_snapshot_id("s1");
+    r.set_partition_id(0);
+    r.set_deep(deep);
+    r.set_expected_applied_index(applied);
+    r.set_expected_instance_id("inst-1");
+    return r;
+  }
+};
+
+TEST_F(PartitionVerifierTest, ShallowAndDeepPassOnAnIntactCheckpoint) {
+  auto v = MakeVerifier();
+  auto shallow = v->VerifySync(VReq(false));
+  ASSERT_OK(shallow);
+  EXPECT_GT(shallow->files_checked(), 0u);
+  EXPECT_GT(shallow->bytes_checked(), 0u);
+  EXPECT_EQ(shallow->keys_scanned(), 0u);
+  EXPECT_EQ(shallow->manifest().applied_index(), 2u);
+  auto deep = v->VerifySync(VReq(true));
+  ASSERT_OK(deep);
+  EXPECT_EQ(deep->keys_scanned(), 2u);  // a and b
+  // The scratch copy is gone; the live store was never touched.
+  EXPECT_TRUE(stdfs::is_empty(tmp_.Sub("data/staging/verify")));
+  EXPECT_EQ(Get(0, "a"), "changed");
+  EXPECT_EQ(v->GetStats().succeeded, 2u);
+}
+
+TEST_F(PartitionVerifierTest, ProblemsNameThePartitionAndTheFile) {
+  auto v = MakeVerifier();
+  // The cluster manifest and the partition's disagree.
+  auto wrong = v->VerifySync(VReq(false, 7));
+  EXPECT_THAT(wrong.status(), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_TRUE(absl::StrContains(wrong.status().message(), "partition 0"))
+      << wrong.status();
+  EXPECT_EQ(GetErrorReason(wrong.status()), ErrorReason::kCheckpointFailed);
+  // No such partition in the snapshot.
+  auto req = VReq(false);
+  req.set_partition_id(1);
+  EXPECT_THAT(v->VerifySync(req).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+  // A corrupt object: both kinds find it, naming the file.
+  auto pm = repo_->ReadPartitionManifest("s1", 0);
+  ASSERT_OK(pm);
+  std::string key, name;
+  for (const auto& f : pm->files()) {
+    if (absl::EndsWith(f.name(), ".sst")) {
+      key = f.object_key();
+      name = f.name();
+    }
+  }
+  auto original = repo_->blob_store()->Get(key);
+  ASSERT_OK(original);
+  std::string bad = *original;
+  bad[bad.size() / 2] ^= 1;
+  ASSERT_OK(repo_->blob_store()->Put(key, bad, {}));
+  for (bool deep : {false, true}) {
+    auto r = v->VerifySync(VReq(deep));
+    EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kDataLoss)) << deep;
+    EXPECT_TRUE(absl::StrContains(r.status().message(), name)) << r.status();
+    EXPECT_EQ(GetErrorReason(r.status()), ErrorReason::kCheckpointFailed);
+  }
+  EXPECT_TRUE(stdfs::is_empty(tmp_.Sub("data/staging/verify")));
+  // Cancelled: refused from then on.
+  v->Cancel("v1");
+  ASSERT_OK(repo_->blob_store()->Put(key, *original, {}));
+  EXPECT_EQ(GetErrorReason(v->VerifySync(VReq(false)).status()),
+            ErrorReason::kCancelled);
+  // Another incarnation's request is refused.
+  req = VReq(false);
+  req.set_verify_id("v2");
+  req.set_expected_instance_id("someone-else");
+  EXPECT_FALSE(v->VerifySync(req).ok());
 }
 
 }  // namespace

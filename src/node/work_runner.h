@@ -1,0 +1,118 @@
+#ifndef SHUTTER_NODE_WORK_RUNNER_H_
+#define SHUTTER_NODE_WORK_RUNNER_H_
+
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/error_reason.h"
+#include "common/io_priority.h"
+#include "node/single_flight.h"
+#include "scheduler/scheduler.h"
+#include "spdlog/spdlog.h"
+
+namespace shutter::node {
+
+// What a node's partition work shares, whatever the work (verifies now;
+// checkpoints and restores are meant to move onto it): a bounded pool
+// (`capacity` runs at once, further requests wait in order), one run per
+// (job, partition) at a time with repeats joining it (SingleFlight), the
+// jobs cancelled by the controller, the threads' I/O class and CPU nice
+// value, and counts of runs in flight, succeeded and failed.
+//
+// Thread-safe. Shutdown() (or the destructor) answers queued requests
+// with UNAVAILABLE (NODE_UNAVAILABLE) and waits for running ones.
+template <typename Response>
+class WorkRunner {
+ public:
+  struct Options {
+    // What the work is, for messages ("verify").
+    std::string what = "work";
+    int capacity = 2;
+    IoClass io_class = IoClass::kBestEffortLow;
+    int nice = 0;
+  };
+  struct Stats {
+    uint32_t in_flight = 0;
+    uint64_t succeeded = 0;
+    uint64_t failed = 0;
+  };
+  using Callback = typename SingleFlight<Response>::Callback;
+  using Body = absl::AnyInvocable<absl::StatusOr<Response>() &&>;
+
+  explicit WorkRunner(Options options)
+      : options_(std::move(options)),
+        flights_({[this](bool joined) {
+                    if (joined) return;
+                    absl::MutexLock l(&mu_);
+                    ++stats_.in_flight;
+                  },
+                  [this](const absl::StatusOr<Response>& r) {
+                    absl::MutexLock l(&mu_);
+                    --stats_.in_flight;
+                    ++(r.ok() ? stats_.succeeded : stats_.failed);
+                  }}),
+        scheduler_([&] {
+          scheduler::Scheduler::Options o;
+          o.num_workers = std::max(1, options_.capacity);
+          o.default_limit = std::max(1, options_.capacity);
+          return o;
+        }()) {}
+  ~WorkRunner() { Shutdown(); }
+
+  // Runs `body` for (job_id, partition) unless a run of it is in progress
+  // (then `done` gets that run's result). `done` is called exactly once.
+  void Run(const std::string& job_id, uint32_t partition, Callback done,
+           Body body) {
+    flights_.Run(scheduler_, options_.what, {job_id, partition},
+                 std::move(done), [this, body = std::move(body)]() mutable {
+                   SetThreadIoClass(options_.io_class);
+                   SetThreadNice(options_.nice);
+                   return std::move(body)();
+                 });
+  }
+
+  // Runs of `job_id` see CheckNotCancelled fail from now on; idempotent.
+  void Cancel(const std::string& job_id) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    if (cancelled_.insert(job_id).second) {
+      spdlog::info("{}s of {} cancelled", options_.what, job_id);
+    }
+  }
+  // CANCELLED (reason CANCELLED) once `job_id` was cancelled.
+  absl::Status CheckNotCancelled(const std::string& job_id) const
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    if (cancelled_.count(job_id) == 0) return absl::OkStatus();
+    return WithReason(absl::CancelledError(absl::StrCat(
+                          options_.what, " ", job_id, " was cancelled")),
+                      ErrorReason::kCancelled);
+  }
+
+  Stats GetStats() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    return stats_;
+  }
+
+  void Shutdown() { scheduler_.Shutdown(); }
+
+ private:
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+  // Declared before the scheduler: dropped runs still answer through it.
+  SingleFlight<Response> flights_;
+  scheduler::Scheduler scheduler_;
+};
+
+}  // namespace shutter::node
+
+#endif  // SHUTTER_NODE_WORK_RUNNER_H_
