@@ -1,14 +1,16 @@
-// Restore: serial versus parallel, on a real local cluster (a controller
-// and node processes on loopback, real data, each partition's download
-// stream throttled as a remote object store would be). The same committed
-// snapshot is restored onto every partition, alternating the serial
-// controller (--max-in-flight-total 1) and the default one (per-node
-// limits only); prints median times and the speedup against its ideal,
-// nodes x capacity (the target is at least 0.8 of it).
+// Restore, or verify: serial versus parallel, on a real local cluster (a
+// controller and node processes on loopback, real data, each partition's
+// download stream throttled as a remote object store would be). The same
+// committed snapshot is restored onto every partition (--job restore), or
+// verified on the nodes (--job verify: sizes and SHA-256; --job
+// deep-verify: each checkpoint downloaded, opened and read), alternating
+// the serial controller (--max-in-flight-total 1) and the default one
+// (per-node limits only); prints median times and the speedup against its
+// ideal, nodes x capacity (the target is at least 0.8 of it).
 //
-// Usage: restore_bench [--nodes 4] [--partitions 64] [--capacity 4]
-//          [--keys 2048] [--value-size 1024] [--runs 3]
-//          [--stream-mibps 4] [--smoke]
+// Usage: restore_bench [--job restore|verify|deep-verify] [--nodes 4]
+//          [--partitions 64] [--capacity 4] [--keys 2048]
+//          [--value-size 1024] [--runs 3] [--stream-mibps 4] [--smoke]
 #include <signal.h>
 
 #include <algorithm>
@@ -35,6 +37,7 @@ struct Config {
   int value_size = 1024;
   int runs = 3;
   double stream_mibps = 4;
+  std::string job = "restore";
 };
 
 [[noreturn]] void Die(const std::string& msg) {
@@ -49,6 +52,28 @@ void Check(const absl::Status& s) {
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Verifies `snapshot` on the nodes (deep or not); returns the job's own
+// create -> finish time in seconds.
+double Verify(shutter::testing::LocalCluster& c, const std::string& snapshot,
+              bool deep, uint64_t* bytes) {
+  VerifySnapshotRequest req;
+  req.set_snapshot_id(snapshot);
+  req.set_deep(deep);
+  VerifySnapshotResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  grpc::Status s = c.admin()->VerifySnapshot(&ctx, req, &resp);
+  if (!s.ok()) Die("VerifySnapshot: " + s.error_message());
+  auto job = c.WaitForSnapshot(resp.verify_id(), absl::Minutes(30));
+  Check(job.status());
+  if (job->state() != SNAPSHOT_STATE_COMMITTED) {
+    Die("verify did not pass: " + job->error());
+  }
+  *bytes = 0;
+  for (const auto& t : job->partitions()) *bytes += t.total_bytes();
+  return (job->finished_at_micros() - job->created_at_micros()) / 1e6;
 }
 
 // Restores every partition of `snapshot`; returns the job's own create ->
@@ -94,11 +119,20 @@ int main(int argc, char** argv) {
       cfg.runs = std::atoi(next());
     } else if (!strcmp(argv[i], "--stream-mibps")) {
       cfg.stream_mibps = std::atof(next());
+    } else if (!strcmp(argv[i], "--job")) {
+      cfg.job = next();
+      if (cfg.job != "restore" && cfg.job != "verify" &&
+          cfg.job != "deep-verify") {
+        Die("--job: restore, verify or deep-verify, not " + cfg.job);
+      }
     } else if (!strcmp(argv[i], "--smoke")) {
+      const std::string job = cfg.job;
       cfg = Config{2, 8, 2, 64, 512, 1, 8};
+      cfg.job = job;
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--nodes N] [--partitions P] [--capacity C] "
+                   "usage: %s [--job restore|verify|deep-verify] "
+                   "[--nodes N] [--partitions P] [--capacity C] "
                    "[--keys K] [--value-size B] [--runs R] [--stream-mibps M] "
                    "[--smoke]\n",
                    argv[0]);
@@ -125,11 +159,11 @@ int main(int argc, char** argv) {
   if (snap->state() != SNAPSHOT_STATE_COMMITTED) Die(snap->error());
 
   std::printf(
-      "cluster restore: %d nodes, %d partitions, capacity %d per node, %d "
+      "cluster %s: %d nodes, %d partitions, capacity %d per node, %d "
       "keys x %d B per partition, each download stream throttled to %.1f "
       "MiB/s, %d runs per variant (median)\n",
-      cfg.nodes, cfg.partitions, cfg.capacity, cfg.keys, cfg.value_size,
-      cfg.stream_mibps, cfg.runs);
+      cfg.job.c_str(), cfg.nodes, cfg.partitions, cfg.capacity, cfg.keys,
+      cfg.value_size, cfg.stream_mibps, cfg.runs);
   std::vector<double> serial, parallel;
   uint64_t bytes = 0;
   auto restart = [&](int max_in_flight) {
@@ -139,17 +173,22 @@ int main(int argc, char** argv) {
         {"--max-in-flight-total", absl::StrCat(max_in_flight)}));
     Check(c.WaitForLeaders(absl::Seconds(60)));
   };
+  auto run = [&] {
+    if (cfg.job == "restore") return Restore(c, *id, &bytes);
+    return Verify(c, *id, cfg.job == "deep-verify", &bytes);
+  };
   for (int r = 0; r < cfg.runs; ++r) {
     // Alternate, so drift on the machine hits both alike.
     restart(1);
-    serial.push_back(Restore(c, *id, &bytes));
+    serial.push_back(run());
     restart(0);
-    parallel.push_back(Restore(c, *id, &bytes));
+    parallel.push_back(run());
   }
   const double s = Median(serial), p = Median(parallel);
   const int ideal = cfg.nodes * cfg.capacity;
-  std::printf("%-12s %10s %11s %9s %9s %9s\n", "MiB restored", "serial s",
-              "parallel s", "speedup", "ideal", "target");
+  std::printf("%-12s %10s %11s %9s %9s %9s\n",
+              cfg.job == "restore" ? "MiB restored" : "MiB verified",
+              "serial s", "parallel s", "speedup", "ideal", "target");
   std::printf("%-12.1f %10.2f %11.2f %8.2fx %8dx %8.1fx  %s\n",
               bytes / 1048576.0, s, p, s / p, ideal, 0.8 * ideal,
               s / p >= 0.8 * ideal ? "met" : "NOT met");

@@ -147,6 +147,7 @@ build/bench/cluster_bench --smoke
 build/bench/controller_scale_bench --smoke
 build/bench/incremental_bench --smoke
 build/bench/restore_bench --smoke
+build/bench/restore_bench --job deep-verify --smoke
 build/bench/foreground_bench --smoke
 
 # Thread-safety analysis: GCC ignores the ABSL_GUARDED_BY /

@@ -60,12 +60,14 @@ grpc::Status FetchSnapshot(Client& c, const std::string& id, bool all,
 
 bool IsRestore(const Snapshot& s) { return s.type() == JOB_TYPE_RESTORE; }
 
+bool IsVerify(const Snapshot& s) { return s.type() == JOB_TYPE_VERIFY; }
+
 const char* Noun(const Snapshot& s) {
-  return IsRestore(s) ? "restore" : "snapshot";
+  return IsRestore(s) ? "restore" : IsVerify(s) ? "verify" : "snapshot";
 }
 
 const char* DoneWord(const Snapshot& s) {
-  return IsRestore(s) ? "restored" : "published";
+  return IsRestore(s) ? "restored" : IsVerify(s) ? "verified" : "published";
 }
 
 void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
@@ -78,6 +80,12 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
   if (IsRestore(s)) {
     std::cout << "Restore:    " << s.snapshot_id() << "\n"
               << "Of:         snapshot " << s.source_snapshot_id() << "\n";
+  } else if (IsVerify(s)) {
+    std::cout << "Verify:     " << s.snapshot_id() << "\n"
+              << "Of:         snapshot " << s.source_snapshot_id()
+              << (s.deep() ? " (deep: opened and scanned)"
+                           : " (sizes and SHA-256)")
+              << "\n";
   } else {
     std::cout << "Snapshot:   " << s.snapshot_id() << "\n";
   }
@@ -298,6 +306,12 @@ int CancelSnapshot(const Global& g, const std::string& id) {
   if (g.output == "json") {
     std::cout << Json(resp);
   } else {
+    if (IsVerify(resp.snapshot())) {
+      std::cout << "verify " << id
+                << " cancelled; partitions already checked keep their "
+                   "verdict\n";
+      return 0;
+    }
     if (IsRestore(resp.snapshot())) {
       std::cout << "restore " << id
                 << " cancelled; partitions already restored stay restored "
@@ -327,10 +341,12 @@ int ListSnapshots(const Global& g, uint32_t limit, JobType type) {
     std::cout << Json(resp);
     return 0;
   }
-  const bool restores = type == JOB_TYPE_RESTORE;
-  Table t({restores ? "RESTORE" : "SNAPSHOT", "STATE",
-           restores ? "OF SNAPSHOT" : "LABEL", "CREATED (UTC)", "DURATION",
-           "PARTITIONS", "SIZE"});
+  const bool restores = type != JOB_TYPE_SNAPSHOT;  // restores, verifies
+  Table t({type == JOB_TYPE_RESTORE  ? "RESTORE"
+           : type == JOB_TYPE_VERIFY ? "VERIFY"
+                                     : "SNAPSHOT",
+           "STATE", restores ? "OF SNAPSHOT" : "LABEL", "CREATED (UTC)",
+           "DURATION", "PARTITIONS", "SIZE"});
   for (const auto& x : resp.snapshots()) {
     std::string dur =
         x.finished_at_micros() == 0

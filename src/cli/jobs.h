@@ -17,7 +17,9 @@ namespace shutter::cli {
 grpc::Status FetchSnapshot(Client& c, const std::string& id, bool all,
                            shutter::v1::GetSnapshotResponse* out);
 bool IsRestore(const shutter::v1::Snapshot& s);
-// "snapshot" or "restore"; what a done task is ("published", "restored").
+bool IsVerify(const shutter::v1::Snapshot& s);
+// "snapshot", "restore" or "verify"; what a done task is ("published",
+// "restored", "verified").
 const char* Noun(const shutter::v1::Snapshot& s);
 const char* DoneWord(const shutter::v1::Snapshot& s);
 // A job as a table (or JSON): fields, summary, partitions.

@@ -1,4 +1,5 @@
 // shutterctl restores: list, show, cancel; and `snapshots restore`.
+// shutterctl verifies: list, show, cancel (`snapshots verify` starts one).
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -97,6 +98,32 @@ void AddRestoresCommands(CLI::App& app, Commands& cmds) {
       "Cancel a running restore (partitions not yet swapped keep their data)");
   rcancel->add_option("id", f.id, "Restore id")->required();
   rcancel->callback([&] { rc = CancelSnapshot(g, f.id); });
+}
+
+void AddVerifiesCommands(CLI::App& app, Commands& cmds) {
+  Global& g = cmds.g;
+  int& rc = cmds.rc;
+  struct Flags {
+    std::string id;
+    uint32_t limit = 0;
+    bool show_all = false, timeline = false;
+  };
+  Flags& f = cmds.Keep<Flags>();
+  auto* verifies =
+      app.add_subcommand("verifies", "Verify jobs (snapshots verify)")
+          ->require_subcommand(1);
+  auto* vlist = verifies->add_subcommand("list", "List verifies, newest first");
+  vlist->add_option("--limit", f.limit, "At most this many (0: all)");
+  vlist->callback([&] { rc = ListSnapshots(g, f.limit, JOB_TYPE_VERIFY); });
+  auto* vshow = verifies->add_subcommand(
+      "show", "Show a verify: summary and the partitions with problems");
+  vshow->add_option("id", f.id, "Verify id")->required();
+  vshow->add_flag("--all", f.show_all, "List every partition");
+  vshow->add_flag("--timeline", f.timeline, "Draw each node's tasks over time");
+  vshow->callback([&] { rc = ShowSnapshot(g, f.id, f.show_all, f.timeline); });
+  auto* vcancel = verifies->add_subcommand("cancel", "Cancel a running verify");
+  vcancel->add_option("id", f.id, "Verify id")->required();
+  vcancel->callback([&] { rc = CancelSnapshot(g, f.id); });
 }
 
 }  // namespace shutter::cli

@@ -27,7 +27,7 @@ struct ScheduleFlags {
   std::string name, every, cron, label, partitions, keep_within;
   uint32_t keep_last = 0;
   std::vector<std::string> keep_labels;
-  bool allow_partial = false, paused = false;
+  bool allow_partial = false, paused = false, verify = false, deep = false;
 };
 
 int CreateSchedule(const Global& g, const ScheduleFlags& f) {
@@ -39,6 +39,8 @@ int CreateSchedule(const Global& g, const ScheduleFlags& f) {
   s->set_label(f.label);
   s->set_allow_partial(f.allow_partial);
   s->set_paused(f.paused);
+  if (f.verify) s->set_job(JOB_TYPE_VERIFY);
+  s->set_deep(f.deep);
   if (!f.partitions.empty()) {
     auto ids = ParseIdList(f.partitions);
     if (!ids.ok()) {
@@ -80,10 +82,13 @@ int ListSchedules(const Global& g) {
   auto when = [](int64_t micros) {
     return micros == 0 ? std::string("-") : HumanTime(micros);
   };
-  Table t({"SCHEDULE", "WHEN", "STATE", "NEXT RUN (UTC)", "LAST SUCCESS (UTC)",
-           "RUNS", "SKIPPED", "LAST SKIP"});
+  Table t({"SCHEDULE", "RUNS A", "WHEN", "STATE", "NEXT RUN (UTC)",
+           "LAST SUCCESS (UTC)", "RUNS", "SKIPPED", "LAST SKIP"});
   for (const auto& s : resp.schedules()) {
     t.Add({s.name(),
+           s.job() != JOB_TYPE_VERIFY ? "snapshot"
+           : s.deep()                 ? "deep verify"
+                                      : "verify",
            s.every().empty() ? "cron " + EscapeForTerminal(s.cron())
                              : "every " + EscapeForTerminal(s.every()),
            s.paused() ? "paused" : "active", when(s.next_run_at_micros()),
@@ -152,6 +157,12 @@ void AddSchedulesCommands(CLI::App& app, Commands& cmds) {
   screate->add_flag("--allow-partial", sf.allow_partial,
                     "Commit what succeeded if some partitions fail");
   screate->add_flag("--paused", sf.paused, "Create it paused");
+  screate->add_flag("--verify", sf.verify,
+                    "Each run verifies the newest committed snapshot "
+                    "instead of taking one");
+  screate->add_flag("--deep", sf.deep,
+                    "With --verify: deep verifies (checkpoints opened and "
+                    "read)");
   screate->add_option("--keep-last", sf.keep_last,
                       "Retention: keep its newest N snapshots");
   screate->add_option("--keep-within", sf.keep_within,

@@ -80,6 +80,7 @@ int Main(int argc, char** argv) {
   AddPartitionsCommands(app, cmds);
   AddSnapshotsCommands(app, cmds);
   AddRestoresCommands(app, cmds);
+  AddVerifiesCommands(app, cmds);
   AddRepositoryCommands(app, cmds);
   AddSchedulesCommands(app, cmds);
   AddDataCommands(app, cmds);

@@ -51,32 +51,24 @@ int CreateSnapshot(const Global& g, const std::string& partitions,
   return WaitForSnapshot(g, c, resp.snapshot_id());
 }
 
-int VerifySnapshot(Global g, const std::string& id) {
-  g.timeout_ms = std::max(g.timeout_ms, 3600 * 1000);  // hashes every file
+int VerifySnapshot(const Global& g, const std::string& id, bool deep,
+                   bool wait) {
   Client c(g);
   VerifySnapshotRequest req;
   req.set_snapshot_id(id);
+  req.set_deep(deep);
   VerifySnapshotResponse resp;
   grpc::Status s = c.Call(&AdminService::Stub::VerifySnapshot, req, &resp);
   if (!s.ok()) return FailRpc(s, "verify snapshot");
-  if (g.output == "json") {
-    std::cout << Json(resp);
-  } else {
-    std::cout << absl::StrFormat(
-        "snapshot %s: %d partitions, %d files, %s checked: %s\n", id,
-        resp.partitions_checked(), resp.files_checked(),
-        HumanBytes(resp.bytes_checked()),
-        resp.ok() ? "OK" : absl::StrCat(resp.problems_size(), " problem(s)"));
-    for (const auto& p : resp.problems()) {
-      std::cout << "  partition " << p.partition_id() << ": "
-                << EscapeForTerminal(p.error()) << "\n";
+  if (!wait) {
+    if (g.output == "json") {
+      std::cout << Json(resp);
+    } else {
+      std::cout << resp.verify_id() << "\n";
     }
+    return 0;
   }
-  if (!resp.ok()) {
-    return Fail(absl::StrCat(
-        "snapshot ", id, " failed verification: ", resp.problems(0).error()));
-  }
-  return 0;
+  return WaitForSnapshot(g, c, resp.verify_id());
 }
 
 int DeleteSnapshot(const Global& g, const std::string& id, bool force) {
@@ -170,7 +162,7 @@ void AddSnapshotsCommands(CLI::App& app, Commands& cmds) {
   struct Flags {
     std::string partitions, label, id;
     bool wait = false, allow_partial = false, show_all = false,
-         timeline = false, dry_run_restore = false, force = false;
+         timeline = false, dry_run_restore = false, force = false, deep = false;
     uint32_t limit = 0;
     PruneFlags prune;
   };
@@ -204,9 +196,16 @@ void AddSnapshotsCommands(CLI::App& app, Commands& cmds) {
   cancel->add_option("id", f.id, "Snapshot id")->required();
   cancel->callback([&] { rc = CancelSnapshot(g, f.id); });
   auto* verify = snaps->add_subcommand(
-      "verify", "Re-read a committed snapshot and check every file's SHA-256");
+      "verify",
+      "Check a committed snapshot on the nodes, in parallel: every file's "
+      "size and SHA-256 (a verify job; prints its id)");
   verify->add_option("id", f.id, "Snapshot id")->required();
-  verify->callback([&] { rc = VerifySnapshot(g, f.id); });
+  verify->add_flag("--deep", f.deep,
+                   "Also download each checkpoint, open it with RocksDB and "
+                   "read every key");
+  verify->add_flag("--wait", f.wait,
+                   "Show progress and wait; exit 1 if a problem is found");
+  verify->callback([&] { rc = VerifySnapshot(g, f.id, f.deep, f.wait); });
 
   auto* restore = snaps->add_subcommand(
       "restore",

@@ -140,6 +140,9 @@ absl::Status Controller::Start() {
     if (auto* s = p.schedules_ptr.load()) s->OnCommit(snapshot_id);
     if (auto* m = p.maintenance_ptr.load()) m->RequestRetention();
   };
+  kinds.on_verify_commit = [&p](const std::string& verify_id) {
+    if (auto* s = p.schedules_ptr.load()) s->OnCommit(verify_id);
+  };
   ASSIGN_OR_RETURN(
       p.engine,
       JobEngine::Create(eopts, StandardKinds(kinds), p.registry.get(),

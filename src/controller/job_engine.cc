@@ -12,7 +12,6 @@
 #include "common/text.h"
 #include "controller/job_states.h"
 #include "controller/retry_policy.h"
-#include "controller/verifier.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -954,25 +953,22 @@ absl::StatusOr<shutter::v1::GetSnapshotResponse> JobEngine::CancelSnapshot(
   return answer;
 }
 
-absl::StatusOr<shutter::v1::VerifySnapshotResponse> JobEngine::VerifySnapshot(
-    const std::string& snapshot_id) const {
-  {
-    RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
-    absl::MutexLock l(&mu_);
-    auto it = jobs_.find(snapshot_id);
-    if (it == jobs_.end()) {
-      return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
-    }
-    RETURN_IF_ERROR(CheckIsSnapshot(*it->second));
-    const auto state = it->second->header().state();
-    if (state != shutter::v1::SNAPSHOT_STATE_COMMITTED &&
-        state != shutter::v1::SNAPSHOT_STATE_PARTIAL) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "snapshot ", snapshot_id, " is not COMMITTED or PARTIAL"));
-    }
+absl::Status JobEngine::CheckCommittedSnapshot(
+    const std::string& job_id) const {
+  RETURN_IF_ERROR(CheckSafeId("snapshot id", job_id));
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("no snapshot ", job_id));
   }
-  // Reads the repository only: no lock held while hashing.
-  return VerifyCommittedSnapshot(*repo_, snapshot_id);
+  RETURN_IF_ERROR(CheckIsSnapshot(*it->second));
+  const auto state = it->second->header().state();
+  if (state != shutter::v1::SNAPSHOT_STATE_COMMITTED &&
+      state != shutter::v1::SNAPSHOT_STATE_PARTIAL) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("snapshot ", job_id, " is not COMMITTED or PARTIAL"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<shutter::v1::GetSnapshotResponse> JobEngine::GetSnapshotPage(

@@ -167,11 +167,12 @@ class JobEngine {
   absl::StatusOr<shutter::v1::GetSnapshotResponse> CancelSnapshot(
       const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Re-reads every file of a COMMITTED or PARTIAL snapshot and checks sizes
-  // and SHA-256 against the manifests; problems name the partition and
-  // file.
-  absl::StatusOr<shutter::v1::VerifySnapshotResponse> VerifySnapshot(
-      const std::string& snapshot_id) const ABSL_LOCKS_EXCLUDED(mu_);
+  // For operations on a committed snapshot (verify): OK if `job_id` is a
+  // COMMITTED or PARTIAL job of a kind that produces snapshots;
+  // FAILED_PRECONDITION saying what it is otherwise; NOT_FOUND if the
+  // engine has no such job.
+  absl::Status CheckCommittedSnapshot(const std::string& job_id) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Deletes a finished snapshot from the repository (see the AdminService
   // contract): records delete_requested durably, deletes, then records

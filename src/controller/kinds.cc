@@ -2,6 +2,7 @@
 
 #include "controller/restore_kind.h"
 #include "controller/snapshot_kind.h"
+#include "controller/verify_kind.h"
 
 namespace shutter::controller {
 
@@ -11,6 +12,8 @@ std::vector<std::unique_ptr<JobKind>> StandardKinds(const KindContext& ctx) {
       ctx.transport, ctx.repo, ctx.rpc_timeout, ctx.on_snapshot_commit));
   kinds.push_back(std::make_unique<RestoreKind>(ctx.transport, ctx.rpc_timeout,
                                                 ctx.registry));
+  kinds.push_back(std::make_unique<VerifyKind>(ctx.transport, ctx.rpc_timeout,
+                                               ctx.on_verify_commit));
   return kinds;
 }
 

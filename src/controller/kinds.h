@@ -25,6 +25,9 @@ struct KindContext {
   // Called once a snapshot's COMMITTED or PARTIAL state is durable (may be
   // empty): retention, schedules.
   std::function<void(const std::string& snapshot_id)> on_snapshot_commit;
+  // Called once a verify job's COMMITTED state is durable (may be empty):
+  // schedules.
+  std::function<void(const std::string& verify_id)> on_verify_commit;
 };
 
 // The job kinds a controller runs, one per job type: the list the engine

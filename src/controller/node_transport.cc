@@ -149,6 +149,30 @@ void GrpcNodeTransport::CancelRestores(const std::string& address,
       });
 }
 
+void GrpcNodeTransport::VerifyPartition(
+    const std::string& address,
+    const shutter::v1::VerifyPartitionRequest& request, absl::Duration timeout,
+    VerifyCallback done) {
+  StartCall<shutter::v1::VerifyPartitionRequest,
+            shutter::v1::VerifyPartitionResponse>(
+      address, request, timeout, std::move(done),
+      [](auto* async, auto* ctx, auto* req, auto* resp, auto cb) {
+        async->VerifyPartition(ctx, req, resp, std::move(cb));
+      });
+}
+
+void GrpcNodeTransport::CancelVerifies(const std::string& address,
+                                       const std::string& verify_id) {
+  shutter::v1::CancelVerifiesRequest request;
+  request.set_verify_id(verify_id);
+  StartCancel<shutter::v1::CancelVerifiesRequest,
+              shutter::v1::CancelVerifiesResponse>(
+      address, request, "CancelVerifies",
+      [](auto* async, auto* ctx, auto* req, auto* resp, auto cb) {
+        async->CancelVerifies(ctx, req, resp, std::move(cb));
+      });
+}
+
 void GrpcNodeTransport::Shutdown() {
   absl::MutexLock l(&mu_);
   shutdown_ = true;

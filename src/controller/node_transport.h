@@ -53,6 +53,19 @@ class NodeTransport {
   virtual void CancelRestores(const std::string& address,
                               const std::string& restore_id) {}
 
+  using VerifyCallback = absl::AnyInvocable<
+      void(absl::StatusOr<shutter::v1::VerifyPartitionResponse>) &&>;
+  // NodeService.VerifyPartition and CancelVerifies, as above. The defaults
+  // answer UNIMPLEMENTED (transports of tests without verifies).
+  virtual void VerifyPartition(
+      const std::string& address,
+      const shutter::v1::VerifyPartitionRequest& request,
+      absl::Duration timeout, VerifyCallback done) {
+    std::move(done)(absl::UnimplementedError("verifies not supported"));
+  }
+  virtual void CancelVerifies(const std::string& address,
+                              const std::string& verify_id) {}
+
   // Cancels every call in flight (their callbacks run with CANCELLED) and
   // waits until all callbacks have run. Calls made afterwards fail at once.
   virtual void Shutdown() = 0;
@@ -78,6 +91,13 @@ class GrpcNodeTransport : public NodeTransport {
       ABSL_LOCKS_EXCLUDED(mu_);
   void CancelRestores(const std::string& address,
                       const std::string& restore_id) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void VerifyPartition(const std::string& address,
+                       const shutter::v1::VerifyPartitionRequest& request,
+                       absl::Duration timeout, VerifyCallback done) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void CancelVerifies(const std::string& address,
+                      const std::string& verify_id) override
       ABSL_LOCKS_EXCLUDED(mu_);
   void Shutdown() override ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -7,6 +7,7 @@
 #include "controller/cron.h"
 #include "controller/job_states.h"
 #include "controller/snapshot_kind.h"
+#include "controller/verify_kind.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -39,6 +40,26 @@ absl::Status Validate(const Schedule& s) {
     }
   }
   RETURN_IF_ERROR(Maintenance::CheckPolicy(s.retention()));
+  if (s.job() != shutter::v1::JOB_TYPE_SNAPSHOT &&
+      s.job() != shutter::v1::JOB_TYPE_VERIFY) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("schedule ", s.name(),
+                     ": it can run snapshots or "
+                     "verifies, not ",
+                     shutter::v1::JobType_Name(s.job())));
+  }
+  if (s.job() == shutter::v1::JOB_TYPE_VERIFY &&
+      (!s.label().empty() || s.partition_ids_size() > 0 || s.allow_partial() ||
+       s.retention().ByteSizeLong() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "schedule ", s.name(),
+        ": a verify schedule checks the newest committed snapshot whole; "
+        "it takes no label, partitions, allow-partial or retention"));
+  }
+  if (s.deep() && s.job() != shutter::v1::JOB_TYPE_VERIFY) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("schedule ", s.name(), ": deep is for verify schedules"));
+  }
   return ScheduleRunner::NextRun(s, absl::UnixEpoch()).status();
 }
 }  // namespace
@@ -127,6 +148,8 @@ absl::StatusOr<Schedule> ScheduleRunner::Create(const Schedule& request) {
   s.set_allow_partial(request.allow_partial());
   *s.mutable_retention() = request.retention();
   s.set_paused(request.paused());
+  s.set_job(request.job());
+  s.set_deep(request.deep());
   RETURN_IF_ERROR(Validate(s));
   const absl::Time now = clock_->Now();
   s.set_created_at_micros(absl::ToUnixMicros(now));
@@ -201,9 +224,16 @@ void ScheduleRunner::OnCommit(const std::string& snapshot_id) {
       spdlog::error("cannot record schedule {}: {}", s.name(), p.ToString());
     }
   }
-  if (maintenance_ != nullptr) {
+  if (maintenance_ != nullptr && s.job() == shutter::v1::JOB_TYPE_SNAPSHOT) {
     maintenance_->RequestScheduleRetention(s.name(), s.retention());
   }
+}
+
+absl::StatusOr<std::string> ScheduleRunner::NewestCommittedSnapshot() const {
+  for (const auto& summary : coordinator_->ListSnapshots(0)) {
+    if (IsUsable(summary.state())) return summary.snapshot_id();
+  }
+  return absl::FailedPreconditionError("no committed snapshot to verify");
 }
 
 void ScheduleRunner::Tick() {
@@ -231,7 +261,24 @@ void ScheduleRunner::Tick() {
                             StateName(prev->snapshot().state()));
       }
     }
-    if (skip.empty()) {
+    if (skip.empty() && s.job() == shutter::v1::JOB_TYPE_VERIFY) {
+      absl::StatusOr<std::string> id = NewestCommittedSnapshot();
+      if (id.ok()) {
+        shutter::v1::VerifySnapshotRequest req;
+        req.set_snapshot_id(*id);
+        req.set_deep(s.deep());
+        id = StartVerify(*coordinator_, *coordinator_->repository(), req);
+      }
+      if (id.ok()) {
+        s.set_runs(s.runs() + 1);
+        s.set_last_run_at_micros(absl::ToUnixMicros(now));
+        s.set_last_snapshot_id(*id);
+        spdlog::info("schedule {}: started verify {}", s.name(), *id);
+      } else {
+        skip = absl::StrCat("the verify could not start: ",
+                            StatusText(id.status()));
+      }
+    } else if (skip.empty()) {
       shutter::v1::CreateSnapshotRequest req;
       req.set_label(s.label());
       *req.mutable_partition_ids() = s.partition_ids();

@@ -54,8 +54,9 @@ class ScheduleRunner {
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Delete(const std::string& name) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // A snapshot committed (COMMITTED or PARTIAL): records the schedule's
-  // success and asks for its retention.
+  // A snapshot committed (COMMITTED or PARTIAL), or a verify passed:
+  // records the schedule's success and, for a snapshot, asks for its
+  // retention.
   void OnCommit(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Runs one tick now (tests; Start() ticks by itself).
@@ -69,6 +70,9 @@ class ScheduleRunner {
  private:
   absl::Status Persist(const shutter::v1::Schedule& s)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What a verify schedule checks: the engine's newest COMMITTED or PARTIAL
+  // snapshot; FAILED_PRECONDITION if there is none.
+  absl::StatusOr<std::string> NewestCommittedSnapshot() const;
   void ScheduleTick() ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;

@@ -6,6 +6,7 @@
 #include "common/text.h"
 #include "controller/restore_kind.h"
 #include "controller/snapshot_kind.h"
+#include "controller/verify_kind.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -308,9 +309,9 @@ grpc::Status AdminServiceImpl::VerifySnapshot(grpc::ServerContext* ctx,
       !d.ok()) {
     return ToGrpcStatus(d);
   }
-  auto r = coordinator_->VerifySnapshot(req->snapshot_id());
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  *resp = std::move(r).value();
+  auto id = StartVerify(*coordinator_, *coordinator_->repository(), *req);
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  resp->set_verify_id(*std::move(id));
   return grpc::Status::OK;
 }
 

@@ -458,8 +458,17 @@ TEST_P(FaultTest, VerifyNamesTheCorruptedFile) {
     EXPECT_OK(rc);
     return rc.ok() ? *rc : -1;
   };
-  ASSERT_EQ(ctl({"snapshots", "verify", *id}), 0) << out << err;
-  EXPECT_NE(out.find(": OK"), std::string::npos) << out;
+  // A verify job on the nodes, shallow then deep (each checkpoint
+  // downloaded, opened with RocksDB and read).
+  ASSERT_EQ(ctl({"snapshots", "verify", "--wait", *id}), 0) << out << err;
+  EXPECT_NE(out.find("State:      COMMITTED"), std::string::npos) << out;
+  EXPECT_NE(out.find(absl::StrCat(cluster_.partitions(), "/",
+                                  cluster_.partitions(), " verified")),
+            std::string::npos)
+      << out;
+  ASSERT_EQ(ctl({"snapshots", "verify", "--deep", "--wait", *id}), 0)
+      << out << err;
+  EXPECT_NE(out.find("(deep: opened and scanned)"), std::string::npos) << out;
 
   // Flip one byte in the middle of partition 5's largest file.
   auto repo = cluster_.OpenRepository();
@@ -478,11 +487,26 @@ TEST_P(FaultTest, VerifyNamesTheCorruptedFile) {
     (*bytes)[bytes->size() / 2] ^= 0x5a;
     ASSERT_OK(store->Put(largest->object_key(), *bytes, {}));
   }
-  EXPECT_EQ(ctl({"snapshots", "verify", *id}), 1);
-  EXPECT_NE(out.find("partition 5: DATA_LOSS: "), std::string::npos) << out;
-  EXPECT_NE(out.find(largest->name() + ": sha256"), std::string::npos) << out;
-  EXPECT_NE(out.find("1 problem(s)"), std::string::npos) << out;
-  EXPECT_NE(err.find("failed verification"), std::string::npos) << err;
+  for (const char* mode : {"--wait", "--deep"}) {
+    SCOPED_TRACE(mode);
+    std::vector<std::string> args = {"snapshots", "verify", "--wait", *id};
+    if (std::string(mode) == "--deep") args.push_back("--deep");
+    EXPECT_EQ(ctl(args), 1);
+    EXPECT_NE(out.find("State:      FAILED"), std::string::npos) << out;
+    EXPECT_NE(out.find(absl::StrCat(cluster_.partitions() - 1, "/",
+                                    cluster_.partitions(), " verified")),
+              std::string::npos)
+        << out;
+    EXPECT_NE(err.find("partition 5: DATA_LOSS: "), std::string::npos) << err;
+    // The file, by name (shallow: "<file>: sha256 ..."; deep, from the
+    // download: "<object> (<file>): got ... sha256 ...").
+    EXPECT_NE(err.find(largest->name()), std::string::npos) << err;
+    EXPECT_NE(err.find("sha256"), std::string::npos) << err;
+    EXPECT_NE(err.find("1 of " + std::to_string(cluster_.partitions()) +
+                       " partitions failed"),
+              std::string::npos)
+        << err;
+  }
 }
 
 // Scenario 7: cancel during a large job; everything it published is

@@ -379,7 +379,8 @@ TEST_F(MembershipTest, RollingRestartOfEveryNodeDuringASnapshotCommits) {
   }
   EXPECT_GT(waited, 0u) << "no task ever waited for a restarting node";
   std::string out, err;
-  ASSERT_EQ(Ctl({"snapshots", "verify", *id}, &out, &err), 0) << out << err;
+  ASSERT_EQ(Ctl({"snapshots", "verify", "--wait", *id}, &out, &err), 0)
+      << out << err;
   auto repo = cluster_->OpenRepository();
   ASSERT_OK(repo);
   for (int p = 0; p < kNodes * kPerNode; ++p) {

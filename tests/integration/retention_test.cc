@@ -218,7 +218,8 @@ TEST_P(RetentionTest, IncrementalSnapshotsRetentionGcAndRestore) {
   // What stays verifies and restores exactly what was written.
   std::string out, err;
   for (const std::string& id : {s2, s3}) {
-    EXPECT_EQ(Ctl({"snapshots", "verify", id}, &out, &err), 0) << out << err;
+    EXPECT_EQ(Ctl({"snapshots", "verify", "--wait", id}, &out, &err), 0)
+        << out << err;
   }
   for (int p = 0; p < cluster_.partitions(); ++p) {
     auto pub = testing::CheckPublishedPartition(**repo, s3, p);
@@ -253,7 +254,8 @@ TEST_P(RetentionTest, IncrementalSnapshotsRetentionGcAndRestore) {
   auto gc =
       CtlJson<CollectGarbageResponse>({"repository", "gc", "--grace", "0s"});
   EXPECT_FALSE(gc.gc_id().empty());
-  EXPECT_EQ(Ctl({"snapshots", "verify", s3}, &out, &err), 0) << out << err;
+  EXPECT_EQ(Ctl({"snapshots", "verify", "--wait", s3}, &out, &err), 0)
+      << out << err;
   // Bad input: one line, exit 2 for usage, nothing changed.
   EXPECT_EQ(Ctl({"repository", "gc", "--grace", "soon"}, &out, &err), 2);
   EXPECT_NE(err.find("--grace"), std::string::npos) << err;

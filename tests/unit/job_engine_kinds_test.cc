@@ -3,12 +3,14 @@
 
 #include "common/error_reason.h"
 #include "controller/job_engine.h"
+#include "controller/job_states.h"
 #include "controller/kinds.h"
 #include "controller/maintenance.h"
 #include "controller/restore_kind.h"
 #include "controller/retry_policy.h"
 #include "controller/schedules.h"
 #include "controller/snapshot_kind.h"
+#include "controller/verify_kind.h"
 #include "gtest/gtest.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
@@ -88,6 +90,34 @@ class FakeTransport : public NodeTransport {
     return c;
   }
 
+  // Verifies are answered at once with the node's shallow check against
+  // `verify_repo` (set by the fixture), as a node would.
+  void VerifyPartition(const std::string& address,
+                       const shutter::v1::VerifyPartitionRequest& request,
+                       absl::Duration timeout, VerifyCallback done) override {
+    auto m = verify_repo->ReadPartitionManifest(request.snapshot_id(),
+                                                request.partition_id());
+    if (!m.ok()) {
+      std::move(done)(WithReason(m.status(), ErrorReason::kCheckpointFailed));
+      return;
+    }
+    if (absl::Status s = verify_repo->VerifyPartition(*m); !s.ok()) {
+      std::move(done)(WithReason(
+          absl::Status(
+              s.code(),
+              absl::StrCat("snapshot ", request.snapshot_id(), " partition ",
+                           request.partition_id(), ": ", s.message())),
+          ErrorReason::kCheckpointFailed));
+      return;
+    }
+    shutter::v1::VerifyPartitionResponse r;
+    r.set_files_checked(m->files_size());
+    r.set_bytes_checked(m->total_bytes());
+    *r.mutable_manifest() = *std::move(m);
+    std::move(done)(r);
+  }
+  snapshot::Repository* verify_repo = nullptr;
+
   void Shutdown() override {
     std::vector<Call> calls;
     {
@@ -145,6 +175,7 @@ class JobEngineTest : public ::testing::Test {
     auto repo = snapshot::OpenRepository(tmp_.Sub("repo"));
     ASSERT_OK(repo);
     repo_ = std::move(repo).value();
+    transport_.verify_repo = repo_.get();
     auto store = RocksDbJobStore::Open(tmp_.Sub("jobs"));
     ASSERT_OK(store);
     store_ = std::move(store).value();
@@ -170,6 +201,9 @@ class JobEngineTest : public ::testing::Test {
     kinds.registry = &registry_;
     kinds.rpc_timeout = o.rpc_timeout;
     kinds.on_snapshot_commit = [this](const std::string& id) {
+      if (on_commit_) on_commit_(id);
+    };
+    kinds.on_verify_commit = [this](const std::string& id) {
       if (on_commit_) on_commit_(id);
     };
     std::vector<std::unique_ptr<JobKind>> registered;
@@ -283,6 +317,40 @@ class JobEngineTest : public ::testing::Test {
       const shutter::v1::RestoreSnapshotRequest& request) {
     return StartRestore(*coordinator_, *repo_, request);
   }
+  // Runs a verify job of `snapshot_id` to its end (the fake transport
+  // answers verifies at once) and sums it up as the serial verify of
+  // earlier versions answered.
+  absl::StatusOr<shutter::v1::VerifySnapshotResponse> VerifySnapshot(
+      const std::string& snapshot_id) {
+    shutter::v1::VerifySnapshotRequest req;
+    req.set_snapshot_id(snapshot_id);
+    auto id = StartVerify(*coordinator_, *repo_, req);
+    if (!id.ok()) return id.status();
+    // Its tasks run on the engine's dispatch threads: wait (bounded) for
+    // the job to end.
+    shutter::v1::Snapshot job = Get(*id);
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (!IsFinished(job.state()) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+      job = Get(*id);
+    }
+    EXPECT_TRUE(IsFinished(job.state())) << StateName(job.state());
+    shutter::v1::VerifySnapshotResponse out;
+    out.set_verify_id(*id);
+    out.set_partitions_checked(job.partitions_size());
+    for (const auto& t : job.partitions()) {
+      if (t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED) {
+        out.set_files_checked(out.files_checked() + t.file_count());
+        out.set_bytes_checked(out.bytes_checked() + t.total_bytes());
+      } else {
+        auto* p = out.add_problems();
+        p->set_partition_id(t.partition_id());
+        p->set_error(t.last_error());
+      }
+    }
+    out.set_ok(job.state() == shutter::v1::SNAPSHOT_STATE_COMMITTED);
+    return out;
+  }
   // If set, StartCoordinator registers only the kind of this type.
   std::optional<shutter::v1::JobType> only_type_;
 };
@@ -385,7 +453,7 @@ TEST_F(JobEngineTest, AllowPartialCommitsWhatSucceeded) {
   EXPECT_EQ(cm->missing(0).partition_id(), missing);
   EXPECT_NE(cm->missing(0).reason().find("bad sector"), std::string::npos);
   EXPECT_FALSE(snap.rolled_back());
-  auto v = coordinator_->VerifySnapshot(*id);
+  auto v = VerifySnapshot(*id);
   ASSERT_OK(v);
   EXPECT_TRUE(v->ok());
   EXPECT_EQ(v->partitions_checked(), 2u);
@@ -457,7 +525,7 @@ TEST_F(JobEngineTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
   Publish(transport_.Take());
   Publish(transport_.Take());
   ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
-  auto v = coordinator_->VerifySnapshot(*id);
+  auto v = VerifySnapshot(*id);
   ASSERT_OK(v);
   EXPECT_TRUE(v->ok());
   EXPECT_EQ(v->partitions_checked(), 2u);
@@ -467,7 +535,7 @@ TEST_F(JobEngineTest, VerifyFindsTheCorruptFileAndCancelRefuses) {
   ASSERT_EQ(pm->files(0).name(), "000001.sst");
   ASSERT_EQ(pm->files(1).name(), "CURRENT");
   std::ofstream(Abs(pm->files(1).object_key())) << "MANIFEST-000002\n";
-  v = coordinator_->VerifySnapshot(*id);
+  v = VerifySnapshot(*id);
   ASSERT_OK(v);
   EXPECT_FALSE(v->ok());
   ASSERT_EQ(v->problems_size(), 1);
@@ -908,7 +976,7 @@ TEST_F(JobEngineTest, BadRequestsRecordNothing) {
     EXPECT_LT(g.status().message().size(), 300u);
     EXPECT_THAT(coordinator_->CancelSnapshot(bad),
                 StatusIs(absl::StatusCode::kInvalidArgument));
-    EXPECT_THAT(coordinator_->VerifySnapshot(bad),
+    EXPECT_THAT(VerifySnapshot(bad),
                 StatusIs(absl::StatusCode::kInvalidArgument));
   }
   EXPECT_THAT(coordinator_->GetSnapshot("20260101T000000.000Z-00000000"),
@@ -1009,7 +1077,7 @@ TEST_F(JobEngineTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
   EXPECT_OK(repo_->ReadClusterManifest(ids[1]));
   // Idempotent; and a deleted snapshot cannot be verified or pinned.
   ASSERT_OK(coordinator_->DeleteSnapshot(ids[0], false));
-  EXPECT_THAT(coordinator_->VerifySnapshot(ids[0]),
+  EXPECT_THAT(VerifySnapshot(ids[0]),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(coordinator_->PinSnapshot(ids[0], true),
               StatusIs(absl::StatusCode::kFailedPrecondition));
@@ -1099,6 +1167,60 @@ TEST_F(JobEngineTest, GcJobInterruptedByACrashIsResumed) {
 // Schedules on the fake clock: runs when due, never overlaps itself (a
 // tick during a running snapshot is skipped and reported), records the
 // last success, and survives a restart with its counters.
+TEST_F(JobEngineTest, VerifySchedulesCheckTheNewestCommittedSnapshot) {
+  Beat("a", 0, 2, 2);
+  ScheduleRunner runner({absl::Seconds(1)}, coordinator_.get(), nullptr,
+                        store_.get(), timer_.get(), &clock_);
+  on_commit_ = [&](const std::string& id) { runner.OnCommit(id); };
+  shutter::v1::Schedule s;
+  s.set_name("nightly-check");
+  s.set_every("1h");
+  s.set_job(shutter::v1::JOB_TYPE_VERIFY);
+  s.set_label("x");  // a verify takes no label: refused
+  EXPECT_THAT(runner.Create(s), StatusIs(absl::StatusCode::kInvalidArgument));
+  s.clear_label();
+  s.set_job(shutter::v1::JOB_TYPE_RESTORE);
+  EXPECT_THAT(runner.Create(s), StatusIs(absl::StatusCode::kInvalidArgument));
+  s.set_job(shutter::v1::JOB_TYPE_VERIFY);
+  ASSERT_OK(runner.Create(s));
+  // Nothing committed yet: the tick is skipped, saying why.
+  clock_.Advance(absl::Hours(1));
+  Beat("a", 0, 2, 2);
+  runner.Tick();
+  EXPECT_EQ(runner.List()[0].runs(), 0u);
+  EXPECT_NE(runner.List()[0].last_skip_reason().find("no committed snapshot"),
+            std::string::npos)
+      << runner.List()[0].last_skip_reason();
+  // Two snapshots: the newest is verified, and the success recorded.
+  std::string newest;
+  for (int i = 0; i < 2; ++i) {
+    auto id = CreateSnapshot({});
+    ASSERT_OK(id);
+    ASSERT_TRUE(transport_.WaitForCalls(2));
+    Publish(transport_.Take());
+    Publish(transport_.Take());
+    ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+    newest = *id;
+  }
+  clock_.Advance(absl::Hours(1));
+  Beat("a", 0, 2, 2);
+  runner.Tick();
+  auto run = runner.List()[0];
+  ASSERT_EQ(run.runs(), 1u);
+  const std::string verify_id = run.last_snapshot_id();
+  shutter::v1::Snapshot job = Get(verify_id);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!IsFinished(job.state()) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+    job = Get(verify_id);
+  }
+  EXPECT_EQ(job.type(), shutter::v1::JOB_TYPE_VERIFY);
+  EXPECT_EQ(job.source_snapshot_id(), newest);
+  EXPECT_EQ(job.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_EQ(runner.List()[0].last_success_snapshot_id(), verify_id);
+  on_commit_ = nullptr;
+}
+
 TEST_F(JobEngineTest, SchedulesRunWhenDueAndNeverOverlap) {
   Beat("a", 0, 2, 2);
   ScheduleRunner runner({absl::Seconds(1)}, coordinator_.get(), nullptr,
