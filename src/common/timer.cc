@@ -9,7 +9,7 @@ ThreadTimer::ThreadTimer() : thread_([this] { Loop(); }) {}
 ThreadTimer::~ThreadTimer() { Shutdown(); }
 
 void ThreadTimer::RunAfter(absl::Duration delay, Fn fn) {
-  std::lock_guard<std::mutex> l(mu_);
+  scheduler::LockGuard<scheduler::Mutex> l(mu_);
   if (stop_) return;
   pending_.emplace(std::make_pair(absl::Now() + delay, seq_++), std::move(fn));
   cv_.notify_all();
@@ -18,7 +18,7 @@ void ThreadTimer::RunAfter(absl::Duration delay, Fn fn) {
 void ThreadTimer::Shutdown() {
   std::map<std::pair<absl::Time, uint64_t>, Fn> dropped;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    scheduler::LockGuard<scheduler::Mutex> l(mu_);
     stop_ = true;
     dropped.swap(pending_);
     cv_.notify_all();
@@ -27,28 +27,31 @@ void ThreadTimer::Shutdown() {
 }
 
 void ThreadTimer::Loop() {
-  std::unique_lock<std::mutex> l(mu_);
+  // Held except while a callback runs (and inside the waits, which
+  // release it).
+  mu_.lock();
   while (!stop_) {
     if (pending_.empty()) {
-      cv_.wait(l);
+      cv_.wait(mu_);
       continue;
     }
     absl::Time due = pending_.begin()->first.first;
     absl::Time now = absl::Now();
     if (due > now) {
-      cv_.wait_for(l, absl::ToChronoNanoseconds(due - now));
+      cv_.wait_for(mu_, absl::ToChronoNanoseconds(due - now));
       continue;
     }
     Fn fn = std::move(pending_.begin()->second);
     pending_.erase(pending_.begin());
-    l.unlock();
+    mu_.unlock();
     std::move(fn)();
-    l.lock();
+    mu_.lock();
   }
+  mu_.unlock();
 }
 
 void ManualTimer::RunAfter(absl::Duration delay, Fn fn) {
-  std::lock_guard<std::mutex> l(mu_);
+  scheduler::LockGuard<scheduler::Mutex> l(mu_);
   if (stop_) return;
   pending_.emplace(std::make_pair(clock_->Now() + delay, seq_++),
                    std::move(fn));
@@ -56,7 +59,7 @@ void ManualTimer::RunAfter(absl::Duration delay, Fn fn) {
 
 void ManualTimer::Shutdown() {
   std::map<std::pair<absl::Time, uint64_t>, Fn> dropped;
-  std::lock_guard<std::mutex> l(mu_);
+  scheduler::LockGuard<scheduler::Mutex> l(mu_);
   stop_ = true;
   dropped.swap(pending_);
 }
@@ -66,7 +69,7 @@ int ManualTimer::RunDue() {
   for (;;) {
     Fn fn;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      scheduler::LockGuard<scheduler::Mutex> l(mu_);
       if (pending_.empty() || pending_.begin()->first.first > clock_->Now()) {
         return ran;
       }
@@ -79,7 +82,7 @@ int ManualTimer::RunDue() {
 }
 
 size_t ManualTimer::pending() {
-  std::lock_guard<std::mutex> l(mu_);
+  scheduler::LockGuard<scheduler::Mutex> l(mu_);
   return pending_.size();
 }
 

@@ -9,13 +9,18 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "scheduler/mutex.h"
 
 namespace shutter {
 
 // Runs callbacks after a delay (retry backoff, waiting for a leader).
+// Locks are scheduler::Mutex (annotated pthread mutexes, see
+// scheduler/mutex.h), so ThreadSanitizer and the thread-safety analysis
+// both see them.
 // Injected so tests fire timers by hand. Implementations are thread-safe;
 // callbacks run on the timer's own thread (or the test's), never inline in
 // RunAfter().
@@ -39,12 +44,13 @@ class ThreadTimer : public Timer {
   void Shutdown() override;
 
  private:
-  void Loop();
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  uint64_t seq_ = 0;
-  std::map<std::pair<absl::Time, uint64_t>, Fn> pending_;  // by due time
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+  scheduler::Mutex mu_;
+  std::condition_variable_any cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // By due time.
+  std::map<std::pair<absl::Time, uint64_t>, Fn> pending_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
@@ -62,10 +68,10 @@ class ManualTimer : public Timer {
 
  private:
   Clock* const clock_;
-  std::mutex mu_;
-  bool stop_ = false;
-  uint64_t seq_ = 0;
-  std::map<std::pair<absl::Time, uint64_t>, Fn> pending_;
+  scheduler::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::pair<absl::Time, uint64_t>, Fn> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shutter

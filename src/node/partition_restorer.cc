@@ -20,7 +20,6 @@ using shutter::v1::RestorePartitionRequest;
 using shutter::v1::RestorePartitionResponse;
 
 namespace {
-constexpr char kDispatchKey[] = "restore";
 
 // `s` with `reason`, its message prefixed with what was being done.
 absl::Status Annotate(const absl::Status& s, const std::string& what,
@@ -44,20 +43,10 @@ PartitionRestorer::PartitionRestorer(const Options& options, NodeHost* host,
       host_(host),
       repo_(repo),
       clock_(clock),
-      flights_({[this](bool joined) {
-                  if (joined) return;
-                  absl::MutexLock l(&mu_);
-                  ++stats_.in_flight;
-                },
-                [this](const absl::StatusOr<RestorePartitionResponse>& r) {
-                  Finished(r);
-                }}),
-      scheduler_([&] {
-        scheduler::Scheduler::Options o;
-        o.num_workers = options.capacity;
-        o.default_limit = options.capacity;
-        return o;
-      }()) {}
+      runner_({"restore", options.capacity, options.io_class, options.nice,
+               [this](const absl::StatusOr<RestorePartitionResponse>& r) {
+                 Finished(r);
+               }}) {}
 
 PartitionRestorer::~PartitionRestorer() { Shutdown(); }
 
@@ -72,29 +61,21 @@ absl::StatusOr<std::unique_ptr<PartitionRestorer>> PartitionRestorer::Create(
       new PartitionRestorer(options, host, repo, clock));
 }
 
-void PartitionRestorer::Shutdown() { scheduler_.Shutdown(); }
+void PartitionRestorer::Shutdown() { runner_.Shutdown(); }
 
 void PartitionRestorer::Cancel(const std::string& restore_id) {
-  absl::MutexLock l(&mu_);
-  if (cancelled_.insert(restore_id).second) {
-    spdlog::info("restores of {} cancelled", restore_id);
-  }
-}
-
-absl::Status PartitionRestorer::CheckNotCancelled(
-    const std::string& restore_id) const {
-  absl::MutexLock l(&mu_);
-  if (cancelled_.count(restore_id) > 0) {
-    return WithReason(absl::CancelledError(absl::StrCat("restore ", restore_id,
-                                                        " was cancelled")),
-                      ErrorReason::kCancelled);
-  }
-  return absl::OkStatus();
+  runner_.Cancel(restore_id);
 }
 
 PartitionRestorer::Stats PartitionRestorer::GetStats() const {
+  const auto run = runner_.GetStats();
+  Stats stats;
+  stats.in_flight = run.in_flight;
+  stats.failed = run.failed;
   absl::MutexLock l(&mu_);
-  return stats_;
+  stats.restored = restored_;
+  stats.bytes = bytes_;
+  return stats;
 }
 
 absl::Status PartitionRestorer::Admit(
@@ -120,13 +101,8 @@ void PartitionRestorer::Restore(const RestorePartitionRequest& request,
     return;
   }
   // A repeat of a restore in progress joins it.
-  flights_.Run(scheduler_, kDispatchKey,
-               {request.restore_id(), request.partition_id()}, std::move(done),
-               [this, request] {
-                 SetThreadIoClass(options_.io_class);
-                 SetThreadNice(options_.nice);
-                 return Run(request);
-               });
+  runner_.Run(request.restore_id(), request.partition_id(), std::move(done),
+              [this, request] { return Run(request); });
 }
 
 absl::StatusOr<RestorePartitionResponse> PartitionRestorer::RestoreSync(
@@ -143,14 +119,10 @@ absl::StatusOr<RestorePartitionResponse> PartitionRestorer::RestoreSync(
 
 void PartitionRestorer::Finished(
     const absl::StatusOr<RestorePartitionResponse>& result) {
+  if (!result.ok() || result->already_restored()) return;
   absl::MutexLock l(&mu_);
-  --stats_.in_flight;
-  if (!result.ok()) {
-    ++stats_.failed;
-  } else if (!result->already_restored()) {
-    ++stats_.restored;
-    stats_.bytes += result->manifest().total_bytes();
-  }
+  ++restored_;
+  bytes_ += result->manifest().total_bytes();
 }
 
 absl::StatusOr<RestorePartitionResponse> PartitionRestorer::Run(

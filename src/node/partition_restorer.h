@@ -17,7 +17,7 @@
 #include "common/clock.h"
 #include "common/io_priority.h"
 #include "node/node_host.h"
-#include "node/single_flight.h"
+#include "node/work_runner.h"
 #include "scheduler/scheduler.h"
 #include "shutter/v1/node.pb.h"
 #include "snapshot/repository.h"
@@ -101,9 +101,10 @@ class PartitionRestorer {
   // Fetch, check, stamp and swap (writes already refused).
   absl::StatusOr<shutter::v1::RestorePartitionResponse> Replace(
       const shutter::v1::RestorePartitionRequest& req, uint64_t live_epoch);
-  absl::Status CheckNotCancelled(const std::string& restore_id) const
-      ABSL_LOCKS_EXCLUDED(mu_);
-  // Statistics of a restore's outcome.
+  absl::Status CheckNotCancelled(const std::string& restore_id) const {
+    return runner_.CheckNotCancelled(restore_id);
+  }
+  // Statistics of a restore's outcome (the runner's finished hook).
   void Finished(
       const absl::StatusOr<shutter::v1::RestorePartitionResponse>& result)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -115,13 +116,14 @@ class PartitionRestorer {
   NodeHost* const host_;
   snapshot::Repository* const repo_;
   Clock* const clock_;
-  // Declared before the scheduler: dropped tasks still answer through it.
-  SingleFlight<shutter::v1::RestorePartitionResponse> flights_;
-  scheduler::Scheduler scheduler_;
-
   mutable absl::Mutex mu_;
-  std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
-  Stats stats_ ABSL_GUARDED_BY(mu_);
+  // Restores that swapped a store in (a repeat answered from the marker
+  // is not counted), and their bytes.
+  uint64_t restored_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // The pool, single flight and cancelled jobs (declared last: its runs
+  // use the members above until it is shut down).
+  WorkRunner<shutter::v1::RestorePartitionResponse> runner_;
 };
 
 // The restore marker a restore stamps into the store it installs.

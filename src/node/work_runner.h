@@ -20,8 +20,8 @@
 
 namespace shutter::node {
 
-// What a node's partition work shares, whatever the work (verifies now;
-// checkpoints and restores are meant to move onto it): a bounded pool
+// What a node's partition work shares, whatever the work (restores and
+// verifies; checkpoints are meant to move onto it): a bounded pool
 // (`capacity` runs at once, further requests wait in order), one run per
 // (job, partition) at a time with repeats joining it (SingleFlight), the
 // jobs cancelled by the controller, the threads' I/O class and CPU nice
@@ -38,6 +38,9 @@ class WorkRunner {
     int capacity = 2;
     IoClass io_class = IoClass::kBestEffortLow;
     int nice = 0;
+    // Called once per run with its result, before anyone is answered (the
+    // owner's own statistics).
+    std::function<void(const absl::StatusOr<Response>&)> finished;
   };
   struct Stats {
     uint32_t in_flight = 0;
@@ -55,9 +58,12 @@ class WorkRunner {
                     ++stats_.in_flight;
                   },
                   [this](const absl::StatusOr<Response>& r) {
-                    absl::MutexLock l(&mu_);
-                    --stats_.in_flight;
-                    ++(r.ok() ? stats_.succeeded : stats_.failed);
+                    {
+                      absl::MutexLock l(&mu_);
+                      --stats_.in_flight;
+                      ++(r.ok() ? stats_.succeeded : stats_.failed);
+                    }
+                    if (options_.finished) options_.finished(r);
                   }}),
         scheduler_([&] {
           scheduler::Scheduler::Options o;

@@ -64,15 +64,18 @@ struct Scheduler::KeyState {
   absl::flat_hash_map<uint64_t, Task*> running;
 };
 
+// Keys are spread over shards, each under its own spin lock (its critical
+// sections are a few map and pointer operations). Lock order: a shard's
+// lock, then global_mu_; two shards (Rekey only) in address order.
 struct alignas(64) Scheduler::Shard {
   SpinLock mu;
-  absl::node_hash_map<std::string, KeyState> keys;
-  absl::flat_hash_set<uint64_t> cancelled_jobs;
+  absl::node_hash_map<std::string, KeyState> keys ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<uint64_t> cancelled_jobs ABSL_GUARDED_BY(mu);
 };
 
 struct alignas(64) Scheduler::Worker {
-  SpinLock mu;
-  std::deque<std::unique_ptr<Task>> deque;
+  SpinLock mu;  // never held with another lock
+  std::deque<std::unique_ptr<Task>> deque ABSL_GUARDED_BY(mu);
 };
 
 // ---- SlotToken ----
@@ -149,7 +152,7 @@ std::unique_ptr<Task> Scheduler::PopNext(KeyState& ks) {
 
 bool Scheduler::TryTakeGlobalLocked(const std::string& key, KeyState& ks) {
   if (options_.global_limit <= 0) return true;
-  std::lock_guard<std::mutex> g(global_mu_);
+  LockGuard<Mutex> g(global_mu_);
   if (global_in_flight_ < options_.global_limit) {
     ++global_in_flight_;
     return true;
@@ -194,7 +197,7 @@ void Scheduler::AdmitGlobalWaiters(ReadyList* ready) {
   for (;;) {
     std::string key;
     {
-      std::lock_guard<std::mutex> g(global_mu_);
+      LockGuard<Mutex> g(global_mu_);
       if (global_in_flight_ >= options_.global_limit ||
           global_waiters_.empty()) {
         return;
@@ -203,7 +206,7 @@ void Scheduler::AdmitGlobalWaiters(ReadyList* ready) {
       global_waiters_.pop_front();
     }
     Shard& shard = ShardFor(key);
-    std::lock_guard<SpinLock> l(shard.mu);
+    LockGuard<SpinLock> l(shard.mu);
     KeyState& ks = shard.keys[key];
     ks.waiting_global = false;
     AdmitLocked(key, ks, shard, ready);
@@ -219,7 +222,7 @@ void Scheduler::PushReady(ReadyList ready) {
   const int64_t count = static_cast<int64_t>(ready.size());
   {
     Worker& w = *workers_[target];
-    std::lock_guard<SpinLock> l(w.mu);
+    LockGuard<SpinLock> l(w.mu);
     for (auto& t : ready) w.deque.push_back(std::move(t));
   }
   if (sleepers_.load() > 0) {
@@ -255,7 +258,7 @@ uint64_t Scheduler::Submit(TaskOptions options, TaskFn fn) {
   ReadyList ready;
   Shard& shard = ShardFor(t->key);
   {
-    std::lock_guard<SpinLock> l(shard.mu);
+    LockGuard<SpinLock> l(shard.mu);
     if (!stopping_.load() && (shard.cancelled_jobs.empty() ||
                               !shard.cancelled_jobs.contains(t->job))) {
       KeyState& ks = shard.keys[t->key];
@@ -294,7 +297,7 @@ std::vector<uint64_t> Scheduler::SubmitBatch(
     ids.push_back(t->id);
     Shard& shard = ShardFor(t->key);
     {
-      std::lock_guard<SpinLock> l(shard.mu);
+      LockGuard<SpinLock> l(shard.mu);
       if (!stopping_.load() && !shard.cancelled_jobs.contains(t->job)) {
         KeyState& ks = shard.keys[t->key];
         t->shard = &shard;
@@ -314,7 +317,7 @@ std::vector<uint64_t> Scheduler::SubmitBatch(
   for (auto [shard, ks] : touched) {
     ReadyList ready;
     {
-      std::lock_guard<SpinLock> l(shard->mu);
+      LockGuard<SpinLock> l(shard->mu);
       if (ks->queued > 0) {
         // The key's name: any queued task carries it.
         const std::string key = ks->jobs.begin()->second.front()->key;
@@ -330,7 +333,7 @@ void Scheduler::SetLimit(absl::string_view key, int limit) {
   ReadyList ready;
   Shard& shard = ShardFor(key);
   {
-    std::lock_guard<SpinLock> l(shard.mu);
+    LockGuard<SpinLock> l(shard.mu);
     std::string k(key);
     KeyState& ks = shard.keys[k];
     ks.limit = std::max(0, limit);
@@ -346,13 +349,7 @@ absl::Status Scheduler::Rekey(uint64_t task_id, const std::string& from_key,
   ReadyList ready;
   std::unique_ptr<Task> dropped;
   {
-    std::unique_lock<SpinLock> l1(from.mu, std::defer_lock);
-    std::unique_lock<SpinLock> l2(to.mu, std::defer_lock);
-    if (&from == &to) {
-      l1.lock();
-    } else {
-      std::lock(l1, l2);
-    }
+    PairLock<SpinLock> l(from.mu, to.mu);
     auto kit = from.keys.find(from_key);
     if (kit == from.keys.end()) {
       return absl::NotFoundError(absl::StrCat("unknown key ", from_key));
@@ -403,7 +400,7 @@ size_t Scheduler::CancelJob(uint64_t job) {
   std::vector<std::function<void(bool)>> running;
   for (size_t i = 0; i < kShards; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<SpinLock> l(shard.mu);
+    LockGuard<SpinLock> l(shard.mu);
     shard.cancelled_jobs.insert(job);
     for (auto& [key, ks] : shard.keys) {
       auto jit = ks.jobs.find(job);
@@ -427,12 +424,12 @@ size_t Scheduler::CancelJob(uint64_t job) {
 
 void Scheduler::Release(std::unique_ptr<Task> task) {
   if (options_.global_limit > 0) {
-    std::lock_guard<std::mutex> g(global_mu_);
+    LockGuard<Mutex> g(global_mu_);
     --global_in_flight_;
   }
   ReadyList ready;
   {
-    std::lock_guard<SpinLock> l(task->shard->mu);
+    LockGuard<SpinLock> l(task->shard->mu);
     KeyState& ks = *task->ks;
     --ks.in_flight;
     ++ks.completed;
@@ -447,7 +444,7 @@ void Scheduler::Release(std::unique_ptr<Task> task) {
 std::unique_ptr<Task> Scheduler::TakeWork(int self) {
   {
     Worker& w = *workers_[self];
-    std::lock_guard<SpinLock> l(w.mu);
+    LockGuard<SpinLock> l(w.mu);
     if (!w.deque.empty()) {
       auto t = std::move(w.deque.front());
       w.deque.pop_front();
@@ -458,7 +455,7 @@ std::unique_ptr<Task> Scheduler::TakeWork(int self) {
   const int n = static_cast<int>(workers_.size());
   for (int i = 1; i < n; ++i) {
     Worker& v = *workers_[(self + i) % n];
-    std::lock_guard<SpinLock> l(v.mu);
+    LockGuard<SpinLock> l(v.mu);
     if (!v.deque.empty()) {
       auto t = std::move(v.deque.back());
       v.deque.pop_back();
@@ -503,14 +500,14 @@ void Scheduler::WorkerLoop(int self) {
 }
 
 void Scheduler::Shutdown() {
-  std::lock_guard<std::mutex> serial(shutdown_mu_);
+  LockGuard<Mutex> serial(shutdown_mu_);
   if (threads_.empty()) return;
   stopping_.store(true);
   // 1. Queued tasks are dropped.
   std::vector<std::unique_ptr<Task>> dropped;
   for (size_t i = 0; i < kShards; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<SpinLock> l(shard.mu);
+    LockGuard<SpinLock> l(shard.mu);
     for (auto& [key, ks] : shard.keys) {
       for (auto& [job, q] : ks.jobs) {
         for (auto& t : q) dropped.push_back(std::move(t));
@@ -525,17 +522,17 @@ void Scheduler::Shutdown() {
   //    ready_count_, so the workers stay to run it.
   std::vector<std::unique_ptr<Task>> unstarted;
   for (auto& w : workers_) {
-    std::lock_guard<SpinLock> l(w->mu);
+    LockGuard<SpinLock> l(w->mu);
     for (auto& t : w->deque) unstarted.push_back(std::move(t));
     ready_count_.fetch_sub(static_cast<int64_t>(w->deque.size()));
     w->deque.clear();
   }
   for (auto& t : unstarted) {
     if (options_.global_limit > 0) {
-      std::lock_guard<std::mutex> g(global_mu_);
+      LockGuard<Mutex> g(global_mu_);
       --global_in_flight_;
     }
-    std::lock_guard<SpinLock> l(t->shard->mu);
+    LockGuard<SpinLock> l(t->shard->mu);
     --t->ks->in_flight;
     t->ks->running.erase(t->id);
     dropped.push_back(std::move(t));
@@ -544,7 +541,7 @@ void Scheduler::Shutdown() {
   std::vector<std::function<void(bool)>> running;
   for (size_t i = 0; i < kShards; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<SpinLock> l(shard.mu);
+    LockGuard<SpinLock> l(shard.mu);
     for (auto& [key, ks] : shard.keys) {
       for (auto& [id, t] : ks.running) running.push_back(t->on_cancel);
     }
@@ -565,7 +562,7 @@ void Scheduler::Shutdown() {
 
 Scheduler::KeyStats Scheduler::GetKeyStats(absl::string_view key) const {
   Shard& shard = ShardFor(key);
-  std::lock_guard<SpinLock> l(shard.mu);
+  LockGuard<SpinLock> l(shard.mu);
   KeyStats s;
   auto it = shard.keys.find(key);
   if (it == shard.keys.end()) {
@@ -592,7 +589,7 @@ Scheduler::Stats Scheduler::GetStats() const {
     Shard& shard = shards_[i];
     std::vector<std::string> keys;
     {
-      std::lock_guard<SpinLock> l(shard.mu);
+      LockGuard<SpinLock> l(shard.mu);
       for (const auto& [key, ks] : shard.keys) keys.push_back(key);
     }
     for (const auto& k : keys) s.keys[k] = GetKeyStats(k);

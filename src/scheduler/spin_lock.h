@@ -4,6 +4,8 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+
 namespace shutter::scheduler {
 
 // A test-and-test-and-set lock for the scheduler's tiny critical sections
@@ -11,10 +13,12 @@ namespace shutter::scheduler {
 // contention they see. After a short spin it yields the CPU, so a holder
 // that was preempted still gets to run. Built on std::atomic, so
 // ThreadSanitizer sees its synchronization. Satisfies Lockable (works with
-// std::lock_guard, std::unique_lock and std::lock).
-class SpinLock {
+// std::lock_guard, std::unique_lock and std::lock) and carries Clang's
+// thread-safety annotations (fields can be ABSL_GUARDED_BY it; hold it
+// with LockGuard from mutex.h so the analysis sees the scope).
+class ABSL_LOCKABLE SpinLock {
  public:
-  void lock() {
+  void lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     for (int spins = 0;; ++spins) {
       if (!locked_.exchange(true, std::memory_order_acquire)) return;
       while (locked_.load(std::memory_order_relaxed)) {
@@ -28,11 +32,11 @@ class SpinLock {
       }
     }
   }
-  bool try_lock() {
+  bool try_lock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
     return !locked_.load(std::memory_order_relaxed) &&
            !locked_.exchange(true, std::memory_order_acquire);
   }
-  void unlock() { locked_.store(false, std::memory_order_release); }
+  void unlock() ABSL_UNLOCK_FUNCTION() { locked_.store(false, std::memory_order_release); }
 
  private:
   std::atomic<bool> locked_{false};
