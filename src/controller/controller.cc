@@ -19,6 +19,7 @@
 #include "controller/job_store.h"
 #include "controller/kinds.h"
 #include "controller/maintenance.h"
+#include "controller/membership.h"
 #include "controller/node_limits.h"
 #include "controller/node_registry.h"
 #include "controller/node_transport.h"
@@ -53,6 +54,7 @@ struct Controller::Parts {
   std::unique_ptr<Maintenance> maintenance;
   std::unique_ptr<ScheduleRunner> schedules;
   std::unique_ptr<AdminServiceImpl> admin;
+  std::unique_ptr<Membership> membership;
   std::unique_ptr<ControllerServiceImpl> node_facing;
   std::optional<RunningServer> server;
   std::unique_ptr<ListenerWatchdog> watchdog;
@@ -178,9 +180,11 @@ absl::Status Controller::Start() {
   p.admin = std::make_unique<AdminServiceImpl>(p.registry.get(), p.engine.get(),
                                                p.maintenance.get(),
                                                p.schedules.get(), p.authz);
-  p.node_facing = std::make_unique<ControllerServiceImpl>(
+  p.membership = std::make_unique<Membership>(
       p.registry.get(), p.engine.get(),
-      absl::Milliseconds(o.heartbeat_interval_ms), p.repo_id, p.authz);
+      absl::Milliseconds(o.heartbeat_interval_ms), p.repo_id);
+  p.node_facing =
+      std::make_unique<ControllerServiceImpl>(p.membership.get(), p.authz);
   auto server = StartGrpcServer(o.listen, {p.admin.get(), p.node_facing.get()});
   if (!server.ok()) return daemon::ConfigError("--listen", server.status());
   p.server = *std::move(server);
@@ -237,6 +241,7 @@ void Controller::Shutdown() {
   p.timer.Shutdown();
   p.server.reset();
   p.node_facing.reset();
+  p.membership.reset();
   p.admin.reset();
   p.schedules.reset();
   p.maintenance.reset();

@@ -338,33 +338,7 @@ grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext* ctx,
       !d.ok()) {
     return ToGrpcStatus(d);
   }
-  bool full_needed = false, capacity_changed = false;
-  absl::Status s = registry_->Heartbeat(*req, &full_needed, &capacity_changed);
-  if (!s.ok()) return ToGrpcStatus(s);
-  resp->set_full_report_needed(full_needed);
-  if (full_needed || req->leaving()) return grpc::Status::OK;
-  // The scheduler is told only when the limit changed: its lock is busy
-  // while a large job is queued, and a heartbeat must not wait for it.
-  if (NodeLimits* limits = coordinator_->limits(); limits != nullptr) {
-    int in_flight = 0, queued = 0;
-    if (req->has_load()) {
-      scheduler::Scheduler::KeyStats ks =
-          coordinator_->NodeKeyStats(req->node_id());
-      in_flight = ks.in_flight;
-      queued = ks.queued;
-    }
-    std::optional<int> changed = limits->Observe(
-        req->node_id(), req->checkpoint_capacity(),
-        req->has_load() ? &req->load() : nullptr, in_flight, queued);
-    if (changed) coordinator_->SetNodeLimit(req->node_id(), *changed);
-  } else if (capacity_changed) {
-    coordinator_->SetNodeLimit(req->node_id(),
-                               static_cast<int>(req->checkpoint_capacity()));
-  }
-  resp->set_expected_interval_millis(
-      absl::ToInt64Milliseconds(expected_interval_));
-  resp->set_repository_id(repository_id_);
-  return grpc::Status::OK;
+  return ToGrpcStatus(membership_->Heartbeat(*req, resp));
 }
 
 }  // namespace shutter::controller

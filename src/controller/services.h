@@ -6,6 +6,7 @@
 #include "common/security.h"
 #include "controller/job_engine.h"
 #include "controller/maintenance.h"
+#include "controller/membership.h"
 #include "controller/node_registry.h"
 #include "controller/schedules.h"
 #include "shutter/v1/admin.grpc.pb.h"
@@ -98,32 +99,23 @@ class AdminServiceImpl final : public shutter::v1::AdminService::Service {
   const std::shared_ptr<const Authorizer> authz_;
 };
 
-// Heartbeats from nodes: updates the registry and the node's concurrency
-// limit. With TLS, a heartbeat is accepted only from a certificate naming
-// the node id it reports. Thread-safe; the pointers must outlive the
-// service.
+// Heartbeats from nodes, handed to Membership (registry, limits). With
+// TLS, a heartbeat is accepted only from a certificate naming the node id
+// it reports. Thread-safe; the pointers must outlive the service.
 class ControllerServiceImpl final
     : public shutter::v1::ControllerService::Service {
  public:
   ControllerServiceImpl(
-      NodeRegistry* registry, JobEngine* coordinator,
-      absl::Duration expected_interval, std::string repository_id,
+      Membership* membership,
       std::shared_ptr<const Authorizer> authz = Authorizer::AllowAll())
-      : registry_(registry),
-        coordinator_(coordinator),
-        expected_interval_(expected_interval),
-        repository_id_(std::move(repository_id)),
-        authz_(std::move(authz)) {}
+      : membership_(membership), authz_(std::move(authz)) {}
 
   grpc::Status Heartbeat(grpc::ServerContext*,
                          const shutter::v1::HeartbeatRequest*,
                          shutter::v1::HeartbeatResponse*) override;
 
  private:
-  NodeRegistry* const registry_;
-  JobEngine* const coordinator_;
-  const absl::Duration expected_interval_;
-  const std::string repository_id_;
+  Membership* const membership_;
   const std::shared_ptr<const Authorizer> authz_;
 };
 

@@ -101,12 +101,9 @@ class FaultTestBase : public ::testing::Test {
       if (HasFatalFailure()) return;
     }
     if (Store() == "s3") {
-      auto server = testing::S3TestServer::Start(tmp_.Sub("s3"));
-      SHUTTER_S3_OR_SKIP(server);
-      s3_ = std::move(server).value();
-      auto uri = s3_->NewRepositoryUri("cluster");
-      ASSERT_OK(uri);
-      cluster_.SetRepository(*uri, s3_->DaemonFlags(), s3_->Options());
+      auto s3 = testing::StartS3For(cluster_, tmp_.Sub("s3"), "cluster");
+      SHUTTER_S3_OR_SKIP(s3);
+      s3_ = *std::move(s3);
     }
     // Slow publishing (2 MiB/s per stream, ~1 MiB per partition) so that a
     // snapshot is still running when the test strikes.

@@ -42,12 +42,9 @@ class RetentionTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (GetParam() == "s3") {
-      auto server = testing::S3TestServer::Start(tmp_.Sub("s3"));
-      SHUTTER_S3_OR_SKIP(server);
-      s3_ = std::move(server).value();
-      auto uri = s3_->NewRepositoryUri("shutter");
-      ASSERT_OK(uri);
-      cluster_.SetRepository(*uri, s3_->DaemonFlags(), s3_->Options());
+      auto s3 = testing::StartS3For(cluster_, tmp_.Sub("s3"), "shutter");
+      SHUTTER_S3_OR_SKIP(s3);
+      s3_ = *std::move(s3);
     }
     // Keep the newest two committed snapshots; collect at once.
     ASSERT_OK(cluster_.StartController(

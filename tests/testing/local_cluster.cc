@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/rpc.h"
+#include "common/status_macros.h"
 #include "controller/job_states.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
 
@@ -360,6 +361,14 @@ absl::StatusOr<GetNodeStatsResponse> LocalCluster::NodeStats(int i) {
   grpc::Status s = stub->GetNodeStats(&ctx, GetNodeStatsRequest(), &resp);
   if (!s.ok()) return FromGrpcStatus(s);
   return resp;
+}
+
+absl::StatusOr<std::unique_ptr<S3TestServer>> StartS3For(
+    LocalCluster& cluster, const std::string& dir, const std::string& prefix) {
+  ASSIGN_OR_RETURN(std::unique_ptr<S3TestServer> s3, S3TestServer::Start(dir));
+  ASSIGN_OR_RETURN(std::string uri, s3->NewRepositoryUri(prefix));
+  cluster.SetRepository(uri, s3->DaemonFlags(), s3->Options());
+  return s3;
 }
 
 }  // namespace shutter::testing

@@ -16,6 +16,7 @@
 #include "shutter/v1/node.grpc.pb.h"
 #include "snapshot/repository.h"
 #include "testing/process.h"
+#include "testing/s3_server.h"
 
 namespace shutter::testing {
 
@@ -163,6 +164,15 @@ class LocalCluster {
   std::vector<std::string> repository_flags_;
   snapshot::RepositoryOptions repository_options_;
 };
+
+// Starts the S3 test server (or joins $SHUTTER_TEST_S3_ENDPOINT's) and
+// points `cluster` at a new bucket of it ("s3://<bucket>/<prefix>"), before
+// the cluster starts. Use with SHUTTER_S3_OR_SKIP (s3_server.h):
+//   auto s3 = StartS3For(cluster_, tmp_.Sub("s3"), "cluster");
+//   SHUTTER_S3_OR_SKIP(s3);
+//   s3_ = *std::move(s3);
+absl::StatusOr<std::unique_ptr<S3TestServer>> StartS3For(
+    LocalCluster& cluster, const std::string& dir, const std::string& prefix);
 
 }  // namespace shutter::testing
 

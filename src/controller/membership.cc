@@ -1,0 +1,37 @@
+#include "controller/membership.h"
+
+#include <optional>
+
+#include "controller/node_limits.h"
+
+namespace shutter::controller {
+
+absl::Status Membership::Heartbeat(const shutter::v1::HeartbeatRequest& req,
+                                   shutter::v1::HeartbeatResponse* resp) {
+  bool full_needed = false, capacity_changed = false;
+  absl::Status s = registry_->Heartbeat(req, &full_needed, &capacity_changed);
+  if (!s.ok()) return s;
+  resp->set_full_report_needed(full_needed);
+  if (full_needed || req.leaving()) return absl::OkStatus();
+  if (NodeLimits* limits = engine_->limits(); limits != nullptr) {
+    int in_flight = 0, queued = 0;
+    if (req.has_load()) {
+      scheduler::Scheduler::KeyStats ks = engine_->NodeKeyStats(req.node_id());
+      in_flight = ks.in_flight;
+      queued = ks.queued;
+    }
+    std::optional<int> changed = limits->Observe(
+        req.node_id(), req.checkpoint_capacity(),
+        req.has_load() ? &req.load() : nullptr, in_flight, queued);
+    if (changed) engine_->SetNodeLimit(req.node_id(), *changed);
+  } else if (capacity_changed) {
+    engine_->SetNodeLimit(req.node_id(),
+                          static_cast<int>(req.checkpoint_capacity()));
+  }
+  resp->set_expected_interval_millis(
+      absl::ToInt64Milliseconds(expected_interval_));
+  resp->set_repository_id(repository_id_);
+  return absl::OkStatus();
+}
+
+}  // namespace shutter::controller
