@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench_flags.h"
 #include "common/rpc.h"
 #include "partition/partition_store.h"
 #include "shutter/v1/admin.grpc.pb.h"
@@ -40,15 +41,7 @@ namespace {
 using namespace shutter::v1;  // NOLINT
 namespace stdfs = std::filesystem;
 
-struct Config {
-  int nodes = 4;
-  int partitions = 64;
-  int capacity = 4;
-  int keys = 2048;
-  int value_size = 1024;
-  int runs = 3;
-  double stream_mibps = 4;
-};
+using Config = shutter::bench::ClusterConfig;
 
 [[noreturn]] void Die(const std::string& msg) {
   std::fprintf(stderr, "cluster_bench: %s\n", msg.c_str());
@@ -187,36 +180,10 @@ class Cluster {
 int main(int argc, char** argv) {
   Config cfg;
   std::vector<double> modes = {0};
-  for (int i = 1; i < argc; ++i) {
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) Die(std::string("missing value for ") + argv[i]);
-      return argv[++i];
-    };
-    if (!strcmp(argv[i], "--nodes")) {
-      cfg.nodes = std::atoi(next());
-    } else if (!strcmp(argv[i], "--partitions")) {
-      cfg.partitions = std::atoi(next());
-    } else if (!strcmp(argv[i], "--capacity")) {
-      cfg.capacity = std::atoi(next());
-    } else if (!strcmp(argv[i], "--keys")) {
-      cfg.keys = std::atoi(next());
-    } else if (!strcmp(argv[i], "--value-size")) {
-      cfg.value_size = std::atoi(next());
-    } else if (!strcmp(argv[i], "--runs")) {
-      cfg.runs = std::atoi(next());
-    } else if (!strcmp(argv[i], "--stream-mibps")) {
-      cfg.stream_mibps = std::atof(next());
-    } else if (!strcmp(argv[i], "--smoke")) {
-      cfg = Config{2, 8, 2, 64, 512, 1, 8};
-    } else {
-      std::fprintf(stderr,
-                   "usage: %s [--nodes N] [--partitions P] [--capacity C] "
-                   "[--keys K] [--value-size B] [--runs R] [--stream-mibps M] "
-                   "[--smoke]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  bool smoke = false;
+  CLI::App app{"Cluster snapshot: serial versus parallel", "cluster_bench"};
+  shutter::bench::AddClusterFlags(app, &cfg, &smoke);
+  shutter::bench::ParseFlags(app, argc, argv);
   if (cfg.nodes < 1 || cfg.partitions % cfg.nodes != 0) {
     Die("--partitions must be a multiple of --nodes");
   }

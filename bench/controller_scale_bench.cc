@@ -51,6 +51,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench_flags.h"
 #include "common/fs.h"
 #include "common/rpc.h"
 #include "common/timer.h"
@@ -436,20 +437,13 @@ int main(int argc, char** argv) {
   bool smoke = false, huge = false;
   std::string only;
   std::string controller_bin = SHUTTER_CONTROLLER_BIN;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--smoke") {
-      smoke = true;
-    } else if (a == "--huge") {
-      huge = true;
-    } else if (a == "--only" && i + 1 < argc) {
-      only = argv[++i];
-    } else if (a == "--controller-bin" && i + 1 < argc) {
-      controller_bin = argv[++i];
-    } else {
-      Die("usage: controller_scale_bench [--smoke] [--huge] [--only S2]");
-    }
-  }
+  CLI::App app{"Controller cost per partition, with fake nodes",
+               "controller_scale_bench"};
+  app.add_flag("--smoke", smoke, "Two small scenarios (CI)");
+  app.add_flag("--huge", huge, "Also S4: 10,000 nodes");
+  app.add_option("--only", only, "Run one scenario (e.g. S2)");
+  app.add_option("--controller-bin", controller_bin)->capture_default_str();
+  shutter::bench::ParseFlags(app, argc, argv);
   std::vector<Scenario> scenarios;
   if (smoke) {
     scenarios = {{"S1", 20, 10, 4, 0, false}, {"S3", 10, 4, 4, 50, false}};

@@ -48,6 +48,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "bench_flags.h"
 #include "common/rpc.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
@@ -324,62 +325,49 @@ void ShowLimits(shutter::testing::LocalCluster& c, const char* when) {
 int main(int argc, char** argv) {
   Config cfg;
   bool smoke = false;
-  for (int i = 1; i < argc; ++i) {
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) Die(std::string("missing value for ") + argv[i]);
-      return argv[++i];
-    };
-    if (!strcmp(argv[i], "--nodes")) {
-      cfg.nodes = std::atoi(next());
-    } else if (!strcmp(argv[i], "--partitions-per-node")) {
-      cfg.partitions_per_node = std::atoi(next());
-    } else if (!strcmp(argv[i], "--capacity")) {
-      cfg.capacity = std::atoi(next());
-    } else if (!strcmp(argv[i], "--fresh-mib")) {
-      cfg.fresh_mib = std::atoi(next());
-    } else if (!strcmp(argv[i], "--writers")) {
-      cfg.writers = std::atoi(next());
-    } else if (!strcmp(argv[i], "--calibration-writers")) {
-      cfg.calibration_writers = std::atoi(next());
-    } else if (!strcmp(argv[i], "--load-fraction")) {
-      cfg.load_fraction = std::atof(next());
-    } else if (!strcmp(argv[i], "--idle-s")) {
-      cfg.idle_s = std::atof(next());
-    } else if (!strcmp(argv[i], "--warmup-s")) {
-      cfg.warmup_s = std::atof(next());
-    } else if (!strcmp(argv[i], "--heartbeat-ms")) {
-      cfg.heartbeat_ms = std::atoi(next());
-    } else if (!strcmp(argv[i], "--io-class")) {
-      cfg.io_class = next();
-    } else if (!strcmp(argv[i], "--nice")) {
-      cfg.nice = std::atoi(next());
-    } else if (!strcmp(argv[i], "--stream-mibps")) {
-      cfg.stream_mibps = std::atof(next());
-    } else if (!strcmp(argv[i], "--bandwidth-mibps")) {
-      cfg.bandwidth_mibps = std::atof(next());
-    } else if (!strcmp(argv[i], "--repository")) {
-      cfg.repository = next();
-    } else if (!strcmp(argv[i], "--latency-tolerance")) {
-      cfg.latency_tolerance = std::atof(next());
-    } else if (!strcmp(argv[i], "--runs")) {
-      cfg.runs = std::atoi(next());
-    } else if (!strcmp(argv[i], "--smoke")) {
-      smoke = true;
-      cfg.nodes = 1;
-      cfg.partitions_per_node = 2;
-      cfg.capacity = 2;
-      cfg.fresh_mib = 1;
-      cfg.writers = 4;
-      cfg.calibration_writers = 2;
-      cfg.idle_s = 1;
-      cfg.warmup_s = 0.5;
-      cfg.runs = 1;
-    } else {
-      std::fprintf(stderr, "usage: %s [flags, see the source] [--smoke]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  CLI::App app{"Foreground write latency during a snapshot",
+               "foreground_bench"};
+  app.add_option("--nodes", cfg.nodes)->capture_default_str();
+  app.add_option("--partitions-per-node", cfg.partitions_per_node)
+      ->capture_default_str();
+  app.add_option("--capacity", cfg.capacity)->capture_default_str();
+  app.add_option("--fresh-mib", cfg.fresh_mib,
+                 "Per partition, written before each snapshot")
+      ->capture_default_str();
+  app.add_option("--writers", cfg.writers, "Open-loop writers of the load")
+      ->capture_default_str();
+  app.add_option("--calibration-writers", cfg.calibration_writers,
+                 "Closed-loop writers measuring what the cluster sustains")
+      ->capture_default_str();
+  app.add_option("--load-fraction", cfg.load_fraction, "Of the sustained rate")
+      ->capture_default_str();
+  app.add_option("--idle-s", cfg.idle_s)->capture_default_str();
+  app.add_option("--warmup-s", cfg.warmup_s)->capture_default_str();
+  app.add_option("--heartbeat-ms", cfg.heartbeat_ms)->capture_default_str();
+  app.add_option("--io-class", cfg.io_class)->capture_default_str();
+  app.add_option("--nice", cfg.nice)->capture_default_str();
+  app.add_option("--stream-mibps", cfg.stream_mibps, "0 = none")
+      ->capture_default_str();
+  app.add_option("--bandwidth-mibps", cfg.bandwidth_mibps, "0 = none")
+      ->capture_default_str();
+  app.add_option("--repository", cfg.repository,
+                 "Directory (default: inside the cluster's)");
+  app.add_option("--latency-tolerance", cfg.latency_tolerance,
+                 "0 = the controller's default")
+      ->capture_default_str();
+  app.add_option("--runs", cfg.runs)->capture_default_str();
+  shutter::bench::SmokeFlag(app, &smoke, [&](const auto& given) {
+    if (!given("--nodes")) cfg.nodes = 1;
+    if (!given("--partitions-per-node")) cfg.partitions_per_node = 2;
+    if (!given("--capacity")) cfg.capacity = 2;
+    if (!given("--fresh-mib")) cfg.fresh_mib = 1;
+    if (!given("--writers")) cfg.writers = 4;
+    if (!given("--calibration-writers")) cfg.calibration_writers = 2;
+    if (!given("--idle-s")) cfg.idle_s = 1;
+    if (!given("--warmup-s")) cfg.warmup_s = 0.5;
+    if (!given("--runs")) cfg.runs = 1;
+  });
+  shutter::bench::ParseFlags(app, argc, argv);
   std::vector<std::string> fixed_nodes = {"--snapshot-io-class", "normal",
                                           "--snapshot-nice", "0"};
   std::vector<std::string> isolated_nodes = {"--snapshot-io-class",

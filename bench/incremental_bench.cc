@@ -27,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bench_flags.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
@@ -144,39 +145,29 @@ std::pair<Result, Result> RunStore(const Config& cfg, const std::string& kind,
 
 int main(int argc, char** argv) {
   Config cfg;
-  for (int i = 1; i < argc; ++i) {
-    auto arg = [&](const char* name) {
-      if (strcmp(argv[i], name) != 0) return false;
-      if (i + 1 >= argc) Die(std::string(name) + " needs a value");
-      return true;
-    };
-    if (arg("--nodes")) {
-      cfg.nodes = atoi(argv[++i]);
-    } else if (arg("--partitions")) {
-      cfg.partitions = atoi(argv[++i]);
-    } else if (arg("--mib")) {
-      cfg.mib = atoi(argv[++i]);
-    } else if (arg("--value-size")) {
-      cfg.value_size = atoi(argv[++i]);
-    } else if (arg("--changed-pct")) {
-      cfg.changed_pct = atof(argv[++i]);
-    } else if (arg("--stream-mibps")) {
-      cfg.stream_mibps = atof(argv[++i]);
-    } else if (arg("--stores")) {
-      cfg.stores = absl::StrSplit(argv[++i], ',');
-    } else if (!strcmp(argv[i], "--smoke")) {
-      cfg.mib = 16;
-      cfg.partitions = 4;
-      cfg.stream_mibps = 64;
-    } else {
-      std::fprintf(stderr,
-                   "usage: %s [--nodes N] [--partitions N] [--mib N] "
-                   "[--value-size B] [--changed-pct P] [--stream-mibps M] "
-                   "[--stores fs,s3] [--smoke]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  bool smoke = false;
+  std::string stores = "fs,s3";
+  CLI::App app{"Incremental snapshots: bytes uploaded and time",
+               "incremental_bench"};
+  app.add_option("--nodes", cfg.nodes)->capture_default_str();
+  app.add_option("--partitions", cfg.partitions, "In all")
+      ->capture_default_str();
+  app.add_option("--mib", cfg.mib, "The whole partition set")
+      ->capture_default_str();
+  app.add_option("--value-size", cfg.value_size)->capture_default_str();
+  app.add_option("--changed-pct", cfg.changed_pct,
+                 "Of the keys, rewritten between the two snapshots")
+      ->capture_default_str();
+  app.add_option("--stream-mibps", cfg.stream_mibps)->capture_default_str();
+  app.add_option("--stores", stores, "Comma-separated: fs, s3")
+      ->capture_default_str();
+  shutter::bench::SmokeFlag(app, &smoke, [&](const auto& given) {
+    if (!given("--mib")) cfg.mib = 16;
+    if (!given("--partitions")) cfg.partitions = 4;
+    if (!given("--stream-mibps")) cfg.stream_mibps = 64;
+  });
+  shutter::bench::ParseFlags(app, argc, argv);
+  cfg.stores = absl::StrSplit(stores, ',');
   if (cfg.nodes < 1 || cfg.partitions < cfg.nodes ||
       cfg.partitions % cfg.nodes != 0 || cfg.mib < 1 || cfg.value_size < 8) {
     Die("bad configuration");

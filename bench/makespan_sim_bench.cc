@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_flags.h"
 #include "scheduler/scheduler.h"
 
 namespace {
@@ -189,24 +190,17 @@ std::vector<double> RunScheduler(const Cluster& c) {
 int main(int argc, char** argv) {
   int partitions = 10000, nodes = 1000;
   uint64_t seed = 42;
-  for (int i = 1; i < argc; ++i) {
-    if (!strcmp(argv[i], "--partitions") && i + 1 < argc) {
-      partitions = std::atoi(argv[++i]);
-    } else if (!strcmp(argv[i], "--nodes") && i + 1 < argc) {
-      nodes = std::atoi(argv[++i]);
-    } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-      seed = std::strtoull(argv[++i], nullptr, 10);
-    } else if (!strcmp(argv[i], "--smoke")) {
-      partitions = 500;
-      nodes = 50;
-    } else {
-      std::fprintf(stderr,
-                   "usage: %s [--partitions N] [--nodes M] [--seed S] "
-                   "[--smoke]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  bool smoke = false;
+  CLI::App app{"Makespan of scheduling policies, simulated",
+               "makespan_sim_bench"};
+  app.add_option("--partitions", partitions)->capture_default_str();
+  app.add_option("--nodes", nodes)->capture_default_str();
+  app.add_option("--seed", seed)->capture_default_str();
+  shutter::bench::SmokeFlag(app, &smoke, [&](const auto& given) {
+    if (!given("--partitions")) partitions = 500;
+    if (!given("--nodes")) nodes = 50;
+  });
+  shutter::bench::ParseFlags(app, argc, argv);
   std::printf(
       "makespan simulation: %d partitions on %d nodes, limits 1-4, Pareto "
       "sizes (alpha 1.5, 64 MiB-4 GiB), seed %llu\n",

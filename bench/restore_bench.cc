@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench_flags.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "testing/local_cluster.h"
 #include "testing/temp_dir.h"
@@ -29,16 +30,7 @@ namespace {
 
 using namespace shutter::v1;  // NOLINT
 
-struct Config {
-  int nodes = 4;
-  int partitions = 64;
-  int capacity = 4;
-  int keys = 2048;
-  int value_size = 1024;
-  int runs = 3;
-  double stream_mibps = 4;
-  std::string job = "restore";
-};
+using Config = shutter::bench::ClusterConfig;
 
 [[noreturn]] void Die(const std::string& msg) {
   std::fprintf(stderr, "restore_bench: %s\n", msg.c_str());
@@ -100,45 +92,14 @@ double Restore(shutter::testing::LocalCluster& c, const std::string& snapshot,
 
 int main(int argc, char** argv) {
   Config cfg;
-  for (int i = 1; i < argc; ++i) {
-    auto next = [&]() -> const char* {
-      if (i + 1 >= argc) Die(std::string("missing value for ") + argv[i]);
-      return argv[++i];
-    };
-    if (!strcmp(argv[i], "--nodes")) {
-      cfg.nodes = std::atoi(next());
-    } else if (!strcmp(argv[i], "--partitions")) {
-      cfg.partitions = std::atoi(next());
-    } else if (!strcmp(argv[i], "--capacity")) {
-      cfg.capacity = std::atoi(next());
-    } else if (!strcmp(argv[i], "--keys")) {
-      cfg.keys = std::atoi(next());
-    } else if (!strcmp(argv[i], "--value-size")) {
-      cfg.value_size = std::atoi(next());
-    } else if (!strcmp(argv[i], "--runs")) {
-      cfg.runs = std::atoi(next());
-    } else if (!strcmp(argv[i], "--stream-mibps")) {
-      cfg.stream_mibps = std::atof(next());
-    } else if (!strcmp(argv[i], "--job")) {
-      cfg.job = next();
-      if (cfg.job != "restore" && cfg.job != "verify" &&
-          cfg.job != "deep-verify") {
-        Die("--job: restore, verify or deep-verify, not " + cfg.job);
-      }
-    } else if (!strcmp(argv[i], "--smoke")) {
-      const std::string job = cfg.job;
-      cfg = Config{2, 8, 2, 64, 512, 1, 8};
-      cfg.job = job;
-    } else {
-      std::fprintf(stderr,
-                   "usage: %s [--job restore|verify|deep-verify] "
-                   "[--nodes N] [--partitions P] [--capacity C] "
-                   "[--keys K] [--value-size B] [--runs R] [--stream-mibps M] "
-                   "[--smoke]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  std::string job = "restore";
+  bool smoke = false;
+  CLI::App app{"Restore or verify: serial versus parallel", "restore_bench"};
+  app.add_option("--job", job, "What to run")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"restore", "verify", "deep-verify"}));
+  shutter::bench::AddClusterFlags(app, &cfg, &smoke);
+  shutter::bench::ParseFlags(app, argc, argv);
   if (cfg.nodes < 1 || cfg.partitions % cfg.nodes != 0) {
     Die("--partitions must be a multiple of --nodes");
   }
@@ -162,7 +123,7 @@ int main(int argc, char** argv) {
       "cluster %s: %d nodes, %d partitions, capacity %d per node, %d "
       "keys x %d B per partition, each download stream throttled to %.1f "
       "MiB/s, %d runs per variant (median)\n",
-      cfg.job.c_str(), cfg.nodes, cfg.partitions, cfg.capacity, cfg.keys,
+      job.c_str(), cfg.nodes, cfg.partitions, cfg.capacity, cfg.keys,
       cfg.value_size, cfg.stream_mibps, cfg.runs);
   std::vector<double> serial, parallel;
   uint64_t bytes = 0;
@@ -174,8 +135,8 @@ int main(int argc, char** argv) {
     Check(c.WaitForLeaders(absl::Seconds(60)));
   };
   auto run = [&] {
-    if (cfg.job == "restore") return Restore(c, *id, &bytes);
-    return Verify(c, *id, cfg.job == "deep-verify", &bytes);
+    if (job == "restore") return Restore(c, *id, &bytes);
+    return Verify(c, *id, job == "deep-verify", &bytes);
   };
   for (int r = 0; r < cfg.runs; ++r) {
     // Alternate, so drift on the machine hits both alike.
@@ -187,8 +148,8 @@ int main(int argc, char** argv) {
   const double s = Median(serial), p = Median(parallel);
   const int ideal = cfg.nodes * cfg.capacity;
   std::printf("%-12s %10s %11s %9s %9s %9s\n",
-              cfg.job == "restore" ? "MiB restored" : "MiB verified",
-              "serial s", "parallel s", "speedup", "ideal", "target");
+              job == "restore" ? "MiB restored" : "MiB verified", "serial s",
+              "parallel s", "speedup", "ideal", "target");
   std::printf("%-12.1f %10.2f %11.2f %8.2fx %8dx %8.1fx  %s\n",
               bytes / 1048576.0, s, p, s / p, ideal, 0.8 * ideal,
               s / p >= 0.8 * ideal ? "met" : "NOT met");

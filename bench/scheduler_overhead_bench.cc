@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_flags.h"
 #include "oneapi/tbb/global_control.h"
 #include "oneapi/tbb/task_group.h"
 #include "scheduler/scheduler.h"
@@ -92,20 +93,15 @@ double Median(std::vector<double> v) {
 int main(int argc, char** argv) {
   int64_t tasks = 1'000'000;
   int reps = 5;
-  for (int i = 1; i < argc; ++i) {
-    if (!strcmp(argv[i], "--tasks") && i + 1 < argc) {
-      tasks = std::atoll(argv[++i]);
-    } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-      reps = std::atoi(argv[++i]);
-    } else if (!strcmp(argv[i], "--smoke")) {
-      tasks = 20'000;
-      reps = 1;
-    } else {
-      std::fprintf(stderr, "usage: %s [--tasks N] [--reps R] [--smoke]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
+  bool smoke = false;
+  CLI::App app{"Scheduler overhead per task", "scheduler_overhead_bench"};
+  app.add_option("--tasks", tasks)->capture_default_str();
+  app.add_option("--reps", reps)->capture_default_str();
+  shutter::bench::SmokeFlag(app, &smoke, [&](const auto& given) {
+    if (!given("--tasks")) tasks = 20'000;
+    if (!given("--reps")) reps = 1;
+  });
+  shutter::bench::ParseFlags(app, argc, argv);
   const int workers = 2;
   struct Case {
     const char* name;
