@@ -370,4 +370,34 @@ int ListSnapshots(const Global& g, uint32_t limit, JobType type) {
   return 0;
 }
 
+void AddJobCommands(CLI::App& app, Commands& cmds, const JobNoun& noun) {
+  Global& g = cmds.g;
+  int& rc = cmds.rc;
+  struct Flags {
+    std::string id;
+    uint32_t limit = 0;
+    bool show_all = false, timeline = false;
+  };
+  Flags& f = cmds.Keep<Flags>();
+  const std::string one = noun.one;
+  const JobType type = noun.type;
+  auto* cmd = app.add_subcommand(noun.name, noun.help)->require_subcommand(1);
+  auto* list = cmd->add_subcommand(
+      "list", absl::StrCat("List ", noun.name, ", newest first"));
+  list->add_option("--limit", f.limit, "At most this many (0: all)");
+  list->callback([&g, &rc, &f, type] { rc = ListSnapshots(g, f.limit, type); });
+  auto* show = cmd->add_subcommand(
+      "show", absl::StrCat("Show a ", one, ": summary and ", noun.show_lists));
+  show->add_option("id", f.id, absl::StrCat(noun.one, " id"))->required();
+  show->add_flag("--all", f.show_all, "List every partition");
+  show->add_flag("--timeline", f.timeline, "Draw each node's tasks over time");
+  show->callback(
+      [&g, &rc, &f] { rc = ShowSnapshot(g, f.id, f.show_all, f.timeline); });
+  auto* cancel = cmd->add_subcommand(
+      "cancel",
+      absl::StrCat("Cancel a running ", one, " (", noun.cancel_note, ")"));
+  cancel->add_option("id", f.id, absl::StrCat(noun.one, " id"))->required();
+  cancel->callback([&g, &rc, &f] { rc = CancelSnapshot(g, f.id); });
+}
+
 }  // namespace shutter::cli

@@ -41,6 +41,20 @@ int CancelSnapshot(const Global& g, const std::string& id);
 int ListSnapshots(const Global& g, uint32_t limit,
                   shutter::v1::JobType type = shutter::v1::JOB_TYPE_SNAPSHOT);
 
+// A noun whose commands are list, show and cancel over jobs of one type
+// (restores, verifies).
+struct JobNoun {
+  const char* name;  // "restores"
+  const char* help;  // "Restore jobs"
+  const char* one;   // "restore"
+  shutter::v1::JobType type;
+  const char* show_lists;   // what `show` lists besides the summary
+  const char* cancel_note;  // what a cancel keeps
+};
+// Registers `<noun> list [--limit N]`, `<noun> show ID [--all]
+// [--timeline]` and `<noun> cancel ID`.
+void AddJobCommands(CLI::App& app, Commands& cmds, const JobNoun& noun);
+
 }  // namespace shutter::cli
 
 #endif  // SHUTTER_CLI_JOBS_H_

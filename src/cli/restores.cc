@@ -74,56 +74,17 @@ int RestoreSnapshot(const Global& g, const std::string& id,
 }
 
 void AddRestoresCommands(CLI::App& app, Commands& cmds) {
-  Global& g = cmds.g;
-  int& rc = cmds.rc;
-  struct Flags {
-    std::string id;
-    uint32_t limit = 0;
-    bool show_all = false, timeline = false;
-  };
-  Flags& f = cmds.Keep<Flags>();
-  auto* restores =
-      app.add_subcommand("restores", "Restore jobs")->require_subcommand(1);
-  auto* rlist = restores->add_subcommand("list", "List restores, newest first");
-  rlist->add_option("--limit", f.limit, "At most this many (0: all)");
-  rlist->callback([&] { rc = ListSnapshots(g, f.limit, JOB_TYPE_RESTORE); });
-  auto* rshow = restores->add_subcommand(
-      "show", "Show a restore: summary and the partitions that need attention");
-  rshow->add_option("id", f.id, "Restore id")->required();
-  rshow->add_flag("--all", f.show_all, "List every partition");
-  rshow->add_flag("--timeline", f.timeline, "Draw each node's tasks over time");
-  rshow->callback([&] { rc = ShowSnapshot(g, f.id, f.show_all, f.timeline); });
-  auto* rcancel = restores->add_subcommand(
-      "cancel",
-      "Cancel a running restore (partitions not yet swapped keep their data)");
-  rcancel->add_option("id", f.id, "Restore id")->required();
-  rcancel->callback([&] { rc = CancelSnapshot(g, f.id); });
+  AddJobCommands(app, cmds,
+                 {"restores", "Restore jobs", "restore", JOB_TYPE_RESTORE,
+                  "the partitions that need attention",
+                  "partitions not yet swapped keep their data"});
 }
 
 void AddVerifiesCommands(CLI::App& app, Commands& cmds) {
-  Global& g = cmds.g;
-  int& rc = cmds.rc;
-  struct Flags {
-    std::string id;
-    uint32_t limit = 0;
-    bool show_all = false, timeline = false;
-  };
-  Flags& f = cmds.Keep<Flags>();
-  auto* verifies =
-      app.add_subcommand("verifies", "Verify jobs (snapshots verify)")
-          ->require_subcommand(1);
-  auto* vlist = verifies->add_subcommand("list", "List verifies, newest first");
-  vlist->add_option("--limit", f.limit, "At most this many (0: all)");
-  vlist->callback([&] { rc = ListSnapshots(g, f.limit, JOB_TYPE_VERIFY); });
-  auto* vshow = verifies->add_subcommand(
-      "show", "Show a verify: summary and the partitions with problems");
-  vshow->add_option("id", f.id, "Verify id")->required();
-  vshow->add_flag("--all", f.show_all, "List every partition");
-  vshow->add_flag("--timeline", f.timeline, "Draw each node's tasks over time");
-  vshow->callback([&] { rc = ShowSnapshot(g, f.id, f.show_all, f.timeline); });
-  auto* vcancel = verifies->add_subcommand("cancel", "Cancel a running verify");
-  vcancel->add_option("id", f.id, "Verify id")->required();
-  vcancel->callback([&] { rc = CancelSnapshot(g, f.id); });
+  AddJobCommands(
+      app, cmds,
+      {"verifies", "Verify jobs (snapshots verify)", "verify", JOB_TYPE_VERIFY,
+       "the partitions with problems", "verdicts already known are kept"});
 }
 
 }  // namespace shutter::cli

@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "controller/job_engine.h"
+#include "controller/snapshot_kind.h"
 #include "snapshot/repository.h"
 #include "spdlog/spdlog.h"
 
@@ -111,15 +112,10 @@ absl::StatusOr<shutter::v1::RestoreSnapshotResponse> StartRestore(
     return absl::InvalidArgumentError(
         absl::StrCat(source, " is a ", kind->name(), " job, not a snapshot"));
   }
-  auto cm = repo.ReadClusterManifest(source);
-  if (absl::IsNotFound(cm.status())) {
-    return absl::NotFoundError(absl::StrCat(
-        "snapshot ", source, " is not in the repository ", repo.Describe(),
-        " (not committed, deleted, or never taken)"));
-  }
-  RETURN_IF_ERROR(cm.status());
+  ASSIGN_OR_RETURN(const shutter::v1::ClusterManifest cm,
+                   ReadCommittedSnapshot(repo, source));
   std::map<uint32_t, const shutter::v1::ClusterManifestPartition*> contained;
-  for (const auto& p : cm->partitions()) contained[p.partition_id()] = &p;
+  for (const auto& p : cm.partitions()) contained[p.partition_id()] = &p;
   std::vector<uint32_t> ids;
   if (request.partition_ids().empty()) {
     for (const auto& [id, p] : contained) ids.push_back(id);
@@ -178,7 +174,7 @@ absl::StatusOr<shutter::v1::RestoreSnapshotResponse> StartRestore(
   shutter::v1::Snapshot record;
   record.set_type(shutter::v1::JOB_TYPE_RESTORE);
   record.set_source_snapshot_id(source);
-  record.set_label(cm->label());
+  record.set_label(cm.label());
   // Partitions restored stay restored: the job is PARTIAL, not FAILED,
   // when only some fail.
   record.set_allow_partial(true);

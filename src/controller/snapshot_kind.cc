@@ -187,4 +187,15 @@ absl::StatusOr<std::string> StartSnapshot(
   return snapshot_id;
 }
 
+absl::StatusOr<shutter::v1::ClusterManifest> ReadCommittedSnapshot(
+    const snapshot::Repository& repo, const std::string& snapshot_id) {
+  auto cm = repo.ReadClusterManifest(snapshot_id);
+  if (absl::IsNotFound(cm.status())) {
+    return absl::NotFoundError(absl::StrCat(
+        "snapshot ", snapshot_id, " is not in the repository ", repo.Describe(),
+        " (not committed, deleted, or never taken)"));
+  }
+  return cm;
+}
+
 }  // namespace shutter::controller

@@ -63,6 +63,12 @@ class SnapshotKind : public JobKind {
   const std::function<void(const std::string&)> on_commit_;
 };
 
+// A committed snapshot's cluster manifest from `repo`, for the jobs that
+// use one (restore, verify); NOT_FOUND naming the repository if it is not
+// there (not committed, deleted, or never taken).
+absl::StatusOr<shutter::v1::ClusterManifest> ReadCommittedSnapshot(
+    const snapshot::Repository& repo, const std::string& snapshot_id);
+
 // The committer: writes a snapshot's cluster manifest, recognising one a
 // crash left behind after writing it (ALREADY_EXISTS naming this snapshot
 // is ours).

@@ -8,6 +8,7 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "controller/job_engine.h"
+#include "controller/snapshot_kind.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -63,15 +64,10 @@ absl::StatusOr<std::string> StartVerify(
       !absl::IsNotFound(s)) {
     RETURN_IF_ERROR(s);
   }
-  auto cm = repo.ReadClusterManifest(source);
-  if (absl::IsNotFound(cm.status())) {
-    return absl::NotFoundError(absl::StrCat(
-        "snapshot ", source, " is not in the repository ", repo.Describe(),
-        " (not committed, deleted, or never taken)"));
-  }
-  RETURN_IF_ERROR(cm.status());
+  ASSIGN_OR_RETURN(const shutter::v1::ClusterManifest cm,
+                   ReadCommittedSnapshot(repo, source));
   std::vector<uint32_t> ids;
-  for (const auto& p : cm->partitions()) ids.push_back(p.partition_id());
+  for (const auto& p : cm.partitions()) ids.push_back(p.partition_id());
   if (ids.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("snapshot ", source, " contains no partition"));
@@ -80,9 +76,9 @@ absl::StatusOr<std::string> StartVerify(
   shutter::v1::Snapshot record;
   record.set_type(shutter::v1::JOB_TYPE_VERIFY);
   record.set_source_snapshot_id(source);
-  record.set_label(cm->label());
+  record.set_label(cm.label());
   record.set_deep(request.deep());
-  for (const auto& p : cm->partitions()) {
+  for (const auto& p : cm.partitions()) {
     PartitionTask* t = record.add_partitions();
     t->set_partition_id(p.partition_id());
     t->set_source_snapshot_id(source);

@@ -80,17 +80,10 @@ PartitionRestorer::Stats PartitionRestorer::GetStats() const {
 
 absl::Status PartitionRestorer::Admit(
     const RestorePartitionRequest& req) const {
-  for (const auto& [name, id] : {std::pair<const char*, const std::string*>{
-                                     "restore_id", &req.restore_id()},
-                                 {"snapshot_id", &req.snapshot_id()}}) {
-    if (absl::Status s = CheckSafeId(name, *id); !s.ok()) {
-      return WithReason(s, ErrorReason::kInvalidRequest);
-    }
-  }
-  if (options_.check_serving) RETURN_IF_ERROR(options_.check_serving());
-  RETURN_IF_ERROR(CheckIncarnation(req.expected_instance_id(),
-                                   options_.instance_id, options_.node_id));
-  return absl::OkStatus();
+  return AdmitPartitionWork(
+      {{"restore_id", &req.restore_id()}, {"snapshot_id", &req.snapshot_id()}},
+      options_.check_serving, req.expected_instance_id(), options_.instance_id,
+      options_.node_id);
 }
 
 void PartitionRestorer::Restore(const RestorePartitionRequest& request,
@@ -107,14 +100,8 @@ void PartitionRestorer::Restore(const RestorePartitionRequest& request,
 
 absl::StatusOr<RestorePartitionResponse> PartitionRestorer::RestoreSync(
     const RestorePartitionRequest& request) {
-  absl::Notification done;
-  absl::StatusOr<RestorePartitionResponse> out;
-  Restore(request, [&](absl::StatusOr<RestorePartitionResponse> r) {
-    out = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return out;
+  return AwaitResult<RestorePartitionResponse>(
+      [&](Callback done) { Restore(request, std::move(done)); });
 }
 
 void PartitionRestorer::Finished(

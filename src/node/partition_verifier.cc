@@ -53,19 +53,12 @@ absl::StatusOr<std::unique_ptr<PartitionVerifier>> PartitionVerifier::Create(
 
 void PartitionVerifier::Verify(const VerifyPartitionRequest& request,
                                Callback done) {
-  absl::Status admitted = [&]() -> absl::Status {
-    for (const auto& [name, id] : {std::pair<const char*, const std::string*>{
-                                       "verify_id", &request.verify_id()},
-                                   {"snapshot_id", &request.snapshot_id()}}) {
-      if (absl::Status s = CheckSafeId(name, *id); !s.ok()) {
-        return WithReason(s, ErrorReason::kInvalidRequest);
-      }
-    }
-    if (options_.check_serving) RETURN_IF_ERROR(options_.check_serving());
-    RETURN_IF_ERROR(CheckIncarnation(request.expected_instance_id(),
-                                     options_.instance_id, options_.node_id));
-    return runner_.CheckNotCancelled(request.verify_id());
-  }();
+  absl::Status admitted =
+      AdmitPartitionWork({{"verify_id", &request.verify_id()},
+                          {"snapshot_id", &request.snapshot_id()}},
+                         options_.check_serving, request.expected_instance_id(),
+                         options_.instance_id, options_.node_id);
+  if (admitted.ok()) admitted = runner_.CheckNotCancelled(request.verify_id());
   if (!admitted.ok()) {
     std::move(done)(admitted);
     return;
@@ -76,14 +69,8 @@ void PartitionVerifier::Verify(const VerifyPartitionRequest& request,
 
 absl::StatusOr<VerifyPartitionResponse> PartitionVerifier::VerifySync(
     const VerifyPartitionRequest& request) {
-  absl::Notification done;
-  absl::StatusOr<VerifyPartitionResponse> out;
-  Verify(request, [&](absl::StatusOr<VerifyPartitionResponse> r) {
-    out = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return out;
+  return AwaitResult<VerifyPartitionResponse>(
+      [&](Callback done) { Verify(request, std::move(done)); });
 }
 
 absl::StatusOr<VerifyPartitionResponse> PartitionVerifier::Run(

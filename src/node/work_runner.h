@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <set>
 #include <string>
 #include <utility>
@@ -12,8 +13,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/error_reason.h"
+#include "common/ids.h"
 #include "common/io_priority.h"
+#include "node/node_instance.h"
 #include "node/single_flight.h"
 #include "scheduler/scheduler.h"
 #include "spdlog/spdlog.h"
@@ -118,6 +122,40 @@ class WorkRunner {
   SingleFlight<Response> flights_;
   scheduler::Scheduler scheduler_;
 };
+
+// The checks every controller request for partition work passes before it
+// is queued: its ids are safe path components (INVALID_REQUEST), the node
+// serves (`check_serving`, if set), and the request is meant for this
+// incarnation (empty `expected_instance` = any).
+inline absl::Status AdmitPartitionWork(
+    std::initializer_list<std::pair<const char*, const std::string*>> ids,
+    const std::function<absl::Status()>& check_serving,
+    const std::string& expected_instance, const std::string& instance_id,
+    const std::string& node_id) {
+  for (const auto& [name, id] : ids) {
+    if (absl::Status s = CheckSafeId(name, *id); !s.ok()) {
+      return WithReason(s, ErrorReason::kInvalidRequest);
+    }
+  }
+  if (check_serving) {
+    if (absl::Status s = check_serving(); !s.ok()) return s;
+  }
+  return CheckIncarnation(expected_instance, instance_id, node_id);
+}
+
+// Calls `start` with a callback and waits for it: the synchronous form of
+// an asynchronous runner call (tests, tools).
+template <typename Response, typename Start>
+absl::StatusOr<Response> AwaitResult(Start start) {
+  absl::Notification done;
+  absl::StatusOr<Response> out;
+  start([&](absl::StatusOr<Response> r) {
+    out = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return out;
+}
 
 }  // namespace shutter::node
 

@@ -317,6 +317,18 @@ class JobEngineTest : public ::testing::Test {
       const shutter::v1::RestoreSnapshotRequest& request) {
     return StartRestore(*coordinator_, *repo_, request);
   }
+  // A job whose tasks the fake transport answers at once, on the engine's
+  // dispatch threads: waits (bounded) for it to end.
+  shutter::v1::Snapshot WaitEnded(const std::string& id) {
+    shutter::v1::Snapshot job = Get(id);
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (!IsFinished(job.state()) && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+      job = Get(id);
+    }
+    EXPECT_TRUE(IsFinished(job.state())) << StateName(job.state());
+    return job;
+  }
   // Runs a verify job of `snapshot_id` to its end (the fake transport
   // answers verifies at once) and sums it up as the serial verify of
   // earlier versions answered.
@@ -326,15 +338,7 @@ class JobEngineTest : public ::testing::Test {
     req.set_snapshot_id(snapshot_id);
     auto id = StartVerify(*coordinator_, *repo_, req);
     if (!id.ok()) return id.status();
-    // Its tasks run on the engine's dispatch threads: wait (bounded) for
-    // the job to end.
-    shutter::v1::Snapshot job = Get(*id);
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (!IsFinished(job.state()) && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(1));
-      job = Get(*id);
-    }
-    EXPECT_TRUE(IsFinished(job.state())) << StateName(job.state());
+    shutter::v1::Snapshot job = WaitEnded(*id);
     shutter::v1::VerifySnapshotResponse out;
     out.set_verify_id(*id);
     out.set_partitions_checked(job.partitions_size());
@@ -1208,12 +1212,7 @@ TEST_F(JobEngineTest, VerifySchedulesCheckTheNewestCommittedSnapshot) {
   auto run = runner.List()[0];
   ASSERT_EQ(run.runs(), 1u);
   const std::string verify_id = run.last_snapshot_id();
-  shutter::v1::Snapshot job = Get(verify_id);
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!IsFinished(job.state()) && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(1));
-    job = Get(verify_id);
-  }
+  shutter::v1::Snapshot job = WaitEnded(verify_id);
   EXPECT_EQ(job.type(), shutter::v1::JOB_TYPE_VERIFY);
   EXPECT_EQ(job.source_snapshot_id(), newest);
   EXPECT_EQ(job.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);

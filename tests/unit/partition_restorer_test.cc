@@ -78,6 +78,25 @@ class PartitionRestorerTest : public ::testing::Test {
     return r;
   }
 
+  // Flips a byte in the middle of an SST of s1's partition 0 in the
+  // repository; says which object, which file, and what it held.
+  void CorruptSst(std::string* key, std::string* name, std::string* original) {
+    auto pm = repo_->ReadPartitionManifest("s1", 0);
+    ASSERT_OK(pm);
+    for (const auto& f : pm->files()) {
+      if (absl::EndsWith(f.name(), ".sst")) {
+        *key = f.object_key();
+        *name = f.name();
+      }
+    }
+    ASSERT_FALSE(key->empty());
+    auto bytes = repo_->blob_store()->Get(*key);
+    ASSERT_OK(bytes);
+    *original = *bytes;
+    (*bytes)[bytes->size() / 2] ^= 1;
+    ASSERT_OK(repo_->blob_store()->Put(*key, *bytes, {}));
+  }
+
   std::string Get(uint32_t p, const std::string& k) {
     auto v = host_->Find(p)->Get(k);
     return v.ok() ? *v : "<absent>";
@@ -149,21 +168,8 @@ TEST_F(PartitionRestorerTest, RestoresTheSnapshotStateAndRaisesTheEpoch) {
 }
 
 TEST_F(PartitionRestorerTest, CorruptOrCancelledKeepsTheOldStoreWritable) {
-  auto pm = repo_->ReadPartitionManifest("s1", 0);
-  ASSERT_OK(pm);
-  std::string key, name;
-  for (const auto& f : pm->files()) {
-    if (absl::EndsWith(f.name(), ".sst")) {
-      key = f.object_key();
-      name = f.name();
-    }
-  }
-  ASSERT_FALSE(key.empty());
-  auto original = repo_->blob_store()->Get(key);
-  ASSERT_OK(original);
-  std::string bad = *original;
-  bad[bad.size() / 2] ^= 1;
-  ASSERT_OK(repo_->blob_store()->Put(key, bad, {}));
+  std::string key, name, original;
+  ASSERT_NO_FATAL_FAILURE(CorruptSst(&key, &name, &original));
   auto restorer = Make();
   auto r = restorer->RestoreSync(Req("r1", 1));
   EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kDataLoss));
@@ -175,7 +181,7 @@ TEST_F(PartitionRestorerTest, CorruptOrCancelledKeepsTheOldStoreWritable) {
   Put(0, "after", "failure");  // writes allowed again
 
   // Cancelled before its swap: CANCELLED, old store kept.
-  ASSERT_OK(repo_->blob_store()->Put(key, *original, {}));
+  ASSERT_OK(repo_->blob_store()->Put(key, original, {}));
   // Cancelled while its files are fetched.
   std::unique_ptr<PartitionRestorer> cancelling;
   cancelling = Make([&](const char* point) {
@@ -320,20 +326,8 @@ TEST_F(PartitionVerifierTest, ProblemsNameThePartitionAndTheFile) {
   EXPECT_THAT(v->VerifySync(req).status(),
               StatusIs(absl::StatusCode::kNotFound));
   // A corrupt object: both kinds find it, naming the file.
-  auto pm = repo_->ReadPartitionManifest("s1", 0);
-  ASSERT_OK(pm);
-  std::string key, name;
-  for (const auto& f : pm->files()) {
-    if (absl::EndsWith(f.name(), ".sst")) {
-      key = f.object_key();
-      name = f.name();
-    }
-  }
-  auto original = repo_->blob_store()->Get(key);
-  ASSERT_OK(original);
-  std::string bad = *original;
-  bad[bad.size() / 2] ^= 1;
-  ASSERT_OK(repo_->blob_store()->Put(key, bad, {}));
+  std::string key, name, original;
+  ASSERT_NO_FATAL_FAILURE(CorruptSst(&key, &name, &original));
   for (bool deep : {false, true}) {
     auto r = v->VerifySync(VReq(deep));
     EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kDataLoss)) << deep;
@@ -343,7 +337,7 @@ TEST_F(PartitionVerifierTest, ProblemsNameThePartitionAndTheFile) {
   EXPECT_TRUE(stdfs::is_empty(tmp_.Sub("data/staging/verify")));
   // Cancelled: refused from then on.
   v->Cancel("v1");
-  ASSERT_OK(repo_->blob_store()->Put(key, *original, {}));
+  ASSERT_OK(repo_->blob_store()->Put(key, original, {}));
   EXPECT_EQ(GetErrorReason(v->VerifySync(VReq(false)).status()),
             ErrorReason::kCancelled);
   // Another incarnation's request is refused.
