@@ -16,29 +16,21 @@ namespace shutter::node {
 using shutter::v1::CreateCheckpointRequest;
 using shutter::v1::CreateCheckpointResponse;
 
-namespace {
-constexpr char kDispatchKey[] = "checkpoint";
-
-}  // namespace
-
 CheckpointTaker::CheckpointTaker(const Options& options, NodeHost* host,
                                  snapshot::Repository* repo, Clock* clock)
     : options_(options),
+      own_lifecycle_(options.node_id),
+      lifecycle_(options.lifecycle != nullptr ? options.lifecycle
+                                              : &own_lifecycle_),
       host_(host),
       repo_(repo),
       clock_(clock),
-      flights_({[this](bool joined) { Admitted(joined); },
-                [this](const absl::StatusOr<CreateCheckpointResponse>& r) {
-                  Finished(r);
-                }}),
-      scheduler_([&] {
-        scheduler::Scheduler::Options o;
-        // One key, limited to the capacity; bodies block (RocksDB
-        // checkpoint and copy), so one worker per slot.
-        o.num_workers = options.capacity;
-        o.default_limit = options.capacity;
-        return o;
-      }()) {}
+      // Bodies block (RocksDB checkpoint and copy): one worker per slot.
+      runner_({"checkpoint", "snapshot", options.capacity, options.io_class,
+               options.nice,
+               [this](const absl::StatusOr<CreateCheckpointResponse>& r) {
+                 Finished(r);
+               }}) {}
 
 CheckpointTaker::~CheckpointTaker() { Shutdown(); }
 
@@ -59,53 +51,17 @@ absl::StatusOr<std::unique_ptr<CheckpointTaker>> CheckpointTaker::Create(
 
 void CheckpointTaker::Shutdown() {
   Drain();
-  scheduler_.Shutdown();
+  runner_.Shutdown();
 }
-
-void CheckpointTaker::SetServing(bool serving) {
-  state_.store(serving ? State::kServing : State::kStarting);
-}
-
-void CheckpointTaker::Drain() { state_.store(State::kDraining); }
 
 void CheckpointTaker::CancelSnapshot(const std::string& snapshot_id) {
-  absl::MutexLock l(&mu_);
-  if (cancelled_.insert(snapshot_id).second) {
-    spdlog::info("checkpoints of snapshot {} cancelled", snapshot_id);
-  }
-}
-
-absl::Status CheckpointTaker::CheckNotCancelled(
-    const std::string& snapshot_id) const {
-  absl::MutexLock l(&mu_);
-  if (cancelled_.count(snapshot_id) > 0) {
-    return WithReason(absl::CancelledError(absl::StrCat(
-                          "snapshot ", snapshot_id, " was cancelled")),
-                      ErrorReason::kCancelled);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckpointTaker::CheckServing() const {
-  const State state = state_.load();
-  if (state != State::kServing) {
-    return WithReason(
-        absl::UnavailableError(absl::StrCat(
-            "node ", options_.node_id,
-            state == State::kStarting ? " is starting" : " is shutting down",
-            "; it takes no checkpoints or restores now")),
-        ErrorReason::kNodeUnavailable);
-  }
-  return absl::OkStatus();
+  runner_.Cancel(snapshot_id);
 }
 
 absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
-  if (absl::Status s = CheckSafeId("snapshot_id", req.snapshot_id()); !s.ok()) {
-    return WithReason(s, ErrorReason::kInvalidRequest);
-  }
-  RETURN_IF_ERROR(CheckServing());
-  RETURN_IF_ERROR(CheckIncarnation(req.expected_instance_id(),
-                                   options_.instance_id, options_.node_id));
+  RETURN_IF_ERROR(AdmitPartitionWork(
+      {{"snapshot_id", &req.snapshot_id()}}, [this] { return CheckServing(); },
+      req.expected_instance_id(), options_.instance_id, options_.node_id));
   return host_
       ->AcquireLed(req.partition_id(), req.expected_leader_epoch(),
                    options_.node_id)
@@ -121,35 +77,15 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
   }
   // A repeat of a checkpoint in progress (e.g. a controller retrying after
   // a restart) joins it and gets its result.
-  flights_.Run(scheduler_, kDispatchKey,
-               {request.snapshot_id(), request.partition_id()}, std::move(done),
-               [this, request] {
-                 SetThreadIoClass(options_.io_class);
-                 SetThreadNice(options_.nice);
-                 return Run(request);
-               });
-}
-
-void CheckpointTaker::Admitted(bool joined) {
-  absl::MutexLock l(&mu_);
-  if (joined) {
-    ++stats_.joined;
-    return;
-  }
-  ++stats_.in_flight;
-  stats_.peak_in_flight = std::max(stats_.peak_in_flight, stats_.in_flight);
+  runner_.Run(request.snapshot_id(), request.partition_id(), std::move(done),
+              [this, request] { return Run(request); });
 }
 
 void CheckpointTaker::Finished(
     const absl::StatusOr<CreateCheckpointResponse>& result) {
+  if (!result.ok()) return;
   absl::MutexLock l(&mu_);
-  --stats_.in_flight;
-  if (result.ok()) {
-    ++(result->already_published() ? stats_.already_published
-                                   : stats_.published);
-  } else {
-    ++stats_.failed;
-  }
+  ++(result->already_published() ? already_published_ : published_);
 }
 
 absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
@@ -283,19 +219,21 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
 
 absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::CreateCheckpointSync(
     const CreateCheckpointRequest& request) {
-  absl::Notification done;
-  absl::StatusOr<CreateCheckpointResponse> out;
-  CreateCheckpoint(request, [&](absl::StatusOr<CreateCheckpointResponse> r) {
-    out = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return out;
+  return AwaitResult<CreateCheckpointResponse>(
+      [&](Callback done) { CreateCheckpoint(request, std::move(done)); });
 }
 
 CheckpointTaker::Stats CheckpointTaker::GetStats() const {
+  const auto run = runner_.GetStats();
+  Stats stats;
+  stats.in_flight = run.in_flight;
+  stats.peak_in_flight = run.peak_in_flight;
+  stats.failed = run.failed;
+  stats.joined = run.joined;
   absl::MutexLock l(&mu_);
-  return stats_;
+  stats.published = published_;
+  stats.already_published = already_published_;
+  return stats;
 }
 
 }  // namespace shutter::node

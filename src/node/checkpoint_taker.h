@@ -18,7 +18,8 @@
 #include "common/io_priority.h"
 #include "common/latency_recorder.h"
 #include "node/node_host.h"
-#include "node/single_flight.h"
+#include "node/node_lifecycle.h"
+#include "node/work_runner.h"
 #include "scheduler/scheduler.h"
 #include "shutter/v1/node.pb.h"
 #include "snapshot/repository.h"
@@ -42,9 +43,12 @@ namespace shutter::node {
 // Every error carries an ErrorReason (common/error_reason.h) saying what
 // kind of refusal or failure it is, for the controller's retry policy.
 //
-// A taker starts refusing work (NODE_UNAVAILABLE, "starting") until
-// SetServing(true): a daemon calls it once it is registered and leads its
-// partitions. Drain() makes it refuse again ("shutting down").
+// A taker refuses work (NODE_UNAVAILABLE, "starting") until its
+// NodeLifecycle serves: a daemon sets it serving once it is registered and
+// leads its partitions; Drain() makes it refuse again ("shutting down").
+// The lifecycle is the node's, shared with its other kinds of work
+// (Options::lifecycle), or the taker's own. Runs go through a WorkRunner
+// (pool of `capacity`, single flight, cancelled snapshots).
 //
 // Thread-safe. `host`, `repo` and `clock` must outlive the taker.
 class CheckpointTaker {
@@ -70,6 +74,9 @@ class CheckpointTaker {
     IoClass io_class = IoClass::kBestEffortLow;
     // CPU nice value of the same threads (0: unchanged).
     int nice = 0;
+    // The node's lifecycle (not owned; must outlive the taker). Null: the
+    // taker has its own (embedders, tests).
+    NodeLifecycle* lifecycle = nullptr;
     // Tests only: called on the worker right before a checkpoint is taken.
     std::function<void(const shutter::v1::CreateCheckpointRequest&)>
         test_before_checkpoint;
@@ -109,14 +116,13 @@ class CheckpointTaker {
   // (nothing is published), and later requests are refused. Idempotent.
   void CancelSnapshot(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Starts (true) or stops (false) accepting requests; while not serving,
-  // requests are refused with UNAVAILABLE / NODE_UNAVAILABLE. Queued and
-  // running checkpoints are not affected.
-  void SetServing(bool serving);
-  // SetServing(false) for good, with "shutting down" in the refusals.
-  void Drain();
-  // OK while serving; else the refusal (UNAVAILABLE, NODE_UNAVAILABLE).
-  absl::Status CheckServing() const;
+  // The lifecycle's (see NodeLifecycle): starts (true) or stops (false)
+  // accepting requests (queued and running checkpoints are not affected);
+  // stops for good; OK while serving, else the refusal.
+  void SetServing(bool serving) { lifecycle_->SetServing(serving); }
+  void Drain() { lifecycle_->Drain(); }
+  absl::Status CheckServing() const { return lifecycle_->CheckServing(); }
+  NodeLifecycle* lifecycle() const { return lifecycle_; }
 
   // Stops taking work: queued requests fail with UNAVAILABLE, running ones
   // finish. Idempotent.
@@ -135,31 +141,27 @@ class CheckpointTaker {
   absl::Status Admit(const shutter::v1::CreateCheckpointRequest& request) const;
   absl::StatusOr<shutter::v1::CreateCheckpointResponse> Run(
       const shutter::v1::CreateCheckpointRequest& request);
-  // Statistics of a request admitted (a new checkpoint, or one joining a
-  // checkpoint in progress) and of a checkpoint's outcome.
-  void Admitted(bool joined) ABSL_LOCKS_EXCLUDED(mu_);
+  // Statistics of a checkpoint's outcome (the runner's finished hook).
   void Finished(
       const absl::StatusOr<shutter::v1::CreateCheckpointResponse>& result)
       ABSL_LOCKS_EXCLUDED(mu_);
-
-  enum class State { kStarting, kServing, kDraining };
+  absl::Status CheckNotCancelled(const std::string& snapshot_id) const {
+    return runner_.CheckNotCancelled(snapshot_id);
+  }
 
   const Options options_;
-  std::atomic<State> state_{State::kStarting};
+  NodeLifecycle own_lifecycle_;
+  NodeLifecycle* const lifecycle_;
   NodeHost* const host_;
   snapshot::Repository* const repo_;
   Clock* const clock_;
-  // Declared before the scheduler: dropped tasks still answer through it.
-  SingleFlight<shutter::v1::CreateCheckpointResponse> flights_;
-  scheduler::Scheduler scheduler_;
 
   mutable absl::Mutex mu_;
-  absl::Status CheckNotCancelled(const std::string& snapshot_id) const
-      ABSL_LOCKS_EXCLUDED(mu_);
-
-  std::set<std::string> cancelled_ ABSL_GUARDED_BY(mu_);
-  Stats stats_ ABSL_GUARDED_BY(mu_);
+  uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t already_published_ ABSL_GUARDED_BY(mu_) = 0;
   LatencyRecorder durations_;
+  // Declared last: its runs use the members above until it is shut down.
+  WorkRunner<shutter::v1::CreateCheckpointResponse> runner_;
 };
 
 }  // namespace shutter::node

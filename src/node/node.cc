@@ -24,6 +24,7 @@
 #include "node/load_monitor.h"
 #include "node/node_host.h"
 #include "node/node_instance.h"
+#include "node/node_lifecycle.h"
 #include "node/node_metrics.h"
 #include "node/node_services.h"
 #include "node/partition_restorer.h"
@@ -86,6 +87,8 @@ struct Node::Parts {
   std::unique_ptr<snapshot::FileHashCache> hash_cache;
   std::unique_ptr<snapshot::Repository> repo;
   std::unique_ptr<NodeHost> host;
+  // Starting, serving, draining: shared by checkpoints, restores, verifies.
+  std::unique_ptr<NodeLifecycle> lifecycle;
   std::unique_ptr<CheckpointTaker> taker;
   std::unique_ptr<PartitionRestorer> restorer;
   std::unique_ptr<PartitionVerifier> verifier;
@@ -176,7 +179,9 @@ absl::Status Node::Start() {
   }
   ASSIGN_OR_RETURN(p.host,
                    NodeHost::Open({o.data_dir, o.partitions, o.leader_for}));
+  p.lifecycle = std::make_unique<NodeLifecycle>(o.node_id);
   CheckpointTaker::Options topts;
+  topts.lifecycle = p.lifecycle.get();
   topts.node_id = o.node_id;
   topts.instance_id = p.instance.instance_id;
   topts.staging_dir = o.data_dir + "/staging";
@@ -194,7 +199,7 @@ absl::Status Node::Start() {
   ropts.capacity = o.checkpoint_capacity;
   ropts.io_class = topts.io_class;
   ropts.nice = topts.nice;
-  ropts.check_serving = [t = p.taker.get()] { return t->CheckServing(); };
+  ropts.check_serving = [l = p.lifecycle.get()] { return l->CheckServing(); };
   ropts.fault = TestFaultHook();
   ASSIGN_OR_RETURN(p.restorer,
                    PartitionRestorer::Create(ropts, p.host.get(), p.repo.get(),
@@ -207,7 +212,7 @@ absl::Status Node::Start() {
   vopts.scratch_dir = o.data_dir + "/staging/verify";
   vopts.io_class = topts.io_class;
   vopts.nice = topts.nice;
-  vopts.check_serving = [t = p.taker.get()] { return t->CheckServing(); };
+  vopts.check_serving = [l = p.lifecycle.get()] { return l->CheckServing(); };
   ASSIGN_OR_RETURN(p.verifier, PartitionVerifier::Create(vopts, p.repo.get(),
                                                          Clock::Real()));
 
@@ -282,7 +287,7 @@ absl::Status Node::Start() {
 
   // 3. Lead, then take checkpoints.
   RETURN_IF_ERROR(p.host->TakeLeadership());
-  p.taker->SetServing(true);
+  p.lifecycle->SetServing(true);
   p.heartbeater->Start();
   p.watchdog =
       WatchListener(o.listen, *p.server,
@@ -310,9 +315,9 @@ void Node::Shutdown() {
   p.metrics.StopServing();  // its callbacks read what is torn down next
   p.watchdog.reset();
   if (p.heartbeater) p.heartbeater->Stop();
-  // Take no new checkpoints; give those in flight a grace period, then
+  // Take no new work; give checkpoints in flight a grace period, then
   // cancel what remains. Idle connections are not waited for.
-  if (p.taker) p.taker->Drain();
+  if (p.lifecycle) p.lifecycle->Drain();
   if (clean && !listener_dead_) {
     // Release this incarnation at the controller now (a replaced disk's
     // new incarnation is then accepted at once).

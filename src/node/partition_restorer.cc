@@ -43,7 +43,7 @@ PartitionRestorer::PartitionRestorer(const Options& options, NodeHost* host,
       host_(host),
       repo_(repo),
       clock_(clock),
-      runner_({"restore", options.capacity, options.io_class, options.nice,
+      runner_({"restore", "", options.capacity, options.io_class, options.nice,
                [this](const absl::StatusOr<RestorePartitionResponse>& r) {
                  Finished(r);
                }}) {}

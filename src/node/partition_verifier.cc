@@ -35,7 +35,7 @@ PartitionVerifier::PartitionVerifier(const Options& options,
     : options_(options),
       repo_(repo),
       clock_(clock),
-      runner_({"verify", options.capacity, options.io_class, options.nice,
+      runner_({"verify", "", options.capacity, options.io_class, options.nice,
                nullptr}) {}
 
 absl::StatusOr<std::unique_ptr<PartitionVerifier>> PartitionVerifier::Create(

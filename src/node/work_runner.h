@@ -1,6 +1,7 @@
 #ifndef SHUTTER_NODE_WORK_RUNNER_H_
 #define SHUTTER_NODE_WORK_RUNNER_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -39,6 +40,9 @@ class WorkRunner {
   struct Options {
     // What the work is, for messages ("verify").
     std::string what = "work";
+    // What its jobs are called in a cancellation ("<job_noun> <id> was
+    // cancelled"); empty: `what`.
+    std::string job_noun;
     int capacity = 2;
     IoClass io_class = IoClass::kBestEffortLow;
     int nice = 0;
@@ -48,8 +52,11 @@ class WorkRunner {
   };
   struct Stats {
     uint32_t in_flight = 0;
+    uint32_t peak_in_flight = 0;
     uint64_t succeeded = 0;
     uint64_t failed = 0;
+    // Requests that joined a run already in progress.
+    uint64_t joined = 0;
   };
   using Callback = typename SingleFlight<Response>::Callback;
   using Body = absl::AnyInvocable<absl::StatusOr<Response>() &&>;
@@ -57,9 +64,14 @@ class WorkRunner {
   explicit WorkRunner(Options options)
       : options_(std::move(options)),
         flights_({[this](bool joined) {
-                    if (joined) return;
                     absl::MutexLock l(&mu_);
+                    if (joined) {
+                      ++stats_.joined;
+                      return;
+                    }
                     ++stats_.in_flight;
+                    stats_.peak_in_flight =
+                        std::max(stats_.peak_in_flight, stats_.in_flight);
                   },
                   [this](const absl::StatusOr<Response>& r) {
                     {
@@ -101,9 +113,11 @@ class WorkRunner {
       ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     if (cancelled_.count(job_id) == 0) return absl::OkStatus();
-    return WithReason(absl::CancelledError(absl::StrCat(
-                          options_.what, " ", job_id, " was cancelled")),
-                      ErrorReason::kCancelled);
+    return WithReason(
+        absl::CancelledError(absl::StrCat(
+            options_.job_noun.empty() ? options_.what : options_.job_noun, " ",
+            job_id, " was cancelled")),
+        ErrorReason::kCancelled);
   }
 
   Stats GetStats() const ABSL_LOCKS_EXCLUDED(mu_) {
