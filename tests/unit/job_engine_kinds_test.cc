@@ -118,13 +118,21 @@ class FakeTransport : public NodeTransport {
   }
   snapshot::Repository* verify_repo = nullptr;
 
+  // Answers every held call (checkpoints and restores) with CANCELLED, as
+  // the real transport does, so no callback (holding a scheduler slot)
+  // outlives the engine.
   void Shutdown() override {
     std::vector<Call> calls;
+    std::vector<RestoreCall> restores;
     {
       absl::MutexLock l(&mu_);
       calls.swap(calls_);
+      restores.swap(restores_);
     }
     for (auto& c : calls) std::move(c.done)(absl::CancelledError("shutdown"));
+    for (auto& r : restores) {
+      std::move(r.done)(absl::CancelledError("shutdown"));
+    }
   }
 
   // Waits (bounded) until `n` calls are outstanding.
