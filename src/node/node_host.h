@@ -39,9 +39,6 @@ class NodeHost {
     std::vector<uint32_t> partitions;
     // Subset of `partitions` this node leads.
     std::set<uint32_t> leader_for;
-    // Tests: replaces fs::SyncDir where a restore syncs the partitions
-    // directory after its exchange (to inject a failure there).
-    std::function<absl::Status(const std::string& dir)> sync_dir_after_swap;
   };
 
   struct PartitionStatus {
@@ -109,6 +106,14 @@ class NodeHost {
       uint32_t partition_id, absl::Duration drain,
       const std::function<void(const char*)>& fault = nullptr);
 
+  // Tests: replaces fs::SyncDir where a restore syncs the partitions
+  // directory after its exchange (to inject a failure there). Call before
+  // any restore.
+  void SetSyncDirAfterSwapForTesting(
+      std::function<absl::Status(const std::string& dir)> sync) {
+    sync_dir_after_swap_ = std::move(sync);
+  }
+
   // Latency of every successful write to any of the node's partitions
   // (the node's foreground write latency; see LoadMonitor).
   LatencyRecorder* write_latency() const { return &write_latency_; }
@@ -129,9 +134,7 @@ class NodeHost {
   };
 
   explicit NodeHost(const Options& options)
-      : data_dir_(options.data_dir),
-        leader_for_(options.leader_for),
-        sync_dir_after_swap_(options.sync_dir_after_swap) {}
+      : data_dir_(options.data_dir), leader_for_(options.leader_for) {}
   absl::StatusOr<Slot*> FindSlot(uint32_t partition_id) const;
   // Opens the store at the live path and installs it in `slot`.
   absl::Status OpenInto(uint32_t partition_id, Slot& slot)
@@ -139,7 +142,8 @@ class NodeHost {
 
   const std::string data_dir_;
   const std::set<uint32_t> leader_for_;
-  const std::function<absl::Status(const std::string&)> sync_dir_after_swap_;
+  // See SetSyncDirAfterSwapForTesting.
+  std::function<absl::Status(const std::string&)> sync_dir_after_swap_;
   std::map<uint32_t, std::unique_ptr<Slot>> slots_;
   mutable LatencyRecorder write_latency_;
   partition::WriteStallStats write_stalls_;

@@ -710,10 +710,10 @@ TEST_F(JobEngineTest, CancelledRestoreKeepsWhatWasRestored) {
 TEST_F(JobEngineTest, JobsRunThroughTheKindsTheEngineIsGiven) {
   // Two kinds of one type are refused.
   {
-    auto kinds = StandardKinds(
-        {&transport_, repo_.get(), &registry_, absl::Seconds(1), nullptr});
-    auto again = StandardKinds(
-        {&transport_, repo_.get(), &registry_, absl::Seconds(1), nullptr});
+    auto kinds = StandardKinds({&transport_, repo_.get(), &registry_,
+                                absl::Seconds(1), nullptr, nullptr});
+    auto again = StandardKinds({&transport_, repo_.get(), &registry_,
+                                absl::Seconds(1), nullptr, nullptr});
     kinds.push_back(std::move(again.front()));
     auto c = JobEngine::Create({}, std::move(kinds), &registry_, store_.get(),
                                repo_.get(), timer_.get(), &clock_);
@@ -1440,9 +1440,10 @@ TEST(LargeJobTest, TenThousandPartitionsCommit) {
   auto store = RocksDbJobStore::Open(tmp.Sub("jobs"));
   ASSERT_OK(store);
   JobEngine::Options o;
-  auto c = JobEngine::Create(
-      o, StandardKinds({&transport, &repo, &registry, o.rpc_timeout, nullptr}),
-      &registry, store->get(), &repo, &timer, &clock);
+  auto c = JobEngine::Create(o,
+                             StandardKinds({&transport, &repo, &registry,
+                                            o.rpc_timeout, nullptr, nullptr}),
+                             &registry, store->get(), &repo, &timer, &clock);
   ASSERT_OK(c);
   constexpr int kNodes = 1000, kPer = 10;
   for (int n = 0; n < kNodes; ++n) {

@@ -216,15 +216,14 @@ TEST_F(PartitionRestorerTest,
   // a failed directory sync must not leave the slot empty (the partition
   // unavailable until a restart), nor the new store at the old epoch.
   host_.reset();
-  NodeHost::Options o{tmp_.Sub("data"), {0, 1}, {0, 1}};
-  int syncs = 0;
-  o.sync_dir_after_swap = [&](const std::string&) {
-    ++syncs;
-    return absl::InternalError("injected: fsync failed");
-  };
-  auto h = NodeHost::Open(o);
+  auto h = NodeHost::Open({tmp_.Sub("data"), {0, 1}, {0, 1}});
   ASSERT_OK(h);
   host_ = std::move(h).value();
+  int syncs = 0;
+  host_->SetSyncDirAfterSwapForTesting([&](const std::string&) {
+    ++syncs;
+    return absl::InternalError("injected: fsync failed");
+  });
   ASSERT_OK(host_->TakeLeadership());  // epoch 2
   auto restorer = Make();
   auto r = restorer->RestoreSync(Req("r1", 2));
