@@ -230,7 +230,7 @@ Job* JobEngine::FindLocked(const std::string& snapshot_id) {
 
 void JobEngine::StageTaskLocked(const Job& job, const PartitionTask& task) {
   committer_.Put(JobKeys::Task(job.id(), task.partition_id()),
-                 JobKeys::EncodeTask(task));
+                 JobKeys::EncodeTask(job.id(), task));
 }
 
 void JobEngine::StageHeaderLocked(const Job& job) {

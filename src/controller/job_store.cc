@@ -1,18 +1,29 @@
 #include "controller/job_store.h"
 
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "controller/job_records.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter::controller {
 namespace {
-constexpr char kJobPrefix[] = "job/";
-constexpr char kLegacyPrefix[] = "snapshot/";
+namespace sv1 = shutter::store::v1;
+
+constexpr char kJobPrefix[] = "v2/job/";
+constexpr char kFormatKey[] = "meta/job_format";
+// Format 1: shutter.v1 messages, one header and one record per task.
+constexpr char kV1Prefix[] = "job/";
+// Format 0: one whole shutter.v1.Snapshot per job.
+constexpr char kV0Prefix[] = "snapshot/";
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -21,6 +32,69 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
     code = absl::StatusCode::kResourceExhausted;
   }
   return absl::Status(code, absl::StrCat(what, ": ", s.ToString()));
+}
+
+template <typename Message>
+absl::Status ParseRecord(absl::string_view key, absl::string_view value,
+                         Message* m) {
+  if (!m->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError(
+        absl::StrCat("job store record ", key, " does not parse"));
+  }
+  return absl::OkStatus();
+}
+
+// Splits "<prefix><id>/<rest>" into id and rest.
+absl::Status SplitKey(absl::string_view key, absl::string_view prefix,
+                      std::string* id, absl::string_view* rest) {
+  absl::string_view r = key.substr(prefix.size());
+  size_t slash = r.find('/');
+  if (slash == absl::string_view::npos || slash == 0) {
+    return absl::DataLossError(absl::StrCat("job store key ", key));
+  }
+  *id = std::string(r.substr(0, slash));
+  *rest = r.substr(slash + 1);
+  if (*rest != "h" && !absl::StartsWith(*rest, "t/")) {
+    return absl::DataLossError(absl::StrCat("job store key ", key));
+  }
+  return absl::OkStatus();
+}
+
+// Deletes `keys` in batches of at most kMaxBatchRecords, in order.
+absl::Status DeleteAll(JobStore* store, const std::vector<std::string>& keys) {
+  for (size_t i = 0; i < keys.size(); i += JobStore::kMaxBatchRecords) {
+    JobStoreBatch del;
+    for (size_t j = i;
+         j < std::min(keys.size(), i + JobStore::kMaxBatchRecords); ++j) {
+      del.deletes.push_back(keys[j]);
+    }
+    RETURN_IF_ERROR(store->Write(del));
+  }
+  return absl::OkStatus();
+}
+
+// Reads every format-1 job (header plus tasks, as shutter.v1 messages);
+// `keys` gets every format-1 key, a job's header before its tasks.
+absl::Status ReadV1(JobStore* store,
+                    std::map<std::string, shutter::v1::Snapshot>* jobs,
+                    std::vector<std::string>* keys) {
+  return store->Scan(
+      kV1Prefix, [&](absl::string_view key, absl::string_view value) {
+        std::string id;
+        absl::string_view rest;
+        RETURN_IF_ERROR(SplitKey(key, kV1Prefix, &id, &rest));
+        keys->emplace_back(key);
+        if (rest == "h") {
+          shutter::v1::Snapshot h;
+          RETURN_IF_ERROR(ParseRecord(key, value, &h));
+          h.clear_partitions();
+          (*jobs)[id] = std::move(h);
+          return absl::OkStatus();
+        }
+        auto it = jobs->find(id);
+        if (it == jobs->end()) return absl::OkStatus();  // a creation cut short
+        return ParseRecord(key, value, it->second.add_partitions());
+      });
 }
 }  // namespace
 
@@ -34,20 +108,19 @@ std::string JobKeys::Task(absl::string_view snapshot_id,
 }
 
 std::string JobKeys::EncodeHeader(const shutter::v1::Snapshot& job) {
-  shutter::v1::Snapshot header = job;
-  header.clear_partitions();
-  return header.SerializeAsString();
+  return ToJobRecord(job).SerializeAsString();
 }
 
-std::string JobKeys::EncodeTask(const shutter::v1::PartitionTask& task) {
-  return task.SerializeAsString();
+std::string JobKeys::EncodeTask(absl::string_view job_id,
+                                const shutter::v1::PartitionTask& task) {
+  return ToTaskRecord(job_id, task).SerializeAsString();
 }
 
 absl::Status JobStore::PutJob(const shutter::v1::Snapshot& job) {
   JobStoreBatch batch;
   for (const auto& t : job.partitions()) {
     batch.puts.emplace_back(JobKeys::Task(job.snapshot_id(), t.partition_id()),
-                            JobKeys::EncodeTask(t));
+                            JobKeys::EncodeTask(job.snapshot_id(), t));
     if (batch.size() == kMaxBatchRecords) {
       RETURN_IF_ERROR(Write(batch));
       batch = JobStoreBatch();
@@ -71,71 +144,112 @@ absl::Status JobStore::DeleteRecord(const std::string& key) {
   return Write(batch);
 }
 
-absl::StatusOr<std::vector<shutter::v1::Snapshot>> JobStore::LoadAll() {
-  // Records of the old layout: one whole job per record. Rewritten in the
-  // new one (and removed) as they are found.
-  std::vector<shutter::v1::Snapshot> legacy;
+absl::StatusOr<int> JobStore::ReadFormat() {
+  int format = -1;
   RETURN_IF_ERROR(
-      Scan(kLegacyPrefix, [&](absl::string_view key, absl::string_view value) {
-        shutter::v1::Snapshot s;
-        if (!s.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          return absl::DataLossError(
-              absl::StrCat("job store record ", key, " does not parse"));
+      Scan(kFormatKey, [&](absl::string_view key, absl::string_view value) {
+        if (key != kFormatKey) return absl::OkStatus();
+        if (!absl::SimpleAtoi(value, &format) || format < 0) {
+          return absl::DataLossError(absl::StrCat("job store record ", key,
+                                                  " is \"", value,
+                                                  "\", not a format number"));
         }
-        legacy.push_back(std::move(s));
         return absl::OkStatus();
       }));
-  for (const auto& s : legacy) {
+  return format;
+}
+
+absl::Status JobStore::Migrate() {
+  ASSIGN_OR_RETURN(int format, ReadFormat());
+  if (format > kJobFormat) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the job store is in format ", format,
+                     ", newer than this controller "
+                     "reads (",
+                     kJobFormat,
+                     "); run the shutter-controller that wrote it, "
+                     "or a newer one"));
+  }
+  if (format == kJobFormat) return absl::OkStatus();
+
+  // Format 0: each whole job is rewritten as format-2 records (header
+  // last), then its old record removed.
+  std::vector<shutter::v1::Snapshot> v0;
+  RETURN_IF_ERROR(
+      Scan(kV0Prefix, [&](absl::string_view key, absl::string_view value) {
+        shutter::v1::Snapshot s;
+        RETURN_IF_ERROR(ParseRecord(key, value, &s));
+        v0.push_back(std::move(s));
+        return absl::OkStatus();
+      }));
+  for (const auto& s : v0) {
     RETURN_IF_ERROR(PutJob(s));
-    JobStoreBatch del;
-    del.deletes.push_back(absl::StrCat(kLegacyPrefix, s.snapshot_id()));
-    RETURN_IF_ERROR(Write(del));
+    RETURN_IF_ERROR(DeleteRecord(absl::StrCat(kV0Prefix, s.snapshot_id())));
   }
 
-  // Keys sort as job/<id>/h < job/<id>/t/...: the header comes first.
+  // Format 1: each job with a header is written again in format 2 (tasks,
+  // then the header: a crash leaves it complete or absent there), then its
+  // old records are removed, header first (a crash leaves headerless
+  // tasks, which are removed next time). A job found in both formats was
+  // migrated by a run a crash cut short: its format-2 copy is complete
+  // (it has a header) and only the old records go.
+  std::map<std::string, shutter::v1::Snapshot> v1;
+  std::vector<std::string> v1_keys;
+  RETURN_IF_ERROR(ReadV1(this, &v1, &v1_keys));
+  for (const auto& [id, job] : v1) {
+    bool migrated = false;
+    RETURN_IF_ERROR(Scan(JobKeys::Header(id),
+                         [&](absl::string_view key, absl::string_view) {
+                           migrated = migrated || key == JobKeys::Header(id);
+                           return absl::OkStatus();
+                         }));
+    if (!migrated) RETURN_IF_ERROR(PutJob(job));
+  }
+  RETURN_IF_ERROR(DeleteAll(this, v1_keys));
+  return PutRecord(kFormatKey, absl::StrCat(kJobFormat));
+}
+
+absl::StatusOr<std::vector<shutter::v1::Snapshot>> JobStore::LoadAll() {
+  RETURN_IF_ERROR(Migrate());
+  // Keys sort as <id>/h < <id>/t/...: a job's header comes first.
   std::map<std::string, shutter::v1::Snapshot> jobs;
+  std::set<std::string> unknown;  // a newer controller's kinds
   std::vector<std::string> orphans;
   RETURN_IF_ERROR(
       Scan(kJobPrefix, [&](absl::string_view key, absl::string_view value) {
-        absl::string_view rest = key.substr(sizeof(kJobPrefix) - 1);
-        size_t slash = rest.find('/');
-        if (slash == absl::string_view::npos) {
-          return absl::DataLossError(absl::StrCat("job store key ", key));
-        }
-        std::string id(rest.substr(0, slash));
-        absl::string_view kind = rest.substr(slash + 1);
-        if (kind == "h") {
-          shutter::v1::Snapshot h;
-          if (!h.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-            return absl::DataLossError(
-                absl::StrCat("job store record ", key, " does not parse"));
+        std::string id;
+        absl::string_view rest;
+        RETURN_IF_ERROR(SplitKey(key, kJobPrefix, &id, &rest));
+        if (rest == "h") {
+          sv1::JobRecord record;
+          RETURN_IF_ERROR(ParseRecord(key, value, &record));
+          absl::StatusOr<shutter::v1::Snapshot> h = FromJobRecord(record);
+          if (absl::IsNotFound(h.status())) {
+            spdlog::warn("{}; its records are left as they are",
+                         std::string(h.status().message()));
+            unknown.insert(id);
+            return absl::OkStatus();
           }
-          jobs[id] = std::move(h);
+          if (!h.ok()) {
+            return absl::DataLossError(absl::StrCat(
+                "job store record ", key, ": ", h.status().message()));
+          }
+          jobs[id] = *std::move(h);
           return absl::OkStatus();
-        }
-        if (!absl::StartsWith(kind, "t/")) {
-          return absl::DataLossError(absl::StrCat("job store key ", key));
         }
         auto it = jobs.find(id);
         if (it == jobs.end()) {
-          orphans.emplace_back(key);  // a creation cut short
+          if (unknown.count(id) == 0) {
+            orphans.emplace_back(key);  // a creation cut short
+          }
           return absl::OkStatus();
         }
-        auto* t = it->second.add_partitions();
-        if (!t->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          return absl::DataLossError(
-              absl::StrCat("job store record ", key, " does not parse"));
-        }
+        sv1::TaskRecord record;
+        RETURN_IF_ERROR(ParseRecord(key, value, &record));
+        *it->second.add_partitions() = FromTaskRecord(record, it->second);
         return absl::OkStatus();
       }));
-  for (size_t i = 0; i < orphans.size(); i += kMaxBatchRecords) {
-    JobStoreBatch del;
-    for (size_t j = i; j < std::min(orphans.size(), i + kMaxBatchRecords);
-         ++j) {
-      del.deletes.push_back(orphans[j]);
-    }
-    RETURN_IF_ERROR(Write(del));
-  }
+  RETURN_IF_ERROR(DeleteAll(this, orphans));
   std::vector<shutter::v1::Snapshot> out;
   out.reserve(jobs.size());
   for (auto& [id, job] : jobs) out.push_back(std::move(job));

@@ -32,14 +32,17 @@ struct JobStoreBatch {
 // model: small values (one task, or one job header), ordered keys, and
 // batches of at most kMaxBatchRecords records.
 //
-// Record schema (JobKeys below):
-//   job/<snapshot id>/h            job header: a shutter.v1.Snapshot
-//                                  without its partitions
-//   job/<snapshot id>/t/<10-digit partition id>
-//                                  one shutter.v1.PartitionTask
+// Record schema (JobKeys below; the values are the controller's own
+// records, proto/shutter/store/v1/job_records.proto, never API messages):
+//   meta/job_format                kJobFormat ("2")
+//   v2/job/<job id>/h              the job's header: a JobRecord
+//   v2/job/<job id>/t/<10-digit partition id>
+//                                  one TaskRecord
 // A job exists when its header does; task records without a header (a
 // creation cut short by a crash, never acknowledged) are ignored and
 // removed at load. A transition writes the one task record it changes.
+// Stores of older formats are migrated by LoadAll (Migrate); a newer
+// format is refused.
 //
 // Implementations are thread-safe.
 class JobStore {
@@ -68,19 +71,32 @@ class JobStore {
   // Writes a whole job (header and every task), in batches; the header
   // last, so a job is either complete or absent.
   absl::Status PutJob(const shutter::v1::Snapshot& job);
-  // Every job, assembled, in snapshot id order (= creation order). Also
-  // reads (and rewrites in the new schema) records of the old one-record-
-  // per-job layout ("snapshot/<id>").
+  // Every job, assembled, in snapshot id order (= creation order), after
+  // Migrate(). Jobs of a kind this controller does not know (a newer
+  // one's) are left in the store as they are and not returned.
   absl::StatusOr<std::vector<shutter::v1::Snapshot>> LoadAll();
+
+  // Brings a store of an older format to kJobFormat: format 0 (one whole
+  // shutter.v1.Snapshot per job at snapshot/<id>) and format 1
+  // (shutter.v1.Snapshot headers and shutter.v1.PartitionTask records at
+  // job/<id>/...) are rewritten job by job, new records (header last)
+  // before the old ones are removed, so a crash at any point loses no job
+  // and the next run finishes it. FAILED_PRECONDITION for a store of a
+  // newer format (nothing is changed). OK at once for a current store.
+  absl::Status Migrate();
+  // The store's format: kJobFormat once migrated, -1 if it says none
+  // (empty, or written before formats were recorded).
+  absl::StatusOr<int> ReadFormat();
 };
 
 // The record keys and values of the schema.
 struct JobKeys {
   static std::string Header(absl::string_view snapshot_id);
   static std::string Task(absl::string_view snapshot_id, uint32_t partition_id);
-  // The job header record: `job` without its partitions.
+  // The job header record (a JobRecord): `job` without its partitions.
   static std::string EncodeHeader(const shutter::v1::Snapshot& job);
-  static std::string EncodeTask(const shutter::v1::PartitionTask& task);
+  static std::string EncodeTask(absl::string_view job_id,
+                                const shutter::v1::PartitionTask& task);
 };
 
 // A JobStore in an embedded RocksDB database; writes use sync=true, and

@@ -1,0 +1,237 @@
+#include "controller/job_records.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace shutter::controller {
+namespace {
+namespace sv1 = shutter::store::v1;
+using shutter::v1::PartitionTask;
+using shutter::v1::PartitionTaskState;
+using shutter::v1::Snapshot;
+using shutter::v1::SnapshotState;
+
+constexpr absl::string_view kTypePrefix = "JOB_TYPE_";
+
+sv1::JobState ToRecordState(SnapshotState s) {
+  switch (s) {
+    case shutter::v1::SNAPSHOT_STATE_PENDING:
+      return sv1::JOB_STATE_PENDING;
+    case shutter::v1::SNAPSHOT_STATE_RUNNING:
+      return sv1::JOB_STATE_RUNNING;
+    case shutter::v1::SNAPSHOT_STATE_COMMITTED:
+      return sv1::JOB_STATE_COMMITTED;
+    case shutter::v1::SNAPSHOT_STATE_FAILED:
+      return sv1::JOB_STATE_FAILED;
+    case shutter::v1::SNAPSHOT_STATE_CANCELLED:
+      return sv1::JOB_STATE_CANCELLED;
+    case shutter::v1::SNAPSHOT_STATE_PARTIAL:
+      return sv1::JOB_STATE_PARTIAL;
+    case shutter::v1::SNAPSHOT_STATE_DELETED:
+      return sv1::JOB_STATE_DELETED;
+    default:
+      return sv1::JOB_STATE_UNKNOWN;
+  }
+}
+
+SnapshotState FromRecordState(sv1::JobState s) {
+  switch (s) {
+    case sv1::JOB_STATE_PENDING:
+      return shutter::v1::SNAPSHOT_STATE_PENDING;
+    case sv1::JOB_STATE_RUNNING:
+      return shutter::v1::SNAPSHOT_STATE_RUNNING;
+    case sv1::JOB_STATE_COMMITTED:
+      return shutter::v1::SNAPSHOT_STATE_COMMITTED;
+    case sv1::JOB_STATE_FAILED:
+      return shutter::v1::SNAPSHOT_STATE_FAILED;
+    case sv1::JOB_STATE_CANCELLED:
+      return shutter::v1::SNAPSHOT_STATE_CANCELLED;
+    case sv1::JOB_STATE_PARTIAL:
+      return shutter::v1::SNAPSHOT_STATE_PARTIAL;
+    case sv1::JOB_STATE_DELETED:
+      return shutter::v1::SNAPSHOT_STATE_DELETED;
+    default:
+      return shutter::v1::SNAPSHOT_STATE_UNSPECIFIED;
+  }
+}
+
+sv1::TaskState ToRecordState(PartitionTaskState s) {
+  switch (s) {
+    case shutter::v1::PARTITION_TASK_STATE_QUEUED:
+      return sv1::TASK_STATE_QUEUED;
+    case shutter::v1::PARTITION_TASK_STATE_RUNNING:
+      return sv1::TASK_STATE_RUNNING;
+    case shutter::v1::PARTITION_TASK_STATE_PUBLISHED:
+      return sv1::TASK_STATE_DONE;
+    case shutter::v1::PARTITION_TASK_STATE_FAILED:
+      return sv1::TASK_STATE_FAILED;
+    case shutter::v1::PARTITION_TASK_STATE_WAITING:
+      return sv1::TASK_STATE_WAITING;
+    case shutter::v1::PARTITION_TASK_STATE_CANCELLED:
+      return sv1::TASK_STATE_CANCELLED;
+    default:
+      return sv1::TASK_STATE_UNKNOWN;
+  }
+}
+
+PartitionTaskState FromRecordState(sv1::TaskState s) {
+  switch (s) {
+    case sv1::TASK_STATE_QUEUED:
+      return shutter::v1::PARTITION_TASK_STATE_QUEUED;
+    case sv1::TASK_STATE_RUNNING:
+      return shutter::v1::PARTITION_TASK_STATE_RUNNING;
+    case sv1::TASK_STATE_DONE:
+      return shutter::v1::PARTITION_TASK_STATE_PUBLISHED;
+    case sv1::TASK_STATE_FAILED:
+      return shutter::v1::PARTITION_TASK_STATE_FAILED;
+    case sv1::TASK_STATE_WAITING:
+      return shutter::v1::PARTITION_TASK_STATE_WAITING;
+    case sv1::TASK_STATE_CANCELLED:
+      return shutter::v1::PARTITION_TASK_STATE_CANCELLED;
+    default:
+      return shutter::v1::PARTITION_TASK_STATE_UNSPECIFIED;
+  }
+}
+}  // namespace
+
+std::string KindName(shutter::v1::JobType type) {
+  std::string name = shutter::v1::JobType_Name(type);
+  if (!absl::StartsWith(name, kTypePrefix)) {
+    return absl::StrCat("type-", static_cast<int>(type));
+  }
+  return absl::AsciiStrToLower(name.substr(kTypePrefix.size()));
+}
+
+bool ParseKindName(absl::string_view name, shutter::v1::JobType* type) {
+  if (name.empty() || absl::AsciiStrToLower(name) != name) return false;
+  return shutter::v1::JobType_Parse(
+      absl::StrCat(kTypePrefix, absl::AsciiStrToUpper(name)), type);
+}
+
+sv1::JobRecord ToJobRecord(const Snapshot& h) {
+  sv1::JobRecord r;
+  r.set_job_id(h.snapshot_id());
+  r.set_kind(KindName(h.type()));
+  r.set_state(ToRecordState(h.state()));
+  r.set_label(h.label());
+  r.set_created_at_micros(h.created_at_micros());
+  r.set_finished_at_micros(h.finished_at_micros());
+  r.set_deadline_micros(h.deadline_micros());
+  r.set_error(h.error());
+  r.set_schedule(h.schedule());
+  r.set_allow_partial(h.allow_partial());
+  r.set_rolled_back(h.rolled_back());
+  switch (h.type()) {
+    case shutter::v1::JOB_TYPE_SNAPSHOT: {
+      auto* p = r.mutable_snapshot();
+      p->set_manifest_path(h.manifest_path());
+      p->set_pinned(h.pinned());
+      p->set_delete_requested(h.delete_requested());
+      p->set_deleted_at_micros(h.deleted_at_micros());
+      break;
+    }
+    case shutter::v1::JOB_TYPE_RESTORE:
+      r.mutable_restore()->set_source_snapshot_id(h.source_snapshot_id());
+      break;
+    case shutter::v1::JOB_TYPE_VERIFY: {
+      auto* p = r.mutable_verify();
+      p->set_source_snapshot_id(h.source_snapshot_id());
+      p->set_deep(h.deep());
+      break;
+    }
+    default:
+      break;
+  }
+  return r;
+}
+
+sv1::TaskRecord ToTaskRecord(absl::string_view job_id, const PartitionTask& t) {
+  sv1::TaskRecord r;
+  r.set_job_id(std::string(job_id));
+  r.set_partition_id(t.partition_id());
+  r.set_state(ToRecordState(t.state()));
+  r.set_node_id(t.node_id());
+  r.set_node_instance_id(t.node_instance_id());
+  r.set_leader_epoch(t.leader_epoch());
+  r.set_attempts(t.attempts());
+  r.set_unreachable(t.unreachable());
+  r.set_last_error(t.last_error());
+  r.set_started_at_micros(t.started_at_micros());
+  r.set_duration_millis(t.duration_millis());
+  if (t.applied_index() != 0 || t.total_bytes() != 0 || t.file_count() != 0 ||
+      !t.manifest_path().empty()) {
+    auto* o = r.mutable_outcome();
+    o->set_applied_index(t.applied_index());
+    o->set_total_bytes(t.total_bytes());
+    o->set_file_count(t.file_count());
+    o->set_manifest_path(t.manifest_path());
+  }
+  return r;
+}
+
+absl::StatusOr<Snapshot> FromJobRecord(const sv1::JobRecord& r) {
+  if (r.job_id().empty()) {
+    return absl::DataLossError("job record without a job id");
+  }
+  shutter::v1::JobType type;
+  if (!ParseKindName(r.kind(), &type)) {
+    return absl::NotFoundError(absl::StrCat("job ", r.job_id(),
+                                            " is of kind \"", r.kind(),
+                                            "\", which this controller does "
+                                            "not know"));
+  }
+  Snapshot h;
+  h.set_snapshot_id(r.job_id());
+  h.set_type(type);
+  h.set_state(FromRecordState(r.state()));
+  h.set_label(r.label());
+  h.set_created_at_micros(r.created_at_micros());
+  h.set_finished_at_micros(r.finished_at_micros());
+  h.set_deadline_micros(r.deadline_micros());
+  h.set_error(r.error());
+  h.set_schedule(r.schedule());
+  h.set_allow_partial(r.allow_partial());
+  h.set_rolled_back(r.rolled_back());
+  switch (r.payload_case()) {
+    case sv1::JobRecord::kSnapshot:
+      h.set_manifest_path(r.snapshot().manifest_path());
+      h.set_pinned(r.snapshot().pinned());
+      h.set_delete_requested(r.snapshot().delete_requested());
+      h.set_deleted_at_micros(r.snapshot().deleted_at_micros());
+      break;
+    case sv1::JobRecord::kRestore:
+      h.set_source_snapshot_id(r.restore().source_snapshot_id());
+      break;
+    case sv1::JobRecord::kVerify:
+      h.set_source_snapshot_id(r.verify().source_snapshot_id());
+      h.set_deep(r.verify().deep());
+      break;
+    case sv1::JobRecord::PAYLOAD_NOT_SET:
+      break;
+  }
+  return h;
+}
+
+PartitionTask FromTaskRecord(const sv1::TaskRecord& r, const Snapshot& h) {
+  PartitionTask t;
+  t.set_partition_id(r.partition_id());
+  t.set_state(FromRecordState(r.state()));
+  t.set_node_id(r.node_id());
+  t.set_node_instance_id(r.node_instance_id());
+  t.set_leader_epoch(r.leader_epoch());
+  t.set_attempts(r.attempts());
+  t.set_unreachable(r.unreachable());
+  t.set_last_error(r.last_error());
+  t.set_started_at_micros(r.started_at_micros());
+  t.set_duration_millis(r.duration_millis());
+  t.set_applied_index(r.outcome().applied_index());
+  t.set_total_bytes(r.outcome().total_bytes());
+  t.set_file_count(r.outcome().file_count());
+  t.set_manifest_path(r.outcome().manifest_path());
+  t.set_source_snapshot_id(h.source_snapshot_id());
+  t.set_deep(h.deep());
+  return t;
+}
+
+}  // namespace shutter::controller
