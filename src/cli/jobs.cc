@@ -62,12 +62,20 @@ bool IsRestore(const Snapshot& s) { return s.type() == JOB_TYPE_RESTORE; }
 
 bool IsVerify(const Snapshot& s) { return s.type() == JOB_TYPE_VERIFY; }
 
+bool IsGc(const Snapshot& s) { return s.type() == JOB_TYPE_GC; }
+
 const char* Noun(const Snapshot& s) {
-  return IsRestore(s) ? "restore" : IsVerify(s) ? "verify" : "snapshot";
+  return IsRestore(s)  ? "restore"
+         : IsVerify(s) ? "verify"
+         : IsGc(s)     ? "gc"
+                       : "snapshot";
 }
 
 const char* DoneWord(const Snapshot& s) {
-  return IsRestore(s) ? "restored" : IsVerify(s) ? "verified" : "published";
+  return IsRestore(s)  ? "restored"
+         : IsVerify(s) ? "verified"
+         : IsGc(s)     ? "done"
+                       : "published";
 }
 
 void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
@@ -86,6 +94,9 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
               << (s.deep() ? " (deep: opened and scanned)"
                            : " (sizes and SHA-256)")
               << "\n";
+  } else if (IsGc(s)) {
+    std::cout << "GC:         " << s.snapshot_id() << "\n"
+              << "Grace:      " << s.gc().grace_seconds() << "s\n";
   } else {
     std::cout << "Snapshot:   " << s.snapshot_id() << "\n";
   }
@@ -112,6 +123,15 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
       sum.partitions_cancelled());
   if (!s.manifest_path().empty()) {
     std::cout << "Manifest:   " << s.manifest_path() << "\n";
+  }
+  if (IsGc(s) && s.state() == SNAPSHOT_STATE_COMMITTED) {
+    const auto& r = s.gc();
+    std::cout << absl::StrFormat(
+        "Deleted:    %d of %d objects, %s (%d too young); %d incomplete "
+        "uploads aborted%s\n",
+        r.objects_deleted(), r.objects_scanned(), HumanBytes(r.bytes_deleted()),
+        r.objects_too_young(), r.uploads_aborted(),
+        r.sweep_incomplete() ? "; sweep stopped at its time bound" : "");
   }
   if (!s.error().empty()) {
     std::cout << "Error:      " << EscapeForTerminal(s.error()) << "\n";
@@ -344,6 +364,7 @@ int ListSnapshots(const Global& g, uint32_t limit, JobType type) {
   const bool restores = type != JOB_TYPE_SNAPSHOT;  // restores, verifies
   Table t({type == JOB_TYPE_RESTORE  ? "RESTORE"
            : type == JOB_TYPE_VERIFY ? "VERIFY"
+           : type == JOB_TYPE_GC     ? "GC"
                                      : "SNAPSHOT",
            "STATE", restores ? "OF SNAPSHOT" : "LABEL", "CREATED (UTC)",
            "DURATION", "PARTITIONS", "SIZE"});

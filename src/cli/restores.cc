@@ -87,4 +87,11 @@ void AddVerifiesCommands(CLI::App& app, Commands& cmds) {
        "the partitions with problems", "verdicts already known are kept"});
 }
 
+void AddGcsCommands(CLI::App& app, Commands& cmds) {
+  AddJobCommands(app, cmds,
+                 {"gcs", "Garbage collection jobs (repository gc)", "gc",
+                  JOB_TYPE_GC, "its task if it needs attention",
+                  "a collection in progress finishes its sweep"});
+}
+
 }  // namespace shutter::cli

@@ -81,6 +81,7 @@ int Main(int argc, char** argv) {
   AddSnapshotsCommands(app, cmds);
   AddRestoresCommands(app, cmds);
   AddVerifiesCommands(app, cmds);
+  AddGcsCommands(app, cmds);
   AddRepositoryCommands(app, cmds);
   AddSchedulesCommands(app, cmds);
   AddDataCommands(app, cmds);

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,7 +41,20 @@ class Job {
 
   const std::string& id() const { return header_.snapshot_id(); }
   const shutter::v1::Snapshot& header() const { return header_; }
-  shutter::v1::Snapshot& mutable_header() { return header_; }
+  // The reference is valid until the next mutable_header() or
+  // SharedHeader() call.
+  shutter::v1::Snapshot& mutable_header() {
+    shared_header_.reset();
+    return header_;
+  }
+  // An immutable copy of the header to hand out beyond the lock (a task's
+  // body): made once per change of the header, not per task.
+  std::shared_ptr<const shutter::v1::Snapshot> SharedHeader() {
+    if (shared_header_ == nullptr) {
+      shared_header_ = std::make_shared<const shutter::v1::Snapshot>(header_);
+    }
+    return shared_header_;
+  }
   size_t size() const { return tasks_.size(); }
   const std::vector<shutter::v1::PartitionTask>& tasks() const {
     return tasks_;
@@ -100,6 +114,7 @@ class Job {
 
  private:
   shutter::v1::Snapshot header_;
+  std::shared_ptr<const shutter::v1::Snapshot> shared_header_;
   std::vector<shutter::v1::PartitionTask> tasks_;
   std::array<int, 8> counts_{};
   uint64_t published_bytes_ = 0;

@@ -388,6 +388,7 @@ absl::StatusOr<std::string> JobEngine::Submit(JobPlan plan) {
         absl::StrCat("this controller runs no jobs of type ",
                      shutter::v1::JobType_Name(record.type())));
   }
+  JobKind* kind = KindOf(record.type());
   uint64_t job_id;
   {
     absl::MutexLock l(&mu_);
@@ -409,7 +410,7 @@ absl::StatusOr<std::string> JobEngine::Submit(JobPlan plan) {
   std::vector<std::pair<scheduler::TaskOptions, scheduler::TaskFn>> batch;
   batch.reserve(leaders.size());
   for (auto& [id, leader] : leaders) {
-    batch.push_back(MakeSchedulerTask(job_id_str, id, job_id, leader));
+    batch.push_back(MakeSchedulerTask(kind, job_id_str, id, job_id, leader));
   }
   // One batch: every node starts with its largest partitions.
   scheduler_.SubmitBatch(std::move(batch));
@@ -433,7 +434,14 @@ absl::Status JobEngine::CheckIsSnapshot(const Job& job) const {
 
 void JobEngine::Dispatch(const std::string& snapshot_id,
                          uint32_t partition_id) {
-  auto leader = registry_->ResolveLeader(partition_id);
+  JobKind* kind = nullptr;
+  {
+    absl::MutexLock l(&mu_);
+    Job* job = FindLocked(snapshot_id);
+    if (job == nullptr) return;
+    kind = KindOf(job->header().type());
+  }
+  auto leader = kind->Place(*registry_, partition_id);
   uint64_t job_id = 0;
   {
     absl::MutexLock l(&mu_);
@@ -471,12 +479,12 @@ void JobEngine::Dispatch(const std::string& snapshot_id,
     job_id = job->scheduler_job;
   }
   auto [options, fn] =
-      MakeSchedulerTask(snapshot_id, partition_id, job_id, *leader);
+      MakeSchedulerTask(kind, snapshot_id, partition_id, job_id, *leader);
   scheduler_.Submit(std::move(options), std::move(fn));
 }
 
 std::pair<scheduler::TaskOptions, scheduler::TaskFn>
-JobEngine::MakeSchedulerTask(const std::string& snapshot_id,
+JobEngine::MakeSchedulerTask(JobKind* kind, const std::string& snapshot_id,
                              uint32_t partition_id, uint64_t job_id,
                              const NodeRegistry::Leader& leader) {
   // Keep the node's limit in step with its capacity, pin or adaptive
@@ -487,28 +495,27 @@ JobEngine::MakeSchedulerTask(const std::string& snapshot_id,
   return {scheduler::TaskOptions{
               leader.node_id, job_id,
               static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
-          [this, snapshot_id, partition_id,
+          [this, kind, snapshot_id, partition_id,
            queued = clock_->Now()](scheduler::SlotToken token) {
             if (options_.metrics != nullptr) {
               options_.metrics->GetHistogram(kQueueWait, kQueueWaitHelp)
                   ->Observe(absl::ToDoubleSeconds(clock_->Now() - queued));
             }
-            StartTask(snapshot_id, partition_id, std::move(token));
+            StartTask(kind, snapshot_id, partition_id, std::move(token));
           }};
 }
 
-void JobEngine::StartTask(const std::string& snapshot_id, uint32_t partition_id,
-                          scheduler::SlotToken token) {
-  auto leader = registry_->ResolveLeader(partition_id);
+void JobEngine::StartTask(JobKind* kind, const std::string& snapshot_id,
+                          uint32_t partition_id, scheduler::SlotToken token) {
+  auto leader = kind->Place(*registry_, partition_id);
   PartitionTask task;
   std::string address;
-  JobKind* kind = nullptr;
+  std::shared_ptr<const Snapshot> header;
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return;  // the token goes back as it is destroyed
     Job* job = FindLocked(snapshot_id);
     if (job == nullptr || IsFinished(job->header().state())) return;
-    kind = KindOf(job->header().type());
     PartitionTask* t = job->Find(partition_id);
     if (t == nullptr || TaskDone(*t)) return;
     // The leader is resolved when the task starts, not when it was queued:
@@ -521,6 +528,7 @@ void JobEngine::StartTask(const std::string& snapshot_id, uint32_t partition_id,
       // is a soft state: not persisted (see the header).
       job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_RUNNING);
       task = *t;
+      header = job->SharedHeader();
     }
   }
   if (address.empty()) {
@@ -531,7 +539,7 @@ void JobEngine::StartTask(const std::string& snapshot_id, uint32_t partition_id,
   // The slot is held until the task ends.
   absl::Time started = clock_->Now();
   kind->RunTask(
-      snapshot_id, task, address,
+      *header, task, address,
       [this, snapshot_id, partition_id, started,
        token = std::move(token)](absl::StatusOr<TaskOutcome> result) mutable {
         // The node is done with this task: free its slot first.
@@ -581,7 +589,7 @@ void JobEngine::OnTaskDone(const std::string& snapshot_id,
   const int64_t millis = absl::ToInt64Milliseconds(clock_->Now() - started);
   t->set_started_at_micros(absl::ToUnixMicros(started));
   const FailureClass cls = verified.ok() ? FailureClass::kPermanent
-                                         : ClassifyCheckpointFailure(verified);
+                                         : KindOf(type)->Classify(verified);
   if (verified.ok()) {
     RecordTask(type, "published");
     t->set_attempts(t->attempts() + 1);
@@ -606,22 +614,24 @@ void JobEngine::OnTaskDone(const std::string& snapshot_id,
   } else {
     RecordTask(type, "retried", FailureClassName(cls));
   }
+  const char* kind_name = KindOf(type)->name();
   if (cls == FailureClass::kRepositoryBusy) {
     spdlog::info(
-        "snapshot {} partition {}: {}{}", snapshot_id, partition_id,
+        "{} {} partition {}: {}{}", kind_name, snapshot_id, partition_id,
         StatusText(verified),
         again ? "; waiting for the garbage collection to end" : "; giving up");
   } else if (!CountsAsAttempt(cls)) {
     if (t->unreachable() == 1 || !again) {
-      spdlog::warn("snapshot {} partition {}: node {} unreachable ({}){}",
+      spdlog::warn("{} {} partition {}: node {} unreachable ({}){}", kind_name,
                    snapshot_id, partition_id, t->node_id(),
                    StatusText(verified),
                    again ? "; waiting for it" : "; giving up");
     }
   } else {
-    spdlog::warn("snapshot {} partition {} on node {} attempt {}: {} ({}){}",
-                 snapshot_id, partition_id, t->node_id(), t->attempts(),
-                 StatusText(verified), std::string(FailureClassName(cls)),
+    spdlog::warn("{} {} partition {} on node {} attempt {}: {} ({}){}",
+                 kind_name, snapshot_id, partition_id, t->node_id(),
+                 t->attempts(), StatusText(verified),
+                 std::string(FailureClassName(cls)),
                  again ? "; will retry" : "; giving up");
   }
   auto redispatch = [this, snapshot_id, partition_id](absl::Duration delay) {
@@ -1035,6 +1045,40 @@ void JobEngine::Shutdown() {
     stopping_ = true;
   }
   scheduler_.Shutdown();
+  for (auto& [type, kind] : kinds_) kind->Shutdown();
+}
+
+absl::StatusOr<Snapshot> JobEngine::WaitForJob(const std::string& job_id,
+                                               absl::Duration timeout) const {
+  absl::MutexLock l(&mu_);
+  auto finished = [this, &job_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (stopping_) return true;
+    auto it = jobs_.find(job_id);
+    return it == jobs_.end() ||
+           (IsFinished(it->second->header().state()) &&
+            !it->second->finishing && !it->second->rolling_back &&
+            !it->second->AnyRunning());
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&finished), timeout)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("job ", job_id, " has not finished after ",
+                     absl::FormatDuration(timeout)));
+  }
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("no job ", job_id));
+  }
+  if (!IsFinished(it->second->header().state())) {
+    return absl::UnavailableError("controller is shutting down");
+  }
+  return it->second->header();
+}
+
+NodeRegistry::Leader ControllerPlacement() {
+  NodeRegistry::Leader l;
+  l.node_id = kControllerKey;
+  l.address = kControllerKey;
+  return l;
 }
 
 }  // namespace shutter::controller

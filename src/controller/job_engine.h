@@ -210,9 +210,18 @@ class JobEngine {
   // The job store's group commit figures.
   GroupCommitter::Stats StoreStats() const { return committer_.GetStats(); }
 
-  // Stops dispatching. Jobs still running stay RUNNING in the store;
+  // Stops dispatching, then waits for tasks the kinds run themselves
+  // (JobKind::Shutdown). Jobs still running stay RUNNING in the store;
   // results arriving afterwards are recorded only if successful.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Blocks until the job is finished (its state final, its commit or
+  // rollback no longer in progress) and returns its fields; NOT_FOUND for
+  // an unknown job, DEADLINE_EXCEEDED after `timeout`, UNAVAILABLE if the
+  // engine shuts down first.
+  absl::StatusOr<shutter::v1::Snapshot> WaitForJob(const std::string& job_id,
+                                                   absl::Duration timeout) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Tests: waits until every transition staged so far is durable and
   // acted upon (the actions may stage more: waits for those too).
@@ -243,10 +252,12 @@ class JobEngine {
   // The scheduler task that runs a partition on `leader` (key = node, job,
   // weight = the partition's reported size); applies the node's limit.
   std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(
-      const std::string& snapshot_id, uint32_t partition_id, uint64_t job_id,
-      const NodeRegistry::Leader& leader) ABSL_LOCKS_EXCLUDED(mu_);
-  void StartTask(const std::string& snapshot_id, uint32_t partition_id,
-                 scheduler::SlotToken token) ABSL_LOCKS_EXCLUDED(mu_);
+      JobKind* kind, const std::string& snapshot_id, uint32_t partition_id,
+      uint64_t job_id, const NodeRegistry::Leader& leader)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void StartTask(JobKind* kind, const std::string& snapshot_id,
+                 uint32_t partition_id, scheduler::SlotToken token)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void OnTaskDone(const std::string& snapshot_id, uint32_t partition_id,
                   absl::Time started, absl::StatusOr<TaskOutcome> result)
       ABSL_LOCKS_EXCLUDED(mu_);

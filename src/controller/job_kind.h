@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "controller/job.h"
 #include "controller/node_registry.h"
+#include "controller/retry_policy.h"
 #include "shutter/v1/admin.pb.h"
 #include "shutter/v1/common.pb.h"
 
@@ -59,14 +60,32 @@ class JobKind {
   // (it can be restored, verified, pinned, deleted, kept by retention).
   virtual bool ProducesSnapshot() const { return false; }
 
-  // Runs `task` of job `job_id` on the node at `address` (its current
-  // leader, at task.leader_epoch(), incarnation task.node_instance_id()),
-  // and calls `done` exactly once with what it produced, checked against
-  // what was asked -- or the error, carrying an ErrorReason when it has
-  // one (retry_policy.h classifies it).
-  virtual void RunTask(const std::string& job_id,
+  // Where a task of this kind runs now: the node, incarnation, epoch and
+  // address it goes to (it keeps that node's slot while it runs; the
+  // scheduler's key is the node id). The default is the partition's
+  // leader; a kind whose tasks run on the controller itself returns
+  // ControllerPlacement(). An error means "not now" (the task waits and
+  // asks again, until the job's deadline).
+  virtual absl::StatusOr<NodeRegistry::Leader> Place(
+      const NodeRegistry& registry, uint32_t partition_id) const {
+    return registry.ResolveLeader(partition_id);
+  }
+
+  // Runs `task` of `job` (its header: the job's own fields, no tasks) on
+  // the node at `address` (as Place() said: its current leader, at
+  // task.leader_epoch(), incarnation task.node_instance_id()), and calls
+  // `done` exactly once with what it produced, checked against what was
+  // asked -- or the error, carrying an ErrorReason when it has one.
+  // `job` lives only for the call.
+  virtual void RunTask(const shutter::v1::Snapshot& job,
                        const shutter::v1::PartitionTask& task,
                        const std::string& address, TaskCallback done) = 0;
+
+  // How a failed task is handled: retried, waited for, or failed
+  // (retry_policy.h). The default reads the node's ErrorReason.
+  virtual FailureClass Classify(const absl::Status& error) const {
+    return ClassifyCheckpointFailure(error);
+  }
 
   // Called (under the engine's lock, so it must only copy what it needs)
   // once every task is done and the job is to be committed; returns the
@@ -105,7 +124,18 @@ class JobKind {
   // effort).
   virtual void CancelOnNode(const std::string& address,
                             const std::string& job_id) = 0;
+
+  // Called by JobEngine::Shutdown (after it stopped dispatching): a kind
+  // that runs tasks on threads of its own waits for them here, so that no
+  // `done` is called after the engine is gone.
+  virtual void Shutdown() {}
 };
+
+// The placement of a task that runs on the controller itself (Place()):
+// a scheduler key no node id can be (node ids are [A-Za-z0-9._-]), with
+// the scheduler's default limit of one at a time.
+NodeRegistry::Leader ControllerPlacement();
+inline constexpr char kControllerKey[] = "@controller";
 
 }  // namespace shutter::controller
 

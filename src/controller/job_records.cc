@@ -140,6 +140,22 @@ sv1::JobRecord ToJobRecord(const Snapshot& h) {
       p->set_deep(h.deep());
       break;
     }
+    case shutter::v1::JOB_TYPE_GC: {
+      const shutter::v1::CollectGarbageResponse& g = h.gc();
+      auto* p = r.mutable_gc();
+      p->set_grace_seconds(g.grace_seconds());
+      p->set_objects_scanned(g.objects_scanned());
+      p->set_objects_referenced(g.objects_referenced());
+      p->set_objects_deleted(g.objects_deleted());
+      p->set_bytes_deleted(g.bytes_deleted());
+      p->set_objects_too_young(g.objects_too_young());
+      p->set_manifests_read(g.manifests_read());
+      p->set_publish_locks_released(g.publish_locks_released());
+      p->set_uploads_aborted(g.uploads_aborted());
+      p->set_uploads_too_young(g.uploads_too_young());
+      p->set_sweep_incomplete(g.sweep_incomplete());
+      break;
+    }
     default:
       break;
   }
@@ -207,6 +223,23 @@ absl::StatusOr<Snapshot> FromJobRecord(const sv1::JobRecord& r) {
       h.set_source_snapshot_id(r.verify().source_snapshot_id());
       h.set_deep(r.verify().deep());
       break;
+    case sv1::JobRecord::kGc: {
+      const sv1::GcPayload& p = r.gc();
+      auto* g = h.mutable_gc();
+      g->set_gc_id(r.job_id());
+      g->set_grace_seconds(p.grace_seconds());
+      g->set_objects_scanned(p.objects_scanned());
+      g->set_objects_referenced(p.objects_referenced());
+      g->set_objects_deleted(p.objects_deleted());
+      g->set_bytes_deleted(p.bytes_deleted());
+      g->set_objects_too_young(p.objects_too_young());
+      g->set_manifests_read(p.manifests_read());
+      g->set_publish_locks_released(p.publish_locks_released());
+      g->set_uploads_aborted(p.uploads_aborted());
+      g->set_uploads_too_young(p.uploads_too_young());
+      g->set_sweep_incomplete(p.sweep_incomplete());
+      break;
+    }
     case sv1::JobRecord::PAYLOAD_NOT_SET:
       break;
   }

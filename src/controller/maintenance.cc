@@ -7,6 +7,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "controller/gc_kind.h"
 #include "controller/job_states.h"
 #include "spdlog/spdlog.h"
 
@@ -27,24 +28,6 @@ bool PolicyIsEmpty(const RetentionPolicy& p) {
          p.keep_labels().empty();
 }
 
-void CopyReport(const snapshot::GcReport& report, CollectGarbageResponse* r) {
-  r->set_objects_scanned(report.objects_scanned);
-  r->set_objects_referenced(report.objects_referenced);
-  r->set_objects_deleted(report.objects_deleted);
-  r->set_bytes_deleted(report.bytes_deleted);
-  r->set_objects_too_young(report.objects_too_young);
-  r->set_manifests_read(report.manifests_read);
-  r->set_publish_locks_released(report.publish_locks_released);
-  r->set_uploads_aborted(report.uploads_aborted);
-  r->set_uploads_too_young(report.uploads_too_young);
-  r->set_sweep_incomplete(report.sweep_incomplete);
-}
-
-std::string NewGcId(absl::Time now) {
-  return absl::StrCat(
-      "gc-", absl::FormatTime("%Y%m%dT%H%M%SZ", now, absl::UTCTimeZone()), "-",
-      RandomHex(4));
-}
 }  // namespace
 
 Maintenance::Maintenance(const Options& options, JobEngine* coordinator,
@@ -160,7 +143,8 @@ absl::Status Maintenance::PutGcRecord(const GcJobRecord& record) {
                            record.SerializeAsString());
 }
 
-absl::StatusOr<CollectGarbageResponse> Maintenance::RunGc(GcJobRecord record) {
+absl::StatusOr<CollectGarbageResponse> Maintenance::FinishLegacyGc(
+    GcJobRecord record) {
   snapshot::GcOptions o;
   o.dry_run = false;
   o.grace = absl::Seconds(record.grace_seconds());
@@ -179,7 +163,7 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::RunGc(GcJobRecord record) {
   r.set_grace_seconds(record.grace_seconds());
   if (report.ok()) {
     record.set_state("DONE");
-    CopyReport(*report, &r);
+    CopyGcReport(*report, &r);
     spdlog::info(
         "garbage collection {}: {} objects scanned, {} deleted ({} bytes), {} "
         "too young",
@@ -222,7 +206,7 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::CollectGarbage(
     CollectGarbageResponse r;
     r.set_dry_run(true);
     r.set_grace_seconds(grace);
-    CopyReport(report, &r);
+    CopyGcReport(report, &r);
     return r;
   }
   {
@@ -233,15 +217,9 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::CollectGarbage(
     }
     gc_running_ = true;
   }
-  GcJobRecord record;
-  record.set_gc_id(NewGcId(clock_->Now()));
-  record.set_state("RUNNING");
-  record.set_started_at_micros(absl::ToUnixMicros(clock_->Now()));
-  record.set_grace_seconds(grace);
-  absl::Status recorded = PutGcRecord(record);
+  // A job of its own (GcKind): durable, resumed after a crash, listed.
   absl::StatusOr<CollectGarbageResponse> out =
-      recorded.ok() ? RunGc(record)
-                    : absl::StatusOr<CollectGarbageResponse>(recorded);
+      RunGarbageCollection(*coordinator_, grace, options_.gc_job_timeout);
   absl::MutexLock l(&mu_);
   gc_running_ = false;
   return out;
@@ -331,9 +309,11 @@ void Maintenance::WorkerLoop() {
       if (!gcs.empty()) gc_running_ = true;
     }
     for (const GcJobRecord& r : gcs) {
-      spdlog::warn("resuming garbage collection {} interrupted by a restart",
-                   r.gc_id());
-      RunGc(r).IgnoreError();
+      spdlog::warn(
+          "finishing garbage collection {}, which an earlier controller left "
+          "running",
+          r.gc_id());
+      FinishLegacyGc(r).IgnoreError();
     }
     if (!gcs.empty()) {
       absl::MutexLock l(&mu_);

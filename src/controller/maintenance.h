@@ -20,9 +20,10 @@ namespace shutter::controller {
 
 // Repository upkeep on the controller: retention (which committed
 // snapshots to delete), deletion through the coordinator (durable, resumed
-// after a crash), and garbage collection as a durable job (record
-// gc/<id> in the job store; a collection interrupted by a crash is
-// resumed at the next start and takes over its own repository lock).
+// after a crash), and garbage collection, which runs as a job of the
+// engine (GcKind: durable, resumed after a crash under its own repository
+// lock, listed with the other jobs). Collections an earlier controller
+// recorded as gc/<id> records and left running are finished at Start().
 //
 // One background worker runs retention passes asked for after commits
 // (RequestRetention) and resumes interrupted work at Start(). Operator
@@ -38,8 +39,12 @@ class Maintenance {
     absl::Duration gc_grace = absl::Hours(1);
     // Run a collection after a retention pass that deleted something.
     bool gc_after_retention = true;
-    // How long a collection waits for in-flight publishes.
+    // How long a collection waits for in-flight publishes (the GC kind's
+    // own setting is KindContext::gc_wait_for_publishes; this one is for
+    // collections an earlier controller left running).
     absl::Duration gc_wait_for_publishes = absl::Seconds(60);
+    // How long CollectGarbage waits for its job.
+    absl::Duration gc_job_timeout = absl::Hours(1);
   };
 
   Maintenance(const Options& options, JobEngine* coordinator,
@@ -89,9 +94,9 @@ class Maintenance {
 
  private:
   void WorkerLoop() ABSL_LOCKS_EXCLUDED(mu_);
-  // Runs (or resumes) the collection `record` describes and records the
-  // outcome.
-  absl::StatusOr<shutter::v1::CollectGarbageResponse> RunGc(
+  // Finishes the collection an earlier controller recorded in `record`
+  // (gc/<id>) and left running, and records the outcome there.
+  absl::StatusOr<shutter::v1::CollectGarbageResponse> FinishLegacyGc(
       shutter::v1::GcJobRecord record);
   absl::Status PutGcRecord(const shutter::v1::GcJobRecord& record);
 

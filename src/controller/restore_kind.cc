@@ -20,8 +20,10 @@ namespace shutter::controller {
 using shutter::v1::PartitionTask;
 using shutter::v1::RestorePartitionResponse;
 
-void RestoreKind::RunTask(const std::string& job_id, const PartitionTask& task,
-                          const std::string& address, TaskCallback done) {
+void RestoreKind::RunTask(const shutter::v1::Snapshot& job,
+                          const PartitionTask& task, const std::string& address,
+                          TaskCallback done) {
+  const std::string& job_id = job.snapshot_id();
   shutter::v1::RestorePartitionRequest req;
   req.set_restore_id(job_id);
   req.set_snapshot_id(task.source_snapshot_id());

@@ -31,7 +31,7 @@ class RestoreKind : public JobKind {
   }
   const char* name() const override { return "restore"; }
 
-  void RunTask(const std::string& job_id,
+  void RunTask(const shutter::v1::Snapshot& job,
                const shutter::v1::PartitionTask& task,
                const std::string& address, TaskCallback done) override;
   absl::AnyInvocable<absl::Status() &&> PrepareCommit(const Job& job,

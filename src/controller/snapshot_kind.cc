@@ -18,8 +18,10 @@ namespace shutter::controller {
 using shutter::v1::CreateCheckpointResponse;
 using shutter::v1::PartitionTask;
 
-void SnapshotKind::RunTask(const std::string& job_id, const PartitionTask& task,
+void SnapshotKind::RunTask(const shutter::v1::Snapshot& job,
+                           const PartitionTask& task,
                            const std::string& address, TaskCallback done) {
+  const std::string& job_id = job.snapshot_id();
   shutter::v1::CreateCheckpointRequest req;
   req.set_snapshot_id(job_id);
   req.set_partition_id(task.partition_id());

@@ -35,7 +35,7 @@ class SnapshotKind : public JobKind {
   const char* name() const override { return "snapshot"; }
   bool ProducesSnapshot() const override { return true; }
 
-  void RunTask(const std::string& job_id,
+  void RunTask(const shutter::v1::Snapshot& job,
                const shutter::v1::PartitionTask& task,
                const std::string& address, TaskCallback done) override;
   absl::AnyInvocable<absl::Status() &&> PrepareCommit(const Job& job,

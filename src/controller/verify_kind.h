@@ -37,7 +37,7 @@ class VerifyKind : public JobKind {
   }
   const char* name() const override { return "verify"; }
 
-  void RunTask(const std::string& job_id,
+  void RunTask(const shutter::v1::Snapshot& job,
                const shutter::v1::PartitionTask& task,
                const std::string& address, TaskCallback done) override;
   absl::AnyInvocable<absl::Status() &&> PrepareCommit(const Job& job,

@@ -251,6 +251,22 @@ TEST_P(RetentionTest, IncrementalSnapshotsRetentionGcAndRestore) {
   auto gc =
       CtlJson<CollectGarbageResponse>({"repository", "gc", "--grace", "0s"});
   EXPECT_FALSE(gc.gc_id().empty());
+  // The collection was a job of kind gc: listed with its report, not
+  // among the snapshots.
+  auto gcs = CtlJson<ListSnapshotsResponse>({"gcs", "list"});
+  ASSERT_GE(gcs.snapshots_size(), 1);
+  EXPECT_EQ(gcs.snapshots(0).snapshot_id(), gc.gc_id());
+  EXPECT_EQ(gcs.snapshots(0).state(), SNAPSHOT_STATE_COMMITTED);
+  auto gc_job = CtlJson<GetSnapshotResponse>({"gcs", "show", gc.gc_id()});
+  EXPECT_EQ(gc_job.snapshot().type(), JOB_TYPE_GC);
+  EXPECT_EQ(gc_job.snapshot().gc().objects_deleted(), gc.objects_deleted());
+  EXPECT_EQ(gc_job.snapshot().gc().bytes_deleted(), gc.bytes_deleted());
+  ASSERT_EQ(Ctl({"gcs", "show", gc.gc_id()}, &out, &err), 0) << err;
+  EXPECT_NE(out.find("Deleted:"), std::string::npos) << out;
+  const auto snapshots = CtlJson<ListSnapshotsResponse>({"snapshots", "list"});
+  for (const auto& s : snapshots.snapshots()) {
+    EXPECT_NE(s.snapshot_id(), gc.gc_id());
+  }
   EXPECT_EQ(Ctl({"snapshots", "verify", "--wait", s3}, &out, &err), 0)
       << out << err;
   // Bad input: one line, exit 2 for usage, nothing changed.

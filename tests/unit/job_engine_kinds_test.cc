@@ -1135,11 +1135,94 @@ TEST_F(JobEngineTest, InterruptedDeleteIsFinishedAfterARestart) {
   EXPECT_TRUE(coordinator_->InterruptedDeletes().empty());
 }
 
-// A garbage collection the controller was running when it crashed: its
-// record says RUNNING and its lock is still in the repository (holding off
-// every other collector). The next start resumes it under the same id,
-// which takes the lock over, finishes, and records DONE.
-TEST_F(JobEngineTest, GcJobInterruptedByACrashIsResumed) {
+// Garbage collection is a job of its own kind: one task on the
+// controller, recorded, listed, its report in the job; a collection that
+// cannot run (another holds the repository's lock) fails at once with the
+// repository's reason and spends one attempt.
+TEST_F(JobEngineTest, GcIsAJobOfItsOwnKind) {
+  snapshot::BlobStore::PutOptions plain;
+  ASSERT_OK(
+      repo_->blob_store()->Put("blobs/sha256/ab/abandoned", "xyz", plain));
+  Maintenance::Options mo;
+  Maintenance m(mo, coordinator_.get(), repo_.get(), store_.get(), &clock_);
+  shutter::v1::CollectGarbageRequest req;
+  req.set_grace_seconds(0);
+  auto r = m.CollectGarbage(req);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->objects_deleted(), 1u);
+  EXPECT_EQ(r->bytes_deleted(), 3u);
+  EXPECT_EQ(r->grace_seconds(), 0);
+  auto jobs = coordinator_->ListSnapshots(0, shutter::v1::JOB_TYPE_GC);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].snapshot_id(), r->gc_id());
+  EXPECT_EQ(jobs[0].state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  // Not a snapshot: never listed, restored or kept as one.
+  EXPECT_TRUE(coordinator_->ListSnapshots(0).empty());
+  EXPECT_THAT(coordinator_->CheckCommittedSnapshot(r->gc_id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "gc job"));
+  shutter::v1::Snapshot job = Get(r->gc_id());
+  EXPECT_EQ(job.gc().objects_deleted(), 1u);
+  ASSERT_EQ(job.partitions_size(), 1);
+  EXPECT_EQ(job.partitions(0).node_id(), kControllerKey);
+  // Its record is the store's own, with the report, and survives a
+  // restart.
+  coordinator_->WaitForQuiescenceForTesting();
+  StopCoordinator();
+  StartCoordinator();
+  EXPECT_EQ(Get(r->gc_id()).gc().bytes_deleted(), 3u);
+  EXPECT_EQ(Get(r->gc_id()).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+
+  // Another collector's lock: FAILED_PRECONDITION naming it, one attempt.
+  ASSERT_OK(repo_->blob_store()->Put("locks/gc", "someone-else\n", plain));
+  Maintenance m2(mo, coordinator_.get(), repo_.get(), store_.get(), &clock_);
+  auto refused = m2.CollectGarbage(req);
+  EXPECT_THAT(refused,
+              StatusIs(absl::StatusCode::kFailedPrecondition, "someone-else"));
+  jobs = coordinator_->ListSnapshots(0, shutter::v1::JOB_TYPE_GC);
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].state(), shutter::v1::SNAPSHOT_STATE_FAILED);
+  EXPECT_EQ(Get(jobs[0].snapshot_id()).partitions(0).attempts(), 1u);
+}
+
+// A garbage collection job the controller was running when it crashed:
+// recorded RUNNING, its lock (owned by its id) still in the repository.
+// The engine resumes it at the next start like any job; it takes its own
+// lock over, finishes and commits with its report.
+TEST_F(JobEngineTest, GcJobInterruptedByACrashIsResumedByTheEngine) {
+  StopCoordinator();
+  const std::string id = "20260101T000000.000Z-0000abcd";
+  snapshot::BlobStore::PutOptions plain;
+  ASSERT_OK(repo_->blob_store()->Put("blobs/sha256/ab/abandoned", "x", plain));
+  ASSERT_OK(repo_->blob_store()->Put("locks/gc", id + "\n", plain));
+  shutter::v1::Snapshot job;
+  job.set_snapshot_id(id);
+  job.set_type(shutter::v1::JOB_TYPE_GC);
+  job.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
+  job.set_created_at_micros(absl::ToUnixMicros(clock_.Now()));
+  job.set_deadline_micros(absl::ToUnixMicros(clock_.Now() + absl::Hours(1)));
+  job.mutable_gc()->set_grace_seconds(0);
+  auto* t = job.add_partitions();
+  t->set_partition_id(0);
+  t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
+  t->set_node_id(kControllerKey);
+  ASSERT_OK(store_->PutJob(job));
+  StartCoordinator();
+  auto done = coordinator_->WaitForJob(id, absl::Minutes(1));
+  ASSERT_OK(done);
+  EXPECT_EQ(done->state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_EQ(done->gc().objects_deleted(), 1u);
+  EXPECT_THAT(repo_->blob_store()->Head("blobs/sha256/ab/abandoned"),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(repo_->blob_store()->Head("locks/gc"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+// A garbage collection an earlier controller (before GC was a job kind)
+// was running when it crashed: its gc/<id> record says RUNNING and its
+// lock is still in the repository (holding off every other collector).
+// The next start finishes it under the same id, which takes the lock
+// over, and records DONE.
+TEST_F(JobEngineTest, LegacyGcRecordInterruptedByACrashIsFinished) {
   snapshot::BlobStore::PutOptions plain;
   ASSERT_OK(repo_->blob_store()->Put("blobs/sha256/ab/abandoned", "x", plain));
   ASSERT_OK(repo_->blob_store()->Put("locks/gc", "gc-crashed\n", plain));

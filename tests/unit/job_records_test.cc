@@ -45,6 +45,20 @@ Snapshot FullJob(const std::string& id, shutter::v1::JobType type) {
     s.set_pinned(true);
     s.set_delete_requested(true);
     s.set_deleted_at_micros(1'700'000'200'000'000);
+  } else if (type == shutter::v1::JOB_TYPE_GC) {
+    auto* g = s.mutable_gc();
+    g->set_gc_id(id);
+    g->set_grace_seconds(3600);
+    g->set_objects_scanned(10);
+    g->set_objects_referenced(6);
+    g->set_objects_deleted(3);
+    g->set_bytes_deleted(3 << 20);
+    g->set_objects_too_young(1);
+    g->set_manifests_read(4);
+    g->set_publish_locks_released(2);
+    g->set_uploads_aborted(1);
+    g->set_uploads_too_young(1);
+    g->set_sweep_incomplete(true);
   } else {
     source = "20261203T101010Z-00000001";
     s.set_source_snapshot_id(source);
@@ -127,6 +141,7 @@ TEST(JobRecordsTest, KindNamesAreTheTypesInLowerCase) {
   EXPECT_EQ(KindName(shutter::v1::JOB_TYPE_SNAPSHOT), "snapshot");
   EXPECT_EQ(KindName(shutter::v1::JOB_TYPE_RESTORE), "restore");
   EXPECT_EQ(KindName(shutter::v1::JOB_TYPE_VERIFY), "verify");
+  EXPECT_EQ(KindName(shutter::v1::JOB_TYPE_GC), "gc");
   shutter::v1::JobType t;
   ASSERT_TRUE(ParseKindName("verify", &t));
   EXPECT_EQ(t, shutter::v1::JOB_TYPE_VERIFY);
