@@ -196,7 +196,10 @@ absl::Status JobStore::Migrate() {
   std::map<std::string, shutter::v1::Snapshot> v1;
   std::vector<std::string> v1_keys;
   RETURN_IF_ERROR(ReadV1(this, &v1, &v1_keys));
-  for (const auto& [id, job] : v1) {
+  for (const auto& entry : v1) {
+    // (Not a structured binding: C++17 lambdas cannot capture one.)
+    const std::string& id = entry.first;
+    const shutter::v1::Snapshot& job = entry.second;
     bool migrated = false;
     RETURN_IF_ERROR(Scan(JobKeys::Header(id),
                          [&](absl::string_view key, absl::string_view) {
