@@ -101,6 +101,7 @@ void AddSnapshotsCommands(CLI::App& app, Commands& cmds);
 void AddRestoresCommands(CLI::App& app, Commands& cmds);
 void AddVerifiesCommands(CLI::App& app, Commands& cmds);
 void AddGcsCommands(CLI::App& app, Commands& cmds);
+void AddDeletesCommands(CLI::App& app, Commands& cmds);
 void AddRepositoryCommands(CLI::App& app, Commands& cmds);
 void AddSchedulesCommands(CLI::App& app, Commands& cmds);
 void AddDataCommands(CLI::App& app, Commands& cmds);

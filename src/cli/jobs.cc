@@ -64,18 +64,21 @@ bool IsVerify(const Snapshot& s) { return s.type() == JOB_TYPE_VERIFY; }
 
 bool IsGc(const Snapshot& s) { return s.type() == JOB_TYPE_GC; }
 
+bool IsDelete(const Snapshot& s) { return s.type() == JOB_TYPE_DELETE; }
+
 const char* Noun(const Snapshot& s) {
   return IsRestore(s)  ? "restore"
          : IsVerify(s) ? "verify"
          : IsGc(s)     ? "gc"
+         : IsDelete(s) ? "delete"
                        : "snapshot";
 }
 
 const char* DoneWord(const Snapshot& s) {
-  return IsRestore(s)  ? "restored"
-         : IsVerify(s) ? "verified"
-         : IsGc(s)     ? "done"
-                       : "published";
+  return IsRestore(s)             ? "restored"
+         : IsVerify(s)            ? "verified"
+         : IsGc(s) || IsDelete(s) ? "done"
+                                  : "published";
 }
 
 void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
@@ -94,6 +97,9 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
               << (s.deep() ? " (deep: opened and scanned)"
                            : " (sizes and SHA-256)")
               << "\n";
+  } else if (IsDelete(s)) {
+    std::cout << "Delete:     " << s.snapshot_id() << "\n"
+              << "Of:         snapshot " << s.source_snapshot_id() << "\n";
   } else if (IsGc(s)) {
     std::cout << "GC:         " << s.snapshot_id() << "\n"
               << "Grace:      " << s.gc().grace_seconds() << "s\n";
@@ -365,6 +371,7 @@ int ListSnapshots(const Global& g, uint32_t limit, JobType type) {
   Table t({type == JOB_TYPE_RESTORE  ? "RESTORE"
            : type == JOB_TYPE_VERIFY ? "VERIFY"
            : type == JOB_TYPE_GC     ? "GC"
+           : type == JOB_TYPE_DELETE ? "DELETE"
                                      : "SNAPSHOT",
            "STATE", restores ? "OF SNAPSHOT" : "LABEL", "CREATED (UTC)",
            "DURATION", "PARTITIONS", "SIZE"});

@@ -94,4 +94,13 @@ void AddGcsCommands(CLI::App& app, Commands& cmds) {
                   "a collection in progress finishes its sweep"});
 }
 
+void AddDeletesCommands(CLI::App& app, Commands& cmds) {
+  AddJobCommands(app, cmds,
+                 {"deletes",
+                  "Snapshot deletion jobs (snapshots delete, "
+                  "retention)",
+                  "delete", JOB_TYPE_DELETE, "its task if it needs attention",
+                  "what was deleted stays deleted"});
+}
+
 }  // namespace shutter::cli

@@ -82,6 +82,7 @@ int Main(int argc, char** argv) {
   AddRestoresCommands(app, cmds);
   AddVerifiesCommands(app, cmds);
   AddGcsCommands(app, cmds);
+  AddDeletesCommands(app, cmds);
   AddRepositoryCommands(app, cmds);
   AddSchedulesCommands(app, cmds);
   AddDataCommands(app, cmds);

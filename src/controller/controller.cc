@@ -51,8 +51,6 @@ struct Controller::Parts {
   std::atomic<Maintenance*> maintenance_ptr{nullptr};
   std::atomic<ScheduleRunner*> schedules_ptr{nullptr};
   std::unique_ptr<JobEngine> engine;
-  // Set once the engine exists; read by the GC kind.
-  std::atomic<JobEngine*> engine_ptr{nullptr};
   std::unique_ptr<Maintenance> maintenance;
   std::unique_ptr<ScheduleRunner> schedules;
   std::unique_ptr<AdminServiceImpl> admin;
@@ -147,15 +145,10 @@ absl::Status Controller::Start() {
   kinds.on_verify_commit = [&p](const std::string& verify_id) {
     if (auto* s = p.schedules_ptr.load()) s->OnCommit(verify_id);
   };
-  kinds.attempt_is_over = [&p](const std::string& id, uint32_t partition) {
-    JobEngine* e = p.engine_ptr.load();
-    return e != nullptr && e->AttemptIsOver(id, partition);
-  };
   ASSIGN_OR_RETURN(
       p.engine,
       JobEngine::Create(eopts, StandardKinds(kinds), p.registry.get(),
                         p.store.get(), p.repo.get(), &p.timer, Clock::Real()));
-  p.engine_ptr = p.engine.get();
 
   Maintenance::Options mopts;
   mopts.retention.set_keep_last(o.retention_keep_last);
@@ -252,7 +245,6 @@ void Controller::Shutdown() {
   p.admin.reset();
   p.schedules.reset();
   p.maintenance.reset();
-  p.engine_ptr = nullptr;
   p.engine.reset();
   p.store.reset();
   parts_.reset();

@@ -26,105 +26,52 @@ void CopyGcReport(const snapshot::GcReport& report, CollectGarbageResponse* r) {
   r->set_sweep_incomplete(report.sweep_incomplete);
 }
 
-GcKind::GcKind(
-    snapshot::Repository* repo, absl::Duration wait_for_publishes,
-    std::function<bool(const snapshot::PublishLock&)> publish_lock_dead)
-    : repo_(repo),
-      wait_for_publishes_(wait_for_publishes),
-      publish_lock_dead_(std::move(publish_lock_dead)),
-      thread_([this] { Loop(); }) {}
-
-GcKind::~GcKind() { Shutdown(); }
-
-void GcKind::Shutdown() {
-  {
-    absl::MutexLock l(&mu_);
-    stopping_ = true;
-  }
-  if (thread_.joinable()) thread_.join();
-}
-
 void GcKind::RunTask(const Snapshot& job, const shutter::v1::PartitionTask&,
                      const std::string&, TaskCallback done) {
-  Work w{job.snapshot_id(), job.gc().grace_seconds(), std::move(done)};
-  {
-    absl::MutexLock l(&mu_);
-    if (!stopping_) {
-      queue_.push_back(std::move(w));
-      return;
-    }
-  }
-  std::move(w.done)(absl::UnavailableError("controller is shutting down"));
-}
-
-void GcKind::Loop() {
-  for (;;) {
-    Work w;
-    std::deque<Work> left;  // never started, when stopping
-    bool stop = false;
-    {
-      absl::MutexLock l(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (stopping_) {
-        left.swap(queue_);
-        stop = true;
-      } else {
-        w = std::move(queue_.front());
-        queue_.pop_front();
-      }
-    }
-    if (stop) {
-      // The engine, stopping too, records nothing for these; their jobs
-      // resume at the next start.
-      for (Work& x : left) {
-        std::move(x.done)(
-            absl::UnavailableError("controller is shutting down"));
-      }
-      return;
-    }
-    snapshot::GcOptions o;
-    o.grace = absl::Seconds(w.grace_seconds);
-    o.owner = w.job_id;  // a resumed run takes its own lock over
-    o.wait_for_publishes = wait_for_publishes_;
-    // A publish lock whose task the controller has finished (or whose job
-    // ended) belongs to an attempt that is over: do not wait for it.
-    o.publish_lock_dead = publish_lock_dead_;
-    absl::StatusOr<snapshot::GcReport> report = repo_->CollectGarbage(o);
-    if (report.ok()) {
-      CollectGarbageResponse r;
-      r.set_gc_id(w.job_id);
-      r.set_grace_seconds(w.grace_seconds);
-      CopyGcReport(*report, &r);
-      spdlog::info(
-          "garbage collection {}: {} objects scanned, {} deleted ({} bytes), "
-          "{} too young{}",
-          w.job_id, r.objects_scanned(), r.objects_deleted(), r.bytes_deleted(),
-          r.objects_too_young(),
-          r.sweep_incomplete() ? "; sweep stopped at its time bound" : "");
-      {
+  const std::string id = job.snapshot_id();
+  const int64_t grace = job.gc().grace_seconds();
+  worker().Run(
+      id,
+      [this, id, grace]() -> absl::StatusOr<TaskOutcome> {
+        snapshot::GcOptions o;
+        o.grace = absl::Seconds(grace);
+        o.owner = id;  // a resumed run takes its own lock over
+        o.wait_for_publishes = wait_for_publishes_;
+        // A publish lock whose task the controller has finished (or whose
+        // job ended) belongs to an attempt that is over: not waited for.
+        if (engine_ != nullptr) {
+          o.publish_lock_dead = [engine =
+                                     engine_](const snapshot::PublishLock& l) {
+            return engine->AttemptIsOver(l.snapshot_id, l.partition_id);
+          };
+        }
+        absl::StatusOr<snapshot::GcReport> report = repo_->CollectGarbage(o);
+        if (!report.ok()) {
+          // Another collection holding the lock, or publishes that kept
+          // running (nothing was deleted), end the job quietly: the
+          // operator may ask again. Anything else is worth the log.
+          if (!absl::IsFailedPrecondition(report.status()) &&
+              !absl::IsUnavailable(report.status())) {
+            spdlog::error("garbage collection {} failed: {}", id,
+                          report.status().ToString());
+          }
+          return report.status();
+        }
+        CollectGarbageResponse r;
+        r.set_gc_id(id);
+        r.set_grace_seconds(grace);
+        CopyGcReport(*report, &r);
+        spdlog::info(
+            "garbage collection {}: {} objects scanned, {} deleted ({} "
+            "bytes), {} too young{}",
+            id, r.objects_scanned(), r.objects_deleted(), r.bytes_deleted(),
+            r.objects_too_young(),
+            r.sweep_incomplete() ? "; sweep stopped at its time bound" : "");
         absl::MutexLock l(&mu_);
-        reports_[w.job_id] = std::move(r);
-      }
-      std::move(w.done)(TaskOutcome{});
-      continue;
-    }
-    // Another collection holding the lock, or publishes that kept running
-    // (nothing was deleted), end the job quietly: the operator may ask
-    // again. Anything else is an error worth the log.
-    if (!absl::IsFailedPrecondition(report.status()) &&
-        !absl::IsUnavailable(report.status())) {
-      spdlog::error("garbage collection {} failed: {}", w.job_id,
-                    report.status().ToString());
-    }
-    {
-      absl::MutexLock l(&mu_);
-      errors_[w.job_id] = report.status();
-    }
-    std::move(w.done)(report.status());
-  }
+        reports_[id] = std::move(r);
+        return TaskOutcome{};
+      },
+      std::move(done));
 }
 
 void GcKind::DescribeCommit(const std::string& job_id, bool, int, int,
@@ -139,12 +86,6 @@ void GcKind::DescribeCommit(const std::string& job_id, bool, int, int,
   }
   // else: the collection finished before a controller restart that lost
   // its figures (the job still commits: the sweep is done).
-}
-
-absl::Status GcKind::TaskError(const std::string& job_id) const {
-  absl::MutexLock l(&mu_);
-  auto it = errors_.find(job_id);
-  return it == errors_.end() ? absl::OkStatus() : it->second;
 }
 
 absl::StatusOr<CollectGarbageResponse> RunGarbageCollection(
@@ -164,16 +105,17 @@ absl::StatusOr<CollectGarbageResponse> RunGarbageCollection(
   plan.record.set_label("gc");
   plan.record.mutable_gc()->set_grace_seconds(grace_seconds);
   plan.record.add_partitions()->set_partition_id(0);
-  plan.placements.emplace_back(0, ControllerPlacement());
+  plan.placements.emplace_back(0, ControllerPlacement("gc"));
   std::string id;
   ASSIGN_OR_RETURN(id, engine.Submit(std::move(plan)));
-  ASSIGN_OR_RETURN(Snapshot h, engine.WaitForJob(id, timeout));
+  ASSIGN_OR_RETURN(Snapshot h, engine.AwaitJob(id, timeout));
   if (h.state() == shutter::v1::SNAPSHOT_STATE_COMMITTED) {
     CollectGarbageResponse r = h.gc();
     r.set_gc_id(id);
     return r;
   }
-  if (const auto* kind = dynamic_cast<const GcKind*>(engine.KindOfJob(id))) {
+  if (const auto* kind =
+          dynamic_cast<const ControllerTaskKind*>(engine.KindOfJob(id))) {
     RETURN_IF_ERROR(kind->TaskError(id));
   }
   return absl::AbortedError(absl::StrCat("garbage collection ", id, " ended ",

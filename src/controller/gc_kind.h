@@ -1,14 +1,13 @@
 #ifndef SHUTTER_CONTROLLER_GC_KIND_H_
 #define SHUTTER_CONTROLLER_GC_KIND_H_
 
-#include <deque>
 #include <functional>
 #include <map>
 #include <string>
-#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "controller/job_kind.h"
+#include "controller/kind_worker.h"
 #include "snapshot/repository.h"
 
 namespace shutter::controller {
@@ -16,7 +15,7 @@ namespace shutter::controller {
 class JobEngine;
 
 // Garbage collection as a job: one task, run on the controller itself
-// (Place: ControllerPlacement, one at a time), that runs the repository's
+// (Place: ControllerPlacement("gc"), one at a time), that runs the repository's
 // mark-and-sweep (Repository::CollectGarbage) with the job's grace period
 // (header.gc().grace_seconds()) under a repository lock owned by the job's
 // id -- so a collection a controller crash interrupted is resumed by the
@@ -28,28 +27,25 @@ class JobEngine;
 // again. Cancel: a collection in progress finishes (its sweep is bounded
 // by GcOptions::max_sweep). Nothing to roll back.
 //
-// Tasks run on one thread of the kind's own; Shutdown() waits for the one
-// in progress. Thread-safe. The repository must outlive it.
-class GcKind : public JobKind {
+// Tasks run on the kind's own KindWorker; Shutdown() waits for the one in
+// progress. Thread-safe. The repository must outlive it.
+class GcKind : public ControllerTaskKind {
  public:
-  // `publish_lock_dead` (may be empty): see GcOptions::publish_lock_dead.
-  GcKind(snapshot::Repository* repo, absl::Duration wait_for_publishes,
-         std::function<bool(const snapshot::PublishLock&)> publish_lock_dead);
-  ~GcKind() override;
+  // A publish lock whose attempt the engine this kind is bound to has
+  // finished (JobEngine::AttemptIsOver) is not waited for.
+  GcKind(snapshot::Repository* repo, absl::Duration wait_for_publishes)
+      : repo_(repo), wait_for_publishes_(wait_for_publishes) {}
+  ~GcKind() override { Shutdown(); }
 
   shutter::v1::JobType type() const override {
     return shutter::v1::JOB_TYPE_GC;
   }
   const char* name() const override { return "gc"; }
+  void Bind(JobEngine* engine) override { engine_ = engine; }
 
-  absl::StatusOr<NodeRegistry::Leader> Place(
-      const NodeRegistry& registry, uint32_t partition_id) const override {
-    return ControllerPlacement();
-  }
   void RunTask(const shutter::v1::Snapshot& job,
                const shutter::v1::PartitionTask& task,
-               const std::string& address, TaskCallback done) override
-      ABSL_LOCKS_EXCLUDED(mu_);
+               const std::string& address, TaskCallback done) override;
   FailureClass Classify(const absl::Status& error) const override {
     return FailureClass::kPermanent;
   }
@@ -61,39 +57,17 @@ class GcKind : public JobKind {
                       int total, const std::string& first_failed,
                       shutter::v1::Snapshot* header) const override
       ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status Rollback(const std::string& job_id) override {
-    return absl::OkStatus();
-  }
-  void CancelOnNode(const std::string& address,
-                    const std::string& job_id) override {}
-  void Shutdown() override ABSL_LOCKS_EXCLUDED(mu_);
-
-  // The error of the job's collection, as the repository gave it; OK if it
-  // did not fail (or this process did not run it).
-  absl::Status TaskError(const std::string& job_id) const
-      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  struct Work {
-    std::string job_id;
-    int64_t grace_seconds = 0;
-    TaskCallback done;
-  };
-  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
-
   snapshot::Repository* const repo_;
   const absl::Duration wait_for_publishes_;
-  const std::function<bool(const snapshot::PublishLock&)> publish_lock_dead_;
+  JobEngine* engine_ = nullptr;
 
   mutable absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<Work> queue_ ABSL_GUARDED_BY(mu_);
-  // What each collection of this process found or why it failed, by job.
-  // (reports_ until the job's commit takes its figures.)
+  // What each collection of this process found, by job, until the job's
+  // commit takes its figures.
   mutable std::map<std::string, shutter::v1::CollectGarbageResponse> reports_
       ABSL_GUARDED_BY(mu_);
-  std::map<std::string, absl::Status> errors_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;
 };
 
 // The repository's report as the API's message.

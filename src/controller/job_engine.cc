@@ -44,6 +44,7 @@ JobEngine::JobEngine(const Options& options,
              options.unreachable_poll, options.unreachable_poll_max} {
   for (auto& kind : kinds) {
     const shutter::v1::JobType type = kind->type();
+    kind->Bind(this);
     kinds_[type] = std::move(kind);
   }
   if (metrics::Registry* m = options_.metrics; m != nullptr) {
@@ -226,6 +227,16 @@ absl::StatusOr<std::unique_ptr<JobEngine>> JobEngine::Create(
 Job* JobEngine::FindLocked(const std::string& snapshot_id) {
   auto it = jobs_.find(snapshot_id);
   return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<Job*> JobEngine::FindSnapshotLocked(
+    const std::string& snapshot_id) {
+  Job* job = FindLocked(snapshot_id);
+  if (job == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
+  }
+  RETURN_IF_ERROR(CheckIsSnapshot(*job));
+  return job;
 }
 
 void JobEngine::StageTaskLocked(const Job& job, const PartitionTask& task) {
@@ -736,16 +747,12 @@ absl::Status JobEngine::WaitDurable() {
   return result;
 }
 
-absl::StatusOr<Snapshot> JobEngine::DeleteSnapshot(
+absl::StatusOr<Snapshot> JobEngine::RequestDelete(
     const std::string& snapshot_id, bool force) {
   RETURN_IF_ERROR(CheckSafeId("snapshot id", snapshot_id));
   {
     absl::MutexLock l(&mu_);
-    Job* job = FindLocked(snapshot_id);
-    if (job == nullptr) {
-      return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
-    }
-    RETURN_IF_ERROR(CheckIsSnapshot(*job));
+    ASSIGN_OR_RETURN(Job * job, FindSnapshotLocked(snapshot_id));
     const Snapshot& h = job->header();
     if (h.state() == shutter::v1::SNAPSHOT_STATE_DELETED) return h;
     if (!IsFinished(h.state()) || job->finishing) {
@@ -781,30 +788,27 @@ absl::StatusOr<Snapshot> JobEngine::DeleteSnapshot(
         }
       }
     }
+    if (h.delete_requested()) return h;  // asked before
     job->mutable_header().set_delete_requested(true);
     StageHeaderLocked(*job);
   }
   RETURN_IF_ERROR(WaitDurable());
-  // The repository's part: idempotent, so a crash here is finished later.
-  absl::Status s = repo_->DeleteSnapshot(snapshot_id);
-  if (!s.ok()) {
-    return absl::Status(s.code(),
-                        absl::StrCat("deleting snapshot ", snapshot_id, ": ",
-                                     s.message(), " (retry to finish)"));
+  absl::MutexLock l(&mu_);
+  return FindLocked(snapshot_id)->header();
+}
+
+absl::Status JobEngine::MarkDeleted(const std::string& snapshot_id) {
+  absl::MutexLock l(&mu_);
+  ASSIGN_OR_RETURN(Job * job, FindSnapshotLocked(snapshot_id));
+  if (job->header().state() == shutter::v1::SNAPSHOT_STATE_DELETED) {
+    return absl::OkStatus();
   }
-  Snapshot out;
-  {
-    absl::MutexLock l(&mu_);
-    Job* job = FindLocked(snapshot_id);
-    Snapshot& h = job->mutable_header();
-    h.set_state(shutter::v1::SNAPSHOT_STATE_DELETED);
-    h.set_deleted_at_micros(absl::ToUnixMicros(clock_->Now()));
-    StageHeaderLocked(*job);
-    out = h;
-  }
-  RETURN_IF_ERROR(WaitDurable());
+  Snapshot& h = job->mutable_header();
+  h.set_state(shutter::v1::SNAPSHOT_STATE_DELETED);
+  h.set_deleted_at_micros(absl::ToUnixMicros(clock_->Now()));
+  StageHeaderLocked(*job);
   spdlog::info("snapshot {} deleted", snapshot_id);
-  return out;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Snapshot> JobEngine::PinSnapshot(const std::string& snapshot_id,
@@ -813,11 +817,7 @@ absl::StatusOr<Snapshot> JobEngine::PinSnapshot(const std::string& snapshot_id,
   Snapshot out;
   {
     absl::MutexLock l(&mu_);
-    Job* job = FindLocked(snapshot_id);
-    if (job == nullptr) {
-      return absl::NotFoundError(absl::StrCat("no snapshot ", snapshot_id));
-    }
-    RETURN_IF_ERROR(CheckIsSnapshot(*job));
+    ASSIGN_OR_RETURN(Job * job, FindSnapshotLocked(snapshot_id));
     if (job->header().state() == shutter::v1::SNAPSHOT_STATE_DELETED) {
       return absl::FailedPreconditionError(
           absl::StrCat("snapshot ", snapshot_id, " is deleted"));
@@ -1048,36 +1048,42 @@ void JobEngine::Shutdown() {
   for (auto& [type, kind] : kinds_) kind->Shutdown();
 }
 
-absl::StatusOr<Snapshot> JobEngine::WaitForJob(const std::string& job_id,
-                                               absl::Duration timeout) const {
-  absl::MutexLock l(&mu_);
-  auto finished = [this, &job_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (stopping_) return true;
+absl::StatusOr<Snapshot> JobEngine::AwaitJob(const std::string& job_id,
+                                             absl::Duration timeout) {
+  Snapshot header;
+  {
+    absl::MutexLock l(&mu_);
+    auto finished = [this, &job_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (stopping_) return true;
+      auto it = jobs_.find(job_id);
+      return it == jobs_.end() ||
+             (IsFinished(it->second->header().state()) &&
+              !it->second->finishing && !it->second->rolling_back &&
+              !it->second->AnyRunning());
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&finished), timeout)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("job ", job_id, " has not finished after ",
+                       absl::FormatDuration(timeout)));
+    }
     auto it = jobs_.find(job_id);
-    return it == jobs_.end() ||
-           (IsFinished(it->second->header().state()) &&
-            !it->second->finishing && !it->second->rolling_back &&
-            !it->second->AnyRunning());
-  };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&finished), timeout)) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("job ", job_id, " has not finished after ",
-                     absl::FormatDuration(timeout)));
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(absl::StrCat("no job ", job_id));
+    }
+    if (!IsFinished(it->second->header().state())) {
+      return absl::UnavailableError("controller is shutting down");
+    }
+    header = it->second->header();
   }
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) {
-    return absl::NotFoundError(absl::StrCat("no job ", job_id));
-  }
-  if (!IsFinished(it->second->header().state())) {
-    return absl::UnavailableError("controller is shutting down");
-  }
-  return it->second->header();
+  // What the caller is told is durable (the final state was staged).
+  RETURN_IF_ERROR(WaitDurable());
+  return header;
 }
 
-NodeRegistry::Leader ControllerPlacement() {
+NodeRegistry::Leader ControllerPlacement(absl::string_view lane) {
   NodeRegistry::Leader l;
-  l.node_id = kControllerKey;
-  l.address = kControllerKey;
+  l.node_id = absl::StrCat(kControllerKeyPrefix, lane);
+  l.address = l.node_id;
   return l;
 }
 

@@ -30,13 +30,13 @@
 
 namespace shutter::controller {
 
-// Runs jobs of every kind it is given (JobKind: snapshots, restores):
-// turns a job into one task per partition, runs the tasks on the
-// partitions' leaders in parallel across nodes while keeping each node
-// within its limit, records every state change in the JobStore before
-// acting on it, and commits the job through its kind only when every task
-// is done (a snapshot: the cluster manifest, once every partition is
-// published and verified against the repository).
+// Runs jobs of every kind it is given (JobKind: snapshots, restores,
+// verifies, garbage collections, deletions): runs a job's tasks where its
+// kind places them (a partition's leader, or the controller itself) in
+// parallel across nodes while keeping each node within its limit, records every
+// state change in the JobStore before acting on it, and commits the job through
+// its kind only when every task is done (a snapshot: the cluster manifest, once
+// every partition is published and verified against the repository).
 //
 // State and persistence: each job is a Job (job.h: header + tasks, counts
 // kept up to date). A transition changes one task in memory under the
@@ -174,11 +174,20 @@ class JobEngine {
   absl::Status CheckCommittedSnapshot(const std::string& job_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Deletes a finished snapshot from the repository (see the AdminService
-  // contract): records delete_requested durably, deletes, then records
-  // DELETED. Blocks for the repository's deletes. Returns the job's fields.
-  absl::StatusOr<shutter::v1::Snapshot> DeleteSnapshot(
+  // The engine's part of deleting a finished snapshot (the delete kind's
+  // front door, DeleteSnapshotJob, does the rest): checks that it may be
+  // deleted (finished and rolled back; unless `force`, neither pinned nor
+  // the newest committed snapshot), then records delete_requested durably
+  // and returns the job's fields. A snapshot already DELETED, or whose
+  // deletion was asked before, is returned as it is. NOT_FOUND, INVALID_-
+  // ARGUMENT (a malformed id), FAILED_PRECONDITION (why not).
+  absl::StatusOr<shutter::v1::Snapshot> RequestDelete(
       const std::string& snapshot_id, bool force) ABSL_LOCKS_EXCLUDED(mu_);
+  // Records the snapshot DELETED (staged: durable with whatever is staged
+  // after it; it does not wait, so a kind's commit may call it). OK if it
+  // already is.
+  absl::Status MarkDeleted(const std::string& snapshot_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Sets the job's pinned flag, durably. Returns the job's fields.
   absl::StatusOr<shutter::v1::Snapshot> PinSnapshot(
@@ -191,7 +200,8 @@ class JobEngine {
                      uint32_t partition_id) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Snapshots whose deletion was asked for but not finished (a crash
-  // interrupted it): finish them with DeleteSnapshot(id, true).
+  // interrupted it, or its delete job failed): finish them with
+  // DeleteSnapshotJob(engine, id, true, ...).
   std::vector<std::string> InterruptedDeletes() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Applies a node's concurrency limit to the scheduler (at once, for
@@ -215,12 +225,13 @@ class JobEngine {
   // results arriving afterwards are recorded only if successful.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Blocks until the job is finished (its state final, its commit or
-  // rollback no longer in progress) and returns its fields; NOT_FOUND for
-  // an unknown job, DEADLINE_EXCEEDED after `timeout`, UNAVAILABLE if the
-  // engine shuts down first.
-  absl::StatusOr<shutter::v1::Snapshot> WaitForJob(const std::string& job_id,
-                                                   absl::Duration timeout) const
+  // Blocks until the job is finished (its state final and durable, its
+  // commit or rollback no longer in progress) and returns its fields;
+  // NOT_FOUND for an unknown job, DEADLINE_EXCEEDED after `timeout`,
+  // UNAVAILABLE if the engine shuts down first. Not on the job store's
+  // own thread (a kind's commit or AfterCommit).
+  absl::StatusOr<shutter::v1::Snapshot> AwaitJob(const std::string& job_id,
+                                                 absl::Duration timeout)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Tests: waits until every transition staged so far is durable and
@@ -295,6 +306,10 @@ class JobEngine {
   void Rollback(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
 
   Job* FindLocked(const std::string& snapshot_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job if it is one of a kind that produces snapshots; NOT_FOUND, or
+  // FAILED_PRECONDITION saying what it is.
+  absl::StatusOr<Job*> FindSnapshotLocked(const std::string& snapshot_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Blocks until everything staged so far is durable.
   absl::Status WaitDurable() ABSL_LOCKS_EXCLUDED(mu_);

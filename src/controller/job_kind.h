@@ -8,6 +8,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "controller/job.h"
 #include "controller/node_registry.h"
@@ -16,6 +17,8 @@
 #include "shutter/v1/common.pb.h"
 
 namespace shutter::controller {
+
+class JobEngine;
 
 // What one partition's task produced, as the engine records it.
 struct TaskOutcome {
@@ -52,6 +55,11 @@ class JobKind {
 
   virtual ~JobKind() = default;
 
+  // Called once by the engine that runs this kind, before it loads any
+  // job: a kind whose tasks or commits act on the engine's other jobs
+  // keeps it (the engine outlives every call into its kinds).
+  virtual void Bind(JobEngine* engine) {}
+
   // The job type this kind runs (one kind per type).
   virtual shutter::v1::JobType type() const = 0;
   // Its name in metrics labels and log lines ("snapshot", "restore").
@@ -64,7 +72,7 @@ class JobKind {
   // address it goes to (it keeps that node's slot while it runs; the
   // scheduler's key is the node id). The default is the partition's
   // leader; a kind whose tasks run on the controller itself returns
-  // ControllerPlacement(). An error means "not now" (the task waits and
+  // ControllerPlacement(its name). An error means "not now" (the task waits and
   // asks again, until the job's deadline).
   virtual absl::StatusOr<NodeRegistry::Leader> Place(
       const NodeRegistry& registry, uint32_t partition_id) const {
@@ -131,11 +139,13 @@ class JobKind {
   virtual void Shutdown() {}
 };
 
-// The placement of a task that runs on the controller itself (Place()):
-// a scheduler key no node id can be (node ids are [A-Za-z0-9._-]), with
-// the scheduler's default limit of one at a time.
-NodeRegistry::Leader ControllerPlacement();
-inline constexpr char kControllerKey[] = "@controller";
+// The placement of a task that runs on the controller itself (Place()),
+// in `lane` (the kind's name): the scheduler key "@controller:<lane>",
+// which no node id can be (node ids are [A-Za-z0-9._-]), with the
+// scheduler's default limit of one at a time per lane -- so one kind's
+// long task (a garbage collection) never holds up another's (a delete).
+NodeRegistry::Leader ControllerPlacement(absl::string_view lane);
+inline constexpr char kControllerKeyPrefix[] = "@controller:";
 
 }  // namespace shutter::controller
 

@@ -140,6 +140,9 @@ sv1::JobRecord ToJobRecord(const Snapshot& h) {
       p->set_deep(h.deep());
       break;
     }
+    case shutter::v1::JOB_TYPE_DELETE:
+      r.mutable_deletion()->set_source_snapshot_id(h.source_snapshot_id());
+      break;
     case shutter::v1::JOB_TYPE_GC: {
       const shutter::v1::CollectGarbageResponse& g = h.gc();
       auto* p = r.mutable_gc();
@@ -222,6 +225,9 @@ absl::StatusOr<Snapshot> FromJobRecord(const sv1::JobRecord& r) {
     case sv1::JobRecord::kVerify:
       h.set_source_snapshot_id(r.verify().source_snapshot_id());
       h.set_deep(r.verify().deep());
+      break;
+    case sv1::JobRecord::kDeletion:
+      h.set_source_snapshot_id(r.deletion().source_snapshot_id());
       break;
     case sv1::JobRecord::kGc: {
       const sv1::GcPayload& p = r.gc();

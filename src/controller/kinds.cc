@@ -1,5 +1,6 @@
 #include "controller/kinds.h"
 
+#include "controller/delete_kind.h"
 #include "controller/gc_kind.h"
 #include "controller/restore_kind.h"
 #include "controller/snapshot_kind.h"
@@ -15,14 +16,9 @@ std::vector<std::unique_ptr<JobKind>> StandardKinds(const KindContext& ctx) {
                                                 ctx.registry));
   kinds.push_back(std::make_unique<VerifyKind>(ctx.transport, ctx.rpc_timeout,
                                                ctx.on_verify_commit));
-  std::function<bool(const snapshot::PublishLock&)> lock_dead;
-  if (ctx.attempt_is_over) {
-    lock_dead = [over = ctx.attempt_is_over](const snapshot::PublishLock& l) {
-      return over(l.snapshot_id, l.partition_id);
-    };
-  }
-  kinds.push_back(std::make_unique<GcKind>(ctx.repo, ctx.gc_wait_for_publishes,
-                                           std::move(lock_dead)));
+  kinds.push_back(
+      std::make_unique<GcKind>(ctx.repo, ctx.gc_wait_for_publishes));
+  kinds.push_back(std::make_unique<DeleteKind>(ctx.repo));
   return kinds;
 }
 

@@ -28,13 +28,8 @@ struct KindContext {
   // Called once a verify job's COMMITTED state is durable (may be empty):
   // schedules.
   std::function<void(const std::string& verify_id)> on_verify_commit;
-  // Garbage collection: how long it waits for publishes in flight, and
-  // whether a (snapshot, partition) attempt is over, so its publish lock
-  // need not be waited for (JobEngine::AttemptIsOver once the engine
-  // exists; may be empty: only stale locks are dropped).
+  // How long a garbage collection waits for publishes in flight.
   absl::Duration gc_wait_for_publishes = absl::Seconds(60);
-  std::function<bool(const std::string& snapshot_id, uint32_t partition_id)>
-      attempt_is_over;
 };
 
 // The job kinds a controller runs, one per job type: the list the engine

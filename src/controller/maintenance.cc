@@ -7,6 +7,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "controller/delete_kind.h"
 #include "controller/gc_kind.h"
 #include "controller/job_states.h"
 #include "spdlog/spdlog.h"
@@ -124,7 +125,8 @@ absl::StatusOr<ApplyRetentionResponse> Maintenance::ApplyRetention(
   ApplyRetentionResponse done = plan;
   done.clear_deleted();
   for (const std::string& id : plan.deleted()) {
-    auto s = coordinator_->DeleteSnapshot(id, /*force=*/false);
+    auto s = DeleteSnapshotJob(*coordinator_, id, /*force=*/false,
+                               options_.job_timeout);
     if (!s.ok()) {
       return absl::Status(
           s.status().code(),
@@ -219,7 +221,7 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::CollectGarbage(
   }
   // A job of its own (GcKind): durable, resumed after a crash, listed.
   absl::StatusOr<CollectGarbageResponse> out =
-      RunGarbageCollection(*coordinator_, grace, options_.gc_job_timeout);
+      RunGarbageCollection(*coordinator_, grace, options_.job_timeout);
   absl::MutexLock l(&mu_);
   gc_running_ = false;
   return out;
@@ -322,7 +324,8 @@ void Maintenance::WorkerLoop() {
     if (deletes) {
       for (const std::string& id : coordinator_->InterruptedDeletes()) {
         spdlog::warn("finishing the deletion of snapshot {}", id);
-        auto s = coordinator_->DeleteSnapshot(id, /*force=*/true);
+        auto s = DeleteSnapshotJob(*coordinator_, id, /*force=*/true,
+                                   options_.job_timeout);
         if (!s.ok()) {
           spdlog::error("deleting snapshot {}: {}", id, s.status().ToString());
         }

@@ -19,8 +19,9 @@
 namespace shutter::controller {
 
 // Repository upkeep on the controller: retention (which committed
-// snapshots to delete), deletion through the coordinator (durable, resumed
-// after a crash), and garbage collection, which runs as a job of the
+// snapshots to delete), deletions (delete jobs: DeleteSnapshotJob; at
+// Start() it finishes deletions a crash left asked-for but never
+// started), and garbage collection, which runs as a job of the
 // engine (GcKind: durable, resumed after a crash under its own repository
 // lock, listed with the other jobs). Collections an earlier controller
 // recorded as gc/<id> records and left running are finished at Start().
@@ -43,8 +44,8 @@ class Maintenance {
     // own setting is KindContext::gc_wait_for_publishes; this one is for
     // collections an earlier controller left running).
     absl::Duration gc_wait_for_publishes = absl::Seconds(60);
-    // How long CollectGarbage waits for its job.
-    absl::Duration gc_job_timeout = absl::Hours(1);
+    // How long a collection or a deletion waits for its job.
+    absl::Duration job_timeout = absl::Hours(1);
   };
 
   Maintenance(const Options& options, JobEngine* coordinator,

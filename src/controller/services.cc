@@ -4,6 +4,7 @@
 
 #include "common/rpc.h"
 #include "common/text.h"
+#include "controller/delete_kind.h"
 #include "controller/restore_kind.h"
 #include "controller/snapshot_kind.h"
 #include "controller/verify_kind.h"
@@ -186,7 +187,7 @@ grpc::Status AdminServiceImpl::DeleteSnapshot(
       !d.ok()) {
     return ToGrpcStatus(d);
   }
-  auto s = coordinator_->DeleteSnapshot(req->snapshot_id(), req->force());
+  auto s = DeleteSnapshotJob(*coordinator_, req->snapshot_id(), req->force());
   if (!s.ok()) return ToGrpcStatus(s.status());
   *resp->mutable_snapshot() = std::move(s).value();
   resp->mutable_snapshot()->clear_partitions();

@@ -248,6 +248,15 @@ TEST_P(RetentionTest, IncrementalSnapshotsRetentionGcAndRestore) {
       {"snapshots", "prune", "--keep-last", "1"});
   ASSERT_EQ(done.deleted_size(), 1);
   EXPECT_EQ(done.deleted(0), s2);
+  // Each deletion was a job of kind delete, naming its snapshot.
+  auto deletes = CtlJson<ListSnapshotsResponse>({"deletes", "list"});
+  bool found = false;
+  for (const auto& d : deletes.snapshots()) {
+    if (d.source_snapshot_id() != s2) continue;
+    found = true;
+    EXPECT_EQ(d.state(), SNAPSHOT_STATE_COMMITTED);
+  }
+  EXPECT_TRUE(found) << "no delete job for " << s2;
   auto gc =
       CtlJson<CollectGarbageResponse>({"repository", "gc", "--grace", "0s"});
   EXPECT_FALSE(gc.gc_id().empty());

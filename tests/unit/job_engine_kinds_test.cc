@@ -2,6 +2,7 @@
 #include <fstream>
 
 #include "common/error_reason.h"
+#include "controller/delete_kind.h"
 #include "controller/job_engine.h"
 #include "controller/job_states.h"
 #include "controller/kinds.h"
@@ -1071,14 +1072,14 @@ TEST_F(JobEngineTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
   for (int i = 0; i < 3; ++i) ids.push_back(CommitOne());
   ASSERT_FALSE(HasFailure());
   // The newest committed one is protected; so is a pinned one.
-  EXPECT_THAT(coordinator_->DeleteSnapshot(ids[2], false),
+  EXPECT_THAT(DeleteSnapshotJob(*coordinator_, ids[2], false),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        "newest committed snapshot"));
   ASSERT_OK(coordinator_->PinSnapshot(ids[1], true));
-  EXPECT_THAT(coordinator_->DeleteSnapshot(ids[1], false),
+  EXPECT_THAT(DeleteSnapshotJob(*coordinator_, ids[1], false),
               StatusIs(absl::StatusCode::kFailedPrecondition, "pinned"));
   EXPECT_TRUE(coordinator_->ListSnapshots(0)[1].pinned());
-  auto deleted = coordinator_->DeleteSnapshot(ids[0], false);
+  auto deleted = DeleteSnapshotJob(*coordinator_, ids[0], false);
   ASSERT_OK(deleted);
   EXPECT_EQ(deleted->state(), shutter::v1::SNAPSHOT_STATE_DELETED);
   EXPECT_GT(deleted->deleted_at_micros(), 0);
@@ -1088,13 +1089,13 @@ TEST_F(JobEngineTest, DeleteRemovesTheSnapshotAndKeepsTheNewest) {
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_OK(repo_->ReadClusterManifest(ids[1]));
   // Idempotent; and a deleted snapshot cannot be verified or pinned.
-  ASSERT_OK(coordinator_->DeleteSnapshot(ids[0], false));
+  ASSERT_OK(DeleteSnapshotJob(*coordinator_, ids[0], false));
   EXPECT_THAT(VerifySnapshot(ids[0]),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   EXPECT_THAT(coordinator_->PinSnapshot(ids[0], true),
               StatusIs(absl::StatusCode::kFailedPrecondition));
   // Force deletes the newest; the state survives a restart.
-  ASSERT_OK(coordinator_->DeleteSnapshot(ids[2], true));
+  ASSERT_OK(DeleteSnapshotJob(*coordinator_, ids[2], true));
   StopCoordinator();
   StartCoordinator();
   EXPECT_EQ(Get(ids[0]).state(), shutter::v1::SNAPSHOT_STATE_DELETED);
@@ -1108,11 +1109,11 @@ TEST_F(JobEngineTest, RunningSnapshotsAreNotDeleted) {
   auto id = CreateSnapshot({});
   ASSERT_OK(id);
   ASSERT_TRUE(transport_.WaitForCalls(1));
-  EXPECT_THAT(coordinator_->DeleteSnapshot(*id, true),
+  EXPECT_THAT(DeleteSnapshotJob(*coordinator_, *id, true),
               StatusIs(absl::StatusCode::kFailedPrecondition, "cancel it"));
-  EXPECT_THAT(coordinator_->DeleteSnapshot("nope", true),
+  EXPECT_THAT(DeleteSnapshotJob(*coordinator_, "nope", true),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(coordinator_->DeleteSnapshot("../x", true),
+  EXPECT_THAT(DeleteSnapshotJob(*coordinator_, "../x", true),
               StatusIs(absl::StatusCode::kInvalidArgument));
   Publish(transport_.Take());
 }
@@ -1129,7 +1130,7 @@ TEST_F(JobEngineTest, InterruptedDeleteIsFinishedAfterARestart) {
   ASSERT_OK(store_->PutJob(snap));
   StartCoordinator();
   EXPECT_EQ(coordinator_->InterruptedDeletes(), std::vector<std::string>{id});
-  ASSERT_OK(coordinator_->DeleteSnapshot(id, true));
+  ASSERT_OK(DeleteSnapshotJob(*coordinator_, id, true));
   EXPECT_THAT(repo_->ReadClusterManifest(id),
               StatusIs(absl::StatusCode::kNotFound));
   EXPECT_TRUE(coordinator_->InterruptedDeletes().empty());
@@ -1163,7 +1164,7 @@ TEST_F(JobEngineTest, GcIsAJobOfItsOwnKind) {
   shutter::v1::Snapshot job = Get(r->gc_id());
   EXPECT_EQ(job.gc().objects_deleted(), 1u);
   ASSERT_EQ(job.partitions_size(), 1);
-  EXPECT_EQ(job.partitions(0).node_id(), kControllerKey);
+  EXPECT_EQ(job.partitions(0).node_id(), "@controller:gc");
   // Its record is the store's own, with the report, and survives a
   // restart.
   coordinator_->WaitForQuiescenceForTesting();
@@ -1182,6 +1183,58 @@ TEST_F(JobEngineTest, GcIsAJobOfItsOwnKind) {
   ASSERT_EQ(jobs.size(), 2u);
   EXPECT_EQ(jobs[0].state(), shutter::v1::SNAPSHOT_STATE_FAILED);
   EXPECT_EQ(Get(jobs[0].snapshot_id()).partitions(0).attempts(), 1u);
+}
+
+// Deleting is a job of its own kind, on the controller: listed with its
+// snapshot as source; a delete job a crash interrupted (recorded RUNNING,
+// the snapshot asked for deletion) is resumed by the engine and marks the
+// snapshot DELETED.
+TEST_F(JobEngineTest, DeleteIsAJobOfItsOwnKindAndResumesAfterACrash) {
+  Beat("a", 0, 1, 1);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(CommitOne());
+  ASSERT_FALSE(HasFailure());
+  ASSERT_OK(DeleteSnapshotJob(*coordinator_, ids[0], false));
+  auto deletes = coordinator_->ListSnapshots(0, shutter::v1::JOB_TYPE_DELETE);
+  ASSERT_EQ(deletes.size(), 1u);
+  EXPECT_EQ(deletes[0].source_snapshot_id(), ids[0]);
+  EXPECT_EQ(deletes[0].state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_EQ(coordinator_->ListSnapshots(0).size(), 3u);  // not a snapshot
+
+  // A crash after the deletion was asked for and its job recorded, before
+  // the job ran.
+  coordinator_->WaitForQuiescenceForTesting();
+  StopCoordinator();
+  shutter::v1::Snapshot snap;
+  {
+    auto all = store_->LoadAll();
+    ASSERT_OK(all);
+    for (auto& j : *all) {
+      if (j.snapshot_id() == ids[1]) snap = j;
+    }
+  }
+  snap.set_delete_requested(true);
+  ASSERT_OK(store_->PutJob(snap));
+  shutter::v1::Snapshot job;
+  job.set_snapshot_id("20260101T000000.000Z-0000dddd");
+  job.set_type(shutter::v1::JOB_TYPE_DELETE);
+  job.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
+  job.set_source_snapshot_id(ids[1]);
+  job.set_created_at_micros(absl::ToUnixMicros(clock_.Now()));
+  job.set_deadline_micros(absl::ToUnixMicros(clock_.Now() + absl::Hours(1)));
+  auto* t = job.add_partitions();
+  t->set_partition_id(0);
+  t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
+  ASSERT_OK(store_->PutJob(job));
+  StartCoordinator();
+  auto done = coordinator_->AwaitJob(job.snapshot_id(), absl::Minutes(1));
+  ASSERT_OK(done);
+  EXPECT_EQ(done->state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_EQ(Get(ids[1]).state(), shutter::v1::SNAPSHOT_STATE_DELETED);
+  EXPECT_THAT(repo_->ReadClusterManifest(ids[1]),
+              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_TRUE(coordinator_->InterruptedDeletes().empty());
+  EXPECT_OK(repo_->ReadClusterManifest(ids[2]));
 }
 
 // A garbage collection job the controller was running when it crashed:
@@ -1204,10 +1257,10 @@ TEST_F(JobEngineTest, GcJobInterruptedByACrashIsResumedByTheEngine) {
   auto* t = job.add_partitions();
   t->set_partition_id(0);
   t->set_state(shutter::v1::PARTITION_TASK_STATE_QUEUED);
-  t->set_node_id(kControllerKey);
+  t->set_node_id("@controller:gc");
   ASSERT_OK(store_->PutJob(job));
   StartCoordinator();
-  auto done = coordinator_->WaitForJob(id, absl::Minutes(1));
+  auto done = coordinator_->AwaitJob(id, absl::Minutes(1));
   ASSERT_OK(done);
   EXPECT_EQ(done->state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
   EXPECT_EQ(done->gc().objects_deleted(), 1u);

@@ -142,6 +142,7 @@ TEST(JobRecordsTest, KindNamesAreTheTypesInLowerCase) {
   EXPECT_EQ(KindName(shutter::v1::JOB_TYPE_RESTORE), "restore");
   EXPECT_EQ(KindName(shutter::v1::JOB_TYPE_VERIFY), "verify");
   EXPECT_EQ(KindName(shutter::v1::JOB_TYPE_GC), "gc");
+  EXPECT_EQ(KindName(shutter::v1::JOB_TYPE_DELETE), "delete");
   shutter::v1::JobType t;
   ASSERT_TRUE(ParseKindName("verify", &t));
   EXPECT_EQ(t, shutter::v1::JOB_TYPE_VERIFY);
