@@ -23,18 +23,6 @@ void DeleteKind::RunTask(const Snapshot& job, const shutter::v1::PartitionTask&,
       std::move(done));
 }
 
-FailureClass DeleteKind::Classify(const absl::Status& error) const {
-  switch (error.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kAborted:
-      return FailureClass::kTransient;
-    default:
-      return FailureClass::kPermanent;
-  }
-}
-
 absl::AnyInvocable<absl::Status() &&> DeleteKind::PrepareCommit(const Job& job,
                                                                 absl::Time) {
   return [engine = engine_, source = job.header().source_snapshot_id()] {
@@ -55,25 +43,15 @@ absl::StatusOr<Snapshot> DeleteSnapshotJob(JobEngine& engine,
     }
   }
   if (job_id.empty()) {
-    JobPlan plan;
-    plan.record.set_type(shutter::v1::JOB_TYPE_DELETE);
+    JobPlan plan = ControllerJobPlan(shutter::v1::JOB_TYPE_DELETE);
     plan.record.set_source_snapshot_id(snapshot_id);
-    plan.record.add_partitions()->set_partition_id(0);
-    plan.placements.emplace_back(0, ControllerPlacement("delete"));
     ASSIGN_OR_RETURN(job_id, engine.Submit(std::move(plan)));
   }
-  ASSIGN_OR_RETURN(Snapshot d, engine.AwaitJob(job_id, timeout));
-  if (d.state() != shutter::v1::SNAPSHOT_STATE_COMMITTED) {
-    absl::Status cause = absl::AbortedError(
-        absl::StrCat("delete job ", job_id, " ended ", StateName(d.state()),
-                     d.error().empty() ? "" : ": ", d.error()));
-    if (const auto* kind =
-            dynamic_cast<const ControllerTaskKind*>(engine.KindOfJob(job_id))) {
-      if (absl::Status e = kind->TaskError(job_id); !e.ok()) cause = e;
-    }
-    return absl::Status(cause.code(),
+  if (absl::Status s = AwaitControllerJob(engine, job_id, timeout).status();
+      !s.ok()) {
+    return absl::Status(s.code(),
                         absl::StrCat("deleting snapshot ", snapshot_id, ": ",
-                                     cause.message(), " (retry to finish)"));
+                                     s.message(), " (retry to finish)"));
   }
   ASSIGN_OR_RETURN(Snapshot out, engine.GetSnapshot(snapshot_id));
   out.clear_partitions();

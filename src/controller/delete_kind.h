@@ -41,7 +41,9 @@ class DeleteKind : public ControllerTaskKind {
   void RunTask(const shutter::v1::Snapshot& job,
                const shutter::v1::PartitionTask& task,
                const std::string& address, TaskCallback done) override;
-  FailureClass Classify(const absl::Status& error) const override;
+  FailureClass Classify(const absl::Status& error) const override {
+    return ClassifyByCode(error.code());
+  }
   absl::AnyInvocable<absl::Status() &&> PrepareCommit(const Job& job,
                                                       absl::Time now) override;
   void DescribeCommit(const std::string& job_id, bool partial, int failed,

@@ -100,27 +100,15 @@ absl::StatusOr<CollectGarbageResponse> RunGarbageCollection(
                        s.snapshot_id(), ")"));
     }
   }
-  JobPlan plan;
-  plan.record.set_type(shutter::v1::JOB_TYPE_GC);
+  JobPlan plan = ControllerJobPlan(shutter::v1::JOB_TYPE_GC);
   plan.record.set_label("gc");
   plan.record.mutable_gc()->set_grace_seconds(grace_seconds);
-  plan.record.add_partitions()->set_partition_id(0);
-  plan.placements.emplace_back(0, ControllerPlacement("gc"));
   std::string id;
   ASSIGN_OR_RETURN(id, engine.Submit(std::move(plan)));
-  ASSIGN_OR_RETURN(Snapshot h, engine.AwaitJob(id, timeout));
-  if (h.state() == shutter::v1::SNAPSHOT_STATE_COMMITTED) {
-    CollectGarbageResponse r = h.gc();
-    r.set_gc_id(id);
-    return r;
-  }
-  if (const auto* kind =
-          dynamic_cast<const ControllerTaskKind*>(engine.KindOfJob(id))) {
-    RETURN_IF_ERROR(kind->TaskError(id));
-  }
-  return absl::AbortedError(absl::StrCat("garbage collection ", id, " ended ",
-                                         StateName(h.state()), ": ",
-                                         h.error()));
+  ASSIGN_OR_RETURN(Snapshot h, AwaitControllerJob(engine, id, timeout));
+  CollectGarbageResponse r = h.gc();
+  r.set_gc_id(id);
+  return r;
 }
 
 }  // namespace shutter::controller

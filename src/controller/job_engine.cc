@@ -218,8 +218,8 @@ absl::StatusOr<std::unique_ptr<JobEngine>> JobEngine::Create(
   c->InitJobMetrics();
   ASSIGN_OR_RETURN(auto resume, c->Recover());
   c->InitLastSuccess();
-  for (const auto& [snapshot_id, partition_id] : resume) {
-    c->Dispatch(snapshot_id, partition_id);
+  for (const auto& [kind, snapshot_id, partition_id] : resume) {
+    c->Dispatch(kind, snapshot_id, partition_id);
   }
   return c;
 }
@@ -276,10 +276,9 @@ void JobEngine::OnStoreError(const std::string& snapshot_id,
   }
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>>
-JobEngine::Recover() {
+absl::StatusOr<std::vector<JobEngine::ResumeTask>> JobEngine::Recover() {
   ASSIGN_OR_RETURN(std::vector<Snapshot> all, store_->LoadAll());
-  std::vector<std::pair<std::string, uint32_t>> resume;
+  std::vector<ResumeTask> resume;
   std::vector<std::string> finish, rollback;
   {
     absl::MutexLock l(&mu_);
@@ -323,7 +322,8 @@ JobEngine::Recover() {
         job.SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
         task.set_last_error("resuming after a controller restart");
         StageTaskLocked(job, task);
-        resume.emplace_back(id, task.partition_id());
+        resume.push_back(
+            {KindOf(job.header().type()), id, task.partition_id()});
         ++pending;
       }
       spdlog::warn(
@@ -443,15 +443,8 @@ absl::Status JobEngine::CheckIsSnapshot(const Job& job) const {
   return absl::OkStatus();
 }
 
-void JobEngine::Dispatch(const std::string& snapshot_id,
+void JobEngine::Dispatch(JobKind* kind, const std::string& snapshot_id,
                          uint32_t partition_id) {
-  JobKind* kind = nullptr;
-  {
-    absl::MutexLock l(&mu_);
-    Job* job = FindLocked(snapshot_id);
-    if (job == nullptr) return;
-    kind = KindOf(job->header().type());
-  }
   auto leader = kind->Place(*registry_, partition_id);
   uint64_t job_id = 0;
   {
@@ -476,9 +469,10 @@ void JobEngine::Dispatch(const std::string& snapshot_id,
       // A soft state: kept in memory only (see the header).
       job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_WAITING);
       t->set_last_error(StatusText(leader.status()));
-      timer_->RunAfter(options_.leader_poll, [this, snapshot_id, partition_id] {
-        Dispatch(snapshot_id, partition_id);
-      });
+      timer_->RunAfter(options_.leader_poll,
+                       [this, kind, snapshot_id, partition_id] {
+                         Dispatch(kind, snapshot_id, partition_id);
+                       });
       return;
     }
     // QUEUED is a soft state too: nothing to wait for.
@@ -544,7 +538,7 @@ void JobEngine::StartTask(JobKind* kind, const std::string& snapshot_id,
   }
   if (address.empty()) {
     token.Release();
-    Dispatch(snapshot_id, partition_id);
+    Dispatch(kind, snapshot_id, partition_id);
     return;
   }
   // The slot is held until the task ends.
@@ -645,9 +639,10 @@ void JobEngine::OnTaskDone(const std::string& snapshot_id,
                  std::string(FailureClassName(cls)),
                  again ? "; will retry" : "; giving up");
   }
-  auto redispatch = [this, snapshot_id, partition_id](absl::Duration delay) {
-    timer_->RunAfter(delay, [this, snapshot_id, partition_id] {
-      Dispatch(snapshot_id, partition_id);
+  auto redispatch = [this, kind = KindOf(type), snapshot_id,
+                     partition_id](absl::Duration delay) {
+    timer_->RunAfter(delay, [this, kind, snapshot_id, partition_id] {
+      Dispatch(kind, snapshot_id, partition_id);
     });
   };
   if (again && !CountsAsAttempt(cls)) {

@@ -253,13 +253,19 @@ class JobEngine {
   // restore): for the operations on snapshots.
   absl::Status CheckIsSnapshot(const Job& job) const;
 
-  // Loads every job; returns the (snapshot, partition) tasks to dispatch.
-  absl::StatusOr<std::vector<std::pair<std::string, uint32_t>>> Recover()
-      ABSL_LOCKS_EXCLUDED(mu_);
-  // Resolves the partition's leader now and queues the task for it, or
-  // waits (timer) while there is none, or fails it past the deadline.
-  void Dispatch(const std::string& snapshot_id, uint32_t partition_id)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // A task to dispatch after a restart, with its job's kind.
+  struct ResumeTask {
+    JobKind* kind;
+    std::string job_id;
+    uint32_t partition_id;
+  };
+  // Loads every job; returns the tasks to dispatch.
+  absl::StatusOr<std::vector<ResumeTask>> Recover() ABSL_LOCKS_EXCLUDED(mu_);
+  // Places the task now (kind->Place: the partition's leader, or the
+  // controller) and queues it there, or waits (timer) while there is no
+  // place, or fails it past the deadline. `kind` is the job's kind.
+  void Dispatch(JobKind* kind, const std::string& snapshot_id,
+                uint32_t partition_id) ABSL_LOCKS_EXCLUDED(mu_);
   // The scheduler task that runs a partition on `leader` (key = node, job,
   // weight = the partition's reported size); applies the node's limit.
   std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(

@@ -1,5 +1,7 @@
 #include "controller/job_records.h"
 
+#include <utility>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -14,84 +16,44 @@ using shutter::v1::SnapshotState;
 
 constexpr absl::string_view kTypePrefix = "JOB_TYPE_";
 
-sv1::JobState ToRecordState(SnapshotState s) {
-  switch (s) {
-    case shutter::v1::SNAPSHOT_STATE_PENDING:
-      return sv1::JOB_STATE_PENDING;
-    case shutter::v1::SNAPSHOT_STATE_RUNNING:
-      return sv1::JOB_STATE_RUNNING;
-    case shutter::v1::SNAPSHOT_STATE_COMMITTED:
-      return sv1::JOB_STATE_COMMITTED;
-    case shutter::v1::SNAPSHOT_STATE_FAILED:
-      return sv1::JOB_STATE_FAILED;
-    case shutter::v1::SNAPSHOT_STATE_CANCELLED:
-      return sv1::JOB_STATE_CANCELLED;
-    case shutter::v1::SNAPSHOT_STATE_PARTIAL:
-      return sv1::JOB_STATE_PARTIAL;
-    case shutter::v1::SNAPSHOT_STATE_DELETED:
-      return sv1::JOB_STATE_DELETED;
-    default:
-      return sv1::JOB_STATE_UNKNOWN;
+// Each API state and the record state it is stored as, one row per value:
+// both directions read the same table, so a state added to one enum and
+// not the other is one missing row (stored as UNKNOWN / read back as
+// UNSPECIFIED), never two switches that disagree.
+constexpr std::pair<SnapshotState, sv1::JobState> kJobStates[] = {
+    {shutter::v1::SNAPSHOT_STATE_PENDING, sv1::JOB_STATE_PENDING},
+    {shutter::v1::SNAPSHOT_STATE_RUNNING, sv1::JOB_STATE_RUNNING},
+    {shutter::v1::SNAPSHOT_STATE_COMMITTED, sv1::JOB_STATE_COMMITTED},
+    {shutter::v1::SNAPSHOT_STATE_FAILED, sv1::JOB_STATE_FAILED},
+    {shutter::v1::SNAPSHOT_STATE_CANCELLED, sv1::JOB_STATE_CANCELLED},
+    {shutter::v1::SNAPSHOT_STATE_PARTIAL, sv1::JOB_STATE_PARTIAL},
+    {shutter::v1::SNAPSHOT_STATE_DELETED, sv1::JOB_STATE_DELETED},
+};
+constexpr std::pair<PartitionTaskState, sv1::TaskState> kTaskStates[] = {
+    {shutter::v1::PARTITION_TASK_STATE_QUEUED, sv1::TASK_STATE_QUEUED},
+    {shutter::v1::PARTITION_TASK_STATE_RUNNING, sv1::TASK_STATE_RUNNING},
+    {shutter::v1::PARTITION_TASK_STATE_PUBLISHED, sv1::TASK_STATE_DONE},
+    {shutter::v1::PARTITION_TASK_STATE_FAILED, sv1::TASK_STATE_FAILED},
+    {shutter::v1::PARTITION_TASK_STATE_WAITING, sv1::TASK_STATE_WAITING},
+    {shutter::v1::PARTITION_TASK_STATE_CANCELLED, sv1::TASK_STATE_CANCELLED},
+};
+
+// The record state of `api` in `table`; the enum's 0 if it has none.
+template <typename Api, typename Record, size_t N>
+Record ToRecord(const std::pair<Api, Record> (&table)[N], Api api) {
+  for (const auto& [a, r] : table) {
+    if (a == api) return r;
   }
+  return Record{};
 }
 
-SnapshotState FromRecordState(sv1::JobState s) {
-  switch (s) {
-    case sv1::JOB_STATE_PENDING:
-      return shutter::v1::SNAPSHOT_STATE_PENDING;
-    case sv1::JOB_STATE_RUNNING:
-      return shutter::v1::SNAPSHOT_STATE_RUNNING;
-    case sv1::JOB_STATE_COMMITTED:
-      return shutter::v1::SNAPSHOT_STATE_COMMITTED;
-    case sv1::JOB_STATE_FAILED:
-      return shutter::v1::SNAPSHOT_STATE_FAILED;
-    case sv1::JOB_STATE_CANCELLED:
-      return shutter::v1::SNAPSHOT_STATE_CANCELLED;
-    case sv1::JOB_STATE_PARTIAL:
-      return shutter::v1::SNAPSHOT_STATE_PARTIAL;
-    case sv1::JOB_STATE_DELETED:
-      return shutter::v1::SNAPSHOT_STATE_DELETED;
-    default:
-      return shutter::v1::SNAPSHOT_STATE_UNSPECIFIED;
+// The API state of `record` in `table`; the enum's 0 if it has none.
+template <typename Api, typename Record, size_t N>
+Api FromRecord(const std::pair<Api, Record> (&table)[N], Record record) {
+  for (const auto& [a, r] : table) {
+    if (r == record) return a;
   }
-}
-
-sv1::TaskState ToRecordState(PartitionTaskState s) {
-  switch (s) {
-    case shutter::v1::PARTITION_TASK_STATE_QUEUED:
-      return sv1::TASK_STATE_QUEUED;
-    case shutter::v1::PARTITION_TASK_STATE_RUNNING:
-      return sv1::TASK_STATE_RUNNING;
-    case shutter::v1::PARTITION_TASK_STATE_PUBLISHED:
-      return sv1::TASK_STATE_DONE;
-    case shutter::v1::PARTITION_TASK_STATE_FAILED:
-      return sv1::TASK_STATE_FAILED;
-    case shutter::v1::PARTITION_TASK_STATE_WAITING:
-      return sv1::TASK_STATE_WAITING;
-    case shutter::v1::PARTITION_TASK_STATE_CANCELLED:
-      return sv1::TASK_STATE_CANCELLED;
-    default:
-      return sv1::TASK_STATE_UNKNOWN;
-  }
-}
-
-PartitionTaskState FromRecordState(sv1::TaskState s) {
-  switch (s) {
-    case sv1::TASK_STATE_QUEUED:
-      return shutter::v1::PARTITION_TASK_STATE_QUEUED;
-    case sv1::TASK_STATE_RUNNING:
-      return shutter::v1::PARTITION_TASK_STATE_RUNNING;
-    case sv1::TASK_STATE_DONE:
-      return shutter::v1::PARTITION_TASK_STATE_PUBLISHED;
-    case sv1::TASK_STATE_FAILED:
-      return shutter::v1::PARTITION_TASK_STATE_FAILED;
-    case sv1::TASK_STATE_WAITING:
-      return shutter::v1::PARTITION_TASK_STATE_WAITING;
-    case sv1::TASK_STATE_CANCELLED:
-      return shutter::v1::PARTITION_TASK_STATE_CANCELLED;
-    default:
-      return shutter::v1::PARTITION_TASK_STATE_UNSPECIFIED;
-  }
+  return Api{};
 }
 }  // namespace
 
@@ -113,7 +75,7 @@ sv1::JobRecord ToJobRecord(const Snapshot& h) {
   sv1::JobRecord r;
   r.set_job_id(h.snapshot_id());
   r.set_kind(KindName(h.type()));
-  r.set_state(ToRecordState(h.state()));
+  r.set_state(ToRecord(kJobStates, h.state()));
   r.set_label(h.label());
   r.set_created_at_micros(h.created_at_micros());
   r.set_finished_at_micros(h.finished_at_micros());
@@ -169,7 +131,7 @@ sv1::TaskRecord ToTaskRecord(absl::string_view job_id, const PartitionTask& t) {
   sv1::TaskRecord r;
   r.set_job_id(std::string(job_id));
   r.set_partition_id(t.partition_id());
-  r.set_state(ToRecordState(t.state()));
+  r.set_state(ToRecord(kTaskStates, t.state()));
   r.set_node_id(t.node_id());
   r.set_node_instance_id(t.node_instance_id());
   r.set_leader_epoch(t.leader_epoch());
@@ -203,7 +165,7 @@ absl::StatusOr<Snapshot> FromJobRecord(const sv1::JobRecord& r) {
   Snapshot h;
   h.set_snapshot_id(r.job_id());
   h.set_type(type);
-  h.set_state(FromRecordState(r.state()));
+  h.set_state(FromRecord(kJobStates, r.state()));
   h.set_label(r.label());
   h.set_created_at_micros(r.created_at_micros());
   h.set_finished_at_micros(r.finished_at_micros());
@@ -255,7 +217,7 @@ absl::StatusOr<Snapshot> FromJobRecord(const sv1::JobRecord& r) {
 PartitionTask FromTaskRecord(const sv1::TaskRecord& r, const Snapshot& h) {
   PartitionTask t;
   t.set_partition_id(r.partition_id());
-  t.set_state(FromRecordState(r.state()));
+  t.set_state(FromRecord(kTaskStates, r.state()));
   t.set_node_id(r.node_id());
   t.set_node_instance_id(r.node_instance_id());
   t.set_leader_epoch(r.leader_epoch());

@@ -2,6 +2,11 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "controller/job_engine.h"
+#include "controller/job_states.h"
+
 namespace shutter::controller {
 
 KindWorker::KindWorker() : thread_([this] { Loop(); }) {}
@@ -71,6 +76,27 @@ void KindWorker::Loop() {
     }
     std::move(w.done)(std::move(result));
   }
+}
+
+JobPlan ControllerJobPlan(shutter::v1::JobType type) {
+  JobPlan plan;
+  plan.record.set_type(type);
+  plan.record.add_partitions()->set_partition_id(0);
+  plan.placements.emplace_back(0, ControllerPlacement(KindName(type)));
+  return plan;
+}
+
+absl::StatusOr<shutter::v1::Snapshot> AwaitControllerJob(
+    JobEngine& engine, const std::string& job_id, absl::Duration timeout) {
+  ASSIGN_OR_RETURN(shutter::v1::Snapshot h, engine.AwaitJob(job_id, timeout));
+  if (h.state() == shutter::v1::SNAPSHOT_STATE_COMMITTED) return h;
+  if (const auto* kind =
+          dynamic_cast<const ControllerTaskKind*>(engine.KindOfJob(job_id))) {
+    RETURN_IF_ERROR(kind->TaskError(job_id));
+  }
+  return absl::AbortedError(absl::StrCat(
+      KindName(h.type()), " job ", job_id, " ended ", StateName(h.state()),
+      h.error().empty() ? "" : ": ", h.error()));
 }
 
 }  // namespace shutter::controller

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "controller/job_kind.h"
+#include "controller/job_records.h"
 
 namespace shutter::controller {
 
@@ -53,7 +54,8 @@ class KindWorker {
 };
 
 // A kind whose tasks run on the controller itself, one at a time in its
-// own lane (ControllerPlacement(name())), on a KindWorker of its own: what
+// own lane (ControllerPlacement(KindName(type()))), on a KindWorker of its
+// own: what
 // such kinds share (no node to cancel on, nothing to roll back unless the
 // kind says otherwise, a worker to stop). Subclasses run their bodies with
 // worker().Run and call Shutdown() first in their destructor.
@@ -61,7 +63,7 @@ class ControllerTaskKind : public JobKind {
  public:
   absl::StatusOr<NodeRegistry::Leader> Place(
       const NodeRegistry& registry, uint32_t partition_id) const override {
-    return ControllerPlacement(name());
+    return ControllerPlacement(KindName(type()));
   }
   absl::Status Rollback(const std::string& job_id) override {
     return absl::OkStatus();
@@ -82,6 +84,17 @@ class ControllerTaskKind : public JobKind {
  private:
   KindWorker worker_;
 };
+
+// For the front doors of ControllerTaskKinds: a plan for a job of `type`
+// with one task (partition 0) on the controller, in its kind's lane.
+JobPlan ControllerJobPlan(shutter::v1::JobType type);
+
+// Waits up to `timeout` for such a job (JobEngine::AwaitJob) and returns
+// its fields if it COMMITTED; otherwise the error its task's body
+// returned (ControllerTaskKind::TaskError), or ABORTED naming the job and
+// how it ended; AwaitJob's errors as they are.
+absl::StatusOr<shutter::v1::Snapshot> AwaitControllerJob(
+    JobEngine& engine, const std::string& job_id, absl::Duration timeout);
 
 }  // namespace shutter::controller
 

@@ -4,6 +4,18 @@
 
 namespace shutter::controller {
 
+FailureClass ClassifyByCode(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDeadlineExceeded:
+      return FailureClass::kTransient;
+    default:
+      return FailureClass::kPermanent;
+  }
+}
+
 FailureClass ClassifyCheckpointFailure(const absl::Status& error) {
   switch (GetErrorReason(error)) {
     case ErrorReason::kStaleEpoch:
@@ -20,15 +32,7 @@ FailureClass ClassifyCheckpointFailure(const absl::Status& error) {
     case ErrorReason::kRepositoryBusy:
       return FailureClass::kRepositoryBusy;
     case ErrorReason::kCheckpointFailed:
-      switch (error.code()) {
-        case absl::StatusCode::kResourceExhausted:
-        case absl::StatusCode::kUnavailable:
-        case absl::StatusCode::kAborted:
-        case absl::StatusCode::kDeadlineExceeded:
-          return FailureClass::kTransient;
-        default:
-          return FailureClass::kPermanent;
-      }
+      return ClassifyByCode(error.code());
     case ErrorReason::kCancelled:
     case ErrorReason::kInvalidRequest:
       return FailureClass::kPermanent;

@@ -43,6 +43,11 @@ enum class FailureClass {
   kPermanent,
 };
 
+// The class of a failure that says no more than its code (a node's
+// CHECKPOINT_FAILED; work the controller does itself): RESOURCE_EXHAUSTED,
+// UNAVAILABLE, ABORTED and DEADLINE_EXCEEDED may pass (transient), anything
+// else is permanent.
+FailureClass ClassifyByCode(absl::StatusCode code);
 FailureClass ClassifyCheckpointFailure(const absl::Status& error);
 
 // "unreachable", "leadership", "busy", "deadline", "transient",
