@@ -63,6 +63,11 @@ else
   exit 1
 fi
 
+# The etcd tests start their own etcd (Debian's etcd-server, installed by
+# install-deps.sh) on ephemeral loopback ports; here they fail rather than
+# skip if it is missing.
+export SHUTTER_REQUIRE_ETCD=1
+
 # metrics_test fails (rather than skips) without promtool.
 phase "unit and integration tests"
 (cd build && SHUTTER_REQUIRE_PROMTOOL=1 ctest --output-on-failure -j2 --timeout 300)

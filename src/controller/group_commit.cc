@@ -93,11 +93,11 @@ void GroupCommitter::Loop() {
     absl::Status status;
     uint64_t bytes = 0;
     size_t written = 0;  // records in the chunks that succeeded
-    for (size_t i = 0; i < records.size() && status.ok();
-         i += JobStore::kMaxBatchRecords) {
+    const size_t max_batch = store_->MaxBatchRecords();
+    for (size_t i = 0; i < records.size() && status.ok(); i += max_batch) {
       JobStoreBatch batch;
       const size_t end =
-          std::min(records.size(), i + JobStore::kMaxBatchRecords);
+          std::min(records.size(), i + max_batch);
       for (size_t j = i; j < end; ++j) {
         const Record& r = records[j];
         bytes += r.key.size() + r.value.size();

@@ -17,7 +17,7 @@
 namespace shutter::controller {
 
 // Group commit for the job store: records staged by any number of threads
-// are written together, one durable write (in JobStore::kMaxBatchRecords
+// are written together, one durable write (in JobStore::MaxBatchRecords()
 // chunks, in staging order) for everything staged while the previous
 // write ran (lingering up to 2 ms for 512 records to gather), so a thousand
 // concurrent task transitions cost one fsync, not a thousand. A later put of a

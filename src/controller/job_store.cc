@@ -60,12 +60,12 @@ absl::Status SplitKey(absl::string_view key, absl::string_view prefix,
   return absl::OkStatus();
 }
 
-// Deletes `keys` in batches of at most kMaxBatchRecords, in order.
+// Deletes `keys` in batches of at most MaxBatchRecords(), in order.
 absl::Status DeleteAll(JobStore* store, const std::vector<std::string>& keys) {
-  for (size_t i = 0; i < keys.size(); i += JobStore::kMaxBatchRecords) {
+  const size_t max = store->MaxBatchRecords();
+  for (size_t i = 0; i < keys.size(); i += max) {
     JobStoreBatch del;
-    for (size_t j = i;
-         j < std::min(keys.size(), i + JobStore::kMaxBatchRecords); ++j) {
+    for (size_t j = i; j < std::min(keys.size(), i + max); ++j) {
       del.deletes.push_back(keys[j]);
     }
     RETURN_IF_ERROR(store->Write(del));
@@ -121,7 +121,7 @@ absl::Status JobStore::PutJob(const shutter::v1::Snapshot& job) {
   for (const auto& t : job.partitions()) {
     batch.puts.emplace_back(JobKeys::Task(job.snapshot_id(), t.partition_id()),
                             JobKeys::EncodeTask(job.snapshot_id(), t));
-    if (batch.size() == kMaxBatchRecords) {
+    if (batch.size() == MaxBatchRecords()) {
       RETURN_IF_ERROR(Write(batch));
       batch = JobStoreBatch();
     }

@@ -30,7 +30,7 @@ struct JobStoreBatch {
 // Durable record of jobs, as small ordered key-value records so that an
 // etcd-backed store (controller high availability) needs no other data
 // model: small values (one task, or one job header), ordered keys, and
-// batches of at most kMaxBatchRecords records.
+// batches of at most MaxBatchRecords() records.
 //
 // Record schema (JobKeys below; the values are the controller's own
 // records, proto/shutter/store/v1/job_records.proto, never API messages):
@@ -51,9 +51,13 @@ class JobStore {
 
   virtual ~JobStore() = default;
 
-  // Applies `batch` atomically; durable (synced) when it returns OK.
-  // INVALID_ARGUMENT over kMaxBatchRecords.
+  // Applies `batch` atomically; durable (synced, or committed by a quorum)
+  // when it returns OK. INVALID_ARGUMENT over MaxBatchRecords().
   virtual absl::Status Write(const JobStoreBatch& batch) = 0;
+
+  // The most records one atomic Write takes: kMaxBatchRecords, or fewer
+  // where the store's engine limits a transaction (etcd: 128 operations).
+  virtual size_t MaxBatchRecords() const { return kMaxBatchRecords; }
 
   // Calls `fn` for every record whose key starts with `prefix`, in key
   // order; stops at the first error `fn` returns.
