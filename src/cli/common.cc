@@ -1,5 +1,6 @@
 #include "cli/common.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/status/status.h"
@@ -69,6 +70,38 @@ std::string TaskStateName(shutter::v1::PartitionTaskState s) {
 std::string Percent(double fraction) {
   if (fraction < 0) return "-";
   return absl::StrFormat("%.0f%%", fraction * 100);
+}
+
+Client::Client(const Global& g) : g_(g) {
+  for (absl::string_view a : absl::StrSplit(g.controller, ',')) {
+    if (!a.empty()) addresses_.emplace_back(a);
+  }
+  if (addresses_.empty()) addresses_.push_back(g.controller);
+  current_ = addresses_.front();
+}
+
+shutter::v1::AdminService::Stub* Client::Stub(const std::string& address) {
+  auto& stub = stubs_[address];
+  if (stub == nullptr) {
+    stub = shutter::v1::AdminService::NewStub(MakeChannel(address));
+  }
+  return stub.get();
+}
+
+void Client::Next(const grpc::ClientContext& ctx) {
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  auto it = trailers.find("shutter-leader");
+  if (it != trailers.end() && it->second.size() > 0) {
+    std::string leader(it->second.data(), it->second.size());
+    if (leader != current_) {
+      current_ = std::move(leader);
+      return;
+    }
+  }
+  auto at = std::find(addresses_.begin(), addresses_.end(), current_);
+  current_ = at == addresses_.end() || at + 1 == addresses_.end()
+                 ? addresses_.front()
+                 : *(at + 1);
 }
 
 }  // namespace shutter::cli

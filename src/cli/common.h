@@ -4,6 +4,7 @@
 // What every shutterctl command shares: the global flags, the admin API
 // client, errors (one line on stderr, an exit code) and JSON output.
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,28 +55,49 @@ std::string TaskStateName(shutter::v1::PartitionTaskState s);
 std::string Percent(double fraction);
 
 // The admin API of the controller, each call with the deadline and token
-// of the global flags.
+// of the global flags. With several controllers (--controller a,b,c) a
+// call goes to the one believed to lead; a follower's UNAVAILABLE answer
+// names the leader (trailer "shutter-leader"), which is asked at once, and
+// an unreachable controller makes it ask the next, all within the
+// deadline.
 class Client {
  public:
-  explicit Client(const Global& g)
-      : g_(g),
-        stub_(shutter::v1::AdminService::NewStub(MakeChannel(g.controller))) {}
-
+  explicit Client(const Global& g);
   template <typename Req, typename Resp, typename Fn>
   grpc::Status Call(Fn fn, const Req& req, Resp* resp) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::milliseconds(g_.timeout_ms));
-    if (!g_.token.empty()) {
-      ctx.AddMetadata("authorization", "Bearer " + g_.token);
+    const auto deadline = std::chrono::system_clock::now() +
+                          std::chrono::milliseconds(g_.timeout_ms);
+    grpc::Status s;
+    for (size_t attempt = 0; attempt < addresses_.size() + 2; ++attempt) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(deadline);
+      if (!g_.token.empty()) {
+        ctx.AddMetadata("authorization", "Bearer " + g_.token);
+      }
+      s = ((*Stub(current_)).*fn)(&ctx, req, resp);
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE ||
+          addresses_.size() < 2 ||
+          std::chrono::system_clock::now() >= deadline) {
+        return s;
+      }
+      Next(ctx);
     }
-    return ((*stub_).*fn)(&ctx, req, resp);
+    return s;
   }
-  shutter::v1::AdminService::Stub* stub() { return stub_.get(); }
+  shutter::v1::AdminService::Stub* stub() { return Stub(current_); }
+  // The controller asked last.
+  const std::string& address() const { return current_; }
 
  private:
+  shutter::v1::AdminService::Stub* Stub(const std::string& address);
+  // After an UNAVAILABLE answer: the leader it names, else the next one.
+  void Next(const grpc::ClientContext& ctx);
+
   const Global& g_;
-  std::unique_ptr<shutter::v1::AdminService::Stub> stub_;
+  std::vector<std::string> addresses_;
+  std::string current_;
+  std::map<std::string, std::unique_ptr<shutter::v1::AdminService::Stub>>
+      stubs_;
 };
 
 // Where a noun's commands register (Add*Commands in the noun's file): the
@@ -105,6 +127,7 @@ void AddDeletesCommands(CLI::App& app, Commands& cmds);
 void AddRepositoryCommands(CLI::App& app, Commands& cmds);
 void AddSchedulesCommands(CLI::App& app, Commands& cmds);
 void AddDataCommands(CLI::App& app, Commands& cmds);
+void AddControllersCommands(CLI::App& app, Commands& cmds);
 
 }  // namespace shutter::cli
 

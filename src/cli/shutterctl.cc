@@ -33,7 +33,9 @@ int Main(int argc, char** argv) {
   CLI::App app{"shutterctl: operate a Shutter cluster"};
   app.require_subcommand(1);
   app.add_option("--controller", g.controller,
-                 "Controller host:port (env SHUTTER_CONTROLLER)")
+                 "Controller host:port, or host:port,host:port,... of a "
+                 "controller group (the leader is found; env "
+                 "SHUTTER_CONTROLLER)")
       ->capture_default_str();
   app.add_option("-o,--output", g.output, "table or json")
       ->capture_default_str()
@@ -86,6 +88,7 @@ int Main(int argc, char** argv) {
   AddRepositoryCommands(app, cmds);
   AddSchedulesCommands(app, cmds);
   AddDataCommands(app, cmds);
+  AddControllersCommands(app, cmds);
 
   try {
     app.parse(argc, argv);

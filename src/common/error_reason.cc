@@ -24,6 +24,7 @@ constexpr Entry kNames[] = {
     {ErrorReason::kCheckpointFailed, "CHECKPOINT_FAILED"},
     {ErrorReason::kMismatchedAnswer, "MISMATCHED_ANSWER"},
     {ErrorReason::kRepositoryBusy, "REPOSITORY_BUSY"},
+    {ErrorReason::kStaleController, "STALE_CONTROLLER"},
 };
 }  // namespace
 

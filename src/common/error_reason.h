@@ -44,6 +44,10 @@ enum class ErrorReason {
   // publish may start again once the collection ends (the controller waits
   // for it without spending an attempt).
   kRepositoryBusy,
+  // The request came from a controller whose term is older than the
+  // newest this node has seen: a deposed leader (controller high
+  // availability). Its successor does the work.
+  kStaleController,
 };
 
 // "STALE_EPOCH", "NOT_LEADER", ...; "UNSPECIFIED" for kUnspecified.

@@ -3,6 +3,7 @@
 #include <CivetServer.h>
 #include <civetweb.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -58,12 +59,28 @@ class Callbacks : public prometheus::Collectable {
     std::string name, help;
     std::function<void(const EmitFn&)> fill;
     bool counter = false;
+    const void* owner = nullptr;
   };
-  void Add(Entry e) {
+  void Add(Entry e) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     entries_.push_back(std::move(e));
   }
-  std::vector<prometheus::MetricFamily> Collect() const override {
+  // Removes `owner`'s entries and waits for scrapes still running them.
+  void Remove(const void* owner) ABSL_LOCKS_EXCLUDED(mu_, running_) {
+    {
+      absl::MutexLock l(&mu_);
+      entries_.erase(
+          std::remove_if(entries_.begin(), entries_.end(),
+                         [owner](const Entry& e) { return e.owner == owner; }),
+          entries_.end());
+    }
+    absl::WriterMutexLock w(&running_);
+  }
+  std::vector<prometheus::MetricFamily> Collect() const override
+      ABSL_LOCKS_EXCLUDED(mu_, running_) {
+    // Held while the callbacks run, so Remove() returns only once none of
+    // the removed ones can still be running.
+    absl::ReaderMutexLock r(&running_);
     std::vector<Entry> entries;
     {
       absl::MutexLock l(&mu_);
@@ -88,6 +105,7 @@ class Callbacks : public prometheus::Collectable {
   }
 
  private:
+  mutable absl::Mutex running_;
   mutable absl::Mutex mu_;
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
@@ -166,14 +184,20 @@ Histogram* Registry::GetHistogram(const std::string& name,
 
 void Registry::AddGaugeCallback(const std::string& name,
                                 const std::string& help,
-                                std::function<void(const EmitFn&)> fill) {
-  impl_->callbacks->Add({name, help, std::move(fill), false});
+                                std::function<void(const EmitFn&)> fill,
+                                const void* owner) {
+  impl_->callbacks->Add({name, help, std::move(fill), false, owner});
 }
 
 void Registry::AddCounterCallback(const std::string& name,
                                   const std::string& help,
-                                  std::function<void(const EmitFn&)> fill) {
-  impl_->callbacks->Add({name, help, std::move(fill), true});
+                                  std::function<void(const EmitFn&)> fill,
+                                  const void* owner) {
+  impl_->callbacks->Add({name, help, std::move(fill), true, owner});
+}
+
+void Registry::RemoveCallbacks(const void* owner) {
+  impl_->callbacks->Remove(owner);
 }
 
 void Registry::StopServing() { impl_->exposer.reset(); }

@@ -58,14 +58,19 @@ class Registry {
                           const std::vector<double>& buckets = LatencyBuckets())
       ABSL_LOCKS_EXCLUDED(mu_);
   // A gauge family whose samples `fill` emits at every scrape (called on
-  // the HTTP server's thread; must be thread-safe and quick).
+  // the HTTP server's thread; must be thread-safe and quick). `owner`
+  // (any pointer; nullptr: the registry's lifetime) lets an object whose
+  // state `fill` reads remove its callbacks before it goes away.
   void AddGaugeCallback(const std::string& name, const std::string& help,
-                        std::function<void(const EmitFn&)> fill)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                        std::function<void(const EmitFn&)> fill,
+                        const void* owner = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
   // The same for a counter whose running total lives elsewhere.
   void AddCounterCallback(const std::string& name, const std::string& help,
-                          std::function<void(const EmitFn&)> fill)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                          std::function<void(const EmitFn&)> fill,
+                          const void* owner = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes the callbacks added with `owner`; returns once no scrape is
+  // running any of them.
+  void RemoveCallbacks(const void* owner) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Serves GET /metrics on `listen` ("host:port", port 0 = ephemeral).
   // UNAVAILABLE naming the address if it cannot bind. Call once.

@@ -14,10 +14,14 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "common/timer.h"
+#include "controller/controller_group.h"
 #include "controller/controller_metrics.h"
+#include "controller/etcd_client.h"
+#include "controller/etcd_job_store.h"
 #include "controller/job_engine.h"
 #include "controller/job_store.h"
 #include "controller/kinds.h"
+#include "controller/leader_election.h"
 #include "controller/maintenance.h"
 #include "controller/membership.h"
 #include "controller/node_limits.h"
@@ -25,6 +29,7 @@
 #include "controller/node_transport.h"
 #include "controller/schedules.h"
 #include "controller/services.h"
+#include "controller/serving_gate.h"
 #include "snapshot/repository.h"
 #include "spdlog/spdlog.h"
 
@@ -36,16 +41,17 @@ namespace {
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 }  // namespace
 
-// Declared in start order; Shutdown() stops them in reverse.
-struct Controller::Parts {
-  std::shared_ptr<Authorizer> authz;
-  std::unique_ptr<snapshot::Repository> repo;
-  std::string repo_id;
-  std::unique_ptr<JobStore> store;
-  std::unique_ptr<NodeRegistry> registry;
-  metrics::Registry metrics;
-  GrpcNodeTransport transport;
+// One term of leadership: everything that acts on jobs and nodes. Built
+// when this controller starts leading (at once with the embedded store),
+// from the store's state; stopped and dropped when it stops. Declared in
+// start order; Stop() stops them in reverse. Calls in flight may hold the
+// term (through TermServices) a moment longer; its parts then refuse them.
+struct Controller::Term {
+  uint64_t term = 0;
+  metrics::Registry* metrics = nullptr;
+  std::unique_ptr<GrpcNodeTransport> transport;
   ThreadTimer timer;
+  std::unique_ptr<NodeRegistry> registry;
   std::unique_ptr<NodeLimits> limits;
   // Set once they exist; read by the snapshot kind's commit hook.
   std::atomic<Maintenance*> maintenance_ptr{nullptr};
@@ -56,8 +62,57 @@ struct Controller::Parts {
   std::unique_ptr<AdminServiceImpl> admin;
   std::unique_ptr<Membership> membership;
   std::unique_ptr<ControllerServiceImpl> node_facing;
+  TermServices services;
+  bool stopped = false;
+
+  // Stops dispatching, the workers, the calls to nodes and the timer.
+  void Stop() {
+    if (stopped) return;
+    stopped = true;
+    if (metrics != nullptr) metrics->RemoveCallbacks(this);
+    schedules_ptr = nullptr;
+    if (schedules) schedules->Shutdown();
+    maintenance_ptr = nullptr;
+    if (maintenance) maintenance->Shutdown();
+    if (engine) engine->Shutdown();
+    if (transport) transport->Shutdown();
+    timer.Shutdown();
+  }
+  ~Term() {
+    Stop();
+    node_facing.reset();
+    membership.reset();
+    admin.reset();
+    schedules.reset();
+    maintenance.reset();
+    engine.reset();
+    limits.reset();
+    registry.reset();
+  }
+};
+
+// Process-wide parts, declared in start order; Shutdown() stops them in
+// reverse.
+struct Controller::Parts {
+  std::shared_ptr<Authorizer> authz;
+  std::unique_ptr<snapshot::Repository> repo;
+  std::string repo_id;
+  metrics::Registry metrics;
+  std::unique_ptr<EtcdClient> etcd;    // with --job-store etcd://
+  EtcdJobStore* etcd_store = nullptr;  // = store, with etcd
+  std::unique_ptr<JobStore> store;
+  std::string job_store_description;
+  std::string advertise;
+  std::unique_ptr<ServingGate> gate;
+  std::unique_ptr<AdminGate> admin;
+  std::unique_ptr<ControllerGate> node_facing;
   std::optional<RunningServer> server;
+  std::unique_ptr<LeaderElection> election;
   std::unique_ptr<ListenerWatchdog> watchdog;
+  // The leading term (null while following); guarded by term_mu, which
+  // only the election thread and Start/Shutdown take.
+  absl::Mutex term_mu;
+  std::shared_ptr<Term> term ABSL_GUARDED_BY(term_mu);
 };
 
 Controller::Controller(ControllerOptions options)
@@ -67,6 +122,115 @@ Controller::~Controller() { Shutdown(); }
 
 int Controller::port() const {
   return parts_ != nullptr && parts_->server ? parts_->server->port : 0;
+}
+
+absl::Status Controller::StartTerm(uint64_t term,
+                                   std::function<bool()> may_send) {
+  const ControllerOptions& o = options_;
+  Parts& p = *parts_;
+  auto t = std::make_shared<Term>();
+  t->term = term;
+  t->transport = std::make_unique<GrpcNodeTransport>(term, std::move(may_send));
+
+  NodeRegistry::Options ropts;
+  ropts.dead_after = absl::Milliseconds(o.node_dead_after_ms);
+  // Three missed heartbeats: the registered incarnation no longer proves
+  // it is alive, and a new one of the same node id waits instead of
+  // being refused (a replaced disk, a crash and restart).
+  ropts.silent_after = std::min(absl::Milliseconds(3 * o.heartbeat_interval_ms),
+                                ropts.dead_after / 2);
+  ropts.repository_id = p.repo_id;
+  ropts.repository = p.repo->Describe();
+  t->registry = std::make_unique<NodeRegistry>(ropts, Clock::Real());
+
+  NodeLimits::Options lopts;
+  lopts.adaptive = o.adaptive_limits;
+  lopts.rule.latency_tolerance = o.adaptive_latency_tolerance;
+  lopts.rule.disk_busy_target = o.adaptive_disk_busy_target;
+  lopts.rule.cpu_busy_target = o.adaptive_cpu_busy_target;
+  t->limits = std::make_unique<NodeLimits>(lopts, p.store.get());
+  RETURN_IF_ERROR(t->limits->Load());
+
+  JobEngine::Options eopts;
+  eopts.rpc_timeout = absl::Milliseconds(o.rpc_timeout_ms);
+  eopts.dispatch_threads = o.dispatch_threads;
+  eopts.max_in_flight_total = o.max_in_flight_total;
+  eopts.max_attempts = o.max_attempts;
+  eopts.job_timeout = absl::Seconds(o.job_timeout_s);
+  eopts.metrics = &p.metrics;
+  eopts.limits = t->limits.get();
+  KindContext kinds;
+  kinds.transport = t->transport.get();
+  kinds.repo = p.repo.get();
+  kinds.registry = t->registry.get();
+  kinds.rpc_timeout = eopts.rpc_timeout;
+  // Retention and schedules follow each snapshot commit (on their own
+  // workers, which exist once the engine does).
+  Term* raw = t.get();
+  kinds.on_snapshot_commit = [raw](const std::string& snapshot_id) {
+    if (auto* s = raw->schedules_ptr.load()) s->OnCommit(snapshot_id);
+    if (auto* m = raw->maintenance_ptr.load()) m->RequestRetention();
+  };
+  kinds.on_verify_commit = [raw](const std::string& verify_id) {
+    if (auto* s = raw->schedules_ptr.load()) s->OnCommit(verify_id);
+  };
+  ASSIGN_OR_RETURN(
+      t->engine,
+      JobEngine::Create(eopts, StandardKinds(kinds), t->registry.get(),
+                        p.store.get(), p.repo.get(), &t->timer, Clock::Real()));
+
+  Maintenance::Options mopts;
+  mopts.retention.set_keep_last(o.retention_keep_last);
+  if (!o.retention_keep_within.empty()) {
+    mopts.retention.set_keep_within_seconds(
+        absl::ToInt64Seconds(*ParseDurationFlag("", o.retention_keep_within)));
+  }
+  for (const auto& label : o.retention_keep_labels) {
+    mopts.retention.add_keep_labels(label);
+  }
+  mopts.gc_grace = *ParseDurationFlag("", o.gc_grace);
+  mopts.gc_after_retention = o.gc_after_retention;
+  t->maintenance = std::make_unique<Maintenance>(
+      mopts, t->engine.get(), p.repo.get(), p.store.get(), Clock::Real());
+  t->maintenance->Start();
+  t->maintenance_ptr = t->maintenance.get();
+  t->schedules = std::make_unique<ScheduleRunner>(
+      ScheduleRunner::Options{}, t->engine.get(), t->maintenance.get(),
+      p.store.get(), &t->timer, Clock::Real());
+  RETURN_IF_ERROR(t->schedules->Start());
+  t->schedules_ptr = t->schedules.get();
+
+  t->metrics = &p.metrics;
+  ExportControllerState(&p.metrics, t->registry.get(), t->schedules.get(), raw);
+  ExportNodeLimits(&p.metrics, t->limits.get(), raw);
+  t->admin = std::make_unique<AdminServiceImpl>(
+      t->registry.get(), t->engine.get(), t->maintenance.get(),
+      t->schedules.get(), p.authz);
+  t->membership = std::make_unique<Membership>(
+      t->registry.get(), t->engine.get(),
+      absl::Milliseconds(o.heartbeat_interval_ms), p.repo_id, term);
+  t->node_facing =
+      std::make_unique<ControllerServiceImpl>(t->membership.get(), p.authz);
+  t->services.admin = t->admin.get();
+  t->services.node_facing = t->node_facing.get();
+  {
+    absl::MutexLock l(&p.term_mu);
+    p.term = t;
+  }
+  // Callers reach the term from now on.
+  p.gate->Set(std::shared_ptr<const TermServices>(t, &t->services));
+  return absl::OkStatus();
+}
+
+void Controller::StopTerm() {
+  Parts& p = *parts_;
+  if (p.gate) p.gate->Set(nullptr);  // new calls are redirected from now on
+  std::shared_ptr<Term> t;
+  {
+    absl::MutexLock l(&p.term_mu);
+    t = std::move(p.term);
+  }
+  if (t != nullptr) t->Stop();
 }
 
 absl::Status Controller::Start() {
@@ -102,92 +266,72 @@ absl::Status Controller::Start() {
     return daemon::ConfigError("--repository", repo_id.status());
   }
   p.repo_id = *repo_id;
-  ASSIGN_OR_RETURN(p.store, RocksDbJobStore::Open(o.data_dir + "/jobs"));
 
-  NodeRegistry::Options ropts;
-  ropts.dead_after = absl::Milliseconds(o.node_dead_after_ms);
-  // Three missed heartbeats: the registered incarnation no longer proves
-  // it is alive, and a new one of the same node id waits instead of
-  // being refused (a replaced disk, a crash and restart).
-  ropts.silent_after = std::min(absl::Milliseconds(3 * o.heartbeat_interval_ms),
-                                ropts.dead_after / 2);
-  ropts.repository_id = p.repo_id;
-  ropts.repository = p.repo->Describe();
-  p.registry = std::make_unique<NodeRegistry>(ropts, Clock::Real());
-
-  NodeLimits::Options lopts;
-  lopts.adaptive = o.adaptive_limits;
-  lopts.rule.latency_tolerance = o.adaptive_latency_tolerance;
-  lopts.rule.disk_busy_target = o.adaptive_disk_busy_target;
-  lopts.rule.cpu_busy_target = o.adaptive_cpu_busy_target;
-  p.limits = std::make_unique<NodeLimits>(lopts, p.store.get());
-  RETURN_IF_ERROR(p.limits->Load());
-
-  JobEngine::Options eopts;
-  eopts.rpc_timeout = absl::Milliseconds(o.rpc_timeout_ms);
-  eopts.dispatch_threads = o.dispatch_threads;
-  eopts.max_in_flight_total = o.max_in_flight_total;
-  eopts.max_attempts = o.max_attempts;
-  eopts.job_timeout = absl::Seconds(o.job_timeout_s);
-  eopts.metrics = &p.metrics;
-  eopts.limits = p.limits.get();
-  KindContext kinds;
-  kinds.transport = &p.transport;
-  kinds.repo = p.repo.get();
-  kinds.registry = p.registry.get();
-  kinds.rpc_timeout = eopts.rpc_timeout;
-  // Retention and schedules follow each snapshot commit (on their own
-  // workers, which exist once the engine does).
-  kinds.on_snapshot_commit = [&p](const std::string& snapshot_id) {
-    if (auto* s = p.schedules_ptr.load()) s->OnCommit(snapshot_id);
-    if (auto* m = p.maintenance_ptr.load()) m->RequestRetention();
-  };
-  kinds.on_verify_commit = [&p](const std::string& verify_id) {
-    if (auto* s = p.schedules_ptr.load()) s->OnCommit(verify_id);
-  };
-  ASSIGN_OR_RETURN(
-      p.engine,
-      JobEngine::Create(eopts, StandardKinds(kinds), p.registry.get(),
-                        p.store.get(), p.repo.get(), &p.timer, Clock::Real()));
-
-  Maintenance::Options mopts;
-  mopts.retention.set_keep_last(o.retention_keep_last);
-  if (!o.retention_keep_within.empty()) {
-    mopts.retention.set_keep_within_seconds(
-        absl::ToInt64Seconds(*ParseDurationFlag("", o.retention_keep_within)));
+  std::optional<EtcdUrl> etcd_url;
+  if (o.job_store.empty()) {
+    ASSIGN_OR_RETURN(p.store, RocksDbJobStore::Open(o.data_dir + "/jobs"));
+    p.job_store_description = "rocksdb:" + o.data_dir + "/jobs";
+  } else {
+    auto url = ParseEtcdUrl(o.job_store);
+    if (!url.ok()) return daemon::ConfigError("--job-store", url.status());
+    etcd_url = *url;
+    EtcdClient::Options copts;
+    copts.endpoints = url->endpoints;
+    copts.tls.ca = o.etcd_tls_ca;
+    copts.tls.cert = o.etcd_tls_cert;
+    copts.tls.key = o.etcd_tls_key;
+    auto client = EtcdClient::Create(copts);
+    if (!client.ok())
+      return daemon::ConfigError("--job-store", client.status());
+    p.etcd = *std::move(client);
+    EtcdJobStore::Options sopts;
+    sopts.prefix = url->prefix;
+    auto store = std::make_unique<EtcdJobStore>(p.etcd.get(), sopts);
+    p.etcd_store = store.get();
+    p.store = std::move(store);
+    p.job_store_description = o.job_store;
   }
-  for (const auto& label : o.retention_keep_labels) {
-    mopts.retention.add_keep_labels(label);
-  }
-  mopts.gc_grace = *ParseDurationFlag("", o.gc_grace);
-  mopts.gc_after_retention = o.gc_after_retention;
-  p.maintenance = std::make_unique<Maintenance>(
-      mopts, p.engine.get(), p.repo.get(), p.store.get(), Clock::Real());
-  p.maintenance->Start();
-  p.maintenance_ptr = p.maintenance.get();
-  p.schedules = std::make_unique<ScheduleRunner>(
-      ScheduleRunner::Options{}, p.engine.get(), p.maintenance.get(),
-      p.store.get(), &p.timer, Clock::Real());
-  RETURN_IF_ERROR(p.schedules->Start());
-  p.schedules_ptr = p.schedules.get();
 
-  ExportControllerState(&p.metrics, p.registry.get(), p.schedules.get(),
-                        p.authz.get());
-  ExportNodeLimits(&p.metrics, p.limits.get());
+  ExportAuthDenials(&p.metrics, p.authz.get());
   RETURN_IF_ERROR(daemon::ConfigError(
       "--metrics-listen",
       metrics::StartDaemonMetrics(&p.metrics, o.metrics_listen)));
-  p.admin = std::make_unique<AdminServiceImpl>(p.registry.get(), p.engine.get(),
-                                               p.maintenance.get(),
-                                               p.schedules.get(), p.authz);
-  p.membership = std::make_unique<Membership>(
-      p.registry.get(), p.engine.get(),
-      absl::Milliseconds(o.heartbeat_interval_ms), p.repo_id);
-  p.node_facing =
-      std::make_unique<ControllerServiceImpl>(p.membership.get(), p.authz);
+  p.gate = std::make_unique<ServingGate>([&p]() -> std::string {
+    if (p.election == nullptr) return "";
+    return p.election->Current().leader_address;
+  });
+  p.admin = std::make_unique<AdminGate>(p.gate.get(), p.authz,
+                                        [this] { return ListControllers(); });
+  p.node_facing = std::make_unique<ControllerGate>(p.gate.get());
   auto server = StartGrpcServer(o.listen, {p.admin.get(), p.node_facing.get()});
   if (!server.ok()) return daemon::ConfigError("--listen", server.status());
   p.server = *std::move(server);
+  p.advertise =
+      o.advertise.empty() ? SelfAddress(o.listen, p.server->port) : o.advertise;
+
+  if (!etcd_url) {
+    // One controller: it leads from the start, in term 0.
+    RETURN_IF_ERROR(StartTerm(0, nullptr));
+  } else {
+    LeaderElection::Options eo;
+    eo.prefix = etcd_url->prefix;
+    eo.id = p.advertise;
+    eo.address = p.advertise;
+    eo.lease = absl::Milliseconds(o.leader_lease_ms);
+    eo.version = PROJECT_VERSION_STRING;
+    LeaderElection::Callbacks cb;
+    cb.on_elected = [this](int64_t term) {
+      LeaderElection* e = parts_->election.get();
+      return StartTerm(static_cast<uint64_t>(term),
+                       [e, term] { return e->Leads(term); });
+    };
+    cb.on_deposed = [this] { StopTerm(); };
+    p.election = std::make_unique<LeaderElection>(eo, p.etcd.get(),
+                                                  p.etcd_store, std::move(cb));
+    p.etcd_store->SetOnFenceLost([e = p.election.get()] { e->Depose(); });
+    ExportElection(&p.metrics, p.election.get());
+    p.election->Start();
+  }
   if (o.tls.insecure) {
     spdlog::warn(
         "--insecure: the admin and node APIs are plaintext and "
@@ -199,13 +343,34 @@ absl::Status Controller::Start() {
         "every call");
   }
   spdlog::info(
-      "controller serving on port {}, state in {}, repository {} (id {}), "
-      "up to {} open files",
-      p.server->port, o.data_dir, p.repo->Describe(), p.repo_id, max_files);
+      "controller serving on port {} (advertised as {}), job store {}, "
+      "repository {} (id {}), up to {} open files",
+      p.server->port, p.advertise, p.job_store_description, p.repo->Describe(),
+      p.repo_id, max_files);
   p.watchdog =
       WatchListener(o.listen, *p.server,
                     absl::Milliseconds(o.listener_check_ms), &listener_dead_);
   return daemon::WritePortFile(o.port_file, p.server->port);
+}
+
+absl::StatusOr<shutter::v1::ListControllersResponse>
+Controller::ListControllers() {
+  Parts& p = *parts_;
+  shutter::v1::ListControllersResponse out;
+  out.set_job_store(p.job_store_description);
+  out.set_answered_by(p.advertise);
+  if (p.election == nullptr) {
+    shutter::v1::ControllerInfo* c = out.add_controllers();
+    c->set_id(p.advertise);
+    c->set_address(p.advertise);
+    c->set_role(shutter::v1::CONTROLLER_ROLE_LEADER);
+    c->set_term(0);
+    c->set_lease_left_ms(-1);
+    c->set_version(PROJECT_VERSION_STRING);
+    return out;
+  }
+  return DescribeControllerGroup(p.etcd.get(), p.election.get(),
+                                 std::move(out));
 }
 
 void Controller::Reload() {
@@ -232,21 +397,17 @@ void Controller::Shutdown() {
   p.metrics.StopServing();  // its callbacks read what is torn down next
   p.watchdog.reset();
   if (p.server) StopGrpcServer(*p.server, kShutdownGrace);
-  p.schedules_ptr = nullptr;
-  if (p.schedules) p.schedules->Shutdown();
-  p.maintenance_ptr = nullptr;
-  if (p.maintenance) p.maintenance->Shutdown();
-  if (p.engine) p.engine->Shutdown();
-  p.transport.Shutdown();
-  p.timer.Shutdown();
+  // Steps down (on_deposed stops the term) and resigns, so another
+  // controller leads at once.
+  if (p.election) p.election->Shutdown();
+  StopTerm();
   p.server.reset();
   p.node_facing.reset();
-  p.membership.reset();
   p.admin.reset();
-  p.schedules.reset();
-  p.maintenance.reset();
-  p.engine.reset();
+  p.gate.reset();
+  p.election.reset();
   p.store.reset();
+  p.etcd.reset();
   parts_.reset();
 }
 

@@ -15,12 +15,14 @@ namespace shutter::controller {
 //   shutter_registry_partitions
 //   shutter_schedule_last_success_timestamp_seconds{schedule}
 //   shutter_schedule_skipped_total{schedule}
-//   shutter_auth_denials_total
-// The pointers must stay valid while `registry` serves.
+// The pointers must stay valid until registry->RemoveCallbacks(owner)
+// (a term of leadership's parts, removed when the term ends).
 void ExportControllerState(metrics::Registry* registry,
                            const NodeRegistry* nodes,
-                           const ScheduleRunner* schedules,
-                           const Authorizer* authz);
+                           const ScheduleRunner* schedules, const void* owner);
+
+//   shutter_auth_denials_total (for the process' lifetime)
+void ExportAuthDenials(metrics::Registry* registry, const Authorizer* authz);
 
 // Per node, from the load its heartbeats report and the limit rule:
 //   shutter_node_capacity{node}
@@ -30,7 +32,8 @@ void ExportControllerState(metrics::Registry* registry,
 //   shutter_node_foreground_write_p99_seconds{node}
 //   shutter_node_idle_write_p99_seconds{node}  (the rule's baseline)
 // (The effective limit is shutter_node_limit, from the scheduler.)
-void ExportNodeLimits(metrics::Registry* registry, const NodeLimits* limits);
+void ExportNodeLimits(metrics::Registry* registry, const NodeLimits* limits,
+                      const void* owner);
 
 }  // namespace shutter::controller
 

@@ -4,6 +4,7 @@
 #include "common/cli_parse.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "controller/etcd_client.h"
 
 namespace shutter::controller {
 
@@ -85,6 +86,24 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
   app.add_option("--gc-after-retention", o.gc_after_retention,
                  "Collect garbage after retention deleted snapshots")
       ->capture_default_str();
+  app.add_option("--job-store", o.job_store,
+                 "Job store: empty for embedded RocksDB in --data-dir, or "
+                 "etcd://HOST:PORT[,HOST:PORT...]/PREFIX for controllers "
+                 "with one leader");
+  app.add_option("--etcd-tls-ca", o.etcd_tls_ca,
+                 "CA bundle etcd's certificate must chain to (TLS to etcd)");
+  app.add_option("--etcd-tls-cert", o.etcd_tls_cert,
+                 "Client certificate presented to etcd");
+  app.add_option("--etcd-tls-key", o.etcd_tls_key,
+                 "Private key of --etcd-tls-cert");
+  app.add_option("--advertise", o.advertise,
+                 "host:port others reach this controller at (default: "
+                 "--listen with the bound port)");
+  app.add_option("--leader-lease-ms", o.leader_lease_ms,
+                 "The leader's etcd lease: it stops leading after this "
+                 "long without renewing it")
+      ->capture_default_str()
+      ->check(CLI::Range(1000, 60000));
   app.add_option("--port-file", o.port_file, "Write the bound port here");
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
@@ -114,6 +133,26 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
             .status());
   }
   RETURN_IF_ERROR(ParseDurationFlag("--gc-grace", o.gc_grace).status());
+  if (o.job_store == "rocksdb") o.job_store.clear();
+  if (!o.job_store.empty()) {
+    auto url = ParseEtcdUrl(o.job_store);
+    if (!url.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--job-store: ", url.status().message()));
+    }
+  }
+  if ((!o.etcd_tls_cert.empty() || !o.etcd_tls_key.empty()) &&
+      o.etcd_tls_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "--etcd-tls-cert/--etcd-tls-key need --etcd-tls-ca");
+  }
+  if (o.etcd_tls_cert.empty() != o.etcd_tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--etcd-tls-cert and --etcd-tls-key go together");
+  }
+  if (!o.advertise.empty()) {
+    RETURN_IF_ERROR(ParseHostPort("--advertise", o.advertise, false).status());
+  }
   if (o.node_dead_after_ms <= o.heartbeat_interval_ms) {
     return absl::InvalidArgumentError(
         absl::StrCat("--node-dead-after-ms: ", o.node_dead_after_ms,

@@ -19,6 +19,22 @@ struct ControllerOptions {
   std::string listen = "127.0.0.1:7000";
   // Directory of the controller's state (job store). Required.
   std::string data_dir;
+  // Where jobs, schedules and pins live: empty (or "rocksdb") for the
+  // embedded RocksDB store in data_dir, one controller; or
+  // etcd://HOST:PORT[,HOST:PORT...]/PREFIX for a group of controllers of
+  // which one leads (docs/high-availability.md).
+  std::string job_store;
+  // TLS to etcd: its CA, and a client certificate and key if etcd asks.
+  std::string etcd_tls_ca;
+  std::string etcd_tls_cert;
+  std::string etcd_tls_key;
+  // How nodes, shutterctl and the other controllers reach this one
+  // (host:port). Empty: the listen address with the bound port.
+  std::string advertise;
+  // The leader's etcd lease: a leader that cannot renew it for this long
+  // stops, and another takes over (1000..60000 ms; etcd rounds up to
+  // whole seconds, at least 2 s with etcd's default election timeout).
+  int leader_lease_ms = 3000;
   // Snapshot repository shared with the nodes: a directory or file:///path.
   // Required.
   std::string repository;

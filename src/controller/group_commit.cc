@@ -96,8 +96,7 @@ void GroupCommitter::Loop() {
     const size_t max_batch = store_->MaxBatchRecords();
     for (size_t i = 0; i < records.size() && status.ok(); i += max_batch) {
       JobStoreBatch batch;
-      const size_t end =
-          std::min(records.size(), i + max_batch);
+      const size_t end = std::min(records.size(), i + max_batch);
       for (size_t j = i; j < end; ++j) {
         const Record& r = records[j];
         bytes += r.key.size() + r.value.size();

@@ -70,13 +70,14 @@ JobEngine::JobEngine(const Options& options,
     m->AddGaugeCallback("shutter_node_tasks_in_flight",
                         "Partition tasks (checkpoints, restores) running on "
                         "each node now",
-                        per_node([](const KS& k) { return k.in_flight; }));
+                        per_node([](const KS& k) { return k.in_flight; }),
+                        this);
     m->AddGaugeCallback("shutter_node_tasks_queued",
                         "Partition tasks waiting for a slot on each node",
-                        per_node([](const KS& k) { return k.queued; }));
+                        per_node([](const KS& k) { return k.queued; }), this);
     m->AddGaugeCallback("shutter_node_limit",
                         "Tasks each node is given at once (its current limit)",
-                        per_node([](const KS& k) { return k.limit; }));
+                        per_node([](const KS& k) { return k.limit; }), this);
   }
 }
 
@@ -198,6 +199,9 @@ void JobEngine::RecordTask(shutter::v1::JobType type, absl::string_view outcome,
 }
 
 JobEngine::~JobEngine() {
+  // A scrape must not reach this engine once it is going (a controller
+  // that loses leadership keeps its registry and destroys its engine).
+  if (options_.metrics != nullptr) options_.metrics->RemoveCallbacks(this);
   Shutdown();
   committer_.Shutdown();  // writes what is still staged
 }

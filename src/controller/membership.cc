@@ -9,6 +9,7 @@ namespace shutter::controller {
 absl::Status Membership::Heartbeat(const shutter::v1::HeartbeatRequest& req,
                                    shutter::v1::HeartbeatResponse* resp) {
   bool full_needed = false, capacity_changed = false;
+  resp->set_controller_term(term_);
   absl::Status s = registry_->Heartbeat(req, &full_needed, &capacity_changed);
   if (!s.ok()) return s;
   resp->set_full_report_needed(full_needed);

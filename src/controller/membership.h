@@ -1,6 +1,7 @@
 #ifndef SHUTTER_CONTROLLER_MEMBERSHIP_H_
 #define SHUTTER_CONTROLLER_MEMBERSHIP_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -20,12 +21,16 @@ namespace shutter::controller {
 // Thread-safe; the pointers must outlive it.
 class Membership {
  public:
+  // `term`: the leader's term, told to every node it answers (0 without
+  // etcd).
   Membership(NodeRegistry* registry, JobEngine* engine,
-             absl::Duration expected_interval, std::string repository_id)
+             absl::Duration expected_interval, std::string repository_id,
+             uint64_t term = 0)
       : registry_(registry),
         engine_(engine),
         expected_interval_(expected_interval),
-        repository_id_(std::move(repository_id)) {}
+        repository_id_(std::move(repository_id)),
+        term_(term) {}
 
   // Records the heartbeat and fills the answer. Errors are the
   // registry's (a refused incarnation, a foreign repository).
@@ -37,6 +42,7 @@ class Membership {
   JobEngine* const engine_;
   const absl::Duration expected_interval_;
   const std::string repository_id_;
+  const uint64_t term_;
 };
 
 }  // namespace shutter::controller

@@ -33,7 +33,14 @@ void GrpcNodeTransport::StartCall(
     absl::AnyInvocable<void(absl::StatusOr<Response>) &&> done, Start start) {
   auto* call = new Call<Request, Response>;
   call->request = request;
+  call->request.set_controller_term(term_);
   call->done = std::move(done);
+  if (may_send_ && !may_send_()) {
+    std::move(call->done)(absl::UnavailableError(
+        "this controller no longer leads: nothing is sent to nodes"));
+    delete call;
+    return;
+  }
   call->ctx.set_deadline(std::chrono::system_clock::now() +
                          absl::ToChronoMilliseconds(timeout));
   NodeService::Stub* stub = nullptr;
@@ -73,8 +80,10 @@ void GrpcNodeTransport::StartCancel(const std::string& address,
     Request request;
     Response response;
   };
+  if (may_send_ && !may_send_()) return;
   auto* call = new Cancel;
   call->request = request;
+  call->request.set_controller_term(term_);
   call->ctx.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(10));
   NodeService::Stub* stub = nullptr;

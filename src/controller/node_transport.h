@@ -1,6 +1,8 @@
 #ifndef SHUTTER_CONTROLLER_NODE_TRANSPORT_H_
 #define SHUTTER_CONTROLLER_NODE_TRANSPORT_H_
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -73,9 +75,16 @@ class NodeTransport {
 
 // NodeTransport over gRPC: one channel per node address, reused; callback
 // API, so no thread blocks on a call.
+//
+// With controller high availability, a transport belongs to one term of
+// leadership: every request carries `term` (nodes refuse terms older than
+// the newest they have seen), and nothing is sent once `may_send` says the
+// term is over (calls then fail at once with UNAVAILABLE).
 class GrpcNodeTransport : public NodeTransport {
  public:
   GrpcNodeTransport() = default;
+  GrpcNodeTransport(uint64_t term, std::function<bool()> may_send)
+      : term_(term), may_send_(std::move(may_send)) {}
   ~GrpcNodeTransport() override;
 
   void CreateCheckpoint(const std::string& address,
@@ -118,6 +127,8 @@ class GrpcNodeTransport : public NodeTransport {
   void StartCancel(const std::string& address, const Request& request,
                    const char* what, Start start) ABSL_LOCKS_EXCLUDED(mu_);
 
+  const uint64_t term_ = 0;
+  const std::function<bool()> may_send_;
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<shutter::v1::NodeService::Stub>> stubs_

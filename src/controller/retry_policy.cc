@@ -26,6 +26,9 @@ FailureClass ClassifyCheckpointFailure(const absl::Status& error) {
     case ErrorReason::kNodeBusy:
       return FailureClass::kBusy;
     case ErrorReason::kNodeUnavailable:
+    // This controller was deposed: it stops soon; until then the task
+    // waits rather than fails (its successor finishes it).
+    case ErrorReason::kStaleController:
       return FailureClass::kUnreachable;
     case ErrorReason::kMismatchedAnswer:
       return FailureClass::kTransient;

@@ -1,5 +1,7 @@
 #include "node/heartbeater.h"
 
+#include <algorithm>
+
 #include "common/rpc.h"
 #include "spdlog/spdlog.h"
 
@@ -7,11 +9,79 @@ namespace shutter::node {
 
 Heartbeater::Heartbeater(const Options& options, const NodeHost* host,
                          const snapshot::Repository* repo)
-    : options_(options),
-      host_(host),
-      repo_(repo),
-      stub_(shutter::v1::ControllerService::NewStub(
-          MakeChannel(options.controller_address))) {}
+    : options_(options), host_(host), repo_(repo) {
+  absl::MutexLock l(&stub_mu_);
+  target_ = options_.controller_addresses.empty()
+                ? ""
+                : options_.controller_addresses.front();
+}
+
+std::string Heartbeater::Target() const {
+  absl::MutexLock l(&stub_mu_);
+  return target_;
+}
+
+absl::Status Heartbeater::Call(const std::string& address,
+                               const shutter::v1::HeartbeatRequest& req,
+                               absl::Time deadline,
+                               shutter::v1::HeartbeatResponse* resp,
+                               std::string* leader) {
+  shutter::v1::ControllerService::Stub* stub;
+  {
+    absl::MutexLock l(&stub_mu_);
+    auto& s = stubs_[address];
+    if (s == nullptr) {
+      s = shutter::v1::ControllerService::NewStub(MakeChannel(address));
+    }
+    stub = s.get();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  grpc::Status g = stub->Heartbeat(&ctx, req, resp);
+  if (!g.ok()) {
+    const auto& trailers = ctx.GetServerTrailingMetadata();
+    auto it = trailers.find("shutter-leader");
+    if (it != trailers.end()) {
+      leader->assign(it->second.data(), it->second.size());
+    }
+  }
+  return FromGrpcStatus(g, ctx);
+}
+
+absl::Status Heartbeater::Send(const shutter::v1::HeartbeatRequest& req,
+                               absl::Duration timeout,
+                               shutter::v1::HeartbeatResponse* resp) {
+  const absl::Time deadline = absl::Now() + timeout;
+  const std::vector<std::string>& all = options_.controller_addresses;
+  std::string address = Target();
+  absl::Status s;
+  // At most a redirect and a try of each controller per heartbeat.
+  for (size_t attempt = 0; attempt < all.size() + 2; ++attempt) {
+    std::string leader;
+    *resp = shutter::v1::HeartbeatResponse();
+    s = Call(address, req, deadline, resp, &leader);
+    if (s.ok()) {
+      if (options_.on_term) options_.on_term(resp->controller_term());
+      absl::MutexLock l(&stub_mu_);
+      if (target_ != address) {
+        spdlog::info("heartbeats go to controller {} (term {})", address,
+                     resp->controller_term());
+      }
+      target_ = address;
+      return s;
+    }
+    if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) return s;
+    if (absl::Now() >= deadline || all.size() <= 1) return s;
+    if (!leader.empty() && leader != address) {
+      address = leader;  // a follower named the leader
+      continue;
+    }
+    // Unreachable, or a follower that knows no leader yet: the next one.
+    auto it = std::find(all.begin(), all.end(), address);
+    address = it == all.end() || it + 1 == all.end() ? all.front() : *(it + 1);
+  }
+  return s;
+}
 
 Heartbeater::~Heartbeater() { Stop(); }
 
@@ -79,14 +149,10 @@ absl::Status Heartbeater::SendOnce(absl::Duration timeout, bool full) {
   } else {
     req.set_partitions_omitted(true);
   }
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   absl::ToChronoMilliseconds(timeout));
   shutter::v1::HeartbeatResponse resp;
-  absl::Status s = FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
+  absl::Status s = Send(req, timeout, &resp);
   if (!s.ok()) {
-    spdlog::debug("heartbeat to {} failed: {}", options_.controller_address,
-                  s.ToString());
+    spdlog::debug("heartbeat to {} failed: {}", Target(), s.ToString());
     full_needed_ = true;  // the controller may have restarted meanwhile
     return s;
   }
@@ -109,11 +175,8 @@ absl::Status Heartbeater::SendLeaving(absl::Duration timeout) {
   shutter::v1::HeartbeatRequest req = Identity();
   req.set_partitions_omitted(true);
   req.set_leaving(true);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   absl::ToChronoMilliseconds(timeout));
   shutter::v1::HeartbeatResponse resp;
-  return FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
+  return Send(req, timeout, &resp);
 }
 
 void Heartbeater::Loop() {
@@ -123,17 +186,16 @@ void Heartbeater::Loop() {
   for (;;) {
     absl::Status s = SendOnce(timeout, /*full=*/false);
     if (IsFatal(s)) {
-      spdlog::error("controller {} refused this node: {}",
-                    options_.controller_address, std::string(s.message()));
+      spdlog::error("controller {} refused this node: {}", Target(),
+                    std::string(s.message()));
       if (options_.on_fatal) options_.on_fatal(s);
       return;
     }
     if (s.ok() && !was_ok) {
-      spdlog::info("heartbeats to controller {} resumed",
-                   options_.controller_address);
+      spdlog::info("heartbeats to controller {} resumed", Target());
     } else if (!s.ok() && was_ok) {
       spdlog::warn("heartbeat to controller {} failed ({}); retrying every {}",
-                   options_.controller_address, std::string(s.message()),
+                   Target(), std::string(s.message()),
                    absl::FormatDuration(options_.interval));
     }
     was_ok = s.ok();

@@ -1,7 +1,9 @@
 #ifndef SHUTTER_NODE_HEARTBEATER_H_
 #define SHUTTER_NODE_HEARTBEATER_H_
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,7 +21,10 @@
 namespace shutter::node {
 
 // Registers the node with the controller and then sends a Heartbeat every
-// `interval` from its own thread, describing the node (its incarnation and
+// `interval` from its own thread (to the leader, with several controllers:
+// a follower's UNAVAILABLE answer names it in its "shutter-leader"
+// trailer, which is followed at once; an unreachable controller makes it
+// try the next one in the list), describing the node (its incarnation and
 // repository identity) and every hosted partition. Transient failures are
 // logged (once per outage) and retried at the next tick. A refusal that
 // retrying cannot cure (controller.proto: ALREADY_EXISTS, FAILED_PRECONDITION,
@@ -33,7 +38,10 @@ class Heartbeater {
     std::string node_id;
     NodeInstanceInfo instance;
     std::string advertise_address;
-    std::string controller_address;
+    // One controller, or every controller of a group.
+    std::vector<std::string> controller_addresses;
+    // Called with the term of each answering leader (0 without etcd).
+    std::function<void(uint64_t)> on_term;
     int checkpoint_capacity = 2;
     absl::Duration interval = absl::Seconds(1);
     // Called once, on the heartbeat thread, with a fatal refusal.
@@ -83,7 +91,25 @@ class Heartbeater {
   const Options options_;
   const NodeHost* const host_;
   const snapshot::Repository* const repo_;
-  std::unique_ptr<shutter::v1::ControllerService::Stub> stub_;
+  // One heartbeat call to `address`; `leader` gets the "shutter-leader"
+  // trailer of a follower's answer, if any.
+  absl::Status Call(const std::string& address,
+                    const shutter::v1::HeartbeatRequest& req,
+                    absl::Time deadline, shutter::v1::HeartbeatResponse* resp,
+                    std::string* leader);
+  // Sends to the controller believed to lead, following redirects and
+  // trying the others, until `deadline`.
+  absl::Status Send(const shutter::v1::HeartbeatRequest& req,
+                    absl::Duration timeout,
+                    shutter::v1::HeartbeatResponse* resp);
+  // Whom heartbeats go to now (for logs).
+  std::string Target() const ABSL_LOCKS_EXCLUDED(stub_mu_);
+
+  mutable absl::Mutex stub_mu_;
+  std::map<std::string, std::unique_ptr<shutter::v1::ControllerService::Stub>>
+      stubs_ ABSL_GUARDED_BY(stub_mu_);
+  // The controller believed to lead.
+  std::string target_ ABSL_GUARDED_BY(stub_mu_);
   // Read from the repository until found (it may be created later).
   std::string repository_id_;  // heartbeat thread (or Register) only
   // (partition, role, epoch) of the last full report accepted; heartbeat

@@ -93,6 +93,8 @@ struct Node::Parts {
   std::unique_ptr<PartitionRestorer> restorer;
   std::unique_ptr<PartitionVerifier> verifier;
   metrics::Registry metrics;
+  // The newest controller term seen (heartbeat answers, requests).
+  ControllerTerm controller_term;
   std::unique_ptr<NodeServiceImpl> node_service;
   std::unique_ptr<PartitionDataImpl> data_service;
   std::optional<RunningServer> server;
@@ -228,6 +230,7 @@ absl::Status Node::Start() {
       p.taker.get(), p.host.get(), p.restorer.get(), p.authz,
       o.enable_data_plane, &p.metrics);
   p.node_service->set_verifier(p.verifier.get());
+  p.node_service->set_controller_term(&p.controller_term);
   p.data_service =
       std::make_unique<PartitionDataImpl>(p.host.get(), p.authz, &p.metrics);
   std::vector<grpc::Service*> services = {p.node_service.get()};
@@ -261,7 +264,8 @@ absl::Status Node::Start() {
   hopts.node_id = o.node_id;
   hopts.instance = p.instance;
   hopts.advertise_address = advertise;
-  hopts.controller_address = o.controller;
+  hopts.controller_addresses = absl::StrSplit(o.controller, ',');
+  hopts.on_term = [term = &p.controller_term](uint64_t t) { term->Observe(t); };
   hopts.checkpoint_capacity = o.checkpoint_capacity;
   hopts.interval = absl::Milliseconds(o.heartbeat_interval_ms);
   hopts.on_fatal = [this](const absl::Status& s) {

@@ -1,6 +1,7 @@
 #include "node/node_options.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/cli_parse.h"
 #include "common/ids.h"
 #include "common/status_macros.h"
@@ -24,7 +25,9 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
   app.add_option(
       "--advertise", o.advertise,
       "host:port the controller dials (default: listen host, bound port)");
-  app.add_option("--controller", o.controller, "Controller host:port")
+  app.add_option("--controller", o.controller,
+                 "Controller host:port, or host:port,host:port,... of a "
+                 "group of controllers (heartbeats follow the leader)")
       ->capture_default_str();
   app.add_option("--data-dir", o.data_dir, "Partition data directory")
       ->required();
@@ -132,7 +135,9 @@ absl::StatusOr<NodeOptions> ParseNodeOptions(int argc, const char* const* argv,
   if (!o.advertise.empty()) {
     RETURN_IF_ERROR(ParseHostPort("--advertise", o.advertise, false).status());
   }
-  RETURN_IF_ERROR(ParseHostPort("--controller", o.controller, false).status());
+  for (absl::string_view c : absl::StrSplit(o.controller, ',')) {
+    RETURN_IF_ERROR(ParseHostPort("--controller", c, false).status());
+  }
   return o;
 }
 

@@ -22,7 +22,8 @@ struct NodeOptions {
   std::string listen = "127.0.0.1:7100";
   // host:port the controller should dial; default: listen host + bound port.
   std::string advertise;
-  // host:port of the controller.
+  // host:port of the controller, or of each controller of a group on etcd
+  // ("a:7000,b:7000,c:7000"): heartbeats go to the leader and follow it.
   std::string controller = "127.0.0.1:7000";
   // Directory holding the partitions' databases and the staging area. Required.
   std::string data_dir;

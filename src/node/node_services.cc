@@ -76,6 +76,11 @@ void RecordRestore(metrics::Registry* m,
 }
 }  // namespace
 
+absl::Status NodeServiceImpl::AdmitTerm(uint64_t term, absl::string_view what) {
+  if (controller_term_ == nullptr) return absl::OkStatus();
+  return controller_term_->Admit(term, what);
+}
+
 void NodeServiceImpl::InitMetrics(metrics::Registry* m) {
   for (const char* o : {"published", "already_published", "failed"}) {
     m->GetCounter(kCheckpoints, kCheckpointsHelp, {{"outcome", o}});
@@ -101,6 +106,12 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
       !d.ok()) {
     return Finished(ctx, ToGrpcStatus(d));
   }
+  if (absl::Status t =
+          AdmitTerm(request->controller_term(), "CreateCheckpoint");
+      !t.ok()) {
+    return Finished(ctx, ToGrpcStatus(t, ctx));
+  }
+
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   taker_->CreateCheckpoint(
       *request, [ctx, reactor, response, m = metrics_](
@@ -143,6 +154,12 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CancelCheckpoints(
       !d.ok()) {
     return Finished(ctx, ToGrpcStatus(d));
   }
+  if (absl::Status t =
+          AdmitTerm(request->controller_term(), "CancelCheckpoints");
+      !t.ok()) {
+    return Finished(ctx, ToGrpcStatus(t, ctx));
+  }
+
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = CheckSafeId("snapshot_id", request->snapshot_id());
   if (!valid.ok()) {
@@ -196,6 +213,12 @@ grpc::ServerUnaryReactor* NodeServiceImpl::RestorePartition(
       !d.ok()) {
     return Finished(ctx, ToGrpcStatus(d));
   }
+  if (absl::Status t =
+          AdmitTerm(request->controller_term(), "RestorePartition");
+      !t.ok()) {
+    return Finished(ctx, ToGrpcStatus(t, ctx));
+  }
+
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (restorer_ == nullptr) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
@@ -218,6 +241,11 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CancelRestores(
       !d.ok()) {
     return Finished(ctx, ToGrpcStatus(d));
   }
+  if (absl::Status t = AdmitTerm(request->controller_term(), "CancelRestores");
+      !t.ok()) {
+    return Finished(ctx, ToGrpcStatus(t, ctx));
+  }
+
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = CheckSafeId("restore_id", request->restore_id());
   if (!valid.ok()) {
@@ -237,6 +265,11 @@ grpc::ServerUnaryReactor* NodeServiceImpl::VerifyPartition(
       !d.ok()) {
     return Finished(ctx, ToGrpcStatus(d));
   }
+  if (absl::Status t = AdmitTerm(request->controller_term(), "VerifyPartition");
+      !t.ok()) {
+    return Finished(ctx, ToGrpcStatus(t, ctx));
+  }
+
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   if (verifier_ == nullptr) {
     reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
@@ -258,6 +291,11 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CancelVerifies(
       !d.ok()) {
     return Finished(ctx, ToGrpcStatus(d));
   }
+  if (absl::Status t = AdmitTerm(request->controller_term(), "CancelVerifies");
+      !t.ok()) {
+    return Finished(ctx, ToGrpcStatus(t, ctx));
+  }
+
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::Status valid = CheckSafeId("verify_id", request->verify_id());
   if (!valid.ok()) {

@@ -6,6 +6,7 @@
 #include "common/metrics.h"
 #include "common/security.h"
 #include "node/checkpoint_taker.h"
+#include "node/controller_term.h"
 #include "node/node_host.h"
 #include "node/partition_restorer.h"
 #include "node/partition_verifier.h"
@@ -39,6 +40,9 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
   // Serves VerifyPartition with `verifier` (not owned; null: UNIMPLEMENTED).
   // Call before serving.
   void set_verifier(PartitionVerifier* verifier) { verifier_ = verifier; }
+  // Refuses requests of controller terms older than `term`'s newest (not
+  // owned; null: every term is taken). Call before serving.
+  void set_controller_term(ControllerTerm* term) { controller_term_ = term; }
 
   // Creates every checkpoint and restore metric's label combination at 0
   // (so a first failure is an increase, and dashboards show zeros).
@@ -85,10 +89,14 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
       shutter::v1::CancelRestoresResponse* response) override;
 
  private:
+  // OK, or STALE_CONTROLLER for a deposed controller's request.
+  absl::Status AdmitTerm(uint64_t term, absl::string_view what);
+
   CheckpointTaker* const taker_;
   NodeHost* const host_;
   PartitionRestorer* const restorer_;
   PartitionVerifier* verifier_ = nullptr;
+  ControllerTerm* controller_term_ = nullptr;
   const std::shared_ptr<const Authorizer> authz_;
   const bool test_hooks_;
   metrics::Registry* const metrics_;  // may be null

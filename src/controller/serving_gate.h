@@ -1,0 +1,121 @@
+#ifndef SHUTTER_CONTROLLER_SERVING_GATE_H_
+#define SHUTTER_CONTROLLER_SERVING_GATE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/security.h"
+#include "controller/services.h"
+#include "shutter/v1/admin.grpc.pb.h"
+#include "shutter/v1/controller.grpc.pb.h"
+
+namespace shutter::controller {
+
+// Trailing metadata naming the leader on a follower's UNAVAILABLE answer.
+inline constexpr char kLeaderMetadataKey[] = "shutter-leader";
+
+// The services of one term of leadership (not owned: `keep` owns them).
+struct TermServices {
+  AdminServiceImpl* admin = nullptr;
+  ControllerServiceImpl* node_facing = nullptr;
+};
+
+// What the process' gRPC server reaches: the current term's services
+// while this controller leads, else an answer that sends the caller to the
+// leader. Calls in flight keep their term's services alive (shared
+// ownership) after the term ends; the term's parts then refuse them
+// (UNAVAILABLE: shutting down). Thread-safe.
+class ServingGate {
+ public:
+  // `leader_address`: where the leader is, as this controller knows it
+  // ("" if none is known).
+  explicit ServingGate(std::function<std::string()> leader_address)
+      : leader_address_(std::move(leader_address)) {}
+
+  void Set(std::shared_ptr<const TermServices> services)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<const TermServices> Current() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // UNAVAILABLE naming the leader, with the kLeaderMetadataKey trailer; or
+  // "no leader elected" when none is known.
+  grpc::Status Redirect(grpc::ServerContext* ctx) const;
+
+ private:
+  const std::function<std::string()> leader_address_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const TermServices> current_ ABSL_GUARDED_BY(mu_);
+};
+
+// AdminService as served: each call goes to the leading term's
+// AdminServiceImpl or is redirected; ListControllers is answered by any
+// controller (viewer role) through `list_controllers`.
+class AdminGate final : public shutter::v1::AdminService::Service {
+ public:
+  AdminGate(
+      const ServingGate* gate, std::shared_ptr<const Authorizer> authz,
+      std::function<absl::StatusOr<shutter::v1::ListControllersResponse>()>
+          list_controllers)
+      : gate_(gate),
+        authz_(std::move(authz)),
+        list_controllers_(std::move(list_controllers)) {}
+
+#define SHUTTER_ADMIN_FORWARD(Method)                                     \
+  grpc::Status Method(grpc::ServerContext* ctx,                           \
+                      const shutter::v1::Method##Request* request,        \
+                      shutter::v1::Method##Response* response) override { \
+    std::shared_ptr<const TermServices> term = gate_->Current();          \
+    if (term == nullptr) return gate_->Redirect(ctx);                     \
+    return term->admin->Method(ctx, request, response);                   \
+  }
+  SHUTTER_ADMIN_FORWARD(CreateSnapshot)
+  SHUTTER_ADMIN_FORWARD(GetSnapshot)
+  SHUTTER_ADMIN_FORWARD(ListSnapshots)
+  SHUTTER_ADMIN_FORWARD(ListNodes)
+  SHUTTER_ADMIN_FORWARD(ListPartitions)
+  SHUTTER_ADMIN_FORWARD(CancelSnapshot)
+  SHUTTER_ADMIN_FORWARD(VerifySnapshot)
+  SHUTTER_ADMIN_FORWARD(RemoveNode)
+  SHUTTER_ADMIN_FORWARD(SetNodeLimit)
+  SHUTTER_ADMIN_FORWARD(DeleteSnapshot)
+  SHUTTER_ADMIN_FORWARD(PinSnapshot)
+  SHUTTER_ADMIN_FORWARD(ApplyRetention)
+  SHUTTER_ADMIN_FORWARD(CollectGarbage)
+  SHUTTER_ADMIN_FORWARD(GetRepositoryStats)
+  SHUTTER_ADMIN_FORWARD(CreateSchedule)
+  SHUTTER_ADMIN_FORWARD(ListSchedules)
+  SHUTTER_ADMIN_FORWARD(SetSchedulePaused)
+  SHUTTER_ADMIN_FORWARD(DeleteSchedule)
+  SHUTTER_ADMIN_FORWARD(RestoreSnapshot)
+#undef SHUTTER_ADMIN_FORWARD
+
+  grpc::Status ListControllers(
+      grpc::ServerContext* ctx,
+      const shutter::v1::ListControllersRequest* request,
+      shutter::v1::ListControllersResponse* response) override;
+
+ private:
+  const ServingGate* const gate_;
+  const std::shared_ptr<const Authorizer> authz_;
+  const std::function<absl::StatusOr<shutter::v1::ListControllersResponse>()>
+      list_controllers_;
+};
+
+// ControllerService (heartbeats) as served: to the leading term, or
+// redirected so the node follows the leader.
+class ControllerGate final : public shutter::v1::ControllerService::Service {
+ public:
+  explicit ControllerGate(const ServingGate* gate) : gate_(gate) {}
+  grpc::Status Heartbeat(grpc::ServerContext* ctx,
+                         const shutter::v1::HeartbeatRequest* request,
+                         shutter::v1::HeartbeatResponse* response) override;
+
+ private:
+  const ServingGate* const gate_;
+};
+
+}  // namespace shutter::controller
+
+#endif  // SHUTTER_CONTROLLER_SERVING_GATE_H_
