@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <random>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -70,6 +71,12 @@ std::string TaskStateName(shutter::v1::PartitionTaskState s) {
 std::string Percent(double fraction) {
   if (fraction < 0) return "-";
   return absl::StrFormat("%.0f%%", fraction * 100);
+}
+
+std::string NewRequestId() {
+  std::random_device rd;
+  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  return absl::StrFormat("%016x%016x", rng(), rng());
 }
 
 Client::Client(const Global& g) : g_(g) {

@@ -49,6 +49,9 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // A message as JSON with the proto's field names and every field.
 std::string Json(const google::protobuf::Message& m);
+// A fresh idempotency key for a call that creates something (128 random
+// bits, hex): the call can be retried on another controller safely.
+std::string NewRequestId();
 // "PUBLISHED" for PARTITION_TASK_STATE_PUBLISHED.
 std::string TaskStateName(shutter::v1::PartitionTaskState s);
 // "42%", or "-" for a negative fraction (unknown).

@@ -25,6 +25,8 @@ using controller::StateName;
 
 int RepositoryGc(const Global& g, bool dry_run, const std::string& grace) {
   CollectGarbageRequest req;
+  // Safe to retry on another controller (a new leader): one job.
+  req.set_request_id(NewRequestId());
   req.set_dry_run(dry_run);
   if (!grace.empty()) {
     auto d = ParseDurationFlag("--grace", grace);

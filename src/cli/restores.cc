@@ -30,6 +30,8 @@ using controller::StateName;
 int RestoreSnapshot(const Global& g, const std::string& id,
                     const std::string& partitions, bool wait, bool dry_run) {
   RestoreSnapshotRequest req;
+  // Safe to retry on another controller (a new leader): one job.
+  req.set_request_id(NewRequestId());
   req.set_snapshot_id(id);
   req.set_dry_run(dry_run);
   if (!partitions.empty()) {

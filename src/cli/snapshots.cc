@@ -27,6 +27,8 @@ using controller::StateName;
 int CreateSnapshot(const Global& g, const std::string& partitions,
                    const std::string& label, bool wait, bool allow_partial) {
   CreateSnapshotRequest req;
+  // Safe to retry on another controller (a new leader): one job.
+  req.set_request_id(NewRequestId());
   req.set_allow_partial(allow_partial);
   if (!partitions.empty()) {
     auto ids = ParseIdList(partitions);
@@ -55,6 +57,8 @@ int VerifySnapshot(const Global& g, const std::string& id, bool deep,
                    bool wait) {
   Client c(g);
   VerifySnapshotRequest req;
+  // Safe to retry on another controller (a new leader): one job.
+  req.set_request_id(NewRequestId());
   req.set_snapshot_id(id);
   req.set_deep(deep);
   VerifySnapshotResponse resp;
@@ -76,6 +80,8 @@ int DeleteSnapshot(const Global& g, const std::string& id, bool force) {
   slow.timeout_ms = std::max(g.timeout_ms, 600 * 1000);  // many deletes
   Client c(slow);
   DeleteSnapshotRequest req;
+  // Safe to retry on another controller (a new leader): one job.
+  req.set_request_id(NewRequestId());
   req.set_snapshot_id(id);
   req.set_force(force);
   DeleteSnapshotResponse resp;

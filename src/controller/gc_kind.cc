@@ -1,5 +1,7 @@
 #include "controller/gc_kind.h"
 
+#include <optional>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -89,9 +91,20 @@ void GcKind::DescribeCommit(const std::string& job_id, bool, int, int,
 }
 
 absl::StatusOr<CollectGarbageResponse> RunGarbageCollection(
-    JobEngine& engine, int64_t grace_seconds, absl::Duration timeout) {
+    JobEngine& engine, int64_t grace_seconds, absl::Duration timeout,
+    const std::string& request_id) {
   if (grace_seconds < 0) {
     return absl::InvalidArgumentError("grace_seconds must not be negative");
+  }
+  std::string id;
+  ASSIGN_OR_RETURN(std::optional<std::string> earlier,
+                   engine.FindRequest(request_id, shutter::v1::JOB_TYPE_GC));
+  if (earlier) {
+    // A repeated call: wait for, and answer with, the first one's job.
+    ASSIGN_OR_RETURN(Snapshot h, AwaitControllerJob(engine, *earlier, timeout));
+    CollectGarbageResponse r = h.gc();
+    r.set_gc_id(*earlier);
+    return r;
   }
   for (const auto& s : engine.ListSnapshots(0, shutter::v1::JOB_TYPE_GC)) {
     if (!IsFinished(s.state())) {
@@ -102,8 +115,8 @@ absl::StatusOr<CollectGarbageResponse> RunGarbageCollection(
   }
   JobPlan plan = ControllerJobPlan(shutter::v1::JOB_TYPE_GC);
   plan.record.set_label("gc");
+  plan.record.set_request_id(request_id);
   plan.record.mutable_gc()->set_grace_seconds(grace_seconds);
-  std::string id;
   ASSIGN_OR_RETURN(id, engine.Submit(std::move(plan)));
   ASSIGN_OR_RETURN(Snapshot h, AwaitControllerJob(engine, id, timeout));
   CollectGarbageResponse r = h.gc();

@@ -79,9 +79,12 @@ void CopyGcReport(const snapshot::GcReport& report,
 // is running, submits a GC job with `grace_seconds` (>= 0) and waits up to
 // `timeout` for it. Returns what it found and deleted (gc_id = the job's
 // id), or the collection's error (FAILED_PRECONDITION: another collection
-// holds the repository's lock; UNAVAILABLE: publishes kept running).
+// holds the repository's lock; UNAVAILABLE: publishes kept running). A
+// repeated call with the same non-empty `request_id` waits for the first
+// one's job instead.
 absl::StatusOr<shutter::v1::CollectGarbageResponse> RunGarbageCollection(
-    JobEngine& engine, int64_t grace_seconds, absl::Duration timeout);
+    JobEngine& engine, int64_t grace_seconds, absl::Duration timeout,
+    const std::string& request_id = "");
 
 }  // namespace shutter::controller
 

@@ -369,8 +369,46 @@ JobEngine::ResolveLeaders(const std::vector<uint32_t>& ids) const {
   return leaders;
 }
 
+namespace {
+constexpr size_t kMaxRequestIdBytes = 128;
+}  // namespace
+
+absl::StatusOr<std::optional<std::string>> JobEngine::FindRequest(
+    const std::string& request_id, shutter::v1::JobType type) {
+  if (request_id.empty()) return std::nullopt;
+  if (request_id.size() > kMaxRequestIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id is ", request_id.size(),
+                     " bytes; the limit is ", kMaxRequestIdBytes));
+  }
+  RETURN_IF_ERROR(CheckPrintableText("request_id", request_id));
+  std::string found;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [id, job] : jobs_) {
+      if (job->header().request_id() != request_id) continue;
+      if (job->header().type() != type) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "request_id ", request_id, " was used for job ", id, " of type ",
+            shutter::v1::JobType_Name(job->header().type())));
+      }
+      found = id;
+      break;
+    }
+  }
+  if (found.empty()) return std::nullopt;
+  // Answer as the first call did: only once the job is durable.
+  RETURN_IF_ERROR(WaitDurable());
+  return found;
+}
+
 absl::StatusOr<std::string> JobEngine::Submit(JobPlan plan) {
   Snapshot& record = plan.record;
+  {
+    auto earlier = FindRequest(record.request_id(), record.type());
+    if (!earlier.ok()) return earlier.status();
+    if (earlier->has_value()) return **earlier;
+  }
   std::vector<std::pair<uint32_t, NodeRegistry::Leader>>& leaders =
       plan.placements;
   record.set_snapshot_id(ids_.Next());
@@ -408,6 +446,16 @@ absl::StatusOr<std::string> JobEngine::Submit(JobPlan plan) {
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return absl::UnavailableError("controller is shutting down");
+    if (!record.request_id().empty()) {
+      // A concurrent call with the same key got here first.
+      for (const auto& [id, other] : jobs_) {
+        if (other->header().request_id() == record.request_id()) {
+          return absl::AbortedError(absl::StrCat(
+              "a call with request_id ", record.request_id(),
+              " is creating job ", id, " now; retry to get it"));
+        }
+      }
+    }
     auto owned = std::make_unique<Job>(std::move(record));
     Job& job = *owned;
     job.scheduler_job = job_id = next_job_.fetch_add(1);

@@ -126,7 +126,21 @@ class JobEngine {
   // front door (StartSnapshot, StartRestore) validates its request and
   // plans the job first. FAILED_PRECONDITION if no kind runs the record's
   // type; UNAVAILABLE while shutting down. On error nothing is dispatched.
+  //
+  // Idempotent by the record's request_id (AdminService's idempotency
+  // key): if a job with the same non-empty request_id exists, its id is
+  // returned (once it is durable) and nothing is created; ALREADY_EXISTS
+  // if that job is of another type.
   absl::StatusOr<std::string> Submit(JobPlan plan) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The job an earlier call with `request_id` created, once durable, for
+  // front doors to answer a repeated call before planning anything;
+  // nullopt if there is none or request_id is empty. INVALID_ARGUMENT for
+  // a malformed key (over 128 characters, not printable); ALREADY_EXISTS
+  // if the job is of another type than `type`.
+  absl::StatusOr<std::optional<std::string>> FindRequest(
+      const std::string& request_id, shutter::v1::JobType type)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Each partition's leader now; FAILED_PRECONDITION listing every
   // partition without a usable one.

@@ -84,6 +84,7 @@ sv1::JobRecord ToJobRecord(const Snapshot& h) {
   r.set_schedule(h.schedule());
   r.set_allow_partial(h.allow_partial());
   r.set_rolled_back(h.rolled_back());
+  r.set_request_id(h.request_id());
   switch (h.type()) {
     case shutter::v1::JOB_TYPE_SNAPSHOT: {
       auto* p = r.mutable_snapshot();
@@ -174,6 +175,7 @@ absl::StatusOr<Snapshot> FromJobRecord(const sv1::JobRecord& r) {
   h.set_schedule(r.schedule());
   h.set_allow_partial(r.allow_partial());
   h.set_rolled_back(r.rolled_back());
+  h.set_request_id(r.request_id());
   switch (r.payload_case()) {
     case sv1::JobRecord::kSnapshot:
       h.set_manifest_path(r.snapshot().manifest_path());

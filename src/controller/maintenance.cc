@@ -1,5 +1,6 @@
 #include "controller/maintenance.h"
 
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -211,6 +212,14 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::CollectGarbage(
     CopyGcReport(report, &r);
     return r;
   }
+  ASSIGN_OR_RETURN(std::optional<std::string> earlier,
+                   coordinator_->FindRequest(request.request_id(),
+                                             shutter::v1::JOB_TYPE_GC));
+  if (earlier) {
+    // A repeated call (e.g. retried on a new leader): the first one's job.
+    return RunGarbageCollection(*coordinator_, grace, options_.job_timeout,
+                                request.request_id());
+  }
   {
     absl::MutexLock l(&mu_);
     if (gc_running_) {
@@ -221,7 +230,8 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::CollectGarbage(
   }
   // A job of its own (GcKind): durable, resumed after a crash, listed.
   absl::StatusOr<CollectGarbageResponse> out =
-      RunGarbageCollection(*coordinator_, grace, options_.job_timeout);
+      RunGarbageCollection(*coordinator_, grace, options_.job_timeout,
+                           request.request_id());
   absl::MutexLock l(&mu_);
   gc_running_ = false;
   return out;

@@ -1,5 +1,7 @@
 #include "controller/restore_kind.h"
 
+#include <optional>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -109,6 +111,17 @@ absl::StatusOr<shutter::v1::RestoreSnapshotResponse> StartRestore(
     const shutter::v1::RestoreSnapshotRequest& request) {
   const std::string& source = request.snapshot_id();
   RETURN_IF_ERROR(CheckSafeId("snapshot id", source));
+  if (!request.dry_run()) {
+    // A repeated call (e.g. retried on a new leader): the first one's job.
+    ASSIGN_OR_RETURN(
+        std::optional<std::string> earlier,
+        engine.FindRequest(request.request_id(), shutter::v1::JOB_TYPE_RESTORE));
+    if (earlier) {
+      shutter::v1::RestoreSnapshotResponse resp;
+      resp.set_restore_id(*earlier);
+      return resp;
+    }
+  }
   if (const JobKind* kind = engine.KindOfJob(source);
       kind != nullptr && !kind->ProducesSnapshot()) {
     return absl::InvalidArgumentError(
@@ -175,6 +188,7 @@ absl::StatusOr<shutter::v1::RestoreSnapshotResponse> StartRestore(
 
   shutter::v1::Snapshot record;
   record.set_type(shutter::v1::JOB_TYPE_RESTORE);
+  record.set_request_id(request.request_id());
   record.set_source_snapshot_id(source);
   record.set_label(cm.label());
   // Partitions restored stay restored: the job is PARTIAL, not FAILED,

@@ -1,5 +1,7 @@
 #include "controller/snapshot_kind.h"
 
+#include <optional>
+
 #include <algorithm>
 #include <memory>
 #include <set>
@@ -141,6 +143,11 @@ constexpr size_t kMaxLabelBytes = 256;
 
 absl::StatusOr<std::string> StartSnapshot(
     JobEngine& engine, const shutter::v1::CreateSnapshotRequest& request) {
+  // A repeated call (e.g. retried on a new leader): the first one's job.
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> earlier,
+      engine.FindRequest(request.request_id(), shutter::v1::JOB_TYPE_SNAPSHOT));
+  if (earlier) return *earlier;
   if (request.label().size() > kMaxLabelBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("label is ", request.label().size(),
@@ -178,6 +185,7 @@ absl::StatusOr<std::string> StartSnapshot(
   }
 
   shutter::v1::Snapshot record;
+  record.set_request_id(request.request_id());
   record.set_label(request.label());
   record.set_allow_partial(request.allow_partial());
   record.set_schedule(request.schedule());

@@ -1,5 +1,7 @@
 #include "controller/verify_kind.h"
 
+#include <optional>
+
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -60,6 +62,10 @@ absl::StatusOr<std::string> StartVerify(
     const shutter::v1::VerifySnapshotRequest& request) {
   const std::string& source = request.snapshot_id();
   RETURN_IF_ERROR(CheckSafeId("snapshot id", source));
+  ASSIGN_OR_RETURN(
+      std::optional<std::string> earlier,
+      engine.FindRequest(request.request_id(), shutter::v1::JOB_TYPE_VERIFY));
+  if (earlier) return *earlier;
   // One of this controller's jobs must be a finished snapshot; a snapshot
   // it does not know (another controller's) is taken from the repository.
   if (absl::Status s = engine.CheckCommittedSnapshot(source);
@@ -77,6 +83,7 @@ absl::StatusOr<std::string> StartVerify(
   ASSIGN_OR_RETURN(auto leaders, engine.ResolveLeaders(ids));
   shutter::v1::Snapshot record;
   record.set_type(shutter::v1::JOB_TYPE_VERIFY);
+  record.set_request_id(request.request_id());
   record.set_source_snapshot_id(source);
   record.set_label(cm.label());
   record.set_deep(request.deep());

@@ -10,11 +10,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "common/rpc.h"
 #include "common/status_macros.h"
 #include "controller/job_states.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
+#include "testing/etcd_server.h"
 
 namespace shutter::testing {
 
@@ -33,6 +35,7 @@ LocalCluster::~LocalCluster() {
   admin_.reset();
   for (auto& n : nodes_) n.process.reset();  // SIGKILL + reap
   controller_.reset();
+  group_.clear();
 }
 
 std::string LocalCluster::NodeId(int i) { return absl::StrCat("n", i + 1); }
@@ -57,12 +60,113 @@ LocalCluster::OpenRepository() const {
 }
 
 AdminService::Stub* LocalCluster::admin() {
-  if (!admin_) admin_ = AdminService::NewStub(MakeChannel(controller_addr_));
+  std::string target = controller_addr_;
+  if (options_.controllers > 1) {
+    const int leader = LeaderIndex();
+    target = group_controller_address(leader < 0 ? 0 : leader);
+  }
+  if (!admin_ || target != admin_target_) {
+    admin_ = AdminService::NewStub(MakeChannel(target));
+    admin_target_ = target;
+  }
   return admin_.get();
+}
+
+std::string LocalCluster::group_controller_address(int i) const {
+  return absl::StrCat("127.0.0.1:", group_ports_[i]);
+}
+
+pid_t LocalCluster::group_controller_pid(int i) const {
+  return group_[i] ? group_[i]->pid() : -1;
+}
+
+int LocalCluster::LeaderIndex() {
+  for (int i = 0; i < options_.controllers; ++i) {
+    if (!group_[i]) continue;
+    auto stub = AdminService::NewStub(MakeChannel(group_controller_address(i)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    ListControllersResponse resp;
+    if (!stub->ListControllers(&ctx, ListControllersRequest(), &resp).ok()) {
+      continue;
+    }
+    for (const auto& c : resp.controllers()) {
+      if (c.role() != CONTROLLER_ROLE_LEADER) continue;
+      for (int j = 0; j < options_.controllers; ++j) {
+        if (c.address() == group_controller_address(j)) return j;
+      }
+    }
+    return -1;
+  }
+  return -1;
+}
+
+absl::Status LocalCluster::StartGroupController(
+    int i, std::vector<std::string> extra_flags) {
+  std::vector<std::string> argv = {
+      options_.controller_bin,
+      "--listen",
+      group_controller_address(i),
+      "--data-dir",
+      absl::StrCat(options_.dir, "/controller", i),
+      "--repository",
+      repository(),
+      "--job-store",
+      options_.job_store,
+      "--port-file",
+      absl::StrCat(options_.dir, "/controller", i, ".port"),
+      "--heartbeat-interval-ms",
+      absl::StrCat(options_.heartbeat_ms),
+      "--node-dead-after-ms",
+      absl::StrCat(options_.dead_after_ms),
+      "--adaptive-limits",
+      "false",
+      "--log-level",
+      options_.log_level};
+  argv.insert(argv.end(), repository_flags_.begin(), repository_flags_.end());
+  argv.insert(argv.end(), controller_security_.begin(),
+              controller_security_.end());
+  argv.insert(argv.end(), group_flags_.begin(), group_flags_.end());
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  const std::string port_file =
+      absl::StrCat(options_.dir, "/controller", i, ".port");
+  std::filesystem::create_directories(options_.dir);
+  std::filesystem::remove(port_file);
+  group_[i] = std::make_unique<Subprocess>();
+  RETURN_IF_ERROR(group_[i]->Start(
+      argv, absl::StrCat(options_.dir, "/controller", i, ".log")));
+  return WaitForPortFile(port_file, absl::Seconds(30)).status();
+}
+
+absl::StatusOr<int> LocalCluster::StopGroupController(int i, int sig,
+                                                      absl::Duration timeout) {
+  if (!group_[i]) return absl::FailedPreconditionError("not running");
+  auto st = group_[i]->Stop(sig, timeout);
+  group_[i].reset();
+  return st;
 }
 
 absl::Status LocalCluster::StartController(
     std::vector<std::string> extra_flags) {
+  if (options_.controllers > 1) {
+    if (group_ports_.empty()) {
+      std::vector<std::string> addresses;
+      for (int i = 0; i < options_.controllers; ++i) {
+        ASSIGN_OR_RETURN(int port, PickFreePort());
+        group_ports_.push_back(port);
+        addresses.push_back(absl::StrCat("127.0.0.1:", port));
+      }
+      group_.resize(options_.controllers);
+      controller_addr_ = absl::StrJoin(addresses, ",");
+    }
+    group_flags_ = extra_flags;
+    for (int i = 0; i < options_.controllers; ++i) {
+      RETURN_IF_ERROR(StartGroupController(i));
+    }
+    admin_.reset();
+    return absl::OkStatus();
+  }
   const std::string port_file = options_.dir + "/controller.port";
   std::filesystem::remove(port_file);
   std::vector<std::string> argv = {options_.controller_bin,

@@ -37,6 +37,11 @@ class LocalCluster {
     int heartbeat_ms = 100;
     int dead_after_ms = 5000;
     std::string log_level = "info";
+    // A group of controllers sharing `job_store` (an etcd URL) when above
+    // 1: they get ports chosen up front, the nodes get all of them
+    // (--controller a,b,c) and admin() reaches the leader.
+    int controllers = 1;
+    std::string job_store;
   };
 
   explicit LocalCluster(Options options);
@@ -45,6 +50,17 @@ class LocalCluster {
   // Starts (or restarts) the controller. The first start picks an
   // ephemeral port; restarts reuse it, since the nodes know only that.
   absl::Status StartController(std::vector<std::string> extra_flags = {});
+  // With a group (Options::controllers > 1), StartController starts every
+  // member; these start, stop and find one.
+  absl::Status StartGroupController(int i,
+                                    std::vector<std::string> extra_flags = {});
+  absl::StatusOr<int> StopGroupController(
+      int i, int sig, absl::Duration timeout = absl::Seconds(30));
+  pid_t group_controller_pid(int i) const;
+  std::string group_controller_address(int i) const;
+  // The index of the member that says it leads (ListControllers of the
+  // first running member that answers); -1 if none does.
+  int LeaderIndex();
   // Signals the controller and waits up to `timeout` (then SIGKILL and
   // DEADLINE_EXCEEDED); returns the wait status.
   absl::StatusOr<int> StopController(
@@ -153,6 +169,11 @@ class LocalCluster {
 
   const Options options_;
   std::unique_ptr<Subprocess> controller_;
+  // The group's members (Options::controllers > 1) and their ports.
+  std::vector<std::unique_ptr<Subprocess>> group_;
+  std::vector<int> group_ports_;
+  std::vector<std::string> group_flags_;
+  std::string admin_target_;
   int controller_port_ = 0;
   std::string controller_addr_;
   std::unique_ptr<shutter::v1::AdminService::Stub> admin_;

@@ -1,0 +1,247 @@
+// Controller high availability on a real etcd: three shutter-controller
+// processes share one etcd prefix, three nodes follow the leader. The
+// leader is SIGKILLed or SIGSTOPped in the middle of a throttled 48-partition
+// snapshot; a follower takes over, the snapshot commits with every
+// partition published exactly once, a retried create returns the same job,
+// and nodes refuse the deposed leader's term.
+#include <signal.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
+#include "common/rpc.h"
+#include "gtest/gtest.h"
+#include "shutter/v1/node.grpc.pb.h"
+#include "snapshot/repository.h"
+#include "testing/etcd_server.h"
+#include "testing/local_cluster.h"
+#include "testing/process.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace shutter {
+namespace {
+
+using ::shutter::testing::EtcdTestServer;
+using ::shutter::testing::LocalCluster;
+using ::shutter::testing::PollUntil;
+using ::shutter::testing::TempDir;
+using namespace shutter::v1;  // NOLINT
+
+constexpr int kNodes = 3;
+constexpr int kPerNode = 16;
+constexpr int kLeaseMs = 2000;
+
+LocalCluster::Options ClusterOptions(const TempDir& tmp,
+                                     const std::string& job_store) {
+  LocalCluster::Options o;
+  o.controller_bin = SHUTTER_CONTROLLER_BIN;
+  o.node_bin = SHUTTER_NODE_BIN;
+  o.dir = tmp.Sub("cluster");
+  o.nodes = kNodes;
+  o.partitions_per_node = kPerNode;
+  o.capacity = 2;
+  o.controllers = 3;
+  o.job_store = job_store;
+  return o;
+}
+
+class HaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    etcd_ = EtcdTestServer::Start(tmp_.Sub("etcd"));
+    SHUTTER_ETCD_OR_SKIP(etcd_);
+    cluster_ = std::make_unique<LocalCluster>(
+        ClusterOptions(tmp_, (*etcd_)->Url("ha")));
+    ASSERT_OK(cluster_->StartController(
+        {"--leader-lease-ms", absl::StrCat(kLeaseMs), "--max-attempts", "50"}));
+    ASSERT_TRUE(PollUntil([&] { return cluster_->LeaderIndex() >= 0; },
+                          absl::Seconds(20)));
+    // Slow publishing (~0.6 s per partition) so the snapshot is still
+    // running when the test strikes.
+    ASSERT_OK(cluster_->StartAllNodes({"--publish-stream-mibps", "1"}));
+    ASSERT_OK(cluster_->WaitForLeaders(absl::Seconds(30)));
+    ASSERT_OK(cluster_->LoadRandom(150, 4096, 50));
+  }
+
+  void TearDown() override {
+    if (cluster_ == nullptr) return;
+    cluster_->CloseChannels();
+    cluster_->StopAllNodes();
+    for (int i = 0; i < 3; ++i) {
+      cluster_->StopGroupController(i, SIGKILL).IgnoreError();
+    }
+  }
+
+  // Waits until a leader other than `old` leads; returns its index.
+  int WaitForNewLeader(int old, absl::Duration timeout) {
+    int leader = -1;
+    PollUntil(
+        [&] {
+          leader = cluster_->LeaderIndex();
+          return leader >= 0 && leader != old;
+        },
+        timeout);
+    return leader;
+  }
+
+  // Sum over the nodes of checkpoints published (never twice for one
+  // partition of one snapshot: a re-request is answered from what is
+  // already there).
+  int PublishedOnNodes() {
+    int n = 0;
+    for (int i = 0; i < kNodes; ++i) {
+      auto st = cluster_->NodeStats(i);
+      EXPECT_OK(st.status());
+      if (st.ok()) n += static_cast<int>(st->checkpoints_published());
+    }
+    return n;
+  }
+
+  // The committed snapshot's manifest holds every partition once.
+  void ExpectCommittedOnce(const std::string& id) {
+    auto snap = cluster_->WaitForSnapshot(id, absl::Seconds(120));
+    ASSERT_OK(snap.status());
+    EXPECT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED) << snap->error();
+    auto repo = cluster_->OpenRepository();
+    ASSERT_OK(repo.status());
+    auto cm = (*repo)->ReadClusterManifest(id);
+    ASSERT_OK(cm.status());
+    std::set<uint32_t> ids;
+    for (const auto& p : cm->partitions()) {
+      EXPECT_TRUE(ids.insert(p.partition_id()).second)
+          << "partition " << p.partition_id() << " twice";
+    }
+    EXPECT_EQ(static_cast<int>(ids.size()), kNodes * kPerNode);
+  }
+
+  // Running tasks of `id` as the leader reports them.
+  int Published(const std::string& id) {
+    auto s = cluster_->GetSnapshot(id);
+    if (!s.ok()) return -1;
+    int n = 0;
+    for (const auto& t : s->partitions()) {
+      if (t.state() == PARTITION_TASK_STATE_PUBLISHED) ++n;
+    }
+    return n;
+  }
+
+  TempDir tmp_;
+  absl::StatusOr<std::unique_ptr<EtcdTestServer>> etcd_;
+  std::unique_ptr<LocalCluster> cluster_;
+};
+
+TEST_F(HaTest, LeaderKilledMidSnapshotAFollowerFinishesItOnce) {
+  const int old = cluster_->LeaderIndex();
+  ASSERT_GE(old, 0);
+  CreateSnapshotRequest req;
+  req.set_request_id("ha-test-snapshot-1");
+  auto id = cluster_->CreateSnapshot(req);
+  ASSERT_OK(id.status());
+  // Strike once some, not all, partitions are published.
+  ASSERT_TRUE(PollUntil([&] { return Published(*id) >= 6; },
+                        absl::Seconds(60)));
+  ASSERT_LT(Published(*id), kNodes * kPerNode);
+  ASSERT_OK(cluster_->StopGroupController(old, SIGKILL).status());
+  const absl::Time killed = absl::Now();
+  const int leader = WaitForNewLeader(old, absl::Seconds(20));
+  ASSERT_GE(leader, 0);
+  // Within the lease and a second (etcd expires the dead leader's lease).
+  EXPECT_LT(absl::Now() - killed, absl::Milliseconds(kLeaseMs + 1000));
+
+  // The same create retried on the new leader: the same job.
+  auto again = cluster_->CreateSnapshot(req);
+  ASSERT_OK(again.status());
+  EXPECT_EQ(*again, *id);
+
+  ExpectCommittedOnce(*id);
+  EXPECT_EQ(PublishedOnNodes(), kNodes * kPerNode);
+  // One snapshot in the history, which the new leader read from etcd.
+  ListSnapshotsResponse list;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(cluster_->admin()->ListSnapshots(&ctx, {}, &list).ok());
+  int snapshots = 0;
+  for (const auto& s : list.snapshots()) {
+    if (s.type() == JOB_TYPE_SNAPSHOT) {
+      ++snapshots;
+    }
+  }
+  EXPECT_EQ(snapshots, 1);
+}
+
+TEST_F(HaTest, APausedLeaderIsReplacedAndItsTermIsRefusedByNodes) {
+  const int old = cluster_->LeaderIndex();
+  ASSERT_GE(old, 0);
+  auto id = cluster_->CreateSnapshot();
+  ASSERT_OK(id.status());
+  ASSERT_TRUE(PollUntil([&] { return Published(*id) >= 6; },
+                        absl::Seconds(60)));
+  // Paused for twice its lease: a follower takes over meanwhile.
+  const pid_t pid = cluster_->group_controller_pid(old);
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  const int leader = WaitForNewLeader(old, absl::Seconds(20));
+  ASSERT_GE(leader, 0);
+  absl::SleepFor(absl::Milliseconds(2 * kLeaseMs));  // the pause itself
+  ASSERT_EQ(::kill(pid, SIGCONT), 0);
+
+  ExpectCommittedOnce(*id);
+  // The old leader is back as a follower of the new one.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto stub = AdminService::NewStub(
+            MakeChannel(cluster_->group_controller_address(old)));
+        grpc::ClientContext ctx;
+        ListControllersResponse r;
+        if (!stub->ListControllers(&ctx, {}, &r).ok()) return false;
+        for (const auto& c : r.controllers()) {
+          if (c.address() == cluster_->group_controller_address(old)) {
+            return c.role() == CONTROLLER_ROLE_FOLLOWER;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(20)));
+  // Its admin API sends callers to the leader.
+  {
+    auto stub = AdminService::NewStub(
+        MakeChannel(cluster_->group_controller_address(old)));
+    grpc::ClientContext ctx;
+    CreateSnapshotResponse r;
+    grpc::Status s = stub->CreateSnapshot(&ctx, {}, &r);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+    auto trailers = ctx.GetServerTrailingMetadata();
+    auto it = trailers.find("shutter-leader");
+    ASSERT_NE(it, trailers.end());
+    EXPECT_EQ(std::string(it->second.data(), it->second.size()),
+              cluster_->group_controller_address(leader));
+  }
+  // Nodes refuse a request of an older term than the newest they heard.
+  ListControllersResponse group;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(cluster_->admin()->ListControllers(&ctx, {}, &group).ok());
+  }
+  uint64_t term = 0;
+  for (const auto& c : group.controllers()) {
+    if (c.role() == CONTROLLER_ROLE_LEADER) term = c.term();
+  }
+  ASSERT_GT(term, 0u);
+  auto node = NodeService::NewStub(MakeChannel(cluster_->node_address(0)));
+  grpc::ClientContext ctx;
+  CreateCheckpointRequest stale;
+  stale.set_snapshot_id(*id);
+  stale.set_partition_id(0);
+  stale.set_controller_term(term - 1);
+  CreateCheckpointResponse resp;
+  grpc::Status s = node->CreateCheckpoint(&ctx, stale, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  absl::Status as = FromGrpcStatus(s, ctx);
+  EXPECT_EQ(GetErrorReason(as), ErrorReason::kStaleController) << as;
+}
+
+}  // namespace
+}  // namespace shutter
