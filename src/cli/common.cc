@@ -95,20 +95,21 @@ shutter::v1::AdminService::Stub* Client::Stub(const std::string& address) {
   return stub.get();
 }
 
-void Client::Next(const grpc::ClientContext& ctx) {
+bool Client::Next(const grpc::ClientContext& ctx) {
   const auto& trailers = ctx.GetServerTrailingMetadata();
   auto it = trailers.find("shutter-leader");
   if (it != trailers.end() && it->second.size() > 0) {
     std::string leader(it->second.data(), it->second.size());
     if (leader != current_) {
       current_ = std::move(leader);
-      return;
+      return true;
     }
   }
   auto at = std::find(addresses_.begin(), addresses_.end(), current_);
   current_ = at == addresses_.end() || at + 1 == addresses_.end()
                  ? addresses_.front()
                  : *(at + 1);
+  return false;
 }
 
 }  // namespace shutter::cli

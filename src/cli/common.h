@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -71,7 +72,7 @@ class Client {
     const auto deadline = std::chrono::system_clock::now() +
                           std::chrono::milliseconds(g_.timeout_ms);
     grpc::Status s;
-    for (size_t attempt = 0; attempt < addresses_.size() + 2; ++attempt) {
+    for (size_t attempt = 0; attempt < 2 * addresses_.size() + 4; ++attempt) {
       grpc::ClientContext ctx;
       ctx.set_deadline(deadline);
       if (!g_.token.empty()) {
@@ -83,7 +84,11 @@ class Client {
           std::chrono::system_clock::now() >= deadline) {
         return s;
       }
-      Next(ctx);
+      if (!Next(ctx)) {
+        // No leader named (an election or a take-over under way): give it
+        // a moment before asking again.
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
     }
     return s;
   }
@@ -93,8 +98,9 @@ class Client {
 
  private:
   shutter::v1::AdminService::Stub* Stub(const std::string& address);
-  // After an UNAVAILABLE answer: the leader it names, else the next one.
-  void Next(const grpc::ClientContext& ctx);
+  // After an UNAVAILABLE answer: the leader it names (true), else the
+  // next one (false).
+  bool Next(const grpc::ClientContext& ctx);
 
   const Global& g_;
   std::vector<std::string> addresses_;

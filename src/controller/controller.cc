@@ -20,6 +20,7 @@
 #include "controller/etcd_job_store.h"
 #include "controller/job_engine.h"
 #include "controller/job_store.h"
+#include "controller/job_store_import.h"
 #include "controller/kinds.h"
 #include "controller/leader_election.h"
 #include "controller/maintenance.h"
@@ -39,6 +40,9 @@ namespace {
 // How long a shutdown waits for admin calls in flight (not for idle
 // connections).
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
+// The leader compacts etcd's history this often, keeping one interval of
+// it (watches that fell behind by less can resume).
+constexpr absl::Duration kEtcdCompactionInterval = absl::Minutes(5);
 }  // namespace
 
 // One term of leadership: everything that acts on jobs and nodes. Built
@@ -130,7 +134,7 @@ absl::Status Controller::StartTerm(uint64_t term,
   Parts& p = *parts_;
   auto t = std::make_shared<Term>();
   t->term = term;
-  t->transport = std::make_unique<GrpcNodeTransport>(term, std::move(may_send));
+  t->transport = std::make_unique<GrpcNodeTransport>(term, may_send);
 
   NodeRegistry::Options ropts;
   ropts.dead_after = absl::Milliseconds(o.node_dead_after_ms);
@@ -159,6 +163,7 @@ absl::Status Controller::StartTerm(uint64_t term,
   eopts.job_timeout = absl::Seconds(o.job_timeout_s);
   eopts.metrics = &p.metrics;
   eopts.limits = t->limits.get();
+  eopts.leads = may_send;
   KindContext kinds;
   kinds.transport = t->transport.get();
   kinds.repo = p.repo.get();
@@ -219,6 +224,10 @@ absl::Status Controller::StartTerm(uint64_t term,
   }
   // Callers reach the term from now on.
   p.gate->Set(std::shared_ptr<const TermServices>(t, &t->services));
+  if (p.etcd != nullptr) {
+    ScheduleEtcdCompaction(p.etcd.get(), &t->timer, kEtcdCompactionInterval,
+                           /*keep_from=*/0);
+  }
   return absl::OkStatus();
 }
 
@@ -280,6 +289,7 @@ absl::Status Controller::Start() {
     copts.tls.ca = o.etcd_tls_ca;
     copts.tls.cert = o.etcd_tls_cert;
     copts.tls.key = o.etcd_tls_key;
+    copts.observer = EtcdMetricsObserver(&p.metrics);
     auto client = EtcdClient::Create(copts);
     if (!client.ok())
       return daemon::ConfigError("--job-store", client.status());
@@ -296,10 +306,13 @@ absl::Status Controller::Start() {
   RETURN_IF_ERROR(daemon::ConfigError(
       "--metrics-listen",
       metrics::StartDaemonMetrics(&p.metrics, o.metrics_listen)));
-  p.gate = std::make_unique<ServingGate>([&p]() -> std::string {
-    if (p.election == nullptr) return "";
-    return p.election->Current().leader_address;
-  });
+  p.gate = std::make_unique<ServingGate>(
+      [&p]() -> std::string {
+        if (p.election == nullptr) return "";
+        return p.election->Current().leader_address;
+      },
+      // Set before the election starts, so before any leader is known.
+      [&p] { return p.advertise; });
   p.admin = std::make_unique<AdminGate>(p.gate.get(), p.authz,
                                         [this] { return ListControllers(); });
   p.node_facing = std::make_unique<ControllerGate>(p.gate.get());
@@ -311,6 +324,7 @@ absl::Status Controller::Start() {
 
   if (!etcd_url) {
     // One controller: it leads from the start, in term 0.
+    ExportSoleLeader(&p.metrics);
     RETURN_IF_ERROR(StartTerm(0, nullptr));
   } else {
     LeaderElection::Options eo;
@@ -351,6 +365,40 @@ absl::Status Controller::Start() {
       WatchListener(o.listen, *p.server,
                     absl::Milliseconds(o.listener_check_ms), &listener_dead_);
   return daemon::WritePortFile(o.port_file, p.server->port);
+}
+
+absl::StatusOr<std::string> Controller::ImportEmbeddedJobStore(
+    const ControllerOptions& o) {
+  ASSIGN_OR_RETURN(EtcdUrl url, ParseEtcdUrl(o.job_store));
+  EtcdClient::Options copts;
+  copts.endpoints = url.endpoints;
+  copts.tls.ca = o.etcd_tls_ca;
+  copts.tls.cert = o.etcd_tls_cert;
+  copts.tls.key = o.etcd_tls_key;
+  ASSIGN_OR_RETURN(std::unique_ptr<EtcdClient> etcd, EtcdClient::Create(copts));
+  // No controller may be running on the prefix.
+  etcdserverpb::RangeRequest leader;
+  leader.set_key(url.prefix + "leader");
+  ASSIGN_OR_RETURN(etcdserverpb::RangeResponse r, etcd->Range(leader));
+  if (!r.kvs().empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a controller leads ", o.job_store,
+                     ": stop every controller of the group first"));
+  }
+  const std::string path = o.import_job_store + "/jobs";
+  auto source = RocksDbJobStore::Open(path);
+  if (!source.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot open the embedded job store ", path,
+        " (is its controller still running?): ", source.status().message()));
+  }
+  EtcdJobStore::Options sopts;
+  sopts.prefix = url.prefix;
+  sopts.fenced = false;
+  EtcdJobStore target(etcd.get(), sopts);
+  ASSIGN_OR_RETURN(ImportReport report, ImportJobStore(**source, target));
+  return absl::StrCat("imported ", report.records, " records (", report.jobs,
+                      " jobs) from ", path, " into ", o.job_store);
 }
 
 absl::StatusOr<shutter::v1::ListControllersResponse>

@@ -39,6 +39,12 @@ class Controller {
   // (flags, files, the repository, ports) are daemon::ConfigError (exit 2).
   absl::Status Start();
 
+  // --import-job-store: copies the embedded job store of that data
+  // directory into --job-store's etcd prefix (see ImportJobStore in
+  // job_store_import.h); returns a line for the operator.
+  static absl::StatusOr<std::string> ImportEmbeddedJobStore(
+      const ControllerOptions& options);
+
   // SIGHUP (systemctl reload): re-reads the admin token file; a file that
   // cannot be read keeps the old tokens (logged).
   void Reload();

@@ -5,10 +5,26 @@
 #include <utility>
 
 #include "shutter/store/v1/controllers.pb.h"
+#include "spdlog/spdlog.h"
 
 namespace shutter::controller {
 
 namespace ep = etcdserverpb;
+
+namespace {
+constexpr char kLeader[] = "shutter_controller_leader";
+constexpr char kLeaderHelp[] =
+    "1 while this controller leads its group (0: following)";
+constexpr char kTerm[] = "shutter_controller_term";
+constexpr char kTermHelp[] =
+    "The leader's term as this controller knows it (0: none known, or no "
+    "etcd)";
+constexpr char kElections[] = "shutter_controller_elections_won_total";
+constexpr char kElectionsHelp[] = "Times this controller became the leader";
+constexpr char kRenewal[] = "shutter_controller_lease_renewal_seconds";
+constexpr char kRenewalHelp[] =
+    "Round trip of the last renewal of this controller's etcd lease";
+}  // namespace
 
 shutter::v1::ListControllersResponse DescribeControllerGroup(
     EtcdClient* etcd, const LeaderElection* election,
@@ -79,30 +95,74 @@ shutter::v1::ListControllersResponse DescribeControllerGroup(
 
 void ExportElection(metrics::Registry* registry,
                     const LeaderElection* election) {
+  registry->AddGaugeCallback(kLeader, kLeaderHelp,
+                             [election](const metrics::EmitFn& emit) {
+                               emit({}, election->Current().leader ? 1 : 0);
+                             });
   registry->AddGaugeCallback(
-      "shutter_controller_leader",
-      "1 while this controller leads its group (0: following)",
-      [election](const metrics::EmitFn& emit) {
-        emit({}, election->Current().leader ? 1 : 0);
-      });
-  registry->AddGaugeCallback(
-      "shutter_controller_term",
-      "The leader's term as this controller knows it (0: none known)",
-      [election](const metrics::EmitFn& emit) {
+      kTerm, kTermHelp, [election](const metrics::EmitFn& emit) {
         emit({}, static_cast<double>(election->Current().term));
       });
   registry->AddCounterCallback(
-      "shutter_controller_elections_won_total",
-      "Times this controller became the leader",
-      [election](const metrics::EmitFn& emit) {
+      kElections, kElectionsHelp, [election](const metrics::EmitFn& emit) {
         emit({}, static_cast<double>(election->elections_won()));
       });
   registry->AddGaugeCallback(
-      "shutter_controller_lease_renewal_seconds",
-      "Round trip of the last renewal of this controller's etcd lease",
-      [election](const metrics::EmitFn& emit) {
+      kRenewal, kRenewalHelp, [election](const metrics::EmitFn& emit) {
         emit({}, absl::ToDoubleSeconds(election->last_renewal()));
       });
+}
+
+void ExportSoleLeader(metrics::Registry* registry) {
+  registry->AddGaugeCallback(kLeader, kLeaderHelp,
+                             [](const metrics::EmitFn& emit) { emit({}, 1); });
+  registry->AddGaugeCallback(kTerm, kTermHelp,
+                             [](const metrics::EmitFn& emit) { emit({}, 0); });
+  registry->AddCounterCallback(
+      kElections, kElectionsHelp,
+      [](const metrics::EmitFn& emit) { emit({}, 0); });
+  registry->AddGaugeCallback(kRenewal, kRenewalHelp,
+                             [](const metrics::EmitFn& emit) { emit({}, 0); });
+}
+
+std::function<void(const char*, const absl::Status&, absl::Duration)>
+EtcdMetricsObserver(metrics::Registry* registry) {
+  static constexpr char kSeconds[] = "shutter_etcd_request_seconds";
+  static constexpr char kSecondsHelp[] =
+      "Latency of the controller's etcd calls (failover included)";
+  static constexpr char kErrors[] = "shutter_etcd_request_errors_total";
+  static constexpr char kErrorsHelp[] = "The controller's etcd calls that failed";
+  for (const char* op : {"txn", "range", "put", "delete", "lease grant",
+                         "lease revoke", "lease time-to-live", "compact"}) {
+    registry->GetHistogram(kSeconds, kSecondsHelp, {{"op", op}});
+    registry->GetCounter(kErrors, kErrorsHelp, {{"op", op}});
+  }
+  return [registry](const char* op, const absl::Status& s, absl::Duration d) {
+    registry->GetHistogram(kSeconds, kSecondsHelp, {{"op", op}})
+        ->Observe(absl::ToDoubleSeconds(d));
+    if (!s.ok())
+      registry->GetCounter(kErrors, kErrorsHelp, {{"op", op}})->Inc();
+  };
+}
+
+void ScheduleEtcdCompaction(EtcdClient* etcd, Timer* timer,
+                            absl::Duration interval, int64_t keep_from) {
+  timer->RunAfter(interval, [etcd, timer, interval, keep_from]() {
+    int64_t now = 0;
+    ep::RangeRequest probe;
+    probe.set_key(std::string(1, '\0'));
+    probe.set_count_only(true);
+    auto r = etcd->Range(probe);
+    if (r.ok()) now = r->header().revision();
+    if (keep_from > 0) {
+      absl::Status s = etcd->Compact(keep_from);
+      if (!s.ok()) {
+        spdlog::warn("etcd compaction to revision {}: {}", keep_from,
+                     s.ToString());
+      }
+    }
+    ScheduleEtcdCompaction(etcd, timer, interval, now);
+  });
 }
 
 }  // namespace shutter::controller

@@ -32,6 +32,12 @@ int main(int argc, char** argv) {
     return Fail(s, 2);
   }
   RouteGrpcLogsToSpdlog();
+  if (!opts->import_job_store.empty()) {
+    auto done = controller::Controller::ImportEmbeddedJobStore(*opts);
+    if (!done.ok()) return Fail(done.status(), 1);
+    std::printf("%s\n", done->c_str());
+    return 0;
+  }
   controller::Controller controller(*std::move(opts));
   if (auto s = controller.Start(); !s.ok()) {
     controller.Shutdown();

@@ -104,6 +104,10 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "long without renewing it")
       ->capture_default_str()
       ->check(CLI::Range(1000, 60000));
+  app.add_option("--import-job-store", o.import_job_store,
+                 "One-shot: copy the embedded job store of this (stopped) "
+                 "controller's data directory into --job-store's etcd "
+                 "prefix, then exit");
   app.add_option("--port-file", o.port_file, "Write the bound port here");
   app.add_option("--log-level", o.log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str()
@@ -140,6 +144,10 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
       return absl::InvalidArgumentError(
           absl::StrCat("--job-store: ", url.status().message()));
     }
+  }
+  if (!o.import_job_store.empty() && o.job_store.empty()) {
+    return absl::InvalidArgumentError(
+        "--import-job-store needs --job-store etcd://HOST:PORT/PREFIX");
   }
   if ((!o.etcd_tls_cert.empty() || !o.etcd_tls_key.empty()) &&
       o.etcd_tls_ca.empty()) {

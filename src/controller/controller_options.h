@@ -35,6 +35,9 @@ struct ControllerOptions {
   // stops, and another takes over (1000..60000 ms; etcd rounds up to
   // whole seconds, at least 2 s with etcd's default election timeout).
   int leader_lease_ms = 3000;
+  // One-shot: copy the embedded job store of this --data-dir (of a
+  // controller that is stopped) into --job-store's etcd prefix, then exit.
+  std::string import_job_store;
   // Snapshot repository shared with the nodes: a directory or file:///path.
   // Required.
   std::string repository;

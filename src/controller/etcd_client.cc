@@ -240,6 +240,14 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
 
 template <typename Call>
 absl::Status EtcdClient::CallWithFailover(const char* what, Call call) {
+  const absl::Time start = absl::Now();
+  absl::Status s = CallWithFailoverOnce(what, call);
+  if (options_.observer) options_.observer(what, s, absl::Now() - start);
+  return s;
+}
+
+template <typename Call>
+absl::Status EtcdClient::CallWithFailoverOnce(const char* what, Call call) {
   const absl::Time deadline = absl::Now() + options_.request_timeout;
   const size_t n = endpoints_.size();
   // Each member gets a fair share first, so one that hangs does not use the
@@ -369,6 +377,18 @@ absl::StatusOr<int64_t> EtcdClient::LeaseTimeToLive(int64_t lease) {
       });
   if (!s.ok()) return s;
   return out.ttl();
+}
+
+absl::Status EtcdClient::Compact(int64_t revision) {
+  ep::CompactionRequest request;
+  request.set_revision(revision);
+  ep::CompactionResponse out;
+  absl::Status s = CallWithFailover("compact", [&](Endpoint& e, auto* ctx) {
+    return e.kv->Compact(ctx, request, &out);
+  });
+  // "mvcc: required revision has been compacted": already done.
+  if (absl::IsOutOfRange(s)) return absl::OkStatus();
+  return s;
 }
 
 absl::StatusOr<ep::StatusResponse> EtcdClient::EndpointStatus(

@@ -2,6 +2,7 @@
 #define SHUTTER_CONTROLLER_ETCD_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,12 @@ class EtcdClient {
     // etcd may ask for); plaintext otherwise.
     TlsOptions tls;
     absl::Duration request_timeout = absl::Seconds(3);
+    // Called after each unary call (all endpoints tried) with its name
+    // ("txn", "range", ...), outcome and latency; for metrics. Must be
+    // thread-safe and quick.
+    std::function<void(const char* op, const absl::Status& status,
+                       absl::Duration latency)>
+        observer;
   };
 
   // INVALID_ARGUMENT without endpoints; TLS files are read now.
@@ -83,6 +90,9 @@ class EtcdClient {
   absl::Status LeaseRevoke(int64_t lease);
   // The lease's remaining TTL in seconds (-1 if gone, as etcd says).
   absl::StatusOr<int64_t> LeaseTimeToLive(int64_t lease);
+  // Discards the history (superseded versions) older than `revision`.
+  // OK if it was already compacted that far.
+  absl::Status Compact(int64_t revision);
   // One endpoint's own status (not failed over: this is its health).
   absl::StatusOr<etcdserverpb::StatusResponse> EndpointStatus(
       const std::string& endpoint);
@@ -103,6 +113,8 @@ class EtcdClient {
   // answers (OK or an error of etcd's own) or the timeout passes.
   template <typename Call>
   absl::Status CallWithFailover(const char* what, Call call);
+  template <typename Call>
+  absl::Status CallWithFailoverOnce(const char* what, Call call);
   // The endpoint long-lived streams use now (the preferred one).
   Endpoint& Preferred() ABSL_LOCKS_EXCLUDED(mu_);
   // A stream failed on `endpoint`: prefer the next one.

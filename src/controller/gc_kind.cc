@@ -1,7 +1,6 @@
 #include "controller/gc_kind.h"
 
 #include <optional>
-
 #include <utility>
 
 #include "absl/strings/str_cat.h"

@@ -450,9 +450,9 @@ absl::StatusOr<std::string> JobEngine::Submit(JobPlan plan) {
       // A concurrent call with the same key got here first.
       for (const auto& [id, other] : jobs_) {
         if (other->header().request_id() == record.request_id()) {
-          return absl::AbortedError(absl::StrCat(
-              "a call with request_id ", record.request_id(),
-              " is creating job ", id, " now; retry to get it"));
+          return absl::AbortedError(
+              absl::StrCat("a call with request_id ", record.request_id(),
+                           " is creating job ", id, " now; retry to get it"));
         }
       }
     }
@@ -746,6 +746,14 @@ void JobEngine::MaybeFinish(const std::string& snapshot_id) {
   }
   absl::Status written = absl::OkStatus();
   const bool commit = failed == 0 || partial;
+  if (options_.leads && !options_.leads()) {
+    // Deposed: the outcome is the next leader's to decide and write.
+    absl::MutexLock l(&mu_);
+    if (Job* job = FindLocked(snapshot_id); job != nullptr) {
+      job->finishing = false;
+    }
+    return;
+  }
   if (commit) {
     // The kind's commit (a snapshot's cluster manifest): outside the lock.
     written = std::move(commit_fn)();
@@ -901,6 +909,8 @@ bool JobEngine::AttemptIsOver(const std::string& snapshot_id,
 }
 
 void JobEngine::Rollback(const std::string& snapshot_id) {
+  // Deposed: the next leader rolls back (after it has read the outcome).
+  if (options_.leads && !options_.leads()) return;
   JobKind* kind = nullptr;
   {
     absl::MutexLock l(&mu_);

@@ -109,6 +109,11 @@ class JobEngine {
     // adaptive rule); otherwise it is the capacity the node reports. Must
     // outlive the coordinator.
     NodeLimits* limits = nullptr;
+    // With controllers on etcd: whether this controller still leads (its
+    // term's lease is surely alive). A kind's commit (a snapshot's cluster
+    // manifest) and a rollback start only while it does; otherwise the
+    // job is left as it is, for the next leader. Null: always.
+    std::function<bool()> leads;
   };
 
   // Loads the job store and resumes unfinished jobs, running each through

@@ -229,9 +229,8 @@ absl::StatusOr<CollectGarbageResponse> Maintenance::CollectGarbage(
     gc_running_ = true;
   }
   // A job of its own (GcKind): durable, resumed after a crash, listed.
-  absl::StatusOr<CollectGarbageResponse> out =
-      RunGarbageCollection(*coordinator_, grace, options_.job_timeout,
-                           request.request_id());
+  absl::StatusOr<CollectGarbageResponse> out = RunGarbageCollection(
+      *coordinator_, grace, options_.job_timeout, request.request_id());
   absl::MutexLock l(&mu_);
   gc_running_ = false;
   return out;

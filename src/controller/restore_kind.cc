@@ -1,9 +1,8 @@
 #include "controller/restore_kind.h"
 
-#include <optional>
-
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -113,9 +112,9 @@ absl::StatusOr<shutter::v1::RestoreSnapshotResponse> StartRestore(
   RETURN_IF_ERROR(CheckSafeId("snapshot id", source));
   if (!request.dry_run()) {
     // A repeated call (e.g. retried on a new leader): the first one's job.
-    ASSIGN_OR_RETURN(
-        std::optional<std::string> earlier,
-        engine.FindRequest(request.request_id(), shutter::v1::JOB_TYPE_RESTORE));
+    ASSIGN_OR_RETURN(std::optional<std::string> earlier,
+                     engine.FindRequest(request.request_id(),
+                                        shutter::v1::JOB_TYPE_RESTORE));
     if (earlier) {
       shutter::v1::RestoreSnapshotResponse resp;
       resp.set_restore_id(*earlier);

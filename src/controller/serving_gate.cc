@@ -24,6 +24,11 @@ grpc::Status ServingGate::Redirect(grpc::ServerContext* ctx) const {
                         "this controller does not lead and no leader is "
                         "elected yet; retry shortly");
   }
+  if (self_ && leader == self_()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this controller was just elected leader and is "
+                        "loading its state; retry shortly");
+  }
   ctx->AddTrailingMetadata(kLeaderMetadataKey, leader);
   return grpc::Status(
       grpc::StatusCode::UNAVAILABLE,

@@ -31,20 +31,25 @@ struct TermServices {
 class ServingGate {
  public:
   // `leader_address`: where the leader is, as this controller knows it
-  // ("" if none is known).
-  explicit ServingGate(std::function<std::string()> leader_address)
-      : leader_address_(std::move(leader_address)) {}
+  // ("" if none is known); `self`: this controller's own address (a
+  // controller that has won but is still loading names itself).
+  // Read only once a leader is known (so after the election started).
+  ServingGate(std::function<std::string()> leader_address,
+              std::function<std::string()> self)
+      : leader_address_(std::move(leader_address)), self_(std::move(self)) {}
 
   void Set(std::shared_ptr<const TermServices> services)
       ABSL_LOCKS_EXCLUDED(mu_);
   std::shared_ptr<const TermServices> Current() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // UNAVAILABLE naming the leader, with the kLeaderMetadataKey trailer; or
-  // "no leader elected" when none is known.
+  // "no leader elected" when none is known, or "taking over" while this
+  // controller has won and still loads its state (no trailer: retry).
   grpc::Status Redirect(grpc::ServerContext* ctx) const;
 
  private:
   const std::function<std::string()> leader_address_;
+  const std::function<std::string()> self_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const TermServices> current_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,9 +1,8 @@
 #include "controller/snapshot_kind.h"
 
-#include <optional>
-
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <set>
 #include <vector>
 

@@ -1,7 +1,6 @@
 #include "controller/verify_kind.h"
 
 #include <optional>
-
 #include <vector>
 
 #include "absl/strings/str_cat.h"

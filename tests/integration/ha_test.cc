@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
+#include "common/fs.h"
 #include "common/rpc.h"
 #include "gtest/gtest.h"
 #include "shutter/v1/node.grpc.pb.h"
@@ -21,6 +22,7 @@
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/status_matchers.h"
+#include "testing/tcp_proxy.h"
 #include "testing/temp_dir.h"
 
 namespace shutter {
@@ -36,8 +38,7 @@ constexpr int kNodes = 3;
 constexpr int kPerNode = 16;
 constexpr int kLeaseMs = 2000;
 
-LocalCluster::Options ClusterOptions(const TempDir& tmp,
-                                     const std::string& job_store) {
+LocalCluster::Options ClusterOptions(const TempDir& tmp) {
   LocalCluster::Options o;
   o.controller_bin = SHUTTER_CONTROLLER_BIN;
   o.node_bin = SHUTTER_NODE_BIN;
@@ -45,8 +46,6 @@ LocalCluster::Options ClusterOptions(const TempDir& tmp,
   o.nodes = kNodes;
   o.partitions_per_node = kPerNode;
   o.capacity = 2;
-  o.controllers = 3;
-  o.job_store = job_store;
   return o;
 }
 
@@ -55,8 +54,16 @@ class HaTest : public ::testing::Test {
   void SetUp() override {
     etcd_ = EtcdTestServer::Start(tmp_.Sub("etcd"));
     SHUTTER_ETCD_OR_SKIP(etcd_);
-    cluster_ = std::make_unique<LocalCluster>(
-        ClusterOptions(tmp_, (*etcd_)->Url("ha")));
+    cluster_ = std::make_unique<LocalCluster>(ClusterOptions(tmp_));
+    cluster_->SetControllerGroup(3, (*etcd_)->Url("ha"));
+    // Member 0 reaches etcd through a proxy the test can cut.
+    const std::string endpoint = (*etcd_)->Endpoints()[0];
+    auto proxy = testing::TcpProxy::Start(
+        std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+    ASSERT_OK(proxy.status());
+    proxy_ = *std::move(proxy);
+    cluster_->SetGroupMemberJobStore(
+        0, absl::StrCat("etcd://127.0.0.1:", proxy_->port(), "/ha"));
     ASSERT_OK(cluster_->StartController(
         {"--leader-lease-ms", absl::StrCat(kLeaseMs), "--max-attempts", "50"}));
     ASSERT_TRUE(PollUntil([&] { return cluster_->LeaderIndex() >= 0; },
@@ -82,7 +89,7 @@ class HaTest : public ::testing::Test {
     int leader = -1;
     PollUntil(
         [&] {
-          leader = cluster_->LeaderIndex();
+          leader = cluster_->LeaderIndex(/*skip=*/old);
           return leader >= 0 && leader != old;
         },
         timeout);
@@ -132,6 +139,7 @@ class HaTest : public ::testing::Test {
 
   TempDir tmp_;
   absl::StatusOr<std::unique_ptr<EtcdTestServer>> etcd_;
+  std::unique_ptr<testing::TcpProxy> proxy_;
   std::unique_ptr<LocalCluster> cluster_;
 };
 
@@ -143,8 +151,8 @@ TEST_F(HaTest, LeaderKilledMidSnapshotAFollowerFinishesItOnce) {
   auto id = cluster_->CreateSnapshot(req);
   ASSERT_OK(id.status());
   // Strike once some, not all, partitions are published.
-  ASSERT_TRUE(PollUntil([&] { return Published(*id) >= 6; },
-                        absl::Seconds(60)));
+  ASSERT_TRUE(
+      PollUntil([&] { return Published(*id) >= 6; }, absl::Seconds(60)));
   ASSERT_LT(Published(*id), kNodes * kPerNode);
   ASSERT_OK(cluster_->StopGroupController(old, SIGKILL).status());
   const absl::Time killed = absl::Now();
@@ -153,8 +161,15 @@ TEST_F(HaTest, LeaderKilledMidSnapshotAFollowerFinishesItOnce) {
   // Within the lease and a second (etcd expires the dead leader's lease).
   EXPECT_LT(absl::Now() - killed, absl::Milliseconds(kLeaseMs + 1000));
 
-  // The same create retried on the new leader: the same job.
-  auto again = cluster_->CreateSnapshot(req);
+  // The same create retried on the new leader, as a client does until a
+  // leader serves (it may still be loading): the same job.
+  absl::StatusOr<std::string> again;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        again = cluster_->CreateSnapshot(req);
+        return !absl::IsUnavailable(again.status());
+      },
+      absl::Seconds(30)));
   ASSERT_OK(again.status());
   EXPECT_EQ(*again, *id);
 
@@ -173,13 +188,114 @@ TEST_F(HaTest, LeaderKilledMidSnapshotAFollowerFinishesItOnce) {
   EXPECT_EQ(snapshots, 1);
 }
 
+TEST_F(HaTest, LeaderKilledMidRestoreAFollowerFinishesIt) {
+  auto snap = cluster_->CreateSnapshot();
+  ASSERT_OK(snap.status());
+  ASSERT_OK(cluster_->WaitForSnapshot(*snap, absl::Seconds(120)).status());
+  // Written after the snapshot: the restore must take every partition
+  // back to before it.
+  for (int p = 0; p < kNodes * kPerNode; ++p) {
+    ASSERT_OK(cluster_->Write(p, {{"after-snapshot", "x"}}));
+  }
+  const int old = cluster_->LeaderIndex();
+  ASSERT_GE(old, 0);
+  RestoreSnapshotRequest req;
+  req.set_snapshot_id(*snap);
+  req.set_request_id("ha-test-restore-1");
+  RestoreSnapshotResponse first;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = cluster_->admin()->RestoreSnapshot(&ctx, req, &first);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  const std::string id = first.restore_id();
+  ASSERT_TRUE(PollUntil([&] { return Published(id) >= 6; }, absl::Seconds(60)));
+  ASSERT_LT(Published(id), kNodes * kPerNode);
+  ASSERT_OK(cluster_->StopGroupController(old, SIGKILL).status());
+  const int leader = WaitForNewLeader(old, absl::Seconds(20));
+  ASSERT_GE(leader, 0);
+  // Retried on the new leader (until one serves): the same restore.
+  RestoreSnapshotResponse again;
+  grpc::Status retried;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        grpc::ClientContext ctx;
+        retried = cluster_->admin()->RestoreSnapshot(&ctx, req, &again);
+        return retried.error_code() != grpc::StatusCode::UNAVAILABLE;
+      },
+      absl::Seconds(30)));
+  ASSERT_TRUE(retried.ok()) << retried.error_message();
+  EXPECT_EQ(again.restore_id(), id);
+  auto done = cluster_->WaitForSnapshot(id, absl::Seconds(120));
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state(), SNAPSHOT_STATE_COMMITTED) << done->error();
+  for (int p = 0; p < kNodes * kPerNode; ++p) {
+    auto got = cluster_->Read(p, {"after-snapshot"});
+    ASSERT_OK(got.status());
+    EXPECT_FALSE((*got)[0].has_value()) << "partition " << p;
+  }
+}
+
+TEST_F(HaTest, ALeaderCutOffFromEtcdOnlyStopsWithinItsLeaseAndIsReplaced) {
+  // Make member 0 (behind the proxy) the leader: a leader that stops
+  // resigns, and another member takes over.
+  for (int round = 0; round < 6; ++round) {
+    const int leader = cluster_->LeaderIndex();
+    ASSERT_GE(leader, 0);
+    if (leader == 0) break;
+    ASSERT_OK(cluster_->StopGroupController(leader, SIGTERM).status());
+    ASSERT_GE(WaitForNewLeader(leader, absl::Seconds(20)), 0);
+    ASSERT_OK(cluster_->StartGroupController(leader));
+  }
+  ASSERT_EQ(cluster_->LeaderIndex(), 0);
+  auto id = cluster_->CreateSnapshot();
+  ASSERT_OK(id.status());
+  ASSERT_TRUE(
+      PollUntil([&] { return Published(*id) >= 6; }, absl::Seconds(60)));
+  ASSERT_LT(Published(*id), kNodes * kPerNode);
+  // Member 0 still reaches the nodes, but no longer etcd (a black hole).
+  const std::string log = tmp_.Sub("cluster") + "/controller0.log";
+  proxy_->Cut();
+  const absl::Time cut = absl::Now();
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto text = fs::ReadFile(log);
+        return text.ok() && text->find("steps down") != std::string::npos;
+      },
+      absl::Seconds(10)));
+  // It stops within its lease (counted from its last renewal, a third of
+  // a lease before the cut at most) and the poll.
+  EXPECT_LT(absl::Now() - cut, absl::Milliseconds(kLeaseMs + 500));
+  const int leader = WaitForNewLeader(0, absl::Seconds(20));
+  ASSERT_GE(leader, 1);
+  ExpectCommittedOnce(*id);
+  EXPECT_EQ(PublishedOnNodes(), kNodes * kPerNode);
+  // Back in touch with etcd, it follows.
+  proxy_->Heal();
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto stub = AdminService::NewStub(
+            MakeChannel(cluster_->group_controller_address(0)));
+        grpc::ClientContext ctx;
+        CreateSnapshotResponse r;
+        grpc::Status s = stub->CreateSnapshot(&ctx, {}, &r);
+        auto trailers = ctx.GetServerTrailingMetadata();
+        auto it = trailers.find("shutter-leader");
+        return s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+               it != trailers.end() &&
+               std::string(it->second.data(), it->second.size()) ==
+                   cluster_->group_controller_address(leader);
+      },
+      absl::Seconds(30)));
+}
+
 TEST_F(HaTest, APausedLeaderIsReplacedAndItsTermIsRefusedByNodes) {
   const int old = cluster_->LeaderIndex();
   ASSERT_GE(old, 0);
   auto id = cluster_->CreateSnapshot();
   ASSERT_OK(id.status());
-  ASSERT_TRUE(PollUntil([&] { return Published(*id) >= 6; },
-                        absl::Seconds(60)));
+  ASSERT_TRUE(
+      PollUntil([&] { return Published(*id) >= 6; }, absl::Seconds(60)));
   // Paused for twice its lease: a follower takes over meanwhile.
   const pid_t pid = cluster_->group_controller_pid(old);
   ASSERT_EQ(::kill(pid, SIGSTOP), 0);

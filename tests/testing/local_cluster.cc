@@ -61,7 +61,7 @@ LocalCluster::OpenRepository() const {
 
 AdminService::Stub* LocalCluster::admin() {
   std::string target = controller_addr_;
-  if (options_.controllers > 1) {
+  if (controllers_ > 1) {
     const int leader = LeaderIndex();
     target = group_controller_address(leader < 0 ? 0 : leader);
   }
@@ -80,24 +80,27 @@ pid_t LocalCluster::group_controller_pid(int i) const {
   return group_[i] ? group_[i]->pid() : -1;
 }
 
-int LocalCluster::LeaderIndex() {
-  for (int i = 0; i < options_.controllers; ++i) {
-    if (!group_[i]) continue;
+int LocalCluster::LeaderIndex(int skip) {
+  for (int k = 0; k < controllers_; ++k) {
+    const int i = (last_leader_ + k) % controllers_;
+    if (i == skip || !group_[i]) continue;
     auto stub = AdminService::NewStub(MakeChannel(group_controller_address(i)));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::seconds(5));
+                     std::chrono::seconds(10));
     ListControllersResponse resp;
     if (!stub->ListControllers(&ctx, ListControllersRequest(), &resp).ok()) {
       continue;
     }
     for (const auto& c : resp.controllers()) {
       if (c.role() != CONTROLLER_ROLE_LEADER) continue;
-      for (int j = 0; j < options_.controllers; ++j) {
-        if (c.address() == group_controller_address(j)) return j;
+      for (int j = 0; j < controllers_; ++j) {
+        if (j != skip && c.address() == group_controller_address(j)) {
+          last_leader_ = j;
+          return j;
+        }
       }
     }
-    return -1;
   }
   return -1;
 }
@@ -113,7 +116,7 @@ absl::Status LocalCluster::StartGroupController(
       "--repository",
       repository(),
       "--job-store",
-      options_.job_store,
+      member_job_store_.count(i) ? member_job_store_[i] : job_store_,
       "--port-file",
       absl::StrCat(options_.dir, "/controller", i, ".port"),
       "--heartbeat-interval-ms",
@@ -149,19 +152,19 @@ absl::StatusOr<int> LocalCluster::StopGroupController(int i, int sig,
 
 absl::Status LocalCluster::StartController(
     std::vector<std::string> extra_flags) {
-  if (options_.controllers > 1) {
+  if (controllers_ > 1) {
     if (group_ports_.empty()) {
       std::vector<std::string> addresses;
-      for (int i = 0; i < options_.controllers; ++i) {
+      for (int i = 0; i < controllers_; ++i) {
         ASSIGN_OR_RETURN(int port, PickFreePort());
         group_ports_.push_back(port);
         addresses.push_back(absl::StrCat("127.0.0.1:", port));
       }
-      group_.resize(options_.controllers);
+      group_.resize(controllers_);
       controller_addr_ = absl::StrJoin(addresses, ",");
     }
     group_flags_ = extra_flags;
-    for (int i = 0; i < options_.controllers; ++i) {
+    for (int i = 0; i < controllers_; ++i) {
       RETURN_IF_ERROR(StartGroupController(i));
     }
     admin_.reset();

@@ -37,11 +37,6 @@ class LocalCluster {
     int heartbeat_ms = 100;
     int dead_after_ms = 5000;
     std::string log_level = "info";
-    // A group of controllers sharing `job_store` (an etcd URL) when above
-    // 1: they get ports chosen up front, the nodes get all of them
-    // (--controller a,b,c) and admin() reaches the leader.
-    int controllers = 1;
-    std::string job_store;
   };
 
   explicit LocalCluster(Options options);
@@ -50,17 +45,30 @@ class LocalCluster {
   // Starts (or restarts) the controller. The first start picks an
   // ephemeral port; restarts reuse it, since the nodes know only that.
   absl::Status StartController(std::vector<std::string> extra_flags = {});
-  // With a group (Options::controllers > 1), StartController starts every
-  // member; these start, stop and find one.
+  // Runs a group of `controllers` (> 1) sharing `job_store` (an etcd URL)
+  // instead of one controller: StartController starts every member on a
+  // port chosen up front, the nodes get all of them (--controller a,b,c)
+  // and admin() reaches the leader. Call before starting anything.
+  void SetControllerGroup(int controllers, std::string job_store) {
+    controllers_ = controllers;
+    job_store_ = std::move(job_store);
+  }
+  // These start, stop and find one member of the group.
   absl::Status StartGroupController(int i,
                                     std::vector<std::string> extra_flags = {});
   absl::StatusOr<int> StopGroupController(
       int i, int sig, absl::Duration timeout = absl::Seconds(30));
   pid_t group_controller_pid(int i) const;
   std::string group_controller_address(int i) const;
-  // The index of the member that says it leads (ListControllers of the
-  // first running member that answers); -1 if none does.
-  int LeaderIndex();
+  // The index of the member that leads, as the running members answer
+  // ListControllers (the last leader found is asked first; `skip` is not
+  // asked at all); -1 if none names one.
+  int LeaderIndex(int skip = -1);
+  // Member i reaches etcd at this URL instead (e.g. through a TcpProxy).
+  // Before starting it.
+  void SetGroupMemberJobStore(int i, std::string job_store) {
+    member_job_store_[i] = std::move(job_store);
+  }
   // Signals the controller and waits up to `timeout` (then SIGKILL and
   // DEADLINE_EXCEEDED); returns the wait status.
   absl::StatusOr<int> StopController(
@@ -169,7 +177,11 @@ class LocalCluster {
 
   const Options options_;
   std::unique_ptr<Subprocess> controller_;
-  // The group's members (Options::controllers > 1) and their ports.
+  // The group's members (SetControllerGroup) and their ports.
+  int controllers_ = 1;
+  std::string job_store_;
+  std::map<int, std::string> member_job_store_;
+  int last_leader_ = 0;
   std::vector<std::unique_ptr<Subprocess>> group_;
   std::vector<int> group_ports_;
   std::vector<std::string> group_flags_;

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "controller/etcd_client.h"
 #include "controller/etcd_job_store.h"
+#include "controller/job_store_import.h"
 #include "controller/leader_election.h"
 #include "gtest/gtest.h"
 #include "testing/etcd_server.h"
@@ -206,6 +207,42 @@ TEST_F(EtcdTest, UnreachableEtcdFailsPromptlyWithUnavailable) {
   EXPECT_TRUE(PollUntil([&] { return store.PutRecord("a", "4").ok(); },
                         absl::Seconds(20)));
   EXPECT_EQ(Get("/t4/store/a"), "4");
+}
+
+TEST_F(EtcdTest, AnEmbeddedStoreIsImportedOnceHeadersLast) {
+  auto embedded = RocksDbJobStore::Open(dir_.Sub("jobs"));
+  ASSERT_OK(embedded.status());
+  for (int j = 0; j < 3; ++j) {
+    shutter::v1::Snapshot job;
+    job.set_snapshot_id(absl::StrFormat("20261204T00000%dZ-abcd", j));
+    job.set_type(shutter::v1::JOB_TYPE_SNAPSHOT);
+    job.set_state(shutter::v1::SNAPSHOT_STATE_COMMITTED);
+    for (int p = 0; p < 200; ++p) {
+      auto* t = job.add_partitions();
+      t->set_partition_id(p);
+      t->set_state(shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+    }
+    ASSERT_OK((*embedded)->PutJob(job));
+  }
+  ASSERT_OK((*embedded)->PutRecord("schedule/hourly", "s"));
+
+  // An earlier import cut short: a marker and an orphan task record.
+  EtcdJobStore target(client_.get(), Opts("/imp/", false));
+  ASSERT_OK(target.PutRecord("meta/import_in_progress", "1"));
+  ASSERT_OK(target.PutRecord("v2/job/x/t/0000000001", "orphan"));
+  auto report = ImportJobStore(**embedded, target);
+  ASSERT_OK(report.status());
+  EXPECT_EQ(report->jobs, 3u);
+  auto all = target.LoadAll();
+  ASSERT_OK(all.status());
+  ASSERT_EQ(all->size(), 3u);
+  for (const auto& j : *all) EXPECT_EQ(j.partitions_size(), 200);
+  EXPECT_EQ(Get("/imp/store/schedule/hourly"), "s");
+  EXPECT_EQ(Get("/imp/store/meta/import_in_progress"), "");
+  // Done once: a second import is refused and changes nothing.
+  EXPECT_THAT(ImportJobStore(**embedded, target).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "already holds a job store"));
 }
 
 // One controller's election, with what its callbacks saw.
