@@ -13,6 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/rpc.h"
+#include "common/status_macros.h"
 
 namespace shutter::controller {
 
@@ -301,42 +302,35 @@ void EtcdClient::Demote(const Endpoint* endpoint) {
   }
 }
 
-absl::StatusOr<ep::RangeResponse> EtcdClient::Range(
-    const ep::RangeRequest& request) {
-  ep::RangeResponse out;
-  absl::Status s = CallWithFailover("range", [&](Endpoint& e, auto* ctx) {
-    return e.kv->Range(ctx, request, &out);
+template <typename Stub, typename Req, typename Resp>
+absl::StatusOr<Resp> EtcdClient::Unary(
+    const char* what, std::unique_ptr<Stub> Endpoint::*stub,
+    grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
+    const Req& request) {
+  Resp out;
+  absl::Status s = CallWithFailover(what, [&](Endpoint& e, auto* ctx) {
+    return ((*(e.*stub)).*method)(ctx, request, &out);
   });
   if (!s.ok()) return s;
   return out;
+}
+
+absl::StatusOr<ep::RangeResponse> EtcdClient::Range(
+    const ep::RangeRequest& request) {
+  return Unary("range", &Endpoint::kv, &ep::KV::Stub::Range, request);
 }
 
 absl::StatusOr<ep::TxnResponse> EtcdClient::Txn(const ep::TxnRequest& request) {
-  ep::TxnResponse out;
-  absl::Status s = CallWithFailover("txn", [&](Endpoint& e, auto* ctx) {
-    return e.kv->Txn(ctx, request, &out);
-  });
-  if (!s.ok()) return s;
-  return out;
+  return Unary("txn", &Endpoint::kv, &ep::KV::Stub::Txn, request);
 }
 
 absl::StatusOr<ep::PutResponse> EtcdClient::Put(const ep::PutRequest& request) {
-  ep::PutResponse out;
-  absl::Status s = CallWithFailover("put", [&](Endpoint& e, auto* ctx) {
-    return e.kv->Put(ctx, request, &out);
-  });
-  if (!s.ok()) return s;
-  return out;
+  return Unary("put", &Endpoint::kv, &ep::KV::Stub::Put, request);
 }
 
 absl::StatusOr<ep::DeleteRangeResponse> EtcdClient::DeleteRange(
     const ep::DeleteRangeRequest& request) {
-  ep::DeleteRangeResponse out;
-  absl::Status s = CallWithFailover("delete", [&](Endpoint& e, auto* ctx) {
-    return e.kv->DeleteRange(ctx, request, &out);
-  });
-  if (!s.ok()) return s;
-  return out;
+  return Unary("delete", &Endpoint::kv, &ep::KV::Stub::DeleteRange, request);
 }
 
 absl::StatusOr<ep::LeaseGrantResponse> EtcdClient::LeaseGrant(
@@ -344,11 +338,9 @@ absl::StatusOr<ep::LeaseGrantResponse> EtcdClient::LeaseGrant(
   ep::LeaseGrantRequest request;
   request.set_ttl(std::max<int64_t>(
       1, absl::ToInt64Seconds(absl::Ceil(ttl, absl::Seconds(1)))));
-  ep::LeaseGrantResponse out;
-  absl::Status s = CallWithFailover("lease grant", [&](Endpoint& e, auto* ctx) {
-    return e.lease->LeaseGrant(ctx, request, &out);
-  });
-  if (!s.ok()) return s;
+  ASSIGN_OR_RETURN(ep::LeaseGrantResponse out,
+                   Unary("lease grant", &Endpoint::lease,
+                         &ep::Lease::Stub::LeaseGrant, request));
   if (!out.error().empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("etcd: lease grant: ", out.error()));
@@ -359,33 +351,25 @@ absl::StatusOr<ep::LeaseGrantResponse> EtcdClient::LeaseGrant(
 absl::Status EtcdClient::LeaseRevoke(int64_t lease) {
   ep::LeaseRevokeRequest request;
   request.set_id(lease);
-  ep::LeaseRevokeResponse out;
-  absl::Status s =
-      CallWithFailover("lease revoke", [&](Endpoint& e, auto* ctx) {
-        return e.lease->LeaseRevoke(ctx, request, &out);
-      });
-  return s;
+  return Unary("lease revoke", &Endpoint::lease, &ep::Lease::Stub::LeaseRevoke,
+               request)
+      .status();
 }
 
 absl::StatusOr<int64_t> EtcdClient::LeaseTimeToLive(int64_t lease) {
   ep::LeaseTimeToLiveRequest request;
   request.set_id(lease);
-  ep::LeaseTimeToLiveResponse out;
-  absl::Status s =
-      CallWithFailover("lease time-to-live", [&](Endpoint& e, auto* ctx) {
-        return e.lease->LeaseTimeToLive(ctx, request, &out);
-      });
-  if (!s.ok()) return s;
+  ASSIGN_OR_RETURN(ep::LeaseTimeToLiveResponse out,
+                   Unary("lease time-to-live", &Endpoint::lease,
+                         &ep::Lease::Stub::LeaseTimeToLive, request));
   return out.ttl();
 }
 
 absl::Status EtcdClient::Compact(int64_t revision) {
   ep::CompactionRequest request;
   request.set_revision(revision);
-  ep::CompactionResponse out;
-  absl::Status s = CallWithFailover("compact", [&](Endpoint& e, auto* ctx) {
-    return e.kv->Compact(ctx, request, &out);
-  });
+  absl::Status s =
+      Unary("compact", &Endpoint::kv, &ep::KV::Stub::Compact, request).status();
   // "mvcc: required revision has been compacted": already done.
   if (absl::IsOutOfRange(s)) return absl::OkStatus();
   return s;

@@ -115,6 +115,13 @@ class EtcdClient {
   absl::Status CallWithFailover(const char* what, Call call);
   template <typename Call>
   absl::Status CallWithFailoverOnce(const char* what, Call call);
+  // One unary call of `stub`'s `method`, with failover.
+  template <typename Stub, typename Req, typename Resp>
+  absl::StatusOr<Resp> Unary(const char* what,
+                             std::unique_ptr<Stub> Endpoint::*stub,
+                             grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                          const Req&, Resp*),
+                             const Req& request);
   // The endpoint long-lived streams use now (the preferred one).
   Endpoint& Preferred() ABSL_LOCKS_EXCLUDED(mu_);
   // A stream failed on `endpoint`: prefer the next one.

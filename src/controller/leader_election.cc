@@ -330,6 +330,12 @@ void LeaderElection::Lead(int64_t term) {
   }
   watch.reset();
   leading_term_ = 0;
+  {
+    // Who leads now is unknown until a campaign or a watch says.
+    absl::MutexLock l(&mu_);
+    leader_id_.clear();
+    leader_address_.clear();
+  }
   store_->ClearFence();
   spdlog::warn("controller {} steps down (term {}): {}", options_.id, term,
                why);

@@ -51,8 +51,11 @@ LocalCluster::Options ClusterOptions(const TempDir& tmp) {
 
 class HaTest : public ::testing::Test {
  protected:
+  // etcd members: one, or three for the tests of etcd's own faults.
+  virtual int EtcdMembers() const { return 1; }
+
   void SetUp() override {
-    etcd_ = EtcdTestServer::Start(tmp_.Sub("etcd"));
+    etcd_ = EtcdTestServer::Start(tmp_.Sub("etcd"), EtcdMembers());
     SHUTTER_ETCD_OR_SKIP(etcd_);
     cluster_ = std::make_unique<LocalCluster>(ClusterOptions(tmp_));
     cluster_->SetControllerGroup(3, (*etcd_)->Url("ha"));
@@ -357,6 +360,56 @@ TEST_F(HaTest, APausedLeaderIsReplacedAndItsTermIsRefusedByNodes) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   absl::Status as = FromGrpcStatus(s, ctx);
   EXPECT_EQ(GetErrorReason(as), ErrorReason::kStaleController) << as;
+}
+
+class HaQuorumTest : public HaTest {
+ protected:
+  int EtcdMembers() const override { return 3; }
+};
+
+TEST_F(HaQuorumTest, EtcdLosingQuorumStopsTheLeaderAndEverythingResumes) {
+  const int old = cluster_->LeaderIndex();
+  ASSERT_GE(old, 0);
+  auto id = cluster_->CreateSnapshot();
+  ASSERT_OK(id.status());
+  ASSERT_TRUE(
+      PollUntil([&] { return Published(*id) >= 6; }, absl::Seconds(60)));
+  // Two of three etcd members gone: no quorum.
+  ASSERT_OK((*etcd_)->Kill(1));
+  ASSERT_OK((*etcd_)->Kill(2));
+  const absl::Time lost = absl::Now();
+  // The leader stops within its lease.
+  const std::string log =
+      absl::StrCat(tmp_.Sub("cluster"), "/controller", old, ".log");
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto text = fs::ReadFile(log);
+        return text.ok() && text->find("steps down") != std::string::npos;
+      },
+      absl::Seconds(15)));
+  EXPECT_LT(absl::Now() - lost, absl::Milliseconds(kLeaseMs + 1500));
+  // Admin writes fail promptly, on every controller, and say why.
+  for (int i = 0; i < 3; ++i) {
+    auto stub = AdminService::NewStub(
+        MakeChannel(cluster_->group_controller_address(i)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(20));
+    const absl::Time start = absl::Now();
+    CreateSnapshotResponse r;
+    grpc::Status s = stub->CreateSnapshot(&ctx, {}, &r);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << i << ": " << s.error_message();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << i;
+  }
+  // etcd back (no controller restarted): a leader again, and the snapshot
+  // commits with every partition once.
+  ASSERT_OK((*etcd_)->Restart(1));
+  ASSERT_OK((*etcd_)->Restart(2));
+  ASSERT_TRUE(PollUntil([&] { return cluster_->LeaderIndex() >= 0; },
+                        absl::Seconds(60)));
+  ExpectCommittedOnce(*id);
+  EXPECT_EQ(PublishedOnNodes(), kNodes * kPerNode);
 }
 
 }  // namespace
