@@ -270,6 +270,8 @@ struct Elector {
     election = std::make_unique<LeaderElection>(o, client, &store, cb);
     store.SetOnFenceLost([this] { election->Depose(); });
   }
+  // The election's thread calls back into this object: stop it first.
+  ~Elector() { election->Shutdown(); }
   int64_t Leading() {
     absl::MutexLock l(&mu);
     return leading;
