@@ -131,7 +131,8 @@ EtcdMetricsObserver(metrics::Registry* registry) {
   static constexpr char kSecondsHelp[] =
       "Latency of the controller's etcd calls (failover included)";
   static constexpr char kErrors[] = "shutter_etcd_request_errors_total";
-  static constexpr char kErrorsHelp[] = "The controller's etcd calls that failed";
+  static constexpr char kErrorsHelp[] =
+      "The controller's etcd calls that failed";
   for (const char* op : {"txn", "range", "put", "delete", "lease grant",
                          "lease revoke", "lease time-to-live", "compact"}) {
     registry->GetHistogram(kSeconds, kSecondsHelp, {{"op", op}});

@@ -99,6 +99,18 @@ class HaTest : public ::testing::Test {
     return leader;
   }
 
+  // Waits (bounded) until member i logs that it stepped down as leader.
+  bool WaitForStepDown(int i, absl::Duration timeout) {
+    const std::string log =
+        absl::StrCat(tmp_.Sub("cluster"), "/controller", i, ".log");
+    return PollUntil(
+        [&] {
+          auto text = fs::ReadFile(log);
+          return text.ok() && text->find("steps down") != std::string::npos;
+        },
+        timeout);
+  }
+
   // Sum over the nodes of checkpoints published (never twice for one
   // partition of one snapshot: a re-request is answered from what is
   // already there).
@@ -257,15 +269,9 @@ TEST_F(HaTest, ALeaderCutOffFromEtcdOnlyStopsWithinItsLeaseAndIsReplaced) {
       PollUntil([&] { return Published(*id) >= 6; }, absl::Seconds(60)));
   ASSERT_LT(Published(*id), kNodes * kPerNode);
   // Member 0 still reaches the nodes, but no longer etcd (a black hole).
-  const std::string log = tmp_.Sub("cluster") + "/controller0.log";
   proxy_->Cut();
   const absl::Time cut = absl::Now();
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        auto text = fs::ReadFile(log);
-        return text.ok() && text->find("steps down") != std::string::npos;
-      },
-      absl::Seconds(10)));
+  ASSERT_TRUE(WaitForStepDown(0, absl::Seconds(10)));
   // It stops within its lease (counted from its last renewal, a third of
   // a lease before the cut at most) and the poll.
   EXPECT_LT(absl::Now() - cut, absl::Milliseconds(kLeaseMs + 500));
@@ -379,14 +385,7 @@ TEST_F(HaQuorumTest, EtcdLosingQuorumStopsTheLeaderAndEverythingResumes) {
   ASSERT_OK((*etcd_)->Kill(2));
   const absl::Time lost = absl::Now();
   // The leader stops within its lease.
-  const std::string log =
-      absl::StrCat(tmp_.Sub("cluster"), "/controller", old, ".log");
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        auto text = fs::ReadFile(log);
-        return text.ok() && text->find("steps down") != std::string::npos;
-      },
-      absl::Seconds(15)));
+  ASSERT_TRUE(WaitForStepDown(old, absl::Seconds(15)));
   EXPECT_LT(absl::Now() - lost, absl::Milliseconds(kLeaseMs + 1500));
   // Admin writes fail promptly, on every controller, and say why.
   for (int i = 0; i < 3; ++i) {
