@@ -156,7 +156,13 @@ absl::Status LocalCluster::StartController(
     if (group_ports_.empty()) {
       std::vector<std::string> addresses;
       for (int i = 0; i < controllers_; ++i) {
-        ASSIGN_OR_RETURN(int port, PickFreePort());
+        // Ports are released before the members bind them: two picks can
+        // return the same one, so pick again until it is not taken here.
+        int port = 0;
+        do {
+          ASSIGN_OR_RETURN(port, PickFreePort());
+        } while (std::find(group_ports_.begin(), group_ports_.end(), port) !=
+                 group_ports_.end());
         group_ports_.push_back(port);
         addresses.push_back(absl::StrCat("127.0.0.1:", port));
       }
