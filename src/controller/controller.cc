@@ -161,6 +161,7 @@ absl::Status Controller::StartTerm(uint64_t term,
   eopts.max_in_flight_total = o.max_in_flight_total;
   eopts.max_attempts = o.max_attempts;
   eopts.job_timeout = absl::Seconds(o.job_timeout_s);
+  eopts.task_history_jobs = o.task_history_jobs;
   eopts.metrics = &p.metrics;
   eopts.limits = t->limits.get();
   eopts.leads = may_send;

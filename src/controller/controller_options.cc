@@ -46,6 +46,11 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "A snapshot's deadline, seconds from its creation")
       ->capture_default_str()
       ->check(CLI::Range(1, 604800));
+  app.add_option("--task-history-jobs", o.task_history_jobs,
+                 "Finished jobs whose per-partition records are kept (newest "
+                 "first); older ones keep a summary. 0: keep all")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000000));
   app.add_option("--dispatch-threads", o.dispatch_threads,
                  "Threads that dispatch tasks")
       ->capture_default_str()

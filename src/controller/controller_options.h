@@ -63,6 +63,9 @@ struct ControllerOptions {
   int max_attempts = 5;
   // A snapshot's deadline in seconds from its creation (1..604800).
   int job_timeout_s = 3600;
+  // Finished jobs whose per-partition task records are kept, newest first
+  // (JobEngine::Options::task_history_jobs); 0 keeps all.
+  int task_history_jobs = 50;
   // Threads that dispatch tasks (1..64).
   int dispatch_threads = 2;
   // Adapt each node's concurrency limit to the load its heartbeats report

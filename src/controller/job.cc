@@ -22,6 +22,8 @@ Job::Job(shutter::v1::Snapshot record) {
                 std::make_move_iterator(record.mutable_partitions()->end()));
   record.clear_partitions();
   header_ = std::move(record);
+  // A pruned job's records left by a crash mid-prune: not its tasks.
+  if (header_.has_pruned_tasks()) tasks_.clear();
   std::sort(tasks_.begin(), tasks_.end(),
             [](const PartitionTask& a, const PartitionTask& b) {
               return a.partition_id() < b.partition_id();
@@ -137,6 +139,25 @@ std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
   return backoff;
 }
 
+std::vector<uint32_t> Job::PruneTasks(absl::Time now) {
+  std::vector<uint32_t> ids;
+  ids.reserve(tasks_.size());
+  for (const auto& t : tasks_) ids.push_back(t.partition_id());
+  if (!header_.has_pruned_tasks()) {
+    shutter::v1::PrunedTasks& p = *mutable_header().mutable_pruned_tasks();
+    p.set_total(static_cast<uint32_t>(tasks_.size()));
+    p.set_published(Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED));
+    p.set_failed(Count(shutter::v1::PARTITION_TASK_STATE_FAILED));
+    p.set_cancelled(Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));
+    p.set_total_bytes(published_bytes_);
+    p.set_pruned_at_micros(absl::ToUnixMicros(now));
+  }
+  std::vector<PartitionTask>().swap(tasks_);
+  counts_.fill(0);
+  published_bytes_ = 0;
+  return ids;
+}
+
 bool Job::AllTasksDone() const {
   return Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED) +
              Count(shutter::v1::PARTITION_TASK_STATE_FAILED) +
@@ -151,16 +172,27 @@ shutter::v1::SnapshotSummary Job::Summary() const {
   s.set_state(header_.state());
   s.set_created_at_micros(header_.created_at_micros());
   s.set_finished_at_micros(header_.finished_at_micros());
-  s.set_partitions_total(tasks_.size());
-  s.set_partitions_published(
-      Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED));
-  s.set_partitions_failed(Count(shutter::v1::PARTITION_TASK_STATE_FAILED));
-  s.set_partitions_running(Count(shutter::v1::PARTITION_TASK_STATE_RUNNING));
-  s.set_partitions_waiting(Count(shutter::v1::PARTITION_TASK_STATE_WAITING));
-  s.set_partitions_queued(Count(shutter::v1::PARTITION_TASK_STATE_QUEUED));
-  s.set_partitions_cancelled(
-      Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));
-  s.set_total_bytes(published_bytes_);
+  if (header_.has_pruned_tasks()) {
+    const shutter::v1::PrunedTasks& p = header_.pruned_tasks();
+    s.set_partitions_total(p.total());
+    s.set_partitions_published(p.published());
+    s.set_partitions_failed(p.failed());
+    s.set_partitions_cancelled(p.cancelled());
+    s.set_total_bytes(p.total_bytes());
+  } else {
+    s.set_partitions_total(tasks_.size());
+    s.set_partitions_published(
+        Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED));
+    s.set_partitions_failed(Count(shutter::v1::PARTITION_TASK_STATE_FAILED));
+    s.set_partitions_running(
+        Count(shutter::v1::PARTITION_TASK_STATE_RUNNING));
+    s.set_partitions_waiting(
+        Count(shutter::v1::PARTITION_TASK_STATE_WAITING));
+    s.set_partitions_queued(Count(shutter::v1::PARTITION_TASK_STATE_QUEUED));
+    s.set_partitions_cancelled(
+        Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));
+    s.set_total_bytes(published_bytes_);
+  }
   s.set_pinned(header_.pinned());
   s.set_schedule(header_.schedule());
   s.set_type(header_.type());

@@ -92,6 +92,11 @@ class Job {
   }
   uint64_t published_bytes() const { return published_bytes_; }
 
+  // Drops the tasks of a finished job, keeping what they summed to in the
+  // header (pruned_tasks); returns the partition ids they had, whose
+  // records the caller deletes. The summary is unchanged by it.
+  std::vector<uint32_t> PruneTasks(absl::Time now);
+
   shutter::v1::SnapshotSummary Summary() const;
   // Header plus every task (O(n)).
   shutter::v1::Snapshot ToRecord() const;
@@ -107,6 +112,7 @@ class Job {
   uint64_t scheduler_job = 0;  // 0: not yet given one
   bool finishing = false;      // the cluster manifest is being written
   bool rolling_back = false;   // the rollback is removing files
+  int commit_attempts = 0;     // failed commits since the decision
 
   // Largest page GetSnapshot answers with, and the default.
   static constexpr uint32_t kDefaultPageSize = 1000;

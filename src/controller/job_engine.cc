@@ -288,6 +288,12 @@ absl::StatusOr<std::vector<JobEngine::ResumeTask>> JobEngine::Recover() {
     absl::MutexLock l(&mu_);
     for (Snapshot& s : all) {
       ids_.ObserveExisting(s.snapshot_id());
+      if (s.has_pruned_tasks()) {
+        // Task records a crash left mid-prune (the header went first).
+        for (const auto& t : s.partitions()) {
+          committer_.Delete(JobKeys::Task(s.snapshot_id(), t.partition_id()));
+        }
+      }
       auto owned = std::make_unique<Job>(std::move(s));
       Job& job = *owned;
       const std::string id = job.id();
@@ -340,6 +346,7 @@ absl::StatusOr<std::vector<JobEngine::ResumeTask>> JobEngine::Recover() {
   RETURN_IF_ERROR(committer_.Flush());
   for (const auto& id : rollback) Rollback(id);
   for (const auto& id : finish) MaybeFinish(id);
+  PruneHistory();
   return resume;
 }
 
@@ -720,6 +727,7 @@ void JobEngine::MaybeFinish(const std::string& snapshot_id) {
   bool partial = false;
   int failed = 0, total = 0;
   std::string first_failed;
+  bool decide = false;  // record the decision first, then come back
   {
     absl::MutexLock l(&mu_);
     Job* job = FindLocked(snapshot_id);
@@ -739,10 +747,31 @@ void JobEngine::MaybeFinish(const std::string& snapshot_id) {
     const int published = total - failed;
     partial = failed > 0 && job->header().allow_partial() && published > 0;
     if (failed == 0 || partial) {
-      commit_fn =
-          KindOf(job->header().type())->PrepareCommit(*job, clock_->Now());
       job->finishing = true;
+      if (!job->header().commit_decided()) {
+        // Decided once: the decision is durable (and, on etcd, fenced by
+        // this leader's term) before anything outside the store changes, so
+        // a later leader finishes this commit and never rolls it back.
+        job->mutable_header().set_commit_decided(true);
+        StageHeaderLocked(*job);
+        decide = true;
+      } else {
+        commit_fn =
+            KindOf(job->header().type())->PrepareCommit(*job, clock_->Now());
+      }
     }
+  }
+  if (decide) {
+    AfterDurable(snapshot_id, [this, snapshot_id] {
+      {
+        absl::MutexLock l(&mu_);
+        Job* job = FindLocked(snapshot_id);
+        if (job == nullptr) return;
+        job->finishing = false;
+      }
+      MaybeFinish(snapshot_id);
+    });
+    return;
   }
   absl::Status written = absl::OkStatus();
   const bool commit = failed == 0 || partial;
@@ -764,18 +793,29 @@ void JobEngine::MaybeFinish(const std::string& snapshot_id) {
   job->finishing = false;
   JobKind* kind = KindOf(job->header().type());
   Snapshot& h = job->mutable_header();
+  if (commit && !written.ok()) {
+    // Decided: the commit is only ever finished, so it is tried again
+    // (backing off to a minute); the job stays RUNNING and says why.
+    const int n = std::min(++job->commit_attempts, 7);
+    const absl::Duration again =
+        std::min(absl::Seconds(1) * (1 << (n - 1)), absl::Minutes(1));
+    h.set_error(absl::StrCat(StatusText(written), "; the commit is decided, ",
+                             "trying again in ", absl::FormatDuration(again)));
+    spdlog::warn("{} {}: {}", kind->name(), snapshot_id, h.error());
+    timer_->RunAfter(again,
+                     [this, snapshot_id] { MaybeFinish(snapshot_id); });
+    return;
+  }
   h.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
   if (!commit) {
     h.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
     h.set_error(absl::StrCat(failed, " of ", total,
                              " partitions failed; first: ", first_failed));
-  } else if (written.ok()) {
+  } else {
     h.set_state(partial ? shutter::v1::SNAPSHOT_STATE_PARTIAL
                         : shutter::v1::SNAPSHOT_STATE_COMMITTED);
+    h.clear_error();
     kind->DescribeCommit(snapshot_id, partial, failed, total, first_failed, &h);
-  } else {
-    h.set_state(shutter::v1::SNAPSHOT_STATE_FAILED);
-    h.set_error(std::string(written.message()));
   }
   spdlog::info("{} {} {} in {} ms{}{}", kind->name(), snapshot_id,
                StateName(h.state()),
@@ -786,8 +826,46 @@ void JobEngine::MaybeFinish(const std::string& snapshot_id) {
   if (h.state() == shutter::v1::SNAPSHOT_STATE_FAILED) {
     AfterDurable(snapshot_id, [this, snapshot_id] { Rollback(snapshot_id); });
   } else {
-    AfterDurable(snapshot_id,
-                 [kind, snapshot_id] { kind->AfterCommit(snapshot_id); });
+    AfterDurable(snapshot_id, [this, kind, snapshot_id] {
+      kind->AfterCommit(snapshot_id);
+      PruneHistory();
+    });
+  }
+}
+
+void JobEngine::PruneHistory() {
+  absl::MutexLock l(&mu_);
+  PruneHistoryLocked();
+}
+
+void JobEngine::PruneHistoryLocked() {
+  if (options_.task_history_jobs <= 0) return;
+  int kept = 0;
+  for (auto it = jobs_.rbegin(); it != jobs_.rend(); ++it) {
+    Job& job = *it->second;
+    const Snapshot& h = job.header();
+    // Settled: finished, nothing in flight, nothing left to undo or delete.
+    const bool settled =
+        IsFinished(h.state()) && !job.finishing && !job.rolling_back &&
+        !job.AnyRunning() &&
+        !((h.state() == shutter::v1::SNAPSHOT_STATE_FAILED ||
+           h.state() == shutter::v1::SNAPSHOT_STATE_CANCELLED) &&
+          !h.rolled_back()) &&
+        !(h.delete_requested() &&
+          h.state() != shutter::v1::SNAPSHOT_STATE_DELETED);
+    if (!settled) continue;
+    if (++kept <= options_.task_history_jobs || h.has_pruned_tasks()) {
+      continue;
+    }
+    // The header (with what the tasks summed to) before the task records
+    // go: a crash in between leaves records the next load removes.
+    const std::vector<uint32_t> ids = job.PruneTasks(clock_->Now());
+    StageHeaderLocked(job);
+    for (uint32_t id : ids) committer_.Delete(JobKeys::Task(job.id(), id));
+    spdlog::info("{} {}: pruned its {} task records (kept: the newest {} "
+                 "finished jobs')",
+                 KindOf(h.type())->name(), job.id(), ids.size(),
+                 options_.task_history_jobs);
   }
 }
 
@@ -948,6 +1026,7 @@ void JobEngine::Rollback(const std::string& snapshot_id) {
     spdlog::info("{} {}: removed what it had published",
                  KindOf(job->header().type())->name(), snapshot_id);
   }
+  PruneHistoryLocked();
 }
 
 absl::StatusOr<shutter::v1::GetSnapshotResponse> JobEngine::CancelSnapshot(
@@ -973,6 +1052,12 @@ absl::StatusOr<shutter::v1::GetSnapshotResponse> JobEngine::CancelSnapshot(
       return absl::FailedPreconditionError(
           absl::StrCat("snapshot ", snapshot_id, " is already ",
                        StateName(job->header().state())));
+    }
+    if (job->header().commit_decided()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(KindOf(job->header().type())->name(), " ", snapshot_id,
+                       " is committing (its commit is decided); it can no "
+                       "longer be cancelled"));
     }
     kind = KindOf(job->header().type());
     const bool keep_outcomes = kind->CancelKeepsOutcomes();

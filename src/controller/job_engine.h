@@ -114,6 +114,12 @@ class JobEngine {
     // manifest) and a rollback start only while it does; otherwise the
     // job is left as it is, for the next leader. Null: always.
     std::function<bool()> leads;
+    // Finished jobs whose per-partition task records are kept (in memory
+    // and in the job store), newest first; older finished jobs keep their
+    // header with what their tasks summed to (Snapshot.pruned_tasks). This
+    // bounds the store (etcd's quota) and memory: about 230 bytes per
+    // partition per kept job. 0: keep every job's tasks.
+    int task_history_jobs = 50;
   };
 
   // Loads the job store and resumes unfinished jobs, running each through
@@ -329,6 +335,10 @@ class JobEngine {
   // Removes what a FAILED or CANCELLED job published, once none of its
   // checkpoints is still running; records rolled_back.
   void Rollback(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // Prunes the task records of finished jobs beyond the newest
+  // Options::task_history_jobs (see there).
+  void PruneHistoryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PruneHistory() ABSL_LOCKS_EXCLUDED(mu_);
 
   Job* FindLocked(const std::string& snapshot_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -84,6 +84,17 @@ sv1::JobRecord ToJobRecord(const Snapshot& h) {
   r.set_schedule(h.schedule());
   r.set_allow_partial(h.allow_partial());
   r.set_rolled_back(h.rolled_back());
+  r.set_commit_decided(h.commit_decided());
+  if (h.has_pruned_tasks()) {
+    const auto& from = h.pruned_tasks();
+    auto* to = r.mutable_pruned_tasks();
+    to->set_total(from.total());
+    to->set_published(from.published());
+    to->set_failed(from.failed());
+    to->set_cancelled(from.cancelled());
+    to->set_total_bytes(from.total_bytes());
+    to->set_pruned_at_micros(from.pruned_at_micros());
+  }
   r.set_request_id(h.request_id());
   switch (h.type()) {
     case shutter::v1::JOB_TYPE_SNAPSHOT: {
@@ -175,6 +186,17 @@ absl::StatusOr<Snapshot> FromJobRecord(const sv1::JobRecord& r) {
   h.set_schedule(r.schedule());
   h.set_allow_partial(r.allow_partial());
   h.set_rolled_back(r.rolled_back());
+  h.set_commit_decided(r.commit_decided());
+  if (r.has_pruned_tasks()) {
+    const auto& from = r.pruned_tasks();
+    auto* to = h.mutable_pruned_tasks();
+    to->set_total(from.total());
+    to->set_published(from.published());
+    to->set_failed(from.failed());
+    to->set_cancelled(from.cancelled());
+    to->set_total_bytes(from.total_bytes());
+    to->set_pruned_at_micros(from.pruned_at_micros());
+  }
   h.set_request_id(r.request_id());
   switch (r.payload_case()) {
     case sv1::JobRecord::kSnapshot:

@@ -204,6 +204,7 @@ class JobEngineTest : public ::testing::Test {
     o.retry_max = absl::Seconds(4);
     o.leader_poll = absl::Milliseconds(200);
     o.job_timeout = absl::Minutes(10);
+    o.task_history_jobs = task_history_jobs_;
     KindContext kinds;
     kinds.transport = &transport_;
     kinds.repo = repo_.get();
@@ -364,6 +365,8 @@ class JobEngineTest : public ::testing::Test {
     out.set_ok(job.state() == shutter::v1::SNAPSHOT_STATE_COMMITTED);
     return out;
   }
+  // Options::task_history_jobs of the next StartCoordinator.
+  int task_history_jobs_ = 50;
   // If set, StartCoordinator registers only the kind of this type.
   std::optional<shutter::v1::JobType> only_type_;
 };
@@ -1047,6 +1050,79 @@ TEST_F(JobEngineTest, RestartResumesInterruptedJobs) {
   EXPECT_LT(*running_id, *third);
 }
 
+// The job history bound: finished jobs beyond the newest
+// task_history_jobs keep their header and what their tasks summed to; their
+// task records leave the store (and memory); running jobs are never pruned;
+// a pruned snapshot can still be restored (from its manifest).
+TEST_F(JobEngineTest, FinishedJobsBeyondTheHistoryKeepASummaryOnly) {
+  StopCoordinator();
+  task_history_jobs_ = 2;
+  StartCoordinator();
+  Beat("a", 0, 3, 3);
+  std::vector<std::string> ids;
+  std::vector<shutter::v1::SnapshotSummary> before;
+  for (int i = 0; i < 4; ++i) {
+    auto id = CreateSnapshot({});
+    ASSERT_OK(id);
+    ASSERT_TRUE(transport_.WaitForCalls(3));
+    for (int p = 0; p < 3; ++p) Publish(transport_.Take());
+    ASSERT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+    ids.push_back(*id);
+    before.push_back(coordinator_->ListSnapshots(1)[0]);
+  }
+  // A running job is not a finished one: it neither counts nor is pruned.
+  auto running = CreateSnapshot({});
+  ASSERT_OK(running);
+  ASSERT_TRUE(transport_.WaitForCalls(3));
+  coordinator_->WaitForQuiescenceForTesting();
+  auto check = [&] {
+    auto list = coordinator_->ListSnapshots(0);
+    ASSERT_EQ(list.size(), 5u);
+    EXPECT_EQ(Get(*running).partitions_size(), 3);
+    for (int i = 0; i < 4; ++i) {
+      const shutter::v1::Snapshot s = Get(ids[i]);
+      const bool pruned = i < 2;
+      SCOPED_TRACE(ids[i]);
+      EXPECT_EQ(s.has_pruned_tasks(), pruned);
+      EXPECT_EQ(s.partitions_size(), pruned ? 0 : 3);
+      EXPECT_EQ(s.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+      // The summary is what it was before the prune.
+      const auto& now = list[4 - i];
+      EXPECT_EQ(now.snapshot_id(), ids[i]);
+      EXPECT_EQ(now.partitions_total(), 3u);
+      EXPECT_EQ(now.partitions_published(), 3u);
+      EXPECT_EQ(now.total_bytes(), before[i].total_bytes());
+      EXPECT_GT(now.total_bytes(), 0u);
+    }
+  };
+  check();
+  // The store holds no task records of the pruned jobs.
+  auto all = store_->LoadAll();
+  ASSERT_OK(all);
+  for (const auto& s : *all) {
+    if (s.snapshot_id() == ids[0] || s.snapshot_id() == ids[1]) {
+      EXPECT_EQ(s.partitions_size(), 0) << s.snapshot_id();
+      EXPECT_EQ(s.pruned_tasks().published(), 3u);
+    }
+  }
+  // Restarted: the same, and the running job resumes.
+  StopCoordinator();
+  StartCoordinator();
+  check();
+  ASSERT_TRUE(transport_.WaitForCalls(3));
+  for (int p = 0; p < 3; ++p) Publish(transport_.Take());
+  ASSERT_EQ(Get(*running).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_TRUE(Get(ids[2]).has_pruned_tasks());  // now third newest
+  // A pruned snapshot's restore plan comes from its manifest.
+  shutter::v1::RestoreSnapshotRequest r;
+  r.set_snapshot_id(ids[0]);
+  r.set_dry_run(true);
+  auto plan = RestoreSnapshot(r);
+  ASSERT_OK(plan);
+  ASSERT_EQ(plan->plan().nodes_size(), 1);
+  EXPECT_EQ(plan->plan().nodes(0).partition_ids_size(), 3);
+}
+
 TEST_F(JobEngineTest, RestartAfterTheLastPartitionCommits) {
   Beat("a", 0, 1, 1);
   auto id = CreateSnapshot({});
@@ -1063,6 +1139,49 @@ TEST_F(JobEngineTest, RestartAfterTheLastPartitionCommits) {
   ASSERT_OK(store_->PutJob(snap));
   StartCoordinator();  // the manifest is already there: it is ours
   EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
+}
+
+// Decided once: a job whose commit is recorded as decided (a leader that
+// wrote the decision and died before the cluster manifest) is only ever
+// finished: a restart commits it, a cancel is refused, and a failing
+// manifest write is tried again rather than rolled back.
+TEST_F(JobEngineTest, ADecidedCommitIsOnlyEverFinished) {
+  Beat("a", 0, 1, 1);
+  auto id = CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  Publish(transport_.Take());
+  auto snap = Get(*id);
+  ASSERT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_TRUE(snap.commit_decided());
+  StopCoordinator();
+  // The crash: decided and durable, no cluster manifest yet; something in
+  // the way of writing it (a directory where the manifest goes).
+  snap.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
+  snap.clear_manifest_path();
+  snap.clear_finished_at_micros();
+  ASSERT_OK(store_->PutJob(snap));
+  const std::string manifest =
+      Abs(snapshot::Repository::ClusterManifestPath(*id));
+  ASSERT_TRUE(std::filesystem::remove(manifest));
+  std::filesystem::create_directories(manifest + "/in-the-way");
+  StartCoordinator();
+  auto running = Get(*id);
+  EXPECT_EQ(running.state(), shutter::v1::SNAPSHOT_STATE_RUNNING);
+  EXPECT_THAT(running.error(), ::testing::HasSubstr("the commit is decided"));
+  // Never rolled back, never cancelled: only finished.
+  EXPECT_THAT(coordinator_->CancelSnapshot(*id),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "commit is decided"));
+  Advance(absl::Seconds(1));  // still in the way: tried again, backs off
+  EXPECT_THAT(Get(*id).error(), ::testing::HasSubstr("trying again in 2s"));
+  std::filesystem::remove_all(manifest);
+  Advance(absl::Seconds(2));
+  auto done = Get(*id);
+  EXPECT_EQ(done.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_TRUE(done.error().empty()) << done.error();
+  EXPECT_OK(repo_->ReadClusterManifest(*id));
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
 }
 
