@@ -200,8 +200,10 @@ absl::Status Controller::StartTerm(uint64_t term,
       mopts, t->engine.get(), p.repo.get(), p.store.get(), Clock::Real());
   t->maintenance->Start();
   t->maintenance_ptr = t->maintenance.get();
+  ScheduleRunner::Options sopts;
+  sopts.min_every = absl::Milliseconds(o.schedule_min_interval_ms);
   t->schedules = std::make_unique<ScheduleRunner>(
-      ScheduleRunner::Options{}, t->engine.get(), t->maintenance.get(),
+      sopts, t->engine.get(), t->maintenance.get(),
       p.store.get(), &t->timer, Clock::Real());
   RETURN_IF_ERROR(t->schedules->Start());
   t->schedules_ptr = t->schedules.get();

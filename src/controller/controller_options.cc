@@ -51,6 +51,10 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "first); older ones keep a summary. 0: keep all")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000000));
+  app.add_option("--schedule-min-interval-ms", o.schedule_min_interval_ms,
+                 "The shortest interval (every) a schedule may have")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 86400000));
   app.add_option("--dispatch-threads", o.dispatch_threads,
                  "Threads that dispatch tasks")
       ->capture_default_str()

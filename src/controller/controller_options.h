@@ -66,6 +66,9 @@ struct ControllerOptions {
   // Finished jobs whose per-partition task records are kept, newest first
   // (JobEngine::Options::task_history_jobs); 0 keeps all.
   int task_history_jobs = 50;
+  // The shortest interval a schedule may have, milliseconds (a floor for
+  // operators; tests and demos lower it).
+  int schedule_min_interval_ms = 60000;
   // Threads that dispatch tasks (1..64).
   int dispatch_threads = 2;
   // Adapt each node's concurrency limit to the load its heartbeats report

@@ -37,10 +37,10 @@ std::string EtcdJobStore::EtcdKey(absl::string_view key) const {
 }
 
 absl::Status EtcdJobStore::Write(const JobStoreBatch& batch) {
-  if (batch.size() > options_.max_txn_ops) {
+  if (batch.size() > MaxBatchRecords()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "job store batch of ", batch.size(), " records; etcd takes at most ",
-        options_.max_txn_ops, " per transaction"));
+        MaxBatchRecords(), " per transaction"));
   }
   // Split by size only when needed (a header with many labels beside many
   // tasks); each piece is fenced and the pieces go in order.
@@ -82,6 +82,11 @@ absl::Status EtcdJobStore::WriteOne(const JobStoreBatch& batch) {
     c->set_target(ep::Compare::CREATE);
     c->set_result(ep::Compare::EQUAL);
     c->set_create_revision(fence.revision);
+    if (!fence.writer.empty()) {
+      ep::PutRequest* stamp = txn.add_success()->mutable_request_put();
+      stamp->set_key(absl::StrCat(options_.prefix, "writer"));
+      stamp->set_value(fence.writer);
+    }
   }
   for (const auto& [k, v] : batch.puts) {
     ep::PutRequest* put = txn.add_success()->mutable_request_put();

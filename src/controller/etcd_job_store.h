@@ -18,6 +18,10 @@ namespace shutter::controller {
 struct EtcdFence {
   std::string key;
   int64_t revision = 0;
+  // Who writes: "<controller id> term <revision>". Each fenced transaction
+  // also puts it at <prefix>writer, so anyone watching the prefix can tell
+  // which leader made every change (an audit; the fence is the guard).
+  std::string writer;
 };
 
 // A JobStore in etcd, for a group of controllers of which one leads. The
@@ -66,7 +70,10 @@ class EtcdJobStore : public JobStore {
       absl::string_view prefix,
       const std::function<absl::Status(absl::string_view key,
                                        absl::string_view value)>& fn) override;
-  size_t MaxBatchRecords() const override { return options_.max_txn_ops; }
+  // One operation of each transaction is the writer stamp.
+  size_t MaxBatchRecords() const override {
+    return options_.fenced ? options_.max_txn_ops - 1 : options_.max_txn_ops;
+  }
 
   // The etcd key of job store key `key`.
   std::string EtcdKey(absl::string_view key) const;

@@ -18,7 +18,7 @@ namespace {
 constexpr char kSchedulePrefix[] = "schedule/";
 constexpr size_t kMaxLabelBytes = 256;
 
-absl::Status Validate(const Schedule& s) {
+absl::Status Validate(const Schedule& s, absl::Duration min_every) {
   RETURN_IF_ERROR(CheckSafeId("schedule name", s.name()));
   if (s.every().empty() == s.cron().empty()) {
     return absl::InvalidArgumentError(
@@ -60,7 +60,7 @@ absl::Status Validate(const Schedule& s) {
     return absl::InvalidArgumentError(
         absl::StrCat("schedule ", s.name(), ": deep is for verify schedules"));
   }
-  return ScheduleRunner::NextRun(s, absl::UnixEpoch()).status();
+  return ScheduleRunner::NextRun(s, absl::UnixEpoch(), min_every).status();
 }
 }  // namespace
 
@@ -75,13 +75,16 @@ ScheduleRunner::ScheduleRunner(const Options& options, JobEngine* coordinator,
       clock_(clock) {}
 
 absl::StatusOr<absl::Time> ScheduleRunner::NextRun(const Schedule& s,
-                                                   absl::Time after) {
+                                                   absl::Time after,
+                                                   absl::Duration min_every) {
   if (!s.every().empty()) {
     ASSIGN_OR_RETURN(absl::Duration every,
                      ParseDurationFlag("every", s.every()));
-    if (every < absl::Minutes(1)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "every: ", Quote(s.every()), " is shorter than the minimum, 1m"));
+    if (every < min_every) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("every: ", Quote(s.every()),
+                       " is shorter than the minimum, ",
+                       absl::FormatDuration(min_every)));
     }
     return after + every;
   }
@@ -150,10 +153,10 @@ absl::StatusOr<Schedule> ScheduleRunner::Create(const Schedule& request) {
   s.set_paused(request.paused());
   s.set_job(request.job());
   s.set_deep(request.deep());
-  RETURN_IF_ERROR(Validate(s));
+  RETURN_IF_ERROR(Validate(s, options_.min_every));
   const absl::Time now = clock_->Now();
   s.set_created_at_micros(absl::ToUnixMicros(now));
-  ASSIGN_OR_RETURN(absl::Time next, NextRun(s, now));
+  ASSIGN_OR_RETURN(absl::Time next, NextRun(s, now, options_.min_every));
   s.set_next_run_at_micros(absl::ToUnixMicros(next));
   absl::MutexLock l(&mu_);
   if (schedules_.count(s.name()) > 0) {
@@ -187,7 +190,8 @@ absl::StatusOr<Schedule> ScheduleRunner::SetPaused(const std::string& name,
   s.set_paused(paused);
   if (!paused) {
     // Resume from now: no burst of ticks missed while paused.
-    ASSIGN_OR_RETURN(absl::Time next, NextRun(s, clock_->Now()));
+    ASSIGN_OR_RETURN(absl::Time next,
+                     NextRun(s, clock_->Now(), options_.min_every));
     s.set_next_run_at_micros(absl::ToUnixMicros(next));
   }
   RETURN_IF_ERROR(Persist(s));
@@ -251,6 +255,11 @@ void ScheduleRunner::Tick() {
   }
   for (Schedule& s : due) {
     std::string skip;
+    // One job per due time, whoever starts it: a leader that died between
+    // starting the job and recording the tick leaves the tick due, and its
+    // successor's run of it finds that job instead of starting a second.
+    const std::string request_id =
+        absl::StrCat("schedule/", s.name(), "/", s.next_run_at_micros());
     if (!s.last_snapshot_id().empty()) {
       shutter::v1::GetSnapshotRequest req;
       req.set_snapshot_id(s.last_snapshot_id());
@@ -267,6 +276,7 @@ void ScheduleRunner::Tick() {
         shutter::v1::VerifySnapshotRequest req;
         req.set_snapshot_id(*id);
         req.set_deep(s.deep());
+        req.set_request_id(request_id);
         id = StartVerify(*coordinator_, *coordinator_->repository(), req);
       }
       if (id.ok()) {
@@ -284,6 +294,7 @@ void ScheduleRunner::Tick() {
       *req.mutable_partition_ids() = s.partition_ids();
       req.set_allow_partial(s.allow_partial());
       req.set_schedule(s.name());
+      req.set_request_id(request_id);
       auto id = StartSnapshot(*coordinator_, req);
       if (id.ok()) {
         s.set_runs(s.runs() + 1);
@@ -304,8 +315,8 @@ void ScheduleRunner::Tick() {
     // Keep the cadence (next = previous due time + interval) unless the
     // controller was down past it: then from now.
     absl::Time base = absl::FromUnixMicros(s.next_run_at_micros());
-    auto next = NextRun(s, base);
-    if (next.ok() && *next <= now) next = NextRun(s, now);
+    auto next = NextRun(s, base, options_.min_every);
+    if (next.ok() && *next <= now) next = NextRun(s, now, options_.min_every);
     if (next.ok()) s.set_next_run_at_micros(absl::ToUnixMicros(*next));
     // Merge what OnCommit recorded meanwhile, then persist: both under
     // mu_, so the two writers' records cannot land out of order.

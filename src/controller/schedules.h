@@ -35,6 +35,8 @@ class ScheduleRunner {
  public:
   struct Options {
     absl::Duration poll = absl::Seconds(1);
+    // The shortest interval (`every`) a schedule may have.
+    absl::Duration min_every = absl::Minutes(1);
   };
 
   ScheduleRunner(const Options& options, JobEngine* coordinator,
@@ -64,8 +66,9 @@ class ScheduleRunner {
 
   // When `s` next runs after `after`. INVALID_ARGUMENT for a bad
   // interval or cron expression.
-  static absl::StatusOr<absl::Time> NextRun(const shutter::v1::Schedule& s,
-                                            absl::Time after);
+  static absl::StatusOr<absl::Time> NextRun(
+      const shutter::v1::Schedule& s, absl::Time after,
+      absl::Duration min_every = absl::Minutes(1));
 
  private:
   absl::Status Persist(const shutter::v1::Schedule& s)

@@ -93,8 +93,9 @@ struct Node::Parts {
   std::unique_ptr<PartitionRestorer> restorer;
   std::unique_ptr<PartitionVerifier> verifier;
   metrics::Registry metrics;
-  // The newest controller term seen (heartbeat answers, requests).
-  ControllerTerm controller_term;
+  // The newest controller term seen (heartbeat answers, requests), kept in
+  // <data-dir>/controller_term across restarts.
+  std::unique_ptr<ControllerTerm> controller_term;
   std::unique_ptr<NodeServiceImpl> node_service;
   std::unique_ptr<PartitionDataImpl> data_service;
   std::optional<RunningServer> server;
@@ -225,12 +226,16 @@ absl::Status Node::Start() {
       "--metrics-listen",
       metrics::StartDaemonMetrics(&p.metrics, o.metrics_listen)));
 
+  auto term = ControllerTerm::Open(o.data_dir + "/controller_term");
+  if (!term.ok()) return daemon::ConfigError("--data-dir", term.status());
+  p.controller_term = std::move(term).value();
+
   // 1. Serve (the taker refuses checkpoints until step 3).
   p.node_service = std::make_unique<NodeServiceImpl>(
       p.taker.get(), p.host.get(), p.restorer.get(), p.authz,
       o.enable_data_plane, &p.metrics);
   p.node_service->set_verifier(p.verifier.get());
-  p.node_service->set_controller_term(&p.controller_term);
+  p.node_service->set_controller_term(p.controller_term.get());
   p.data_service =
       std::make_unique<PartitionDataImpl>(p.host.get(), p.authz, &p.metrics);
   std::vector<grpc::Service*> services = {p.node_service.get()};
@@ -265,7 +270,9 @@ absl::Status Node::Start() {
   hopts.instance = p.instance;
   hopts.advertise_address = advertise;
   hopts.controller_addresses = absl::StrSplit(o.controller, ',');
-  hopts.on_term = [term = &p.controller_term](uint64_t t) { term->Observe(t); };
+  hopts.on_term = [term = p.controller_term.get()](uint64_t t) {
+    term->Observe(t);
+  };
   hopts.checkpoint_capacity = o.checkpoint_capacity;
   hopts.interval = absl::Milliseconds(o.heartbeat_interval_ms);
   hopts.on_fatal = [this](const absl::Status& s) {

@@ -27,6 +27,7 @@
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
 #include "testing/certs.h"
+#include "testing/etcd_server.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/s3_server.h"
@@ -56,6 +57,9 @@ class FaultTestBase : public ::testing::Test {
   // process and shutterctl act with the controller's certificate (an
   // operator too, for the test).
   virtual bool Tls() const { return false; }
+  // The controller's jobs in etcd (a real one-member etcd started here)
+  // instead of its embedded store.
+  virtual bool Etcd() const { return false; }
 
   void SetUpTls() {
     auto ca = testing::TestCa::Create("Fault Test CA", tmp_.path(), "ca");
@@ -105,6 +109,11 @@ class FaultTestBase : public ::testing::Test {
       SHUTTER_S3_OR_SKIP(s3);
       s3_ = *std::move(s3);
     }
+    if (Etcd()) {
+      etcd_ = testing::EtcdTestServer::Start(tmp_.Sub("etcd"));
+      SHUTTER_ETCD_OR_SKIP(etcd_);
+      cluster_.SetJobStore((*etcd_)->Url("fault"));
+    }
     // Slow publishing (2 MiB/s per stream, ~1 MiB per partition) so that a
     // snapshot is still running when the test strikes.
     ASSERT_OK(cluster_.StartController({"--max-attempts", "50"}));
@@ -129,6 +138,7 @@ class FaultTestBase : public ::testing::Test {
 
   void TearDown() override {
     if (s3_ == nullptr && Store() == "s3") return;  // skipped
+    if (Etcd() && !etcd_.ok()) return;               // skipped
     cluster_.CloseChannels();
     cluster_.StopAllNodes();
     cluster_.StopController(SIGTERM).IgnoreError();
@@ -195,6 +205,8 @@ class FaultTestBase : public ::testing::Test {
   const std::vector<std::string> kSlowPublish = {"--publish-stream-mibps", "2"};
   testing::TempDir tmp_;
   std::unique_ptr<testing::S3TestServer> s3_;
+  absl::StatusOr<std::unique_ptr<testing::EtcdTestServer>> etcd_ =
+      absl::NotFoundError("not started");
   std::unique_ptr<testing::TestCa> ca_;
   testing::CertFiles controller_cert_;
   testing::LocalCluster cluster_{{SHUTTER_CONTROLLER_BIN, SHUTTER_NODE_BIN,
@@ -202,7 +214,8 @@ class FaultTestBase : public ::testing::Test {
                                   /*capacity=*/2}};
 };
 
-// Parameter: the repository ("fs", "s3"), with "-tls" for mutual TLS.
+// Parameter: the repository ("fs", "s3"), with "-tls" for mutual TLS, with
+// "-etcd" for the controller's jobs in etcd.
 class FaultTest : public FaultTestBase,
                   public ::testing::WithParamInterface<std::string> {
  protected:
@@ -211,6 +224,9 @@ class FaultTest : public FaultTestBase,
   }
   bool Tls() const override {
     return GetParam().find("-tls") != std::string::npos;
+  }
+  bool Etcd() const override {
+    return GetParam().find("-etcd") != std::string::npos;
   }
 };
 
@@ -726,7 +742,7 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, FaultTest,
-                         ::testing::Values("fs", "s3", "fs-tls"),
+                         ::testing::Values("fs", "s3", "fs-tls", "fs-etcd"),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

@@ -6,15 +6,18 @@
 // and nodes refuse the deposed leader's term.
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
 #include "common/fs.h"
 #include "common/rpc.h"
+#include "controller/etcd_client.h"
 #include "gtest/gtest.h"
 #include "shutter/v1/node.grpc.pb.h"
 #include "snapshot/repository.h"
@@ -68,7 +71,8 @@ class HaTest : public ::testing::Test {
     cluster_->SetGroupMemberJobStore(
         0, absl::StrCat("etcd://127.0.0.1:", proxy_->port(), "/ha"));
     ASSERT_OK(cluster_->StartController(
-        {"--leader-lease-ms", absl::StrCat(kLeaseMs), "--max-attempts", "50"}));
+        {"--leader-lease-ms", absl::StrCat(kLeaseMs), "--max-attempts", "50",
+         "--schedule-min-interval-ms", "1000"}));
     ASSERT_TRUE(PollUntil([&] { return cluster_->LeaderIndex() >= 0; },
                           absl::Seconds(20)));
     // Slow publishing (~0.6 s per partition) so the snapshot is still
@@ -139,6 +143,17 @@ class HaTest : public ::testing::Test {
           << "partition " << p.partition_id() << " twice";
     }
     EXPECT_EQ(static_cast<int>(ids.size()), kNodes * kPerNode);
+  }
+
+  // The leader's term as the group reports it (0: none).
+  uint64_t LeaderTerm() {
+    grpc::ClientContext ctx;
+    ListControllersResponse group;
+    if (!cluster_->admin()->ListControllers(&ctx, {}, &group).ok()) return 0;
+    for (const auto& c : group.controllers()) {
+      if (c.role() == CONTROLLER_ROLE_LEADER) return c.term();
+    }
+    return 0;
   }
 
   // Running tasks of `id` as the leader reports them.
@@ -305,11 +320,26 @@ TEST_F(HaTest, APausedLeaderIsReplacedAndItsTermIsRefusedByNodes) {
   ASSERT_OK(id.status());
   ASSERT_TRUE(
       PollUntil([&] { return Published(*id) >= 6; }, absl::Seconds(60)));
+  const uint64_t old_term = LeaderTerm();
+  ASSERT_GT(old_term, 0u);
   // Paused for twice its lease: a follower takes over meanwhile.
   const pid_t pid = cluster_->group_controller_pid(old);
   ASSERT_EQ(::kill(pid, SIGSTOP), 0);
   const int leader = WaitForNewLeader(old, absl::Seconds(20));
   ASSERT_GE(leader, 0);
+  // From here on, every change under the group's prefix is watched.
+  auto url = controller::ParseEtcdUrl((*etcd_)->Url("ha"));
+  ASSERT_OK(url.status());
+  auto etcd = controller::EtcdClient::Create({url->endpoints});
+  ASSERT_OK(etcd.status());
+  int64_t from = 0;
+  {
+    etcdserverpb::RangeRequest probe;
+    probe.set_key(url->prefix + "leader");
+    auto r = (*etcd)->Range(probe);
+    ASSERT_OK(r.status());
+    from = r->header().revision() + 1;
+  }
   absl::SleepFor(absl::Milliseconds(2 * kLeaseMs));  // the pause itself
   ASSERT_EQ(::kill(pid, SIGCONT), 0);
 
@@ -366,6 +396,207 @@ TEST_F(HaTest, APausedLeaderIsReplacedAndItsTermIsRefusedByNodes) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   absl::Status as = FromGrpcStatus(s, ctx);
   EXPECT_EQ(GetErrorReason(as), ErrorReason::kStaleController) << as;
+
+  // The watch: every change of the job store since the take-over was made
+  // by the new leader (each fenced transaction stamps <prefix>writer in the
+  // same revision); none by the old one, which woke up meanwhile.
+  etcdserverpb::WatchCreateRequest create;
+  create.set_key(url->prefix);
+  create.set_range_end(controller::PrefixRangeEnd(url->prefix));
+  create.set_start_revision(from);
+  auto watch = (*etcd)->Watch(create);
+  int64_t until = 0;
+  {
+    etcdserverpb::RangeRequest probe;
+    probe.set_key(url->prefix + "leader");
+    auto r = (*etcd)->Range(probe);
+    ASSERT_OK(r.status());
+    until = r->header().revision();
+  }
+  std::map<int64_t, std::string> writer;  // revision -> stamp
+  std::set<int64_t> store_changes;
+  int64_t seen = from - 1;
+  while (seen < until) {
+    auto batch = watch->Next(absl::Now() + absl::Seconds(10));
+    ASSERT_OK(batch.status());
+    for (const auto& e : batch->events()) {
+      seen = std::max(seen, e.kv().mod_revision());
+      if (e.kv().key() == url->prefix + "writer") {
+        writer[e.kv().mod_revision()] = e.kv().value();
+      } else if (e.kv().key().rfind(url->prefix + "store/", 0) == 0) {
+        store_changes.insert(e.kv().mod_revision());
+      }
+    }
+    if (batch->events_size() == 0 && batch->header().revision() >= until) {
+      break;
+    }
+  }
+  watch->Cancel();
+  EXPECT_FALSE(store_changes.empty());  // the new leader finished the job
+  const std::string new_stamp = absl::StrCat(
+      cluster_->group_controller_address(leader), " term ", term);
+  for (int64_t rev : store_changes) {
+    ASSERT_TRUE(writer.count(rev)) << "revision " << rev << " unstamped";
+    EXPECT_EQ(writer[rev], new_stamp) << "revision " << rev;
+  }
+  for (const auto& [rev, stamp] : writer) {
+    EXPECT_EQ(stamp.find(absl::StrCat(" term ", old_term)), std::string::npos)
+        << "the deposed leader wrote at revision " << rev << ": " << stamp;
+  }
+}
+
+// A garbage collection waiting for a running snapshot's publishes when the
+// leader dies: the new leader resumes both (the collection takes its own
+// lock over); the collection retried with its key is the same job, the
+// snapshot commits once and reads back whole after the collection.
+TEST_F(HaTest, LeaderKilledMidGcAFollowerFinishesBoth) {
+  const int old = cluster_->LeaderIndex();
+  ASSERT_GE(old, 0);
+  auto id = cluster_->CreateSnapshot();
+  ASSERT_OK(id.status());
+  ASSERT_TRUE(
+      PollUntil([&] { return Published(*id) >= 3; }, absl::Seconds(60)));
+  // The collection waits for the snapshot's publishes; its call blocks.
+  CollectGarbageRequest gc;
+  gc.set_grace_seconds(0);
+  gc.set_request_id("ha-test-gc-1");
+  const std::string leader_address = cluster_->group_controller_address(old);
+  std::thread first([&] {
+    auto stub = AdminService::NewStub(MakeChannel(leader_address));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(120));
+    CollectGarbageResponse r;
+    stub->CollectGarbage(&ctx, gc, &r);  // cut off by the kill
+  });
+  std::string gc_id;
+  const bool running = PollUntil(
+      [&] {
+        grpc::ClientContext ctx;
+        ListSnapshotsRequest req;
+        req.set_type(JOB_TYPE_GC);
+        ListSnapshotsResponse list;
+        if (!cluster_->admin()->ListSnapshots(&ctx, req, &list).ok()) {
+          return false;
+        }
+        for (const auto& s : list.snapshots()) {
+          if (s.state() == SNAPSHOT_STATE_RUNNING) gc_id = s.snapshot_id();
+        }
+        return !gc_id.empty();
+      },
+      absl::Seconds(30));
+  if (!running || Published(*id) >= kNodes * kPerNode) {
+    ASSERT_OK(cluster_->StopGroupController(old, SIGKILL).status());
+    first.join();
+    FAIL() << "the collection was not seen waiting for the snapshot";
+  }
+  ASSERT_OK(cluster_->StopGroupController(old, SIGKILL).status());
+  first.join();
+  const int leader = WaitForNewLeader(old, absl::Seconds(20));
+  ASSERT_GE(leader, 0);
+  // Retried with its key until a leader serves: the same collection,
+  // answered once it is done.
+  CollectGarbageResponse done;
+  grpc::Status retried;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(120));
+        retried = cluster_->admin()->CollectGarbage(&ctx, gc, &done);
+        return retried.error_code() != grpc::StatusCode::UNAVAILABLE;
+      },
+      absl::Seconds(150)));
+  ASSERT_TRUE(retried.ok()) << retried.error_message();
+  EXPECT_EQ(done.gc_id(), gc_id);
+  ExpectCommittedOnce(*id);
+  EXPECT_EQ(PublishedOnNodes(), kNodes * kPerNode);
+  {
+    grpc::ClientContext ctx;
+    ListSnapshotsRequest req;
+    req.set_type(JOB_TYPE_GC);
+    ListSnapshotsResponse list;
+    ASSERT_TRUE(cluster_->admin()->ListSnapshots(&ctx, req, &list).ok());
+    ASSERT_EQ(list.snapshots_size(), 1);
+    EXPECT_EQ(list.snapshots(0).state(), SNAPSHOT_STATE_COMMITTED);
+  }
+  // Nothing the snapshot needs was collected: a deep verify on the nodes
+  // opens every partition's checkpoint from the repository.
+  VerifySnapshotRequest verify;
+  verify.set_snapshot_id(*id);
+  verify.set_deep(true);
+  VerifySnapshotResponse checked;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::seconds(120));
+  grpc::Status v = cluster_->admin()->VerifySnapshot(&ctx, verify, &checked);
+  ASSERT_TRUE(v.ok()) << v.error_message();
+  auto verified = cluster_->WaitForSnapshot(checked.verify_id(),
+                                            absl::Seconds(120));
+  ASSERT_OK(verified.status());
+  EXPECT_EQ(verified->state(), SNAPSHOT_STATE_COMMITTED) << verified->error();
+}
+
+// A schedule keeps its rhythm across a failover: every due time runs once
+// (one job per due time, whichever leader started it), none is missed, no
+// tick is skipped.
+TEST_F(HaTest, AScheduleKeepsItsRhythmAcrossAFailover) {
+  constexpr int kEverySeconds = 5;  // longer than a failover (lease + ~1 s)
+  CreateScheduleRequest create;
+  create.mutable_schedule()->set_name("rhythm");
+  create.mutable_schedule()->set_every(absl::StrCat(kEverySeconds, "s"));
+  create.mutable_schedule()->add_partition_ids(0);
+  {
+    grpc::ClientContext ctx;
+    CreateScheduleResponse r;
+    grpc::Status s = cluster_->admin()->CreateSchedule(&ctx, create, &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  auto schedule = [&]() -> absl::StatusOr<Schedule> {
+    grpc::ClientContext ctx;
+    ListSchedulesResponse r;
+    grpc::Status s = cluster_->admin()->ListSchedules(&ctx, {}, &r);
+    if (!s.ok()) return absl::UnavailableError(s.error_message());
+    if (r.schedules_size() != 1) return absl::NotFoundError("no schedule");
+    return r.schedules(0);
+  };
+  auto runs = [&] {
+    auto s = schedule();
+    return s.ok() ? static_cast<int>(s->runs()) : -1;
+  };
+  ASSERT_TRUE(PollUntil([&] { return runs() >= 2; }, absl::Seconds(30)));
+  // Strike just after a run, so the failover spans the next due time.
+  const int old = cluster_->LeaderIndex();
+  ASSERT_GE(old, 0);
+  ASSERT_OK(cluster_->StopGroupController(old, SIGKILL).status());
+  ASSERT_GE(WaitForNewLeader(old, absl::Seconds(20)), 0);
+  ASSERT_TRUE(PollUntil([&] { return runs() >= 5; }, absl::Seconds(60)));
+  auto s = schedule();
+  ASSERT_OK(s.status());
+  EXPECT_EQ(s->skipped(), 0u) << s->last_skip_reason();
+  // Every job of the schedule, by the due time it ran for.
+  ListSnapshotsResponse list;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(cluster_->admin()->ListSnapshots(&ctx, {}, &list).ok());
+  }
+  std::vector<int64_t> due;
+  for (const auto& summary : list.snapshots()) {
+    if (summary.schedule() != "rhythm") continue;
+    auto job = cluster_->GetSnapshot(summary.snapshot_id());
+    ASSERT_OK(job.status());
+    const std::string prefix = "schedule/rhythm/";
+    ASSERT_EQ(job->request_id().rfind(prefix, 0), 0u) << job->request_id();
+    due.push_back(std::stoll(job->request_id().substr(prefix.size())));
+  }
+  std::sort(due.begin(), due.end());
+  ASSERT_GE(due.size(), 5u);
+  EXPECT_EQ(static_cast<int>(due.size()), static_cast<int>(s->runs()));
+  for (size_t i = 1; i < due.size(); ++i) {
+    // Neither doubled (0) nor missed (twice the interval).
+    EXPECT_EQ(due[i] - due[i - 1], kEverySeconds * 1000000LL)
+        << "run " << i;
+  }
 }
 
 class HaQuorumTest : public HaTest {

@@ -166,6 +166,11 @@ absl::Status EtcdTestServer::Restart(int i) {
   return Launch(i, /*wait=*/members_.size() == 1);
 }
 
+pid_t EtcdTestServer::pid(int i) const {
+  const auto& p = members_[static_cast<size_t>(i)].process;
+  return p == nullptr ? 0 : p->pid();
+}
+
 absl::Status EtcdTestServer::Pause(int i) {
   if (members_[i].process == nullptr) return absl::NotFoundError("not running");
   return ::kill(members_[i].process->pid(), SIGSTOP) == 0

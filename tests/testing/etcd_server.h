@@ -31,6 +31,8 @@ class EtcdTestServer {
   // Kills member `i` (SIGKILL); Restart brings it back with its data.
   absl::Status Kill(int i);
   absl::Status Restart(int i);
+  // Member `i`'s process id (0 if it is not running).
+  pid_t pid(int i) const;
   // SIGSTOP / SIGCONT member `i`.
   absl::Status Pause(int i);
   absl::Status Resume(int i);

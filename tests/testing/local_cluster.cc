@@ -202,6 +202,10 @@ absl::Status LocalCluster::StartController(
       extra_flags.end()) {
     argv.insert(argv.end(), {"--adaptive-limits", "false"});
   }
+  if (!single_job_store_.empty()) {
+    argv.insert(argv.end(), {"--job-store", single_job_store_,
+                             "--leader-lease-ms", "2000"});
+  }
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   controller_ = std::make_unique<Subprocess>();
   absl::Status s = controller_->Start(argv, options_.dir + "/controller.log");
@@ -211,6 +215,23 @@ absl::Status LocalCluster::StartController(
   controller_port_ = *port;
   controller_addr_ = absl::StrCat("127.0.0.1:", *port);
   admin_.reset();
+  if (!single_job_store_.empty()) {
+    // On etcd it serves once it has won the election and loaded.
+    grpc::Status last;
+    const bool leads = PollUntil(
+        [&] {
+          grpc::ClientContext ctx;
+          ListNodesResponse r;
+          last = admin()->ListNodes(&ctx, {}, &r);
+          return last.ok();
+        },
+        absl::Seconds(30));
+    if (!leads) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "the controller on etcd did not lead within 30 s: ",
+          last.error_message()));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -53,6 +53,13 @@ class LocalCluster {
     controllers_ = controllers;
     job_store_ = std::move(job_store);
   }
+  // The one controller keeps its jobs in etcd at `job_store` (an etcd URL,
+  // lease 2 s) instead of its embedded store; StartController then waits
+  // until it leads (after a kill, until etcd has expired the dead
+  // process's lease). Call before starting anything.
+  void SetJobStore(std::string job_store) {
+    single_job_store_ = std::move(job_store);
+  }
   // These start, stop and find one member of the group.
   absl::Status StartGroupController(int i,
                                     std::vector<std::string> extra_flags = {});
@@ -192,6 +199,7 @@ class LocalCluster {
   std::vector<Node> nodes_;
   std::map<int, std::vector<std::string>> node_env_;
   std::vector<std::string> controller_security_ = {"--insecure"};
+  std::string single_job_store_;  // SetJobStore
   std::function<std::vector<std::string>(int)> node_security_;
   std::string repository_;
   std::vector<std::string> repository_flags_;

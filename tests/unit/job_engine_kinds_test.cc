@@ -1553,6 +1553,46 @@ TEST_F(JobEngineTest, SchedulesRunWhenDueAndNeverOverlap) {
   EXPECT_THAT(again.Delete("hourly"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+// A leader that started a schedule's run and died before recording the
+// tick: its successor (a new engine on the same store, the schedule's
+// record as it was before the tick) runs the same tick, which finds the
+// job already started instead of starting a second one.
+TEST_F(JobEngineTest, AScheduleTickRepeatedAfterACrashStartsOneJob) {
+  Beat("a", 0, 2, 2);
+  shutter::v1::Schedule before;
+  std::string id;
+  {
+    ScheduleRunner runner({absl::Seconds(1)}, coordinator_.get(), nullptr,
+                          store_.get(), timer_.get(), &clock_);
+    shutter::v1::Schedule s;
+    s.set_name("often");
+    s.set_every("1m");
+    s.add_partition_ids(0);
+    ASSERT_OK(runner.Create(s));
+    before = runner.List()[0];
+    clock_.Advance(absl::Minutes(1));
+    Beat("a", 0, 2, 2);
+    runner.Tick();
+    ASSERT_TRUE(transport_.WaitForCalls(1));
+    id = runner.List()[0].last_snapshot_id();
+    ASSERT_FALSE(id.empty());
+  }
+  StopCoordinator();
+  // The tick's own record never made it.
+  ASSERT_OK(store_->PutRecord(absl::StrCat("schedule/", before.name()),
+                        before.SerializeAsString()));
+  StartCoordinator();
+  Beat("a", 0, 2, 2);
+  ScheduleRunner again({absl::Seconds(1)}, coordinator_.get(), nullptr,
+                       store_.get(), timer_.get(), &clock_);
+  ASSERT_OK(again.Start());
+  again.Tick();
+  again.Shutdown();
+  EXPECT_EQ(again.List()[0].last_snapshot_id(), id);
+  EXPECT_EQ(again.List()[0].runs(), 1u);
+  EXPECT_EQ(coordinator_->ListSnapshots(0).size(), 1u);
+}
+
 TEST_F(JobEngineTest, BadSchedulesAreRefused) {
   ScheduleRunner runner({}, coordinator_.get(), nullptr, store_.get(),
                         timer_.get(), &clock_);
