@@ -30,7 +30,7 @@
 // --smoke runs small versions of S1, S1 on etcd and S3 (CI).
 // --failover N runs failover trials instead (see RunFailover).
 //
-// Usage: controller_scale_bench [--smoke] [--huge] [--no-etcd] [--only S2]
+// Usage: controller_scale_bench [--smoke] [--huge] [--no-etcd] [--only S2,S2E]
 //          [--controller-bin PATH]   (default: the one built with it)
 #include <signal.h>
 #include <sys/wait.h>
@@ -50,6 +50,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -61,12 +62,12 @@
 #include "common/fs.h"
 #include "common/rpc.h"
 #include "common/timer.h"
+#include "controller/etcd_client.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/controller.grpc.pb.h"
 #include "shutter/v1/node.grpc.pb.h"
 #include "snapshot/manifest.h"
 #include "snapshot/repository.h"
-#include "controller/etcd_client.h"
 #include "testing/etcd_server.h"
 #include "testing/process.h"
 #include "testing/temp_dir.h"
@@ -284,12 +285,24 @@ class Bench {
     if (!server.ok()) Die(server.status().ToString());
 
     std::unique_ptr<shutter::testing::EtcdTestServer> etcd;
-    std::vector<std::string> args = {
-        controller_bin_, "--insecure", "--listen", "127.0.0.1:0",
-        "--port-file", tmp.Sub("controller.port"), "--data-dir",
-        tmp.Sub("controller"), "--repository", repo, "--node-dead-after-ms",
-        "60000", "--heartbeat-interval-ms", absl::StrCat(heartbeat_ms_),
-        "--rpc-timeout-ms", "600000", "--log-level", "warn"};
+    std::vector<std::string> args = {controller_bin_,
+                                     "--insecure",
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--port-file",
+                                     tmp.Sub("controller.port"),
+                                     "--data-dir",
+                                     tmp.Sub("controller"),
+                                     "--repository",
+                                     repo,
+                                     "--node-dead-after-ms",
+                                     "60000",
+                                     "--heartbeat-interval-ms",
+                                     absl::StrCat(heartbeat_ms_),
+                                     "--rpc-timeout-ms",
+                                     "600000",
+                                     "--log-level",
+                                     "warn"};
     if (sc.etcd) {
       auto started = shutter::testing::EtcdTestServer::Start(tmp.Sub("etcd"));
       if (!started.ok()) Die("etcd: " + started.status().ToString());
@@ -316,8 +329,8 @@ class Bench {
         ListNodesResponse resp;
         grpc::Status st = probe->ListNodes(&ctx, ListNodesRequest(), &resp);
         if (st.ok()) break;
-        if (absl::Now() > until) Die("controller not serving: " +
-                                     st.error_message());
+        if (absl::Now() > until)
+          Die("controller not serving: " + st.error_message());
         absl::SleepFor(absl::Milliseconds(20));  // polling a real process
       }
     }
@@ -541,7 +554,7 @@ int RunFailover(const std::string& controller_bin, int trials, int lease_ms) {
   const std::string repo = tmp.Sub("repo");
   auto etcd = shutter::testing::EtcdTestServer::Start(tmp.Sub("etcd"));
   if (!etcd.ok()) Die("etcd: " + etcd.status().ToString());
-  FakeNodes fakes(repo, kNodes * kPerNode);
+  FakeNodes fakes(repo, kPerNode);
   fakes.set_delay(absl::Milliseconds(300));
   auto server = shutter::StartGrpcServer("0.0.0.0:0", {&fakes});
   if (!server.ok()) Die(server.status().ToString());
@@ -555,13 +568,28 @@ int RunFailover(const std::string& controller_bin, int trials, int lease_ms) {
   }
   auto start = [&](int i) {
     ctl[i] = std::make_unique<shutter::testing::Subprocess>();
-    absl::Status s = ctl[i]->Start(
-        {controller_bin, "--insecure", "--listen", addresses[i], "--advertise",
-         addresses[i], "--data-dir", tmp.Sub(absl::StrCat("controller", i)),
-         "--repository", repo, "--job-store", (*etcd)->Url("/failover/"),
-         "--leader-lease-ms", absl::StrCat(lease_ms), "--node-dead-after-ms",
-         "60000", "--rpc-timeout-ms", "600000", "--log-level", "warn"},
-        tmp.Sub(absl::StrCat("controller", i, ".log")));
+    absl::Status s =
+        ctl[i]->Start({controller_bin,
+                       "--insecure",
+                       "--listen",
+                       addresses[i],
+                       "--advertise",
+                       addresses[i],
+                       "--data-dir",
+                       tmp.Sub(absl::StrCat("controller", i)),
+                       "--repository",
+                       repo,
+                       "--job-store",
+                       (*etcd)->Url("/failover/"),
+                       "--leader-lease-ms",
+                       absl::StrCat(lease_ms),
+                       "--node-dead-after-ms",
+                       "60000",
+                       "--rpc-timeout-ms",
+                       "600000",
+                       "--log-level",
+                       "warn"},
+                      tmp.Sub(absl::StrCat("controller", i, ".log")));
     if (!s.ok()) Die(s.ToString());
   };
   for (int i = 0; i < kControllers; ++i) start(i);
@@ -723,8 +751,8 @@ int RunFailover(const std::string& controller_bin, int trials, int lease_ms) {
     if (committed < 0) Die("snapshot did not finish after the failover");
     serve.push_back(served);
     commit.push_back(committed);
-    std::printf("%5d | %12.2f %14.2f %10d %12s\n", trial + 1, served,
-                committed, fakes.Repeats(id), state.c_str());
+    std::printf("%5d | %12.2f %14.2f %10d %12s\n", trial + 1, served, committed,
+                fakes.Repeats(id), state.c_str());
     std::fflush(stdout);
     if (state != "SNAPSHOT_STATE_COMMITTED") Die("did not commit");
     start(leader);  // back, as a follower
@@ -761,7 +789,8 @@ int main(int argc, char** argv) {
   app.add_flag("--huge", huge, "Also S4: 10,000 nodes");
   bool no_etcd = false;
   app.add_flag("--no-etcd", no_etcd, "Leave out the etcd scenarios");
-  app.add_option("--only", only, "Run one scenario (e.g. S2)");
+  app.add_option("--only", only,
+                 "Run only these scenarios (comma-separated, e.g. S2,S2E)");
   app.add_option("--controller-bin", controller_bin)->capture_default_str();
   int failover_trials = 0, lease_ms = 3000;
   app.add_option("--failover", failover_trials,
@@ -779,12 +808,15 @@ int main(int argc, char** argv) {
                  {"S1E", 20, 10, 4, 0, false, 0, 0, true},
                  {"S3", 10, 4, 4, 50, false}};
   } else {
-    scenarios = {
-        {"S1", 100, 10, 4, 0, false},     {"S2", 1000, 10, 4, 0, false, 10},
-        {"S2E", 1000, 10, 4, 0, false, 0, 0, true},
-        {"S2L", 1000, 10, 4, 0, true, 0}, {"S3", 100, 16, 4, 200, false},
-        {"S3b", 100, 16, 4, 50, false},   {"S3c", 100, 16, 16, 200, false},
-        {"S3d", 100, 16, 1, 200, false},  {"R", 100, 10, 4, 0, false, 0, 49}};
+    scenarios = {{"S1", 100, 10, 4, 0, false},
+                 {"S2", 1000, 10, 4, 0, false, 10},
+                 {"S2E", 1000, 10, 4, 0, false, 0, 0, true},
+                 {"S2L", 1000, 10, 4, 0, true, 0},
+                 {"S3", 100, 16, 4, 200, false},
+                 {"S3b", 100, 16, 4, 50, false},
+                 {"S3c", 100, 16, 16, 200, false},
+                 {"S3d", 100, 16, 1, 200, false},
+                 {"R", 100, 10, 4, 0, false, 0, 49}};
     if (huge) scenarios.push_back({"S4", 10000, 10, 4, 0, false, 10});
   }
   Bench bench(controller_bin, 1000);
@@ -795,7 +827,10 @@ int main(int argc, char** argv) {
   std::map<std::string, Result> results;
   bool first = true;
   for (const Scenario& sc : scenarios) {
-    if (!only.empty() && sc.name != only) continue;
+    if (!only.empty() &&
+        !absl::c_linear_search(absl::StrSplit(only, ','), sc.name)) {
+      continue;
+    }
     if (sc.etcd && no_etcd) continue;
     // The previous scenario's files are being removed and its sockets
     // linger: let the disk and the kernel settle so that scenarios do not

@@ -203,8 +203,8 @@ absl::Status Controller::StartTerm(uint64_t term,
   ScheduleRunner::Options sopts;
   sopts.min_every = absl::Milliseconds(o.schedule_min_interval_ms);
   t->schedules = std::make_unique<ScheduleRunner>(
-      sopts, t->engine.get(), t->maintenance.get(),
-      p.store.get(), &t->timer, Clock::Real());
+      sopts, t->engine.get(), t->maintenance.get(), p.store.get(), &t->timer,
+      Clock::Real());
   RETURN_IF_ERROR(t->schedules->Start());
   t->schedules_ptr = t->schedules.get();
 

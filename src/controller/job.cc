@@ -184,10 +184,8 @@ shutter::v1::SnapshotSummary Job::Summary() const {
     s.set_partitions_published(
         Count(shutter::v1::PARTITION_TASK_STATE_PUBLISHED));
     s.set_partitions_failed(Count(shutter::v1::PARTITION_TASK_STATE_FAILED));
-    s.set_partitions_running(
-        Count(shutter::v1::PARTITION_TASK_STATE_RUNNING));
-    s.set_partitions_waiting(
-        Count(shutter::v1::PARTITION_TASK_STATE_WAITING));
+    s.set_partitions_running(Count(shutter::v1::PARTITION_TASK_STATE_RUNNING));
+    s.set_partitions_waiting(Count(shutter::v1::PARTITION_TASK_STATE_WAITING));
     s.set_partitions_queued(Count(shutter::v1::PARTITION_TASK_STATE_QUEUED));
     s.set_partitions_cancelled(
         Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));

@@ -802,8 +802,7 @@ void JobEngine::MaybeFinish(const std::string& snapshot_id) {
     h.set_error(absl::StrCat(StatusText(written), "; the commit is decided, ",
                              "trying again in ", absl::FormatDuration(again)));
     spdlog::warn("{} {}: {}", kind->name(), snapshot_id, h.error());
-    timer_->RunAfter(again,
-                     [this, snapshot_id] { MaybeFinish(snapshot_id); });
+    timer_->RunAfter(again, [this, snapshot_id] { MaybeFinish(snapshot_id); });
     return;
   }
   h.set_finished_at_micros(absl::ToUnixMicros(clock_->Now()));
@@ -862,10 +861,11 @@ void JobEngine::PruneHistoryLocked() {
     const std::vector<uint32_t> ids = job.PruneTasks(clock_->Now());
     StageHeaderLocked(job);
     for (uint32_t id : ids) committer_.Delete(JobKeys::Task(job.id(), id));
-    spdlog::info("{} {}: pruned its {} task records (kept: the newest {} "
-                 "finished jobs')",
-                 KindOf(h.type())->name(), job.id(), ids.size(),
-                 options_.task_history_jobs);
+    spdlog::info(
+        "{} {}: pruned its {} task records (kept: the newest {} "
+        "finished jobs')",
+        KindOf(h.type())->name(), job.id(), ids.size(),
+        options_.task_history_jobs);
   }
 }
 

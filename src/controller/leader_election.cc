@@ -264,8 +264,8 @@ void LeaderElection::Lead(int64_t term) {
     leader_address_ = options_.address;
     known_term_ = term;
   }
-  store_->SetFence(EtcdFence{LeaderKey(), term,
-                             absl::StrCat(options_.id, " term ", term)});
+  store_->SetFence(
+      EtcdFence{LeaderKey(), term, absl::StrCat(options_.id, " term ", term)});
   leading_term_ = term;
   ++elections_won_;
   spdlog::info("controller {} leads, term {}", options_.id, term);

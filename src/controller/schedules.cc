@@ -81,10 +81,9 @@ absl::StatusOr<absl::Time> ScheduleRunner::NextRun(const Schedule& s,
     ASSIGN_OR_RETURN(absl::Duration every,
                      ParseDurationFlag("every", s.every()));
     if (every < min_every) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("every: ", Quote(s.every()),
-                       " is shorter than the minimum, ",
-                       absl::FormatDuration(min_every)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "every: ", Quote(s.every()), " is shorter than the minimum, ",
+          absl::FormatDuration(min_every)));
     }
     return after + every;
   }

@@ -31,8 +31,7 @@ class ControllerTerm {
   ControllerTerm() = default;
   // Reads the newest term from `path` (0 if there is none yet); keeps it
   // there from now on. DATA_LOSS if the file is not a term.
-  static absl::StatusOr<std::unique_ptr<ControllerTerm>> Open(
-      std::string path);
+  static absl::StatusOr<std::unique_ptr<ControllerTerm>> Open(std::string path);
 
   // OK (and remembered) if `term` is not older than the newest seen;
   // FAILED_PRECONDITION with reason STALE_CONTROLLER otherwise, naming

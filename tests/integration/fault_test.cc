@@ -138,7 +138,7 @@ class FaultTestBase : public ::testing::Test {
 
   void TearDown() override {
     if (s3_ == nullptr && Store() == "s3") return;  // skipped
-    if (Etcd() && !etcd_.ok()) return;               // skipped
+    if (Etcd() && !etcd_.ok()) return;              // skipped
     cluster_.CloseChannels();
     cluster_.StopAllNodes();
     cluster_.StopController(SIGTERM).IgnoreError();

@@ -227,9 +227,9 @@ absl::Status LocalCluster::StartController(
         },
         absl::Seconds(30));
     if (!leads) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "the controller on etcd did not lead within 30 s: ",
-          last.error_message()));
+      return absl::DeadlineExceededError(
+          absl::StrCat("the controller on etcd did not lead within 30 s: ",
+                       last.error_message()));
     }
   }
   return absl::OkStatus();

@@ -1171,9 +1171,9 @@ TEST_F(JobEngineTest, ADecidedCommitIsOnlyEverFinished) {
   EXPECT_EQ(running.state(), shutter::v1::SNAPSHOT_STATE_RUNNING);
   EXPECT_THAT(running.error(), ::testing::HasSubstr("the commit is decided"));
   // Never rolled back, never cancelled: only finished.
-  EXPECT_THAT(coordinator_->CancelSnapshot(*id),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       "commit is decided"));
+  EXPECT_THAT(
+      coordinator_->CancelSnapshot(*id),
+      StatusIs(absl::StatusCode::kFailedPrecondition, "commit is decided"));
   Advance(absl::Seconds(1));  // still in the way: tried again, backs off
   EXPECT_THAT(Get(*id).error(), ::testing::HasSubstr("trying again in 2s"));
   std::filesystem::remove_all(manifest);
@@ -1580,7 +1580,7 @@ TEST_F(JobEngineTest, AScheduleTickRepeatedAfterACrashStartsOneJob) {
   StopCoordinator();
   // The tick's own record never made it.
   ASSERT_OK(store_->PutRecord(absl::StrCat("schedule/", before.name()),
-                        before.SerializeAsString()));
+                              before.SerializeAsString()));
   StartCoordinator();
   Beat("a", 0, 2, 2);
   ScheduleRunner again({absl::Seconds(1)}, coordinator_.get(), nullptr,
