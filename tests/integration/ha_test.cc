@@ -551,6 +551,73 @@ TEST_F(HaTest, LeaderKilledMidGcAFollowerFinishesBoth) {
   EXPECT_EQ(verified->state(), SNAPSHOT_STATE_COMMITTED) << verified->error();
 }
 
+// Every controller of the group stopped and started again: the group's
+// state, read through the admin API, is what it was (jobs, schedules,
+// pins), since all of it lives in etcd.
+TEST_F(HaTest, RestartingEveryControllerKeepsTheSameState) {
+  auto id = cluster_->CreateSnapshot();
+  ASSERT_OK(id.status());
+  ASSERT_OK(cluster_->WaitForSnapshot(*id, absl::Seconds(120)).status());
+  {
+    grpc::ClientContext ctx;
+    PinSnapshotRequest pin;
+    pin.set_snapshot_id(*id);
+    pin.set_pinned(true);
+    PinSnapshotResponse r;
+    ASSERT_TRUE(cluster_->admin()->PinSnapshot(&ctx, pin, &r).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    CreateScheduleRequest create;
+    create.mutable_schedule()->set_name("nightly");
+    create.mutable_schedule()->set_cron("0 3 * * *");
+    CreateScheduleResponse r;
+    ASSERT_TRUE(cluster_->admin()->CreateSchedule(&ctx, create, &r).ok());
+  }
+  auto state = [&]() -> absl::StatusOr<std::string> {
+    std::string out;
+    for (JobType type : {JOB_TYPE_SNAPSHOT, JOB_TYPE_RESTORE}) {
+      grpc::ClientContext ctx;
+      ListSnapshotsRequest req;
+      req.set_type(type);
+      ListSnapshotsResponse list;
+      grpc::Status s = cluster_->admin()->ListSnapshots(&ctx, req, &list);
+      if (!s.ok()) return absl::UnavailableError(s.error_message());
+      out += list.DebugString();
+    }
+    GetSnapshotResponse job;
+    {
+      grpc::ClientContext ctx;
+      GetSnapshotRequest req;
+      req.set_snapshot_id(*id);
+      grpc::Status s = cluster_->admin()->GetSnapshot(&ctx, req, &job);
+      if (!s.ok()) return absl::UnavailableError(s.error_message());
+    }
+    out += job.DebugString();
+    grpc::ClientContext ctx;
+    ListSchedulesResponse schedules;
+    grpc::Status s = cluster_->admin()->ListSchedules(&ctx, {}, &schedules);
+    if (!s.ok()) return absl::UnavailableError(s.error_message());
+    return out + schedules.DebugString();
+  };
+  auto before = state();
+  ASSERT_OK(before.status());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(cluster_->StopGroupController(i, SIGTERM).status());
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(cluster_->StartGroupController(i));
+  }
+  absl::StatusOr<std::string> after;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        after = state();
+        return after.ok();
+      },
+      absl::Seconds(30)));
+  EXPECT_EQ(*after, *before);
+}
+
 // A schedule keeps its rhythm across a failover: every due time runs once
 // (one job per due time, whichever leader started it), none is missed, no
 // tick is skipped.
