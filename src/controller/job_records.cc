@@ -55,6 +55,17 @@ Api FromRecord(const std::pair<Api, Record> (&table)[N], Record record) {
   }
   return Api{};
 }
+// The API's and the store's PrunedTasks have the same fields.
+template <typename From, typename To>
+void CopyPrunedTasks(const From& from, To* to) {
+  to->set_total(from.total());
+  to->set_published(from.published());
+  to->set_failed(from.failed());
+  to->set_cancelled(from.cancelled());
+  to->set_total_bytes(from.total_bytes());
+  to->set_pruned_at_micros(from.pruned_at_micros());
+}
+
 }  // namespace
 
 std::string KindName(shutter::v1::JobType type) {
@@ -86,14 +97,7 @@ sv1::JobRecord ToJobRecord(const Snapshot& h) {
   r.set_rolled_back(h.rolled_back());
   r.set_commit_decided(h.commit_decided());
   if (h.has_pruned_tasks()) {
-    const auto& from = h.pruned_tasks();
-    auto* to = r.mutable_pruned_tasks();
-    to->set_total(from.total());
-    to->set_published(from.published());
-    to->set_failed(from.failed());
-    to->set_cancelled(from.cancelled());
-    to->set_total_bytes(from.total_bytes());
-    to->set_pruned_at_micros(from.pruned_at_micros());
+    CopyPrunedTasks(h.pruned_tasks(), r.mutable_pruned_tasks());
   }
   r.set_request_id(h.request_id());
   switch (h.type()) {
@@ -188,14 +192,7 @@ absl::StatusOr<Snapshot> FromJobRecord(const sv1::JobRecord& r) {
   h.set_rolled_back(r.rolled_back());
   h.set_commit_decided(r.commit_decided());
   if (r.has_pruned_tasks()) {
-    const auto& from = r.pruned_tasks();
-    auto* to = h.mutable_pruned_tasks();
-    to->set_total(from.total());
-    to->set_published(from.published());
-    to->set_failed(from.failed());
-    to->set_cancelled(from.cancelled());
-    to->set_total_bytes(from.total_bytes());
-    to->set_pruned_at_micros(from.pruned_at_micros());
+    CopyPrunedTasks(r.pruned_tasks(), h.mutable_pruned_tasks());
   }
   h.set_request_id(r.request_id());
   switch (r.payload_case()) {

@@ -298,6 +298,16 @@ class JobEngineTest : public ::testing::Test {
     return *id;
   }
 
+  // One snapshot of partition 0 on node "a", committed; then the engine is
+  // stopped. Returns the job as it was (empty on failure).
+  shutter::v1::Snapshot CommitOneAndStop() {
+    Beat("a", 0, 1, 1);
+    const std::string id = CommitOne();
+    shutter::v1::Snapshot snap = id.empty() ? shutter::v1::Snapshot() : Get(id);
+    StopCoordinator();
+    return snap;
+  }
+
   shutter::v1::Snapshot Get(const std::string& id) {
     coordinator_->WaitForQuiescenceForTesting();
     auto s = coordinator_->GetSnapshot(id);
@@ -1124,21 +1134,16 @@ TEST_F(JobEngineTest, FinishedJobsBeyondTheHistoryKeepASummaryOnly) {
 }
 
 TEST_F(JobEngineTest, RestartAfterTheLastPartitionCommits) {
-  Beat("a", 0, 1, 1);
-  auto id = CreateSnapshot({});
-  ASSERT_OK(id);
-  ASSERT_TRUE(transport_.WaitForCalls(1));
   // Simulate a crash right after the store recorded the last publication
   // but before the job finished: rewrite the record as RUNNING.
-  Publish(transport_.Take());
-  auto snap = Get(*id);
-  ASSERT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
-  StopCoordinator();
+  shutter::v1::Snapshot snap = CommitOneAndStop();
+  ASSERT_FALSE(snap.snapshot_id().empty());
+  const std::string id = snap.snapshot_id();
   snap.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
   snap.clear_manifest_path();
   ASSERT_OK(store_->PutJob(snap));
   StartCoordinator();  // the manifest is already there: it is ours
-  EXPECT_EQ(Get(*id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  EXPECT_EQ(Get(id).state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
 }
 
@@ -1147,15 +1152,10 @@ TEST_F(JobEngineTest, RestartAfterTheLastPartitionCommits) {
 // finished: a restart commits it, a cancel is refused, and a failing
 // manifest write is tried again rather than rolled back.
 TEST_F(JobEngineTest, ADecidedCommitIsOnlyEverFinished) {
-  Beat("a", 0, 1, 1);
-  auto id = CreateSnapshot({});
-  ASSERT_OK(id);
-  ASSERT_TRUE(transport_.WaitForCalls(1));
-  Publish(transport_.Take());
-  auto snap = Get(*id);
-  ASSERT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  shutter::v1::Snapshot snap = CommitOneAndStop();
+  ASSERT_FALSE(snap.snapshot_id().empty());
+  const std::string id = snap.snapshot_id();
   EXPECT_TRUE(snap.commit_decided());
-  StopCoordinator();
   // The crash: decided and durable, no cluster manifest yet; something in
   // the way of writing it (a directory where the manifest goes).
   snap.set_state(shutter::v1::SNAPSHOT_STATE_RUNNING);
@@ -1163,25 +1163,25 @@ TEST_F(JobEngineTest, ADecidedCommitIsOnlyEverFinished) {
   snap.clear_finished_at_micros();
   ASSERT_OK(store_->PutJob(snap));
   const std::string manifest =
-      Abs(snapshot::Repository::ClusterManifestPath(*id));
+      Abs(snapshot::Repository::ClusterManifestPath(id));
   ASSERT_TRUE(std::filesystem::remove(manifest));
   std::filesystem::create_directories(manifest + "/in-the-way");
   StartCoordinator();
-  auto running = Get(*id);
+  auto running = Get(id);
   EXPECT_EQ(running.state(), shutter::v1::SNAPSHOT_STATE_RUNNING);
   EXPECT_THAT(running.error(), ::testing::HasSubstr("the commit is decided"));
   // Never rolled back, never cancelled: only finished.
   EXPECT_THAT(
-      coordinator_->CancelSnapshot(*id),
+      coordinator_->CancelSnapshot(id),
       StatusIs(absl::StatusCode::kFailedPrecondition, "commit is decided"));
   Advance(absl::Seconds(1));  // still in the way: tried again, backs off
-  EXPECT_THAT(Get(*id).error(), ::testing::HasSubstr("trying again in 2s"));
+  EXPECT_THAT(Get(id).error(), ::testing::HasSubstr("trying again in 2s"));
   std::filesystem::remove_all(manifest);
   Advance(absl::Seconds(2));
-  auto done = Get(*id);
+  auto done = Get(id);
   EXPECT_EQ(done.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
   EXPECT_TRUE(done.error().empty()) << done.error();
-  EXPECT_OK(repo_->ReadClusterManifest(*id));
+  EXPECT_OK(repo_->ReadClusterManifest(id));
   EXPECT_EQ(transport_.Outstanding("a:7100"), 0u);
 }
 
