@@ -86,6 +86,7 @@ void CheckpointTaker::Finished(
   if (!result.ok()) return;
   absl::MutexLock l(&mu_);
   ++(result->already_published() ? already_published_ : published_);
+  publish_bytes_read_ += result->local_bytes_read();
 }
 
 absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
@@ -185,6 +186,7 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     resp.set_uploaded_bytes(published.uploaded_bytes);
     resp.set_reused_bytes(published.reused_bytes);
     resp.set_files_hash_cached(published.files_hash_cached);
+    resp.set_local_bytes_read(published.local_bytes_read);
     resp.set_checkpoint_millis(absl::ToInt64Milliseconds(checkpointed - start));
     resp.set_publish_millis(
         absl::ToInt64Milliseconds(clock_->Now() - checkpointed));
@@ -233,6 +235,7 @@ CheckpointTaker::Stats CheckpointTaker::GetStats() const {
   absl::MutexLock l(&mu_);
   stats.published = published_;
   stats.already_published = already_published_;
+  stats.publish_bytes_read = publish_bytes_read_;
   return stats;
 }
 

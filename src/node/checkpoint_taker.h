@@ -90,6 +90,8 @@ class CheckpointTaker {
     uint64_t failed = 0;
     // Repeated requests that joined a checkpoint already in progress.
     uint64_t joined = 0;
+    // Bytes read from checkpoint files by publishes.
+    uint64_t publish_bytes_read = 0;
   };
 
   using Callback = absl::AnyInvocable<
@@ -159,6 +161,7 @@ class CheckpointTaker {
   mutable absl::Mutex mu_;
   uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t already_published_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t publish_bytes_read_ ABSL_GUARDED_BY(mu_) = 0;
   LatencyRecorder durations_;
   // Declared last: its runs use the members above until it is shut down.
   WorkRunner<shutter::v1::CreateCheckpointResponse> runner_;

@@ -32,6 +32,9 @@ constexpr char kPublishedHelp[] =
 constexpr char kReused[] = "shutter_node_reused_bytes_total";
 constexpr char kReusedHelp[] =
     "Bytes not uploaded because the repository held them already";
+constexpr char kPublishRead[] = "shutter_node_publish_read_bytes_total";
+constexpr char kPublishReadHelp[] =
+    "Bytes read from checkpoint files to publish them (hashing, uploading)";
 constexpr char kRestores[] = "shutter_node_restores_total";
 constexpr char kRestoresHelp[] = "Restore requests answered, by outcome";
 constexpr char kRestorePhase[] = "shutter_node_restore_phase_seconds";
@@ -58,6 +61,8 @@ void RecordCheckpoint(metrics::Registry* m,
       ->Inc(static_cast<double>(r->uploaded_bytes()));
   m->GetCounter(kReused, kReusedHelp)
       ->Inc(static_cast<double>(r->reused_bytes()));
+  m->GetCounter(kPublishRead, kPublishReadHelp)
+      ->Inc(static_cast<double>(r->local_bytes_read()));
 }
 
 void RecordRestore(metrics::Registry* m,
@@ -139,6 +144,7 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
   response->set_checkpoints_failed(s.failed);
   response->set_answered_already_published(s.already_published);
   response->set_joined_in_progress(s.joined);
+  response->set_publish_bytes_read(s.publish_bytes_read);
   response->set_write_stalls(host_->write_stalls().stalls.load());
   response->set_write_stall_micros(
       static_cast<int64_t>(host_->write_stalls().stalled_micros.load()));

@@ -231,21 +231,89 @@ absl::StatusOr<bool> BlobRepository::GcLockHeld() const {
   return lock->modified > absl::Now() - options_.lock_stale_after;
 }
 
+namespace {
+// A content-addressed file stored (`stored`: this publish wrote it) or
+// found in the repository (it was there, or a concurrent publish won).
+void CountStored(bool stored, uint64_t size, PublishStats* stats) {
+  if (stored) {
+    ++stats->files_uploaded;
+    stats->uploaded_bytes += size;
+  } else {
+    ++stats->files_reused;
+    stats->reused_bytes += size;
+  }
+}
+}  // namespace
+
 absl::Status BlobRepository::StoreByContent(const std::string& path,
+                                            const std::string& incoming_key,
                                             const BlobStore::PutOptions& put,
                                             shutter::v1::FileEntry* f,
                                             PublishStats* stats) {
   std::optional<std::string> sha;
   if (options_.hash_cache != nullptr) sha = options_.hash_cache->Lookup(path);
-  if (sha) {
-    ++stats->files_hash_cached;
-  } else {
-    ASSIGN_OR_RETURN(sha, fs::Sha256File(path));
-  }
   std::error_code ec;
   const uint64_t size = std::filesystem::file_size(path, ec);
   if (ec) {
     return absl::InternalError(absl::StrCat("stat ", path, ": ", ec.message()));
+  }
+  if (!sha && options_.hash_cache != nullptr &&
+      size <= store_->WholeFilePutLimit()) {
+    // New on this host and small: one read into memory, hashed there, and
+    // sent (if the repository does not have it) from memory.
+    ASSIGN_OR_RETURN(std::string data, fs::ReadFile(path));
+    stats->local_bytes_read += data.size();
+    fs::Sha256 hash;
+    hash.Update(data.data(), data.size());
+    sha = hash.HexDigest();
+    const std::string key = BlobKey(*sha);
+    auto head = store_->Head(key);
+    if (!head.ok() && !absl::IsNotFound(head.status())) return head.status();
+    absl::Status put_status = absl::AlreadyExistsError("");
+    if (!head.ok() || head->size != data.size()) {
+      BlobStore::PutOptions o = put;
+      o.if_absent = !head.ok();
+      o.sha256 = *sha;
+      put_status = store_->Put(key, data, o);
+      if (!put_status.ok() && !absl::IsAlreadyExists(put_status)) {
+        return put_status;
+      }
+    }
+    CountStored(put_status.ok(), data.size(), stats);
+    options_.hash_cache->Insert(path, *sha);
+    f->set_size_bytes(data.size());
+    f->set_sha256(*sha);
+    f->set_object_key(key);
+    return absl::OkStatus();
+  }
+  if (!sha && options_.hash_cache != nullptr) {
+    // New on this host: one read, hashing while uploading.
+    ASSIGN_OR_RETURN(BlobStore::PutResult r,
+                     store_->PutFile(incoming_key, path, put));
+    stats->local_bytes_read += r.size;
+    const std::string key = BlobKey(r.sha256);
+    auto head = store_->Head(key);
+    if (!head.ok() && !absl::IsNotFound(head.status())) return head.status();
+    absl::Status moved = absl::AlreadyExistsError("");
+    if (!head.ok() || head->size != r.size) {
+      // Absent, or a same-key object of the wrong size (corrupt): replace.
+      moved = store_->Move(incoming_key, key, /*if_absent=*/!head.ok());
+      if (!moved.ok() && !absl::IsAlreadyExists(moved)) return moved;
+    } else {
+      RETURN_IF_ERROR(store_->Delete(incoming_key));
+    }
+    CountStored(moved.ok(), r.size, stats);
+    options_.hash_cache->Insert(path, r.sha256);
+    f->set_size_bytes(r.size);
+    f->set_sha256(r.sha256);
+    f->set_object_key(key);
+    return absl::OkStatus();
+  }
+  if (sha) {
+    ++stats->files_hash_cached;
+  } else {
+    ASSIGN_OR_RETURN(sha, fs::Sha256File(path));
+    stats->local_bytes_read += size;
   }
   const std::string key = BlobKey(*sha);
   auto head = store_->Head(key);
@@ -259,6 +327,9 @@ absl::Status BlobRepository::StoreByContent(const std::string& path,
     o.if_absent = !head.ok();
     o.sha256 = *sha;
     auto r = store_->PutFile(key, path, o);
+    if (r.ok() || absl::IsAlreadyExists(r.status())) {
+      stats->local_bytes_read += size;
+    }
     if (r.ok()) {
       ++stats->files_uploaded;
       stats->uploaded_bytes += r->size;
@@ -353,7 +424,10 @@ absl::StatusOr<PartitionManifest> BlobRepository::PublishPartition(
       auto* f = m.add_files();
       f->set_name(name);
       if (IsImmutableFile(name)) {
-        RETURN_IF_ERROR(StoreByContent(path, put, f, &stats));
+        const std::string incoming =
+            absl::StrCat(attempt_prefix, "incoming/", name);
+        attempt_keys.push_back(incoming);  // removed if the attempt fails
+        RETURN_IF_ERROR(StoreByContent(path, incoming, put, f, &stats));
       } else {
         const std::string key = attempt_prefix + name;
         attempt_keys.push_back(key);
@@ -361,6 +435,7 @@ absl::StatusOr<PartitionManifest> BlobRepository::PublishPartition(
                          store_->PutFile(key, path, put));
         ++stats.files_uploaded;
         stats.uploaded_bytes += r.size;
+        stats.local_bytes_read += r.size;
         f->set_size_bytes(r.size);
         f->set_sha256(r.sha256);
         f->set_object_key(key);

@@ -65,9 +65,17 @@ class BlobRepository : public Repository {
   absl::StatusOr<std::vector<PublishLock>> ListPublishLocks(
       absl::flat_hash_map<std::string, PublishLock>* known = nullptr) const;
   // Stores the SST or blob file at `path` by content, unless an object with
-  // its SHA-256 (from the hash cache if it knows the file) is there already,
-  // and fills `f` (size, SHA-256, object key).
+  // its SHA-256 is there already, and fills `f` (size, SHA-256, object key).
+  // A file the hash cache knows is not read at all (a HEAD decides). A file
+  // it does not know is new on this host (SSTs are never rewritten, and the
+  // cache outlives restarts), so most likely new to the repository too: it
+  // is read once, uploaded to `incoming_key` (in the attempt's own prefix)
+  // while hashed, then moved under its content key (a rename, or a
+  // server-side copy); if that key turns out to exist, the upload is
+  // dropped. Without a hash cache the file is hashed first, then uploaded
+  // only if needed (two reads, no wasted upload).
   absl::Status StoreByContent(const std::string& path,
+                              const std::string& incoming_key,
                               const BlobStore::PutOptions& put,
                               shutter::v1::FileEntry* f, PublishStats* stats);
   // Deletes every object under snapshots/<id>/, partition manifests first.

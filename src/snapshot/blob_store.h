@@ -102,6 +102,19 @@ class BlobStore {
   // Removes `key`. OK if it is absent.
   virtual absl::Status Delete(const std::string& key) = 0;
 
+  // Moves object `from` to `to` without sending its bytes through this
+  // process where the store can: a rename in a directory, a server-side
+  // copy and a delete on S3. With `if_absent`, ALREADY_EXISTS if `to`
+  // exists (its object is left as it is). Afterwards `from` is gone unless
+  // another error is returned. The default copies through this process.
+  virtual absl::Status Move(const std::string& from, const std::string& to,
+                            bool if_absent);
+
+  // Files up to this size are best read into memory and Put whole (a store
+  // that sends a small file in one request anyway: S3 below a part); larger
+  // ones are better uploaded with PutFile and Moved. 0: always PutFile.
+  virtual uint64_t WholeFilePutLimit() const { return 0; }
+
   // Where it is, for messages ("/var/lib/shutter/repo", "s3://b/p").
   virtual std::string Describe() const = 0;
 

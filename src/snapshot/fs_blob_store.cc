@@ -68,6 +68,17 @@ absl::Status CheckBlobKey(absl::string_view key) {
   return absl::OkStatus();
 }
 
+absl::Status BlobStore::Move(const std::string& from, const std::string& to,
+                             bool if_absent) {
+  ASSIGN_OR_RETURN(std::string data, Get(from));
+  PutOptions o;
+  o.if_absent = if_absent;
+  absl::Status put = Put(to, data, o);
+  if (!put.ok() && !absl::IsAlreadyExists(put)) return put;
+  RETURN_IF_ERROR(Delete(from));
+  return put;
+}
+
 absl::StatusOr<std::string> BlobStore::Get(const std::string& key,
                                            uint64_t offset,
                                            uint64_t length) const {
@@ -150,6 +161,21 @@ absl::Status FsBlobStore::Install(const std::string& tmp,
   }
   if (if_absent) ::unlink(tmp.c_str());
   return fs::SyncDir(dir);
+}
+
+absl::Status FsBlobStore::Move(const std::string& from, const std::string& to,
+                               bool if_absent) {
+  RETURN_IF_ERROR(CheckBlobKey(from));
+  RETURN_IF_ERROR(CheckBlobKey(to));
+  const std::string path = LocalPath(from);
+  if (::access(path.c_str(), F_OK) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat("object ", from, " is missing from ", root_));
+  }
+  // The file was fsynced when it was written: a rename (or a link and an
+  // unlink) and the directories' fsyncs make the move durable.
+  RETURN_IF_ERROR(Install(path, to, if_absent));
+  return fs::SyncDir(fs::Dirname(path));
 }
 
 absl::StatusOr<BlobStore::PutResult> FsBlobStore::PutFile(

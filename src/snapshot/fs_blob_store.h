@@ -35,6 +35,9 @@ class FsBlobStore : public BlobStore {
   absl::StatusOr<std::vector<BlobInfo>> List(
       const std::string& prefix) const override;
   absl::Status Delete(const std::string& key) override;
+  // A rename (with if_absent: a link, then the old name removed).
+  absl::Status Move(const std::string& from, const std::string& to,
+                    bool if_absent) override;
   std::string Describe() const override { return root_; }
   std::string LocalPath(const std::string& key) const override {
     return root_ + "/" + key;

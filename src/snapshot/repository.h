@@ -27,6 +27,10 @@ struct PublishStats {
   uint32_t files_reused = 0;
   // Files whose SHA-256 came from the hash cache instead of a read.
   uint32_t files_hash_cached = 0;
+  // Bytes read from the local files to publish them (hashing and
+  // uploading): about the published bytes once each when every file is
+  // new (see BlobRepository::StoreByContent).
+  uint64_t local_bytes_read = 0;
 };
 
 // How DownloadPartition fetches.

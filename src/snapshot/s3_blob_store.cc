@@ -411,8 +411,10 @@ absl::Status S3BlobStore::ExecuteOnce(Call& call, void* handle) const {
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
   call.status = code;
   if (code / 100 == 2) {
-    // CompleteMultipartUpload can fail with 200 and an <Error> body.
-    if (call.method == "POST" && absl::StrContains(call.response, "<Error>")) {
+    // CompleteMultipartUpload and CopyObject can fail with 200 and an
+    // <Error> body.
+    if ((call.method == "POST" || call.headers.count("x-amz-copy-source")) &&
+        absl::StrContains(call.response, "<Error>")) {
       call.status = 500;
     } else {
       return absl::OkStatus();
@@ -722,6 +724,30 @@ absl::StatusOr<std::vector<BlobInfo>> S3BlobStore::List(
   std::sort(out.begin(), out.end(),
             [](const BlobInfo& a, const BlobInfo& b) { return a.key < b.key; });
   return out;
+}
+
+absl::Status S3BlobStore::Move(const std::string& from, const std::string& to,
+                               bool if_absent) {
+  RETURN_IF_ERROR(CheckBlobKey(from));
+  RETURN_IF_ERROR(CheckBlobKey(to));
+  if (if_absent) {
+    absl::StatusOr<BlobInfo> there = Head(to);
+    if (there.ok()) {
+      RETURN_IF_ERROR(Delete(from));
+      return absl::AlreadyExistsError(
+          absl::StrCat("object ", to, " already exists in ", Describe()));
+    }
+    if (!absl::IsNotFound(there.status())) return there.status();
+  }
+  Call copy;
+  copy.method = "PUT";
+  copy.key = to;
+  // The source as "/bucket/key", URI-encoded (ObjectPath in path style).
+  std::string source = ObjectPath(from);
+  if (!config_.path_style) source = absl::StrCat("/", config_.bucket, source);
+  copy.headers["x-amz-copy-source"] = source;
+  RETURN_IF_ERROR(Execute(copy));
+  return Delete(from);
 }
 
 absl::Status S3BlobStore::Delete(const std::string& key) {

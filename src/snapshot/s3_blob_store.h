@@ -82,6 +82,13 @@ class S3BlobStore : public BlobStore {
   absl::StatusOr<std::vector<BlobInfo>> List(
       const std::string& prefix) const override;
   absl::Status Delete(const std::string& key) override;
+  // CopyObject (server-side: no bytes through this process), then DELETE.
+  // if_absent is checked with a HEAD first, so two movers racing to the
+  // same key may both copy: for content-addressed keys, the same bytes.
+  absl::Status Move(const std::string& from, const std::string& to,
+                    bool if_absent) override;
+  // Below a part, PutFile reads the file into memory and sends it whole.
+  uint64_t WholeFilePutLimit() const override { return config_.part_size; }
   std::string Describe() const override;
   // ListMultipartUploads under the store's prefix + `prefix` (every page).
   absl::StatusOr<std::vector<IncompleteUpload>> ListIncompleteUploads(

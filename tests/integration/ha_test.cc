@@ -342,7 +342,9 @@ TEST_F(HaTest, APausedLeaderIsReplacedAndItsTermIsRefusedByNodes) {
   // From here on, every change under the group's prefix is watched.
   auto url = controller::ParseEtcdUrl((*etcd_)->Url("ha"));
   ASSERT_OK(url.status());
-  auto etcd = controller::EtcdClient::Create({url->endpoints});
+  controller::EtcdClient::Options etcd_options;
+  etcd_options.endpoints = url->endpoints;
+  auto etcd = controller::EtcdClient::Create(etcd_options);
   ASSERT_OK(etcd.status());
   int64_t from = 0;
   {

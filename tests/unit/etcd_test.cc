@@ -172,9 +172,10 @@ TEST_F(EtcdTest, FencedWritesApplyOnlyUnderTheirLeaderKey) {
   const int64_t term = created->header().revision();
   std::atomic<int> lost{0};
   store.SetOnFenceLost([&] { ++lost; });
-  store.SetFence({"/t3/leader", term});
+  store.SetFence({"/t3/leader", term, "me term 1"});
   ASSERT_OK(store.PutRecord("a", "1"));
   EXPECT_EQ(Get("/t3/store/a"), "1");
+  EXPECT_EQ(Get("/t3/writer"), "me term 1");  // stamped in the same txn
   // The key is recreated (another leader): same name, new create revision.
   ep::DeleteRangeRequest del;
   del.set_key("/t3/leader");
@@ -337,7 +338,7 @@ TEST_F(EtcdTest, ALeaderWhoseLeaseIsRevokedStepsDownAndItsFenceFails) {
   const int64_t term1 = a.Leading();
   // Keep a's fence as it was, to write as a deposed leader would.
   EtcdJobStore stale(c1.get(), Opts("/e2/"));
-  stale.SetFence({"/e2/leader", term1});
+  stale.SetFence({"/e2/leader", term1, ""});
   ASSERT_OK(stale.PutRecord("k", "1"));
 
   Elector b(c2.get(), "/e2/", "b");

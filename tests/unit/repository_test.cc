@@ -166,6 +166,25 @@ TEST_P(RepositoryTest, BlobStoreContract) {
   EXPECT_THAT(store()->PutFile("big/two", tmp_.Sub("big"), wrong),
               StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(store()->Head("big/two"), StatusIs(absl::StatusCode::kNotFound));
+  // Move: the object under its new key, the old one gone (a 20 MiB object:
+  // server-side on S3); onto an existing key with if_absent: refused, the
+  // existing one kept, the moved one gone.
+  ASSERT_OK(store()->Move("big/one", "moved/one", /*if_absent=*/true));
+  EXPECT_THAT(store()->Head("big/one"), StatusIs(absl::StatusCode::kNotFound));
+  auto moved = store()->GetToFile("moved/one", tmp_.Sub("big.moved"));
+  ASSERT_OK(moved);
+  EXPECT_EQ(moved->sha256, *sha);
+  ASSERT_OK(store()->Put("m/x", "first", plain));
+  ASSERT_OK(store()->Put("m/y", "second", plain));
+  EXPECT_THAT(store()->Move("m/y", "m/x", /*if_absent=*/true),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  EXPECT_EQ(*store()->Get("m/x"), "first");
+  EXPECT_THAT(store()->Head("m/y"), StatusIs(absl::StatusCode::kNotFound));
+  ASSERT_OK(store()->Put("m/y", "third", plain));
+  ASSERT_OK(store()->Move("m/y", "m/x", /*if_absent=*/false));
+  EXPECT_EQ(*store()->Get("m/x"), "third");
+  EXPECT_THAT(store()->Move("m/none", "m/z", true),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_P(RepositoryTest, PublishStoresSstsByContentAndTheRestPerAttempt) {
@@ -243,6 +262,52 @@ TEST_P(RepositoryTest, UnchangedFilesAreNeitherReadNorUploadedAgain) {
   EXPECT_EQ(third.files_hash_cached, 1u);
   EXPECT_EQ(third.uploaded_bytes, 21u);
   EXPECT_OK(repo_->VerifyPartition(*m));
+}
+
+// One read per byte: with a hash cache, a new file is read once (hashed
+// while uploaded, then moved under its content key); a known one not at
+// all; a new-to-this-host file the repository already has is uploaded and
+// dropped, never left behind. Without a cache, hash then upload (two reads).
+TEST_P(RepositoryTest, NewFilesAreReadOnceAndNothingIncomingIsLeft) {
+  auto cache = FileHashCache::Open(tmp_.Sub("hashes"));
+  ASSERT_OK(cache);
+  options_.hash_cache = cache->get();
+  Reopen();
+  PublishStats first, second;
+  auto m1 = repo_->PublishPartition(Header("s1", 0), src_, nullptr, &first);
+  ASSERT_OK(m1);
+  EXPECT_EQ(first.local_bytes_read, 21u);  // 5 + 16: each byte once
+  EXPECT_EQ(first.uploaded_bytes, 21u);
+  EXPECT_EQ(first.files_uploaded, 2u);
+  EXPECT_EQ(m1->files(0).sha256(), kHelloSha);
+  EXPECT_EQ(*store()->Get(m1->files(0).object_key()), "hello");
+  ASSERT_OK(repo_->PublishPartition(Header("s2", 0), src_, nullptr, &second));
+  EXPECT_EQ(second.local_bytes_read, 16u);  // CURRENT only; the SST: a HEAD
+  // A new cache (another host, or a lost cache file): the SST is uploaded
+  // and dropped, counted as reused.
+  auto fresh = FileHashCache::Open(tmp_.Sub("hashes2"));
+  ASSERT_OK(fresh);
+  options_.hash_cache = fresh->get();
+  Reopen();
+  PublishStats third;
+  auto m3 = repo_->PublishPartition(Header("s3", 0), src_, nullptr, &third);
+  ASSERT_OK(m3);
+  EXPECT_EQ(third.files_reused, 1u);
+  EXPECT_EQ(third.reused_bytes, 5u);
+  EXPECT_EQ(third.local_bytes_read, 21u);
+  EXPECT_OK(repo_->VerifyPartition(*m3));
+  for (const std::string& k : Keys("")) {
+    EXPECT_EQ(k.find("/incoming/"), std::string::npos) << k;
+  }
+  // No cache: hashed first, then uploaded only if needed.
+  options_.hash_cache = nullptr;
+  Reopen();
+  WriteFile(src_ + "/000001.sst", "brand new");
+  PublishStats fourth;
+  auto m4 = repo_->PublishPartition(Header("s4", 0), src_, nullptr, &fourth);
+  ASSERT_OK(m4);
+  EXPECT_EQ(fourth.local_bytes_read, 2 * 9u + 16u);
+  EXPECT_EQ(*store()->Get(m4->files(0).object_key()), "brand new");
 }
 
 TEST_P(RepositoryTest, SecondPublishIsRejectedAndKeepsTheFirst) {
