@@ -250,97 +250,68 @@ absl::Status BlobRepository::StoreByContent(const std::string& path,
                                             const BlobStore::PutOptions& put,
                                             shutter::v1::FileEntry* f,
                                             PublishStats* stats) {
+  FileHashCache* const cache = options_.hash_cache;
   std::optional<std::string> sha;
-  if (options_.hash_cache != nullptr) sha = options_.hash_cache->Lookup(path);
+  if (cache != nullptr) sha = cache->Lookup(path);
   std::error_code ec;
-  const uint64_t size = std::filesystem::file_size(path, ec);
+  uint64_t size = std::filesystem::file_size(path, ec);
   if (ec) {
     return absl::InternalError(absl::StrCat("stat ", path, ": ", ec.message()));
   }
-  if (!sha && options_.hash_cache != nullptr &&
-      size <= store_->WholeFilePutLimit()) {
-    // New on this host and small: one read into memory, hashed there, and
-    // sent (if the repository does not have it) from memory.
-    ASSIGN_OR_RETURN(std::string data, fs::ReadFile(path));
-    stats->local_bytes_read += data.size();
+  // 1. The SHA-256, reading the file at most once. A file new to the cache
+  // is new on this host, so most likely to the repository too: it is read
+  // into memory (small) or uploaded to `incoming_key` while hashed.
+  std::string data;  // read into memory
+  bool in_memory = false;
+  bool incoming = false;  // already uploaded to incoming_key
+  if (sha) {
+    ++stats->files_hash_cached;
+  } else if (cache != nullptr && size <= store_->WholeFilePutLimit()) {
+    ASSIGN_OR_RETURN(data, fs::ReadFile(path));
+    in_memory = true;
+    size = data.size();
     fs::Sha256 hash;
     hash.Update(data.data(), data.size());
     sha = hash.HexDigest();
-    const std::string key = BlobKey(*sha);
-    auto head = store_->Head(key);
-    if (!head.ok() && !absl::IsNotFound(head.status())) return head.status();
-    absl::Status put_status = absl::AlreadyExistsError("");
-    if (!head.ok() || head->size != data.size()) {
-      BlobStore::PutOptions o = put;
-      o.if_absent = !head.ok();
-      o.sha256 = *sha;
-      put_status = store_->Put(key, data, o);
-      if (!put_status.ok() && !absl::IsAlreadyExists(put_status)) {
-        return put_status;
-      }
-    }
-    CountStored(put_status.ok(), data.size(), stats);
-    options_.hash_cache->Insert(path, *sha);
-    f->set_size_bytes(data.size());
-    f->set_sha256(*sha);
-    f->set_object_key(key);
-    return absl::OkStatus();
-  }
-  if (!sha && options_.hash_cache != nullptr) {
-    // New on this host: one read, hashing while uploading.
+    stats->local_bytes_read += size;
+  } else if (cache != nullptr) {
     ASSIGN_OR_RETURN(BlobStore::PutResult r,
                      store_->PutFile(incoming_key, path, put));
-    stats->local_bytes_read += r.size;
-    const std::string key = BlobKey(r.sha256);
-    auto head = store_->Head(key);
-    if (!head.ok() && !absl::IsNotFound(head.status())) return head.status();
-    absl::Status moved = absl::AlreadyExistsError("");
-    if (!head.ok() || head->size != r.size) {
-      // Absent, or a same-key object of the wrong size (corrupt): replace.
-      moved = store_->Move(incoming_key, key, /*if_absent=*/!head.ok());
-      if (!moved.ok() && !absl::IsAlreadyExists(moved)) return moved;
-    } else {
-      RETURN_IF_ERROR(store_->Delete(incoming_key));
-    }
-    CountStored(moved.ok(), r.size, stats);
-    options_.hash_cache->Insert(path, r.sha256);
-    f->set_size_bytes(r.size);
-    f->set_sha256(r.sha256);
-    f->set_object_key(key);
-    return absl::OkStatus();
-  }
-  if (sha) {
-    ++stats->files_hash_cached;
+    incoming = true;
+    size = r.size;
+    sha = r.sha256;
+    stats->local_bytes_read += size;
   } else {
     ASSIGN_OR_RETURN(sha, fs::Sha256File(path));
     stats->local_bytes_read += size;
   }
+  // 2. Stored under its content key unless an object of that size is there
+  // (a same-key object of the wrong size is corrupt: replaced).
   const std::string key = BlobKey(*sha);
   auto head = store_->Head(key);
   if (!head.ok() && !absl::IsNotFound(head.status())) return head.status();
-  if (head.ok() && head->size == size) {
-    ++stats->files_reused;
-    stats->reused_bytes += size;
-  } else {
+  absl::Status stored = absl::AlreadyExistsError("");
+  if (!head.ok() || head->size != size) {
     BlobStore::PutOptions o = put;
-    // A same-key object of the wrong size is corrupt: replace it.
     o.if_absent = !head.ok();
     o.sha256 = *sha;
-    auto r = store_->PutFile(key, path, o);
-    if (r.ok() || absl::IsAlreadyExists(r.status())) {
-      stats->local_bytes_read += size;
-    }
-    if (r.ok()) {
-      ++stats->files_uploaded;
-      stats->uploaded_bytes += r->size;
-    } else if (absl::IsAlreadyExists(r.status())) {
-      ++stats->files_reused;  // a concurrent publish stored it first
-      stats->reused_bytes += size;
+    if (incoming) {
+      stored = store_->Move(incoming_key, key, o.if_absent);
+    } else if (in_memory) {
+      stored = store_->Put(key, data, o);
     } else {
-      return r.status();
+      stored = store_->PutFile(key, path, o).status();
+      if (stored.ok() || absl::IsAlreadyExists(stored)) {
+        stats->local_bytes_read += size;
+      }
     }
+    // ALREADY_EXISTS: a concurrent publish stored it first.
+    if (!stored.ok() && !absl::IsAlreadyExists(stored)) return stored;
+  } else if (incoming) {
+    RETURN_IF_ERROR(store_->Delete(incoming_key));  // the upload was spare
   }
-  if (options_.hash_cache != nullptr) options_.hash_cache->Insert(path, *sha);
+  CountStored(stored.ok(), size, stats);
+  if (cache != nullptr) cache->Insert(path, *sha);
   f->set_size_bytes(size);
   f->set_sha256(*sha);
   f->set_object_key(key);

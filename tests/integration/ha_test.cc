@@ -168,6 +168,18 @@ class HaTest : public ::testing::Test {
     return 0;
   }
 
+  // The garbage collection jobs the leader lists, newest first.
+  absl::StatusOr<std::vector<SnapshotSummary>> GcJobs() {
+    grpc::ClientContext ctx;
+    ListSnapshotsRequest req;
+    req.set_type(JOB_TYPE_GC);
+    ListSnapshotsResponse list;
+    grpc::Status s = cluster_->admin()->ListSnapshots(&ctx, req, &list);
+    if (!s.ok()) return absl::UnavailableError(s.error_message());
+    return std::vector<SnapshotSummary>(list.snapshots().begin(),
+                                        list.snapshots().end());
+  }
+
   // Running tasks of `id` as the leader reports them.
   int Published(const std::string& id) {
     auto s = cluster_->GetSnapshot(id);
@@ -389,15 +401,7 @@ TEST_F(HaTest, APausedLeaderIsReplacedAndItsTermIsRefusedByNodes) {
               cluster_->group_controller_address(leader));
   }
   // Nodes refuse a request of an older term than the newest they heard.
-  ListControllersResponse group;
-  {
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(cluster_->admin()->ListControllers(&ctx, {}, &group).ok());
-  }
-  uint64_t term = 0;
-  for (const auto& c : group.controllers()) {
-    if (c.role() == CONTROLLER_ROLE_LEADER) term = c.term();
-  }
+  const uint64_t term = LeaderTerm();
   ASSERT_GT(term, 0u);
   auto node = NodeService::NewStub(MakeChannel(cluster_->node_address(0)));
   grpc::ClientContext ctx;
@@ -488,14 +492,9 @@ TEST_F(HaTest, LeaderKilledMidGcAFollowerFinishesBoth) {
   std::string gc_id;
   const bool running = PollUntil(
       [&] {
-        grpc::ClientContext ctx;
-        ListSnapshotsRequest req;
-        req.set_type(JOB_TYPE_GC);
-        ListSnapshotsResponse list;
-        if (!cluster_->admin()->ListSnapshots(&ctx, req, &list).ok()) {
-          return false;
-        }
-        for (const auto& s : list.snapshots()) {
+        auto gcs = GcJobs();
+        if (!gcs.ok()) return false;
+        for (const auto& s : *gcs) {
           if (s.state() == SNAPSHOT_STATE_RUNNING) gc_id = s.snapshot_id();
         }
         return !gc_id.empty();
@@ -527,15 +526,10 @@ TEST_F(HaTest, LeaderKilledMidGcAFollowerFinishesBoth) {
   EXPECT_EQ(done.gc_id(), gc_id);
   ExpectCommittedOnce(*id);
   EXPECT_EQ(PublishedOnNodes(), kNodes * kPerNode);
-  {
-    grpc::ClientContext ctx;
-    ListSnapshotsRequest req;
-    req.set_type(JOB_TYPE_GC);
-    ListSnapshotsResponse list;
-    ASSERT_TRUE(cluster_->admin()->ListSnapshots(&ctx, req, &list).ok());
-    ASSERT_EQ(list.snapshots_size(), 1);
-    EXPECT_EQ(list.snapshots(0).state(), SNAPSHOT_STATE_COMMITTED);
-  }
+  auto gcs = GcJobs();
+  ASSERT_OK(gcs.status());
+  ASSERT_EQ(gcs->size(), 1u);
+  EXPECT_EQ((*gcs)[0].state(), SNAPSHOT_STATE_COMMITTED);
   // Nothing the snapshot needs was collected: a deep verify on the nodes
   // opens every partition's checkpoint from the repository.
   VerifySnapshotRequest verify;

@@ -173,9 +173,23 @@ pid_t EtcdTestServer::pid(int i) const {
 
 absl::Status EtcdTestServer::Pause(int i) {
   if (members_[i].process == nullptr) return absl::NotFoundError("not running");
-  return ::kill(members_[i].process->pid(), SIGSTOP) == 0
-             ? absl::OkStatus()
-             : absl::InternalError("kill SIGSTOP");
+  const pid_t pid = members_[i].process->pid();
+  if (::kill(pid, SIGSTOP) != 0) return absl::InternalError("kill SIGSTOP");
+  // kill() returns before every thread has stopped: wait (bounded) until
+  // the kernel reports the process stopped, so nothing it answers after
+  // this returns.
+  const std::string stat = absl::StrCat("/proc/", pid, "/stat");
+  const bool stopped = PollUntil(
+      [&] {
+        auto text = fs::ReadFile(stat);
+        if (!text.ok()) return false;
+        const size_t paren = text->rfind(')');
+        return paren != std::string::npos && paren + 2 < text->size() &&
+               (*text)[paren + 2] == 'T';
+      },
+      absl::Seconds(10));
+  return stopped ? absl::OkStatus()
+                 : absl::DeadlineExceededError("etcd did not stop");
 }
 
 absl::Status EtcdTestServer::Resume(int i) {
