@@ -49,11 +49,15 @@ wait_for_file() {  # path, seconds
 # --insecure: a local demo on loopback (see docs/operations.md for TLS).
 "$BIN/controller/shutter-controller" --insecure --listen 127.0.0.1:0 \
   --data-dir "$DEMO_DIR/controller" --repository "$DEMO_DIR/repository" \
+  --console-listen 127.0.0.1:0 \
   --port-file "$DEMO_DIR/controller.port" >"$DEMO_DIR/controller.log" 2>&1 &
 pids+=($!)
 wait_for_file "$DEMO_DIR/controller.port" 30
 export SHUTTER_CONTROLLER=127.0.0.1:$(cat "$DEMO_DIR/controller.port")
 echo "demo: controller at $SHUTTER_CONTROLLER"
+# The console logs its address before the port file is written.
+CONSOLE_URL=$(grep -o 'console on http[^ ]*' "$DEMO_DIR/controller.log" | head -1 | cut -d' ' -f3)
+echo "demo: operator console at $CONSOLE_URL (open it to watch the snapshots)"
 
 for i in $(seq 1 $NODES); do
   first=$(( (i - 1) * PER_NODE )); last=$(( first + PER_NODE - 1 ))
@@ -111,6 +115,7 @@ if [[ -t 0 && "${DEMO_EXIT:-0}" != 1 ]]; then
   echo "demo: the cluster keeps running. In another shell:"
   echo "  export SHUTTER_CONTROLLER=$SHUTTER_CONTROLLER"
   echo "  $CTL snapshots create --wait"
+  echo "demo: the console is at $CONSOLE_URL"
   echo "demo: press Ctrl-C to stop it."
   wait -n "${pids[@]}" || true
 fi

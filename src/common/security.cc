@@ -250,6 +250,12 @@ absl::Status Authorizer::Deny(absl::Status s,
   return s;
 }
 
+Role Authorizer::RoleOfToken(absl::string_view token) const {
+  if (!options_.enabled) return Role::kOperator;
+  absl::MutexLock l(&mu_);
+  return TokenRole(tokens_, absl::StripAsciiWhitespace(token));
+}
+
 absl::Status Authorizer::CheckAdmin(const grpc::ServerContextBase& ctx,
                                     Role role, absl::string_view method) const {
   if (!options_.enabled) return absl::OkStatus();

@@ -106,6 +106,11 @@ class Authorizer {
   absl::Status CheckAnyPeer(const grpc::ServerContextBase& ctx,
                             absl::string_view method) const;
 
+  // The role a bearer token grants (kNone if unknown; kOperator for any
+  // token when authorization is disabled). For surfaces that log people in
+  // with a token (the console) and then call the admin API with it.
+  Role RoleOfToken(absl::string_view token) const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Replaces the bearer tokens (a reloaded token file).
   void ReplaceTokens(std::map<std::string, Role> tokens)
       ABSL_LOCKS_EXCLUDED(mu_);

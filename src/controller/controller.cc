@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "common/timer.h"
+#include "controller/console.h"
 #include "controller/controller_group.h"
 #include "controller/controller_metrics.h"
 #include "controller/etcd_client.h"
@@ -113,6 +114,7 @@ struct Controller::Parts {
   std::optional<RunningServer> server;
   std::unique_ptr<LeaderElection> election;
   std::unique_ptr<ListenerWatchdog> watchdog;
+  std::unique_ptr<Console> console;  // with --console-listen
   // The leading term (null while following); guarded by term_mu, which
   // only the election thread and Start/Shutdown take.
   absl::Mutex term_mu;
@@ -364,6 +366,21 @@ absl::Status Controller::Start() {
       "repository {} (id {}), up to {} open files",
       p.server->port, p.advertise, p.job_store_description, p.repo->Describe(),
       p.repo_id, max_files);
+  if (!o.console_listen.empty()) {
+    Console::Options co;
+    co.listen = o.console_listen;
+    co.tls = o.tls;
+    auto console = Console::Start(
+        co, p.server->server->InProcessChannel(grpc::ChannelArguments()),
+        p.authz);
+    if (!console.ok()) {
+      return daemon::ConfigError("--console-listen", console.status());
+    }
+    p.console = *std::move(console);
+    spdlog::info("console on {}://{}:{}/", o.tls.insecure ? "http" : "https",
+                 o.console_listen.substr(0, o.console_listen.rfind(':')),
+                 p.console->port());
+  }
   p.watchdog =
       WatchListener(o.listen, *p.server,
                     absl::Milliseconds(o.listener_check_ms), &listener_dead_);
@@ -446,6 +463,7 @@ void Controller::Shutdown() {
     p.server->server->GetHealthCheckService()->SetServingStatus(false);
   }
   p.metrics.StopServing();  // its callbacks read what is torn down next
+  p.console.reset();        // it calls the admin API
   p.watchdog.reset();
   if (p.server) StopGrpcServer(*p.server, kShutdownGrace);
   // Steps down (on_deposed stops the term) and resigns, so another

@@ -127,6 +127,9 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
   app.add_option("--metrics-listen", o.metrics_listen,
                  "Serve Prometheus metrics (GET /metrics) on host:port; "
                  "empty: off");
+  app.add_option("--console-listen", o.console_listen,
+                 "Serve the operator console (a web UI and its JSON views) "
+                 "on host:port, HTTPS with --tls-cert/--tls-key; empty: off");
   app.add_option("--admin-token-file", o.admin_token_file,
                  "Admin API bearer tokens: lines of \"<viewer|operator> "
                  "<token>\"");
@@ -139,6 +142,10 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
   if (!o.metrics_listen.empty()) {
     RETURN_IF_ERROR(
         ParseHostPort("--metrics-listen", o.metrics_listen, true).status());
+  }
+  if (!o.console_listen.empty()) {
+    RETURN_IF_ERROR(
+        ParseHostPort("--console-listen", o.console_listen, true).status());
   }
   if (!o.retention_keep_within.empty()) {
     RETURN_IF_ERROR(

@@ -50,6 +50,9 @@ struct ControllerOptions {
   std::string admin_identities;
   // host:port serving Prometheus metrics at /metrics; empty: off.
   std::string metrics_listen;
+  // host:port of the operator console (HTTPS with the controller's TLS
+  // files, plain HTTP with --insecure); empty: off. See console.h.
+  std::string console_listen;
   // A node is dead after this long without a heartbeat (100..3600000 ms).
   int node_dead_after_ms = 10000;
   // Heartbeat period the controller expects (informational, 10..60000 ms).
