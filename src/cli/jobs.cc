@@ -195,7 +195,10 @@ void PrintTimeline(const Snapshot& s, int width) {
   std::map<std::string, std::vector<Bar>> by_node;
   int64_t t0 = s.created_at_micros(), t1 = t0;
   for (const auto& t : s.partitions()) {
-    if (t.started_at_micros() == 0) continue;
+    if (t.started_at_micros() == 0 ||
+        t.state() == shutter::v1::PARTITION_TASK_STATE_RUNNING) {
+      continue;
+    }
     Bar b{t.started_at_micros(),
           t.started_at_micros() + t.duration_millis() * 1000, t.partition_id()};
     t1 = std::max(t1, b.end);

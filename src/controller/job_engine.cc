@@ -575,6 +575,8 @@ void JobEngine::StartTask(JobKind* kind, const std::string& snapshot_id,
   PartitionTask task;
   std::string address;
   std::shared_ptr<const Snapshot> header;
+  // The slot is held from here until the task ends.
+  const absl::Time started = clock_->Now();
   {
     absl::MutexLock l(&mu_);
     if (stopping_) return;  // the token goes back as it is destroyed
@@ -591,6 +593,9 @@ void JobEngine::StartTask(JobKind* kind, const std::string& snapshot_id,
       // Attempts are counted when an answer arrives (OnTaskDone). RUNNING
       // is a soft state: not persisted (see the header).
       job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_RUNNING);
+      // Shown while it runs (the console's timeline); recorded with the
+      // outcome.
+      t->set_started_at_micros(absl::ToUnixMicros(started));
       task = *t;
       header = job->SharedHeader();
     }
@@ -600,8 +605,6 @@ void JobEngine::StartTask(JobKind* kind, const std::string& snapshot_id,
     Dispatch(kind, snapshot_id, partition_id);
     return;
   }
-  // The slot is held until the task ends.
-  absl::Time started = clock_->Now();
   kind->RunTask(
       *header, task, address,
       [this, snapshot_id, partition_id, started,

@@ -122,7 +122,7 @@ async function overview(main) {
       const elapsed = (num(now) - num(j.created_at_micros)) / 1000;
       const eta = done ? elapsed * (total - done) / done : -1;
       h += `<tr><td><a href="#/jobs/${esc(j.snapshot_id)}">${esc(j.snapshot_id)}</a></td><td>${kind(j.type)}</td><td>${state(j.state)}</td>` +
-        `<td><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="${total}" aria-valuenow="${done}"><span style="width:${total ? 100 * done / total : 0}%"></span></div></td>` +
+        `<td><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="${total}" aria-valuenow="${done}"><span data-w="${total ? 100 * done / total : 0}"></span></div></td>` +
         `<td class="num">${done}/${total}</td><td class="num">${eta < 0 ? '–' : dur(eta)}</td></tr>`;
     }
     h += '</tbody></table></div>';
@@ -233,7 +233,7 @@ function drawTimeline(canvas, tl, layout) {
   const lastEnd = Math.max(...layout.map((n) => n.end));
   layout.forEach((n, i) => {
     g.fillStyle = '#1b1f24';
-    const mark = n.end === lastEnd && lastEnd > 0 ? ' ★' : '';
+    const mark = n.end === lastEnd && lastEnd > 0 && !isRunning(tl.state) ? ' ★' : '';
     g.fillText(tl.nodes[i] + mark, 4, y + 9);
     for (const {t, lane} of n.placed) {
       g.fillStyle = COLORS[t[4]] || '#8c959f';
@@ -255,8 +255,10 @@ function histogram(tasks) {
   for (const d of ds) counts[Math.min(n - 1, Math.floor((d - min) / w))]++;
   const top = Math.max(...counts);
   let h = '<table id="histogram"><thead><tr><th>Duration</th><th class="num">Tasks</th><th></th></tr></thead><tbody>';
+  // Narrow bins are labelled in milliseconds, so their edges differ.
+  const label = (ms) => (max - min < 10000 ? Math.round(ms) + ' ms' : dur(Math.round(ms)));
   counts.forEach((c, i) => {
-    h += `<tr><td>${dur(Math.round(min + i * w))} – ${dur(Math.round(min + (i + 1) * w))}</td><td class="num">${c}</td><td><div class="bar"><span style="width:${100 * c / top}%"></span></div></td></tr>`;
+    h += `<tr><td>${label(min + i * w)} – ${label(min + (i + 1) * w)}</td><td class="num">${c}</td><td><div class="bar"><span data-w="${100 * c / top}"></span></div></td></tr>`;
   });
   return h + '</tbody></table>';
 }
@@ -276,7 +278,7 @@ async function job(main, id, params) {
   const lastEnd = Math.max(0, ...layout.map((n) => n.end));
   let h = `<h1>${esc(kind(s.type))} <span id="job-id">${esc(s.snapshot_id)}</span> ${state(s.state)}</h1>`;
   h += '<div class="cards">';
-  h += `<div class="card"><div class="muted">Progress</div><div class="big" id="progress">${done}/${total}</div><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="${total}" aria-valuenow="${done}"><span style="width:${total ? 100 * done / total : 0}%"></span></div></div>`;
+  h += `<div class="card"><div class="muted">Progress</div><div class="big" id="progress">${done}/${total}</div><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="${total}" aria-valuenow="${done}"><span data-w="${total ? 100 * done / total : 0}"></span></div></div>`;
   h += `<div class="card"><div class="muted">Partitions</div><div id="counts">${num(sum.partitions_published)} published, ${num(sum.partitions_running)} running, ${num(sum.partitions_queued)} queued, ${num(sum.partitions_waiting)} waiting, ${num(sum.partitions_failed)} failed</div></div>`;
   h += `<div class="card"><div class="muted">Created</div><div>${esc(when(s.created_at_micros))}</div><div class="muted">label ${esc(s.label || '–')}</div></div>`;
   h += `<div class="card"><div class="muted">Bytes</div><div>${bytes(sum.total_bytes)}</div></div>`;
@@ -286,12 +288,12 @@ async function job(main, id, params) {
     h += '<p><button type="button" class="danger" id="cancel">Cancel this job</button></p>';
   }
   h += '<h2>Per-node timeline</h2>';
-  h += '<p class="legend">' + Object.keys(NAMES).filter((k) => k !== '?').map((k) => `<span><span style="color:${COLORS[k]}">■</span> ${NAMES[k]}</span>`).join('') + ' ★ last node to finish</p>';
+  h += '<p class="legend">' + Object.keys(NAMES).filter((k) => k !== '?').map((k) => `<span><span data-color="${COLORS[k]}">■</span> ${NAMES[k]}</span>`).join('') + ' ★ last node to finish</p>';
   h += '<canvas id="timeline" role="img" aria-label="Tasks of each node on one time axis"></canvas>';
   h += '<div class="scroll"><table id="node-lanes"><thead><tr><th>Node</th><th class="num">Tasks</th><th class="num">Running</th><th class="num">Slots used</th><th class="num">Finished at</th><th></th></tr></thead><tbody>';
   layout.forEach((n, i) => {
     const r = n.placed.filter((p) => p.t[4] === 'r').length;
-    h += `<tr><td>${esc(tl.nodes[i])}</td><td class="num">${n.placed.length}</td><td class="num">${r}</td><td class="num">${n.lanes}</td><td class="num">${dur(n.end)}</td><td>${n.end === lastEnd && lastEnd > 0 && !running ? 'last to finish' : ''}</td></tr>`;
+    h += `<tr><td>${esc(tl.nodes[i])}</td><td class="num">${n.placed.length}</td><td class="num">${r}</td><td class="num">${n.lanes}</td><td class="num">${r ? 'running' : dur(n.end)}</td><td>${n.end === lastEnd && lastEnd > 0 && !running ? 'last to finish' : ''}</td></tr>`;
   });
   h += '</tbody></table></div>';
   const waiting = tl.tasks.filter((t) => t[4] === 'w').length;
@@ -369,6 +371,13 @@ async function controllers(main) {
   return 3000;
 }
 
+// The Content-Security-Policy refuses inline style attributes; widths and
+// colours are set through the DOM instead (which it allows).
+function applyStyles(root) {
+  for (const el of root.querySelectorAll('[data-w]')) el.style.width = el.dataset.w + '%';
+  for (const el of root.querySelectorAll('[data-color]')) el.style.color = el.dataset.color;
+}
+
 // ---- Router -----------------------------------------------------------
 async function render() {
   clearTimeout(timer);
@@ -399,6 +408,7 @@ async function render() {
     showError(e);
     next = 3000;
   }
+  applyStyles(main);
   if (seq === renderSeq && next) timer = setTimeout(render, next);
   document.body.dataset.rendered = String(seq);
 }
