@@ -27,6 +27,10 @@
 //       etcd-server on loopback, started here) instead of the embedded
 //       RocksDB: the makespan beside S2's, and what etcd holds and writes
 //       per partition (--no-etcd leaves it out)
+//   C   S2 with the operator console on: afterwards the 10,000-partition
+//       job page is loaded 5 times in headless Chromium (Debian's
+//       chromium, tests/browser/console_browser.py): bytes per load and
+//       time until drawn
 // --smoke runs small versions of S1, S1 on etcd and S3 (CI).
 // --failover N runs failover trials instead (see RunFailover).
 //
@@ -98,9 +102,16 @@ struct Scenario {
   int more_jobs = 0;
   // The job store on etcd (--job-store etcd://...).
   bool etcd = false;
+  // After the snapshot: load its page in the controller's console in
+  // headless Chromium (tests/browser/console_browser.py --measure) and
+  // report the bytes one load transfers and the time until it is drawn.
+  bool console = false;
 };
 
 struct Result {
+  // Console job page (Scenario::console): medians and maxima of 5 loads.
+  double page_kb_median = -1, page_kb_max = -1;
+  double page_ms_median = -1, page_ms_max = -1;
   int partitions = 0;
   double create_rpc_ms = 0;
   double commit_s = 0;
@@ -276,6 +287,35 @@ class Bench {
       : controller_bin_(std::move(controller_bin)),
         heartbeat_ms_(heartbeat_ms) {}
 
+  // The job page of `id` in headless Chromium, 5 fresh loads.
+  static void MeasureConsole(const std::string& url, const std::string& id,
+                             Result* r) {
+    std::string out, err;
+    auto rc = shutter::testing::RunCommand(
+        {"/usr/bin/python3",
+         absl::StrCat(SHUTTER_SOURCE_DIR, "/tests/browser/console_browser.py"),
+         "--url", url, "--job", id, "--out", "/tmp", "--measure", "5"},
+        &out, &err, absl::Minutes(5));
+    if (!rc.ok() || *rc != 0) {
+      std::printf("    console page: not measured (%s)\n",
+                  rc.ok() ? err.c_str() : rc.status().ToString().c_str());
+      return;
+    }
+    auto number = [&](const std::string& key) {
+      const size_t at = out.find("\"" + key + "\": ");
+      return at == std::string::npos
+                 ? -1.0
+                 : std::atof(out.c_str() + at + key.size() + 4);
+    };
+    if (getenv("CONSOLE_BENCH_VERBOSE") != nullptr) {
+      std::fprintf(stderr, "%s", err.c_str());
+    }
+    r->page_kb_median = number("bytes_median") / 1024;
+    r->page_kb_max = number("bytes_max") / 1024;
+    r->page_ms_median = number("render_ms_median");
+    r->page_ms_max = number("render_ms_max");
+  }
+
   Result Run(const Scenario& sc) {
     shutter::testing::TempDir tmp;
     const std::string repo = tmp.Sub("repo");
@@ -303,6 +343,14 @@ class Bench {
                                      "600000",
                                      "--log-level",
                                      "warn"};
+    std::string console_url;
+    if (sc.console) {
+      auto cport = shutter::testing::PickFreePort();
+      if (!cport.ok()) Die(cport.status().ToString());
+      args.push_back("--console-listen");
+      args.push_back(absl::StrCat("127.0.0.1:", *cport));
+      console_url = absl::StrCat("http://127.0.0.1:", *cport);
+    }
     if (sc.etcd) {
       auto started = shutter::testing::EtcdTestServer::Start(tmp.Sub("etcd"));
       if (!started.ok()) Die("etcd: " + started.status().ToString());
@@ -441,6 +489,7 @@ class Bench {
       });
     }
     const absl::Time t0 = absl::Now();
+    std::string snapshot_id;
     {
       grpc::ClientContext ctx;
       CreateSnapshotRequest req;
@@ -448,6 +497,7 @@ class Bench {
       grpc::Status st = admin->CreateSnapshot(&ctx, req, &resp);
       if (!st.ok()) Die("create: " + st.error_message());
       r.create_rpc_ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
+      snapshot_id = resp.snapshot_id();
     }
     deadline = absl::Now() + absl::Minutes(30);
     for (;;) {
@@ -478,6 +528,7 @@ class Bench {
     record = false;
     listing = false;
     if (lister.joinable()) lister.join();
+    if (sc.console) MeasureConsole(console_url, snapshot_id, &r);
     {
       absl::MutexLock l(&lat_mu);
       r.hb_p50_ms = Percentile(latencies, 0.50);
@@ -816,7 +867,8 @@ int main(int argc, char** argv) {
                  {"S3b", 100, 16, 4, 50, false},
                  {"S3c", 100, 16, 16, 200, false},
                  {"S3d", 100, 16, 1, 200, false},
-                 {"R", 100, 10, 4, 0, false, 0, 49}};
+                 {"R", 100, 10, 4, 0, false, 0, 49},
+                 {"C", 1000, 10, 4, 0, false, 0, 0, false, true}};
     if (huge) scenarios.push_back({"S4", 10000, 10, 4, 0, false, 10});
   }
   Bench bench(controller_bin, 1000);
@@ -847,6 +899,14 @@ int main(int argc, char** argv) {
         r.rss_mib, 1024 * r.rss_mib / r.partitions,
         r.write_bytes / r.partitions, r.peak_in_flight, r.hb_p50_ms,
         r.hb_p99_ms, r.hb_max_ms, r.state.c_str());
+    if (r.page_kb_median >= 0) {
+      std::printf(
+          "    console job page (%d partitions, headless Chromium, 5 fresh "
+          "loads): %.0f KB transferred (max %.0f; target <= 500), drawn "
+          "%.0f ms after navigation (max %.0f; target <= 1000)\n",
+          r.partitions, r.page_kb_median, r.page_kb_max, r.page_ms_median,
+          r.page_ms_max);
+    }
     if (r.etcd_live_bytes >= 0) {
       std::printf(
           "    etcd after the snapshot: %d keys, %.0f bytes of keys and "

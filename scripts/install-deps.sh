@@ -11,6 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev libclang-rt-14-dev
   libcli11-dev libsystemd-dev libtbb-dev systemd
   etcd-server etcd-client
+  chromium python3-websocket
 )
 
 missing=()

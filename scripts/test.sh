@@ -101,6 +101,13 @@ fi
 # skip if it is missing.
 export SHUTTER_REQUIRE_ETCD=1
 
+# The console's browser tests (headless Chromium, installed by
+# install-deps.sh) fail rather than skip without it, and keep their
+# screenshots of every page in the folder named here.
+export SHUTTER_REQUIRE_BROWSER=1
+export SHUTTER_SCREENSHOT_DIR="$PWD/build/console-screenshots"
+echo "test.sh: console screenshots go to $SHUTTER_SCREENSHOT_DIR"
+
 # metrics_test fails (rather than skips) without promtool.
 phase "unit and integration tests"
 (cd build && SHUTTER_REQUIRE_PROMTOOL=1 ctest --output-on-failure -j2 --timeout 300)
@@ -234,7 +241,8 @@ if (( clang_job )); then
   python3 scripts/thread_safety.py build 2 /bench/
 
   phase "AddressSanitizer + UndefinedBehaviorSanitizer tests"
-  (cd build-clang && ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" \
+  (cd build-clang && SHUTTER_SCREENSHOT_DIR="$PWD/console-screenshots" \
+    ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ctest --output-on-failure -j2 --timeout 600)
 

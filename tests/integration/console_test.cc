@@ -5,13 +5,16 @@
 // operator can, and logging out ends the session.
 
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/rpc.h"
 #include "common/security.h"
 #include "gtest/gtest.h"
@@ -52,6 +55,43 @@ std::string JsonField(const std::string& json, const std::string& key) {
   if (at == std::string::npos) return "";
   const size_t end = json.find('"', at + k.size());
   return json.substr(at + k.size(), end - at - k.size());
+}
+
+// Runs tests/browser/console_browser.py (headless Chromium over the
+// DevTools protocol) with `args`; its failed checks in the failure message.
+// Skips when Chromium or python3-websocket is missing, unless
+// SHUTTER_REQUIRE_BROWSER=1 (scripts/test.sh) makes that a failure.
+// Screenshots go to $SHUTTER_SCREENSHOT_DIR/<name> when set (CI keeps
+// them), else below `tmp`.
+void RunBrowser(const std::string& name, const testing::TempDir& tmp,
+                std::vector<std::string> args) {
+  const bool required = getenv("SHUTTER_REQUIRE_BROWSER") != nullptr &&
+                        std::string(getenv("SHUTTER_REQUIRE_BROWSER")) == "1";
+  std::string out, err;
+  auto probe = testing::RunCommand(
+      {"/bin/sh", "-c",
+       "command -v chromium && /usr/bin/python3 -c 'import websocket'"},
+      &out, &err, absl::Seconds(30));
+  if (!probe.ok() || *probe != 0) {
+    if (required) {
+      FAIL() << "chromium or python3-websocket missing (scripts/"
+                "install-deps.sh installs them)";
+    }
+    GTEST_SKIP() << "chromium or python3-websocket missing";
+  }
+  const char* dir = getenv("SHUTTER_SCREENSHOT_DIR");
+  const std::string shots = dir != nullptr && *dir != '\0'
+                                ? absl::StrCat(dir, "/", name)
+                                : tmp.Sub("screenshots");
+  std::vector<std::string> argv = {
+      "/usr/bin/python3",
+      absl::StrCat(SHUTTER_SOURCE_DIR, "/tests/browser/console_browser.py"),
+      "--out", shots};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto rc = testing::RunCommand(argv, &out, &err, absl::Seconds(300));
+  ASSERT_OK(rc);
+  EXPECT_EQ(*rc, 0) << "browser checks failed:\n" << err << out;
+  std::cerr << "console screenshots: " << shots << "\n";
 }
 
 class ConsoleTest : public ::testing::Test {
@@ -228,6 +268,28 @@ TEST_F(ConsoleTest, ViewsFollowASnapshotAsItRunsAndActionsNeedCsrf) {
   EXPECT_EQ(cancelled->label(), "from-console");
 }
 
+// In a real browser: every page loads and shows what the admin API says,
+// the job page follows the snapshot live to COMMITTED, keyboard and phone
+// width work; screenshots of every page.
+TEST_F(ConsoleTest, InABrowserThePagesFollowASnapshotLive) {
+  // Longer tasks than the other test: the browser must see the job run.
+  ASSERT_OK(cluster_.LoadRandom(/*keys=*/2048, /*value_size=*/1024,
+                                /*batch=*/256));
+  auto id = cluster_.CreateSnapshot();
+  ASSERT_OK(id);
+  std::vector<std::string> nodes;
+  for (int i = 0; i < kNodes; ++i) {
+    nodes.push_back(testing::LocalCluster::NodeId(i));
+  }
+  RunBrowser(
+      "insecure", tmp_,
+      {"--url", base_, "--job", *id, "--nodes", absl::StrJoin(nodes, ","),
+       "--partitions", absl::StrCat(kNodes * kPerNode)});
+  auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
+  ASSERT_OK(snap);
+  EXPECT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED);
+}
+
 constexpr char kOperatorToken[] = "op-0123456789abcdef0123456789abcdef";
 constexpr char kViewerToken[] = "view-0123456789abcdef0123456789abcde";
 
@@ -385,6 +447,23 @@ TEST_F(ConsoleAuthTest, LoginRolesCsrfAndLogout) {
       200);
   EXPECT_EQ(Do("GET", "/api/v1/overview", "", {op}).status, 401);
   EXPECT_EQ(Do("GET", "/api/v1/overview", "", {viewer}).status, 200);
+}
+
+// In a real browser over HTTPS: the login form only until a token is
+// given; a viewer sees the pages without actions and is refused a POST;
+// an operator sees the committed job.
+TEST_F(ConsoleAuthTest, InABrowserLoginAndRoles) {
+  auto id = cluster_.CreateSnapshot();
+  ASSERT_OK(id);
+  auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(60));
+  ASSERT_OK(snap);
+  ASSERT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED);
+  RunBrowser("tls", tmp_,
+             {"--url", base_, "--job", *id, "--nodes",
+              absl::StrCat(testing::LocalCluster::NodeId(0), ",",
+                           testing::LocalCluster::NodeId(1)),
+              "--partitions", "4", "--committed", "--token", kOperatorToken,
+              "--viewer-token", kViewerToken});
 }
 
 }  // namespace
