@@ -186,11 +186,22 @@ void GrpcLogToSpdlog(gpr_log_func_args* args) {
 
 // Binds a throwaway socket to the address gRPC is about to take, to report
 // the cause of a failure in plain words. OK if binding works (or the
-// address cannot be resolved here: gRPC then reports it).
+// address is an ephemeral port).
 absl::Status ProbeBind(const std::string& listen) {
   auto hp = ParseHostPort("listen address", listen, true);
   if (!hp.ok()) return hp.status();
   if (hp->port == 0) return absl::OkStatus();
+  absl::StatusOr<int> fd = BindTcpSocket(listen);
+  if (!fd.ok()) return fd.status();
+  close(*fd);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int> BindTcpSocket(const std::string& listen) {
+  auto hp = ParseHostPort("listen address", listen, true);
+  if (!hp.ok()) return hp.status();
   std::string host = hp->host;
   if (host.size() >= 2 && host.front() == '[') {
     host = host.substr(1, host.size() - 2);
@@ -201,34 +212,33 @@ absl::Status ProbeBind(const std::string& listen) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* res = nullptr;
   const std::string port = absl::StrCat(hp->port);
-  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0) {
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 ||
+      res == nullptr) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", Quote(listen), ": cannot resolve the host"));
   }
-  absl::Status result = absl::OkStatus();
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    int fd =
-        socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
+  const addrinfo* ai = res;
+  const int fd =
+      socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+  int err = errno;
+  if (fd >= 0) {
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      int err = errno;
-      const char* why = err == EADDRINUSE      ? "address already in use"
-                        : err == EADDRNOTAVAIL ? "address not available here"
-                        : err == EACCES ? "permission denied (privileged port)"
-                                        : strerror(err);
-      result = absl::UnavailableError(
-          absl::StrCat("cannot listen on ", Quote(listen), ": ", why));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+      freeaddrinfo(res);
+      return fd;
     }
+    err = errno;
     close(fd);
-    break;
   }
   freeaddrinfo(res);
-  return result;
+  const char* why = err == EADDRINUSE      ? "address already in use"
+                    : err == EADDRNOTAVAIL ? "address not available here"
+                    : err == EACCES ? "permission denied (privileged port)"
+                                    : strerror(err);
+  return absl::UnavailableError(
+      absl::StrCat("cannot listen on ", Quote(listen), ": ", why));
 }
-
-}  // namespace
 
 namespace {
 struct Security {

@@ -90,6 +90,12 @@ absl::StatusOr<RunningServer> StartGrpcServer(
     const std::string& listen, const std::vector<grpc::Service*>& services,
     const ServerLimits& limits = {});
 
+// A TCP socket bound (not yet listening) to `listen` ("host:port", port 0
+// for an ephemeral port; "[v6]:port"), SO_REUSEADDR, close-on-exec: for
+// listeners other than gRPC's. UNAVAILABLE naming the address and the
+// cause (cannot resolve, in use, not available, permission).
+absl::StatusOr<int> BindTcpSocket(const std::string& listen);
+
 // Raises this process' soft limit on open files to its hard limit (a
 // controller holds a connection per node and per client). Returns the
 // soft limit in force afterwards.

@@ -200,7 +200,9 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag,
     int64_t days = 0;
     ok = absl::SimpleAtoi(text.substr(0, text.size() - 1), &days) &&
          days >= 0 && days < 1000000;
-    d = absl::Hours(24 * days);
+    // Only a checked count is multiplied (SimpleAtoi leaves the clamped
+    // value behind when it fails: found by text_fuzz).
+    if (ok) d = absl::Hours(24 * days);
   } else {
     ok = absl::ParseDuration(text, &d) && d != absl::InfiniteDuration();
   }

@@ -264,11 +264,11 @@ class Console::Impl {
   Reply Job(const Session& s, const std::string& id,
             const std::map<std::string, std::string>& q);
   Reply Timeline(const Session& s, const std::string& id);
+  // The call's answer as JSON, or its error.
   template <typename Req, typename Resp>
-  Reply Simple(grpc::Status (AdminService::Stub::*m)(grpc::ClientContext*,
+  Reply Answer(grpc::Status (AdminService::Stub::*m)(grpc::ClientContext*,
                                                      const Req&, Resp*),
-               const Session& s) {
-    Req req;
+               const Session& s, const Req& req = Req()) {
     Resp resp;
     Reply err;
     if (!Call(m, s, req, &resp, &err).ok()) return err;
@@ -530,21 +530,16 @@ Reply Console::Impl::Route(mg_connection* conn, const std::string& method,
   if (path == "/api/v1/overview") return Overview(s);
   if (path == "/api/v1/jobs") return Jobs(s, q);
   if (path == "/api/v1/nodes") {
-    return Simple<v1::ListNodesRequest, v1::ListNodesResponse>(
-        &AdminService::Stub::ListNodes, s);
+    return Answer(&AdminService::Stub::ListNodes, s);
   }
   if (path == "/api/v1/schedules") {
-    return Simple<v1::ListSchedulesRequest, v1::ListSchedulesResponse>(
-        &AdminService::Stub::ListSchedules, s);
+    return Answer(&AdminService::Stub::ListSchedules, s);
   }
   if (path == "/api/v1/repository") {
-    return Simple<v1::GetRepositoryStatsRequest,
-                  v1::GetRepositoryStatsResponse>(
-        &AdminService::Stub::GetRepositoryStats, s);
+    return Answer(&AdminService::Stub::GetRepositoryStats, s);
   }
   if (path == "/api/v1/controllers") {
-    return Simple<v1::ListControllersRequest, v1::ListControllersResponse>(
-        &AdminService::Stub::ListControllers, s);
+    return Answer(&AdminService::Stub::ListControllers, s);
   }
   std::vector<std::string> parts = absl::StrSplit(path, '/');
   if (parts.size() == 5 && parts[3] == "jobs") return Job(s, parts[4], q);
@@ -710,14 +705,7 @@ Reply Console::Impl::Job(const Session& s, const std::string& id,
     }
     req.add_states(st);
   }
-  v1::GetSnapshotResponse resp;
-  Reply err;
-  if (!Call(&AdminService::Stub::GetSnapshot, s, req, &resp, &err).ok()) {
-    return err;
-  }
-  Reply r;
-  r.body = ProtoJson(resp);
-  return r;
+  return Answer(&AdminService::Stub::GetSnapshot, s, req);
 }
 
 Reply Console::Impl::Timeline(const Session& s, const std::string& id) {
@@ -788,27 +776,13 @@ Reply Console::Impl::CreateSnapshot(mg_connection* conn, const Session& s) {
                        "the body must be a CreateSnapshotRequest in JSON");
     }
   }
-  v1::CreateSnapshotResponse resp;
-  Reply err;
-  if (!Call(&AdminService::Stub::CreateSnapshot, s, req, &resp, &err).ok()) {
-    return err;
-  }
-  Reply r;
-  r.body = ProtoJson(resp);
-  return r;
+  return Answer(&AdminService::Stub::CreateSnapshot, s, req);
 }
 
 Reply Console::Impl::Cancel(const Session& s, const std::string& id) {
   v1::CancelSnapshotRequest req;
   req.set_snapshot_id(id);
-  v1::CancelSnapshotResponse resp;
-  Reply err;
-  if (!Call(&AdminService::Stub::CancelSnapshot, s, req, &resp, &err).ok()) {
-    return err;
-  }
-  Reply r;
-  r.body = ProtoJson(resp);
-  return r;
+  return Answer(&AdminService::Stub::CancelSnapshot, s, req);
 }
 
 absl::StatusOr<std::unique_ptr<Console>> Console::Start(

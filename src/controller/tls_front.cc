@@ -1,7 +1,6 @@
 #include "controller/tls_front.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -18,7 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "common/text.h"
+#include "common/rpc.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -99,34 +98,12 @@ class TlsFront::Impl {
       return absl::InvalidArgumentError(
           absl::StrCat("console TLS: ", OpenSslError()));
     }
-    auto hp = ParseHostPort("--console-listen", listen, true);
-    if (!hp.ok()) return hp.status();
-    std::string host = hp->host;
-    if (host.size() > 2 && host.front() == '[')
-      host = host.substr(1, host.size() - 2);
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    addrinfo* res = nullptr;
-    const std::string port = std::to_string(hp->port);
-    if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 ||
-        res == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot resolve \"", host, "\""));
-    }
-    listen_fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    const bool bound = listen_fd_ >= 0 &&
-                       ::bind(listen_fd_, res->ai_addr, res->ai_addrlen) == 0 &&
-                       ::listen(listen_fd_, 128) == 0;
-    const int err = errno;
-    freeaddrinfo(res);
-    if (!bound) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve the console on \"", listen,
-                       "\": ", std::strerror(err)));
+    absl::StatusOr<int> fd = BindTcpSocket(listen);
+    if (!fd.ok()) return fd.status();
+    listen_fd_ = *fd;
+    if (::listen(listen_fd_, 128) != 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on \"", listen,
+                                                 "\": ", std::strerror(errno)));
     }
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
