@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -131,28 +132,6 @@ int HttpStatusOf(grpc::StatusCode c) {
   }
 }
 
-const char* CodeName(grpc::StatusCode c) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  const int i = static_cast<int>(c);
-  return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
-}
-
 // The short state codes of the timeline view (documented with it).
 char TaskStateCode(shutter::v1::PartitionTaskState s) {
   switch (s) {
@@ -243,7 +222,9 @@ class Console::Impl {
     auto md = ctx.GetServerTrailingMetadata();
     auto it = md.find("shutter-leader");
     if (it != md.end()) leader.assign(it->second.data(), it->second.size());
-    return JsonError(HttpStatusOf(st.error_code()), CodeName(st.error_code()),
+    return JsonError(HttpStatusOf(st.error_code()),
+                     absl::StatusCodeToString(
+                         static_cast<absl::StatusCode>(st.error_code())),
                      st.error_message(), leader);
   }
   template <typename Req, typename Resp>

@@ -2,10 +2,6 @@
 // and checked by Prometheus' own promtool: after a snapshot and a restore
 // the counters say so, and `promtool check metrics` accepts every
 // endpoint.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <csignal>
 #include <fstream>
@@ -20,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/fs.h"
 #include "gtest/gtest.h"
+#include "testing/http_client.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/shutterctl.h"
@@ -32,35 +29,19 @@ namespace {
 using testing::PollUntil;
 using testing::RunCommand;
 
-// GET http://127.0.0.1:<port>/metrics with a plain socket (HTTP/1.0).
+// GET http://127.0.0.1:<port><path>: the body of a 200 answer, else an
+// error naming the status.
 absl::StatusOr<std::string> Scrape(int port,
                                    const std::string& path = "/metrics") {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return absl::UnavailableError(absl::StrCat("connect to ", port));
+  testing::HttpRequest req;
+  req.url = absl::StrCat("http://127.0.0.1:", port, path);
+  absl::StatusOr<testing::HttpResponse> r = testing::Http(req);
+  if (!r.ok()) return r.status();
+  if (r->status != 200) {
+    return absl::InternalError(
+        absl::StrCat("bad HTTP answer: status ", r->status, " ", r->body));
   }
-  const std::string req =
-      "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (::write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
-    ::close(fd);
-    return absl::InternalError("write");
-  }
-  std::string resp;
-  char buf[8192];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) resp.append(buf, n);
-  ::close(fd);
-  const size_t body = resp.find("\r\n\r\n");
-  if (!absl::StartsWith(resp, "HTTP/1.") || body == std::string::npos ||
-      resp.find(" 200 ") == std::string::npos) {
-    return absl::InternalError("bad HTTP answer: " + resp.substr(0, 200));
-  }
-  return resp.substr(body + 4);
+  return r->body;
 }
 
 // The metrics port a daemon logged ("metrics on ... (port N)").
