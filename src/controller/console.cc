@@ -257,7 +257,12 @@ class Console::Impl {
     r.body = ProtoJson(resp);
     return r;
   }
-  Reply CreateSnapshot(mg_connection* conn, const Session& s);
+  Reply Repository(const Session& s);
+  // POSTs whose body is the admin request in JSON.
+  template <typename Req, typename Resp>
+  Reply PostJson(grpc::Status (AdminService::Stub::*m)(grpc::ClientContext*,
+                                                       const Req&, Resp*),
+                 mg_connection* conn, const Session& s);
   Reply Cancel(const Session& s, const std::string& id);
 
   const Options options_;
@@ -483,7 +488,12 @@ Reply Console::Impl::Route(mg_connection* conn, const std::string& method,
                              "shutter_session=; Path=/; HttpOnly; Max-Age=0");
       return r;
     }
-    if (path == "/api/v1/snapshots") return CreateSnapshot(conn, s);
+    if (path == "/api/v1/snapshots") {
+      return PostJson(&AdminService::Stub::CreateSnapshot, conn, s);
+    }
+    if (path == "/api/v1/restores") {
+      return PostJson(&AdminService::Stub::RestoreSnapshot, conn, s);
+    }
     std::vector<std::string> parts = absl::StrSplit(path, '/');
     // "", "api", "v1", "jobs", <id>, "cancel"
     if (parts.size() == 6 && parts[3] == "jobs" && parts[5] == "cancel") {
@@ -516,9 +526,7 @@ Reply Console::Impl::Route(mg_connection* conn, const std::string& method,
   if (path == "/api/v1/schedules") {
     return Answer(&AdminService::Stub::ListSchedules, s);
   }
-  if (path == "/api/v1/repository") {
-    return Answer(&AdminService::Stub::GetRepositoryStats, s);
-  }
+  if (path == "/api/v1/repository") return Repository(s);
   if (path == "/api/v1/controllers") {
     return Answer(&AdminService::Stub::ListControllers, s);
   }
@@ -569,11 +577,28 @@ Reply Console::Impl::Overview(const Session& s) {
     leaderless += p.leader_node_id().empty();
   }
   int alive = 0;
-  for (const auto& n : nodes.nodes()) alive += n.alive();
-  absl::StrAppend(&out, ",\"nodes\":{\"total\":", nodes.nodes_size(),
-                  ",\"alive\":", alive,
-                  "},\"partitions\":{\"total\":", partitions.partitions_size(),
-                  ",\"leaderless\":", leaderless, "}");
+  // Live nodes held below their capacity (pinned, or the adaptive rule
+  // backing off), with why and since when.
+  std::string limited;
+  for (const auto& n : nodes.nodes()) {
+    alive += n.alive();
+    if (!n.alive() || n.effective_limit() >= n.checkpoint_capacity()) continue;
+    const int64_t since =
+        n.limit_changes_size() > 0
+            ? n.limit_changes(n.limit_changes_size() - 1).at_micros()
+            : 0;
+    absl::StrAppend(&limited, limited.empty() ? "" : ",",
+                    "{\"node_id\":", JsonString(n.node_id()),
+                    ",\"limit\":", n.effective_limit(),
+                    ",\"capacity\":", n.checkpoint_capacity(),
+                    ",\"pinned\":", n.pinned_limit() > 0 ? "true" : "false",
+                    ",\"reason\":", JsonString(n.limit_reason()),
+                    ",\"since_micros\":", since, "}");
+  }
+  absl::StrAppend(
+      &out, ",\"nodes\":{\"total\":", nodes.nodes_size(), ",\"alive\":", alive,
+      "},\"partitions\":{\"total\":", partitions.partitions_size(),
+      ",\"leaderless\":", leaderless, "},\"limited\":[", limited, "]");
   // Running jobs of every kind, and the newest of each kind.
   out += ",\"running\":[";
   bool first = true;
@@ -691,7 +716,8 @@ Reply Console::Impl::Job(const Session& s, const std::string& id,
 
 Reply Console::Impl::Timeline(const Session& s, const std::string& id) {
   // Every task, compactly: [partition, node index, start ms, duration ms,
-  // state, attempts], times relative to the job's creation.
+  // state, attempts] and, for a waiting task, what it waits for; times
+  // relative to the job's creation.
   v1::GetSnapshotRequest req;
   req.set_snapshot_id(id);
   req.set_page_size(10000);
@@ -728,7 +754,11 @@ Reply Console::Impl::Timeline(const Session& s, const std::string& id) {
       absl::StrAppend(&tasks, count++ ? "," : "", "[", t.partition_id(), ",",
                       ni, ",", start, ",", dur, ",\"",
                       std::string(1, TaskStateCode(t.state())), "\",",
-                      t.attempts(), "]");
+                      t.attempts());
+      if (!t.waiting_for().empty()) {
+        absl::StrAppend(&tasks, ",", JsonString(t.waiting_for()));
+      }
+      tasks += "]";
     }
     if (resp.next_page_token().empty()) break;
     req.set_page_token(resp.next_page_token());
@@ -745,19 +775,90 @@ Reply Console::Impl::Timeline(const Session& s, const std::string& id) {
   return r;
 }
 
-Reply Console::Impl::CreateSnapshot(mg_connection* conn, const Session& s) {
-  char body[4096];
-  const int n = mg_read(conn, body, sizeof(body) - 1);
-  body[std::max(n, 0)] = '\0';
-  v1::CreateSnapshotRequest req;
-  if (n > 0) {
+template <typename Req, typename Resp>
+Reply Console::Impl::PostJson(grpc::Status (AdminService::Stub::*m)(
+                                  grpc::ClientContext*, const Req&, Resp*),
+                              mg_connection* conn, const Session& s) {
+  // A request names at most every partition: 64 KiB is plenty, and bounds
+  // what one caller makes this process hold.
+  std::string body;
+  char buf[4096];
+  for (int n; (n = mg_read(conn, buf, sizeof(buf))) > 0;) {
+    body.append(buf, static_cast<size_t>(n));
+    if (body.size() > 64 * 1024) {
+      return JsonError(413, "INVALID_ARGUMENT", "the body is over 64 KiB");
+    }
+  }
+  Req req;
+  if (!body.empty()) {
     google::protobuf::util::JsonParseOptions o;
     if (!google::protobuf::util::JsonStringToMessage(body, &req, o).ok()) {
       return JsonError(400, "INVALID_ARGUMENT",
-                       "the body must be a CreateSnapshotRequest in JSON");
+                       absl::StrCat("the body must be a ",
+                                    Req::descriptor()->name(), " in JSON"));
     }
   }
-  return Answer(&AdminService::Stub::CreateSnapshot, s, req);
+  return Answer(m, s, req);
+}
+
+Reply Console::Impl::Repository(const Session& s) {
+  Reply err;
+  v1::GetRepositoryStatsResponse stats;
+  if (!Call(&AdminService::Stub::GetRepositoryStats, s,
+            v1::GetRepositoryStatsRequest(), &stats, &err)
+           .ok()) {
+    return err;
+  }
+  // Growth: what each of the newest snapshots stored anew versus what it
+  // holds, oldest first.
+  v1::ListSnapshotsRequest lr;
+  lr.set_type(v1::JOB_TYPE_SNAPSHOT);
+  lr.set_limit(200);
+  v1::ListSnapshotsResponse snaps;
+  if (!Call(&AdminService::Stub::ListSnapshots, s, lr, &snaps, &err).ok()) {
+    return err;
+  }
+  std::string growth;
+  int kept = 0;
+  for (const auto& j : snaps.snapshots()) {
+    if (j.state() != v1::SNAPSHOT_STATE_COMMITTED &&
+        j.state() != v1::SNAPSHOT_STATE_PARTIAL) {
+      continue;
+    }
+    if (++kept > 50) break;
+    growth = absl::StrCat("[", JsonString(j.snapshot_id()), ",",
+                          j.created_at_micros(), ",", j.total_bytes(), ",",
+                          j.uploaded_bytes(), "]", growth.empty() ? "" : ",",
+                          growth);
+  }
+  // Garbage collections: the newest ten, with what each freed.
+  lr.set_type(v1::JOB_TYPE_GC);
+  lr.set_limit(10);
+  v1::ListSnapshotsResponse gcs;
+  if (!Call(&AdminService::Stub::ListSnapshots, s, lr, &gcs, &err).ok()) {
+    return err;
+  }
+  std::string runs;
+  for (const auto& j : gcs.snapshots()) {
+    v1::GetSnapshotRequest gr;
+    gr.set_snapshot_id(j.snapshot_id());
+    gr.set_summary_only(true);
+    v1::GetSnapshotResponse g;
+    if (!Call(&AdminService::Stub::GetSnapshot, s, gr, &g, &err).ok()) {
+      continue;  // pruned or gone meanwhile
+    }
+    absl::StrAppend(&runs, runs.empty() ? "" : ",",
+                    "{\"gc_id\":", JsonString(j.snapshot_id()), ",\"state\":",
+                    JsonString(v1::SnapshotState_Name(j.state())),
+                    ",\"created_at_micros\":", j.created_at_micros(),
+                    ",\"finished_at_micros\":", j.finished_at_micros(),
+                    ",\"error\":", JsonString(g.snapshot().error()),
+                    ",\"result\":", ProtoJson(g.snapshot().gc()), "}");
+  }
+  Reply r;
+  r.body = absl::StrCat("{\"stats\":", ProtoJson(stats), ",\"growth\":[",
+                        growth, "],\"gc_runs\":[", runs, "]}");
+  return r;
 }
 
 Reply Console::Impl::Cancel(const Session& s, const std::string& id) {

@@ -38,6 +38,19 @@
 namespace shutter::controller {
 
 namespace {
+// The console's URL as others reach it (ControllerOptions::
+// console_advertise).
+std::string ConsoleUrl(const ControllerOptions& o, const std::string& advertise,
+                       int port) {
+  if (!o.console_advertise.empty()) return o.console_advertise;
+  std::string host = o.console_listen.substr(0, o.console_listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") {
+    host = advertise.substr(0, advertise.rfind(':'));
+  }
+  return absl::StrCat(o.tls.insecure ? "http" : "https", "://", host, ":", port,
+                      "/");
+}
+
 // How long a shutdown waits for admin calls in flight (not for idle
 // connections).
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
@@ -108,6 +121,7 @@ struct Controller::Parts {
   std::unique_ptr<JobStore> store;
   std::string job_store_description;
   std::string advertise;
+  std::string console_url;  // with --console-listen
   std::unique_ptr<ServingGate> gate;
   std::unique_ptr<AdminGate> admin;
   std::unique_ptr<ControllerGate> node_facing;
@@ -327,6 +341,23 @@ absl::Status Controller::Start() {
   p.advertise =
       o.advertise.empty() ? SelfAddress(o.listen, p.server->port) : o.advertise;
 
+  if (!o.console_listen.empty()) {
+    // Before the election: a follower's console serves too (it says who
+    // leads), and the URL goes into this controller's record.
+    Console::Options co;
+    co.listen = o.console_listen;
+    co.tls = o.tls;
+    auto console = Console::Start(
+        co, p.server->server->InProcessChannel(grpc::ChannelArguments()),
+        p.authz);
+    if (!console.ok()) {
+      return daemon::ConfigError("--console-listen", console.status());
+    }
+    p.console = *std::move(console);
+    p.console_url = ConsoleUrl(o, p.advertise, p.console->port());
+    spdlog::info("console on {}", p.console_url);
+  }
+
   if (!etcd_url) {
     // One controller: it leads from the start, in term 0.
     ExportSoleLeader(&p.metrics);
@@ -338,6 +369,7 @@ absl::Status Controller::Start() {
     eo.address = p.advertise;
     eo.lease = absl::Milliseconds(o.leader_lease_ms);
     eo.version = PROJECT_VERSION_STRING;
+    eo.console_url = p.console_url;
     LeaderElection::Callbacks cb;
     cb.on_elected = [this](int64_t term) {
       LeaderElection* e = parts_->election.get();
@@ -366,21 +398,6 @@ absl::Status Controller::Start() {
       "repository {} (id {}), up to {} open files",
       p.server->port, p.advertise, p.job_store_description, p.repo->Describe(),
       p.repo_id, max_files);
-  if (!o.console_listen.empty()) {
-    Console::Options co;
-    co.listen = o.console_listen;
-    co.tls = o.tls;
-    auto console = Console::Start(
-        co, p.server->server->InProcessChannel(grpc::ChannelArguments()),
-        p.authz);
-    if (!console.ok()) {
-      return daemon::ConfigError("--console-listen", console.status());
-    }
-    p.console = *std::move(console);
-    spdlog::info("console on {}://{}:{}/", o.tls.insecure ? "http" : "https",
-                 o.console_listen.substr(0, o.console_listen.rfind(':')),
-                 p.console->port());
-  }
   p.watchdog =
       WatchListener(o.listen, *p.server,
                     absl::Milliseconds(o.listener_check_ms), &listener_dead_);
@@ -435,6 +452,7 @@ Controller::ListControllers() {
     c->set_term(0);
     c->set_lease_left_ms(-1);
     c->set_version(PROJECT_VERSION_STRING);
+    c->set_console_url(p.console_url);
     return out;
   }
   return DescribeControllerGroup(p.etcd.get(), p.election.get(),

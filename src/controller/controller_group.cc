@@ -54,6 +54,7 @@ shutter::v1::ListControllersResponse DescribeControllerGroup(
       c->set_address(r.address());
       c->set_started_unix_ms(r.started_unix_ms());
       c->set_version(r.version());
+      c->set_console_url(r.console_url());
       const bool leads = !leader_id.empty() && r.id() == leader_id;
       c->set_role(leads ? shutter::v1::CONTROLLER_ROLE_LEADER
                         : shutter::v1::CONTROLLER_ROLE_FOLLOWER);

@@ -1,5 +1,6 @@
 #include "controller/controller_options.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/cli_parse.h"
 #include "common/status_macros.h"
@@ -130,6 +131,10 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
   app.add_option("--console-listen", o.console_listen,
                  "Serve the operator console (a web UI and its JSON views) "
                  "on host:port, HTTPS with --tls-cert/--tls-key; empty: off");
+  app.add_option("--console-advertise", o.console_advertise,
+                 "The console's URL as operators reach it (shown by the "
+                 "other controllers' consoles and `controllers list`); "
+                 "empty: from --console-listen and --advertise");
   app.add_option("--admin-token-file", o.admin_token_file,
                  "Admin API bearer tokens: lines of \"<viewer|operator> "
                  "<token>\"");
@@ -146,6 +151,12 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
   if (!o.console_listen.empty()) {
     RETURN_IF_ERROR(
         ParseHostPort("--console-listen", o.console_listen, true).status());
+  }
+  if (!o.console_advertise.empty() &&
+      !absl::StartsWith(o.console_advertise, "http://") &&
+      !absl::StartsWith(o.console_advertise, "https://")) {
+    return absl::InvalidArgumentError(
+        "--console-advertise: a URL starting with http:// or https://");
   }
   if (!o.retention_keep_within.empty()) {
     RETURN_IF_ERROR(

@@ -53,6 +53,10 @@ struct ControllerOptions {
   // host:port of the operator console (HTTPS with the controller's TLS
   // files, plain HTTP with --insecure); empty: off. See console.h.
   std::string console_listen;
+  // The console's URL as others (a follower's console, operators) reach
+  // it; empty: derived from console_listen (a wildcard host replaced by
+  // the --advertise host).
+  std::string console_advertise;
   // A node is dead after this long without a heartbeat (100..3600000 ms).
   int node_dead_after_ms = 10000;
   // Heartbeat period the controller expects (informational, 10..60000 ms).

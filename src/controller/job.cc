@@ -32,6 +32,7 @@ Job::Job(shutter::v1::Snapshot record) {
     ++counts_[static_cast<size_t>(t.state()) % counts_.size()];
     if (t.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED) {
       published_bytes_ += t.total_bytes();
+      uploaded_bytes_ += t.uploaded_bytes();
     }
   }
 }
@@ -49,6 +50,10 @@ void Job::SetState(PartitionTask& task, PartitionTaskState state) {
   if (task.state() == shutter::v1::PARTITION_TASK_STATE_PUBLISHED &&
       state != shutter::v1::PARTITION_TASK_STATE_PUBLISHED) {
     published_bytes_ -= task.total_bytes();
+    uploaded_bytes_ -= task.uploaded_bytes();
+  }
+  if (state != shutter::v1::PARTITION_TASK_STATE_WAITING) {
+    task.clear_waiting_for();
   }
   --counts_[static_cast<size_t>(task.state()) % counts_.size()];
   ++counts_[static_cast<size_t>(state) % counts_.size()];
@@ -57,7 +62,8 @@ void Job::SetState(PartitionTask& task, PartitionTaskState state) {
 
 void Job::Publish(PartitionTask& task,
                   const shutter::v1::PartitionManifest& manifest,
-                  const std::string& manifest_path, int64_t duration_millis) {
+                  const std::string& manifest_path, int64_t duration_millis,
+                  uint64_t uploaded_bytes, uint64_t reused_bytes) {
   SetState(task, shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
   task.set_applied_index(manifest.applied_index());
   task.set_leader_epoch(manifest.leader_epoch());
@@ -65,7 +71,10 @@ void Job::Publish(PartitionTask& task,
   task.set_file_count(manifest.files_size());
   task.set_manifest_path(manifest_path);
   task.set_duration_millis(duration_millis);
+  task.set_uploaded_bytes(uploaded_bytes);
+  task.set_reused_bytes(reused_bytes);
   published_bytes_ += manifest.total_bytes();
+  uploaded_bytes_ += uploaded_bytes;
 }
 
 std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
@@ -87,6 +96,7 @@ std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
       return std::nullopt;
     }
     SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+    task.set_waiting_for("garbage collection");
     task.set_last_error(absl::StrCat(
         "waiting for a garbage collection of the repository to end (",
         StatusText(error), ")"));
@@ -109,6 +119,7 @@ std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
       return std::nullopt;
     }
     SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+    task.set_waiting_for("node");
     task.set_last_error(absl::StrCat(
         "node ", task.node_id(), " unreachable (", StatusText(error),
         "); waiting for it to come back or be declared dead"));
@@ -136,6 +147,7 @@ std::optional<absl::Duration> Job::ApplyFailure(PartitionTask& task,
     return std::nullopt;
   }
   SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+  task.set_waiting_for("retry");
   return backoff;
 }
 
@@ -150,11 +162,13 @@ std::vector<uint32_t> Job::PruneTasks(absl::Time now) {
     p.set_failed(Count(shutter::v1::PARTITION_TASK_STATE_FAILED));
     p.set_cancelled(Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));
     p.set_total_bytes(published_bytes_);
+    p.set_uploaded_bytes(uploaded_bytes_);
     p.set_pruned_at_micros(absl::ToUnixMicros(now));
   }
   std::vector<PartitionTask>().swap(tasks_);
   counts_.fill(0);
   published_bytes_ = 0;
+  uploaded_bytes_ = 0;
   return ids;
 }
 
@@ -179,6 +193,7 @@ shutter::v1::SnapshotSummary Job::Summary() const {
     s.set_partitions_failed(p.failed());
     s.set_partitions_cancelled(p.cancelled());
     s.set_total_bytes(p.total_bytes());
+    s.set_uploaded_bytes(p.uploaded_bytes());
   } else {
     s.set_partitions_total(tasks_.size());
     s.set_partitions_published(
@@ -190,6 +205,7 @@ shutter::v1::SnapshotSummary Job::Summary() const {
     s.set_partitions_cancelled(
         Count(shutter::v1::PARTITION_TASK_STATE_CANCELLED));
     s.set_total_bytes(published_bytes_);
+    s.set_uploaded_bytes(uploaded_bytes_);
   }
   s.set_pinned(header_.pinned());
   s.set_schedule(header_.schedule());

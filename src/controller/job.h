@@ -77,10 +77,12 @@ class Job {
                                              const RetrySettings& settings,
                                              absl::Time now, double jitter);
 
-  // Marks a task PUBLISHED with what the node published.
+  // Marks a task PUBLISHED with what the node published (and, for a
+  // snapshot, what its publish uploaded and found already stored).
   void Publish(shutter::v1::PartitionTask& task,
                const shutter::v1::PartitionManifest& manifest,
-               const std::string& manifest_path, int64_t duration_millis);
+               const std::string& manifest_path, int64_t duration_millis,
+               uint64_t uploaded_bytes = 0, uint64_t reused_bytes = 0);
 
   int Count(shutter::v1::PartitionTaskState state) const {
     return counts_[static_cast<size_t>(state) % counts_.size()];
@@ -91,6 +93,7 @@ class Job {
     return Count(shutter::v1::PARTITION_TASK_STATE_RUNNING) > 0;
   }
   uint64_t published_bytes() const { return published_bytes_; }
+  uint64_t uploaded_bytes() const { return uploaded_bytes_; }
 
   // Drops the tasks of a finished job, keeping what they summed to in the
   // header (pruned_tasks); returns the partition ids they had, whose
@@ -124,6 +127,7 @@ class Job {
   std::vector<shutter::v1::PartitionTask> tasks_;
   std::array<int, 8> counts_{};
   uint64_t published_bytes_ = 0;
+  uint64_t uploaded_bytes_ = 0;  // of the PUBLISHED tasks
 };
 
 // True once a task will not change any more.

@@ -330,6 +330,7 @@ absl::StatusOr<std::vector<JobEngine::ResumeTask>> JobEngine::Recover() {
         if (TaskDone(t)) continue;
         PartitionTask& task = *job.Find(t.partition_id());
         job.SetState(task, shutter::v1::PARTITION_TASK_STATE_WAITING);
+        task.set_waiting_for("restart");
         task.set_last_error("resuming after a controller restart");
         StageTaskLocked(job, task);
         resume.push_back(
@@ -527,6 +528,7 @@ void JobEngine::Dispatch(JobKind* kind, const std::string& snapshot_id,
       }
       // A soft state: kept in memory only (see the header).
       job->SetState(*t, shutter::v1::PARTITION_TASK_STATE_WAITING);
+      t->set_waiting_for("leader");
       t->set_last_error(StatusText(leader.status()));
       timer_->RunAfter(options_.leader_poll,
                        [this, kind, snapshot_id, partition_id] {
@@ -660,7 +662,8 @@ void JobEngine::OnTaskDone(const std::string& snapshot_id,
   if (verified.ok()) {
     RecordTask(type, "published");
     t->set_attempts(t->attempts() + 1);
-    job->Publish(*t, result->manifest, result->path, millis);
+    job->Publish(*t, result->manifest, result->path, millis,
+                 result->uploaded_bytes, result->reused_bytes);
     StageTaskLocked(*job, *t);
     AfterDurable(snapshot_id, [this, snapshot_id, cancelled] {
       if (cancelled) {

@@ -27,6 +27,9 @@ struct TaskOutcome {
   shutter::v1::PartitionManifest manifest;
   // Where it is, relative to the repository root.
   std::string path;
+  // A snapshot's publish: bytes uploaded, and bytes already stored.
+  uint64_t uploaded_bytes = 0;
+  uint64_t reused_bytes = 0;
 };
 
 // A job to submit (JobEngine::Submit), as a kind's front door planned it:

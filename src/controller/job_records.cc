@@ -63,6 +63,7 @@ void CopyPrunedTasks(const From& from, To* to) {
   to->set_failed(from.failed());
   to->set_cancelled(from.cancelled());
   to->set_total_bytes(from.total_bytes());
+  to->set_uploaded_bytes(from.uploaded_bytes());
   to->set_pruned_at_micros(from.pruned_at_micros());
 }
 
@@ -157,12 +158,15 @@ sv1::TaskRecord ToTaskRecord(absl::string_view job_id, const PartitionTask& t) {
   r.set_started_at_micros(t.started_at_micros());
   r.set_duration_millis(t.duration_millis());
   if (t.applied_index() != 0 || t.total_bytes() != 0 || t.file_count() != 0 ||
-      !t.manifest_path().empty()) {
+      !t.manifest_path().empty() || t.uploaded_bytes() != 0 ||
+      t.reused_bytes() != 0) {
     auto* o = r.mutable_outcome();
     o->set_applied_index(t.applied_index());
     o->set_total_bytes(t.total_bytes());
     o->set_file_count(t.file_count());
     o->set_manifest_path(t.manifest_path());
+    o->set_uploaded_bytes(t.uploaded_bytes());
+    o->set_reused_bytes(t.reused_bytes());
   }
   return r;
 }
@@ -251,6 +255,8 @@ PartitionTask FromTaskRecord(const sv1::TaskRecord& r, const Snapshot& h) {
   t.set_total_bytes(r.outcome().total_bytes());
   t.set_file_count(r.outcome().file_count());
   t.set_manifest_path(r.outcome().manifest_path());
+  t.set_uploaded_bytes(r.outcome().uploaded_bytes());
+  t.set_reused_bytes(r.outcome().reused_bytes());
   t.set_source_snapshot_id(h.source_snapshot_id());
   t.set_deep(h.deep());
   return t;

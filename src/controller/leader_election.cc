@@ -156,16 +156,22 @@ void LeaderElection::KeepAliveLoop() {
   }
 }
 
-absl::Status LeaderElection::Join() {
-  const int64_t sent = SteadyNanos();
-  absl::StatusOr<ep::LeaseGrantResponse> grant =
-      client_->LeaseGrant(options_.lease);
-  if (!grant.ok()) return grant.status();
+shutter::store::v1::ControllerRecord LeaderElection::Record() const {
   shutter::store::v1::ControllerRecord me;
   me.set_id(options_.id);
   me.set_address(options_.address);
   me.set_started_unix_ms(absl::ToUnixMillis(absl::Now()));
   me.set_version(options_.version);
+  me.set_console_url(options_.console_url);
+  return me;
+}
+
+absl::Status LeaderElection::Join() {
+  const int64_t sent = SteadyNanos();
+  absl::StatusOr<ep::LeaseGrantResponse> grant =
+      client_->LeaseGrant(options_.lease);
+  if (!grant.ok()) return grant.status();
+  const shutter::store::v1::ControllerRecord me = Record();
   ep::PutRequest put;
   put.set_key(ControllerKey(options_.id));
   put.set_value(me.SerializeAsString());
@@ -213,11 +219,7 @@ absl::Status LeaderElection::Campaign() {
     absl::MutexLock l(&mu_);
     lease = lease_id_;
   }
-  shutter::store::v1::ControllerRecord me;
-  me.set_id(options_.id);
-  me.set_address(options_.address);
-  me.set_started_unix_ms(absl::ToUnixMillis(absl::Now()));
-  me.set_version(options_.version);
+  const shutter::store::v1::ControllerRecord me = Record();
   const std::string key = LeaderKey();
   ep::TxnRequest txn;
   ep::Compare* c = txn.add_compare();

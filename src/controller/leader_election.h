@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "controller/etcd_client.h"
 #include "controller/etcd_job_store.h"
+#include "shutter/store/v1/controllers.pb.h"
 
 namespace shutter::controller {
 
@@ -46,6 +47,7 @@ class LeaderElection {
     std::string address;  // --advertise: how the others reach it
     absl::Duration lease = absl::Seconds(3);
     std::string version;
+    std::string console_url;  // its console's, "" if none
   };
   struct Callbacks {
     // This controller now leads with `term`; the store's fence is set.
@@ -96,6 +98,8 @@ class LeaderElection {
  private:
   void Run();
   void KeepAliveLoop();
+  // This controller's record (as registered and as leader).
+  shutter::store::v1::ControllerRecord Record() const;
   // Grants a lease and registers this controller.
   absl::Status Join();
   // One campaign; leads (calls on_elected) if it wins.

@@ -110,8 +110,19 @@ std::optional<int> NodeLimits::Observe(const std::string& node,
   }
   const int effective = EffectiveLocked(node, n.capacity, &n.rule);
   if (effective == n.applied) return std::nullopt;
-  n.applied = effective;
+  ApplyLocked(node, n, effective);
   return effective;
+}
+
+void NodeLimits::ApplyLocked(const std::string& node, NodeState& n,
+                             int effective) {
+  if (n.applied != 0 && n.applied != effective) {
+    n.changes.push_back(Change{absl::Now(), static_cast<uint32_t>(n.applied),
+                               static_cast<uint32_t>(effective),
+                               ReasonLocked(node, n)});
+    while (n.changes.size() > kMaxChanges) n.changes.pop_front();
+  }
+  n.applied = effective;
 }
 
 int NodeLimits::Effective(const std::string& node, uint32_t capacity) const {
@@ -145,7 +156,7 @@ absl::StatusOr<int> NodeLimits::Pin(const std::string& node, uint32_t limit) {
   } else {
     pins_[node] = limit;
   }
-  n.applied = EffectiveLocked(node, n.capacity, &n.rule);
+  ApplyLocked(node, n, EffectiveLocked(node, n.capacity, &n.rule));
   return n.applied;
 }
 
@@ -180,6 +191,7 @@ NodeLimits::View NodeLimits::DescribeLocked(const std::string& node,
   v.reason = ReasonLocked(node, n);
   v.has_load = n.has_load;
   v.load = n.load;
+  v.changes.assign(n.changes.begin(), n.changes.end());
   v.idle_write_p99_micros = n.rule.idle_p99_micros() > 0
                                 ? static_cast<int64_t>(n.rule.idle_p99_micros())
                                 : 0;

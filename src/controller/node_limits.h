@@ -2,13 +2,16 @@
 #define SHUTTER_CONTROLLER_NODE_LIMITS_H_
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "controller/job_store.h"
 #include "scheduler/adaptive_limit.h"
 #include "shutter/v1/common.pb.h"
@@ -33,6 +36,15 @@ class NodeLimits {
     scheduler::AdaptiveLimit::Options rule;
   };
 
+  // One change of a node's effective limit.
+  struct Change {
+    absl::Time at;
+    uint32_t from = 0;
+    uint32_t to = 0;
+    std::string reason;
+  };
+  // Changes kept per node (the newest).
+  static constexpr size_t kMaxChanges = 32;
   struct View {
     uint32_t capacity = 0;
     uint32_t limit = 0;
@@ -44,6 +56,9 @@ class NodeLimits {
     // Changes the adaptive rule made (pins not counted).
     uint64_t decreases = 0;
     uint64_t increases = 0;
+    // The newest changes of the effective limit, oldest first (the first
+    // limit a node gets is not a change).
+    std::vector<Change> changes;
   };
 
   // `store` (may be null: pins are then not durable) must outlive this.
@@ -91,7 +106,11 @@ class NodeLimits {
     shutter::v1::NodeLoad load;
     uint64_t decreases = 0;
     uint64_t increases = 0;
+    std::deque<Change> changes;
   };
+  // Sets n.applied to `effective`, remembering the change.
+  void ApplyLocked(const std::string& node, NodeState& n, int effective)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   View DescribeLocked(const std::string& node, const NodeState& n) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);

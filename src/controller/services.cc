@@ -114,6 +114,13 @@ void AdminServiceImpl::DescribeLimit(NodeInfo& n) const {
   n.set_limit_reason(v.reason);
   if (v.has_load) *n.mutable_load() = v.load;
   n.set_idle_write_p99_micros(v.idle_write_p99_micros);
+  for (const NodeLimits::Change& c : v.changes) {
+    shutter::v1::LimitChange* out = n.add_limit_changes();
+    out->set_at_micros(absl::ToUnixMicros(c.at));
+    out->set_from_limit(c.from);
+    out->set_to_limit(c.to);
+    out->set_reason(c.reason);
+  }
 }
 
 grpc::Status AdminServiceImpl::SetNodeLimit(grpc::ServerContext* ctx,

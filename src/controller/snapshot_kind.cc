@@ -45,6 +45,8 @@ void SnapshotKind::RunTask(const shutter::v1::Snapshot& job,
         TaskOutcome outcome;
         outcome.manifest = std::move(*result->mutable_manifest());
         outcome.path = result->manifest_path();
+        outcome.uploaded_bytes = result->uploaded_bytes();
+        outcome.reused_bytes = result->reused_bytes();
         std::move(done)(std::move(outcome));
       });
 }

@@ -73,10 +73,26 @@ function banner(text, error) {
   b.className = error ? 'error' : '';
   b.textContent = text || '';
 }
+// The leader's console URL, from the controllers any controller lists.
+async function leaderConsole() {
+  try {
+    const r = await api('/api/v1/controllers');
+    const l = (r.controllers || []).find((c) => c.role === 'CONTROLLER_ROLE_LEADER');
+    return l && /^https?:\/\//.test(l.console_url || '') ? l.console_url : '';
+  } catch (e) { return ''; }
+}
 function showError(e) {
   if (e.leader) {
-    banner(`This controller does not lead: the leader is ${e.leader} ` +
-           `(open its console). ${e.message}`, true);
+    banner(`This controller does not lead: the leader is ${e.leader}. ${e.message}`, true);
+    leaderConsole().then((url) => {
+      const b = $('#banner');
+      if (!url || b.hidden) return;
+      const a = document.createElement('a');
+      a.id = 'leader-console';
+      a.href = url;
+      a.textContent = ' Open the leader\'s console';
+      b.appendChild(a);
+    });
   } else {
     banner(`${e.code || 'Error'}: ${e.message}`, true);
   }
@@ -98,6 +114,13 @@ async function overview(main) {
   }
   if (o.partitions.leaderless) {
     warn.push(`${o.partitions.leaderless} partition(s) without a leader`);
+  }
+  // A pin, or the adaptive rule holding a node low for 15 minutes or
+  // more (a back-off during one snapshot is the rule working).
+  for (const n of (o.limited || []).filter((x) => x.pinned || (num(x.since_micros) && num(now) - num(x.since_micros) >= 15 * 60e6))) {
+    warn.push(`node ${n.node_id} held at ${n.limit} of ${n.capacity}` +
+              (num(n.since_micros) ? ` for ${ago(n.since_micros, now).replace(' ago', '')}` : '') +
+              `: ${n.reason}`);
   }
   for (const s of o.schedules.schedules || []) {
     if (num(s.skipped)) warn.push(`schedule ${s.name}: ${s.skipped} run(s) skipped (${s.last_skip_reason})`);
@@ -287,11 +310,17 @@ async function job(main, id, params) {
   h += `<div class="card"><div class="muted">Progress</div><div class="big" id="progress">${done}/${total}</div><div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="${total}" aria-valuenow="${done}"><span data-w="${total ? 100 * done / total : 0}"></span></div></div>`;
   h += `<div class="card"><div class="muted">Partitions</div><div id="counts">${num(sum.partitions_published)} published, ${num(sum.partitions_running)} running, ${num(sum.partitions_queued)} queued, ${num(sum.partitions_waiting)} waiting, ${num(sum.partitions_failed)} failed</div></div>`;
   h += `<div class="card"><div class="muted">Created</div><div>${esc(when(s.created_at_micros))}</div><div class="muted">label ${esc(s.label || '–')}</div></div>`;
-  h += `<div class="card"><div class="muted">Bytes</div><div>${bytes(sum.total_bytes)}</div></div>`;
+  const up = num(sum.uploaded_bytes), tb = num(sum.total_bytes);
+  h += `<div class="card"><div class="muted">Bytes</div><div>${bytes(tb)}</div>` +
+    (kind(s.type) === 'snapshot' ? `<div class="muted" id="bytes-split">${bytes(up)} uploaded, ${bytes(Math.max(0, tb - up))} reused${tb ? ` (${(100 * up / tb).toFixed(1)}% new)` : ''}</div>` : '') + '</div>';
   h += '</div>';
   if (s.error) h += `<p class="error" id="job-error">${esc(s.error)}</p>`;
   if (running && session.role === 'operator') {
     h += '<p><button type="button" class="danger" id="cancel">Cancel this job</button></p>';
+  }
+  const restorable = kind(s.type) === 'snapshot' && /COMMITTED|PARTIAL/.test(s.state);
+  if (restorable && session.role === 'operator') {
+    h += '<p><button type="button" id="restore">Restore this snapshot…</button></p><section id="restore-plan" hidden></section>';
   }
   h += '<h2>Per-node timeline</h2>';
   h += '<p class="legend">' + Object.keys(NAMES).filter((k) => k !== '?').map((k) => `<span><span data-color="${COLORS[k]}">■</span> ${NAMES[k]}</span>`).join('') + ' ★ last node to finish</p>';
@@ -305,14 +334,20 @@ async function job(main, id, params) {
     h += `<tr><td>${esc(n.name)}</td><td class="num">${n.placed.length}</td><td class="num">${r}</td><td class="num">${n.lanes}</td><td class="num">${r ? 'running' : dur(n.end)}</td><td>${n.end === lastEnd && lastEnd > 0 && !running ? 'last to finish' : ''}</td></tr>`;
   });
   h += '</tbody></table></div>';
-  const waiting = tl.tasks.filter((t) => t[4] === 'w').length;
+  const waiting = tl.tasks.filter((t) => t[4] === 'w');
   const queued = tl.tasks.filter((t) => t[4] === 'q').length;
-  if (waiting || queued) h += `<p id="not-started">${queued} queued (waiting for a slot), ${waiting} waiting (for a leader, a node or a garbage collection).</p>`;
+  if (waiting.length || queued) {
+    const why = {};
+    for (const t of waiting) why[t[6] || 'unknown'] = (why[t[6] || 'unknown'] || 0) + 1;
+    const parts = Object.keys(why).sort().map((k) => `${why[k]} for ${k === 'retry' ? 'a retry' : k === 'restart' ? 'a resume after a controller restart' : k === 'unknown' ? 'a reason not known' : 'a ' + k}`);
+    h += `<p id="not-started">${queued} queued (waiting for a slot on their node), ${waiting.length} waiting${parts.length ? ': ' + parts.join(', ') : ''}.</p>`;
+  }
   h += '<h2>Task durations</h2>' + histogram(tl.tasks);
   h += `<h2>Partitions</h2><form class="filters" id="pfilter"><div><label for="f-pstate">State</label><select id="f-pstate" name="pstate">${['', 'queued', 'running', 'published', 'failed', 'waiting', 'cancelled'].map((v) => `<option value="${v}"${v === pstate ? ' selected' : ''}>${v || 'any'}</option>`).join('')}</select></div><button type="submit">Show</button></form>`;
-  h += '<div class="scroll"><table id="partitions"><thead><tr><th class="num">Partition</th><th>State</th><th>Node</th><th class="num">Attempts</th><th class="num">Took</th><th class="num hide-narrow">Bytes</th><th>Last error</th></tr></thead><tbody>';
+  h += '<div class="scroll"><table id="partitions"><thead><tr><th class="num">Partition</th><th>State</th><th>Node</th><th class="num">Attempts</th><th class="num">Took</th><th class="num hide-narrow">Bytes</th><th class="num hide-narrow">Uploaded</th><th class="num hide-narrow">Reused</th><th>Last error</th></tr></thead><tbody>';
   for (const t of s.partitions || []) {
-    h += `<tr><td class="num">${t.partition_id}</td><td>${state(t.state)}</td><td>${esc(t.node_id)}</td><td class="num">${t.attempts}</td><td class="num">${dur(t.duration_millis)}</td><td class="num hide-narrow">${bytes(t.total_bytes)}</td><td>${esc(t.last_error)}</td></tr>`;
+    const w = t.waiting_for ? ` <span class="muted">for ${esc(t.waiting_for)}</span>` : '';
+    h += `<tr><td class="num">${t.partition_id}</td><td>${state(t.state)}${w}</td><td>${esc(t.node_id)}</td><td class="num">${t.attempts}</td><td class="num">${dur(t.duration_millis)}</td><td class="num hide-narrow">${bytes(t.total_bytes)}</td><td class="num hide-narrow">${bytes(t.uploaded_bytes)}</td><td class="num hide-narrow">${bytes(t.reused_bytes)}</td><td>${esc(t.last_error)}</td></tr>`;
   }
   h += '</tbody></table></div><div class="pager">';
   if (pageToken) h += `<a href="#/jobs/${esc(id)}?pstate=${esc(pstate)}">First page</a>`;
@@ -324,6 +359,8 @@ async function job(main, id, params) {
     ev.preventDefault();
     location.hash = `#/jobs/${id}?pstate=${new FormData(ev.target).get('pstate')}`;
   });
+  const restore = main.querySelector('#restore');
+  if (restore) restore.addEventListener('click', () => restorePlan(main, id));
   const cancel = main.querySelector('#cancel');
   if (cancel) {
     cancel.addEventListener('click', async () => {
@@ -335,18 +372,60 @@ async function job(main, id, params) {
   return running ? 1000 : 0;
 }
 
+// A restore starts only after its plan (a dry run) was shown: who
+// restores what, how many bytes, how many at once per node.
+async function restorePlan(main, id) {
+  const sec = main.querySelector('#restore-plan');
+  sec.hidden = false;
+  sec.innerHTML = '<p>Planning…</p>';
+  let r;
+  try {
+    r = await post('/api/v1/restores', {snapshot_id: id, dry_run: true});
+  } catch (e) {
+    sec.innerHTML = `<p class="error" id="restore-error">${esc(e.code || 'Error')}: ${esc(e.message)}</p>`;
+    return;
+  }
+  const p = r.plan || {};
+  let h = `<h2>Restore plan</h2><p id="plan-summary">${num(p.partitions)} partition(s), ${bytes(p.total_bytes)} fetched, on ${(p.nodes || []).length} node(s). Each partition's epoch rises: writers of the old epoch are fenced, and its data becomes the snapshot's.</p>`;
+  h += '<div class="scroll"><table id="plan"><thead><tr><th>Node</th><th class="num">Partitions</th><th class="num">Bytes</th><th class="num">At once</th></tr></thead><tbody>';
+  for (const n of p.nodes || []) {
+    h += `<tr><td>${esc(n.node_id)}<div class="muted">${esc(n.address)}</div></td><td class="num">${(n.partition_ids || []).length}</td><td class="num">${bytes(n.bytes)}</td><td class="num">${num(n.concurrency)}</td></tr>`;
+  }
+  h += '</tbody></table></div><p><button type="button" class="danger" id="restore-start">Start the restore</button> <button type="button" id="restore-close">Close</button></p>';
+  sec.innerHTML = h;
+  sec.querySelector('#restore-close').addEventListener('click', () => { sec.hidden = true; });
+  // One key per plan shown: a click repeated (or retried on a new leader)
+  // is the same restore.
+  const key = 'console-' + crypto.getRandomValues(new Uint32Array(4)).join('-');
+  sec.querySelector('#restore-start').addEventListener('click', async () => {
+    try {
+      const s = await post('/api/v1/restores', {snapshot_id: id, request_id: key});
+      location.hash = '#/jobs/' + s.restore_id;
+    } catch (e) { showError(e); }
+  });
+  sec.querySelector('#restore-start').focus();
+}
+
 // ---- Nodes, schedules, repository, controllers -----------------------
 async function nodes(main) {
   const r = await api('/api/v1/nodes');
-  let h = '<h1>Nodes</h1><div class="scroll"><table id="nodes"><thead><tr><th>Node</th><th>State</th><th class="num">Capacity</th><th class="num">Limit</th><th>Why</th><th class="num">In flight</th><th class="num">Queued</th><th class="num">CPU busy</th><th class="num">Disk busy</th><th class="num">Write p99 / idle</th><th class="num">Leads</th></tr></thead><tbody>';
+  let h = '<h1>Nodes</h1><div class="scroll"><table id="nodes"><thead><tr><th>Node</th><th>State</th><th class="num">Capacity</th><th class="num">Limit</th><th>Why</th><th class="num">In flight</th><th class="num">Queued</th><th class="num">CPU busy</th><th class="num">Disk busy</th><th class="num">Write p99 / idle</th><th class="num">Leads</th><th>Limit changes</th></tr></thead><tbody>';
   for (const n of r.nodes || []) {
     const l = n.load || {};
     h += `<tr><td>${esc(n.node_id)}<div class="muted">${esc(n.address)}</div></td><td>${state(n.alive ? 'alive' : 'dead')}</td><td class="num">${n.checkpoint_capacity}</td><td class="num">${n.effective_limit}${n.pinned_limit ? ' (pinned)' : ''}</td><td>${esc(n.limit_reason)}</td>` +
       `<td class="num">${n.checkpoints_in_flight}</td><td class="num">${n.checkpoints_queued}</td><td class="num">${(100 * num(l.cpu_busy)).toFixed(0)}%</td><td class="num">${(100 * num(l.disk_busy)).toFixed(0)}%</td>` +
-      `<td class="num">${dur(num(l.foreground_write_p99_micros) / 1000)} / ${dur(num(n.idle_write_p99_micros) / 1000)}</td><td class="num">${n.partitions_led}</td></tr>`;
+      `<td class="num">${dur(num(l.foreground_write_p99_micros) / 1000)} / ${dur(num(n.idle_write_p99_micros) / 1000)}</td><td class="num">${n.partitions_led}</td><td>${limitChanges(n.limit_changes || [])}</td></tr>`;
   }
   main.innerHTML = h + '</tbody></table></div>';
   return 2000;
+}
+function limitChanges(list) {
+  if (!list.length) return '<span class="muted">none</span>';
+  let h = `<details class="limit-changes"><summary>${list.length} change(s), last ${esc(when(list[list.length - 1].at_micros))}</summary><ol>`;
+  for (const c of [...list].reverse()) {
+    h += `<li>${esc(when(c.at_micros))}: ${num(c.from_limit)} → ${num(c.to_limit)} (${esc(c.reason)})</li>`;
+  }
+  return h + '</ol></details>';
 }
 async function schedules(main) {
   const r = await api('/api/v1/schedules');
@@ -354,21 +433,51 @@ async function schedules(main) {
   return 5000;
 }
 async function repository(main) {
-  const r = await api('/api/v1/repository');
+  const all = await api('/api/v1/repository');
+  const r = all.stats;
   const saved = num(r.logical_bytes) ? 1 - num(r.bytes_stored) / num(r.logical_bytes) : 0;
-  main.innerHTML = `<h1>Repository</h1><p>${esc(r.repository)}</p><div class="cards" id="repo">
+  let h = `<h1>Repository</h1><p>${esc(r.repository)}</p><div class="cards" id="repo">
     <div class="card"><div class="muted">Committed snapshots</div><div class="big">${num(r.snapshots)}</div><div class="muted">${num(r.uncommitted_snapshots)} uncommitted</div></div>
     <div class="card"><div class="muted">Stored</div><div class="big">${bytes(r.bytes_stored)}</div><div class="muted">${num(r.objects)} objects</div></div>
     <div class="card"><div class="muted">As full copies</div><div class="big">${bytes(r.logical_bytes)}</div><div class="muted">${(100 * saved).toFixed(1)}% saved by sharing</div></div>
     <div class="card"><div class="muted">Incomplete uploads</div><div class="big">${num(r.incomplete_uploads)}</div></div></div>`;
+  // Growth: per snapshot, the bytes it uploaded (new) against what it holds.
+  const g = all.growth || [];
+  h += '<h2>Growth over snapshots</h2>';
+  if (!g.length) {
+    h += '<p class="muted">No committed snapshot yet.</p>';
+  } else {
+    const top = Math.max(1, ...g.map((x) => num(x[2])));
+    let cum = 0;
+    h += '<div class="scroll"><table id="growth"><thead><tr><th>Snapshot</th><th>Created</th><th class="num">Holds</th><th class="num">Uploaded</th><th class="num">New</th><th class="num hide-narrow">Uploaded so far</th><th>Uploaded (dark) of what it holds</th></tr></thead><tbody>';
+    for (const [id, created, total, up] of g) {
+      cum += num(up);
+      h += `<tr><td><a href="#/jobs/${esc(id)}">${esc(id)}</a></td><td>${esc(when(created))}</td><td class="num">${bytes(total)}</td><td class="num">${bytes(up)}</td><td class="num">${num(total) ? (100 * num(up) / num(total)).toFixed(1) + '%' : '–'}</td><td class="num hide-narrow">${bytes(cum)}</td>` +
+        `<td><div class="bar stacked"><span data-w="${100 * num(total) / top}"><span class="up" data-w="${num(total) ? 100 * num(up) / num(total) : 0}"></span></span></div></td></tr>`;
+    }
+    h += '</tbody></table></div>';
+  }
+  const runs = all.gc_runs || [];
+  h += '<h2>Garbage collections</h2>';
+  if (!runs.length) {
+    h += '<p class="muted">None yet.</p>';
+  } else {
+    h += '<div class="scroll"><table id="gc-runs"><thead><tr><th>Job</th><th>State</th><th>Started</th><th class="num">Scanned</th><th class="num">Deleted</th><th class="num">Freed</th><th class="num hide-narrow">Too young</th><th class="num hide-narrow">Uploads aborted</th></tr></thead><tbody>';
+    for (const x of runs) {
+      const res = x.result || {};
+      h += `<tr><td><a href="#/jobs/${esc(x.gc_id)}">${esc(x.gc_id)}</a></td><td>${state(x.state)}${x.error ? ` <span class="muted">${esc(x.error)}</span>` : ''}</td><td>${esc(when(x.created_at_micros))}</td><td class="num">${num(res.objects_scanned)}</td><td class="num">${num(res.objects_deleted)}</td><td class="num">${bytes(res.bytes_deleted)}</td><td class="num hide-narrow">${num(res.objects_too_young)}</td><td class="num hide-narrow">${num(res.uploads_aborted)}</td></tr>`;
+    }
+    h += '</tbody></table></div>';
+  }
+  main.innerHTML = h;
   return 0;
 }
 async function controllers(main) {
   const r = await api('/api/v1/controllers');
-  let h = `<h1>Controllers</h1><p>Job store ${esc(r.job_store)}; answered by ${esc(r.answered_by)}.</p><div class="scroll"><table id="controllers"><thead><tr><th>Address</th><th>Role</th><th class="num">Term</th><th class="num">Lease left</th><th>Version</th></tr></thead><tbody>`;
+  let h = `<h1>Controllers</h1><p>Job store ${esc(r.job_store)}; answered by ${esc(r.answered_by)}.</p><div class="scroll"><table id="controllers"><thead><tr><th>Address</th><th>Role</th><th class="num">Term</th><th class="num">Lease left</th><th>Version</th><th>Console</th></tr></thead><tbody>`;
   for (const c of r.controllers || []) {
     const role = c.role === 'CONTROLLER_ROLE_LEADER' ? 'leader' : 'follower';
-    h += `<tr><td>${esc(c.address)}</td><td><span class="state s-${role}">${role}</span></td><td class="num">${num(c.term)}</td><td class="num">${num(c.lease_left_ms) < 0 ? '–' : dur(c.lease_left_ms)}</td><td>${esc(c.version)}</td></tr>`;
+    h += `<tr><td>${esc(c.address)}</td><td><span class="state s-${role}">${role}</span></td><td class="num">${num(c.term)}</td><td class="num">${num(c.lease_left_ms) < 0 ? '–' : dur(c.lease_left_ms)}</td><td>${esc(c.version)}</td><td>${/^https?:\/\//.test(c.console_url || '') ? `<a href="${esc(c.console_url)}">${esc(c.console_url)}</a>` : '–'}</td></tr>`;
   }
   h += '</tbody></table></div>';
   if ((r.etcd || []).length) {
