@@ -250,10 +250,32 @@ absl::Status Authorizer::Deny(absl::Status s,
   return s;
 }
 
+Role Authorizer::TokenRoleLocked(absl::string_view token) const {
+  token = absl::StripAsciiWhitespace(token);
+  const Role r = TokenRole(tokens_, token);
+  return r != Role::kNone ? r : TokenRole(session_tokens_, token);
+}
+
 Role Authorizer::RoleOfToken(absl::string_view token) const {
   if (!options_.enabled) return Role::kOperator;
   absl::MutexLock l(&mu_);
-  return TokenRole(tokens_, absl::StripAsciiWhitespace(token));
+  return TokenRoleLocked(token);
+}
+
+Role Authorizer::RoleOfIdentity(absl::string_view common_name) const {
+  if (!options_.enabled) return Role::kOperator;
+  auto it = options_.identities.find(std::string(common_name));
+  return it == options_.identities.end() ? Role::kNone : it->second;
+}
+
+void Authorizer::AddSessionToken(std::string token, Role role) {
+  absl::MutexLock l(&mu_);
+  session_tokens_[std::move(token)] = role;
+}
+
+void Authorizer::RemoveSessionToken(const std::string& token) {
+  absl::MutexLock l(&mu_);
+  session_tokens_.erase(token);
 }
 
 absl::Status Authorizer::CheckAdmin(const grpc::ServerContextBase& ctx,
@@ -278,7 +300,7 @@ absl::Status Authorizer::CheckAdmin(const grpc::ServerContextBase& ctx,
     Role r;
     {
       absl::MutexLock l(&mu_);
-      r = TokenRole(tokens_, absl::StripAsciiWhitespace(v));
+      r = TokenRoleLocked(v);
     }
     if (r == Role::kNone) {
       return Deny(absl::UnauthenticatedError(

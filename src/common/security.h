@@ -111,6 +111,17 @@ class Authorizer {
   // with a token (the console) and then call the admin API with it.
   Role RoleOfToken(absl::string_view token) const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The role a verified certificate common name has on the admin list
+  // (kNone if not on it; kOperator when authorization is disabled).
+  Role RoleOfIdentity(absl::string_view common_name) const;
+
+  // Tokens minted by this process for a surface that authenticated a
+  // person itself (the console, for a browser's client certificate) so
+  // that its admin calls carry that person's role. Never read from a
+  // file, not replaced by ReplaceTokens.
+  void AddSessionToken(std::string token, Role role) ABSL_LOCKS_EXCLUDED(mu_);
+  void RemoveSessionToken(const std::string& token) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Replaces the bearer tokens (a reloaded token file).
   void ReplaceTokens(std::map<std::string, Role> tokens)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -128,6 +139,10 @@ class Authorizer {
   mutable absl::Mutex mu_;
   // The tokens (moved out of the options: ReplaceTokens changes them).
   std::map<std::string, Role> tokens_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Role> session_tokens_ ABSL_GUARDED_BY(mu_);
+  // A bearer token's role, from either map.
+  Role TokenRoleLocked(absl::string_view token) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   const Options options_;
   mutable std::atomic<uint64_t> denials_{0};
 };

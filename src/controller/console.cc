@@ -173,7 +173,7 @@ std::map<std::string, std::string> ParseQuery(const char* query) {
 class Console::Impl {
  public:
   Impl(Options options, std::shared_ptr<grpc::Channel> admin,
-       std::shared_ptr<const Authorizer> authz)
+       std::shared_ptr<Authorizer> authz)
       : options_(std::move(options)),
         stub_(AdminService::NewStub(std::move(admin))),
         authz_(std::move(authz)),
@@ -182,6 +182,10 @@ class Console::Impl {
   ~Impl() {
     front_.reset();
     if (ctx_ != nullptr) mg_stop(ctx_);
+    absl::MutexLock l(&mu_);
+    for (const auto& [cn, s] : cert_sessions_) {
+      authz_->RemoveSessionToken(s.token);
+    }
   }
 
   absl::Status Start();
@@ -198,15 +202,30 @@ class Console::Impl {
     Role role = Role::kNone;
     std::string csrf;
     absl::Time expires;
+    std::string identity;  // a client certificate's common name, if by one
   };
+  // Who sent a request: the browser's address (behind the TLS front, the
+  // front says) and its verified certificate's common name, if any.
+  struct Client {
+    std::string ip;
+    std::string common_name;
+  };
+  Client ClientOf(mg_connection* conn) const;
+  // A certificate's session: one per identity, for the console's life.
+  Session CertSession(const std::string& common_name, Role role)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Refused logins: true if `ip` is over the limit now.
+  bool LoginBlocked(const std::string& ip) ABSL_LOCKS_EXCLUDED(mu_);
+  void LoginFailed(const std::string& ip) ABSL_LOCKS_EXCLUDED(mu_);
 
   int Serve(mg_connection* conn);
   Reply Route(mg_connection* conn, const std::string& method,
               const std::string& path, const std::optional<Session>& session,
               bool bearer);
-  Reply Login(mg_connection* conn);
+  Reply Login(mg_connection* conn, const Client& client);
   Reply LoginPage(absl::string_view message, int status);
-  std::optional<Session> FindSession(mg_connection* conn, bool* bearer);
+  std::optional<Session> FindSession(mg_connection* conn, const Client& client,
+                                     bool* bearer);
 
   // Admin API calls carrying the session's token.
   void Prepare(grpc::ClientContext* ctx, const Session& s) const {
@@ -267,13 +286,19 @@ class Console::Impl {
 
   const Options options_;
   const std::unique_ptr<AdminService::Stub> stub_;
-  const std::shared_ptr<const Authorizer> authz_;
+  const std::shared_ptr<Authorizer> authz_;
   const bool tls_;
   mg_context* ctx_ = nullptr;
   std::unique_ptr<TlsFront> front_;  // with TLS
   int port_ = 0;
   absl::Mutex mu_;
   std::map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Session> cert_sessions_ ABSL_GUARDED_BY(mu_);
+  struct Failures {
+    int count = 0;
+    absl::Time first;
+  };
+  std::map<std::string, Failures> login_failures_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Status Console::Impl::Start() {
@@ -308,15 +333,76 @@ absl::Status Console::Impl::Start() {
   const int n = mg_get_server_ports(ctx_, 4, sp);
   port_ = n > 0 ? sp[0].port : 0;
   if (tls_) {
-    ASSIGN_OR_RETURN(front_, TlsFront::Start(options_.listen, options_.tls.cert,
-                                             options_.tls.key, port_));
+    ASSIGN_OR_RETURN(front_,
+                     TlsFront::Start(options_.listen, options_.tls.cert,
+                                     options_.tls.key, options_.tls.ca, port_));
     port_ = front_->port();
   }
   return absl::OkStatus();
 }
 
+Console::Impl::Client Console::Impl::ClientOf(mg_connection* conn) const {
+  const mg_request_info* ri = mg_get_request_info(conn);
+  Client c;
+  c.ip = ri->remote_addr;
+  if (front_ != nullptr) {
+    // civetweb sees the front's loopback connection; the front knows who
+    // is behind it. Nothing there: not relayed by the front (someone on
+    // this host reached the loopback port directly): no certificate.
+    std::optional<TlsFront::Peer> peer = front_->PeerOf(ri->remote_port);
+    if (peer.has_value()) {
+      c.ip = peer->address.substr(0, peer->address.rfind(':'));
+      c.common_name = peer->common_name;
+    }
+  }
+  return c;
+}
+
+Console::Impl::Session Console::Impl::CertSession(
+    const std::string& common_name, Role role) {
+  absl::MutexLock l(&mu_);
+  auto it = cert_sessions_.find(common_name);
+  if (it == cert_sessions_.end()) {
+    Session s;
+    s.token = RandomHex(32);
+    s.role = role;
+    s.csrf = RandomHex(16);
+    s.expires = absl::InfiniteFuture();
+    s.identity = common_name;
+    authz_->AddSessionToken(s.token, role);
+    it = cert_sessions_.emplace(common_name, std::move(s)).first;
+  }
+  return it->second;
+}
+
+bool Console::Impl::LoginBlocked(const std::string& ip) {
+  absl::MutexLock l(&mu_);
+  auto it = login_failures_.find(ip);
+  if (it == login_failures_.end()) return false;
+  if (absl::Now() - it->second.first > Console::kLoginFailureWindow) {
+    login_failures_.erase(it);
+    return false;
+  }
+  return it->second.count >= Console::kMaxLoginFailures;
+}
+
+void Console::Impl::LoginFailed(const std::string& ip) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock l(&mu_);
+  // Bounded: old windows go first; past 10,000 addresses, all of them.
+  for (auto it = login_failures_.begin(); it != login_failures_.end();) {
+    it = now - it->second.first > Console::kLoginFailureWindow
+             ? login_failures_.erase(it)
+             : std::next(it);
+  }
+  if (login_failures_.size() >= 10000) login_failures_.clear();
+  Failures& f = login_failures_[ip];
+  if (f.count == 0) f.first = now;
+  ++f.count;
+}
+
 std::optional<Console::Impl::Session> Console::Impl::FindSession(
-    mg_connection* conn, bool* bearer) {
+    mg_connection* conn, const Client& client, bool* bearer) {
   *bearer = false;
   if (!authz_->enabled()) {
     // No authorization anywhere: one implicit session.
@@ -334,19 +420,22 @@ std::optional<Console::Impl::Session> Console::Impl::FindSession(
     }
   }
   const char* cookies = mg_get_header(conn, "Cookie");
-  if (cookies == nullptr) return std::nullopt;
   char id[128];
-  if (mg_get_cookie(cookies, "shutter_session", id, sizeof(id)) <= 0) {
-    return std::nullopt;
+  if (cookies != nullptr &&
+      mg_get_cookie(cookies, "shutter_session", id, sizeof(id)) > 0) {
+    absl::MutexLock l(&mu_);
+    auto it = sessions_.find(id);
+    if (it != sessions_.end()) {
+      if (absl::Now() <= it->second.expires) return it->second;
+      sessions_.erase(it);
+    }
   }
-  absl::MutexLock l(&mu_);
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return std::nullopt;
-  if (absl::Now() > it->second.expires) {
-    sessions_.erase(it);
-    return std::nullopt;
+  // A client certificate on the admin list logs its holder in.
+  if (!client.common_name.empty()) {
+    const Role role = authz_->RoleOfIdentity(client.common_name);
+    if (role != Role::kNone) return CertSession(client.common_name, role);
   }
-  return it->second;
+  return std::nullopt;
 }
 
 int Console::Impl::Serve(mg_connection* conn) {
@@ -354,10 +443,11 @@ int Console::Impl::Serve(mg_connection* conn) {
   const std::string method = ri->request_method ? ri->request_method : "";
   const std::string path = ri->local_uri ? ri->local_uri : "/";
   bool bearer = false;
-  std::optional<Session> session = FindSession(conn, &bearer);
+  const Client client = ClientOf(conn);
+  std::optional<Session> session = FindSession(conn, client, &bearer);
   Reply r;
   if (method == "POST" && path == "/login") {
-    r = Login(conn);
+    r = Login(conn, client);
   } else if (path == "/console.js" || path == "/console.css" ||
              path == "/favicon.svg") {
     // The assets hold no data: served to anyone.
@@ -414,7 +504,18 @@ Reply Console::Impl::LoginPage(absl::string_view message, int status) {
   return r;
 }
 
-Reply Console::Impl::Login(mg_connection* conn) {
+Reply Console::Impl::Login(mg_connection* conn, const Client& client) {
+  if (authz_->enabled() && LoginBlocked(client.ip)) {
+    spdlog::warn("console: login from {} refused: {} failed logins within {}",
+                 client.ip, Console::kMaxLoginFailures,
+                 absl::FormatDuration(Console::kLoginFailureWindow));
+    Reply r = LoginPage(
+        "Too many failed logins from your address: try again later.", 429);
+    r.headers.emplace_back(
+        "Retry-After",
+        std::to_string(absl::ToInt64Seconds(Console::kLoginFailureWindow)));
+    return r;
+  }
   char body[4096];
   const int n = mg_read(conn, body, sizeof(body) - 1);
   body[std::max(n, 0)] = '\0';
@@ -430,8 +531,8 @@ Reply Console::Impl::Login(mg_connection* conn) {
     return r;
   }
   if (role == Role::kNone) {
-    spdlog::warn("console: login refused (unknown token) from {}",
-                 mg_get_request_info(conn)->remote_addr);
+    LoginFailed(client.ip);
+    spdlog::warn("console: login refused (unknown token) from {}", client.ip);
     return LoginPage("That token is not valid here.", 401);
   }
   Session s;
@@ -543,7 +644,8 @@ Reply Console::Impl::SessionView(const Session& s) {
   r.body = absl::StrCat(
       "{\"auth\":", authz_->enabled() ? "true" : "false", ",\"role\":",
       JsonString(s.role == Role::kOperator ? "operator" : "viewer"),
-      ",\"csrf\":", JsonString(s.csrf), "}");
+      ",\"csrf\":", JsonString(s.csrf),
+      ",\"certificate\":", JsonString(s.identity), "}");
   return r;
 }
 
@@ -869,7 +971,7 @@ Reply Console::Impl::Cancel(const Session& s, const std::string& id) {
 
 absl::StatusOr<std::unique_ptr<Console>> Console::Start(
     const Options& options, std::shared_ptr<grpc::Channel> admin,
-    std::shared_ptr<const Authorizer> authz) {
+    std::shared_ptr<Authorizer> authz) {
   auto impl =
       std::make_unique<Impl>(options, std::move(admin), std::move(authz));
   RETURN_IF_ERROR(impl->Start());

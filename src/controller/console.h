@@ -25,10 +25,17 @@ namespace shutter::controller {
 //
 // Sessions: POST /login with a token sets an HttpOnly, SameSite=Strict
 // session cookie (Secure over TLS); nothing but the login form and the
-// static assets is served without one. Every POST other than /login must
-// carry the session's CSRF token in the X-Shutter-CSRF header (a cross-site
-// form cannot set it). Scripts may instead send "Authorization: Bearer
-// <token>" on GET /api/v1/... (no cookie, no CSRF needed for reads).
+// static assets is served without one. Over TLS a browser may instead
+// present a client certificate that verifies against the controller's CA
+// and whose common name is on --admin-identities: it is then logged in
+// with that identity's role for as long as it presents it (its admin
+// calls carry a token this process minted for the identity). After
+// kMaxLoginFailures refused logins from one address within
+// kLoginFailureWindow, that address gets 429 until the window passes. Every
+// POST other than /login must carry the session's CSRF token in the
+// X-Shutter-CSRF header (a cross-site form cannot set it). Scripts may instead
+// send "Authorization: Bearer <token>" on GET /api/v1/... (no cookie, no CSRF
+// needed for reads).
 //
 // JSON views (GET unless said; documented in docs/operations.md):
 //   /api/v1/session                    who is logged in, role, CSRF token
@@ -39,6 +46,8 @@ namespace shutter::controller {
 //   /api/v1/nodes, /api/v1/schedules, /api/v1/repository,
 //   /api/v1/controllers
 //   POST /api/v1/snapshots             create a snapshot {"label": ...}
+//   POST /api/v1/restores              a RestoreSnapshotRequest (dry_run
+//                                      for the plan)
 //   POST /api/v1/jobs/<id>/cancel
 // Admin API errors keep their meaning: 401/403 for credentials, 404, 400
 // or 409 for bad input, 503 with "leader" on a follower or without etcd.
@@ -56,11 +65,13 @@ class Console {
     // A session ends this long after login.
     absl::Duration session_ttl = absl::Hours(12);
   };
+  static constexpr int kMaxLoginFailures = 10;
+  static constexpr absl::Duration kLoginFailureWindow = absl::Minutes(10);
 
   // Starts serving. UNAVAILABLE if `listen` cannot be bound.
   static absl::StatusOr<std::unique_ptr<Console>> Start(
       const Options& options, std::shared_ptr<grpc::Channel> admin,
-      std::shared_ptr<const Authorizer> authz);
+      std::shared_ptr<Authorizer> authz);
   ~Console();
 
   Console(const Console&) = delete;

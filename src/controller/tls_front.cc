@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
@@ -61,6 +62,8 @@ struct RelayState {
   bool stopping ABSL_GUARDED_BY(mu) = false;
   int active ABSL_GUARDED_BY(mu) = 0;
   std::set<int> open ABSL_GUARDED_BY(mu);  // sockets to shut at stop
+  // Open relays by their backend connection's local port.
+  std::map<int, TlsFront::Peer> peers ABSL_GUARDED_BY(mu);
 };
 
 class TlsFront::Impl {
@@ -87,7 +90,8 @@ class TlsFront::Impl {
   }
 
   absl::Status Start(const std::string& listen, const std::string& cert,
-                     const std::string& key, int backend_port) {
+                     const std::string& key, const std::string& ca,
+                     int backend_port) {
     backend_port_ = backend_port;
     ctx_ = SSL_CTX_new(TLS_server_method());
     if (ctx_ == nullptr) return absl::InternalError(OpenSslError());
@@ -97,6 +101,16 @@ class TlsFront::Impl {
         SSL_CTX_check_private_key(ctx_) != 1) {
       return absl::InvalidArgumentError(
           absl::StrCat("console TLS: ", OpenSslError()));
+    }
+    if (!ca.empty()) {
+      if (SSL_CTX_load_verify_locations(ctx_, ca.c_str(), nullptr) != 1) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("console TLS: the CA ", ca, ": ", OpenSslError()));
+      }
+      // Asked for, not required: people without one log in with a token.
+      SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+      STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca.c_str());
+      if (names != nullptr) SSL_CTX_set_client_CA_list(ctx_, names);
     }
     absl::StatusOr<int> fd = BindTcpSocket(listen);
     if (!fd.ok()) return fd.status();
@@ -117,7 +131,55 @@ class TlsFront::Impl {
 
   int port() const { return port_; }
 
+  std::optional<TlsFront::Peer> PeerOf(int local_port) const {
+    absl::MutexLock l(&st_->mu);
+    auto it = st_->peers.find(local_port);
+    if (it == st_->peers.end()) return std::nullopt;
+    return it->second;
+  }
+
  private:
+  // The client's address and verified certificate common name.
+  static TlsFront::Peer Describe(int client, SSL* ssl) {
+    TlsFront::Peer peer;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (::getpeername(client, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      if (ss.ss_family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+      } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+      }
+    }
+    peer.address = absl::StrCat(host, ":", port);
+    X509* cert = SSL_get1_peer_certificate(ssl);
+    if (cert != nullptr) {
+      if (SSL_get_verify_result(ssl) == X509_V_OK) {
+        char cn[256];
+        const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+                                                NID_commonName, cn, sizeof(cn));
+        if (n > 0) peer.common_name.assign(cn, static_cast<size_t>(n));
+      }
+      X509_free(cert);
+    }
+    return peer;
+  }
+
+  static int LocalPort(int fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof(a);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      return -1;
+    }
+    return ntohs(a.sin_port);
+  }
+
   void AcceptLoop() {
     for (;;) {
       const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -164,12 +226,15 @@ class TlsFront::Impl {
     bool ok =
         backend >= 0 && ::connect(backend, reinterpret_cast<sockaddr*>(&addr),
                                   sizeof(addr)) == 0;
+    const int local_port = ok ? LocalPort(backend) : -1;
     if (ok) {
+      TlsFront::Peer peer = Describe(client, ssl);
       absl::MutexLock l(&st_->mu);
       if (st_->stopping) {
         ok = false;
       } else {
         st_->open.insert(backend);
+        st_->peers[local_port] = std::move(peer);
       }
     }
     char buf[16384];
@@ -197,6 +262,7 @@ class TlsFront::Impl {
     if (backend >= 0) {
       absl::MutexLock l(&st_->mu);
       st_->open.erase(backend);
+      st_->peers.erase(local_port);
       ::close(backend);
     }
   }
@@ -211,9 +277,9 @@ class TlsFront::Impl {
 
 absl::StatusOr<std::unique_ptr<TlsFront>> TlsFront::Start(
     const std::string& listen, const std::string& cert, const std::string& key,
-    int backend_port) {
+    const std::string& ca, int backend_port) {
   auto impl = std::make_unique<Impl>();
-  absl::Status s = impl->Start(listen, cert, key, backend_port);
+  absl::Status s = impl->Start(listen, cert, key, ca, backend_port);
   if (!s.ok()) return s;
   return std::unique_ptr<TlsFront>(new TlsFront(std::move(impl)));
 }
@@ -221,5 +287,8 @@ absl::StatusOr<std::unique_ptr<TlsFront>> TlsFront::Start(
 TlsFront::TlsFront(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TlsFront::~TlsFront() = default;
 int TlsFront::port() const { return impl_->port(); }
+std::optional<TlsFront::Peer> TlsFront::PeerOf(int local_port) const {
+  return impl_->PeerOf(local_port);
+}
 
 }  // namespace shutter::controller

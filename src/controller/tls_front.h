@@ -2,6 +2,7 @@
 #define SHUTTER_CONTROLLER_TLS_FRONT_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,6 +20,9 @@ namespace shutter::controller {
 // exports: its own TLS crashes on the first connection. OpenSSL is used
 // here directly instead.
 //
+// With `ca`, a client may present a certificate (it is not required):
+// one that verifies against `ca` names the connection's peer (PeerOf).
+//
 // At most 256 connections at once (more are closed at accept). A thread
 // per connection; the destructor closes every connection and waits for
 // their threads.
@@ -26,13 +30,22 @@ class TlsFront {
  public:
   static absl::StatusOr<std::unique_ptr<TlsFront>> Start(
       const std::string& listen, const std::string& cert,
-      const std::string& key, int backend_port);
+      const std::string& key, const std::string& ca, int backend_port);
   ~TlsFront();
 
   TlsFront(const TlsFront&) = delete;
   TlsFront& operator=(const TlsFront&) = delete;
 
   int port() const;
+
+  // Who is behind a relayed connection, as the backend sees it.
+  struct Peer {
+    std::string address;      // the client's "ip:port"
+    std::string common_name;  // of its verified certificate; "" if none
+  };
+  // The peer of the relayed connection whose loopback source port (the
+  // backend's view of the remote port) is `local_port`, while it is open.
+  std::optional<Peer> PeerOf(int local_port) const;
 
   class Impl;
 

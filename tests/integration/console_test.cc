@@ -4,6 +4,8 @@
 // form is served without a session, a viewer reads but cannot act, an
 // operator can, and logging out ends the session.
 
+#include "controller/console.h"
+
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -268,6 +270,110 @@ TEST_F(ConsoleTest, ViewsFollowASnapshotAsItRunsAndActionsNeedCsrf) {
   EXPECT_EQ(cancelled->label(), "from-console");
 }
 
+// What an operator decides with: bytes uploaded against reused per
+// partition and per snapshot, the repository's growth and its GC runs, and
+// a restore whose plan (a dry run, nothing recorded) comes first; the
+// controllers list names this console's URL.
+TEST_F(ConsoleTest, RestorePlanFirstBytesUploadedVsReusedAndRepository) {
+  const std::string csrf = JsonField(Get("/api/v1/session").body, "csrf");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    auto id = cluster_.CreateSnapshot();
+    ASSERT_OK(id);
+    auto snap = cluster_.WaitForSnapshot(*id, absl::Seconds(120));
+    ASSERT_OK(snap);
+    ASSERT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED);
+    // Each partition's publish: uploaded + reused = what it holds.
+    uint64_t uploaded = 0, total = 0;
+    for (const auto& t : snap->partitions()) {
+      EXPECT_EQ(t.uploaded_bytes() + t.reused_bytes(), t.total_bytes())
+          << "partition " << t.partition_id();
+      uploaded += t.uploaded_bytes();
+      total += t.total_bytes();
+    }
+    HttpResponse job = Get("/api/v1/jobs/" + *id + "?page_size=1");
+    ASSERT_EQ(job.status, 200);
+    const size_t summary = job.body.find("\"summary\":");
+    ASSERT_NE(summary, std::string::npos) << job.body;
+    EXPECT_NE(
+        job.body.find(absl::StrCat("\"uploaded_bytes\":\"", uploaded, "\""),
+                      summary),
+        std::string::npos)
+        << job.body;
+    EXPECT_NE(job.body.find("\"reused_bytes\""), std::string::npos);
+    if (i == 0) EXPECT_EQ(uploaded, total);
+    // Nothing written in between: the second uploads (almost) nothing.
+    if (i == 1) EXPECT_LT(uploaded * 10, total);
+    ids.push_back(*id);
+  }
+
+  // The repository view: growth oldest first, then a GC run with its
+  // figures.
+  HttpResponse repo = Get("/api/v1/repository");
+  ASSERT_EQ(repo.status, 200);
+  const size_t g0 = repo.body.find("[\"" + ids[0] + "\"");
+  const size_t g1 = repo.body.find("[\"" + ids[1] + "\"");
+  ASSERT_NE(g0, std::string::npos) << repo.body;
+  ASSERT_NE(g1, std::string::npos) << repo.body;
+  EXPECT_LT(g0, g1);
+  EXPECT_NE(repo.body.find("\"gc_runs\":[]"), std::string::npos);
+  CollectGarbageRequest gc_req;
+  gc_req.set_grace_seconds(0);
+  CollectGarbageResponse gc;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(cluster_.admin()->CollectGarbage(&ctx, gc_req, &gc).ok());
+  }
+  auto gc_job = cluster_.WaitForSnapshot(gc.gc_id(), absl::Seconds(60));
+  ASSERT_OK(gc_job);
+  EXPECT_EQ(gc_job->state(), SNAPSHOT_STATE_COMMITTED);
+  repo = Get("/api/v1/repository");
+  EXPECT_NE(repo.body.find("\"gc_id\":\"" + gc.gc_id() + "\""),
+            std::string::npos)
+      << repo.body;
+  EXPECT_NE(repo.body.find("\"objects_scanned\""), std::string::npos);
+
+  // A restore: the plan first, and nothing recorded by it.
+  const std::string plan_req =
+      absl::StrCat("{\"snapshot_id\":\"", ids[0], "\",\"dry_run\":true}");
+  EXPECT_EQ(Post("/api/v1/restores", plan_req, "").status, 403);
+  HttpResponse plan = Post("/api/v1/restores", plan_req, csrf);
+  ASSERT_EQ(plan.status, 200) << plan.body;
+  EXPECT_NE(plan.body.find(absl::StrCat("\"partitions\":", kNodes * kPerNode)),
+            std::string::npos)
+      << plan.body;
+  for (int i = 0; i < kNodes; ++i) {
+    EXPECT_NE(plan.body.find("\"node_id\":\"" +
+                             testing::LocalCluster::NodeId(i) + "\""),
+              std::string::npos);
+  }
+  EXPECT_EQ(JsonField(plan.body, "restore_id"), "");
+  EXPECT_EQ(Count(Get("/api/v1/jobs?type=restore").body, "\"snapshot_id\""), 0);
+  EXPECT_EQ(Post("/api/v1/restores",
+                 "{\"snapshot_id\":\"20990101T000000.000Z-00000000\"}", csrf)
+                .status,
+            404);
+  // Started with a key: the same click sent twice is one restore.
+  const std::string start = absl::StrCat("{\"snapshot_id\":\"", ids[0],
+                                         "\",\"request_id\":\"console-1\"}");
+  HttpResponse r1 = Post("/api/v1/restores", start, csrf);
+  ASSERT_EQ(r1.status, 200) << r1.body;
+  HttpResponse r2 = Post("/api/v1/restores", start, csrf);
+  ASSERT_EQ(r2.status, 200) << r2.body;
+  const std::string restore_id = JsonField(r1.body, "restore_id");
+  ASSERT_FALSE(restore_id.empty());
+  EXPECT_EQ(JsonField(r2.body, "restore_id"), restore_id);
+  auto restored = cluster_.WaitForSnapshot(restore_id, absl::Seconds(120));
+  ASSERT_OK(restored);
+  EXPECT_EQ(restored->state(), SNAPSHOT_STATE_COMMITTED);
+  EXPECT_EQ(Count(Get("/api/v1/jobs?type=restore").body, "\"snapshot_id\""), 1);
+
+  // This console's URL, as the other controllers' consoles link to it.
+  EXPECT_NE(Get("/api/v1/controllers")
+                .body.find("\"console_url\":\"" + base_ + "/\""),
+            std::string::npos);
+}
+
 // In a real browser: every page loads and shows what the admin API says,
 // the job page follows the snapshot live to COMMITTED, keyboard and phone
 // width work; screenshots of every page.
@@ -316,7 +422,8 @@ class ConsoleAuthTest : public ::testing::Test {
     cluster_.SetSecurity(
         {"--tls-cert", controller->cert, "--tls-key", controller->key,
          "--tls-ca", ca_->cert_path(), "--admin-token-file", tokens,
-         "--admin-identities", "shutter-controller=operator"},
+         "--admin-identities",
+         "shutter-controller=operator,alice=viewer,bob=operator"},
         [this, nodes](int i) {
           return std::vector<std::string>{"--tls-cert", nodes[i].cert,
                                           "--tls-key",  nodes[i].key,
@@ -447,6 +554,116 @@ TEST_F(ConsoleAuthTest, LoginRolesCsrfAndLogout) {
       200);
   EXPECT_EQ(Do("GET", "/api/v1/overview", "", {op}).status, 401);
   EXPECT_EQ(Do("GET", "/api/v1/overview", "", {viewer}).status, 200);
+}
+
+// Client certificates: one on the admin list logs its holder in with its
+// role (no token, nothing to log out of), one not on it sees the login
+// form only, one from another CA gets no TLS connection. A pin shows in
+// the node's limit history and as an overview warning. Ten refused logins
+// from one address shut the form for that address (429), certificates
+// still work.
+TEST_F(ConsoleAuthTest, ClientCertificatesLimitHistoryAndLoginLimit) {
+  auto alice = ca_->Issue("alice", "alice");  // viewer
+  ASSERT_OK(alice);
+  auto bob = ca_->Issue("bob", "bob");  // operator
+  ASSERT_OK(bob);
+  auto mallory = ca_->Issue("mallory", "mallory");  // not on the list
+  ASSERT_OK(mallory);
+  auto other = testing::TestCa::Create("Other CA", tmp_.path(), "other-ca");
+  ASSERT_OK(other);
+  auto forged = (*other)->Issue("bob", "forged-bob");
+  ASSERT_OK(forged);
+  auto as = [&](const testing::CertFiles& c, const std::string& method,
+                const std::string& path,
+                std::vector<std::string> headers = {}) {
+    HttpRequest req;
+    req.method = method;
+    req.url = base_ + path;
+    req.body = method == "POST" ? "{}" : "";
+    req.headers = std::move(headers);
+    req.ca = ca_->cert_path();
+    req.cert = c.cert;
+    req.key = c.key;
+    return Http(req);
+  };
+  auto session = as(*alice, "GET", "/api/v1/session");
+  ASSERT_OK(session);
+  ASSERT_EQ(session->status, 200) << session->body;
+  EXPECT_NE(session->body.find("\"role\":\"viewer\""), std::string::npos);
+  EXPECT_NE(session->body.find("\"certificate\":\"alice\""), std::string::npos);
+  const std::string alice_csrf = JsonField(session->body, "csrf");
+  auto denied = as(*alice, "POST", "/api/v1/snapshots",
+                   {"X-Shutter-CSRF: " + alice_csrf});
+  ASSERT_OK(denied);
+  EXPECT_EQ(denied->status, 403) << denied->body;
+  EXPECT_NE(denied->body.find("PERMISSION_DENIED"), std::string::npos);
+
+  auto bob_session = as(*bob, "GET", "/api/v1/session");
+  ASSERT_OK(bob_session);
+  const std::string bob_csrf = JsonField(bob_session->body, "csrf");
+  auto no_csrf = as(*bob, "POST", "/api/v1/snapshots");
+  ASSERT_OK(no_csrf);
+  EXPECT_EQ(no_csrf->status, 403);
+  auto created =
+      as(*bob, "POST", "/api/v1/snapshots", {"X-Shutter-CSRF: " + bob_csrf});
+  ASSERT_OK(created);
+  ASSERT_EQ(created->status, 200) << created->body;
+  auto snap = cluster_.WaitForSnapshot(JsonField(created->body, "snapshot_id"),
+                                       absl::Seconds(60));
+  ASSERT_OK(snap);
+  EXPECT_EQ(snap->state(), SNAPSHOT_STATE_COMMITTED);
+
+  auto stranger = as(*mallory, "GET", "/api/v1/overview");
+  ASSERT_OK(stranger);
+  EXPECT_EQ(stranger->status, 401);
+  auto form = as(*mallory, "GET", "/");
+  ASSERT_OK(form);
+  EXPECT_NE(form->body.find("name=\"token\""), std::string::npos);
+  auto forged_call = as(*forged, "GET", "/api/v1/overview");
+  EXPECT_TRUE(!forged_call.ok() || forged_call->status == 401)
+      << forged_call->body;
+
+  // A pin: the node's limit history says from, to and why; the overview
+  // warns about it.
+  SetNodeLimitRequest pin;
+  pin.set_node_id(testing::LocalCluster::NodeId(0));
+  pin.set_limit(1);
+  SetNodeLimitResponse pinned;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(cluster_.admin()->SetNodeLimit(&ctx, pin, &pinned).ok());
+  }
+  auto nodes = as(*alice, "GET", "/api/v1/nodes");
+  ASSERT_OK(nodes);
+  EXPECT_NE(nodes->body.find("\"from_limit\":2,\"to_limit\":1,\"reason\":"
+                             "\"pinned by an operator\""),
+            std::string::npos)
+      << nodes->body;
+  auto overview = as(*alice, "GET", "/api/v1/overview");
+  ASSERT_OK(overview);
+  EXPECT_NE(
+      overview->body.find(absl::StrCat(
+          "\"limited\":[{\"node_id\":\"", testing::LocalCluster::NodeId(0),
+          "\",\"limit\":1,\"capacity\":2,\"pinned\":true")),
+      std::string::npos)
+      << overview->body;
+
+  // Refused logins: the eleventh attempt is refused whatever the token.
+  for (int i = 0; i < controller::Console::kMaxLoginFailures; ++i) {
+    EXPECT_EQ(Do("POST", "/login", "token=not-a-token-0123456789",
+                 {"Content-Type: application/x-www-form-urlencoded"})
+                  .status,
+              401);
+  }
+  HttpResponse blocked =
+      Do("POST", "/login", std::string("token=") + kOperatorToken,
+         {"Content-Type: application/x-www-form-urlencoded"});
+  EXPECT_EQ(blocked.status, 429) << blocked.body;
+  EXPECT_NE(blocked.Header("Retry-After"), "");
+  EXPECT_EQ(blocked.Header("Set-Cookie"), "");
+  auto still = as(*alice, "GET", "/api/v1/nodes");
+  ASSERT_OK(still);
+  EXPECT_EQ(still->status, 200);
 }
 
 // In a real browser over HTTPS: the login form only until a token is

@@ -58,6 +58,10 @@ absl::StatusOr<HttpResponse> Http(const HttpRequest& request) {
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   if (!request.ca.empty())
     curl_easy_setopt(curl, CURLOPT_CAINFO, request.ca.c_str());
+  if (!request.cert.empty()) {
+    curl_easy_setopt(curl, CURLOPT_SSLCERT, request.cert.c_str());
+    curl_easy_setopt(curl, CURLOPT_SSLKEY, request.key.c_str());
+  }
   const CURLcode rc = curl_easy_perform(curl);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out.status);
   curl_slist_free_all(headers);

@@ -22,8 +22,11 @@ struct HttpRequest {
   std::string url;
   std::string body;
   std::vector<std::string> headers;  // "Name: value"
-  // For https: the CA bundle to verify the server against.
+  // For https: the CA bundle to verify the server against, and a client
+  // certificate and key to present (PEM files; empty: none).
   std::string ca;
+  std::string cert;
+  std::string key;
 };
 
 // One HTTP request with libcurl (no redirects followed). An error only if

@@ -536,9 +536,11 @@ async function render() {
 
 async function start() {
   session = await api('/api/v1/session');
-  $('#who').textContent = session.auth ? `${session.role}` : 'no authentication (--insecure)';
+  $('#who').textContent = !session.auth ? 'no authentication (--insecure)'
+    : session.certificate ? `${session.role} (certificate ${session.certificate})` : `${session.role}`;
   const out = $('#logout');
-  out.hidden = !session.auth;
+  // A certificate logs in on every connection: nothing to log out of.
+  out.hidden = !session.auth || !!session.certificate;
   out.addEventListener('click', async () => {
     await fetch('/logout', {method: 'POST', headers: {'X-Shutter-CSRF': session.csrf}});
     location.reload();
