@@ -37,8 +37,8 @@ int ControllersList(const Global& g) {
   std::cout << "Job store: " << EscapeForTerminal(resp.job_store())
             << "  (answered by " << EscapeForTerminal(resp.answered_by())
             << ")\n";
-  Table t(
-      {"ID", "ADDRESS", "ROLE", "TERM", "LEASE LEFT", "VERSION", "STARTED"});
+  Table t({"ID", "ADDRESS", "ROLE", "TERM", "LEASE LEFT", "VERSION", "STARTED",
+           "CONSOLE"});
   for (const auto& ctl : resp.controllers()) {
     t.Add(
         {EscapeForTerminal(ctl.id()), EscapeForTerminal(ctl.address()),
@@ -48,7 +48,9 @@ int ControllersList(const Global& g) {
              ? "-"
              : absl::StrFormat("%.1fs", ctl.lease_left_ms() / 1000.0),
          EscapeForTerminal(ctl.version()),
-         HumanTime(ctl.started_unix_ms() * 1000)});
+         HumanTime(ctl.started_unix_ms() * 1000),
+         ctl.console_url().empty() ? "-"
+                                   : EscapeForTerminal(ctl.console_url())});
   }
   std::cout << t.Render();
   if (resp.etcd_size() > 0) {

@@ -266,6 +266,27 @@ def main():
               "partition table rows: %s" % published)
         check("last to finish" in text(b, "#node-lanes"),
               "the last node to finish is named")
+        check("uploaded" in text(b, "#bytes-split"),
+              "job page: bytes uploaded vs reused (%s)" % text(b, "#bytes-split"))
+        if a.committed and a.token:
+            # A restore shows its plan (a dry run) before anything starts.
+            b.eval("document.querySelector('#restore').click()")
+            check(b.wait("document.querySelectorAll('#plan tbody tr').length"
+                         " === %d" % len(nodes), 30),
+                  "restore: the plan lists every node")
+            check(("%d partition" % a.partitions) in text(b, "#plan-summary"),
+                  "restore plan: " + text(b, "#plan-summary"))
+            b.screenshot(os.path.join(a.out, "restore-plan.png"))
+            b.eval("document.querySelector('#restore-start').click()")
+            check(b.wait("location.hash.startsWith('#/jobs/') && "
+                         "!location.hash.endsWith(%s) && "
+                         "/restore/.test(document.querySelector('h1')"
+                         ".innerText)" % json.dumps(a.job), 30),
+                  "restore: the restore job's page opens")
+            check(b.wait("/committed/.test(document.querySelector('h1')"
+                         ".innerText)", 120),
+                  "restore: the job page follows it to COMMITTED")
+            b.screenshot(os.path.join(a.out, "restore-job.png"))
 
         # The other pages show what the admin API says.
         open_page(b, a.url, "#/jobs", "jobs", a.out)
@@ -274,9 +295,13 @@ def main():
         t = text(b, "#nodes")
         check(all(n in t for n in nodes), "nodes page lists every node")
         check(t.count("alive") >= len(nodes), "nodes page: all alive")
+        check("Limit changes" in t, "nodes page: limit changes column")
         open_page(b, a.url, "#/schedules", "schedules", a.out)
         open_page(b, a.url, "#/repository", "repository", a.out)
         check("1" in text(b, "#repo"), "repository page shows counts")
+        check(b.wait("!!document.querySelector('#growth')", 20) and
+              a.job in text(b, "#growth"),
+              "repository page: the snapshot in the growth table")
         open_page(b, a.url, "#/controllers", "controllers", a.out)
         check("leader" in text(b, "#controllers"), "controllers: a leader")
 

@@ -435,7 +435,8 @@ async function schedules(main) {
 async function repository(main) {
   const all = await api('/api/v1/repository');
   const r = all.stats;
-  const saved = num(r.logical_bytes) ? 1 - num(r.bytes_stored) / num(r.logical_bytes) : 0;
+  // Manifests are stored too: a lone snapshot saves nothing, not less.
+  const saved = num(r.logical_bytes) ? Math.max(0, 1 - num(r.bytes_stored) / num(r.logical_bytes)) : 0;
   let h = `<h1>Repository</h1><p>${esc(r.repository)}</p><div class="cards" id="repo">
     <div class="card"><div class="muted">Committed snapshots</div><div class="big">${num(r.snapshots)}</div><div class="muted">${num(r.uncommitted_snapshots)} uncommitted</div></div>
     <div class="card"><div class="muted">Stored</div><div class="big">${bytes(r.bytes_stored)}</div><div class="muted">${num(r.objects)} objects</div></div>
