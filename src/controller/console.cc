@@ -682,8 +682,17 @@ Reply Console::Impl::Overview(const Session& s) {
   // Live nodes held below their capacity (pinned, or the adaptive rule
   // backing off), with why and since when.
   std::string limited;
+  // Live nodes whose last interval had write stalls (the foreground
+  // suffers; the adaptive rule backs off at once).
+  std::string stalled;
   for (const auto& n : nodes.nodes()) {
     alive += n.alive();
+    if (n.alive() && n.load().write_stall_micros() > 0) {
+      absl::StrAppend(&stalled, stalled.empty() ? "" : ",",
+                      "{\"node_id\":", JsonString(n.node_id()),
+                      ",\"stall_micros\":", n.load().write_stall_micros(),
+                      ",\"interval_millis\":", n.load().interval_millis(), "}");
+    }
     if (!n.alive() || n.effective_limit() >= n.checkpoint_capacity()) continue;
     const int64_t since =
         n.limit_changes_size() > 0
@@ -700,11 +709,14 @@ Reply Console::Impl::Overview(const Session& s) {
   absl::StrAppend(
       &out, ",\"nodes\":{\"total\":", nodes.nodes_size(), ",\"alive\":", alive,
       "},\"partitions\":{\"total\":", partitions.partitions_size(),
-      ",\"leaderless\":", leaderless, "},\"limited\":[", limited, "]");
+      ",\"leaderless\":", leaderless, "},\"limited\":[", limited,
+      "],\"stalled\":[", stalled, "],\"denials\":", authz_->denials());
   // Running jobs of every kind, and the newest of each kind.
   out += ",\"running\":[";
   bool first = true;
   std::string newest;
+  // The newest GC and deletion (retention deletes through DELETE jobs).
+  std::string last_gc = "null", last_delete = "null";
   for (v1::JobType type :
        {v1::JOB_TYPE_SNAPSHOT, v1::JOB_TYPE_RESTORE, v1::JOB_TYPE_VERIFY,
         v1::JOB_TYPE_GC, v1::JOB_TYPE_DELETE}) {
@@ -722,6 +734,12 @@ Reply Console::Impl::Overview(const Session& s) {
         first = false;
       }
     }
+    if (type == v1::JOB_TYPE_GC && list.snapshots_size() > 0) {
+      last_gc = ProtoJson(list.snapshots(0));
+    }
+    if (type == v1::JOB_TYPE_DELETE && list.snapshots_size() > 0) {
+      last_delete = ProtoJson(list.snapshots(0));
+    }
     if (type == v1::JOB_TYPE_SNAPSHOT) {
       for (const auto& j : list.snapshots()) {
         if (j.state() == v1::SNAPSHOT_STATE_COMMITTED) {
@@ -732,7 +750,8 @@ Reply Console::Impl::Overview(const Session& s) {
     }
   }
   absl::StrAppend(&out,
-                  "],\"last_committed\":", newest.empty() ? "null" : newest);
+                  "],\"last_committed\":", newest.empty() ? "null" : newest,
+                  ",\"last_gc\":", last_gc, ",\"last_delete\":", last_delete);
   v1::ListSchedulesResponse schedules;
   if (!Call(&AdminService::Stub::ListSchedules, s, v1::ListSchedulesRequest(),
             &schedules, &err)

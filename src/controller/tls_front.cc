@@ -109,6 +109,11 @@ class TlsFront::Impl {
       }
       // Asked for, not required: people without one log in with a token.
       SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+      // A browser resumes its TLS sessions; with peer verification on,
+      // OpenSSL refuses a resumption without a session id context
+      // ("session id context uninitialized"): the fetch fails.
+      static const unsigned char kContext[] = "shutter-console";
+      SSL_CTX_set_session_id_context(ctx_, kContext, sizeof(kContext) - 1);
       STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca.c_str());
       if (names != nullptr) SSL_CTX_set_client_CA_list(ctx_, names);
     }

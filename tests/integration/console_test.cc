@@ -332,6 +332,11 @@ TEST_F(ConsoleTest, RestorePlanFirstBytesUploadedVsReusedAndRepository) {
             std::string::npos)
       << repo.body;
   EXPECT_NE(repo.body.find("\"objects_scanned\""), std::string::npos);
+  // The overview says when the repository was last collected.
+  const std::string overview = Get("/api/v1/overview").body;
+  EXPECT_NE(overview.find("\"last_gc\":{\"snapshot_id\":\"" + gc.gc_id()),
+            std::string::npos)
+      << overview;
 
   // A restore: the plan first, and nothing recorded by it.
   const std::string plan_req =
@@ -646,6 +651,11 @@ TEST_F(ConsoleAuthTest, ClientCertificatesLimitHistoryAndLoginLimit) {
           "\"limited\":[{\"node_id\":\"", testing::LocalCluster::NodeId(0),
           "\",\"limit\":1,\"capacity\":2,\"pinned\":true")),
       std::string::npos)
+      << overview->body;
+  // Alice's refused POST was counted, and the overview warns about it.
+  const size_t denials = overview->body.find("\"denials\":");
+  ASSERT_NE(denials, std::string::npos);
+  EXPECT_GE(std::atoi(overview->body.c_str() + denials + 10), 1)
       << overview->body;
 
   // Refused logins: the eleventh attempt is refused whatever the token.

@@ -122,6 +122,10 @@ async function overview(main) {
               (num(n.since_micros) ? ` for ${ago(n.since_micros, now).replace(' ago', '')}` : '') +
               `: ${n.reason}`);
   }
+  for (const n of o.stalled || []) {
+    warn.push(`node ${n.node_id}: foreground writes stalled ${dur(num(n.stall_micros) / 1000)} in its last ${dur(n.interval_millis)}`);
+  }
+  if (num(o.denials)) warn.push(`${num(o.denials)} admin call(s) denied since this controller started (see its log)`);
   for (const s of o.schedules.schedules || []) {
     if (num(s.skipped)) warn.push(`schedule ${s.name}: ${s.skipped} run(s) skipped (${s.last_skip_reason})`);
   }
@@ -131,6 +135,9 @@ async function overview(main) {
   h += `<div class="card"><div class="muted">Running jobs</div><div class="big" id="running-count">${o.running.length}</div></div>`;
   const lc = o.last_committed;
   h += `<div class="card"><div class="muted">Last committed snapshot</div><div class="big">${lc ? esc(ago(lc.finished_at_micros, now)) : 'none'}</div>${lc ? `<a href="#/jobs/${esc(lc.snapshot_id)}">${esc(lc.snapshot_id)}</a>` : ''}</div>`;
+  const gc = o.last_gc, del = o.last_delete;
+  h += `<div class="card"><div class="muted">Garbage collection</div><div id="last-gc">${gc ? `${state(gc.state)} ${esc(ago(gc.created_at_micros, now))}` : 'never'}</div>` +
+    `<div class="muted">retention: ${del ? `last deletion ${esc(ago(del.created_at_micros, now))} (${esc(del.source_snapshot_id)})` : 'nothing deleted'}</div></div>`;
   h += `<div class="card"><div class="muted">Leader</div><div>${esc(leader ? leader.address : 'none')}</div><div class="muted">answered by ${esc(o.controllers.answered_by)}</div></div>`;
   h += '</div>';
   h += '<h2>Warnings</h2>' + (warn.length ? '<ul id="warnings">' + warn.map((w) => `<li>${esc(w)}</li>`).join('') + '</ul>' : '<p class="muted" id="warnings">None.</p>');
@@ -171,6 +178,7 @@ async function jobs(main, params) {
   const type = params.get('type') || 'snapshot';
   const st = params.get('state') || '';
   const label = params.get('label') || '';
+  const limit = Math.max(50, Number(params.get('limit')) || 100);
   if (!main.querySelector('#job-filters')) {
     const opt = (v, cur) => `<option value="${v}"${v === cur ? ' selected' : ''}>${v || 'any'}</option>`;
     main.innerHTML = `<h1>Jobs</h1><form class="filters" id="job-filters">
@@ -197,9 +205,10 @@ async function jobs(main, params) {
       });
     }
   }
-  const q = new URLSearchParams({type, state: st, label, limit: '200'});
+  const q = new URLSearchParams({type, state: st, label, limit: String(limit + 1)});
   const list = await api('/api/v1/jobs?' + q);
-  const rows = list.snapshots || [];
+  const more = (list.snapshots || []).length > limit;
+  const rows = (list.snapshots || []).slice(0, limit);
   let h = `<p class="muted">${rows.length} job(s), newest first.</p>`;
   h += '<div class="scroll"><table id="jobs"><thead><tr><th>Job</th><th>State</th><th>Label</th><th>Created</th><th class="num">Took</th><th class="num">Partitions</th><th class="num hide-narrow">Bytes</th></tr></thead><tbody>';
   for (const j of rows) {
@@ -208,6 +217,9 @@ async function jobs(main, params) {
       `<td>${esc(when(j.created_at_micros))}</td><td class="num">${dur(took)}</td><td class="num">${num(j.partitions_published)}/${num(j.partitions_total)}</td><td class="num hide-narrow">${bytes(j.total_bytes)}</td></tr>`;
   }
   h += '</tbody></table></div>';
+  if (more) {
+    h += `<div class="pager"><a id="more-jobs" href="#/jobs?${new URLSearchParams({type, state: st, label, limit: String(limit + 100)})}">Show 100 more</a></div>`;
+  }
   main.querySelector('#job-list').innerHTML = h;
   return rows.some((j) => isRunning(j.state)) ? 1000 : 5000;
 }
