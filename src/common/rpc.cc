@@ -311,6 +311,9 @@ absl::StatusOr<RunningServer> StartGrpcServer(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
                              ms(limits.max_connection_idle));
+  if (!limits.bdp_probe) {
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  }
   std::vector<
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
@@ -476,12 +479,25 @@ std::string WithPort(const std::string& host_port, int port) {
   return absl::StrCat(host, ":", port);
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+namespace {
+grpc::ChannelArguments ChannelArgs() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   // Reconnect quickly after a peer restarts (defaults back off to minutes).
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  return args;
+}
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+  return grpc::CreateCustomChannel(target, ChannelCreds(/*self_check=*/false),
+                                   ChannelArgs());
+}
+
+std::shared_ptr<grpc::Channel> MakeControlChannel(const std::string& target) {
+  grpc::ChannelArguments args = ChannelArgs();
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   return grpc::CreateCustomChannel(target, ChannelCreds(/*self_check=*/false),
                                    args);
 }

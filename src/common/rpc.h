@@ -65,6 +65,12 @@ struct ServerLimits {
   absl::Duration keepalive_timeout = absl::Seconds(10);
   // Close a connection with no call for this long.
   absl::Duration max_connection_idle = absl::Minutes(5);
+  // HTTP/2 bandwidth-delay probing: a PING (and timers) with incoming data
+  // to grow flow-control windows. Worth it for bulk streams (a node's
+  // PartitionData); for a server of small frequent messages (the
+  // controller's heartbeats) it is most of the timer work and one more
+  // packet each way per message.
+  bool bdp_probe = true;
 };
 
 // A started gRPC server and the port it bound.
@@ -159,6 +165,9 @@ std::string WithPort(const std::string& host_port, int port);
 // Creates a channel to `target` with Shutter's client settings and the
 // process' channel credentials (insecure unless SetTransportSecurity).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+// As MakeChannel, for small frequent messages (a node's heartbeats to the
+// controller): no HTTP/2 bandwidth-delay probing (see ServerLimits).
+std::shared_ptr<grpc::Channel> MakeControlChannel(const std::string& target);
 
 // Called when a server call ends: its full method name
 // ("/shutter.v1.AdminService/CreateSnapshot"), status code and latency

@@ -335,7 +335,18 @@ absl::Status Controller::Start() {
   p.admin = std::make_unique<AdminGate>(p.gate.get(), p.authz,
                                         [this] { return ListControllers(); });
   p.node_facing = std::make_unique<ControllerGate>(p.gate.get());
-  auto server = StartGrpcServer(o.listen, {p.admin.get(), p.node_facing.get()});
+  p.metrics.AddGaugeCallback(
+      "shutter_controller_heartbeat_streams",
+      "Open heartbeat streams (ControllerService.HeartbeatStream): one per "
+      "node that heartbeats to this controller over a stream",
+      [gate = p.node_facing.get()](const metrics::EmitFn& emit) {
+        emit({}, gate->open_streams());
+      });
+  // Small frequent messages (heartbeats, admin calls): no BDP probing.
+  ServerLimits limits;
+  limits.bdp_probe = false;
+  auto server =
+      StartGrpcServer(o.listen, {p.admin.get(), p.node_facing.get()}, limits);
   if (!server.ok()) return daemon::ConfigError("--listen", server.status());
   p.server = *std::move(server);
   p.advertise =
@@ -483,6 +494,9 @@ void Controller::Shutdown() {
   p.metrics.StopServing();  // its callbacks read what is torn down next
   p.console.reset();        // it calls the admin API
   p.watchdog.reset();
+  // Open heartbeat streams are calls in flight: end them, or the server's
+  // shutdown waits for them until its grace is over.
+  if (p.node_facing) p.node_facing->CloseStreams();
   if (p.server) StopGrpcServer(*p.server, kShutdownGrace);
   // Steps down (on_deposed stops the term) and resigns, so another
   // controller leads at once.

@@ -342,11 +342,17 @@ grpc::Status AdminServiceImpl::RemoveNode(grpc::ServerContext* ctx,
 grpc::Status ControllerServiceImpl::Heartbeat(grpc::ServerContext* ctx,
                                               const HeartbeatRequest* req,
                                               HeartbeatResponse* resp) {
-  if (absl::Status d = authz_->CheckNode(*ctx, req->node_id(), "Heartbeat");
+  return HeartbeatOne(*ctx, *req, resp);
+}
+
+grpc::Status ControllerServiceImpl::HeartbeatOne(
+    const grpc::ServerContextBase& ctx, const HeartbeatRequest& req,
+    HeartbeatResponse* resp) {
+  if (absl::Status d = authz_->CheckNode(ctx, req.node_id(), "Heartbeat");
       !d.ok()) {
     return ToGrpcStatus(d);
   }
-  return ToGrpcStatus(membership_->Heartbeat(*req, resp));
+  return ToGrpcStatus(membership_->Heartbeat(req, resp));
 }
 
 }  // namespace shutter::controller

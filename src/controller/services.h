@@ -113,6 +113,10 @@ class ControllerServiceImpl final
   grpc::Status Heartbeat(grpc::ServerContext*,
                          const shutter::v1::HeartbeatRequest*,
                          shutter::v1::HeartbeatResponse*) override;
+  // One heartbeat, unary or one message of a HeartbeatStream.
+  grpc::Status HeartbeatOne(const grpc::ServerContextBase& ctx,
+                            const shutter::v1::HeartbeatRequest& request,
+                            shutter::v1::HeartbeatResponse* response);
 
  private:
   Membership* const membership_;

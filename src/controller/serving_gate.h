@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -45,7 +46,7 @@ class ServingGate {
   // UNAVAILABLE naming the leader, with the kLeaderMetadataKey trailer; or
   // "no leader elected" when none is known, or "taking over" while this
   // controller has won and still loads its state (no trailer: retry).
-  grpc::Status Redirect(grpc::ServerContext* ctx) const;
+  grpc::Status Redirect(grpc::ServerContextBase* ctx) const;
 
  private:
   const std::function<std::string()> leader_address_;
@@ -110,15 +111,43 @@ class AdminGate final : public shutter::v1::AdminService::Service {
 
 // ControllerService (heartbeats) as served: to the leading term, or
 // redirected so the node follows the leader.
-class ControllerGate final : public shutter::v1::ControllerService::Service {
+//
+// HeartbeatStream is served with gRPC's callback API: an open stream holds
+// no thread, and each beat is handled on the thread its message arrived
+// on. CloseStreams ends every open stream (before the server's shutdown,
+// which would otherwise wait for them until its deadline).
+class ControllerGate final
+    : public shutter::v1::ControllerService::WithCallbackMethod_HeartbeatStream<
+          shutter::v1::ControllerService::Service> {
  public:
   explicit ControllerGate(const ServingGate* gate) : gate_(gate) {}
+  ~ControllerGate() override;
   grpc::Status Heartbeat(grpc::ServerContext* ctx,
                          const shutter::v1::HeartbeatRequest* request,
                          shutter::v1::HeartbeatResponse* response) override;
+  grpc::ServerBidiReactor<shutter::v1::HeartbeatRequest,
+                          shutter::v1::HeartbeatResponse>*
+  HeartbeatStream(grpc::CallbackServerContext* ctx) override;
+
+  // Cancels every open stream and refuses new ones (UNAVAILABLE).
+  void CloseStreams() ABSL_LOCKS_EXCLUDED(mu_);
+  // Open streams (for tests and metrics).
+  int open_streams() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  class Stream;
 
  private:
+  friend class Stream;
+  // One beat of a stream: to the leading term, or the redirect.
+  grpc::Status Beat(grpc::ServerContextBase* ctx,
+                    const shutter::v1::HeartbeatRequest& request,
+                    shutter::v1::HeartbeatResponse* response) const;
+  void Forget(Stream* s) ABSL_LOCKS_EXCLUDED(mu_);
+
   const ServingGate* const gate_;
+  mutable absl::Mutex mu_;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<Stream*> streams_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shutter::controller

@@ -27,13 +27,31 @@ absl::Status Heartbeater::Call(const std::string& address,
                                shutter::v1::HeartbeatResponse* resp,
                                std::string* leader) {
   shutter::v1::ControllerService::Stub* stub;
+  bool unary;
   {
     absl::MutexLock l(&stub_mu_);
     auto& s = stubs_[address];
     if (s == nullptr) {
-      s = shutter::v1::ControllerService::NewStub(MakeChannel(address));
+      s = shutter::v1::ControllerService::NewStub(MakeControlChannel(address));
     }
     stub = s.get();
+    unary = unary_only_.count(address) > 0;
+  }
+  if (!unary) {
+    // Heartbeat thread (or Register / SendLeaving, never concurrently).
+    std::unique_ptr<HeartbeatStream>& stream = streams_[address];
+    if (stream == nullptr || stream->done()) {
+      stream = std::make_unique<HeartbeatStream>(stub);
+    }
+    absl::Status s = stream->Exchange(req, deadline, resp, leader);
+    if (s.ok()) return s;
+    stream.reset();  // ended or stuck: a new one for the next beat
+    if (!absl::IsUnimplemented(s)) return s;
+    spdlog::info(
+        "controller {} does not serve heartbeat streams: unary heartbeats",
+        address);
+    absl::MutexLock l(&stub_mu_);
+    unary_only_.insert(address);
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(deadline));

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -13,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "node/heartbeat_stream.h"
 #include "node/node_host.h"
 #include "node/node_instance.h"
 #include "shutter/v1/controller.grpc.pb.h"
@@ -106,10 +108,15 @@ class Heartbeater {
   std::string Target() const ABSL_LOCKS_EXCLUDED(stub_mu_);
 
   mutable absl::Mutex stub_mu_;
+  // Controllers that answered a stream with UNIMPLEMENTED: unary calls.
+  std::set<std::string> unary_only_ ABSL_GUARDED_BY(stub_mu_);
   std::map<std::string, std::unique_ptr<shutter::v1::ControllerService::Stub>>
       stubs_ ABSL_GUARDED_BY(stub_mu_);
   // The controller believed to lead.
   std::string target_ ABSL_GUARDED_BY(stub_mu_);
+  // Open heartbeat streams by controller address (heartbeat thread only;
+  // after stubs_, so destroyed before them).
+  std::map<std::string, std::unique_ptr<HeartbeatStream>> streams_;
   // Read from the repository until found (it may be created later).
   std::string repository_id_;  // heartbeat thread (or Register) only
   // (partition, role, epoch) of the last full report accepted; heartbeat

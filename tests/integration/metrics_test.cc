@@ -166,8 +166,10 @@ TEST_F(MetricsTest, BothDaemonsExposeMetricsThatPromtoolAccepts) {
   EXPECT_GE(
       Sample(
           *c,
-          R"(shutter_rpc_duration_seconds_count{code="OK",method="Heartbeat",service="ControllerService"})"),
+          R"(shutter_rpc_duration_seconds_count{code="OK",method="CreateSnapshot",service="AdminService"})"),
       1);
+  // Both nodes heartbeat over a stream each (not unary calls).
+  EXPECT_EQ(Sample(*c, "shutter_controller_heartbeat_streams"), 2);
   EXPECT_EQ(Sample(*c, "shutter_auth_denials_total"), 0);
 
   for (int i = 0; i < 2; ++i) {

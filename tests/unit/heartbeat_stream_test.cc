@@ -1,0 +1,165 @@
+// HeartbeatStream (the node's side of ControllerService.HeartbeatStream)
+// against the controller's ControllerGate and against stand-ins for other
+// controllers, over real gRPC on loopback: a follower ends the stream
+// naming the leader, a stopping controller ends every stream and refuses
+// new ones, a controller without streams says UNIMPLEMENTED (the node
+// then falls back to unary calls), a controller that does not answer
+// costs one deadline. Beats answered by a leading controller are covered
+// by every integration test (the reference node heartbeats this way; see
+// metrics_test's shutter_controller_heartbeat_streams).
+
+#include "node/heartbeat_stream.h"
+
+#include <memory>
+#include <string>
+
+#include "common/rpc.h"
+#include "controller/serving_gate.h"
+#include "gtest/gtest.h"
+#include "testing/process.h"
+#include "testing/status_matchers.h"
+
+namespace shutter {
+namespace {
+
+using node::HeartbeatStream;
+using v1::ControllerService;
+using v1::HeartbeatRequest;
+using v1::HeartbeatResponse;
+
+constexpr char kLeader[] = "10.0.0.1:7000";
+
+HeartbeatRequest Beat(const std::string& node_id) {
+  HeartbeatRequest r;
+  r.set_node_id(node_id);
+  return r;
+}
+
+// Serves `service` on loopback; the stub reaches it.
+class Served {
+ public:
+  explicit Served(grpc::Service* service) {
+    auto s = StartGrpcServer("127.0.0.1:0", {service});
+    EXPECT_OK(s);
+    server_ = std::move(s).value();
+    stub_ = ControllerService::NewStub(
+        MakeChannel(absl::StrCat("127.0.0.1:", server_.port)));
+  }
+  ~Served() { StopGrpcServer(server_, absl::Seconds(5)); }
+  ControllerService::Stub* stub() { return stub_.get(); }
+
+ private:
+  RunningServer server_;
+  std::unique_ptr<ControllerService::Stub> stub_;
+};
+
+TEST(HeartbeatStreamTest, AFollowerEndsTheStreamNamingTheLeader) {
+  // No term: this controller follows kLeader.
+  controller::ServingGate gate([] { return std::string(kLeader); },
+                               [] { return std::string("127.0.0.1:1"); });
+  controller::ControllerGate service(&gate);
+  Served served(&service);
+  HeartbeatStream stream(served.stub());
+  HeartbeatResponse resp;
+  std::string leader;
+  absl::Status s = stream.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10),
+                                   &resp, &leader);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(leader, kLeader);
+  EXPECT_TRUE(stream.done());
+  // Ended: the next beat fails at once with the same answer.
+  leader.clear();
+  s = stream.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10), &resp,
+                      &leader);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(leader, kLeader);
+}
+
+TEST(HeartbeatStreamTest, CloseStreamsEndsOpenStreamsAndRefusesNewOnes) {
+  controller::ServingGate gate([] { return std::string(kLeader); },
+                               [] { return std::string("127.0.0.1:1"); });
+  controller::ControllerGate service(&gate);
+  Served served(&service);
+  auto open = std::make_unique<HeartbeatStream>(served.stub());
+  ASSERT_TRUE(testing::PollUntil([&] { return service.open_streams() == 1; },
+                                 absl::Seconds(10)));
+  service.CloseStreams();
+  ASSERT_TRUE(
+      testing::PollUntil([&] { return open->done(); }, absl::Seconds(10)));
+  EXPECT_EQ(service.open_streams(), 0);
+  HeartbeatResponse resp;
+  std::string leader;
+  // A stream cancelled by a stopping controller reads as unreachable.
+  absl::Status s = open->Exchange(Beat("n1"), absl::Now() + absl::Seconds(10),
+                                  &resp, &leader);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  HeartbeatStream fresh(served.stub());
+  s = fresh.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10), &resp,
+                     &leader);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_NE(s.message().find("shutting down"), absl::string_view::npos) << s;
+}
+
+// A controller of a version without streams.
+class UnaryOnly final : public ControllerService::Service {
+  grpc::Status Heartbeat(grpc::ServerContext*, const HeartbeatRequest*,
+                         HeartbeatResponse*) override {
+    return grpc::Status::OK;
+  }
+};
+
+TEST(HeartbeatStreamTest, AControllerWithoutStreamsSaysUnimplemented) {
+  UnaryOnly service;
+  Served served(&service);
+  HeartbeatStream stream(served.stub());
+  HeartbeatResponse resp;
+  std::string leader;
+  absl::Status s = stream.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10),
+                                   &resp, &leader);
+  EXPECT_TRUE(absl::IsUnimplemented(s)) << s;
+}
+
+// Reads beats and never answers them.
+class Silent final
+    : public ControllerService::WithCallbackMethod_HeartbeatStream<
+          ControllerService::Service> {
+  class Reactor final
+      : public grpc::ServerBidiReactor<HeartbeatRequest, HeartbeatResponse> {
+   public:
+    Reactor() { StartRead(&req_); }
+    void OnReadDone(bool ok) override {
+      if (ok) {
+        StartRead(&req_);
+      } else {
+        Finish(grpc::Status::OK);
+      }
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    HeartbeatRequest req_;
+  };
+  grpc::ServerBidiReactor<HeartbeatRequest, HeartbeatResponse>* HeartbeatStream(
+      grpc::CallbackServerContext*) override {
+    return new Reactor;
+  }
+};
+
+TEST(HeartbeatStreamTest, ABeatWithoutAnswerCostsOneDeadline) {
+  Silent service;
+  Served served(&service);
+  HeartbeatStream stream(served.stub());
+  HeartbeatResponse resp;
+  std::string leader;
+  const absl::Time start = absl::Now();
+  absl::Status s = stream.Exchange(Beat("n1"), start + absl::Milliseconds(300),
+                                   &resp, &leader);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << s;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  // Cancelled: it ends, and the node makes a new one.
+  EXPECT_TRUE(
+      testing::PollUntil([&] { return stream.done(); }, absl::Seconds(10)));
+}
+
+}  // namespace
+}  // namespace shutter
