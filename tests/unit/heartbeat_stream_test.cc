@@ -35,6 +35,13 @@ HeartbeatRequest Beat(const std::string& node_id) {
   return r;
 }
 
+// One beat on `stream` (10 s deadline); `leader` gets a redirect's.
+absl::Status BeatOnce(HeartbeatStream& stream, std::string* leader) {
+  HeartbeatResponse resp;
+  return stream.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10), &resp,
+                         leader);
+}
+
 // Serves `service` on loopback; the stub reaches it.
 class Served {
  public:
@@ -60,17 +67,14 @@ TEST(HeartbeatStreamTest, AFollowerEndsTheStreamNamingTheLeader) {
   controller::ControllerGate service(&gate);
   Served served(&service);
   HeartbeatStream stream(served.stub());
-  HeartbeatResponse resp;
   std::string leader;
-  absl::Status s = stream.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10),
-                                   &resp, &leader);
+  absl::Status s = BeatOnce(stream, &leader);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_EQ(leader, kLeader);
   EXPECT_TRUE(stream.done());
   // Ended: the next beat fails at once with the same answer.
   leader.clear();
-  s = stream.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10), &resp,
-                      &leader);
+  s = BeatOnce(stream, &leader);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_EQ(leader, kLeader);
 }
@@ -87,15 +91,12 @@ TEST(HeartbeatStreamTest, CloseStreamsEndsOpenStreamsAndRefusesNewOnes) {
   ASSERT_TRUE(
       testing::PollUntil([&] { return open->done(); }, absl::Seconds(10)));
   EXPECT_EQ(service.open_streams(), 0);
-  HeartbeatResponse resp;
   std::string leader;
   // A stream cancelled by a stopping controller reads as unreachable.
-  absl::Status s = open->Exchange(Beat("n1"), absl::Now() + absl::Seconds(10),
-                                  &resp, &leader);
+  absl::Status s = BeatOnce(*open, &leader);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   HeartbeatStream fresh(served.stub());
-  s = fresh.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10), &resp,
-                     &leader);
+  s = BeatOnce(fresh, &leader);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_NE(s.message().find("shutting down"), absl::string_view::npos) << s;
 }
@@ -112,10 +113,8 @@ TEST(HeartbeatStreamTest, AControllerWithoutStreamsSaysUnimplemented) {
   UnaryOnly service;
   Served served(&service);
   HeartbeatStream stream(served.stub());
-  HeartbeatResponse resp;
   std::string leader;
-  absl::Status s = stream.Exchange(Beat("n1"), absl::Now() + absl::Seconds(10),
-                                   &resp, &leader);
+  absl::Status s = BeatOnce(stream, &leader);
   EXPECT_TRUE(absl::IsUnimplemented(s)) << s;
 }
 
