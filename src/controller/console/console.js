@@ -230,6 +230,10 @@ const COLORS = {p: '#1a7f37', r: '#0969da', f: '#cf222e', w: '#9a6700',
 const MAX_LANE_NODES = 50;
 const NAMES = {p: 'published', r: 'running', f: 'failed', w: 'waiting',
                q: 'queued', c: 'cancelled', '?': 'unknown'};
+// A waiting task is drawn in the colour of what it waits for.
+const WAIT_COLORS = {leader: '#bc4c00', node: '#8250df',
+                     'garbage collection': '#6e5a2b', retry: '#9a6700',
+                     restart: '#57606a'};
 
 // Tasks of each node in slot lanes: a task goes to the first lane free
 // when it starts (interval partitioning), so lanes = peak concurrency.
@@ -272,7 +276,7 @@ function drawTimeline(canvas, tl, layout) {
     const mark = n.end === lastEnd && lastEnd > 0 && !isRunning(tl.state) ? ' ★' : '';
     g.fillText(n.name + mark, 4, y + 9);
     for (const {t, lane} of n.placed) {
-      g.fillStyle = COLORS[t[4]] || '#8c959f';
+      g.fillStyle = (t[4] === 'w' && WAIT_COLORS[t[6]]) || COLORS[t[4]] || '#8c959f';
       g.fillRect(x(t[2]), y + lane * laneH, Math.max(1, x(t[2] + t[3]) - x(t[2])), laneH - 2);
     }
     y += n.lanes * laneH + gap;
@@ -335,7 +339,8 @@ async function job(main, id, params) {
     h += '<p><button type="button" id="restore">Restore this snapshot…</button></p><section id="restore-plan" hidden></section>';
   }
   h += '<h2>Per-node timeline</h2>';
-  h += '<p class="legend">' + Object.keys(NAMES).filter((k) => k !== '?').map((k) => `<span><span data-color="${COLORS[k]}">■</span> ${NAMES[k]}</span>`).join('') + ' ★ last node to finish</p>';
+  h += '<p class="legend">' + Object.keys(NAMES).filter((k) => k !== '?' && k !== 'w').map((k) => `<span><span data-color="${COLORS[k]}">■</span> ${NAMES[k]}</span>`).join('') +
+    Object.keys(WAIT_COLORS).map((k) => `<span><span data-color="${WAIT_COLORS[k]}">■</span> waiting for ${k === 'retry' ? 'a retry' : k === 'restart' ? 'a resume' : 'a ' + k}</span>`).join('') + ' ★ last node to finish</p>';
   h += '<canvas id="timeline" role="img" aria-label="Tasks of each node on one time axis"></canvas>';
   if (layout.length < all.length) {
     h += `<p id="lanes-shown">The ${layout.length} of ${all.length} nodes that finish last; the other ${all.length - layout.length} were done by ${dur(layout[layout.length - 1].end)}.</p>`;
