@@ -8,31 +8,65 @@ namespace shutter::node {
 
 HeartbeatStream::HeartbeatStream(shutter::v1::ControllerService::Stub* stub) {
   stub->async()->HeartbeatStream(&ctx_, this);
+  // Held while a write may still be started: without it gRPC may end the
+  // call (OnDone) as soon as the controller goes away, and a StartWrite
+  // after that touches a finished call (a use-after-free once this object
+  // is destroyed). Released once the stream has ended and no write is in
+  // flight (ReleaseHoldLocked).
+  AddHold();
   StartRead(&incoming_);
   StartCall();
 }
 
 HeartbeatStream::~HeartbeatStream() {
   ctx_.TryCancel();
+  bool release;
+  {
+    absl::MutexLock l(&mu_);
+    ended_ = true;  // no write starts from now on
+    release = ReleaseHoldLocked();
+  }
+  if (release) RemoveHold();
   absl::MutexLock l(&mu_);
   // gRPC may still call into this object until OnDone.
   mu_.Await(absl::Condition(&done_));
 }
 
+bool HeartbeatStream::ReleaseHoldLocked() {
+  if (!ended_ || writing_ || hold_released_) return false;
+  hold_released_ = true;
+  return true;
+}
+
 bool HeartbeatStream::done() const {
   absl::MutexLock l(&mu_);
-  return done_;
+  return ended_ || done_;
 }
 
 void HeartbeatStream::OnWriteDone(bool ok) {
-  absl::MutexLock l(&mu_);
-  writing_ = false;
-  // A failed write: the stream is ending; OnDone follows.
+  // A failed write: the stream is ending; the failed read says so.
   (void)ok;
+  bool release;
+  {
+    absl::MutexLock l(&mu_);
+    writing_ = false;
+    release = ReleaseHoldLocked();
+  }
+  if (release) RemoveHold();
 }
 
 void HeartbeatStream::OnReadDone(bool ok) {
-  if (!ok) return;  // the stream ended; OnDone says how
+  if (!ok) {
+    // The stream ended; OnDone (after the hold is released) says how.
+    bool release;
+    {
+      absl::MutexLock l(&mu_);
+      ended_ = true;
+      release = ReleaseHoldLocked();
+    }
+    if (release) RemoveHold();
+    return;
+  }
   {
     absl::MutexLock l(&mu_);
     answers_.push_back(std::move(incoming_));
@@ -49,7 +83,6 @@ void HeartbeatStream::OnDone(const grpc::Status& s) {
   absl::MutexLock l(&mu_);
   status_ = s;
   leader_ = std::move(leader);
-  writing_ = false;
   done_ = true;
 }
 
@@ -70,19 +103,20 @@ absl::Status HeartbeatStream::Exchange(
     shutter::v1::HeartbeatResponse* response, std::string* leader) {
   {
     absl::MutexLock l(&mu_);
-    if (done_) return EndStatus(leader);
-    // The previous beat's write is done before its answer came, or the
-    // stream ended: no write is in flight.
-    auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return !writing_ || done_;
+    // The previous beat's write is done (its answer came), or the stream
+    // ended (then wait for its status).
+    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return done_ || (!writing_ && !ended_);
     };
-    if (!mu_.AwaitWithDeadline(absl::Condition(&idle), deadline)) {
+    if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline)) {
       ctx_.TryCancel();
       return absl::DeadlineExceededError("heartbeat stream: write stuck");
     }
     if (done_) return EndStatus(leader);
     answers_.clear();  // none expected; a late one belongs to no beat
     request_ = request;
+    // With writing_ set the hold stays: the write below starts on a call
+    // gRPC has not ended, whatever the controller does meanwhile.
     writing_ = true;
   }
   StartWrite(&request_);

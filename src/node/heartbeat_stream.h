@@ -53,12 +53,20 @@ class HeartbeatStream final
   // The end's status as Exchange returns it (mu_ held, done_ set).
   absl::Status EndStatus(std::string* leader) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // True (once) when the hold on the call may go: the stream has ended
+  // and no write is in flight. The caller then calls RemoveHold, outside
+  // mu_.
+  bool ReleaseHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   grpc::ClientContext ctx_;
   shutter::v1::HeartbeatRequest request_;    // the write in flight
   shutter::v1::HeartbeatResponse incoming_;  // the read in flight
   mutable absl::Mutex mu_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // The stream ended (its read failed, or this object is going away): no
+  // more writes start.
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<shutter::v1::HeartbeatResponse> answers_ ABSL_GUARDED_BY(mu_);
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
