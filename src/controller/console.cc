@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
@@ -277,6 +278,14 @@ class Console::Impl {
     return r;
   }
   Reply Repository(const Session& s);
+  // The newest `limit` jobs of `type` (ListSnapshots).
+  grpc::Status ListJobs(const Session& s, v1::JobType type, uint32_t limit,
+                        v1::ListSnapshotsResponse* list, Reply* error) {
+    v1::ListSnapshotsRequest req;
+    req.set_type(type);
+    req.set_limit(limit);
+    return Call(&AdminService::Stub::ListSnapshots, s, req, list, error);
+  }
   // POSTs whose body is the admin request in JSON.
   template <typename Req, typename Resp>
   Reply PostJson(grpc::Status (AdminService::Stub::*m)(grpc::ClientContext*,
@@ -720,13 +729,8 @@ Reply Console::Impl::Overview(const Session& s) {
   for (v1::JobType type :
        {v1::JOB_TYPE_SNAPSHOT, v1::JOB_TYPE_RESTORE, v1::JOB_TYPE_VERIFY,
         v1::JOB_TYPE_GC, v1::JOB_TYPE_DELETE}) {
-    v1::ListSnapshotsRequest req;
-    req.set_type(type);
-    req.set_limit(20);
     v1::ListSnapshotsResponse list;
-    if (!Call(&AdminService::Stub::ListSnapshots, s, req, &list, &err).ok()) {
-      return err;
-    }
+    if (!ListJobs(s, type, 20, &list, &err).ok()) return err;
     for (const auto& j : list.snapshots()) {
       if (j.state() == v1::SNAPSHOT_STATE_RUNNING ||
           j.state() == v1::SNAPSHOT_STATE_PENDING) {
@@ -932,33 +936,23 @@ Reply Console::Impl::Repository(const Session& s) {
   }
   // Growth: what each of the newest snapshots stored anew versus what it
   // holds, oldest first.
-  v1::ListSnapshotsRequest lr;
-  lr.set_type(v1::JOB_TYPE_SNAPSHOT);
-  lr.set_limit(200);
   v1::ListSnapshotsResponse snaps;
-  if (!Call(&AdminService::Stub::ListSnapshots, s, lr, &snaps, &err).ok()) {
-    return err;
-  }
-  std::string growth;
-  int kept = 0;
+  if (!ListJobs(s, v1::JOB_TYPE_SNAPSHOT, 200, &snaps, &err).ok()) return err;
+  std::vector<std::string> rows;  // newest first, as listed
   for (const auto& j : snaps.snapshots()) {
     if (j.state() != v1::SNAPSHOT_STATE_COMMITTED &&
         j.state() != v1::SNAPSHOT_STATE_PARTIAL) {
       continue;
     }
-    if (++kept > 50) break;
-    growth = absl::StrCat("[", JsonString(j.snapshot_id()), ",",
-                          j.created_at_micros(), ",", j.total_bytes(), ",",
-                          j.uploaded_bytes(), "]", growth.empty() ? "" : ",",
-                          growth);
+    if (rows.size() == 50) break;
+    rows.push_back(absl::StrCat("[", JsonString(j.snapshot_id()), ",",
+                                j.created_at_micros(), ",", j.total_bytes(),
+                                ",", j.uploaded_bytes(), "]"));
   }
+  const std::string growth = absl::StrJoin(rows.rbegin(), rows.rend(), ",");
   // Garbage collections: the newest ten, with what each freed.
-  lr.set_type(v1::JOB_TYPE_GC);
-  lr.set_limit(10);
   v1::ListSnapshotsResponse gcs;
-  if (!Call(&AdminService::Stub::ListSnapshots, s, lr, &gcs, &err).ok()) {
-    return err;
-  }
+  if (!ListJobs(s, v1::JOB_TYPE_GC, 10, &gcs, &err).ok()) return err;
   std::string runs;
   for (const auto& j : gcs.snapshots()) {
     v1::GetSnapshotRequest gr;

@@ -42,6 +42,23 @@ void SetTimeout(int fd, int seconds) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+// The port of an IPv4 or IPv6 socket address.
+int PortOf(const sockaddr_storage& ss) {
+  return ss.ss_family == AF_INET6
+             ? ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port)
+             : ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+}
+
+// The local port `fd` is bound to; -1 if it cannot be read.
+int BoundPort(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return -1;
+  }
+  return PortOf(ss);
+}
+
 bool WriteAll(int fd, const char* p, size_t n) {
   while (n > 0) {
     const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
@@ -124,12 +141,7 @@ class TlsFront::Impl {
       return absl::UnavailableError(absl::StrCat("cannot listen on \"", listen,
                                                  "\": ", std::strerror(errno)));
     }
-    sockaddr_storage ss{};
-    socklen_t len = sizeof(ss);
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len);
-    port_ = ss.ss_family == AF_INET6
-                ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
-                : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    port_ = BoundPort(listen_fd_);
     acceptor_ = std::thread([this] { AcceptLoop(); });
     return absl::OkStatus();
   }
@@ -153,14 +165,13 @@ class TlsFront::Impl {
     int port = 0;
     if (::getpeername(client, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
       if (ss.ss_family == AF_INET6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-        port = ntohs(a->sin6_port);
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr,
+                  host, sizeof(host));
       } else {
-        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-        port = ntohs(a->sin_port);
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, host,
+                  sizeof(host));
       }
+      port = PortOf(ss);
     }
     peer.address = absl::StrCat(host, ":", port);
     X509* cert = SSL_get1_peer_certificate(ssl);
@@ -174,15 +185,6 @@ class TlsFront::Impl {
       X509_free(cert);
     }
     return peer;
-  }
-
-  static int LocalPort(int fd) {
-    sockaddr_in a{};
-    socklen_t len = sizeof(a);
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      return -1;
-    }
-    return ntohs(a.sin_port);
   }
 
   void AcceptLoop() {
@@ -231,7 +233,7 @@ class TlsFront::Impl {
     bool ok =
         backend >= 0 && ::connect(backend, reinterpret_cast<sockaddr*>(&addr),
                                   sizeof(addr)) == 0;
-    const int local_port = ok ? LocalPort(backend) : -1;
+    const int local_port = ok ? BoundPort(backend) : -1;
     if (ok) {
       TlsFront::Peer peer = Describe(client, ssl);
       absl::MutexLock l(&st_->mu);
