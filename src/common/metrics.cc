@@ -117,7 +117,19 @@ std::vector<double> LatencyBuckets() {
           1,     2.5,    5,     10,   30,    60,   120, 300,  600};
 }
 
+// How the process-wide RPC observer (StartDaemonMetrics) reaches its
+// registry: the registry's destructor cuts the link, so an RPC that ends
+// after the registry went away (another server of an embedding process, a
+// call in flight while a daemon object is destroyed) records nothing
+// instead of touching freed memory.
+struct RpcObserverLink {
+  absl::Mutex mu;
+  Registry* registry ABSL_GUARDED_BY(mu);
+  explicit RpcObserverLink(Registry* r) : registry(r) {}
+};
+
 struct Registry::Impl {
+  std::shared_ptr<RpcObserverLink> rpc_link;  // set by StartDaemonMetrics
   std::shared_ptr<prometheus::Registry> registry =
       std::make_shared<prometheus::Registry>();
   std::shared_ptr<Callbacks> callbacks = std::make_shared<Callbacks>();
@@ -133,7 +145,12 @@ struct Registry::Impl {
 };
 
 Registry::Registry() : impl_(std::make_unique<Impl>()) {}
-Registry::~Registry() = default;
+Registry::~Registry() {
+  if (impl_->rpc_link != nullptr) {
+    absl::MutexLock l(&impl_->rpc_link->mu);
+    impl_->rpc_link->registry = nullptr;
+  }
+}
 
 Counter* Registry::GetCounter(const std::string& name, const std::string& help,
                               const Labels& labels) {
@@ -248,8 +265,12 @@ std::string Registry::Render() const {
 }
 
 absl::Status StartDaemonMetrics(Registry* registry, const std::string& listen) {
-  SetRpcObserver([registry](const std::string& full, grpc::StatusCode code,
-                            double seconds) {
+  auto link = std::make_shared<RpcObserverLink>(registry);
+  registry->impl_->rpc_link = link;
+  SetRpcObserver([link](const std::string& full, grpc::StatusCode code,
+                        double seconds) {
+    absl::ReaderMutexLock l(&link->mu);
+    if (link->registry == nullptr) return;  // the registry is gone
     // "/shutter.v1.AdminService/CreateSnapshot"
     std::string service, method = full;
     const size_t slash = full.rfind('/');
@@ -259,7 +280,7 @@ absl::Status StartDaemonMetrics(Registry* registry, const std::string& listen) {
       const size_t dot = service.rfind('.');
       if (dot != std::string::npos) service = service.substr(dot + 1);
     }
-    registry
+    link->registry
         ->GetHistogram(
             "shutter_rpc_duration_seconds",
             "Server-side latency of gRPC calls by service, method and code",

@@ -84,6 +84,8 @@ class Registry {
   std::string Render() const;
 
  private:
+  friend absl::Status StartDaemonMetrics(Registry* registry,
+                                         const std::string& listen);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   mutable absl::Mutex mu_;
@@ -93,7 +95,9 @@ class Registry {
 // shutter_rpc_duration_seconds{service, method, code} (SetRpcObserver,
 // common/rpc.h; call before its servers start), and serves `registry` on
 // `listen` unless empty, logging the bound port. UNAVAILABLE if it cannot
-// bind.
+// bind. The observer is process-wide (the last call wins) and outlives
+// `registry` harmlessly: calls that end after the registry is destroyed
+// are not recorded.
 absl::Status StartDaemonMetrics(Registry* registry, const std::string& listen);
 
 }  // namespace shutter::metrics
