@@ -180,6 +180,7 @@ class FakeNodes final : public NodeService::CallbackService {
       : repo_(std::move(repo)), per_node_(per_node) {}
 
   void set_delay(absl::Duration d) { delay_ = d; }
+  void set_report_digest(bool on) { report_digest_ = on; }
   int peak() const { return peak_.load(); }
   void ResetPeak() { peak_ = 0; }
   void Shutdown() {
@@ -214,9 +215,18 @@ class FakeNodes final : public NodeService::CallbackService {
       std::error_code ec;
       stdfs::create_directories(stdfs::path(path).parent_path(), ec);
       // A fake: no fsync (the controller's own costs are measured).
-      std::ofstream(path) << shutter::snapshot::EncodePartitionManifest(m);
+      const std::string encoded = shutter::snapshot::EncodePartitionManifest(m);
+      std::ofstream(path) << encoded;
       *resp->mutable_manifest() = m;
       resp->set_manifest_path(rel);
+      // As a node reports the manifest it stored (--no-digest: as nodes
+      // from before digests, which the controller reads back).
+      if (report_digest_) {
+        shutter::fs::Sha256 h;
+        h.Update(encoded.data(), encoded.size());
+        resp->set_manifest_sha256(h.HexDigest());
+        resp->set_manifest_bytes(encoded.size());
+      }
       --in_flight_;
       reactor->Finish(grpc::Status::OK);
     };
@@ -244,6 +254,7 @@ class FakeNodes final : public NodeService::CallbackService {
  private:
   const std::string repo_;
   const int per_node_;
+  bool report_digest_ = true;
   absl::Duration delay_;
   mutable absl::Mutex calls_mu_;
   std::map<std::pair<std::string, uint32_t>, int> calls_
@@ -324,6 +335,7 @@ class Bench {
     const std::string repo = tmp.Sub("repo");
     FakeNodes fakes(repo, sc.per_node);
     fakes.set_delay(absl::Milliseconds(sc.delay_ms));
+    fakes.set_report_digest(report_digest_);
     auto server = shutter::StartGrpcServer("0.0.0.0:0", {&fakes});
     if (!server.ok()) Die(server.status().ToString());
 
@@ -592,6 +604,12 @@ class Bench {
  private:
   const std::string controller_bin_;
   const int heartbeat_ms_;
+  bool report_digest_ = true;
+
+ public:
+  // False: the fake nodes answer as nodes from before manifest digests
+  // (the controller reads each manifest back), for before/after figures.
+  void set_report_digest(bool on) { report_digest_ = on; }
 };
 
 // --failover N: three controllers on one etcd (a real one-member etcd on
@@ -1013,6 +1031,10 @@ int main(int argc, char** argv) {
   CLI::App app{"Controller cost per partition, with fake nodes",
                "controller_scale_bench"};
   app.add_flag("--smoke", smoke, "Two small scenarios (CI)");
+  bool no_digest = false;
+  app.add_flag("--no-digest", no_digest,
+               "Fake nodes answer without the stored manifest's digest (as "
+               "nodes before it: the controller reads each manifest back)");
   app.add_flag("--huge", huge, "Also S4: 10,000 nodes");
   bool no_etcd = false;
   app.add_flag("--no-etcd", no_etcd, "Leave out the etcd scenarios");
@@ -1058,6 +1080,7 @@ int main(int argc, char** argv) {
     if (huge) scenarios.push_back({"S4", 10000, 10, 4, 0, false, 10});
   }
   Bench bench(controller_bin, 1000);
+  bench.set_report_digest(!no_digest);
   std::printf("%-3s %6s %7s %4s %5s | %9s %10s %8s %9s %8s %9s %9s %6s | %s\n",
               "", "nodes", "parts", "cap", "delay", "create ms", "commit s",
               "cpu s", "cpu ms/p", "rss MiB", "KiB/p rss", "B written/p",

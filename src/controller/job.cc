@@ -63,7 +63,8 @@ void Job::SetState(PartitionTask& task, PartitionTaskState state) {
 void Job::Publish(PartitionTask& task,
                   const shutter::v1::PartitionManifest& manifest,
                   const std::string& manifest_path, int64_t duration_millis,
-                  uint64_t uploaded_bytes, uint64_t reused_bytes) {
+                  uint64_t uploaded_bytes, uint64_t reused_bytes,
+                  const std::string& manifest_sha256) {
   SetState(task, shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
   task.set_applied_index(manifest.applied_index());
   task.set_leader_epoch(manifest.leader_epoch());
@@ -73,6 +74,8 @@ void Job::Publish(PartitionTask& task,
   task.set_duration_millis(duration_millis);
   task.set_uploaded_bytes(uploaded_bytes);
   task.set_reused_bytes(reused_bytes);
+  // A restore or verify task keeps the digest it was checked against.
+  if (!manifest_sha256.empty()) task.set_manifest_sha256(manifest_sha256);
   published_bytes_ += manifest.total_bytes();
   uploaded_bytes_ += uploaded_bytes;
 }
@@ -276,6 +279,7 @@ shutter::v1::ClusterManifest Job::BuildManifest(absl::Time committed_at) const {
     p->set_applied_index(t.applied_index());
     p->set_manifest_path(t.manifest_path());
     p->set_total_bytes(t.total_bytes());
+    p->set_manifest_sha256(t.manifest_sha256());
   }
   return cm;
 }

@@ -78,11 +78,13 @@ class Job {
                                              absl::Time now, double jitter);
 
   // Marks a task PUBLISHED with what the node published (and, for a
-  // snapshot, what its publish uploaded and found already stored).
+  // snapshot, what its publish uploaded and found already stored, and the
+  // digest of the manifest it stored).
   void Publish(shutter::v1::PartitionTask& task,
                const shutter::v1::PartitionManifest& manifest,
                const std::string& manifest_path, int64_t duration_millis,
-               uint64_t uploaded_bytes = 0, uint64_t reused_bytes = 0);
+               uint64_t uploaded_bytes = 0, uint64_t reused_bytes = 0,
+               const std::string& manifest_sha256 = "");
 
   int Count(shutter::v1::PartitionTaskState state) const {
     return counts_[static_cast<size_t>(state) % counts_.size()];

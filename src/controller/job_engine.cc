@@ -663,7 +663,8 @@ void JobEngine::OnTaskDone(const std::string& snapshot_id,
     RecordTask(type, "published");
     t->set_attempts(t->attempts() + 1);
     job->Publish(*t, result->manifest, result->path, millis,
-                 result->uploaded_bytes, result->reused_bytes);
+                 result->uploaded_bytes, result->reused_bytes,
+                 result->manifest_sha256);
     StageTaskLocked(*job, *t);
     AfterDurable(snapshot_id, [this, snapshot_id, cancelled] {
       if (cancelled) {

@@ -30,6 +30,9 @@ struct TaskOutcome {
   // A snapshot's publish: bytes uploaded, and bytes already stored.
   uint64_t uploaded_bytes = 0;
   uint64_t reused_bytes = 0;
+  // A snapshot's publish: SHA-256 (hex) of the stored partition manifest,
+  // for the cluster manifest (empty if the node did not report it).
+  std::string manifest_sha256;
 };
 
 // A job to submit (JobEngine::Submit), as a kind's front door planned it:

@@ -159,7 +159,7 @@ sv1::TaskRecord ToTaskRecord(absl::string_view job_id, const PartitionTask& t) {
   r.set_duration_millis(t.duration_millis());
   if (t.applied_index() != 0 || t.total_bytes() != 0 || t.file_count() != 0 ||
       !t.manifest_path().empty() || t.uploaded_bytes() != 0 ||
-      t.reused_bytes() != 0) {
+      t.reused_bytes() != 0 || !t.manifest_sha256().empty()) {
     auto* o = r.mutable_outcome();
     o->set_applied_index(t.applied_index());
     o->set_total_bytes(t.total_bytes());
@@ -167,6 +167,7 @@ sv1::TaskRecord ToTaskRecord(absl::string_view job_id, const PartitionTask& t) {
     o->set_manifest_path(t.manifest_path());
     o->set_uploaded_bytes(t.uploaded_bytes());
     o->set_reused_bytes(t.reused_bytes());
+    o->set_manifest_sha256(t.manifest_sha256());
   }
   return r;
 }
@@ -257,6 +258,7 @@ PartitionTask FromTaskRecord(const sv1::TaskRecord& r, const Snapshot& h) {
   t.set_manifest_path(r.outcome().manifest_path());
   t.set_uploaded_bytes(r.outcome().uploaded_bytes());
   t.set_reused_bytes(r.outcome().reused_bytes());
+  t.set_manifest_sha256(r.outcome().manifest_sha256());
   t.set_source_snapshot_id(h.source_snapshot_id());
   t.set_deep(h.deep());
   return t;

@@ -31,6 +31,7 @@ void RestoreKind::RunTask(const shutter::v1::Snapshot& job,
   req.set_partition_id(task.partition_id());
   req.set_expected_leader_epoch(task.leader_epoch());
   req.set_expected_instance_id(task.node_instance_id());
+  req.set_expected_manifest_sha256(task.manifest_sha256());
   transport_->RestorePartition(
       address, req, rpc_timeout_,
       [task, registry = registry_, done = std::move(done)](
@@ -198,6 +199,7 @@ absl::StatusOr<shutter::v1::RestoreSnapshotResponse> StartRestore(
     t->set_partition_id(id);
     t->set_source_snapshot_id(source);
     t->set_applied_index(contained[id]->applied_index());
+    t->set_manifest_sha256(contained[id]->manifest_sha256());
   }
   ASSIGN_OR_RETURN(std::string restore_id,
                    engine.Submit({std::move(record), std::move(leaders)}));

@@ -15,6 +15,17 @@
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
+namespace {
+
+bool IsSha256Hex(absl::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 using shutter::v1::CreateCheckpointResponse;
 using shutter::v1::PartitionTask;
@@ -36,7 +47,7 @@ void SnapshotKind::RunTask(const shutter::v1::Snapshot& job,
           std::move(done)(result.status());
           return;
         }
-        // Reads the repository: the engine holds no lock here.
+        // Looks at the repository: the engine holds no lock here.
         absl::Status verified = VerifyPublished(task, job_id, *result);
         if (!verified.ok()) {
           std::move(done)(verified);
@@ -47,6 +58,7 @@ void SnapshotKind::RunTask(const shutter::v1::Snapshot& job,
         outcome.path = result->manifest_path();
         outcome.uploaded_bytes = result->uploaded_bytes();
         outcome.reused_bytes = result->reused_bytes();
+        outcome.manifest_sha256 = std::move(*result->mutable_manifest_sha256());
         std::move(done)(std::move(outcome));
       });
 }
@@ -67,6 +79,34 @@ absl::Status SnapshotKind::VerifyPublished(
                           ", expected ", task.leader_epoch())),
                       ErrorReason::kMismatchedAnswer);
   }
+  if (!response.manifest_sha256().empty()) {
+    // The node says what it stored: check that the repository holds an
+    // object of that size where the manifest goes (one stat or HEAD, not a
+    // read and parse); the digest goes into the cluster manifest, which
+    // every later reader of the partition checks it against.
+    if (!IsSha256Hex(response.manifest_sha256())) {
+      return WithReason(absl::InternalError(absl::StrCat(
+                            "node answered for partition ", task.partition_id(),
+                            " with a malformed manifest digest ",
+                            Quote(response.manifest_sha256()))),
+                        ErrorReason::kMismatchedAnswer);
+    }
+    auto size = repo_->PartitionManifestSize(job_id, task.partition_id());
+    if (absl::IsNotFound(size.status())) {
+      // The node says published, the repository has nothing.
+      return WithReason(size.status(), ErrorReason::kMismatchedAnswer);
+    }
+    if (!size.ok()) return size.status();
+    if (*size != response.manifest_bytes()) {
+      return WithReason(
+          absl::DataLossError(absl::StrCat(
+              "repository manifest of partition ", task.partition_id(), " has ",
+              *size, " bytes, the node reported ", response.manifest_bytes())),
+          ErrorReason::kMismatchedAnswer);
+    }
+    return absl::OkStatus();
+  }
+  // A node that does not report a digest: read the manifest back.
   auto read = repo_->ReadPartitionManifest(job_id, task.partition_id());
   if (absl::IsNotFound(read.status())) {
     // The node says published, the repository has nothing.

@@ -51,7 +51,10 @@ class SnapshotKind : public JobKind {
                     const std::string& job_id) override;
 
   // Checks a node's answer for `task` against the request and the
-  // repository: MISMATCHED_ANSWER (retryable) if it does not match.
+  // repository: MISMATCHED_ANSWER (retryable) if it does not match. An
+  // answer with the stored manifest's digest and size is checked against
+  // the stored object's size (a stat or HEAD); one without (an older node)
+  // by reading the manifest back and comparing it.
   absl::Status VerifyPublished(
       const shutter::v1::PartitionTask& task, const std::string& job_id,
       const shutter::v1::CreateCheckpointResponse& response) const;

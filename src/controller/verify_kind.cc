@@ -28,6 +28,7 @@ void VerifyKind::RunTask(const shutter::v1::Snapshot& job,
   req.set_deep(task.deep());
   req.set_expected_applied_index(task.applied_index());
   req.set_expected_instance_id(task.node_instance_id());
+  req.set_expected_manifest_sha256(task.manifest_sha256());
   transport_->VerifyPartition(
       address, req, rpc_timeout_,
       [task, done = std::move(done)](
@@ -91,6 +92,7 @@ absl::StatusOr<std::string> StartVerify(
     t->set_partition_id(p.partition_id());
     t->set_source_snapshot_id(source);
     t->set_applied_index(p.applied_index());
+    t->set_manifest_sha256(p.manifest_sha256());
     t->set_deep(request.deep());
   }
   ASSIGN_OR_RETURN(std::string verify_id,

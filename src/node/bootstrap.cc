@@ -53,14 +53,18 @@ absl::StatusOr<BootstrapReport> BootstrapPartitions(
   for (uint32_t p : missing) {
     const std::string what = absl::StrCat(
         "bootstrap of partition ", p, " from snapshot ", report.snapshot_id);
-    bool listed = false;
-    for (const auto& e : cm->partitions()) listed |= e.partition_id() == p;
-    if (!listed) {
+    const shutter::v1::ClusterManifestPartition* entry = nullptr;
+    for (const auto& e : cm->partitions()) {
+      if (e.partition_id() == p) entry = &e;
+    }
+    if (entry == nullptr) {
       return absl::NotFoundError(
           absl::StrCat(what, ": the snapshot does not contain it"));
     }
-    ASSIGN_OR_RETURN(shutter::v1::PartitionManifest m,
-                     repo.ReadPartitionManifest(report.snapshot_id, p));
+    ASSIGN_OR_RETURN(
+        shutter::v1::PartitionManifest m,
+        repo.ReadPartitionManifest(report.snapshot_id, p,
+                                   entry->manifest_sha256(), nullptr));
     if (m.applied_index() < options.min_applied_index) {
       return absl::FailedPreconditionError(
           absl::StrCat(what, ": its applied index ", m.applied_index(),

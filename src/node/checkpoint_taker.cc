@@ -98,13 +98,16 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
   CreateCheckpointResponse resp;
   resp.set_manifest_path(snapshot::Repository::PartitionManifestPath(
       req.snapshot_id(), req.partition_id()));
-  auto existing =
-      repo_->ReadPartitionManifest(req.snapshot_id(), req.partition_id());
+  snapshot::ManifestDigest stored;
+  auto existing = repo_->ReadPartitionManifest(req.snapshot_id(),
+                                               req.partition_id(), "", &stored);
   if (existing.ok()) {
     spdlog::info("partition {} of snapshot {} already published; returning it",
                  req.partition_id(), req.snapshot_id());
     *resp.mutable_manifest() = std::move(existing).value();
     resp.set_already_published(true);
+    resp.set_manifest_sha256(stored.sha256);
+    resp.set_manifest_bytes(stored.size);
     return resp;
   }
   if (!absl::IsNotFound(existing.status())) {
@@ -183,6 +186,8 @@ absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
     ASSIGN_OR_RETURN(
         *resp.mutable_manifest(),
         repo_->PublishPartition(header, staging, still_leader, &published));
+    resp.set_manifest_sha256(published.manifest.sha256);
+    resp.set_manifest_bytes(published.manifest.size);
     resp.set_uploaded_bytes(published.uploaded_bytes);
     resp.set_reused_bytes(published.reused_bytes);
     resp.set_files_hash_cached(published.files_hash_cached);

@@ -127,7 +127,8 @@ absl::StatusOr<RestorePartitionResponse> PartitionRestorer::Run(
     if (absl::StartsWith(
             meta.restored_by,
             absl::StrCat(req.restore_id(), " ", req.snapshot_id(), " "))) {
-      auto m = repo_->ReadPartitionManifest(req.snapshot_id(), p);
+      auto m = repo_->ReadPartitionManifest(
+          req.snapshot_id(), p, req.expected_manifest_sha256(), nullptr);
       if (!m.ok()) {
         return Annotate(m.status(), what, ErrorReason::kCheckpointFailed);
       }
@@ -181,7 +182,8 @@ absl::StatusOr<RestorePartitionResponse> PartitionRestorer::Run(
 absl::StatusOr<RestorePartitionResponse> PartitionRestorer::Replace(
     const RestorePartitionRequest& req, uint64_t live_epoch) {
   const uint32_t p = req.partition_id();
-  auto m = repo_->ReadPartitionManifest(req.snapshot_id(), p);
+  auto m = repo_->ReadPartitionManifest(
+      req.snapshot_id(), p, req.expected_manifest_sha256(), nullptr);
   if (absl::IsNotFound(m.status())) {
     return WithReason(absl::NotFoundError(absl::StrCat(
                           "snapshot ", req.snapshot_id(),

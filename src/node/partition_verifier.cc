@@ -79,7 +79,9 @@ absl::StatusOr<VerifyPartitionResponse> PartitionVerifier::Run(
   const absl::Time start = clock_->Now();
   const std::string what = absl::StrCat("snapshot ", req.snapshot_id(),
                                         " partition ", req.partition_id());
-  auto m = repo_->ReadPartitionManifest(req.snapshot_id(), req.partition_id());
+  auto m =
+      repo_->ReadPartitionManifest(req.snapshot_id(), req.partition_id(),
+                                   req.expected_manifest_sha256(), nullptr);
   if (absl::IsNotFound(m.status())) {
     return WithReason(
         absl::NotFoundError(absl::StrCat(what, ": no published checkpoint")),

@@ -232,6 +232,12 @@ absl::StatusOr<bool> BlobRepository::GcLockHeld() const {
 }
 
 namespace {
+ManifestDigest DigestOf(absl::string_view bytes) {
+  fs::Sha256 h;
+  h.Update(bytes.data(), bytes.size());
+  return ManifestDigest{h.HexDigest(), bytes.size()};
+}
+
 // A content-addressed file stored (`stored`: this publish wrote it) or
 // found in the repository (it was there, or a concurrent publish won).
 void CountStored(bool stored, uint64_t size, PublishStats* stats) {
@@ -420,11 +426,12 @@ absl::StatusOr<PartitionManifest> BlobRepository::PublishPartition(
     }
     m.set_total_bytes(total);
     if (precommit) RETURN_IF_ERROR(precommit());
-    absl::Status s =
-        store_->Put(manifest_key, EncodePartitionManifest(m), IfAbsent());
+    const std::string encoded = EncodePartitionManifest(m);
+    absl::Status s = store_->Put(manifest_key, encoded, IfAbsent());
     if (absl::IsAlreadyExists(s)) return already();
     RETURN_IF_ERROR(s);
     committed = true;
+    stats.manifest = DigestOf(encoded);
     // Files of earlier attempts at this partition (a node that died
     // mid-publish) are debris now that the partition is committed.
     auto attempts = store_->List(
@@ -446,7 +453,8 @@ absl::StatusOr<PartitionManifest> BlobRepository::PublishPartition(
 }
 
 absl::StatusOr<PartitionManifest> BlobRepository::ReadPartitionManifest(
-    const std::string& snapshot_id, uint32_t partition_id) const {
+    const std::string& snapshot_id, uint32_t partition_id,
+    const std::string& expected_sha256, ManifestDigest* digest) const {
   RETURN_IF_ERROR(CheckSnapshotId(snapshot_id));
   const std::string key = PartitionManifestPath(snapshot_id, partition_id);
   auto json = store_->Get(key);
@@ -456,6 +464,16 @@ absl::StatusOr<PartitionManifest> BlobRepository::ReadPartitionManifest(
                      " is not published (no ", key, ")"));
   }
   if (!json.ok()) return json.status();
+  if (digest != nullptr || !expected_sha256.empty()) {
+    ManifestDigest d = DigestOf(*json);
+    if (!expected_sha256.empty() && d.sha256 != expected_sha256) {
+      return absl::DataLossError(absl::StrCat(
+          key, " has SHA-256 ", d.sha256,
+          ", not the one the cluster manifest recorded (", expected_sha256,
+          "): the partition manifest was altered or replaced"));
+    }
+    if (digest != nullptr) *digest = std::move(d);
+  }
   ASSIGN_OR_RETURN(PartitionManifest m, DecodeStoredManifest(key, *json));
   if (m.snapshot_id() != snapshot_id || m.partition_id() != partition_id) {
     return absl::DataLossError(absl::StrCat(key, " describes snapshot ",
@@ -463,6 +481,20 @@ absl::StatusOr<PartitionManifest> BlobRepository::ReadPartitionManifest(
                                             m.partition_id()));
   }
   return m;
+}
+
+absl::StatusOr<uint64_t> BlobRepository::PartitionManifestSize(
+    const std::string& snapshot_id, uint32_t partition_id) const {
+  RETURN_IF_ERROR(CheckSnapshotId(snapshot_id));
+  const std::string key = PartitionManifestPath(snapshot_id, partition_id);
+  auto info = store_->Head(key);
+  if (absl::IsNotFound(info.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("partition ", partition_id, " of snapshot ", snapshot_id,
+                     " is not published (no ", key, ")"));
+  }
+  if (!info.ok()) return info.status();
+  return info->size;
 }
 
 absl::Status BlobRepository::VerifyPartition(

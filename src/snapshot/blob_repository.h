@@ -26,7 +26,12 @@ class BlobRepository : public Repository {
       const std::string& local_dir,
       const std::function<absl::Status()>& precommit = nullptr,
       PublishStats* stats = nullptr) override;
+  using Repository::ReadPartitionManifest;
   absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(
+      const std::string& snapshot_id, uint32_t partition_id,
+      const std::string& expected_sha256,
+      ManifestDigest* digest) const override;
+  absl::StatusOr<uint64_t> PartitionManifestSize(
       const std::string& snapshot_id, uint32_t partition_id) const override;
   absl::Status VerifyPartition(
       const shutter::v1::PartitionManifest& manifest) const override;

@@ -19,7 +19,15 @@ class BlobStore;
 class FileHashCache;
 
 // What one publish did, for progress reports and benchmarks.
+// A partition manifest's bytes as stored: what a cluster manifest pins.
+struct ManifestDigest {
+  std::string sha256;  // lower-case hex
+  uint64_t size = 0;
+};
+
 struct PublishStats {
+  // The manifest written (set when the publish succeeded).
+  ManifestDigest manifest;
   uint64_t uploaded_bytes = 0;
   // Content-addressed files the repository already had (not uploaded).
   uint64_t reused_bytes = 0;
@@ -168,8 +176,21 @@ class Repository {
       const std::function<absl::Status()>& precommit = nullptr,
       PublishStats* stats = nullptr) = 0;
 
-  // NOT_FOUND if the partition is not published.
+  // NOT_FOUND if the partition is not published. `digest`, if not null,
+  // receives the SHA-256 and size of the manifest's bytes as stored.
+  // `expected_sha256`, if not empty, is what a cluster manifest recorded
+  // for it: other bytes are DATA_LOSS naming both digests.
   virtual absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(
+      const std::string& snapshot_id, uint32_t partition_id,
+      const std::string& expected_sha256, ManifestDigest* digest) const = 0;
+  absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(
+      const std::string& snapshot_id, uint32_t partition_id) const {
+    return ReadPartitionManifest(snapshot_id, partition_id, "", nullptr);
+  }
+
+  // The size of a published partition manifest's stored bytes (one stat
+  // or HEAD, no read); NOT_FOUND if the partition is not published.
+  virtual absl::StatusOr<uint64_t> PartitionManifestSize(
       const std::string& snapshot_id, uint32_t partition_id) const = 0;
 
   // Checks every file the manifest lists: present, right size, right

@@ -174,6 +174,47 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
       ASSERT_EQ(*v, ValueFor(entry.partition_id(), k));
     }
     EXPECT_FALSE(ro->Get("after-0").ok());
+    // The cluster manifest pins the partition manifest by the SHA-256 of
+    // its bytes, as an independent tool computes it.
+    std::string sum, sum_err;
+    auto rc = testing::RunCommand(
+        {"/usr/bin/sha256sum", repo_dir_ + "/" + entry.manifest_path()}, &sum,
+        &sum_err, absl::Seconds(30));
+    ASSERT_OK(rc);
+    ASSERT_EQ(*rc, 0) << sum_err;
+    EXPECT_EQ(entry.manifest_sha256(), sum.substr(0, 64)) << sum;
+  }
+
+  // A partition manifest whose bytes changed (here only a trailing space:
+  // it still parses and says the same) is no longer the one the snapshot
+  // committed: verify names it by both digests.
+  {
+    const auto& entry = cm->partitions(3);
+    const std::string path = repo_dir_ + "/" + entry.manifest_path();
+    std::string bytes;
+    {
+      std::ifstream in(path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    ASSERT_FALSE(bytes.empty());
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes << " ";
+    EXPECT_EQ(
+        Ctl({"snapshots", "verify", "--wait", snap.snapshot_id()}, &out, &err),
+        1)
+        << out << err;
+    EXPECT_NE(err.find(absl::StrCat("partition ", entry.partition_id(),
+                                    ": DATA_LOSS: ")),
+              std::string::npos)
+        << err;
+    EXPECT_NE(err.find("not the one the cluster manifest recorded (" +
+                       entry.manifest_sha256() + ")"),
+              std::string::npos)
+        << err;
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    EXPECT_EQ(
+        Ctl({"snapshots", "verify", "--wait", snap.snapshot_id()}, &out, &err),
+        0)
+        << out << err;
   }
 
   // No node ever had more checkpoints in flight than its capacity, and

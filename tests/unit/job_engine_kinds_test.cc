@@ -1,5 +1,6 @@
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "common/error_reason.h"
 #include "controller/delete_kind.h"
@@ -269,21 +270,34 @@ class JobEngineTest : public ::testing::Test {
     coordinator_->SetNodeLimit(node, static_cast<int>(capacity));
   }
 
-  // Completes `call` as a node would: publish, then answer.
-  void Publish(FakeTransport::Call call, uint64_t applied_index = 5) {
+  // Completes `call` as a node would: publish, then answer with the
+  // stored manifest's digest and size (`with_digest`; false: as a node
+  // from before digests, which the controller checks by reading back).
+  void Publish(FakeTransport::Call call, uint64_t applied_index = 5,
+               bool with_digest = true) {
+    std::move(call.done)(PublishedAnswer(call, applied_index, with_digest));
+  }
+  CreateCheckpointResponse PublishedAnswer(const FakeTransport::Call& call,
+                                           uint64_t applied_index = 5,
+                                           bool with_digest = true) {
     shutter::v1::PartitionManifest h;
     h.set_snapshot_id(call.request.snapshot_id());
     h.set_partition_id(call.request.partition_id());
     h.set_node_id(call.address.substr(0, call.address.find(':')));
     h.set_leader_epoch(call.request.expected_leader_epoch());
     h.set_applied_index(applied_index);
-    auto m = repo_->PublishPartition(h, tmp_.Sub("ckpt"));
-    ASSERT_OK(m);
+    snapshot::PublishStats stats;
+    auto m = repo_->PublishPartition(h, tmp_.Sub("ckpt"), nullptr, &stats);
+    EXPECT_OK(m);
     CreateCheckpointResponse resp;
-    *resp.mutable_manifest() = *m;
+    if (m.ok()) *resp.mutable_manifest() = *m;
     resp.set_manifest_path(snapshot::Repository::PartitionManifestPath(
         h.snapshot_id(), h.partition_id()));
-    std::move(call.done)(resp);
+    if (with_digest) {
+      resp.set_manifest_sha256(stats.manifest.sha256);
+      resp.set_manifest_bytes(stats.manifest.size);
+    }
+    return resp;
   }
 
   // Takes a snapshot of what is registered, publishes its one partition
@@ -893,6 +907,95 @@ TEST_F(JobEngineTest, PermanentErrorsFailAtOnceMismatchesAreRetried) {
             shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
   EXPECT_EQ(snap.partitions(1).attempts(), 2u);
   EXPECT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_FAILED);
+}
+
+TEST_F(JobEngineTest, AnswersAreCheckedAgainstTheStoredManifestsDigest) {
+  Beat("a", 0, 4, 4);
+  auto id = CreateSnapshot({});
+  ASSERT_OK(id);
+  ASSERT_TRUE(transport_.WaitForCalls(4));
+  std::map<uint32_t, FakeTransport::Call> calls;
+  for (int i = 0; i < 4; ++i) {
+    auto c = transport_.Take();
+    calls.emplace(c.request.partition_id(), std::move(c));
+  }
+  // 0: a current node's answer; 1: a node from before digests (read back).
+  const CreateCheckpointResponse ok0 = PublishedAnswer(calls.at(0));
+  std::move(calls.at(0).done)(ok0);
+  Publish(std::move(calls.at(1)), 5, /*with_digest=*/false);
+  // 2: published, but the size reported is not what the repository holds.
+  const CreateCheckpointResponse right2 = PublishedAnswer(calls.at(2));
+  CreateCheckpointResponse wrong_size = right2;
+  wrong_size.set_manifest_bytes(wrong_size.manifest_bytes() + 1);
+  std::move(calls.at(2).done)(wrong_size);
+  // 3: the node says published with a digest, the repository has nothing;
+  // then one with a malformed digest.
+  CreateCheckpointResponse nothing = ok0;
+  nothing.mutable_manifest()->set_partition_id(3);
+  std::move(calls.at(3).done)(nothing);
+  auto snap = Get(*id);
+  EXPECT_EQ(snap.partitions(0).state(),
+            shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+  EXPECT_EQ(snap.partitions(0).manifest_sha256(), ok0.manifest_sha256());
+  EXPECT_EQ(snap.partitions(1).state(),
+            shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+  EXPECT_EQ(snap.partitions(1).manifest_sha256(), "");
+  for (uint32_t p : {2u, 3u}) {
+    EXPECT_EQ(snap.partitions(p).state(),
+              shutter::v1::PARTITION_TASK_STATE_WAITING)
+        << p;
+  }
+  EXPECT_NE(snap.partitions(2).last_error().find("the node reported"),
+            std::string::npos)
+      << snap.partitions(2).last_error();
+  EXPECT_NE(snap.partitions(3).last_error().find("is not published"),
+            std::string::npos)
+      << snap.partitions(3).last_error();
+  Beat("a", 0, 4, 4);  // still alive, still the leader
+  Advance(absl::Seconds(5));
+  ASSERT_TRUE(transport_.WaitForCalls(2));
+  CreateCheckpointResponse good3;
+  for (int i = 0; i < 2; ++i) {
+    auto c = transport_.Take();
+    if (c.request.partition_id() == 3) {
+      good3 = PublishedAnswer(c);
+      CreateCheckpointResponse bad = good3;
+      bad.set_manifest_sha256("not-hex");
+      std::move(c.done)(bad);  // published now, but a malformed digest
+    } else {
+      std::move(c.done)(right2);  // already published: the right answer
+    }
+  }
+  snap = Get(*id);
+  EXPECT_EQ(snap.partitions(2).state(),
+            shutter::v1::PARTITION_TASK_STATE_PUBLISHED);
+  EXPECT_NE(snap.partitions(3).last_error().find("malformed manifest digest"),
+            std::string::npos)
+      << snap.partitions(3).last_error();
+  Beat("a", 0, 4, 4);  // still alive, still the leader
+  Advance(absl::Seconds(5));
+  ASSERT_TRUE(transport_.WaitForCalls(1));
+  std::move(transport_.Take().done)(good3);
+  snap = Get(*id);
+  ASSERT_EQ(snap.state(), shutter::v1::SNAPSHOT_STATE_COMMITTED);
+  // The cluster manifest pins each partition manifest by the digest of its
+  // stored bytes (the one from before digests: none).
+  auto cm = repo_->ReadClusterManifest(*id);
+  ASSERT_OK(cm);
+  ASSERT_EQ(cm->partitions_size(), 4);
+  for (const auto& e : cm->partitions()) {
+    snapshot::ManifestDigest stored;
+    ASSERT_OK(repo_->ReadPartitionManifest(*id, e.partition_id(), "", &stored));
+    EXPECT_EQ(e.manifest_sha256(), e.partition_id() == 1 ? "" : stored.sha256)
+        << e.partition_id();
+    if (e.partition_id() != 1) {
+      EXPECT_OK(repo_->ReadPartitionManifest(*id, e.partition_id(),
+                                             e.manifest_sha256(), nullptr));
+    }
+  }
+  EXPECT_THAT(
+      repo_->ReadPartitionManifest(*id, 0, std::string(64, '0'), nullptr),
+      StatusIs(absl::StatusCode::kDataLoss));
 }
 
 TEST(RetryPolicyTest, ClassifiesByReasonNotByCodeAlone) {
@@ -1627,12 +1730,23 @@ class MemRepository : public snapshot::Repository {
     parts_[{header.snapshot_id(), header.partition_id()}] = header;
     return header;
   }
+  using snapshot::Repository::ReadPartitionManifest;
   absl::StatusOr<shutter::v1::PartitionManifest> ReadPartitionManifest(
-      const std::string& snapshot_id, uint32_t partition_id) const override {
+      const std::string& snapshot_id, uint32_t partition_id,
+      const std::string& /*expected_sha256*/,
+      snapshot::ManifestDigest* /*digest*/) const override {
     absl::MutexLock l(&mu_);
     auto it = parts_.find({snapshot_id, partition_id});
     if (it == parts_.end()) return absl::NotFoundError("not published");
     return it->second;
+  }
+  absl::StatusOr<uint64_t> PartitionManifestSize(
+      const std::string& snapshot_id, uint32_t partition_id) const override {
+    absl::MutexLock l(&mu_);
+    if (parts_.count({snapshot_id, partition_id}) == 0) {
+      return absl::NotFoundError("not published");
+    }
+    return 0;
   }
   absl::Status VerifyPartition(
       const shutter::v1::PartitionManifest&) const override {
