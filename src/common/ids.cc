@@ -73,6 +73,14 @@ std::string SnapshotIdGenerator::Next() {
   return absl::StrFormat("%s-%08x", FormatMillis(millis), suffix);
 }
 
+bool IsLowerHex(absl::string_view s, size_t length) {
+  if (s.size() != length) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 std::string RandomHex(int bytes) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   std::string out;

@@ -45,6 +45,10 @@ class SnapshotIdGenerator {
 // ids, identities. Thread-safe.
 std::string RandomHex(int bytes);
 
+// True if `s` is exactly `length` lower-case hex digits (RandomHex ids,
+// SHA-256 digests: length 64).
+bool IsLowerHex(absl::string_view s, size_t length);
+
 // Formats sorted, unique ids compactly: {0,1,2,3,5,9,10} -> "0-3,5,9-10".
 std::string FormatIdList(const std::vector<uint32_t>& ids);
 

@@ -15,17 +15,6 @@
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
-namespace {
-
-bool IsSha256Hex(absl::string_view s) {
-  if (s.size() != 64) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 using shutter::v1::CreateCheckpointResponse;
 using shutter::v1::PartitionTask;
@@ -84,7 +73,7 @@ absl::Status SnapshotKind::VerifyPublished(
     // object of that size where the manifest goes (one stat or HEAD, not a
     // read and parse); the digest goes into the cluster manifest, which
     // every later reader of the partition checks it against.
-    if (!IsSha256Hex(response.manifest_sha256())) {
+    if (!IsLowerHex(response.manifest_sha256(), 64)) {
       return WithReason(absl::InternalError(absl::StrCat(
                             "node answered for partition ", task.partition_id(),
                             " with a malformed manifest digest ",

@@ -15,14 +15,6 @@ namespace shutter::node {
 
 namespace {
 constexpr char kFileName[] = "NODE_INSTANCE";
-
-bool IsHex32(absl::string_view s) {
-  if (s.size() != 32) return false;
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
-}
 }  // namespace
 
 absl::StatusOr<NodeInstanceInfo> StartNodeInstance(const std::string& data_dir,
@@ -46,7 +38,7 @@ absl::StatusOr<NodeInstanceInfo> StartNodeInstance(const std::string& data_dir,
         }
       }
     }
-    if (info.node_id.empty() || !IsHex32(info.instance_id)) {
+    if (info.node_id.empty() || !IsLowerHex(info.instance_id, 32)) {
       return absl::DataLossError(
           absl::StrCat(path,
                        " is malformed; it must hold node_id=, "

@@ -232,6 +232,13 @@ absl::StatusOr<bool> BlobRepository::GcLockHeld() const {
 }
 
 namespace {
+absl::Status NotPublished(const std::string& snapshot_id, uint32_t partition_id,
+                          const std::string& key) {
+  return absl::NotFoundError(absl::StrCat("partition ", partition_id,
+                                          " of snapshot ", snapshot_id,
+                                          " is not published (no ", key, ")"));
+}
+
 ManifestDigest DigestOf(absl::string_view bytes) {
   fs::Sha256 h;
   h.Update(bytes.data(), bytes.size());
@@ -459,9 +466,7 @@ absl::StatusOr<PartitionManifest> BlobRepository::ReadPartitionManifest(
   const std::string key = PartitionManifestPath(snapshot_id, partition_id);
   auto json = store_->Get(key);
   if (absl::IsNotFound(json.status())) {
-    return absl::NotFoundError(
-        absl::StrCat("partition ", partition_id, " of snapshot ", snapshot_id,
-                     " is not published (no ", key, ")"));
+    return NotPublished(snapshot_id, partition_id, key);
   }
   if (!json.ok()) return json.status();
   if (digest != nullptr || !expected_sha256.empty()) {
@@ -489,9 +494,7 @@ absl::StatusOr<uint64_t> BlobRepository::PartitionManifestSize(
   const std::string key = PartitionManifestPath(snapshot_id, partition_id);
   auto info = store_->Head(key);
   if (absl::IsNotFound(info.status())) {
-    return absl::NotFoundError(
-        absl::StrCat("partition ", partition_id, " of snapshot ", snapshot_id,
-                     " is not published (no ", key, ")"));
+    return NotPublished(snapshot_id, partition_id, key);
   }
   if (!info.ok()) return info.status();
   return info->size;
