@@ -1,5 +1,6 @@
 #include "common/daemon.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -105,6 +106,12 @@ absl::Status ConfigError(absl::string_view prefix, const absl::Status& status) {
 int ExitCodeOf(const absl::Status& status) {
   if (status.ok()) return 0;
   return status.GetPayload(kConfigErrorUrl).has_value() ? 2 : 1;
+}
+
+void ReleaseFreedMemory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 }  // namespace shutter::daemon

@@ -39,6 +39,14 @@ void NotifySystemd(const char* state);
 // "WATCHDOG=1" more often than this, or it is killed and restarted.
 absl::Duration SystemdWatchdogInterval();
 
+// Returns the heap memory freed since the last call to the operating
+// system (glibc's malloc_trim): after a burst of allocations - a large
+// job's requests and answers, spread over gRPC's threads and so over
+// glibc's per-thread arenas - the freed pages otherwise stay resident.
+// About 0.1 s for 1 GiB freed in small pieces over 8 arenas (measured on
+// the 2-core development VM); call off latency-sensitive paths.
+void ReleaseFreedMemory();
+
 // A daemon's start-up error that is a problem of its configuration (a bad
 // option, a busy port, an unusable directory or repository): the daemon
 // exits 2, which its unit does not restart (RestartPreventExitStatus=2).

@@ -264,6 +264,10 @@ class JobEngine {
   void WaitForQuiescenceForTesting() { committer_.WaitIdle(); }
 
  private:
+  // A finished job of at least this many tasks returns freed memory to
+  // the operating system (daemon::ReleaseFreedMemory).
+  static constexpr size_t kReleaseMemoryAfterTasks = 1000;
+
   JobEngine(const Options& options, std::vector<std::unique_ptr<JobKind>> kinds,
             NodeRegistry* registry, JobStore* store, snapshot::Repository* repo,
             Timer* timer, Clock* clock);
