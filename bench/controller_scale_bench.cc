@@ -84,9 +84,13 @@ namespace {
 using namespace shutter::v1;  // NOLINT
 namespace stdfs = std::filesystem;
 
+// Exits at once: it may be called from a worker thread while others run,
+// where exit()'s static destructors would crash under them.
 [[noreturn]] void Die(const std::string& msg) {
   std::fprintf(stderr, "controller_scale_bench: %s\n", msg.c_str());
-  std::exit(1);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(1);
 }
 
 struct Scenario {

@@ -416,7 +416,7 @@ std::optional<Console::Impl::Session> Console::Impl::FindSession(
   if (!authz_->enabled()) {
     // No authorization anywhere: one implicit session.
     static const std::string kCsrf = RandomHex(16);
-    return Session{"", Role::kOperator, kCsrf, absl::InfiniteFuture()};
+    return Session{"", Role::kOperator, kCsrf, absl::InfiniteFuture(), ""};
   }
   if (const char* auth = mg_get_header(conn, "Authorization")) {
     absl::string_view v(auth);
