@@ -75,6 +75,7 @@
 #include "shutter/v1/node.grpc.pb.h"
 #include "snapshot/manifest.h"
 #include "snapshot/repository.h"
+#include "snapshot/sigv4.h"
 #include "testing/etcd_server.h"
 #include "testing/process.h"
 #include "testing/temp_dir.h"
@@ -229,9 +230,7 @@ class FakeNodes final : public NodeService::CallbackService {
       // As a node reports the manifest it stored (--no-digest: as nodes
       // from before digests, which the controller reads back).
       if (report_digest_) {
-        shutter::fs::Sha256 h;
-        h.Update(encoded.data(), encoded.size());
-        resp->set_manifest_sha256(h.HexDigest());
+        resp->set_manifest_sha256(shutter::snapshot::sigv4::HexSha256(encoded));
         resp->set_manifest_bytes(encoded.size());
       }
       --in_flight_;
@@ -307,6 +306,10 @@ class Bench {
   Bench(std::string controller_bin, int heartbeat_ms)
       : controller_bin_(std::move(controller_bin)),
         heartbeat_ms_(heartbeat_ms) {}
+
+  // False: the fake nodes answer as nodes from before manifest digests
+  // (the controller reads each manifest back), for before/after figures.
+  void set_report_digest(bool on) { report_digest_ = on; }
 
   // The job page of `id` in headless Chromium, 5 fresh loads.
   static void MeasureConsole(const std::string& url, const std::string& id,
@@ -621,11 +624,6 @@ class Bench {
   const std::string controller_bin_;
   const int heartbeat_ms_;
   bool report_digest_ = true;
-
- public:
-  // False: the fake nodes answer as nodes from before manifest digests
-  // (the controller reads each manifest back), for before/after figures.
-  void set_report_digest(bool on) { report_digest_ = on; }
 };
 
 // --failover N: three controllers on one etcd (a real one-member etcd on

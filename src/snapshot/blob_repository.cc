@@ -22,6 +22,7 @@
 #include "common/text.h"
 #include "snapshot/file_hash_cache.h"
 #include "snapshot/manifest.h"
+#include "snapshot/sigv4.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::snapshot {
@@ -240,9 +241,7 @@ absl::Status NotPublished(const std::string& snapshot_id, uint32_t partition_id,
 }
 
 ManifestDigest DigestOf(absl::string_view bytes) {
-  fs::Sha256 h;
-  h.Update(bytes.data(), bytes.size());
-  return ManifestDigest{h.HexDigest(), bytes.size()};
+  return ManifestDigest{sigv4::HexSha256(bytes), bytes.size()};
 }
 
 // A content-addressed file stored (`stored`: this publish wrote it) or

@@ -18,13 +18,13 @@ namespace shutter::snapshot {
 class BlobStore;
 class FileHashCache;
 
-// What one publish did, for progress reports and benchmarks.
 // A partition manifest's bytes as stored: what a cluster manifest pins.
 struct ManifestDigest {
   std::string sha256;  // lower-case hex
   uint64_t size = 0;
 };
 
+// What one publish did, for progress reports and benchmarks.
 struct PublishStats {
   // The manifest written (set when the publish succeeded).
   ManifestDigest manifest;
