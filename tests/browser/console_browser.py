@@ -185,11 +185,16 @@ def measure(b, a):
             "performance.getEntriesByType('resource')).map(e => "
             "[e.name.replace(location.origin, ''), Math.round(e.startTime), "
             "Math.round(e.responseEnd)])")
-        print("load %d: drawn at %d ms; requests [path, start, end]: %s"
-              % (i, times[-1], json.dumps(spans)), file=sys.stderr)
+        marks = b.eval("performance.getEntriesByType('mark').map(e => "
+                       "[e.name, Math.round(e.startTime)])")
+        print("load %d: drawn at %d ms; requests [path, start, end]: %s; "
+              "marks: %s" % (i, times[-1], json.dumps(spans),
+                             json.dumps(marks)), file=sys.stderr)
         rows = b.eval("document.querySelectorAll('#partitions tbody tr')"
                       ".length")
         check(rows == 100, "job page shows a page of 100 partitions (%s)" % rows)
+    # What was measured, kept beside the other pages' screenshots.
+    b.screenshot(os.path.join(a.out, "job-measured.png"))
     times.sort()
     sizes.sort()
     print(json.dumps({"loads": len(times), "render_ms_median":

@@ -5,6 +5,7 @@
 
 const $ = (sel) => document.querySelector(sel);
 let session = null;       // {auth, role, csrf}
+let sessionReady = null;  // resolves once `session` is set
 let timer = null;         // the pending refresh
 let renderSeq = 0;        // drops answers of a page already left
 
@@ -29,9 +30,16 @@ function dur(ms) {
   if (s < 7200) return (s / 60).toFixed(1) + ' min';
   return (s / 3600).toFixed(1) + ' h';
 }
+// Local time as YYYY-MM-DD HH:MM:SS: the same on every browser, and no
+// locale formatter to load (toLocaleString's first call costs a fresh
+// page ~50-100 ms on a slow machine).
 function when(micros) {
   micros = num(micros);
-  return micros ? new Date(micros / 1000).toLocaleString() : '–';
+  if (!micros) return '–';
+  const d = new Date(micros / 1000);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
+    `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 function ago(micros, nowMicros) {
   micros = num(micros);
@@ -54,6 +62,9 @@ async function api(path, options) {
                                            options || {}));
   if (r.status === 401) { location.reload(); throw new Error('logged out'); }
   const body = await r.json().catch(() => ({}));
+  // Views are fetched while the session is (start): what they draw
+  // depends on its role, so none is drawn before it is known.
+  if (sessionReady && path !== '/api/v1/session') await sessionReady;
   if (!r.ok) {
     const e = new Error(body.message || r.statusText);
     e.code = body.code; e.leader = body.leader; e.status = r.status;
@@ -268,7 +279,7 @@ function drawTimeline(canvas, tl, layout) {
   const span = Math.max(1, layout.reduce((m, n) => Math.max(m, n.end), 0),
                         (num(tl.now_micros) - num(tl.created_at_micros)) / 1000 * (isRunning(tl.state) ? 1 : 0));
   const x = (ms) => left + (width - left - 8) * ms / span;
-  g.font = '11px system-ui, sans-serif';
+  g.font = '11px sans-serif';
   let y = 4;
   const lastEnd = layout.reduce((m, n) => Math.max(m, n.end), 0);
   layout.forEach((n) => {
@@ -310,6 +321,8 @@ async function job(main, id, params) {
   const [d, tl] = await Promise.all([
     api(`/api/v1/jobs/${encodeURIComponent(id)}?` + q),
     api(`/api/v1/jobs/${encodeURIComponent(id)}/timeline`)]);
+  // Where a load's time goes (the page-cost benchmark prints the marks).
+  performance.mark('job-data');
   const s = d.snapshot, sum = d.summary;
   const total = num(sum.partitions_total);
   const done = num(sum.partitions_published) + num(sum.partitions_failed);
@@ -370,8 +383,10 @@ async function job(main, id, params) {
   if (pageToken) h += `<a href="#/jobs/${esc(id)}?pstate=${esc(pstate)}">First page</a>`;
   if (d.next_page_token) h += `<a id="next-page" href="#/jobs/${esc(id)}?pstate=${esc(pstate)}&page=${encodeURIComponent(d.next_page_token)}">Next page</a>`;
   h += '</div>';
+  performance.mark('job-html');
   main.innerHTML = h;
   drawTimeline(main.querySelector('#timeline'), tl, layout);
+  performance.mark('job-drawn');
   main.querySelector('#pfilter').addEventListener('submit', (ev) => {
     ev.preventDefault();
     location.hash = `#/jobs/${id}?pstate=${new FormData(ev.target).get('pstate')}`;
@@ -552,8 +567,7 @@ async function render() {
   document.body.dataset.rendered = String(seq);
 }
 
-async function start() {
-  session = await api('/api/v1/session');
+function showSession() {
   $('#who').textContent = !session.auth ? 'no authentication (--insecure)'
     : session.certificate ? `${session.role} (certificate ${session.certificate})` : `${session.role}`;
   const out = $('#logout');
@@ -563,6 +577,10 @@ async function start() {
     await fetch('/logout', {method: 'POST', headers: {'X-Shutter-CSRF': session.csrf}});
     location.reload();
   });
+}
+
+function start() {
+  sessionReady = api('/api/v1/session').then((s) => { session = s; showSession(); });
   window.addEventListener('hashchange', () => { $('#main').focus(); render(); });
   render();
 }
