@@ -21,7 +21,7 @@ template <typename T>
 absl::StatusOr<T> Decode(absl::string_view json, const char* what) {
   T m;
   google::protobuf::util::JsonParseOptions o;
-  o.ignore_unknown_fields = false;
+  o.ignore_unknown_fields = true;  // see the header: later releases add fields
   auto s = google::protobuf::util::JsonStringToMessage(
       google::protobuf::StringPiece(json.data(), json.size()), &m, o);
   if (!s.ok()) {

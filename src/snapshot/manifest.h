@@ -10,8 +10,17 @@
 // JSON encoding of the manifests stored in the repository. The JSON follows
 // the protobuf JSON mapping of shutter.v1.PartitionManifest and
 // shutter.v1.ClusterManifest with the .proto field names (snake_case);
-// 64-bit integers are strings, as that mapping prescribes. Unknown fields
-// are rejected so a corrupt or foreign file is not silently accepted.
+// 64-bit integers are strings, as that mapping prescribes.
+//
+// Compatibility: a reader ignores fields it does not know, so a field added
+// by a later release does not stop an earlier one from reading the
+// manifest (a node bootstrapping from a snapshot a newer controller took).
+// A change an earlier reader must not ignore raises format_version
+// instead, and a version outside this build's range is refused. A file
+// that is not JSON, or whose known fields have the wrong types, is
+// DATA_LOSS; one without a known format_version (a foreign file) is
+// refused; corrupt bytes of a stored manifest are caught by its SHA-256,
+// which the cluster manifest records.
 namespace shutter::snapshot {
 
 // Written: 2. Read: 1 and 2 (format 1 partition manifests have no

@@ -50,11 +50,17 @@ TEST(ManifestTest, ClusterManifestRoundTrips) {
   EXPECT_EQ(back->SerializeAsString(), m.SerializeAsString());
 }
 
-TEST(ManifestTest, RejectsGarbageUnknownFieldsAndOtherVersions) {
+TEST(ManifestTest, RejectsGarbageWrongTypesAndOtherVersions) {
   EXPECT_THAT(DecodePartitionManifest("{not json"),
               StatusIs(absl::StatusCode::kDataLoss));
-  EXPECT_THAT(DecodePartitionManifest(R"({"format_version": 1, "bogus": 2})"),
+  EXPECT_THAT(DecodePartitionManifest(R"({"format_version": "two"})"),
               StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(
+      DecodeClusterManifest(R"({"format_version": 2, "partitions": 7})"),
+      StatusIs(absl::StatusCode::kDataLoss));
+  // A foreign JSON file has no known format_version.
+  EXPECT_THAT(DecodePartitionManifest(R"({"name": "not a manifest"})"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   auto m = Sample();
   m.set_format_version(3);
   EXPECT_THAT(DecodePartitionManifest(EncodePartitionManifest(m)),
@@ -66,6 +72,35 @@ TEST(ManifestTest, RejectsGarbageUnknownFieldsAndOtherVersions) {
               StatusIs(absl::StatusCode::kFailedPrecondition));
   m.set_format_version(1);  // format 1 is still read
   EXPECT_OK(DecodePartitionManifest(EncodePartitionManifest(m)));
+}
+
+// What a later release adds to a manifest (top level or nested, any JSON
+// type) is ignored by this one; what it knows reads as before.
+TEST(ManifestTest, FieldsOfALaterReleaseAreIgnored) {
+  const shutter::v1::PartitionManifest m = Sample();
+  std::string json = EncodePartitionManifest(m);
+  json.erase(json.find_last_of('}'));
+  json += R"(, "added_later": {"a": [1, "x", null]}, "also_later": "s"})";
+  const std::string file_key = "\"sha256\"";
+  const size_t at = json.find(file_key);
+  ASSERT_NE(at, std::string::npos) << json;
+  json.insert(at, R"("per_file_later": true, )");
+  auto back = DecodePartitionManifest(json);
+  ASSERT_OK(back);
+  EXPECT_EQ(back->SerializeAsString(), m.SerializeAsString());
+
+  shutter::v1::ClusterManifest c;
+  c.set_format_version(kManifestFormatVersion);
+  c.set_snapshot_id("s1");
+  auto* p = c.add_partitions();
+  p->set_partition_id(3);
+  p->set_manifest_sha256(std::string(64, 'a'));
+  std::string cj = EncodeClusterManifest(c);
+  cj.erase(cj.find_last_of('}'));
+  cj += R"(, "retention_class_later": "gold"})";
+  auto cback = DecodeClusterManifest(cj);
+  ASSERT_OK(cback);
+  EXPECT_EQ(cback->SerializeAsString(), c.SerializeAsString());
 }
 
 }  // namespace
