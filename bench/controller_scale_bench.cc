@@ -326,18 +326,20 @@ class Bench {
            r.page_ms_median <= 1000;
   }
 
-  // The job page of `id` in headless Chromium, 7 fresh loads.
+  // The job page of `id` in headless Chromium, 7 fresh loads; its
+  // screenshot goes to $SHUTTER_SCREENSHOT_DIR, else into `scratch_dir`.
+  // A load that cannot be measured leaves the figures at -1.
   static void MeasureConsole(const std::string& url, const std::string& id,
-                             Result* r) {
+                             const std::string& scratch_dir, Result* r) {
+    r->page_kb_median = r->page_kb_max = -1;
+    r->page_ms_median = r->page_ms_max = -1;
+    const char* shots = getenv("SHUTTER_SCREENSHOT_DIR");
     std::string out, err;
     auto rc = shutter::testing::RunCommand(
         {"/usr/bin/python3",
          absl::StrCat(SHUTTER_SOURCE_DIR, "/tests/browser/console_browser.py"),
          "--url", url, "--job", id, "--out",
-         getenv("SHUTTER_SCREENSHOT_DIR") != nullptr
-             ? getenv("SHUTTER_SCREENSHOT_DIR")
-             : "/tmp",
-         "--measure", "7"},
+         shots != nullptr ? shots : scratch_dir, "--measure", "7"},
         &out, &err, absl::Minutes(5));
     if (!rc.ok() || *rc != 0) {
       std::printf("    console page: not measured (%s)\n",
@@ -582,7 +584,7 @@ class Bench {
     r.rss_peak_mib =
         ProcessField(controller.pid(), "status", "VmHWM:") / 1024.0;
     for (int a = 0; sc.console && a < console_attempts_; ++a) {
-      MeasureConsole(console_url, snapshot_id, &r);
+      MeasureConsole(console_url, snapshot_id, tmp.Sub("console"), &r);
       if (ConsoleMet(r) || a + 1 == console_attempts_) break;
       std::printf(
           "    console page: %.0f KB, drawn in %.0f ms (median): missed; "
