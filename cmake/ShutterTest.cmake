@@ -1,16 +1,24 @@
 find_package(GTest REQUIRED)
 include(GoogleTest)
 
-# shutter_test(NAME SOURCES... LIBS libs... [LABELS labels...] [TIMEOUT s])
+# shutter_test(NAME SOURCES... LIBS libs... [LABELS labels...] [TIMEOUT s]
+#              [COST s])
 # Declares one GoogleTest binary and registers each of its tests with ctest.
+# COST is about how long one of its tests takes, in seconds: ctest starts
+# the costliest tests first, so in a fresh tree (no timings of an earlier
+# run yet, as in CI) the long integration tests do not end up last, with
+# the other slots idle behind them.
 function(shutter_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT;COST" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gmock GTest::gtest GTest::gtest_main)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
   set(props TIMEOUT ${ARG_TIMEOUT})
+  if(ARG_COST)
+    list(APPEND props COST ${ARG_COST})
+  endif()
   if(ARG_LABELS)
     list(APPEND props LABELS "${ARG_LABELS}")
   endif()
