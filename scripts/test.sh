@@ -111,8 +111,9 @@ echo "test.sh: console screenshots go to $SHUTTER_SCREENSHOT_DIR"
 # Tests run 4 at a time on the 2 cores: the integration tests spend most of
 # their time waiting on real processes, leases and throttled streams (at 2
 # at a time the release tests kept the machine about half busy), so 4 fill
-# the cores. Measured on this 2-core VM (docs/performance.md, "The test
-# suite"): release tests 276 -> 160 s, ASan+UBSan tests 396 -> 248 s.
+# the cores. Measured in a fresh clone on a 2-core VM (docs/performance.md,
+# "The test suite"): release tests 276 -> 167 s, ASan+UBSan tests 396 ->
+# 243 s, the whole script 908 -> 574 s.
 # SHUTTER_TEST_JOBS overrides it.
 test_jobs="${SHUTTER_TEST_JOBS:-4}"
 
