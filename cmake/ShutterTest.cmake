@@ -2,14 +2,17 @@ find_package(GTest REQUIRED)
 include(GoogleTest)
 
 # shutter_test(NAME SOURCES... LIBS libs... [LABELS labels...] [TIMEOUT s]
-#              [COST s])
+#              [COST s] [PROCESSORS n])
 # Declares one GoogleTest binary and registers each of its tests with ctest.
 # COST is about how long one of its tests takes, in seconds: ctest starts
 # the costliest tests first, so in a fresh tree (no timings of an earlier
 # run yet, as in CI) the long integration tests do not end up last, with
-# the other slots idle behind them.
+# the other slots idle behind them. PROCESSORS is how many of ctest's -j
+# slots one of its tests takes (1 unless given), for tests that run many
+# processes at once.
 function(shutter_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT;COST" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT;COST;PROCESSORS" "SOURCES;LIBS;LABELS"
+                        ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gmock GTest::gtest GTest::gtest_main)
   if(NOT ARG_TIMEOUT)
@@ -18,6 +21,9 @@ function(shutter_test name)
   set(props TIMEOUT ${ARG_TIMEOUT})
   if(ARG_COST)
     list(APPEND props COST ${ARG_COST})
+  endif()
+  if(ARG_PROCESSORS)
+    list(APPEND props PROCESSORS ${ARG_PROCESSORS})
   endif()
   if(ARG_LABELS)
     list(APPEND props LABELS "${ARG_LABELS}")
