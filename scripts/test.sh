@@ -112,8 +112,9 @@ echo "test.sh: console screenshots go to $SHUTTER_SCREENSHOT_DIR"
 # their time waiting on real processes, leases and throttled streams (at 2
 # at a time the release tests kept the machine about half busy), so 4 fill
 # the cores. Measured in a fresh clone on a 2-core VM (docs/performance.md,
-# "The test suite"): release tests 276 -> 167 s, ASan+UBSan tests 396 ->
-# 243 s, the whole script 908 -> 574 s.
+# "The test suite"): the whole script 1003 -> 826 s on one evening, 574 s
+# on a quicker afternoon (the HA tests take two slots each: see
+# tests/CMakeLists.txt).
 # SHUTTER_TEST_JOBS overrides it.
 test_jobs="${SHUTTER_TEST_JOBS:-4}"
 
