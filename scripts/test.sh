@@ -111,11 +111,8 @@ echo "test.sh: console screenshots go to $SHUTTER_SCREENSHOT_DIR"
 # Tests run 4 at a time on the 2 cores: the integration tests spend most of
 # their time waiting on real processes, leases and throttled streams (at 2
 # at a time the release tests kept the machine about half busy), so 4 fill
-# the cores. Measured in a fresh clone on a 2-core VM (docs/performance.md,
-# "The test suite"): the whole script 1003 -> 826 s on one evening, 574 s
-# on a quicker afternoon (the HA tests take two slots each: see
-# tests/CMakeLists.txt).
-# SHUTTER_TEST_JOBS overrides it.
+# the cores (figures: docs/performance.md, "The test suite"; the HA tests
+# take two slots each, tests/CMakeLists.txt). SHUTTER_TEST_JOBS overrides it.
 test_jobs="${SHUTTER_TEST_JOBS:-4}"
 
 # metrics_test fails (rather than skips) without promtool.
