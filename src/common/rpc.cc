@@ -2,19 +2,21 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "common/daemon.h"
 #include "common/error_reason.h"
+#include "common/health.h"
 #include "common/text.h"
 #include "grpc/support/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -286,9 +288,11 @@ void SetTransportSecurity(
 
 absl::StatusOr<RunningServer> StartGrpcServer(
     const std::string& listen, const std::vector<grpc::Service*>& services,
-    const ServerLimits& limits) {
+    const ServerLimits& limits,
+    const std::function<void(grpc::ServerBuilder&)>& configure) {
   static const bool init = [] {
-    grpc::EnableDefaultHealthCheckService(true);
+    // common/health.h serves grpc.health.v1 instead (why: there).
+    grpc::EnableDefaultHealthCheckService(false);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     return true;
   }();
@@ -320,6 +324,9 @@ absl::StatusOr<RunningServer> StartGrpcServer(
   interceptors.push_back(std::make_unique<CallInterceptorFactory>(rs.calls));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   for (grpc::Service* s : services) builder.RegisterService(s);
+  rs.health = std::make_shared<HealthService>();
+  builder.RegisterService(rs.health.get());
+  if (configure) configure(builder);
   ++g_quiet_grpc;
   rs.server = builder.BuildAndStart();
   --g_quiet_grpc;
@@ -327,21 +334,28 @@ absl::StatusOr<RunningServer> StartGrpcServer(
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", Quote(listen), " (address in use or invalid)"));
   }
-  rs.server->GetHealthCheckService()->SetServingStatus(true);
+  rs.health->SetServing(true);
   return rs;
 }
 
 void StopGrpcServer(RunningServer& server, absl::Duration grace) {
   if (!server.server) return;
-  server.server->GetHealthCheckService()->SetServingStatus(false);
+  server.health->SetServing(false);
   if (server.calls && !server.calls->WaitIdle(grace)) {
     spdlog::warn(
         "{} call(s) still running after the {} grace period; "
         "cancelling them",
         server.calls->in_flight(), absl::FormatDuration(grace));
   }
+  server.health->Shutdown();  // ends health watchers
   // Nothing worth waiting for is left: do not wait for idle connections.
   server.server->Shutdown(std::chrono::system_clock::now());
+}
+
+void NameThisThread(const char* name) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%s", name);
+  pthread_setname_np(pthread_self(), buf);
 }
 
 uint64_t RaiseOpenFileLimit() {
@@ -385,33 +399,36 @@ void ListenerWatchdog::Loop() {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     auto channel = grpc::CreateCustomChannel(
         target_, ChannelCreds(/*self_check=*/true), args);
-    // The call's state lives until its completion callback has returned
-    // (the callback holds a reference), not only until it has notified.
-    struct Probe {
-      grpc::ClientContext ctx;
-      // grpc.health.v1.HealthCheckRequest{service: ""} is the empty
-      // message (a buffer of one empty slice: a buffer of none is not a
-      // message).
-      grpc::Slice empty_slice{"", 0};
-      grpc::ByteBuffer request{&empty_slice, 1};
-      grpc::ByteBuffer response;
-      grpc::Status status;
-      absl::Notification done;
-    };
-    auto probe = std::make_shared<Probe>();
-    probe->ctx.set_deadline(
+    grpc::ClientContext ctx;
+    ctx.set_deadline(
         std::chrono::system_clock::now() +
         absl::ToChronoMilliseconds(std::max(interval_, absl::Seconds(1))));
-    probe->ctx.set_wait_for_ready(true);
-    grpc::GenericStub stub(channel);
-    stub.UnaryCall(&probe->ctx, "/grpc.health.v1.Health/Check",
-                   grpc::StubOptions(), &probe->request, &probe->response,
-                   [probe](grpc::Status s) {
-                     probe->status = std::move(s);
-                     probe->done.Notify();
-                   });
-    probe->done.WaitForNotification();
-    const grpc::Status st = probe->status;
+    ctx.set_wait_for_ready(true);
+    // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message
+    // (a buffer of one empty slice: a buffer of none is not a message).
+    grpc::Slice empty_slice{"", 0};
+    grpc::ByteBuffer request{&empty_slice, 1};
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    // The async API on a queue of this thread's own (the callback API
+    // would start gRPC's callback-queue threads, which then poll beside
+    // every other thread of the process for as long as it runs).
+    {
+      grpc::CompletionQueue cq;
+      grpc::GenericStub stub(channel);
+      auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check",
+                                        request, &cq);
+      call->StartCall();
+      call->Finish(&response, &status, &status);
+      void* tag;
+      bool ok;
+      while (cq.Next(&tag, &ok) && tag != &status) {
+      }
+      cq.Shutdown();
+      while (cq.Next(&tag, &ok)) {
+      }
+    }
+    const grpc::Status& st = status;
     if (st.ok()) {
       missed = 0;
       // The service manager's watchdog is fed only by a probe that went

@@ -74,8 +74,28 @@ struct ServerLimits {
 };
 
 // A started gRPC server and the port it bound.
+class HealthService;  // common/health.h
+
+// The tag of an operation on a gRPC completion queue whose thread calls
+// Proceed with each completion (e.g. controller::ControllerGate's queue,
+// shared by the controller's heartbeat streams and its calls to nodes).
+class QueueTag {
+ public:
+  // The operation completed; `ok` as CompletionQueue::Next says.
+  virtual void Proceed(bool ok) = 0;
+
+ protected:
+  ~QueueTag() = default;
+};
+
+// Names the calling thread (at most 15 bytes show), for `top -H`, perf
+// and /proc/PID/task/*/comm.
+void NameThisThread(const char* name);
+
 struct RunningServer {
   std::unique_ptr<grpc::Server> server;
+  // grpc.health.v1, registered on `server`.
+  std::shared_ptr<HealthService> health;
   int port = 0;
   std::shared_ptr<CallTracker> calls;
 };
@@ -92,9 +112,12 @@ struct RunningServer {
 // UNAVAILABLE naming the address and the cause (in use, not available,
 // permission) if it cannot be bound; gRPC's own log lines about the
 // failure are kept out of the way (debug level).
+// `configure`, if set, is called with the builder before the server is
+// built (e.g. to add a completion queue for a service's async methods).
 absl::StatusOr<RunningServer> StartGrpcServer(
     const std::string& listen, const std::vector<grpc::Service*>& services,
-    const ServerLimits& limits = {});
+    const ServerLimits& limits = {},
+    const std::function<void(grpc::ServerBuilder&)>& configure = nullptr);
 
 // A TCP socket bound (not yet listening) to `listen` ("host:port", port 0
 // for an ephemeral port; "[v6]:port"), SO_REUSEADDR, close-on-exec: for

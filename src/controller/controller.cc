@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/daemon.h"
 #include "common/fs.h"
+#include "common/health.h"
 #include "common/metrics.h"
 #include "common/rpc.h"
 #include "common/security.h"
@@ -150,7 +151,9 @@ absl::Status Controller::StartTerm(uint64_t term,
   Parts& p = *parts_;
   auto t = std::make_shared<Term>();
   t->term = term;
-  t->transport = std::make_unique<GrpcNodeTransport>(term, may_send);
+  // On the queue of the heartbeat streams: one thread polls for both.
+  t->transport = std::make_unique<GrpcNodeTransport>(term, may_send,
+                                                     p.node_facing->queue());
 
   NodeRegistry::Options ropts;
   ropts.dead_after = absl::Milliseconds(o.node_dead_after_ms);
@@ -345,10 +348,12 @@ absl::Status Controller::Start() {
   // Small frequent messages (heartbeats, admin calls): no BDP probing.
   ServerLimits limits;
   limits.bdp_probe = false;
-  auto server =
-      StartGrpcServer(o.listen, {p.admin.get(), p.node_facing.get()}, limits);
+  auto server = StartGrpcServer(
+      o.listen, {p.admin.get(), p.node_facing.get()}, limits,
+      [&p](grpc::ServerBuilder& b) { p.node_facing->AddQueue(b); });
   if (!server.ok()) return daemon::ConfigError("--listen", server.status());
   p.server = *std::move(server);
+  p.node_facing->Start();
   p.advertise =
       o.advertise.empty() ? SelfAddress(o.listen, p.server->port) : o.advertise;
 
@@ -489,7 +494,7 @@ void Controller::Shutdown() {
   if (parts_ == nullptr) return;
   Parts& p = *parts_;
   if (listener_dead_ && p.server) {
-    p.server->server->GetHealthCheckService()->SetServingStatus(false);
+    p.server->health->SetServing(false);
   }
   p.metrics.StopServing();  // its callbacks read what is torn down next
   p.console.reset();        // it calls the admin API
@@ -502,6 +507,9 @@ void Controller::Shutdown() {
   // controller leads at once.
   if (p.election) p.election->Shutdown();
   StopTerm();
+  // The server's shutdown ended the streams, StopTerm the calls to nodes:
+  // stop their queue's thread.
+  if (p.node_facing) p.node_facing->Stop();
   p.server.reset();
   p.node_facing.reset();
   p.admin.reset();

@@ -7,17 +7,64 @@ namespace shutter::controller {
 
 using shutter::v1::NodeService;
 
-struct GrpcNodeTransport::CallBase {
+struct GrpcNodeTransport::CallBase : QueueTag {
+  explicit CallBase(GrpcNodeTransport* t) : transport(t) {}
   virtual ~CallBase() = default;
+  // On the queue's thread: Finish completed (always `ok` for a unary
+  // call; `status` says how it ended).
+  void Proceed(bool) override { transport->Finished(this); }
+  // On a callback thread: runs the call's callback (or logs a cancel's
+  // error).
+  virtual void Complete() = 0;
+  GrpcNodeTransport* const transport;
   grpc::ClientContext ctx;
+  grpc::Status status;
+  bool cancel = false;  // a fire-and-forget cancel call
 };
 
 template <typename Request, typename Response>
 struct GrpcNodeTransport::Call : CallBase {
+  using CallBase::CallBase;
+  void Complete() override {
+    if (done) {
+      absl::StatusOr<Response> r =
+          status.ok() ? absl::StatusOr<Response>(std::move(response))
+                      : FromGrpcStatus(status, ctx);
+      std::move(done)(std::move(r));
+    } else if (!status.ok()) {
+      spdlog::warn("{} on {} failed: {}", what, address,
+                   status.error_message());
+    }
+  }
   Request request;
   Response response;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader;
   absl::AnyInvocable<void(absl::StatusOr<Response>) &&> done;
+  const char* what = "";  // a cancel's method and node, for its log line
+  std::string address;
 };
+
+GrpcNodeTransport::GrpcNodeTransport(uint64_t term,
+                                     std::function<bool()> may_send,
+                                     grpc::CompletionQueue* queue)
+    : term_(term),
+      may_send_(std::move(may_send)),
+      own_queue_(queue == nullptr ? std::make_unique<grpc::CompletionQueue>()
+                                  : nullptr),
+      cq_(queue != nullptr ? queue : own_queue_.get()) {
+  if (own_queue_ != nullptr) {
+    queue_thread_ = std::thread([this] {
+      NameThisThread("node-queue");
+      DrainQueue();
+    });
+  }
+  for (int i = 0; i < kCallbackThreads; ++i) {
+    callback_threads_.emplace_back([this] {
+      NameThisThread("node-answers");
+      RunCallbacks();
+    });
+  }
+}
 
 GrpcNodeTransport::~GrpcNodeTransport() { Shutdown(); }
 
@@ -27,11 +74,54 @@ NodeService::Stub* GrpcNodeTransport::StubLocked(const std::string& address) {
   return stub.get();
 }
 
-template <typename Request, typename Response, typename Start>
+void GrpcNodeTransport::DrainQueue() {
+  void* tag;
+  bool ok;
+  while (own_queue_->Next(&tag, &ok)) static_cast<QueueTag*>(tag)->Proceed(ok);
+}
+
+void GrpcNodeTransport::Finished(CallBase* call) {
+  absl::MutexLock l(&mu_);
+  finished_.push_back(call);
+}
+
+void GrpcNodeTransport::RunCallbacks() {
+  for (;;) {
+    CallBase* call;
+    {
+      absl::MutexLock l(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopped_ || !finished_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (finished_.empty()) return;  // stopped, and nothing left
+      call = finished_.front();
+      finished_.pop_front();
+    }
+    call->Complete();
+    Ended(call);
+  }
+}
+
+void GrpcNodeTransport::Ended(CallBase* call) {
+  {
+    // Erase last: Shutdown() returns once every callback has run.
+    absl::MutexLock l(&mu_);
+    if (call->cancel) {
+      --cancels_in_flight_;
+    } else {
+      in_flight_.erase(call);
+    }
+  }
+  delete call;
+}
+
+template <typename Request, typename Response, typename Prepare>
 void GrpcNodeTransport::StartCall(
     const std::string& address, const Request& request, absl::Duration timeout,
-    absl::AnyInvocable<void(absl::StatusOr<Response>) &&> done, Start start) {
-  auto* call = new Call<Request, Response>;
+    absl::AnyInvocable<void(absl::StatusOr<Response>) &&> done,
+    Prepare prepare) {
+  auto* call = new Call<Request, Response>(this);
   call->request = request;
   call->request.set_controller_term(term_);
   call->done = std::move(done);
@@ -56,32 +146,22 @@ void GrpcNodeTransport::StartCall(
     delete call;
     return;
   }
-  start(stub->async(), &call->ctx, &call->request, &call->response,
-        [this, call](grpc::Status s) {
-          absl::StatusOr<Response> r =
-              s.ok() ? absl::StatusOr<Response>(std::move(call->response))
-                     : FromGrpcStatus(s, call->ctx);
-          std::move(call->done)(std::move(r));
-          // Erase last: Shutdown() returns once every callback has run.
-          {
-            absl::MutexLock l(&mu_);
-            in_flight_.erase(call);
-          }
-          delete call;
-        });
+  // In flight: Shutdown waits for its callback before the queue shuts.
+  call->reader = prepare(stub, &call->ctx, call->request, cq_);
+  call->reader->StartCall();
+  call->reader->Finish(&call->response, &call->status,
+                       static_cast<QueueTag*>(call));
 }
 
-template <typename Request, typename Response, typename Start>
+template <typename Request, typename Response, typename Prepare>
 void GrpcNodeTransport::StartCancel(const std::string& address,
                                     const Request& request, const char* what,
-                                    Start start) {
-  struct Cancel {
-    grpc::ClientContext ctx;
-    Request request;
-    Response response;
-  };
+                                    Prepare prepare) {
   if (may_send_ && !may_send_()) return;
-  auto* call = new Cancel;
+  auto* call = new Call<Request, Response>(this);
+  call->cancel = true;
+  call->what = what;
+  call->address = address;
   call->request = request;
   call->request.set_controller_term(term_);
   call->ctx.set_deadline(std::chrono::system_clock::now() +
@@ -98,16 +178,10 @@ void GrpcNodeTransport::StartCancel(const std::string& address,
     delete call;
     return;
   }
-  start(stub->async(), &call->ctx, &call->request, &call->response,
-        [this, call, address, what](grpc::Status s) {
-          if (!s.ok()) {
-            spdlog::warn("{} on {} failed: {}", what, address,
-                         s.error_message());
-          }
-          delete call;
-          absl::MutexLock l(&mu_);
-          --cancels_in_flight_;
-        });
+  call->reader = prepare(stub, &call->ctx, call->request, cq_);
+  call->reader->StartCall();
+  call->reader->Finish(&call->response, &call->status,
+                       static_cast<QueueTag*>(call));
 }
 
 void GrpcNodeTransport::CreateCheckpoint(
@@ -117,8 +191,8 @@ void GrpcNodeTransport::CreateCheckpoint(
   StartCall<shutter::v1::CreateCheckpointRequest,
             shutter::v1::CreateCheckpointResponse>(
       address, request, timeout, std::move(done),
-      [](auto* async, auto* ctx, auto* req, auto* resp, auto cb) {
-        async->CreateCheckpoint(ctx, req, resp, std::move(cb));
+      [](auto* stub, auto* ctx, const auto& req, auto* cq) {
+        return stub->PrepareAsyncCreateCheckpoint(ctx, req, cq);
       });
 }
 
@@ -129,8 +203,8 @@ void GrpcNodeTransport::RestorePartition(
   StartCall<shutter::v1::RestorePartitionRequest,
             shutter::v1::RestorePartitionResponse>(
       address, request, timeout, std::move(done),
-      [](auto* async, auto* ctx, auto* req, auto* resp, auto cb) {
-        async->RestorePartition(ctx, req, resp, std::move(cb));
+      [](auto* stub, auto* ctx, const auto& req, auto* cq) {
+        return stub->PrepareAsyncRestorePartition(ctx, req, cq);
       });
 }
 
@@ -141,8 +215,8 @@ void GrpcNodeTransport::CancelCheckpoints(const std::string& address,
   StartCancel<shutter::v1::CancelCheckpointsRequest,
               shutter::v1::CancelCheckpointsResponse>(
       address, request, "CancelCheckpoints",
-      [](auto* async, auto* ctx, auto* req, auto* resp, auto cb) {
-        async->CancelCheckpoints(ctx, req, resp, std::move(cb));
+      [](auto* stub, auto* ctx, const auto& req, auto* cq) {
+        return stub->PrepareAsyncCancelCheckpoints(ctx, req, cq);
       });
 }
 
@@ -153,8 +227,8 @@ void GrpcNodeTransport::CancelRestores(const std::string& address,
   StartCancel<shutter::v1::CancelRestoresRequest,
               shutter::v1::CancelRestoresResponse>(
       address, request, "CancelRestores",
-      [](auto* async, auto* ctx, auto* req, auto* resp, auto cb) {
-        async->CancelRestores(ctx, req, resp, std::move(cb));
+      [](auto* stub, auto* ctx, const auto& req, auto* cq) {
+        return stub->PrepareAsyncCancelRestores(ctx, req, cq);
       });
 }
 
@@ -165,8 +239,8 @@ void GrpcNodeTransport::VerifyPartition(
   StartCall<shutter::v1::VerifyPartitionRequest,
             shutter::v1::VerifyPartitionResponse>(
       address, request, timeout, std::move(done),
-      [](auto* async, auto* ctx, auto* req, auto* resp, auto cb) {
-        async->VerifyPartition(ctx, req, resp, std::move(cb));
+      [](auto* stub, auto* ctx, const auto& req, auto* cq) {
+        return stub->PrepareAsyncVerifyPartition(ctx, req, cq);
       });
 }
 
@@ -177,19 +251,28 @@ void GrpcNodeTransport::CancelVerifies(const std::string& address,
   StartCancel<shutter::v1::CancelVerifiesRequest,
               shutter::v1::CancelVerifiesResponse>(
       address, request, "CancelVerifies",
-      [](auto* async, auto* ctx, auto* req, auto* resp, auto cb) {
-        async->CancelVerifies(ctx, req, resp, std::move(cb));
+      [](auto* stub, auto* ctx, const auto& req, auto* cq) {
+        return stub->PrepareAsyncCancelVerifies(ctx, req, cq);
       });
 }
 
 void GrpcNodeTransport::Shutdown() {
-  absl::MutexLock l(&mu_);
-  shutdown_ = true;
-  for (CallBase* c : in_flight_) c->ctx.TryCancel();
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return in_flight_.empty() && cancels_in_flight_ == 0;
-  };
-  mu_.Await(absl::Condition(&idle));
+  {
+    absl::MutexLock l(&mu_);
+    shutdown_ = true;
+    for (CallBase* c : in_flight_) c->ctx.TryCancel();
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return in_flight_.empty() && cancels_in_flight_ == 0;
+    };
+    mu_.Await(absl::Condition(&idle));
+    if (stopped_) return;  // an earlier Shutdown joined the threads
+    // Nothing is in flight and nothing can start: the callback threads may
+    // end, and the queue (if ours) shut.
+    stopped_ = true;
+    if (own_queue_ != nullptr) own_queue_->Shutdown();
+  }
+  if (queue_thread_.joinable()) queue_thread_.join();
+  for (std::thread& t : callback_threads_) t.join();
 }
 
 }  // namespace shutter::controller

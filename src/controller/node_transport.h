@@ -2,11 +2,14 @@
 #define SHUTTER_CONTROLLER_NODE_TRANSPORT_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -73,8 +76,17 @@ class NodeTransport {
   virtual void Shutdown() = 0;
 };
 
-// NodeTransport over gRPC: one channel per node address, reused; callback
-// API, so no thread blocks on a call.
+// NodeTransport over gRPC: one channel per node address, reused; gRPC's
+// async API, so no thread blocks on a call. Completions come through a
+// queue: the controller's (ControllerGate::queue(), whose one thread also
+// serves the heartbeat streams and is the only one polling the process'
+// connections), or one of the transport's own with a thread to drain it.
+// The callbacks run on a few callback threads of the transport, so that
+// one that blocks (an answer checked with a HEAD on S3) delays neither
+// other answers nor the queue. The callback API is not used: its two
+// threads per process would poll beside the queue's and hand the poller
+// role back and forth at every event (docs/performance.md, "One queue
+// thread").
 //
 // With controller high availability, a transport belongs to one term of
 // leadership: every request carries `term` (nodes refuse terms older than
@@ -82,9 +94,12 @@ class NodeTransport {
 // term is over (calls then fail at once with UNAVAILABLE).
 class GrpcNodeTransport : public NodeTransport {
  public:
-  GrpcNodeTransport() = default;
-  GrpcNodeTransport(uint64_t term, std::function<bool()> may_send)
-      : term_(term), may_send_(std::move(may_send)) {}
+  GrpcNodeTransport() : GrpcNodeTransport(0, nullptr) {}
+  // `queue`: a queue whose thread calls QueueTag::Proceed for each
+  // completion, open until this transport's Shutdown has returned; null
+  // for a queue and thread of the transport's own.
+  GrpcNodeTransport(uint64_t term, std::function<bool()> may_send,
+                    grpc::CompletionQueue* queue = nullptr);
   ~GrpcNodeTransport() override;
 
   void CreateCheckpoint(const std::string& address,
@@ -108,7 +123,11 @@ class GrpcNodeTransport : public NodeTransport {
   void CancelVerifies(const std::string& address,
                       const std::string& verify_id) override
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Not from a callback of this transport (it waits for them).
   void Shutdown() override ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Callback threads: enough for the answers' checks to overlap.
+  static constexpr int kCallbackThreads = 4;
 
  private:
   struct CallBase;
@@ -116,25 +135,38 @@ class GrpcNodeTransport : public NodeTransport {
   struct Call;
   shutter::v1::NodeService::Stub* StubLocked(const std::string& address)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Starts a call that ends with `done`, tracked for Shutdown.
-  template <typename Request, typename Response, typename Start>
+  // Starts a call that ends with `done`, tracked for Shutdown. `prepare`
+  // is the stub's PrepareAsync method.
+  template <typename Request, typename Response, typename Prepare>
   void StartCall(const std::string& address, const Request& request,
                  absl::Duration timeout,
                  absl::AnyInvocable<void(absl::StatusOr<Response>) &&> done,
-                 Start start) ABSL_LOCKS_EXCLUDED(mu_);
+                 Prepare prepare) ABSL_LOCKS_EXCLUDED(mu_);
   // Fire-and-forget cancel calls (counted for Shutdown; errors logged).
-  template <typename Request, typename Response, typename Start>
+  template <typename Request, typename Response, typename Prepare>
   void StartCancel(const std::string& address, const Request& request,
-                   const char* what, Start start) ABSL_LOCKS_EXCLUDED(mu_);
+                   const char* what, Prepare prepare) ABSL_LOCKS_EXCLUDED(mu_);
+  void DrainQueue();    // own_queue_'s thread
+  void RunCallbacks();  // a callback thread
+  // From the queue's thread: `call` completed; a callback thread runs it.
+  void Finished(CallBase* call) ABSL_LOCKS_EXCLUDED(mu_);
+  void Ended(CallBase* call) ABSL_LOCKS_EXCLUDED(mu_);
 
   const uint64_t term_ = 0;
   const std::function<bool()> may_send_;
+  std::unique_ptr<grpc::CompletionQueue> own_queue_;  // without `queue`
+  grpc::CompletionQueue* const cq_;
+  std::thread queue_thread_;
+  std::vector<std::thread> callback_threads_;
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // threads told to end
   std::map<std::string, std::unique_ptr<shutter::v1::NodeService::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
   std::set<CallBase*> in_flight_ ABSL_GUARDED_BY(mu_);
   int cancels_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Calls whose Finish completed, for the callback threads.
+  std::deque<CallBase*> finished_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace shutter::controller

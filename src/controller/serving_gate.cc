@@ -63,24 +63,71 @@ grpc::Status ControllerGate::Beat(
   return term->node_facing->HeartbeatOne(*ctx, request, response);
 }
 
-// One HeartbeatStream: read a beat, answer it, read the next. One
-// operation is outstanding at a time, so the reactions never run
-// concurrently; a failed read or write (the node closed or cancelled, or
-// CloseStreams cancelled) finishes it.
-class ControllerGate::Stream final
-    : public grpc::ServerBidiReactor<shutter::v1::HeartbeatRequest,
-                                     shutter::v1::HeartbeatResponse> {
+// One HeartbeatStream: read a beat, answer it, read the next. Exactly
+// one operation is outstanding on the queue at a time (tagged with the
+// stream), so Proceed never runs concurrently for one stream; a failed
+// read or write (the node closed or cancelled, CloseStreams cancelled, or
+// the server shut down) finishes it.
+class ControllerGate::Stream final : public QueueTag {
  public:
-  Stream(ControllerGate* gate, grpc::CallbackServerContext* ctx)
-      : gate_(gate), ctx_(ctx) {}
-  void Begin() { StartRead(&request_); }
-  void Cancel() { ctx_->TryCancel(); }
+  explicit Stream(ControllerGate* gate) : gate_(gate), rw_(&ctx_) {}
+  grpc::ServerContext* ctx() { return &ctx_; }
+  grpc::ServerAsyncReaderWriter<shutter::v1::HeartbeatResponse,
+                                shutter::v1::HeartbeatRequest>*
+  rw() {
+    return &rw_;
+  }
+  void Cancel() { ctx_.TryCancel(); }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status::OK);  // the node closed its side, or cancelled
-      return;
+  // The outstanding operation completed (`ok`: it succeeded). Deletes the
+  // stream after its Finish.
+  void Proceed(bool ok) override {
+    switch (state_) {
+      case State::kRequested:
+        if (!ok) {  // the server shut down before a node opened it
+          gate_->Accepted(this, false);
+          delete this;
+        } else if (gate_->Accepted(this, true)) {
+          Read();
+        } else {
+          Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "the controller is shutting down"));
+        }
+        return;
+      case State::kReading:
+        if (!ok) {
+          // The node closed its side, or the call was cancelled.
+          Finish(grpc::Status::OK);
+        } else {
+          OnBeat();
+        }
+        return;
+      case State::kWriting:
+        if (!ok) {
+          Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
+        } else {
+          Read();
+        }
+        return;
+      case State::kFinishing:
+        gate_->Forget(this);
+        delete this;
+        return;
     }
+  }
+
+ private:
+  enum class State { kRequested, kReading, kWriting, kFinishing };
+
+  void Read() {
+    state_ = State::kReading;
+    rw_.Read(&request_, static_cast<QueueTag*>(this));
+  }
+  void Finish(const grpc::Status& s) {
+    state_ = State::kFinishing;
+    rw_.Finish(s, static_cast<QueueTag*>(this));
+  }
+  void OnBeat() {
     if (node_id_.empty()) {
       node_id_ = request_.node_id();
     } else if (request_.node_id() != node_id_) {
@@ -90,51 +137,63 @@ class ControllerGate::Stream final
       return;
     }
     response_.Clear();
-    grpc::Status s = gate_->Beat(ctx_, request_, &response_);
+    grpc::Status s = gate_->Beat(&ctx_, request_, &response_);
     if (!s.ok()) {
       Finish(s);
       return;
     }
-    StartWrite(&response_);
-  }
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
-      return;
-    }
-    StartRead(&request_);
-  }
-  void OnDone() override {
-    gate_->Forget(this);
-    delete this;
+    state_ = State::kWriting;
+    rw_.Write(response_, static_cast<QueueTag*>(this));
   }
 
- private:
   ControllerGate* const gate_;
-  grpc::CallbackServerContext* const ctx_;
+  grpc::ServerContext ctx_;
+  grpc::ServerAsyncReaderWriter<shutter::v1::HeartbeatResponse,
+                                shutter::v1::HeartbeatRequest>
+      rw_;
+  State state_ = State::kRequested;
   std::string node_id_;
   shutter::v1::HeartbeatRequest request_;
   shutter::v1::HeartbeatResponse response_;
 };
 
-grpc::ServerBidiReactor<shutter::v1::HeartbeatRequest,
-                        shutter::v1::HeartbeatResponse>*
-ControllerGate::HeartbeatStream(grpc::CallbackServerContext* ctx) {
-  auto* s = new Stream(this, ctx);
-  bool closing;
+void ControllerGate::AddQueue(grpc::ServerBuilder& builder) {
+  cq_ = builder.AddCompletionQueue();
+}
+
+void ControllerGate::Start() {
   {
     absl::MutexLock l(&mu_);
-    closing = closing_;
-    if (!closing) streams_.insert(s);
+    RequestStream();
   }
-  if (closing) {
-    // Not registered: OnDone's Forget finds nothing to erase.
-    s->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                           "the controller is shutting down"));
-  } else {
-    s->Begin();
-  }
-  return s;
+  thread_ = std::thread([this] {
+    NameThisThread("queue");
+    Serve();
+  });
+}
+
+void ControllerGate::RequestStream() {
+  if (stopped_ || cq_ == nullptr) return;
+  auto* s = new Stream(this);
+  requested_ = true;
+  RequestHeartbeatStream(s->ctx(), s->rw(), cq_.get(), cq_.get(),
+                         static_cast<QueueTag*>(s));
+}
+
+bool ControllerGate::Accepted(Stream* s, bool ok) {
+  absl::MutexLock l(&mu_);
+  requested_ = false;
+  if (!ok) return false;  // the server shut down: no more streams
+  RequestStream();        // the next node's
+  // Registered even when refused, so Stop waits for its Finish.
+  streams_.insert(s);
+  return !closing_;
+}
+
+void ControllerGate::Serve() {
+  void* tag;
+  bool ok;
+  while (cq_->Next(&tag, &ok)) static_cast<QueueTag*>(tag)->Proceed(ok);
 }
 
 void ControllerGate::Forget(Stream* s) {
@@ -145,8 +204,33 @@ void ControllerGate::Forget(Stream* s) {
 void ControllerGate::CloseStreams() {
   absl::MutexLock l(&mu_);
   closing_ = true;
-  // A stream's OnDone waits for mu_ before it is deleted.
+  // A stream is deleted only after Forget, which waits for mu_.
   for (Stream* s : streams_) s->Cancel();
+}
+
+void ControllerGate::Stop() {
+  {
+    absl::MutexLock l(&mu_);
+    if (stopped_) return;
+    // The server's shutdown cancelled every call and failed the pending
+    // request: their completions come through the queue's thread. No
+    // operation may start on the queue after its Shutdown, so wait for
+    // them.
+    auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !requested_ && streams_.empty();
+    };
+    if (thread_.joinable()) mu_.Await(absl::Condition(&ended));
+    stopped_ = true;
+    if (cq_ != nullptr) cq_->Shutdown();
+  }
+  if (thread_.joinable()) {
+    thread_.join();
+  } else if (cq_ != nullptr) {
+    void* tag;
+    bool ok;
+    while (cq_->Next(&tag, &ok)) {
+    }
+  }
 }
 
 int ControllerGate::open_streams() const {
@@ -154,9 +238,6 @@ int ControllerGate::open_streams() const {
   return static_cast<int>(streams_.size());
 }
 
-ControllerGate::~ControllerGate() {
-  // The server is shut down before the gate is destroyed: none is left.
-  CloseStreams();
-}
+ControllerGate::~ControllerGate() { Stop(); }
 
 }  // namespace shutter::controller

@@ -5,9 +5,11 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/rpc.h"
 #include "common/security.h"
 #include "controller/services.h"
 #include "shutter/v1/admin.grpc.pb.h"
@@ -112,12 +114,21 @@ class AdminGate final : public shutter::v1::AdminService::Service {
 // ControllerService (heartbeats) as served: to the leading term, or
 // redirected so the node follows the leader.
 //
-// HeartbeatStream is served with gRPC's callback API: an open stream holds
-// no thread, and each beat is handled on the thread its message arrived
-// on. CloseStreams ends every open stream (before the server's shutdown,
-// which would otherwise wait for them until its deadline).
+// HeartbeatStream is served with gRPC's async API on a completion queue
+// drained by one thread ("queue"), which the controller's calls to nodes
+// share (queue()): an open stream holds no thread, and a beat is handled
+// where it was polled, not handed to another thread. gRPC 1.51's callback
+// API would add two threads that poll beside this one and pass the poller
+// role back and forth at every event; so would a second queue's thread
+// (docs/performance.md, "One queue thread"). Beats of all streams are
+// handled one at a time on that thread, so HeartbeatOne must not block.
+//
+// Life cycle: AddQueue before the server is built, Start after it started,
+// CloseStreams before the server's shutdown (which would otherwise wait
+// for open streams until its deadline), Stop after it and after the last
+// call on queue() ended.
 class ControllerGate final
-    : public shutter::v1::ControllerService::WithCallbackMethod_HeartbeatStream<
+    : public shutter::v1::ControllerService::WithAsyncMethod_HeartbeatStream<
           shutter::v1::ControllerService::Service> {
  public:
   explicit ControllerGate(const ServingGate* gate) : gate_(gate) {}
@@ -125,14 +136,24 @@ class ControllerGate final
   grpc::Status Heartbeat(grpc::ServerContext* ctx,
                          const shutter::v1::HeartbeatRequest* request,
                          shutter::v1::HeartbeatResponse* response) override;
-  grpc::ServerBidiReactor<shutter::v1::HeartbeatRequest,
-                          shutter::v1::HeartbeatResponse>*
-  HeartbeatStream(grpc::CallbackServerContext* ctx) override;
 
+  // Adds the streams' completion queue to `builder`. Once, before the
+  // server is built.
+  void AddQueue(grpc::ServerBuilder& builder);
+  // Accepts streams from now on. Once, after the server started.
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Cancels every open stream and refuses new ones (UNAVAILABLE).
   void CloseStreams() ABSL_LOCKS_EXCLUDED(mu_);
+  // After the server's Shutdown and the last call on queue(): waits for
+  // the last stream to end, shuts the queue down and joins its thread.
+  // Idempotent; the destructor calls it.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
   // Open streams (for tests and metrics).
   int open_streams() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The queue, for client calls whose tags are QueueTags (their Proceed
+  // runs on the queue's thread), from Start until Stop. Null before
+  // AddQueue.
+  grpc::CompletionQueue* queue() const { return cq_.get(); }
 
   class Stream;
 
@@ -142,11 +163,23 @@ class ControllerGate final
   grpc::Status Beat(grpc::ServerContextBase* ctx,
                     const shutter::v1::HeartbeatRequest& request,
                     shutter::v1::HeartbeatResponse* response) const;
+  // Asks the server for the next new stream. Requires mu_ (Stop shuts the
+  // queue down under it).
+  void RequestStream() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A requested stream arrived (ok) or the server shut down (!ok): true to
+  // serve it, false to refuse it (closing).
+  bool Accepted(Stream* s, bool ok) ABSL_LOCKS_EXCLUDED(mu_);
   void Forget(Stream* s) ABSL_LOCKS_EXCLUDED(mu_);
+  void Serve();  // the queue's thread
 
   const ServingGate* const gate_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::thread thread_;
   mutable absl::Mutex mu_;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  // A new-stream request is outstanding on cq_.
+  bool requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::set<Stream*> streams_ ABSL_GUARDED_BY(mu_);
 };
 

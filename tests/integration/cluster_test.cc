@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/fs.h"
 #include "common/rpc.h"
@@ -215,6 +217,26 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
         Ctl({"snapshots", "verify", "--wait", snap.snapshot_id()}, &out, &err),
         0)
         << out << err;
+  }
+
+  // The controller's connections are polled by its own queue threads only:
+  // none of gRPC's callback-API threads ("nexting_thread"), which would
+  // poll beside them and hand each heartbeat and answer between each other
+  // (docs/performance.md, "One queue thread"), even after a snapshot and
+  // verifies have called every node.
+  {
+    std::vector<std::string> threads;
+    const std::string task =
+        absl::StrCat("/proc/", cluster_.controller_pid(), "/task");
+    for (const auto& t : stdfs::directory_iterator(task)) {
+      std::ifstream comm(t.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      threads.push_back(name);
+    }
+    EXPECT_FALSE(threads.empty());
+    EXPECT_EQ(std::count(threads.begin(), threads.end(), "nexting_thread"), 0)
+        << absl::StrJoin(threads, ", ");
   }
 
   // No node ever had more checkpoints in flight than its capacity, and

@@ -43,20 +43,32 @@ absl::Status BeatOnce(HeartbeatStream& stream, std::string* leader) {
                          leader);
 }
 
-// Serves `service` on loopback; the stub reaches it.
+// Serves `service` on loopback, as the controller serves it (a
+// ControllerGate's queue added, started, stopped); the stub reaches it.
 class Served {
  public:
-  explicit Served(grpc::Service* service) {
-    auto s = StartGrpcServer("127.0.0.1:0", {service});
+  explicit Served(grpc::Service* service,
+                  controller::ControllerGate* gate = nullptr)
+      : gate_(gate) {
+    auto s = StartGrpcServer("127.0.0.1:0", {service}, {},
+                             [gate](grpc::ServerBuilder& b) {
+                               if (gate != nullptr) gate->AddQueue(b);
+                             });
     EXPECT_OK(s);
     server_ = std::move(s).value();
+    if (gate_ != nullptr) gate_->Start();
     stub_ = ControllerService::NewStub(
         MakeChannel(absl::StrCat("127.0.0.1:", server_.port)));
   }
-  ~Served() { StopGrpcServer(server_, absl::Seconds(5)); }
+  ~Served() {
+    if (gate_ != nullptr) gate_->CloseStreams();
+    StopGrpcServer(server_, absl::Seconds(5));
+    if (gate_ != nullptr) gate_->Stop();
+  }
   ControllerService::Stub* stub() { return stub_.get(); }
 
  private:
+  controller::ControllerGate* const gate_;
   RunningServer server_;
   std::unique_ptr<ControllerService::Stub> stub_;
 };
@@ -66,7 +78,7 @@ TEST(HeartbeatStreamTest, AFollowerEndsTheStreamNamingTheLeader) {
   controller::ServingGate gate([] { return std::string(kLeader); },
                                [] { return std::string("127.0.0.1:1"); });
   controller::ControllerGate service(&gate);
-  Served served(&service);
+  Served served(&service, &service);
   HeartbeatStream stream(served.stub());
   std::string leader;
   absl::Status s = BeatOnce(stream, &leader);
@@ -84,7 +96,7 @@ TEST(HeartbeatStreamTest, CloseStreamsEndsOpenStreamsAndRefusesNewOnes) {
   controller::ServingGate gate([] { return std::string(kLeader); },
                                [] { return std::string("127.0.0.1:1"); });
   controller::ControllerGate service(&gate);
-  Served served(&service);
+  Served served(&service, &service);
   auto open = std::make_unique<HeartbeatStream>(served.stub());
   ASSERT_TRUE(testing::PollUntil([&] { return service.open_streams() == 1; },
                                  absl::Seconds(10)));
