@@ -352,6 +352,12 @@ void StopGrpcServer(RunningServer& server, absl::Duration grace) {
   server.server->Shutdown(std::chrono::system_clock::now());
 }
 
+void ServeQueueTags(grpc::CompletionQueue* cq) {
+  void* tag;
+  bool ok;
+  while (cq->Next(&tag, &ok)) static_cast<QueueTag*>(tag)->Proceed(ok);
+}
+
 void NameThisThread(const char* name) {
   char buf[16];
   std::snprintf(buf, sizeof(buf), "%s", name);

@@ -88,6 +88,10 @@ class QueueTag {
   ~QueueTag() = default;
 };
 
+// A queue's thread: calls QueueTag::Proceed for each completion of `cq`
+// until it has been shut down and drained.
+void ServeQueueTags(grpc::CompletionQueue* cq);
+
 // Names the calling thread (at most 15 bytes show), for `top -H`, perf
 // and /proc/PID/task/*/comm.
 void NameThisThread(const char* name);

@@ -55,7 +55,7 @@ GrpcNodeTransport::GrpcNodeTransport(uint64_t term,
   if (own_queue_ != nullptr) {
     queue_thread_ = std::thread([this] {
       NameThisThread("node-queue");
-      DrainQueue();
+      ServeQueueTags(own_queue_.get());
     });
   }
   for (int i = 0; i < kCallbackThreads; ++i) {
@@ -72,12 +72,6 @@ NodeService::Stub* GrpcNodeTransport::StubLocked(const std::string& address) {
   auto& stub = stubs_[address];
   if (!stub) stub = NodeService::NewStub(MakeChannel(address));
   return stub.get();
-}
-
-void GrpcNodeTransport::DrainQueue() {
-  void* tag;
-  bool ok;
-  while (own_queue_->Next(&tag, &ok)) static_cast<QueueTag*>(tag)->Proceed(ok);
 }
 
 void GrpcNodeTransport::Finished(CallBase* call) {

@@ -146,7 +146,6 @@ class GrpcNodeTransport : public NodeTransport {
   template <typename Request, typename Response, typename Prepare>
   void StartCancel(const std::string& address, const Request& request,
                    const char* what, Prepare prepare) ABSL_LOCKS_EXCLUDED(mu_);
-  void DrainQueue();    // own_queue_'s thread
   void RunCallbacks();  // a callback thread
   // From the queue's thread: `call` completed; a callback thread runs it.
   void Finished(CallBase* call) ABSL_LOCKS_EXCLUDED(mu_);

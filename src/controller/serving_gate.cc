@@ -168,7 +168,7 @@ void ControllerGate::Start() {
   }
   thread_ = std::thread([this] {
     NameThisThread("queue");
-    Serve();
+    ServeQueueTags(cq_.get());
   });
 }
 
@@ -188,12 +188,6 @@ bool ControllerGate::Accepted(Stream* s, bool ok) {
   // Registered even when refused, so Stop waits for its Finish.
   streams_.insert(s);
   return !closing_;
-}
-
-void ControllerGate::Serve() {
-  void* tag;
-  bool ok;
-  while (cq_->Next(&tag, &ok)) static_cast<QueueTag*>(tag)->Proceed(ok);
 }
 
 void ControllerGate::Forget(Stream* s) {

@@ -170,7 +170,6 @@ class ControllerGate final
   // serve it, false to refuse it (closing).
   bool Accepted(Stream* s, bool ok) ABSL_LOCKS_EXCLUDED(mu_);
   void Forget(Stream* s) ABSL_LOCKS_EXCLUDED(mu_);
-  void Serve();  // the queue's thread
 
   const ServingGate* const gate_;
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
