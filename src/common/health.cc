@@ -9,6 +9,12 @@ void HealthService::SetServing(bool serving) {
   serving_ = serving;
 }
 
+grpc::health::v1::HealthCheckResponse::ServingStatus
+HealthService::ServerStatus() const {
+  return serving_ ? HealthCheckResponse::SERVING
+                  : HealthCheckResponse::NOT_SERVING;
+}
+
 void HealthService::Shutdown() {
   absl::MutexLock l(&mu_);
   shutdown_ = true;
@@ -21,8 +27,7 @@ grpc::Status HealthService::Check(
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service");
   }
   absl::MutexLock l(&mu_);
-  response->set_status(serving_ ? HealthCheckResponse::SERVING
-                                : HealthCheckResponse::NOT_SERVING);
+  response->set_status(ServerStatus());
   return grpc::Status::OK;
 }
 
@@ -44,9 +49,7 @@ grpc::Status HealthService::Watch(
   }
   const bool known = request->service().empty();
   auto status_now = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!known) return HealthCheckResponse::SERVICE_UNKNOWN;
-    return serving_ ? HealthCheckResponse::SERVING
-                    : HealthCheckResponse::NOT_SERVING;
+    return known ? ServerStatus() : HealthCheckResponse::SERVICE_UNKNOWN;
   };
   HealthCheckResponse::ServingStatus sent = HealthCheckResponse::UNKNOWN;
   grpc::Status result = grpc::Status::OK;

@@ -45,6 +45,10 @@ class HealthService final : public grpc::health::v1::Health::Service {
   static constexpr absl::Duration kCancelPoll = absl::Milliseconds(500);
 
  private:
+  // SERVING or NOT_SERVING, as serving_ says.
+  grpc::health::v1::HealthCheckResponse::ServingStatus ServerStatus() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   absl::Mutex mu_;
   bool serving_ ABSL_GUARDED_BY(mu_) = true;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;

@@ -73,7 +73,6 @@ struct ServerLimits {
   bool bdp_probe = true;
 };
 
-// A started gRPC server and the port it bound.
 class HealthService;  // common/health.h
 
 // The tag of an operation on a gRPC completion queue whose thread calls
@@ -96,6 +95,7 @@ void ServeQueueTags(grpc::CompletionQueue* cq);
 // and /proc/PID/task/*/comm.
 void NameThisThread(const char* name);
 
+// A started gRPC server and the port it bound.
 struct RunningServer {
   std::unique_ptr<grpc::Server> server;
   // grpc.health.v1, registered on `server`.

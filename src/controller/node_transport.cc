@@ -111,6 +111,28 @@ void GrpcNodeTransport::Ended(CallBase* call) {
 }
 
 template <typename Request, typename Response, typename Prepare>
+bool GrpcNodeTransport::Launch(Call<Request, Response>* call,
+                               const std::string& address, Prepare prepare) {
+  NodeService::Stub* stub;
+  {
+    absl::MutexLock l(&mu_);
+    if (shutdown_) return false;
+    stub = StubLocked(address);
+    // Counted: Shutdown waits for its callback before the queue shuts.
+    if (call->cancel) {
+      ++cancels_in_flight_;
+    } else {
+      in_flight_.insert(call);
+    }
+  }
+  call->reader = prepare(stub, &call->ctx, call->request, cq_);
+  call->reader->StartCall();
+  call->reader->Finish(&call->response, &call->status,
+                       static_cast<QueueTag*>(call));
+  return true;
+}
+
+template <typename Request, typename Response, typename Prepare>
 void GrpcNodeTransport::StartCall(
     const std::string& address, const Request& request, absl::Duration timeout,
     absl::AnyInvocable<void(absl::StatusOr<Response>) &&> done,
@@ -127,24 +149,10 @@ void GrpcNodeTransport::StartCall(
   }
   call->ctx.set_deadline(std::chrono::system_clock::now() +
                          absl::ToChronoMilliseconds(timeout));
-  NodeService::Stub* stub = nullptr;
-  {
-    absl::MutexLock l(&mu_);
-    if (!shutdown_) {
-      stub = StubLocked(address);
-      in_flight_.insert(call);
-    }
-  }
-  if (stub == nullptr) {
+  if (!Launch(call, address, prepare)) {
     std::move(call->done)(absl::CancelledError("controller is shutting down"));
     delete call;
-    return;
   }
-  // In flight: Shutdown waits for its callback before the queue shuts.
-  call->reader = prepare(stub, &call->ctx, call->request, cq_);
-  call->reader->StartCall();
-  call->reader->Finish(&call->response, &call->status,
-                       static_cast<QueueTag*>(call));
 }
 
 template <typename Request, typename Response, typename Prepare>
@@ -160,22 +168,7 @@ void GrpcNodeTransport::StartCancel(const std::string& address,
   call->request.set_controller_term(term_);
   call->ctx.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(10));
-  NodeService::Stub* stub = nullptr;
-  {
-    absl::MutexLock l(&mu_);
-    if (!shutdown_) {
-      stub = StubLocked(address);
-      ++cancels_in_flight_;
-    }
-  }
-  if (stub == nullptr) {
-    delete call;
-    return;
-  }
-  call->reader = prepare(stub, &call->ctx, call->request, cq_);
-  call->reader->StartCall();
-  call->reader->Finish(&call->response, &call->status,
-                       static_cast<QueueTag*>(call));
+  if (!Launch(call, address, prepare)) delete call;
 }
 
 void GrpcNodeTransport::CreateCheckpoint(

@@ -146,6 +146,11 @@ class GrpcNodeTransport : public NodeTransport {
   template <typename Request, typename Response, typename Prepare>
   void StartCancel(const std::string& address, const Request& request,
                    const char* what, Prepare prepare) ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts `call` (in flight, or a cancel) and starts it on the queue;
+  // false, starting nothing, after Shutdown.
+  template <typename Request, typename Response, typename Prepare>
+  bool Launch(Call<Request, Response>* call, const std::string& address,
+              Prepare prepare) ABSL_LOCKS_EXCLUDED(mu_);
   void RunCallbacks();  // a callback thread
   // From the queue's thread: `call` completed; a callback thread runs it.
   void Finished(CallBase* call) ABSL_LOCKS_EXCLUDED(mu_);

@@ -220,10 +220,7 @@ void ControllerGate::Stop() {
   if (thread_.joinable()) {
     thread_.join();
   } else if (cq_ != nullptr) {
-    void* tag;
-    bool ok;
-    while (cq_->Next(&tag, &ok)) {
-    }
+    ServeQueueTags(cq_.get());  // never started: nothing is on it
   }
 }
 
