@@ -285,6 +285,24 @@ double ProcessCpuSeconds(pid_t pid) {
   return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
 }
 
+// Context switches (voluntary and not) of every thread of `pid` now.
+double ProcessContextSwitches(pid_t pid) {
+  double n = 0;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/task"), ec)) {
+    auto text = shutter::fs::ReadFile((t.path() / "status").string());
+    if (!text.ok()) continue;  // the thread just ended
+    for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+      if (absl::StartsWith(line, "voluntary_ctxt_switches:") ||
+          absl::StartsWith(line, "nonvoluntary_ctxt_switches:")) {
+        n += std::stod(std::string(line.substr(line.find(':') + 1)));
+      }
+    }
+  }
+  return n;
+}
+
 double ProcessField(pid_t pid, const std::string& file,
                     const std::string& key) {
   auto text = shutter::fs::ReadFile(absl::StrCat("/proc/", pid, "/", file));
@@ -902,23 +920,52 @@ int RunFailover(const std::string& controller_bin, int trials, int lease_ms) {
 // (MakeControlChannel), and one HeartbeatStream per node on such a channel
 // (how the reference node heartbeats now). Per mode: the controller's CPU
 // (% of one core) over `seconds`, and heartbeat round trips p50/p99/max.
-int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds) {
+// With `on_etcd`, the controller keeps its jobs on a real one-member etcd
+// started here (--job-store etcd://...), as each controller of a group
+// does: its election's lease keep-alive and watch run beside the beats.
+int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
+                  bool on_etcd) {
   shutter::testing::TempDir tmp;
   const std::string repo = tmp.Sub("repo");
   if (absl::Status s = shutter::fs::CreateDirs(repo); !s.ok()) {
     Die(s.ToString());
   }
+  std::unique_ptr<shutter::testing::EtcdTestServer> etcd;
   shutter::testing::Subprocess controller;
   const std::string port_file = tmp.Sub("controller.port");
-  absl::Status started = controller.Start(
-      {controller_bin, "--insecure", "--listen", "127.0.0.1:0", "--port-file",
-       port_file, "--data-dir", tmp.Sub("controller"), "--repository", repo,
-       "--node-dead-after-ms", "60000", "--log-level", "warn"},
-      tmp.Sub("controller.log"));
+  std::vector<std::string> args = {
+      controller_bin,   "--insecure",     "--listen",
+      "127.0.0.1:0",    "--port-file",    port_file,
+      "--data-dir",     tmp.Sub("controller"),
+      "--repository",   repo,             "--node-dead-after-ms",
+      "60000",          "--log-level",    "warn"};
+  if (on_etcd) {
+    auto e = shutter::testing::EtcdTestServer::Start(tmp.Sub("etcd"));
+    if (!e.ok()) Die("etcd: " + e.status().ToString());
+    etcd = std::move(e).value();
+    args.push_back("--job-store");
+    args.push_back(etcd->Url("/shutter/bench/"));
+  }
+  absl::Status started = controller.Start(args, tmp.Sub("controller.log"));
   if (!started.ok()) Die(started.ToString());
   auto port = shutter::testing::WaitForPortFile(port_file, absl::Seconds(30));
   if (!port.ok()) Die(port.status().ToString());
   const std::string target = absl::StrCat("127.0.0.1:", *port);
+  {
+    // On etcd the controller serves once it has won its election.
+    auto probe = AdminService::NewStub(shutter::MakeChannel(target));
+    const absl::Time until = absl::Now() + absl::Seconds(60);
+    for (;;) {
+      grpc::ClientContext ctx;
+      ListNodesResponse resp;
+      grpc::Status st = probe->ListNodes(&ctx, ListNodesRequest(), &resp);
+      if (st.ok()) break;
+      if (absl::Now() > until) {
+        Die("controller not serving: " + st.error_message());
+      }
+      absl::SleepFor(absl::Milliseconds(20));  // polling a real process
+    }
+  }
   auto repo_id = shutter::fs::ReadFile(repo + "/REPOSITORY_ID");
   if (!repo_id.ok()) Die(repo_id.status().ToString());
   const std::string rid(absl::StripAsciiWhitespace(*repo_id));
@@ -990,6 +1037,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds) {
 
   struct Measured {
     double cpu_pct = 0, p50 = 0, p99 = 0, max = 0;
+    double switches_per_beat = 0;  // the controller's context switches
     int beats = 0;
   };
   // `seconds` of 1 Hz beats from 4 threads (each a quarter of the fleet,
@@ -1000,6 +1048,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds) {
     absl::Mutex mu;
     std::vector<double> lat;
     std::atomic<double> cpu0{-1};
+    std::atomic<double> switches0{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&, t] {
@@ -1019,6 +1068,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds) {
           }
           if (round == 0 && t == 0) {
             cpu0 = ProcessCpuSeconds(controller.pid());
+            switches0 = ProcessContextSwitches(controller.pid());
           }
           const absl::Duration left = start + absl::Seconds(1) - absl::Now();
           if (left > absl::ZeroDuration()) absl::SleepFor(left);  // pacing
@@ -1033,6 +1083,9 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds) {
     const double cpu1 = ProcessCpuSeconds(controller.pid());
     m.cpu_pct = 100 * (cpu1 - cpu0.load()) / seconds;
     m.beats = static_cast<int>(lat.size());
+    m.switches_per_beat =
+        (ProcessContextSwitches(controller.pid()) - switches0.load()) /
+        std::max(m.beats, 1);
     m.p50 = Percentile(lat, 0.50);
     m.p99 = Percentile(lat, 0.99);
     m.max = Percentile(lat, 1.0);
@@ -1040,13 +1093,13 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds) {
   };
   std::printf(
       "heartbeats alone: %d nodes, each on its own connection, 1 Hz, "
-      "%d s per mode (controller CPU, %% of one core)\n",
-      nodes, seconds);
+      "%d s per mode, job store %s (controller CPU, %% of one core)\n",
+      nodes, seconds, on_etcd ? "etcd" : "embedded");
   auto print = [](const char* what, const Measured& m) {
     std::printf(
-        "  %-34s %6.1f%% of a core  round trip p50 %.2f / p99 %.2f / max "
-        "%.1f ms  (%d beats)\n",
-        what, m.cpu_pct, m.p50, m.p99, m.max, m.beats);
+        "  %-34s %6.1f%% of a core  %.1f context switches per beat  round "
+        "trip p50 %.2f / p99 %.2f / max %.1f ms  (%d beats)\n",
+        what, m.cpu_pct, m.switches_per_beat, m.p50, m.p99, m.max, m.beats);
     std::fflush(stdout);
   };
   const Measured probing = run(kUnaryProbing);
@@ -1064,7 +1117,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds) {
   std::fflush(stdout);
   for (auto& n : fleet) n.stream.reset();
   controller.Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
-  return 0;
+  return 0;  // then etcd stops (its destructor)
 }
 
 int main(int argc, char** argv) {
@@ -1100,9 +1153,14 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-seconds", heartbeat_seconds,
                  "--heartbeats: seconds measured per mode")
       ->capture_default_str();
+  bool heartbeats_on_etcd = false;
+  app.add_flag("--heartbeats-on-etcd", heartbeats_on_etcd,
+               "--heartbeats: the controller's job store on a real etcd "
+               "(as in a controller group) instead of the embedded one");
   shutter::bench::ParseFlags(app, argc, argv);
   if (heartbeat_nodes > 0) {
-    return RunHeartbeats(controller_bin, heartbeat_nodes, heartbeat_seconds);
+    return RunHeartbeats(controller_bin, heartbeat_nodes, heartbeat_seconds,
+                         heartbeats_on_etcd);
   }
   if (failover_trials > 0) {
     return RunFailover(controller_bin, failover_trials, lease_ms);

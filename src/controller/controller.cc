@@ -354,6 +354,9 @@ absl::Status Controller::Start() {
   if (!server.ok()) return daemon::ConfigError("--listen", server.status());
   p.server = *std::move(server);
   p.node_facing->Start();
+  // The election's lease keep-alive and watches are polled by the same one
+  // thread as the heartbeat streams and the calls to nodes.
+  if (p.etcd != nullptr) p.etcd->UseQueue(p.node_facing->queue());
   p.advertise =
       o.advertise.empty() ? SelfAddress(o.listen, p.server->port) : o.advertise;
 
@@ -507,8 +510,10 @@ void Controller::Shutdown() {
   // controller leads at once.
   if (p.election) p.election->Shutdown();
   StopTerm();
-  // The server's shutdown ended the streams, StopTerm the calls to nodes:
-  // stop their queue's thread.
+  // The server's shutdown ended the heartbeat streams, StopTerm the calls
+  // to nodes, the election's Shutdown its etcd streams: stop their queue's
+  // thread.
+  if (p.etcd != nullptr) p.etcd->UseQueue(nullptr);
   if (p.node_facing) p.node_facing->Stop();
   p.server.reset();
   p.node_facing.reset();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -113,26 +114,30 @@ std::shared_ptr<grpc::Channel> MakeEtcdChannel(
   return grpc::CreateCustomChannel(address, creds, args);
 }
 
-// A bidirectional stream on gRPC's callback API: Send() queues a request,
-// Next() waits for the next response with a deadline, so no caller ever
-// blocks on the network beyond its deadline. Owns itself from StartCall to
-// OnDone; Close() cancels the call and waits for OnDone.
+// A bidirectional stream on gRPC's async API, its completions served by a
+// queue's thread (QueueTag; the controller's one polling thread, see
+// EtcdClient::UseQueue): Send() queues a request, Next() waits for the next
+// response with a deadline, so no caller ever blocks on the network beyond
+// its deadline. At most one read and one write are outstanding; Finish is
+// asked for once the reads are over (the stream ended or was cancelled) and
+// no write is outstanding, so once it completes gRPC holds nothing of the
+// call. Close() cancels it, waits for that and deletes it.
 template <typename Req, typename Resp>
-class BidiCall : public grpc::ClientBidiReactor<Req, Resp> {
+class BidiCall {
  public:
-  // `start(ctx, reactor)` begins the call, e.g. stub->async()->Watch.
-  template <typename Start>
-  explicit BidiCall(Start start) {
-    start(&ctx_, this);
-    this->StartRead(&incoming_);
-    this->StartCall();
+  // `prepare(ctx, cq)` prepares the call, e.g. stub->PrepareAsyncWatch.
+  template <typename Prepare>
+  BidiCall(Prepare prepare, grpc::CompletionQueue* cq)
+      : stream_(prepare(&ctx_, cq)) {
+    absl::MutexLock l(&mu_);
+    stream_->StartCall(&started_tag_);
   }
 
   void Send(Req request) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
-    if (done_) return;
+    if (reads_over_) return;
     outgoing_.push_back(std::move(request));
-    if (outgoing_.size() == 1) this->StartWrite(&outgoing_.front());
+    MaybeWriteLocked();
   }
 
   // The next response; DEADLINE_EXCEEDED at `deadline`; the call's final
@@ -166,46 +171,128 @@ class BidiCall : public grpc::ClientBidiReactor<Req, Resp> {
     delete this;
   }
 
-  void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_) {
+ private:
+  // One kind of completion of this call, run on the queue's thread.
+  class Op final : public QueueTag {
+   public:
+    Op(BidiCall* call, void (BidiCall::*on)(bool)) : call_(call), on_(on) {}
+    void Proceed(bool ok) override { (call_->*on_)(ok); }
+
+   private:
+    BidiCall* const call_;
+    void (BidiCall::*const on_)(bool);
+  };
+
+  ~BidiCall() = default;
+
+  void OnStarted(bool ok) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
-    outgoing_.pop_front();
-    if (ok && !outgoing_.empty()) this->StartWrite(&outgoing_.front());
-  }
-  void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_) {
-    if (!ok) return;  // OnDone follows
-    {
-      absl::MutexLock l(&mu_);
-      responses_.push_back(std::move(incoming_));
+    if (!ok) {  // the call never started: its status says why
+      reads_over_ = true;
+      MaybeFinishLocked();
+      return;
     }
-    incoming_ = Resp();
-    this->StartRead(&incoming_);
+    started_ = true;
+    stream_->Read(&incoming_, &read_tag_);
+    MaybeWriteLocked();
   }
-  void OnDone(const grpc::Status& s) override ABSL_LOCKS_EXCLUDED(mu_) {
+  void OnWriteDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
+    writing_ = false;
+    outgoing_.pop_front();
+    // A failed write means a broken stream: the pending read fails too.
+    if (ok) MaybeWriteLocked();
+    MaybeFinishLocked();
+  }
+  void OnReadDone(bool ok) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    if (!ok) {
+      reads_over_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    responses_.push_back(std::move(incoming_));
+    incoming_ = Resp();
+    stream_->Read(&incoming_, &read_tag_);
+  }
+  void OnFinished(bool /*ok: always true for Finish*/)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    const grpc::Status& s = status_;
     final_ = s.ok() ? absl::OkStatus()
                     : absl::UnavailableError(absl::StrCat("etcd stream ended: ",
                                                           s.error_message()));
     if (!IsTransient(s) && !s.ok()) final_ = EtcdRefusal(s);
-    done_ = true;
+    done_ = true;  // Close may delete this once the lock is released
   }
 
- private:
-  ~BidiCall() override = default;
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!started_ || writing_ || reads_over_ || outgoing_.empty()) return;
+    writing_ = true;
+    stream_->Write(outgoing_.front(), &write_tag_);
+  }
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finishing_ || !reads_over_ || writing_) return;
+    finishing_ = true;
+    stream_->Finish(&status_, &finish_tag_);
+  }
 
   grpc::ClientContext ctx_;
-  Resp incoming_;  // only the reactor's read path touches it
+  const std::unique_ptr<grpc::ClientAsyncReaderWriter<Req, Resp>> stream_;
+  Op started_tag_{this, &BidiCall::OnStarted};
+  Op read_tag_{this, &BidiCall::OnReadDone};
+  Op write_tag_{this, &BidiCall::OnWriteDone};
+  Op finish_tag_{this, &BidiCall::OnFinished};
   absl::Mutex mu_;
+  // gRPC writes into these while a read / Finish is outstanding; read and
+  // moved only under mu_ once it has completed.
+  Resp incoming_ ABSL_GUARDED_BY(mu_);
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
   std::deque<Req> outgoing_ ABSL_GUARDED_BY(mu_);  // front: being written
   std::deque<Resp> responses_ ABSL_GUARDED_BY(mu_);
   absl::Status final_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_over_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
 
+// The streams' queue and its thread while no other is given (UseQueue).
+struct EtcdClient::OwnQueue {
+  grpc::CompletionQueue cq;
+  std::thread thread;
+};
+
 EtcdClient::EtcdClient(Options options) : options_(std::move(options)) {}
 
-EtcdClient::~EtcdClient() = default;
+EtcdClient::~EtcdClient() {
+  // Every stream has been closed (they must not outlive the client).
+  if (own_queue_ != nullptr) {
+    own_queue_->cq.Shutdown();
+    own_queue_->thread.join();
+  }
+}
+
+void EtcdClient::UseQueue(grpc::CompletionQueue* queue) {
+  absl::MutexLock l(&mu_);
+  shared_queue_ = queue;
+}
+
+grpc::CompletionQueue* EtcdClient::StreamQueue() {
+  absl::MutexLock l(&mu_);
+  if (shared_queue_ != nullptr) return shared_queue_;
+  if (own_queue_ == nullptr) {
+    own_queue_ = std::make_unique<OwnQueue>();
+    own_queue_->thread = std::thread([cq = &own_queue_->cq] {
+      NameThisThread("etcd-queue");
+      ServeQueueTags(cq);
+    });
+  }
+  return &own_queue_->cq;
+}
 
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
     Options options) {
@@ -400,10 +487,12 @@ using KeepAliveCall =
     BidiCall<ep::LeaseKeepAliveRequest, ep::LeaseKeepAliveResponse>;
 
 struct EtcdLeaseKeeper::Stream {
-  explicit Stream(EtcdClient::Endpoint* e) : endpoint(e) {
-    call = new KeepAliveCall([e](grpc::ClientContext* ctx, auto* reactor) {
-      e->lease->async()->LeaseKeepAlive(ctx, reactor);
-    });
+  Stream(EtcdClient::Endpoint* e, grpc::CompletionQueue* cq) : endpoint(e) {
+    call = new KeepAliveCall(
+        [e](grpc::ClientContext* ctx, grpc::CompletionQueue* q) {
+          return e->lease->PrepareAsyncLeaseKeepAlive(ctx, q);
+        },
+        cq);
   }
   ~Stream() { call->Close(); }
   EtcdClient::Endpoint* endpoint;
@@ -421,7 +510,8 @@ std::unique_ptr<EtcdLeaseKeeper> EtcdClient::KeepAlive(int64_t lease) {
 
 absl::StatusOr<int64_t> EtcdLeaseKeeper::Renew(absl::Time deadline) {
   if (stream_ == nullptr) {
-    stream_ = std::make_unique<Stream>(&client_->Preferred());
+    stream_ =
+        std::make_unique<Stream>(&client_->Preferred(), client_->StreamQueue());
   }
   ep::LeaseKeepAliveRequest request;
   request.set_id(lease_);
@@ -448,10 +538,12 @@ absl::StatusOr<int64_t> EtcdLeaseKeeper::Renew(absl::Time deadline) {
 using WatchCall = BidiCall<ep::WatchRequest, ep::WatchResponse>;
 
 struct EtcdWatch::Stream {
-  explicit Stream(EtcdClient::Endpoint* e) {
-    call = new WatchCall([e](grpc::ClientContext* ctx, auto* reactor) {
-      e->watch->async()->Watch(ctx, reactor);
-    });
+  Stream(EtcdClient::Endpoint* e, grpc::CompletionQueue* cq) {
+    call = new WatchCall(
+        [e](grpc::ClientContext* ctx, grpc::CompletionQueue* q) {
+          return e->watch->PrepareAsyncWatch(ctx, q);
+        },
+        cq);
   }
   ~Stream() { call->Close(); }
   WatchCall* call;
@@ -459,7 +551,7 @@ struct EtcdWatch::Stream {
 
 std::unique_ptr<EtcdWatch> EtcdClient::Watch(
     const ep::WatchCreateRequest& create) {
-  auto stream = std::make_unique<EtcdWatch::Stream>(&Preferred());
+  auto stream = std::make_unique<EtcdWatch::Stream>(&Preferred(), StreamQueue());
   ep::WatchRequest request;
   *request.mutable_create_request() = create;
   stream->call->Send(request);

@@ -97,6 +97,15 @@ class EtcdClient {
   absl::StatusOr<etcdserverpb::StatusResponse> EndpointStatus(
       const std::string& endpoint);
 
+  // Long-lived streams (lease keep-alives, watches) opened from now on make
+  // their calls on `queue`, whose thread calls QueueTag::Proceed for each
+  // completion (ServeQueueTags) and which stays open until each of them
+  // has been closed: the controller's node-facing queue, so one thread
+  // polls all of its connections (docs/architecture.md, "Threads"). Until
+  // then, and after UseQueue(nullptr), they use a queue and thread
+  // ("etcd-queue") of the client's own, started on first use.
+  void UseQueue(grpc::CompletionQueue* queue) ABSL_LOCKS_EXCLUDED(mu_);
+
   // A keep-alive stream for `lease` (opened on first use).
   std::unique_ptr<EtcdLeaseKeeper> KeepAlive(int64_t lease);
   // A watch created by `create` (key, range_end, start_revision...).
@@ -122,6 +131,9 @@ class EtcdClient {
                              grpc::Status (Stub::*method)(grpc::ClientContext*,
                                                           const Req&, Resp*),
                              const Req& request);
+  struct OwnQueue;
+  // The queue a stream opened now makes its calls on.
+  grpc::CompletionQueue* StreamQueue() ABSL_LOCKS_EXCLUDED(mu_);
   // The endpoint long-lived streams use now (the preferred one).
   Endpoint& Preferred() ABSL_LOCKS_EXCLUDED(mu_);
   // A stream failed on `endpoint`: prefer the next one.
@@ -131,6 +143,8 @@ class EtcdClient {
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
   mutable absl::Mutex mu_;
   size_t preferred_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::CompletionQueue* shared_queue_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::unique_ptr<OwnQueue> own_queue_ ABSL_GUARDED_BY(mu_);
 };
 
 // Keeps one lease alive over a LeaseKeepAlive stream, as etcd's clients do:

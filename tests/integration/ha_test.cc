@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/error_reason.h"
 #include "common/fs.h"
 #include "common/rpc.h"
@@ -55,6 +58,20 @@ LocalCluster::Options ClusterOptions(const TempDir& tmp) {
   o.partitions_per_node = kPerNode;
   o.capacity = 2;
   return o;
+}
+
+// The names of process `pid`'s threads.
+std::vector<std::string> ThreadNames(pid_t pid) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/task"), ec)) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    out.push_back(name);
+  }
+  return out;
 }
 
 class HaTest : public ::testing::Test {
@@ -233,6 +250,20 @@ TEST_F(HaTest, LeaderKilledMidSnapshotAFollowerFinishesItOnce) {
 
   ExpectCommittedOnce(*id);
   EXPECT_EQ(PublishedOnNodes(), kNodes * kPerNode);
+  // On etcd too, a controller's connections (heartbeat streams, calls to
+  // nodes, the election's etcd streams) are polled by its one queue thread:
+  // none of gRPC's callback-API threads ("nexting_thread") in the new
+  // leader, which ran the job, or the follower.
+  for (int i = 0; i < 3; ++i) {
+    if (i == old) continue;
+    const std::vector<std::string> threads =
+        ThreadNames(cluster_->group_controller_pid(i));
+    EXPECT_FALSE(threads.empty());
+    EXPECT_EQ(std::count(threads.begin(), threads.end(), "nexting_thread"), 0)
+        << "controller " << i << ": " << absl::StrJoin(threads, ", ");
+    EXPECT_EQ(std::count(threads.begin(), threads.end(), "etcd-queue"), 0)
+        << "controller " << i << ": " << absl::StrJoin(threads, ", ");
+  }
   // One snapshot in the history, which the new leader read from etcd.
   ListSnapshotsResponse list;
   grpc::ClientContext ctx;

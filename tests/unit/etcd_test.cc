@@ -3,13 +3,17 @@
 // paged scans, one leader with growing terms, failover on resignation and
 // on a lost lease, and etcd going away and coming back.
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "common/rpc.h"
 #include "controller/etcd_client.h"
 #include "controller/etcd_job_store.h"
 #include "controller/job_store_import.h"
@@ -285,9 +289,95 @@ struct Elector {
   int deposed ABSL_GUARDED_BY(mu) = 0;
 };
 
+// A completion queue served by a thread of the test, as the controller's
+// node-facing queue is (ServeQueueTags); destroying it shuts it down and
+// waits until every operation on it has completed.
+class ServedQueue {
+ public:
+  ServedQueue()
+      : thread_([this] {
+          NameThisThread("test-queue");
+          ServeQueueTags(&cq_);
+        }) {}
+  ~ServedQueue() {
+    cq_.Shutdown();
+    thread_.join();
+  }
+  grpc::CompletionQueue* get() { return &cq_; }
+
+ private:
+  grpc::CompletionQueue cq_;
+  std::thread thread_;
+};
+
+// How many of this process' threads are named `name`.
+int ThreadsNamed(const std::string& name) {
+  int n = 0;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm");
+    std::string got;
+    std::getline(comm, got);
+    n += got == name;
+  }
+  return n;
+}
+
+TEST_F(EtcdTest, StreamsRunOnTheQueueGivenAndLeaveNothingOnIt) {
+  ServedQueue queue;
+  auto c = NewClient();
+  c->UseQueue(queue.get());
+  auto lease = c->LeaseGrant(absl::Seconds(10));
+  ASSERT_OK(lease.status());
+  {
+    auto keeper = c->KeepAlive(lease->id());
+    auto ttl = keeper->Renew(absl::Now() + absl::Seconds(5));
+    ASSERT_OK(ttl.status());
+    EXPECT_GT(*ttl, 0);
+    ep::WatchCreateRequest create;
+    create.set_key("/q/k");
+    auto watch = c->Watch(create);
+    auto created = watch->Next(absl::Now() + absl::Seconds(5));
+    ASSERT_OK(created.status());
+    EXPECT_TRUE(created->created());
+    ep::PutRequest put;
+    put.set_key("/q/k");
+    put.set_value("v");
+    ASSERT_OK(c->Put(put).status());
+    auto events = watch->Next(absl::Now() + absl::Seconds(5));
+    ASSERT_OK(events.status());
+    ASSERT_EQ(events->events_size(), 1);
+    EXPECT_EQ(events->events(0).kv().value(), "v");
+    // Nothing more comes: the wait ends at its deadline, the watch usable.
+    EXPECT_THAT(watch->Next(absl::Now() + absl::Milliseconds(100)).status(),
+                StatusIs(absl::StatusCode::kDeadlineExceeded));
+    // Cancelled while a read is outstanding: the stream ends.
+    watch->Cancel();
+    EXPECT_THAT(watch->Next(absl::Now() + absl::Seconds(5)).status(),
+                StatusIs(absl::StatusCode::kUnavailable));
+    // The keeper's stream is still open when it goes: closed with it.
+    ASSERT_OK(keeper->Renew(absl::Now() + absl::Seconds(5)).status());
+    // No queue of the client's own was made.
+    EXPECT_EQ(ThreadsNamed("etcd-queue"), 0);
+  }
+  // Without a queue given, the client makes its own on the first stream.
+  c->UseQueue(nullptr);
+  ep::WatchCreateRequest create;
+  create.set_key("/q/other");
+  auto watch = c->Watch(create);
+  ASSERT_OK(watch->Next(absl::Now() + absl::Seconds(5)).status());
+  EXPECT_EQ(ThreadsNamed("etcd-queue"), 1);
+  // Leaving the scope closes the watch, then the client stops its queue,
+  // then `queue` is shut down and drained: a stream that left an operation
+  // on either would hang here until ctest's timeout.
+}
+
 TEST_F(EtcdTest, OneLeaderAndAFollowerTakesOverWhenItResigns) {
+  // b's streams run on a queue it is given (as in the controller), a's on
+  // the client's own.
+  ServedQueue queue;
   auto c1 = NewClient();
   auto c2 = NewClient();
+  c2->UseQueue(queue.get());
   Elector a(c1.get(), "/e1/", "a");
   Elector b(c2.get(), "/e1/", "b");
   a.election->Start();
