@@ -26,8 +26,12 @@
 //          [--latency-tolerance X]
 //          [--load-fraction 0.7] [--idle-s 8] [--warmup-s 4]
 //          [--heartbeat-ms 1000] [--io-class best-effort-low] [--nice 10]
-//          [--bandwidth-mibps 0]
+//          [--bandwidth-mibps 0] [--pin]
 //          [--runs 3] [--smoke]
+// --pin: the daemons on CPU 0, the load generator's writers on CPU 1 (the
+// issue 21 lever: the figure about the cluster, not about a generator that
+// competes with it for the same cores).
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -89,7 +93,22 @@ struct Config {
   // Repository directory (default: inside the cluster's directory, on the
   // same disk as the partitions).
   std::string repository;
+  // The daemons on CPU 0 (this process's main thread, which starts them,
+  // and so every process it forks), the writers on CPU 1.
+  bool pin = false;
 };
+
+// Pins the calling thread (and what it starts from now on) to `cpu`.
+void PinThisThread(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof(set), &set) != 0) {
+    std::fprintf(stderr, "foreground_bench: sched_setaffinity(%d): %s\n", cpu,
+                 std::strerror(errno));
+    std::exit(1);
+  }
+}
 
 [[noreturn]] void Die(const std::string& msg) {
   std::fprintf(stderr, "foreground_bench: %s\n", msg.c_str());
@@ -109,8 +128,10 @@ struct Sample {
 // Open-loop synced writers. Rate 0 = closed loop (as fast as they go).
 class Foreground {
  public:
-  Foreground(shutter::testing::LocalCluster* c, int writers, double rate)
-      : c_(c), writers_(writers), rate_(rate) {}
+  // `cpu` >= 0: the writers run on that CPU only.
+  Foreground(shutter::testing::LocalCluster* c, int writers, double rate,
+             int cpu = -1)
+      : c_(c), writers_(writers), rate_(rate), cpu_(cpu) {}
 
   void Start() {
     stop_ = false;
@@ -136,6 +157,7 @@ class Foreground {
 
  private:
   void Run(int w, absl::Time start) {
+    if (cpu_ >= 0) PinThisThread(cpu_);
     // The writers are the load generator, not the system under test: on a
     // machine shared with the daemons they must not be the ones starved
     // of CPU (their lateness would be charged to the nodes). Needs
@@ -192,6 +214,7 @@ class Foreground {
   shutter::testing::LocalCluster* const c_;
   const int writers_;
   const double rate_;
+  const int cpu_;
   std::atomic<bool> stop_{false};
   std::atomic<int> errors_{0};
   std::vector<std::vector<Sample>> samples_;
@@ -356,6 +379,8 @@ int main(int argc, char** argv) {
                  "0 = the controller's default")
       ->capture_default_str();
   app.add_option("--runs", cfg.runs)->capture_default_str();
+  app.add_flag("--pin", cfg.pin,
+               "Daemons on CPU 0, the load generator's writers on CPU 1");
   shutter::bench::SmokeFlag(app, &smoke, [&](const auto& given) {
     if (!given("--nodes")) cfg.nodes = 1;
     if (!given("--partitions-per-node")) cfg.partitions_per_node = 2;
@@ -368,6 +393,11 @@ int main(int argc, char** argv) {
     if (!given("--runs")) cfg.runs = 1;
   });
   shutter::bench::ParseFlags(app, argc, argv);
+  if (cfg.pin) {
+    if (std::thread::hardware_concurrency() < 2) Die("--pin needs 2 CPUs");
+    PinThisThread(0);  // before any daemon is started
+  }
+  const int writer_cpu = cfg.pin ? 1 : -1;
   std::vector<std::string> fixed_nodes = {"--snapshot-io-class", "normal",
                                           "--snapshot-nice", "0"};
   std::vector<std::string> isolated_nodes = {"--snapshot-io-class",
@@ -428,7 +458,7 @@ int main(int argc, char** argv) {
   double sustained = 0;
   {
     auto k = fresh(false, fixed_nodes);
-    Foreground fg(k->c.get(), cfg.calibration_writers, 0);
+    Foreground fg(k->c.get(), cfg.calibration_writers, 0, writer_cpu);
     fg.Start();
     absl::SleepFor(absl::Seconds(smoke ? 1 : 3));
     const absl::Time to = absl::Now();
@@ -448,11 +478,12 @@ int main(int argc, char** argv) {
       "fresh data per partition before each snapshot; %d writers of synced "
       "single-key writes at %.0f/s (%.0f%% of the %.0f/s %d closed-loop "
       "writers sustained); publish streams capped at %.0f MiB/s; heartbeats "
-      "every %d ms; isolation: --snapshot-io-class %s --snapshot-nice %d%s\n",
+      "every %d ms; isolation: --snapshot-io-class %s --snapshot-nice %d%s%s\n",
       cfg.nodes, cfg.partitions_per_node, cfg.capacity, cfg.fresh_mib,
       cfg.writers, rate, cfg.load_fraction * 100, sustained,
       cfg.calibration_writers, cfg.stream_mibps, cfg.heartbeat_ms,
-      cfg.io_class.c_str(), cfg.nice, cap.c_str());
+      cfg.io_class.c_str(), cfg.nice, cap.c_str(),
+      cfg.pin ? "; daemons pinned to CPU 0, writers to CPU 1" : "");
 
   std::vector<double> u_s, f_s, a_s;
   // RocksDB write stalls during each case's snapshots, summed over runs.
@@ -474,7 +505,7 @@ int main(int argc, char** argv) {
     {
       auto k = fresh(false, fixed_nodes);
       Freshen(*k->c, cfg.fresh_mib, 1);
-      Foreground fg(k->c.get(), cfg.writers, rate);
+      Foreground fg(k->c.get(), cfg.writers, rate, writer_cpu);
       fg.Start();
       absl::SleepFor(absl::Seconds(1));
       const absl::Time idle_from = absl::Now();
@@ -494,7 +525,7 @@ int main(int argc, char** argv) {
     {
       auto k = fresh(true, isolated_nodes);
       Freshen(*k->c, cfg.fresh_mib, 1);
-      Foreground fg(k->c.get(), cfg.writers, rate);
+      Foreground fg(k->c.get(), cfg.writers, rate, writer_cpu);
       fg.Start();
       absl::SleepFor(absl::Seconds(1 + cfg.warmup_s));
       ShowLimits(*k->c, "before");
