@@ -112,12 +112,16 @@ echo "test.sh: console screenshots go to $SHUTTER_SCREENSHOT_DIR"
 # their time waiting on real processes, leases and throttled streams (at 2
 # at a time the release tests kept the machine about half busy), so 4 fill
 # the cores (figures: docs/performance.md, "The test suite"; the HA tests
-# take two slots each, tests/CMakeLists.txt). SHUTTER_TEST_JOBS overrides it.
+# take one slot each, and no more than two run at once: they share the two
+# "ha" slots of tests/resources.json, tests/CMakeLists.txt). SHUTTER_TEST_JOBS
+# overrides the number of tests at a time.
 test_jobs="${SHUTTER_TEST_JOBS:-4}"
+resource_spec="$PWD/tests/resources.json"
 
 # metrics_test fails (rather than skips) without promtool.
 phase "unit and integration tests"
-(cd build && SHUTTER_REQUIRE_PROMTOOL=1 ctest --output-on-failure -j"$test_jobs" --timeout 300)
+(cd build && SHUTTER_REQUIRE_PROMTOOL=1 ctest --output-on-failure -j"$test_jobs" \
+  --resource-spec-file "$resource_spec" --timeout 300)
 if (( quick )); then
   phase "quick mode: done (no benchmarks, packages or sanitizers)"
   exit 0
@@ -251,7 +255,8 @@ if (( clang_job )); then
   (cd build-clang && SHUTTER_SCREENSHOT_DIR="$PWD/console-screenshots" \
     ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-    ctest --output-on-failure -j"$test_jobs" --timeout 600)
+    ctest --output-on-failure -j"$test_jobs" \
+      --resource-spec-file "$resource_spec" --timeout 600)
 
   phase "fuzzers"
   fuzz_seconds="${SHUTTER_FUZZ_SECONDS:-15}"
