@@ -127,6 +127,9 @@ struct Result {
   double create_rpc_ms = 0;
   double commit_s = 0;
   double cpu_s = 0;
+  // The controller's context switches over the snapshot (every thread; a
+  // count that does not drift with the VM's speed as CPU time does).
+  double switches = 0;
   double rss_mib = 0;
   double rss_before_mib = 0;   // nodes registered, before the snapshot
   double rss_settled_mib = 0;  // 2 s after COMMITTED
@@ -285,6 +288,23 @@ double ProcessCpuSeconds(pid_t pid) {
   return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
 }
 
+// Waits (bounded) until the controller at `target` serves admin calls: on
+// etcd, once it has won its election.
+void WaitUntilServing(const std::string& target) {
+  auto probe = AdminService::NewStub(shutter::MakeChannel(target));
+  const absl::Time until = absl::Now() + absl::Seconds(60);
+  for (;;) {
+    grpc::ClientContext ctx;
+    ListNodesResponse resp;
+    grpc::Status st = probe->ListNodes(&ctx, ListNodesRequest(), &resp);
+    if (st.ok()) return;
+    if (absl::Now() > until) {
+      Die("controller not serving: " + st.error_message());
+    }
+    absl::SleepFor(absl::Milliseconds(20));  // polling a real process
+  }
+}
+
 // Context switches (voluntary and not) of every thread of `pid` now.
 double ProcessContextSwitches(pid_t pid) {
   double n = 0;
@@ -432,20 +452,7 @@ class Bench {
     auto repo_id = shutter::fs::ReadFile(repo + "/REPOSITORY_ID");
     if (!repo_id.ok()) Die(repo_id.status().ToString());
     std::string rid(absl::StripAsciiWhitespace(*repo_id));
-    {
-      // On etcd the controller serves once it has won its election.
-      auto probe = AdminService::NewStub(shutter::MakeChannel(target));
-      const absl::Time until = absl::Now() + absl::Seconds(60);
-      for (;;) {
-        grpc::ClientContext ctx;
-        ListNodesResponse resp;
-        grpc::Status st = probe->ListNodes(&ctx, ListNodesRequest(), &resp);
-        if (st.ok()) break;
-        if (absl::Now() > until)
-          Die("controller not serving: " + st.error_message());
-        absl::SleepFor(absl::Milliseconds(20));  // polling a real process
-      }
-    }
+    WaitUntilServing(target);
 
     // Heartbeats: every node every heartbeat_ms, from a few threads.
     std::vector<HeartbeatRequest> beats(sc.nodes);
@@ -538,6 +545,7 @@ class Bench {
     r.partitions = total;
     fakes.ResetPeak();
     const double cpu0 = ProcessCpuSeconds(controller.pid());
+    const double switches0 = ProcessContextSwitches(controller.pid());
     r.rss_before_mib =
         ProcessField(controller.pid(), "status", "VmRSS:") / 1024.0;
     const double wb0 = ProcessField(controller.pid(), "io", "write_bytes:");
@@ -583,6 +591,7 @@ class Bench {
     }
     r.commit_s = absl::ToDoubleSeconds(absl::Now() - t0);
     r.cpu_s = ProcessCpuSeconds(controller.pid()) - cpu0;
+    r.switches = ProcessContextSwitches(controller.pid()) - switches0;
     r.write_bytes = ProcessField(controller.pid(), "io", "write_bytes:") - wb0;
     r.rss_mib = ProcessField(controller.pid(), "status", "VmRSS:") / 1024.0;
     r.peak_in_flight = fakes.peak();
@@ -951,21 +960,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   auto port = shutter::testing::WaitForPortFile(port_file, absl::Seconds(30));
   if (!port.ok()) Die(port.status().ToString());
   const std::string target = absl::StrCat("127.0.0.1:", *port);
-  {
-    // On etcd the controller serves once it has won its election.
-    auto probe = AdminService::NewStub(shutter::MakeChannel(target));
-    const absl::Time until = absl::Now() + absl::Seconds(60);
-    for (;;) {
-      grpc::ClientContext ctx;
-      ListNodesResponse resp;
-      grpc::Status st = probe->ListNodes(&ctx, ListNodesRequest(), &resp);
-      if (st.ok()) break;
-      if (absl::Now() > until) {
-        Die("controller not serving: " + st.error_message());
-      }
-      absl::SleepFor(absl::Milliseconds(20));  // polling a real process
-    }
-  }
+  WaitUntilServing(target);
   auto repo_id = shutter::fs::ReadFile(repo + "/REPOSITORY_ID");
   if (!repo_id.ok()) Die(repo_id.status().ToString());
   const std::string rid(absl::StripAsciiWhitespace(*repo_id));
@@ -1214,13 +1209,14 @@ int main(int argc, char** argv) {
     std::printf(
         "%-4s %6d %7d %4d %4dms | %9.1f %10.3f %8.2f %9.4f %8.1f %9.2f "
         "%9.0f %6d | %.1f/%.1f/%.1f %s (RSS before %.1f MiB, 2 s after "
-        "%.1f MiB, peak %.1f MiB)\n",
+        "%.1f MiB, peak %.1f MiB; %.2f context switches per partition)\n",
         sc.name.c_str(), sc.nodes, r.partitions, sc.capacity, sc.delay_ms,
         r.create_rpc_ms, r.commit_s, r.cpu_s, 1000 * r.cpu_s / r.partitions,
         r.rss_mib, 1024 * r.rss_mib / r.partitions,
         r.write_bytes / r.partitions, r.peak_in_flight, r.hb_p50_ms,
         r.hb_p99_ms, r.hb_max_ms, r.state.c_str(), r.rss_before_mib,
-        r.rss_settled_mib, r.rss_peak_mib);
+        r.rss_settled_mib, r.rss_peak_mib,
+        r.switches / std::max(r.partitions, 1));
     if (r.page_kb_median >= 0) {
       std::printf(
           "    console job page (%d partitions, headless Chromium, 7 fresh "
