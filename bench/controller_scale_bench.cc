@@ -36,7 +36,12 @@
 // met (CI, at the end of the suite, on an otherwise idle machine).
 // --failover N runs failover trials instead (see RunFailover).
 // --heartbeats N measures N nodes' heartbeats alone, each node on its own
-// connection: unary calls against one stream per node (RunHeartbeats).
+// connection: unary calls against one stream per node (RunHeartbeats);
+// with --heartbeats-on-etcd the controller's job store is a real etcd, as
+// in a controller group.
+// Each scenario and heartbeat mode also prints the controller's context
+// switches (per partition, per beat): a count that holds when the VM's
+// speed drifts, as CPU time does not.
 //
 // Usage: controller_scale_bench [--smoke] [--console-check] [--huge]
 //          [--no-etcd] [--only S2,S2E]
