@@ -293,6 +293,17 @@ double ProcessCpuSeconds(pid_t pid) {
   return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
 }
 
+// Starts a one-member etcd under `tmp` and adds the controller flag that
+// keeps its jobs there (--job-store etcd://.../shutter/bench/) to `args`.
+std::unique_ptr<shutter::testing::EtcdTestServer> StartJobStoreEtcd(
+    const shutter::testing::TempDir& tmp, std::vector<std::string>* args) {
+  auto etcd = shutter::testing::EtcdTestServer::Start(tmp.Sub("etcd"));
+  if (!etcd.ok()) Die("etcd: " + etcd.status().ToString());
+  args->push_back("--job-store");
+  args->push_back((*etcd)->Url("/shutter/bench/"));
+  return *std::move(etcd);
+}
+
 // Waits (bounded) until the controller at `target` serves admin calls: on
 // etcd, once it has won its election.
 void WaitUntilServing(const std::string& target) {
@@ -440,13 +451,7 @@ class Bench {
       args.push_back(absl::StrCat("127.0.0.1:", *cport));
       console_url = absl::StrCat("http://127.0.0.1:", *cport);
     }
-    if (sc.etcd) {
-      auto started = shutter::testing::EtcdTestServer::Start(tmp.Sub("etcd"));
-      if (!started.ok()) Die("etcd: " + started.status().ToString());
-      etcd = std::move(started).value();
-      args.push_back("--job-store");
-      args.push_back(etcd->Url("/shutter/bench/"));
-    }
+    if (sc.etcd) etcd = StartJobStoreEtcd(tmp, &args);
     shutter::testing::Subprocess controller;
     const std::string port_file = tmp.Sub("controller.port");
     absl::Status s = controller.Start(args, tmp.Sub("controller.log"));
@@ -947,19 +952,21 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   std::unique_ptr<shutter::testing::EtcdTestServer> etcd;
   shutter::testing::Subprocess controller;
   const std::string port_file = tmp.Sub("controller.port");
-  std::vector<std::string> args = {
-      controller_bin,   "--insecure",     "--listen",
-      "127.0.0.1:0",    "--port-file",    port_file,
-      "--data-dir",     tmp.Sub("controller"),
-      "--repository",   repo,             "--node-dead-after-ms",
-      "60000",          "--log-level",    "warn"};
-  if (on_etcd) {
-    auto e = shutter::testing::EtcdTestServer::Start(tmp.Sub("etcd"));
-    if (!e.ok()) Die("etcd: " + e.status().ToString());
-    etcd = std::move(e).value();
-    args.push_back("--job-store");
-    args.push_back(etcd->Url("/shutter/bench/"));
-  }
+  std::vector<std::string> args = {controller_bin,
+                                   "--insecure",
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--port-file",
+                                   port_file,
+                                   "--data-dir",
+                                   tmp.Sub("controller"),
+                                   "--repository",
+                                   repo,
+                                   "--node-dead-after-ms",
+                                   "60000",
+                                   "--log-level",
+                                   "warn"};
+  if (on_etcd) etcd = StartJobStoreEtcd(tmp, &args);
   absl::Status started = controller.Start(args, tmp.Sub("controller.log"));
   if (!started.ok()) Die(started.ToString());
   auto port = shutter::testing::WaitForPortFile(port_file, absl::Seconds(30));

@@ -17,6 +17,7 @@
 #include "common/daemon.h"
 #include "common/error_reason.h"
 #include "common/health.h"
+#include "common/queue_thread.h"
 #include "common/text.h"
 #include "grpc/support/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -356,6 +357,17 @@ void ServeQueueTags(grpc::CompletionQueue* cq) {
   void* tag;
   bool ok;
   while (cq->Next(&tag, &ok)) static_cast<QueueTag*>(tag)->Proceed(ok);
+}
+
+QueueThread::QueueThread(const char* name)
+    : thread_([this, name] {
+        NameThisThread(name);
+        ServeQueueTags(&cq_);
+      }) {}
+
+QueueThread::~QueueThread() {
+  cq_.Shutdown();
+  thread_.join();
 }
 
 void NameThisThread(const char* name) {

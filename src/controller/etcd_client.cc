@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -13,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "common/queue_thread.h"
 #include "common/rpc.h"
 #include "common/status_macros.h"
 
@@ -260,21 +260,11 @@ class BidiCall {
 
 }  // namespace
 
-// The streams' queue and its thread while no other is given (UseQueue).
-struct EtcdClient::OwnQueue {
-  grpc::CompletionQueue cq;
-  std::thread thread;
-};
-
 EtcdClient::EtcdClient(Options options) : options_(std::move(options)) {}
 
-EtcdClient::~EtcdClient() {
-  // Every stream has been closed (they must not outlive the client).
-  if (own_queue_ != nullptr) {
-    own_queue_->cq.Shutdown();
-    own_queue_->thread.join();
-  }
-}
+// Every stream has been closed (they must not outlive the client), so its
+// own queue, if it made one, drains.
+EtcdClient::~EtcdClient() = default;
 
 void EtcdClient::UseQueue(grpc::CompletionQueue* queue) {
   absl::MutexLock l(&mu_);
@@ -285,13 +275,9 @@ grpc::CompletionQueue* EtcdClient::StreamQueue() {
   absl::MutexLock l(&mu_);
   if (shared_queue_ != nullptr) return shared_queue_;
   if (own_queue_ == nullptr) {
-    own_queue_ = std::make_unique<OwnQueue>();
-    own_queue_->thread = std::thread([cq = &own_queue_->cq] {
-      NameThisThread("etcd-queue");
-      ServeQueueTags(cq);
-    });
+    own_queue_ = std::make_unique<QueueThread>("etcd-queue");
   }
-  return &own_queue_->cq;
+  return own_queue_->queue();
 }
 
 absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
@@ -551,7 +537,8 @@ struct EtcdWatch::Stream {
 
 std::unique_ptr<EtcdWatch> EtcdClient::Watch(
     const ep::WatchCreateRequest& create) {
-  auto stream = std::make_unique<EtcdWatch::Stream>(&Preferred(), StreamQueue());
+  auto stream =
+      std::make_unique<EtcdWatch::Stream>(&Preferred(), StreamQueue());
   ep::WatchRequest request;
   *request.mutable_create_request() = create;
   stream->call->Send(request);

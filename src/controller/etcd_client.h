@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/queue_thread.h"
 #include "common/security.h"
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 
@@ -131,7 +132,6 @@ class EtcdClient {
                              grpc::Status (Stub::*method)(grpc::ClientContext*,
                                                           const Req&, Resp*),
                              const Req& request);
-  struct OwnQueue;
   // The queue a stream opened now makes its calls on.
   grpc::CompletionQueue* StreamQueue() ABSL_LOCKS_EXCLUDED(mu_);
   // The endpoint long-lived streams use now (the preferred one).
@@ -144,7 +144,7 @@ class EtcdClient {
   mutable absl::Mutex mu_;
   size_t preferred_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::CompletionQueue* shared_queue_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::unique_ptr<OwnQueue> own_queue_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<QueueThread> own_queue_ ABSL_GUARDED_BY(mu_);
 };
 
 // Keeps one lease alive over a LeaseKeepAlive stream, as etcd's clients do:

@@ -49,15 +49,9 @@ GrpcNodeTransport::GrpcNodeTransport(uint64_t term,
                                      grpc::CompletionQueue* queue)
     : term_(term),
       may_send_(std::move(may_send)),
-      own_queue_(queue == nullptr ? std::make_unique<grpc::CompletionQueue>()
+      own_queue_(queue == nullptr ? std::make_unique<QueueThread>("node-queue")
                                   : nullptr),
-      cq_(queue != nullptr ? queue : own_queue_.get()) {
-  if (own_queue_ != nullptr) {
-    queue_thread_ = std::thread([this] {
-      NameThisThread("node-queue");
-      ServeQueueTags(own_queue_.get());
-    });
-  }
+      cq_(queue != nullptr ? queue : own_queue_->queue()) {
   for (int i = 0; i < kCallbackThreads; ++i) {
     callback_threads_.emplace_back([this] {
       NameThisThread("node-answers");
@@ -256,9 +250,8 @@ void GrpcNodeTransport::Shutdown() {
     // Nothing is in flight and nothing can start: the callback threads may
     // end, and the queue (if ours) shut.
     stopped_ = true;
-    if (own_queue_ != nullptr) own_queue_->Shutdown();
   }
-  if (queue_thread_.joinable()) queue_thread_.join();
+  own_queue_.reset();
   for (std::thread& t : callback_threads_) t.join();
 }
 

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/queue_thread.h"
 #include "shutter/v1/node.grpc.pb.h"
 
 namespace shutter::controller {
@@ -158,9 +159,8 @@ class GrpcNodeTransport : public NodeTransport {
 
   const uint64_t term_ = 0;
   const std::function<bool()> may_send_;
-  std::unique_ptr<grpc::CompletionQueue> own_queue_;  // without `queue`
+  std::unique_ptr<QueueThread> own_queue_;  // without `queue`
   grpc::CompletionQueue* const cq_;
-  std::thread queue_thread_;
   std::vector<std::thread> callback_threads_;
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;

@@ -225,15 +225,8 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
   // (docs/performance.md, "One queue thread"), even after a snapshot and
   // verifies have called every node.
   {
-    std::vector<std::string> threads;
-    const std::string task =
-        absl::StrCat("/proc/", cluster_.controller_pid(), "/task");
-    for (const auto& t : stdfs::directory_iterator(task)) {
-      std::ifstream comm(t.path() / "comm");
-      std::string name;
-      std::getline(comm, name);
-      threads.push_back(name);
-    }
+    const std::vector<std::string> threads =
+        testing::ThreadNames(cluster_.controller_pid());
     EXPECT_FALSE(threads.empty());
     EXPECT_EQ(std::count(threads.begin(), threads.end(), "nexting_thread"), 0)
         << absl::StrJoin(threads, ", ");

@@ -9,8 +9,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -58,20 +56,6 @@ LocalCluster::Options ClusterOptions(const TempDir& tmp) {
   o.partitions_per_node = kPerNode;
   o.capacity = 2;
   return o;
-}
-
-// The names of process `pid`'s threads.
-std::vector<std::string> ThreadNames(pid_t pid) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& t : std::filesystem::directory_iterator(
-           absl::StrCat("/proc/", pid, "/task"), ec)) {
-    std::ifstream comm(t.path() / "comm");
-    std::string name;
-    std::getline(comm, name);
-    out.push_back(name);
-  }
-  return out;
 }
 
 class HaTest : public ::testing::Test {
@@ -257,7 +241,7 @@ TEST_F(HaTest, LeaderKilledMidSnapshotAFollowerFinishesItOnce) {
   for (int i = 0; i < 3; ++i) {
     if (i == old) continue;
     const std::vector<std::string> threads =
-        ThreadNames(cluster_->group_controller_pid(i));
+        testing::ThreadNames(cluster_->group_controller_pid(i));
     EXPECT_FALSE(threads.empty());
     EXPECT_EQ(std::count(threads.begin(), threads.end(), "nexting_thread"), 0)
         << "controller " << i << ": " << absl::StrJoin(threads, ", ");

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -183,6 +184,18 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path,
       timeout);
   if (!ok) return absl::DeadlineExceededError("no port file " + path);
   return port;
+}
+
+std::vector<std::string> ThreadNames(pid_t pid) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(
+           absl::StrCat("/proc/", pid, "/task"), ec)) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name)) out.push_back(name);
+  }
+  return out;
 }
 
 }  // namespace shutter::testing

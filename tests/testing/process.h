@@ -54,6 +54,10 @@ bool PollUntil(const std::function<bool()>& cond, absl::Duration timeout);
 absl::StatusOr<int> WaitForPortFile(const std::string& path,
                                     absl::Duration timeout);
 
+// The names of process `pid`'s threads now (/proc/PID/task/*/comm; empty
+// if it has gone).
+std::vector<std::string> ThreadNames(pid_t pid);
+
 }  // namespace shutter::testing
 
 #endif  // SHUTTER_TESTS_TESTING_PROCESS_H_

@@ -2,18 +2,18 @@
 // real etcd (Debian's etcd-server) on loopback: fenced writes, consistent
 // paged scans, one leader with growing terms, failover on resignation and
 // on a lost lease, and etcd going away and coming back.
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
-#include "common/rpc.h"
+#include "common/queue_thread.h"
 #include "controller/etcd_client.h"
 #include "controller/etcd_job_store.h"
 #include "controller/job_store_import.h"
@@ -289,43 +289,16 @@ struct Elector {
   int deposed ABSL_GUARDED_BY(mu) = 0;
 };
 
-// A completion queue served by a thread of the test, as the controller's
-// node-facing queue is (ServeQueueTags); destroying it shuts it down and
-// waits until every operation on it has completed.
-class ServedQueue {
- public:
-  ServedQueue()
-      : thread_([this] {
-          NameThisThread("test-queue");
-          ServeQueueTags(&cq_);
-        }) {}
-  ~ServedQueue() {
-    cq_.Shutdown();
-    thread_.join();
-  }
-  grpc::CompletionQueue* get() { return &cq_; }
-
- private:
-  grpc::CompletionQueue cq_;
-  std::thread thread_;
-};
-
 // How many of this process' threads are named `name`.
 int ThreadsNamed(const std::string& name) {
-  int n = 0;
-  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(t.path() / "comm");
-    std::string got;
-    std::getline(comm, got);
-    n += got == name;
-  }
-  return n;
+  const std::vector<std::string> threads = testing::ThreadNames(getpid());
+  return static_cast<int>(std::count(threads.begin(), threads.end(), name));
 }
 
 TEST_F(EtcdTest, StreamsRunOnTheQueueGivenAndLeaveNothingOnIt) {
-  ServedQueue queue;
+  QueueThread queue("test-queue");
   auto c = NewClient();
-  c->UseQueue(queue.get());
+  c->UseQueue(queue.queue());
   auto lease = c->LeaseGrant(absl::Seconds(10));
   ASSERT_OK(lease.status());
   {
@@ -374,10 +347,10 @@ TEST_F(EtcdTest, StreamsRunOnTheQueueGivenAndLeaveNothingOnIt) {
 TEST_F(EtcdTest, OneLeaderAndAFollowerTakesOverWhenItResigns) {
   // b's streams run on a queue it is given (as in the controller), a's on
   // the client's own.
-  ServedQueue queue;
+  QueueThread queue("test-queue");
   auto c1 = NewClient();
   auto c2 = NewClient();
-  c2->UseQueue(queue.get());
+  c2->UseQueue(queue.queue());
   Elector a(c1.get(), "/e1/", "a");
   Elector b(c2.get(), "/e1/", "b");
   a.election->Start();
