@@ -1,5 +1,9 @@
 #include "controller/node_transport.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/error_reason.h"
 #include "common/rpc.h"
 #include "spdlog/spdlog.h"
 
@@ -16,15 +20,16 @@ struct GrpcNodeTransport::CallBase : QueueTag {
   // On a callback thread: runs the call's callback (or logs a cancel's
   // error).
   virtual void Complete() = 0;
+  // Shutdown: ends the call soon (with CANCELLED).
+  virtual void Cancel() = 0;
   GrpcNodeTransport* const transport;
-  grpc::ClientContext ctx;
-  grpc::Status status;
   bool cancel = false;  // a fire-and-forget cancel call
 };
 
 template <typename Request, typename Response>
 struct GrpcNodeTransport::Call : CallBase {
   using CallBase::CallBase;
+  void Cancel() override { ctx.TryCancel(); }
   void Complete() override {
     if (done) {
       absl::StatusOr<Response> r =
@@ -36,12 +41,79 @@ struct GrpcNodeTransport::Call : CallBase {
                    status.error_message());
     }
   }
+  grpc::ClientContext ctx;
+  grpc::Status status;
   Request request;
   Response response;
   std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader;
   absl::AnyInvocable<void(absl::StatusOr<Response>) &&> done;
   const char* what = "";  // a cancel's method and node, for its log line
   std::string address;
+};
+
+// A checkpoint asked over a stream: its result comes from the stream's
+// reads, its deadline from KeepDeadlines.
+struct GrpcNodeTransport::StreamItem : CallBase {
+  using CallBase::CallBase;
+  void Cancel() override {}  // its stream is cancelled
+  void Complete() override { std::move(done)(std::move(result)); }
+  uint64_t call_id = 0;
+  absl::Time deadline;
+  CheckpointStream* stream = nullptr;            // until answered
+  shutter::v1::CreateCheckpointRequest request;  // to resend it unary
+  Callback done;
+  absl::StatusOr<shutter::v1::CreateCheckpointResponse> result;
+};
+
+struct GrpcNodeTransport::CheckpointStream {
+  // One kind of completion of the stream, run on the queue's thread.
+  class Op final : public QueueTag {
+   public:
+    Op(CheckpointStream* s,
+       void (GrpcNodeTransport::*on)(CheckpointStream*, bool))
+        : stream_(s), on_(on) {}
+    void Proceed(bool ok) override { (stream_->transport->*on_)(stream_, ok); }
+
+   private:
+    CheckpointStream* const stream_;
+    void (GrpcNodeTransport::*const on_)(CheckpointStream*, bool);
+  };
+  class FinishOp final : public QueueTag {
+   public:
+    explicit FinishOp(CheckpointStream* s) : stream_(s) {}
+    void Proceed(bool) override {
+      stream_->transport->OnStreamFinished(stream_);
+    }
+
+   private:
+    CheckpointStream* const stream_;
+  };
+
+  CheckpointStream(GrpcNodeTransport* t, std::string a)
+      : transport(t), address(std::move(a)) {}
+
+  GrpcNodeTransport* const transport;
+  const std::string address;
+  grpc::ClientContext ctx;
+  std::unique_ptr<
+      grpc::ClientAsyncReaderWriter<shutter::v1::CheckpointStreamRequest,
+                                    shutter::v1::CheckpointStreamResponse>>
+      rw;
+  // Guarded by the transport's mu_.
+  std::map<uint64_t, StreamItem*> pending;  // asked, not answered
+  std::deque<shutter::v1::CheckpointStreamRequest> outgoing;  // front: written
+  shutter::v1::CheckpointStreamResponse incoming;
+  grpc::Status status;
+  bool started = false;
+  bool writing = false;
+  bool reading = false;
+  bool broken = false;     // no more reads or writes
+  bool finishing = false;  // Finish asked
+  bool answered = false;   // at least one answer came
+  Op started_tag{this, &GrpcNodeTransport::OnStreamStarted};
+  Op write_tag{this, &GrpcNodeTransport::OnStreamWritten};
+  Op read_tag{this, &GrpcNodeTransport::OnStreamRead};
+  FinishOp finish_tag{this};
 };
 
 GrpcNodeTransport::GrpcNodeTransport(uint64_t term,
@@ -58,6 +130,10 @@ GrpcNodeTransport::GrpcNodeTransport(uint64_t term,
       RunCallbacks();
     });
   }
+  deadline_thread_ = std::thread([this] {
+    NameThisThread("node-deadlines");
+    KeepDeadlines();
+  });
 }
 
 GrpcNodeTransport::~GrpcNodeTransport() { Shutdown(); }
@@ -169,12 +245,220 @@ void GrpcNodeTransport::CreateCheckpoint(
     const std::string& address,
     const shutter::v1::CreateCheckpointRequest& request, absl::Duration timeout,
     Callback done) {
+  if (may_send_ && !may_send_()) {
+    std::move(done)(absl::UnavailableError(
+        "this controller no longer leads: nothing is sent to nodes"));
+    return;
+  }
+  bool shut = false;
+  {
+    absl::MutexLock l(&mu_);
+    shut = shutdown_;
+    if (!shut && !unary_only_.count(address)) {
+      auto* item = new StreamItem(this);
+      item->request = request;
+      item->request.set_controller_term(term_);
+      item->deadline = absl::Now() + timeout;
+      item->done = std::move(done);
+      SendOnStreamLocked(address, item);
+      return;
+    }
+  }
+  if (shut) {
+    std::move(done)(absl::CancelledError("controller is shutting down"));
+    return;
+  }
   StartCall<shutter::v1::CreateCheckpointRequest,
             shutter::v1::CreateCheckpointResponse>(
       address, request, timeout, std::move(done),
       [](auto* stub, auto* ctx, const auto& req, auto* cq) {
         return stub->PrepareAsyncCreateCheckpoint(ctx, req, cq);
       });
+}
+
+void GrpcNodeTransport::SendOnStreamLocked(const std::string& address,
+                                           StreamItem* item) {
+  CheckpointStream*& stream = streams_[address];
+  if (stream == nullptr) {
+    stream = new CheckpointStream(this, address);
+    open_streams_.insert(stream);
+    stream->rw =
+        StubLocked(address)->PrepareAsyncCheckpointStream(&stream->ctx, cq_);
+    stream->rw->StartCall(&stream->started_tag);
+  }
+  item->call_id = ++next_call_id_;
+  item->stream = stream;
+  in_flight_.insert(item);
+  stream->pending.emplace(item->call_id, item);
+  auto [it, inserted] = deadlines_.emplace(item->deadline, item);
+  if (it == deadlines_.begin()) ++deadlines_changed_;
+  shutter::v1::CheckpointStreamRequest message;
+  message.set_call_id(item->call_id);
+  *message.mutable_checkpoint() = item->request;
+  stream->outgoing.push_back(std::move(message));
+  WriteLocked(stream);
+}
+
+void GrpcNodeTransport::WriteLocked(CheckpointStream* stream) {
+  if (!stream->started || stream->writing || stream->broken ||
+      stream->outgoing.empty()) {
+    return;
+  }
+  stream->writing = true;
+  stream->rw->Write(stream->outgoing.front(), &stream->write_tag);
+}
+
+void GrpcNodeTransport::OnStreamStarted(CheckpointStream* stream, bool ok) {
+  absl::MutexLock l(&mu_);
+  if (!ok) {  // never started: its final status says why
+    EndStreamLocked(stream);
+    return;
+  }
+  stream->started = true;
+  stream->reading = true;
+  stream->rw->Read(&stream->incoming, &stream->read_tag);
+  WriteLocked(stream);
+}
+
+void GrpcNodeTransport::OnStreamWritten(CheckpointStream* stream, bool ok) {
+  absl::MutexLock l(&mu_);
+  stream->writing = false;
+  stream->outgoing.pop_front();
+  if (!ok) {  // a broken stream: the pending read fails too
+    EndStreamLocked(stream);
+    return;
+  }
+  WriteLocked(stream);
+  if (stream->broken) EndStreamLocked(stream);
+}
+
+void GrpcNodeTransport::OnStreamRead(CheckpointStream* stream, bool ok) {
+  absl::MutexLock l(&mu_);
+  stream->reading = false;
+  if (!ok) {
+    EndStreamLocked(stream);
+    return;
+  }
+  stream->answered = true;
+  shutter::v1::CheckpointStreamResponse& r = stream->incoming;
+  auto it = stream->pending.find(r.call_id());
+  if (it != stream->pending.end()) {  // else: its deadline passed
+    StreamItem* item = it->second;
+    if (r.code() == 0) {
+      CompleteItemLocked(item, std::move(*r.mutable_checkpoint()));
+    } else {
+      const int code = r.code();
+      absl::Status s(code > 0 && code <= 16
+                         ? static_cast<absl::StatusCode>(code)
+                         : absl::StatusCode::kUnknown,
+                     r.message());
+      if (!r.error_reason().empty()) {
+        s = WithReason(std::move(s), ErrorReasonFromName(r.error_reason()));
+      }
+      CompleteItemLocked(item, std::move(s));
+    }
+  }
+  r.Clear();
+  if (stream->broken) {
+    EndStreamLocked(stream);
+    return;
+  }
+  stream->reading = true;
+  stream->rw->Read(&stream->incoming, &stream->read_tag);
+}
+
+void GrpcNodeTransport::EndStreamLocked(CheckpointStream* stream) {
+  if (!stream->broken) {
+    stream->broken = true;
+    // New checkpoints for the address open a new stream.
+    auto it = streams_.find(stream->address);
+    if (it != streams_.end() && it->second == stream) streams_.erase(it);
+  }
+  if (stream->finishing || stream->writing || stream->reading) return;
+  stream->finishing = true;
+  stream->rw->Finish(&stream->status, &stream->finish_tag);
+}
+
+void GrpcNodeTransport::OnStreamFinished(CheckpointStream* stream) {
+  std::vector<StreamItem*> resend;
+  {
+    absl::MutexLock l(&mu_);
+    const bool unimplemented =
+        stream->status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+        !stream->answered;
+    if (unimplemented && !shutdown_) unary_only_.insert(stream->address);
+    for (auto& [id, item] : stream->pending) {
+      deadlines_.erase({item->deadline, item});
+      item->stream = nullptr;
+      if (unimplemented && !shutdown_) {
+        in_flight_.erase(item);
+        resend.push_back(item);
+        continue;
+      }
+      absl::Status s = shutdown_
+                           ? absl::CancelledError("controller is shutting down")
+                           : absl::UnavailableError(absl::StrCat(
+                                 "checkpoint stream to ", stream->address,
+                                 " ended before the answer: ",
+                                 stream->status.error_message()));
+      item->result = std::move(s);
+      finished_.push_back(item);
+    }
+    stream->pending.clear();
+  }
+  const std::string& address = stream->address;
+  if (!resend.empty()) {
+    spdlog::info("node {} serves no checkpoint stream; unary calls from now on",
+                 address);
+  }
+  for (StreamItem* item : resend) {
+    absl::Duration left =
+        std::max(absl::ZeroDuration(), item->deadline - absl::Now());
+    StartCall<shutter::v1::CreateCheckpointRequest,
+              shutter::v1::CreateCheckpointResponse>(
+        address, item->request, left, std::move(item->done),
+        [](auto* stub, auto* ctx, const auto& req, auto* cq) {
+          return stub->PrepareAsyncCreateCheckpoint(ctx, req, cq);
+        });
+    delete item;
+  }
+  {
+    // Last: Shutdown waits for it (the resent calls are counted by now).
+    absl::MutexLock l(&mu_);
+    open_streams_.erase(stream);
+  }
+  delete stream;
+}
+
+void GrpcNodeTransport::CompleteItemLocked(
+    StreamItem* item,
+    absl::StatusOr<shutter::v1::CreateCheckpointResponse> result) {
+  item->stream->pending.erase(item->call_id);
+  item->stream = nullptr;
+  deadlines_.erase({item->deadline, item});
+  item->result = std::move(result);
+  finished_.push_back(item);
+}
+
+void GrpcNodeTransport::KeepDeadlines() {
+  absl::MutexLock l(&mu_);
+  while (!stopped_) {
+    const absl::Time next =
+        deadlines_.empty() ? absl::InfiniteFuture() : deadlines_.begin()->first;
+    const uint64_t seen = deadlines_changed_;
+    auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopped_ || deadlines_changed_ != seen;
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&changed), next);
+    const absl::Time now = absl::Now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      StreamItem* item = deadlines_.begin()->second;
+      CompleteItemLocked(
+          item, absl::DeadlineExceededError(
+                    absl::StrCat("no answer from node ", item->stream->address,
+                                 " before the deadline")));
+    }
+  }
 }
 
 void GrpcNodeTransport::RestorePartition(
@@ -241,9 +525,11 @@ void GrpcNodeTransport::Shutdown() {
   {
     absl::MutexLock l(&mu_);
     shutdown_ = true;
-    for (CallBase* c : in_flight_) c->ctx.TryCancel();
+    for (CallBase* c : in_flight_) c->Cancel();
+    for (CheckpointStream* s : open_streams_) s->ctx.TryCancel();
     auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return in_flight_.empty() && cancels_in_flight_ == 0;
+      return in_flight_.empty() && cancels_in_flight_ == 0 &&
+             open_streams_.empty();
     };
     mu_.Await(absl::Condition(&idle));
     if (stopped_) return;  // an earlier Shutdown joined the threads
@@ -253,6 +539,7 @@ void GrpcNodeTransport::Shutdown() {
   }
   own_queue_.reset();
   for (std::thread& t : callback_threads_) t.join();
+  deadline_thread_.join();
 }
 
 }  // namespace shutter::controller

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -78,9 +79,17 @@ class NodeTransport {
 };
 
 // NodeTransport over gRPC: one channel per node address, reused; gRPC's
-// async API, so no thread blocks on a call. Completions come through a
-// queue: the controller's (ControllerGate::queue(), whose one thread also
-// serves the heartbeat streams and is the only one polling the process'
+// async API, so no thread blocks on a call. Checkpoints go over one
+// NodeService.CheckpointStream per node, opened at the first and kept
+// while the transport lives (a stream message costs less than a unary
+// call); a node that answers the stream UNIMPLEMENTED gets unary
+// CreateCheckpoint calls from then on (its requests on the stream are
+// sent again that way). A stream that breaks fails its requests with
+// UNAVAILABLE and no reason (never answered, so retried); the next
+// checkpoint opens a new one. Deadlines of streamed requests are kept by
+// a thread of the transport that sleeps until the earliest. Completions come
+// through a queue: the controller's (ControllerGate::queue(), whose one thread
+// also serves the heartbeat streams and is the only one polling the process'
 // connections), or one of the transport's own with a thread to drain it.
 // The callbacks run on a few callback threads of the transport, so that
 // one that blocks (an answer checked with a HEAD on S3) delays neither
@@ -134,6 +143,30 @@ class GrpcNodeTransport : public NodeTransport {
   struct CallBase;
   template <typename Request, typename Response>
   struct Call;
+  struct StreamItem;        // a checkpoint asked over a stream
+  struct CheckpointStream;  // one per node address
+  // Sends `item` on the address' stream, opening one if there is none.
+  void SendOnStreamLocked(const std::string& address, StreamItem* item)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteLocked(CheckpointStream* stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The queue thread's events of a stream.
+  void OnStreamStarted(CheckpointStream* stream, bool ok)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnStreamWritten(CheckpointStream* stream, bool ok)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnStreamRead(CheckpointStream* stream, bool ok) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnStreamFinished(CheckpointStream* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  // No more reads or writes will complete: asks for the final status once.
+  void EndStreamLocked(CheckpointStream* stream)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `item` has its result: off its stream and the deadlines, to a callback
+  // thread.
+  void CompleteItemLocked(
+      StreamItem* item,
+      absl::StatusOr<shutter::v1::CreateCheckpointResponse> result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fails streamed requests whose deadline passed.
+  void KeepDeadlines() ABSL_LOCKS_EXCLUDED(mu_);
   shutter::v1::NodeService::Stub* StubLocked(const std::string& address)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts a call that ends with `done`, tracked for Shutdown. `prepare`
@@ -171,6 +204,17 @@ class GrpcNodeTransport : public NodeTransport {
   int cancels_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Calls whose Finish completed, for the callback threads.
   std::deque<CallBase*> finished_ ABSL_GUARDED_BY(mu_);
+  // The stream each address' checkpoints go on (absent until the first,
+  // and after one broke); every stream whose final status has not come
+  // back yet; addresses that do not serve streams.
+  std::map<std::string, CheckpointStream*> streams_ ABSL_GUARDED_BY(mu_);
+  std::set<CheckpointStream*> open_streams_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> unary_only_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_call_id_ ABSL_GUARDED_BY(mu_) = 0;
+  // Streamed requests by deadline; bumped when the earliest one changes.
+  std::set<std::pair<absl::Time, StreamItem*>> deadlines_ ABSL_GUARDED_BY(mu_);
+  uint64_t deadlines_changed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread deadline_thread_;
 };
 
 }  // namespace shutter::controller

@@ -1,5 +1,6 @@
 #include "node/node.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <functional>
@@ -339,7 +340,19 @@ void Node::Shutdown() {
     }
   }
   if (p.server) {
-    StopGrpcServer(*p.server, clean ? kShutdownGrace : absl::ZeroDuration());
+    // Checkpoints asked over streams are waited for as unary calls are,
+    // within the same grace period.
+    const absl::Duration grace = clean ? kShutdownGrace : absl::ZeroDuration();
+    const absl::Time deadline = absl::Now() + grace;
+    if (p.node_service && !p.node_service->stream_calls().WaitIdle(grace)) {
+      spdlog::warn(
+          "{} streamed checkpoint(s) still running after the {} "
+          "grace period; cancelling them",
+          p.node_service->stream_calls().in_flight(),
+          absl::FormatDuration(grace));
+    }
+    StopGrpcServer(*p.server,
+                   std::max(absl::ZeroDuration(), deadline - absl::Now()));
   }
   if (p.taker) p.taker->Shutdown();
   if (p.restorer) p.restorer->Shutdown();

@@ -5,6 +5,7 @@
 #include "common/error_reason.h"
 #include "common/ids.h"
 #include "common/rpc.h"
+#include "node/checkpoint_stream.h"
 
 namespace shutter::node {
 
@@ -127,6 +128,30 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
         reactor->Finish(ToGrpcStatus(result.status(), ctx));
       });
   return reactor;
+}
+
+grpc::ServerBidiReactor<CheckpointStreamRequest, CheckpointStreamResponse>*
+NodeServiceImpl::CheckpointStream(grpc::CallbackServerContext* ctx) {
+  if (absl::Status d = authz_->CheckController(*ctx, "CheckpointStream");
+      !d.ok()) {
+    return RefuseCheckpointStream(ToGrpcStatus(d));
+  }
+  return ServeCheckpointStream(
+      [this](const CreateCheckpointRequest& request, CheckpointAnswer answer) {
+        if (absl::Status t =
+                AdmitTerm(request.controller_term(), "CreateCheckpoint");
+            !t.ok()) {
+          std::move(answer)(t);
+          return;
+        }
+        taker_->CreateCheckpoint(
+            request, [answer = std::move(answer), m = metrics_](
+                         absl::StatusOr<CreateCheckpointResponse> r) mutable {
+              if (m != nullptr) RecordCheckpoint(m, r);
+              std::move(answer)(std::move(r));
+            });
+      },
+      stream_calls_);
 }
 
 grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "common/metrics.h"
+#include "common/rpc.h"
 #include "common/security.h"
 #include "node/checkpoint_taker.h"
 #include "node/controller_term.h"
@@ -53,6 +54,16 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
       const shutter::v1::CreateCheckpointRequest* request,
       shutter::v1::CreateCheckpointResponse* response) override;
 
+  // Each request as CreateCheckpoint (node.proto); counted in
+  // stream_calls() until answered.
+  grpc::ServerBidiReactor<shutter::v1::CheckpointStreamRequest,
+                          shutter::v1::CheckpointStreamResponse>*
+  CheckpointStream(grpc::CallbackServerContext* ctx) override;
+
+  // The checkpoints asked over streams and not answered yet (shutdown
+  // waits for them as for unary calls).
+  const CallTracker& stream_calls() const { return *stream_calls_; }
+
   grpc::ServerUnaryReactor* GetNodeStats(
       grpc::CallbackServerContext* ctx,
       const shutter::v1::GetNodeStatsRequest* request,
@@ -100,6 +111,8 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
   const std::shared_ptr<const Authorizer> authz_;
   const bool test_hooks_;
   metrics::Registry* const metrics_;  // may be null
+  const std::shared_ptr<CallTracker> stream_calls_ =
+      std::make_shared<CallTracker>();
 };
 
 // gRPC PartitionData over a NodeHost (sync API: RocksDB calls block).

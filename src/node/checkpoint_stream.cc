@@ -1,0 +1,158 @@
+#include "node/checkpoint_stream.h"
+
+#include <deque>
+#include <utility>
+
+#include "absl/synchronization/mutex.h"
+#include "common/error_reason.h"
+
+namespace shutter::node {
+
+using shutter::v1::CheckpointStreamRequest;
+using shutter::v1::CheckpointStreamResponse;
+using shutter::v1::CreateCheckpointResponse;
+
+namespace {
+
+using Reactor =
+    grpc::ServerBidiReactor<CheckpointStreamRequest, CheckpointStreamResponse>;
+
+class StreamReactor final : public Reactor {
+ public:
+  StreamReactor(CheckpointHandler handle, std::shared_ptr<CallTracker> calls)
+      : handle_(std::move(handle)),
+        calls_(std::move(calls)),
+        shared_(std::make_shared<Shared>()) {
+    shared_->reactor = this;
+    StartRead(&incoming_);
+  }
+
+  void OnReadDone(bool ok) override {
+    CheckpointStreamRequest request;
+    {
+      absl::MutexLock l(&shared_->mu);
+      if (!ok) {  // the caller closed its side, or the stream broke
+        reads_done_ = true;
+        MaybeFinishLocked();
+        return;
+      }
+      ++unanswered_;
+      request = std::move(incoming_);
+      incoming_.Clear();
+      StartRead(&incoming_);
+    }
+    if (calls_) calls_->Begin();
+    handle_(request.checkpoint(),
+            [shared = shared_, calls = calls_, id = request.call_id()](
+                absl::StatusOr<CreateCheckpointResponse> r) {
+              CheckpointStreamResponse resp;
+              resp.set_call_id(id);
+              if (r.ok()) {
+                *resp.mutable_checkpoint() = std::move(r).value();
+              } else {
+                resp.set_code(static_cast<int>(r.status().code()));
+                resp.set_message(std::string(r.status().message()));
+                if (ErrorReason reason = GetErrorReason(r.status());
+                    reason != ErrorReason::kUnspecified) {
+                  resp.set_error_reason(std::string(ErrorReasonName(reason)));
+                }
+              }
+              {
+                absl::MutexLock l(&shared->mu);
+                if (shared->reactor != nullptr) {
+                  shared->reactor->AnswerLocked(std::move(resp));
+                }
+              }
+              if (calls) calls->End();
+            });
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock l(&shared_->mu);
+    writing_ = false;
+    if (finished_) return;
+    if (!ok) {  // the stream broke: nothing more can be written
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    outgoing_.pop_front();
+    MaybeWriteLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock l(&shared_->mu);
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "caller went away"));
+  }
+
+  void OnDone() override {
+    {
+      // Answers still to come are dropped from now on.
+      absl::MutexLock l(&shared_->mu);
+      shared_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  // What outlives the reactor: the answers' way to it, and its lock.
+  struct Shared {
+    absl::Mutex mu;
+    StreamReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  void AnswerLocked(CheckpointStreamResponse resp) {
+    if (finished_) return;
+    --unanswered_;
+    outgoing_.push_back(std::move(resp));
+    MaybeWriteLocked();
+  }
+
+  void MaybeWriteLocked() {
+    if (writing_ || finished_ || outgoing_.empty()) return;
+    writing_ = true;
+    StartWrite(&outgoing_.front());
+  }
+
+  void MaybeFinishLocked() {
+    if (reads_done_ && unanswered_ == 0 && outgoing_.empty() && !writing_) {
+      FinishLocked(grpc::Status::OK);
+    }
+  }
+
+  void FinishLocked(const grpc::Status& status) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  const CheckpointHandler handle_;
+  const std::shared_ptr<CallTracker> calls_;
+  const std::shared_ptr<Shared> shared_;
+  // Guarded by shared_->mu (not annotated: the lock lives in `shared_`).
+  CheckpointStreamRequest incoming_;
+  std::deque<CheckpointStreamResponse> outgoing_;  // front: being written
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool finished_ = false;
+  int unanswered_ = 0;
+};
+
+class Refused final : public Reactor {
+ public:
+  explicit Refused(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+Reactor* ServeCheckpointStream(CheckpointHandler handle,
+                               std::shared_ptr<CallTracker> calls) {
+  return new StreamReactor(std::move(handle), std::move(calls));
+}
+
+Reactor* RefuseCheckpointStream(const grpc::Status& status) {
+  return new Refused(status);
+}
+
+}  // namespace shutter::node
