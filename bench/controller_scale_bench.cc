@@ -232,7 +232,7 @@ class FakeNodes final : public NodeService::CallbackService {
     }
     return shutter::node::ServeCheckpointStream(
         [this](const CreateCheckpointRequest& req,
-               shutter::node::CheckpointAnswer answer) {
+               shutter::node::CheckpointReply answer) {
           Take(req, [answer = std::move(answer)](
                         CreateCheckpointResponse r) mutable {
             std::move(answer)(std::move(r));

@@ -51,6 +51,9 @@ struct GrpcNodeTransport::Call : CallBase {
   std::string address;
 };
 
+// Requests per message on a checkpoint stream (each is ~100 bytes).
+constexpr int kMaxCallsPerMessage = 256;
+
 // A checkpoint asked over a stream: its result comes from the stream's
 // reads, its deadline from KeepDeadlines.
 struct GrpcNodeTransport::StreamItem : CallBase {
@@ -101,7 +104,8 @@ struct GrpcNodeTransport::CheckpointStream {
       rw;
   // Guarded by the transport's mu_.
   std::map<uint64_t, StreamItem*> pending;  // asked, not answered
-  std::deque<shutter::v1::CheckpointStreamRequest> outgoing;  // front: written
+  // Front: being written (when `writing`); the back takes new requests.
+  std::deque<shutter::v1::CheckpointStreamRequest> outgoing;
   shutter::v1::CheckpointStreamResponse incoming;
   grpc::Status status;
   bool started = false;
@@ -292,10 +296,15 @@ void GrpcNodeTransport::SendOnStreamLocked(const std::string& address,
   stream->pending.emplace(item->call_id, item);
   auto [it, inserted] = deadlines_.emplace(item->deadline, item);
   if (it == deadlines_.begin()) ++deadlines_changed_;
-  shutter::v1::CheckpointStreamRequest message;
-  message.set_call_id(item->call_id);
-  *message.mutable_checkpoint() = item->request;
-  stream->outgoing.push_back(std::move(message));
+  // Into the message after the one being written: what is asked while a
+  // write is in flight (or before the stream started) goes out together.
+  const bool open = !stream->outgoing.empty() &&
+                    !(stream->writing && stream->outgoing.size() == 1) &&
+                    stream->outgoing.back().calls_size() < kMaxCallsPerMessage;
+  if (!open) stream->outgoing.emplace_back();
+  shutter::v1::CheckpointCall* call = stream->outgoing.back().add_calls();
+  call->set_call_id(item->call_id);
+  *call->mutable_checkpoint() = item->request;
   WriteLocked(stream);
 }
 
@@ -340,25 +349,24 @@ void GrpcNodeTransport::OnStreamRead(CheckpointStream* stream, bool ok) {
     return;
   }
   stream->answered = true;
-  shutter::v1::CheckpointStreamResponse& r = stream->incoming;
-  auto it = stream->pending.find(r.call_id());
-  if (it != stream->pending.end()) {  // else: its deadline passed
+  for (shutter::v1::CheckpointAnswer& r : *stream->incoming.mutable_answers()) {
+    auto it = stream->pending.find(r.call_id());
+    if (it == stream->pending.end()) continue;  // its deadline passed
     StreamItem* item = it->second;
     if (r.code() == 0) {
       CompleteItemLocked(item, std::move(*r.mutable_checkpoint()));
-    } else {
-      const int code = r.code();
-      absl::Status s(code > 0 && code <= 16
-                         ? static_cast<absl::StatusCode>(code)
-                         : absl::StatusCode::kUnknown,
-                     r.message());
-      if (!r.error_reason().empty()) {
-        s = WithReason(std::move(s), ErrorReasonFromName(r.error_reason()));
-      }
-      CompleteItemLocked(item, std::move(s));
+      continue;
     }
+    const int code = r.code();
+    absl::Status s(code > 0 && code <= 16 ? static_cast<absl::StatusCode>(code)
+                                          : absl::StatusCode::kUnknown,
+                   r.message());
+    if (!r.error_reason().empty()) {
+      s = WithReason(std::move(s), ErrorReasonFromName(r.error_reason()));
+    }
+    CompleteItemLocked(item, std::move(s));
   }
-  r.Clear();
+  stream->incoming.Clear();
   if (stream->broken) {
     EndStreamLocked(stream);
     return;

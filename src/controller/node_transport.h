@@ -82,8 +82,9 @@ class NodeTransport {
 // async API, so no thread blocks on a call. Checkpoints go over one
 // NodeService.CheckpointStream per node, opened at the first and kept
 // while the transport lives (a stream message costs less than a unary
-// call); a node that answers the stream UNIMPLEMENTED gets unary
-// CreateCheckpoint calls from then on (its requests on the stream are
+// call, and what is asked while a message is being written goes out
+// together in the next); a node that answers the stream UNIMPLEMENTED gets
+// unary CreateCheckpoint calls from then on (its requests on the stream are
 // sent again that way). A stream that breaks fails its requests with
 // UNAVAILABLE and no reason (never answered, so retried); the next
 // checkpoint opens a new one. Deadlines of streamed requests are kept by

@@ -8,6 +8,8 @@
 
 namespace shutter::node {
 
+using shutter::v1::CheckpointAnswer;
+using shutter::v1::CheckpointCall;
 using shutter::v1::CheckpointStreamRequest;
 using shutter::v1::CheckpointStreamResponse;
 using shutter::v1::CreateCheckpointResponse;
@@ -16,6 +18,10 @@ namespace {
 
 using Reactor =
     grpc::ServerBidiReactor<CheckpointStreamRequest, CheckpointStreamResponse>;
+
+// Bounds of one message of answers (a manifest can list many files).
+constexpr int kMaxAnswersPerMessage = 256;
+constexpr size_t kMaxBytesPerMessage = 1 << 20;
 
 class StreamReactor final : public Reactor {
  public:
@@ -28,7 +34,7 @@ class StreamReactor final : public Reactor {
   }
 
   void OnReadDone(bool ok) override {
-    CheckpointStreamRequest request;
+    google::protobuf::RepeatedPtrField<CheckpointCall> calls;
     {
       absl::MutexLock l(&shared_->mu);
       if (!ok) {  // the caller closed its side, or the stream broke
@@ -36,35 +42,38 @@ class StreamReactor final : public Reactor {
         MaybeFinishLocked();
         return;
       }
-      ++unanswered_;
-      request = std::move(incoming_);
+      unanswered_ += incoming_.calls_size();
+      calls.Swap(incoming_.mutable_calls());
       incoming_.Clear();
       StartRead(&incoming_);
     }
-    if (calls_) calls_->Begin();
-    handle_(request.checkpoint(),
-            [shared = shared_, calls = calls_, id = request.call_id()](
-                absl::StatusOr<CreateCheckpointResponse> r) {
-              CheckpointStreamResponse resp;
-              resp.set_call_id(id);
-              if (r.ok()) {
-                *resp.mutable_checkpoint() = std::move(r).value();
-              } else {
-                resp.set_code(static_cast<int>(r.status().code()));
-                resp.set_message(std::string(r.status().message()));
-                if (ErrorReason reason = GetErrorReason(r.status());
-                    reason != ErrorReason::kUnspecified) {
-                  resp.set_error_reason(std::string(ErrorReasonName(reason)));
-                }
+    for (const CheckpointCall& call : calls) {
+      if (calls_) calls_->Begin();
+      handle_(
+          call.checkpoint(),
+          [shared = shared_, calls = calls_,
+           id = call.call_id()](absl::StatusOr<CreateCheckpointResponse> r) {
+            CheckpointAnswer answer;
+            answer.set_call_id(id);
+            if (r.ok()) {
+              *answer.mutable_checkpoint() = std::move(r).value();
+            } else {
+              answer.set_code(static_cast<int>(r.status().code()));
+              answer.set_message(std::string(r.status().message()));
+              if (ErrorReason reason = GetErrorReason(r.status());
+                  reason != ErrorReason::kUnspecified) {
+                answer.set_error_reason(std::string(ErrorReasonName(reason)));
               }
-              {
-                absl::MutexLock l(&shared->mu);
-                if (shared->reactor != nullptr) {
-                  shared->reactor->AnswerLocked(std::move(resp));
-                }
+            }
+            {
+              absl::MutexLock l(&shared->mu);
+              if (shared->reactor != nullptr) {
+                shared->reactor->AnswerLocked(std::move(answer));
               }
-              if (calls) calls->End();
-            });
+            }
+            if (calls) calls->End();
+          });
+    }
   }
 
   void OnWriteDone(bool ok) override {
@@ -101,10 +110,23 @@ class StreamReactor final : public Reactor {
     StreamReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
   };
 
-  void AnswerLocked(CheckpointStreamResponse resp) {
+  // Queues `answer`: into the message after the one being written (so
+  // what comes while a write is in flight goes out together), up to a
+  // bound per message.
+  void AnswerLocked(CheckpointAnswer answer) {
     if (finished_) return;
     --unanswered_;
-    outgoing_.push_back(std::move(resp));
+    const size_t bytes = answer.ByteSizeLong();
+    const bool open = !outgoing_.empty() &&
+                      !(writing_ && outgoing_.size() == 1) &&
+                      outgoing_.back().answers_size() < kMaxAnswersPerMessage &&
+                      back_bytes_ + bytes <= kMaxBytesPerMessage;
+    if (!open) {
+      outgoing_.emplace_back();
+      back_bytes_ = 0;
+    }
+    *outgoing_.back().add_answers() = std::move(answer);
+    back_bytes_ += bytes;
     MaybeWriteLocked();
   }
 
@@ -132,6 +154,7 @@ class StreamReactor final : public Reactor {
   // Guarded by shared_->mu (not annotated: the lock lives in `shared_`).
   CheckpointStreamRequest incoming_;
   std::deque<CheckpointStreamResponse> outgoing_;  // front: being written
+  size_t back_bytes_ = 0;  // of the answers in outgoing_.back()
   bool writing_ = false;
   bool reads_done_ = false;
   bool finished_ = false;

@@ -16,16 +16,17 @@ namespace shutter::node {
 // handling: reads requests as they come, hands each to `handle` with a
 // callback that answers it (once, from any thread, at any time: an answer
 // that comes after the stream is over is dropped), and writes the answers
-// in the order they are given, one write in flight at a time. The stream
+// in the order they are given, one message in flight at a time: answers
+// given while one is being written go out together in the next. The stream
 // ends OK once the caller has closed its side and every request is
 // answered; when the caller goes away it ends at once. `calls`, if not
 // null, counts each request as a call in flight until it is answered (so
 // a node's shutdown waits for checkpoints asked over streams as for unary
 // calls).
-using CheckpointAnswer = absl::AnyInvocable<
+using CheckpointReply = absl::AnyInvocable<
     void(absl::StatusOr<shutter::v1::CreateCheckpointResponse>) &&>;
 using CheckpointHandler = std::function<void(
-    const shutter::v1::CreateCheckpointRequest&, CheckpointAnswer)>;
+    const shutter::v1::CreateCheckpointRequest&, CheckpointReply)>;
 
 grpc::ServerBidiReactor<shutter::v1::CheckpointStreamRequest,
                         shutter::v1::CheckpointStreamResponse>*

@@ -137,7 +137,7 @@ NodeServiceImpl::CheckpointStream(grpc::CallbackServerContext* ctx) {
     return RefuseCheckpointStream(ToGrpcStatus(d));
   }
   return ServeCheckpointStream(
-      [this](const CreateCheckpointRequest& request, CheckpointAnswer answer) {
+      [this](const CreateCheckpointRequest& request, CheckpointReply answer) {
         if (absl::Status t =
                 AdmitTerm(request.controller_term(), "CreateCheckpoint");
             !t.ok()) {

@@ -61,7 +61,7 @@ class ScriptedNode final : public v1::NodeService::CallbackService {
           grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no streams here"));
     }
     return node::ServeCheckpointStream(
-        [this](const CreateCheckpointRequest& req, node::CheckpointAnswer a) {
+        [this](const CreateCheckpointRequest& req, node::CheckpointReply a) {
           Hold(req, std::move(a));
         });
   }
@@ -78,7 +78,7 @@ class ScriptedNode final : public v1::NodeService::CallbackService {
   // Answers partition `p`'s checkpoint with `r` (a manifest naming `p`
   // when OK).
   void Answer(uint32_t p, absl::Status r = absl::OkStatus()) {
-    node::CheckpointAnswer answer;
+    node::CheckpointReply answer;
     {
       absl::MutexLock l(&mu_);
       auto it = held_.find(p);
@@ -99,7 +99,7 @@ class ScriptedNode final : public v1::NodeService::CallbackService {
   int streams_opened() const { return streams_opened_; }
 
  private:
-  void Hold(const CreateCheckpointRequest& req, node::CheckpointAnswer a) {
+  void Hold(const CreateCheckpointRequest& req, node::CheckpointReply a) {
     absl::MutexLock l(&mu_);
     held_[req.partition_id()] = std::move(a);
   }
@@ -108,7 +108,7 @@ class ScriptedNode final : public v1::NodeService::CallbackService {
   std::atomic<int> unary_calls_{0};
   std::atomic<int> streams_opened_{0};
   absl::Mutex mu_;
-  std::map<uint32_t, node::CheckpointAnswer> held_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, node::CheckpointReply> held_ ABSL_GUARDED_BY(mu_);
 };
 
 // The results the transport's callbacks delivered, by partition.
@@ -307,6 +307,48 @@ TEST(NodeTransportTest, ShutdownEndsStreamedRequestsWithCancelled) {
   node.Answer(1);
   node.Answer(2);
   for (uint32_t p : {1, 2, 3}) EXPECT_EQ(results.Calls(p), 1);
+}
+
+// The node's side from a plain client: several requests in one message,
+// answers (batched or not) each once by call id, and the stream ends OK
+// once the client closed its side and everything is answered.
+TEST(NodeTransportTest, TheNodeSideAnswersEveryCallOfAMessageAndEndsCleanly) {
+  ScriptedNode node(/*streams=*/true);
+  Served served(&node);
+  auto stub = v1::NodeService::NewStub(MakeChannel(served.address));
+  grpc::ClientContext ctx;
+  auto stream = stub->CheckpointStream(&ctx);
+  CheckpointStreamRequest message;
+  for (uint32_t p : {7, 8, 9}) {
+    v1::CheckpointCall* call = message.add_calls();
+    call->set_call_id(100 + p);
+    *call->mutable_checkpoint() = Ask(p);
+  }
+  ASSERT_TRUE(stream->Write(message));
+  ASSERT_TRUE(node.WaitHeld(3));
+  ASSERT_TRUE(stream->WritesDone());
+  node.Answer(9);
+  node.Answer(7, WithReason(absl::UnavailableError("draining"),
+                            ErrorReason::kNodeUnavailable));
+  node.Answer(8);
+  std::map<uint64_t, v1::CheckpointAnswer> answers;
+  int messages = 0;
+  CheckpointStreamResponse response;
+  while (stream->Read(&response)) {
+    ++messages;
+    for (const v1::CheckpointAnswer& a : response.answers()) {
+      EXPECT_TRUE(answers.emplace(a.call_id(), a).second) << a.call_id();
+    }
+  }
+  EXPECT_OK(FromGrpcStatus(stream->Finish()));
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_LE(messages, 3);
+  EXPECT_EQ(answers[109].code(), 0);
+  EXPECT_EQ(answers[109].checkpoint().manifest().partition_id(), 9u);
+  EXPECT_EQ(answers[108].checkpoint().manifest().partition_id(), 8u);
+  EXPECT_EQ(answers[107].code(), static_cast<int>(grpc::UNAVAILABLE));
+  EXPECT_EQ(answers[107].message(), "draining");
+  EXPECT_EQ(answers[107].error_reason(), "NODE_UNAVAILABLE");
 }
 
 }  // namespace
