@@ -1234,6 +1234,8 @@ int main(int argc, char** argv) {
       scenarios.push_back({"S4", 10000, 10, 4, 0, false, 10});
       // Issue 21's 100,000 partitions on 1,000 nodes.
       scenarios.push_back({"S5", 1000, 100, 4, 0, false, 10});
+      scenarios.push_back(
+          {"S5U", 1000, 100, 4, 0, false, 10, 0, false, false, true});
     }
   }
   Bench bench(controller_bin, 1000);
@@ -1367,7 +1369,9 @@ int main(int argc, char** argv) {
   // Checkpoints over one stream per node against unary calls (issue 21,
   // targets 1 and 2), each pair from this run.
   for (const auto& [streamed, unary] :
-       {std::pair<std::string, std::string>{"S2", "S2U"}, {"S3", "S3U"}}) {
+       {std::pair<std::string, std::string>{"S2", "S2U"},
+        {"S3", "S3U"},
+        {"S5", "S5U"}}) {
     if (!has(streamed) || !has(unary)) continue;
     const Result& a = results[streamed];
     const Result& b = results[unary];
