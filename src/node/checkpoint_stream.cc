@@ -37,7 +37,10 @@ class StreamReactor final : public Reactor {
     google::protobuf::RepeatedPtrField<CheckpointCall> calls;
     {
       absl::MutexLock l(&shared_->mu);
-      if (!ok) {  // the caller closed its side, or the stream broke
+      // !ok: the caller closed its side, or the stream broke. Finished
+      // (the caller went away): nothing more is read, and what this
+      // message asked could not be answered anyway.
+      if (!ok || finished_) {
         reads_done_ = true;
         MaybeFinishLocked();
         return;
