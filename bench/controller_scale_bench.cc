@@ -217,8 +217,8 @@ class FakeNodes final : public NodeService::CallbackService {
       grpc::CallbackServerContext* ctx, const CreateCheckpointRequest* req,
       CreateCheckpointResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    Take(*req, [reactor, resp](CreateCheckpointResponse r) {
-      *resp = std::move(r);
+    Take(*req, [reactor, resp](absl::StatusOr<CreateCheckpointResponse> r) {
+      *resp = *std::move(r);  // a fake answers every request
       reactor->Finish(grpc::Status::OK);
     });
     return reactor;
@@ -232,17 +232,14 @@ class FakeNodes final : public NodeService::CallbackService {
     }
     return shutter::node::ServeCheckpointStream(
         [this](const CreateCheckpointRequest& req,
-               shutter::node::CheckpointReply answer) {
-          Take(req, [answer = std::move(answer)](
-                        CreateCheckpointResponse r) mutable {
-            std::move(answer)(std::move(r));
-          });
+               shutter::node::CheckpointReply reply) {
+          Take(req, std::move(reply));
         });
   }
 
   // Publishes `req` (after the delay) and passes the answer to `done`.
   void Take(const CreateCheckpointRequest& request,
-            absl::AnyInvocable<void(CreateCheckpointResponse)> done) {
+            shutter::node::CheckpointReply done) {
     {
       absl::MutexLock l(&calls_mu_);
       ++calls_[{request.snapshot_id(), request.partition_id()}];
@@ -279,7 +276,7 @@ class FakeNodes final : public NodeService::CallbackService {
         resp.set_manifest_bytes(encoded.size());
       }
       --in_flight_;
-      done(std::move(resp));
+      std::move(done)(std::move(resp));
     };
     if (delay_ <= absl::ZeroDuration()) {
       answer();
@@ -326,6 +323,28 @@ double ProcessCpuSeconds(pid_t pid) {
   std::vector<std::string> f = absl::StrSplit(rest, ' ');
   if (f.size() < 13) return 0;
   return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
+}
+
+// A controller's command line for the benchmark: insecure on an ephemeral
+// loopback port (written to tmp/controller.port), its state under `tmp`,
+// nodes dead only after a minute, warnings only.
+std::vector<std::string> ControllerArgs(const std::string& bin,
+                                        const shutter::testing::TempDir& tmp,
+                                        const std::string& repo) {
+  return {bin,
+          "--insecure",
+          "--listen",
+          "127.0.0.1:0",
+          "--port-file",
+          tmp.Sub("controller.port"),
+          "--data-dir",
+          tmp.Sub("controller"),
+          "--repository",
+          repo,
+          "--node-dead-after-ms",
+          "60000",
+          "--log-level",
+          "warn"};
 }
 
 // Starts a one-member etcd under `tmp` and adds the controller flag that
@@ -461,24 +480,10 @@ class Bench {
     if (!server.ok()) Die(server.status().ToString());
 
     std::unique_ptr<shutter::testing::EtcdTestServer> etcd;
-    std::vector<std::string> args = {controller_bin_,
-                                     "--insecure",
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--port-file",
-                                     tmp.Sub("controller.port"),
-                                     "--data-dir",
-                                     tmp.Sub("controller"),
-                                     "--repository",
-                                     repo,
-                                     "--node-dead-after-ms",
-                                     "60000",
-                                     "--heartbeat-interval-ms",
-                                     absl::StrCat(heartbeat_ms_),
-                                     "--rpc-timeout-ms",
-                                     "600000",
-                                     "--log-level",
-                                     "warn"};
+    std::vector<std::string> args = ControllerArgs(controller_bin_, tmp, repo);
+    args.insert(args.end(),
+                {"--heartbeat-interval-ms", absl::StrCat(heartbeat_ms_),
+                 "--rpc-timeout-ms", "600000"});
     std::string console_url;
     if (sc.console) {
       auto cport = shutter::testing::PickFreePort();
@@ -988,20 +993,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   std::unique_ptr<shutter::testing::EtcdTestServer> etcd;
   shutter::testing::Subprocess controller;
   const std::string port_file = tmp.Sub("controller.port");
-  std::vector<std::string> args = {controller_bin,
-                                   "--insecure",
-                                   "--listen",
-                                   "127.0.0.1:0",
-                                   "--port-file",
-                                   port_file,
-                                   "--data-dir",
-                                   tmp.Sub("controller"),
-                                   "--repository",
-                                   repo,
-                                   "--node-dead-after-ms",
-                                   "60000",
-                                   "--log-level",
-                                   "warn"};
+  std::vector<std::string> args = ControllerArgs(controller_bin, tmp, repo);
   if (on_etcd) etcd = StartJobStoreEtcd(tmp, &args);
   absl::Status started = controller.Start(args, tmp.Sub("controller.log"));
   if (!started.ok()) Die(started.ToString());

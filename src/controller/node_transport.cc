@@ -81,17 +81,6 @@ struct GrpcNodeTransport::CheckpointStream {
     CheckpointStream* const stream_;
     void (GrpcNodeTransport::*const on_)(CheckpointStream*, bool);
   };
-  class FinishOp final : public QueueTag {
-   public:
-    explicit FinishOp(CheckpointStream* s) : stream_(s) {}
-    void Proceed(bool) override {
-      stream_->transport->OnStreamFinished(stream_);
-    }
-
-   private:
-    CheckpointStream* const stream_;
-  };
-
   CheckpointStream(GrpcNodeTransport* t, std::string a)
       : transport(t), address(std::move(a)) {}
 
@@ -117,7 +106,7 @@ struct GrpcNodeTransport::CheckpointStream {
   Op started_tag{this, &GrpcNodeTransport::OnStreamStarted};
   Op write_tag{this, &GrpcNodeTransport::OnStreamWritten};
   Op read_tag{this, &GrpcNodeTransport::OnStreamRead};
-  FinishOp finish_tag{this};
+  Op finish_tag{this, &GrpcNodeTransport::OnStreamFinished};
 };
 
 GrpcNodeTransport::GrpcNodeTransport(uint64_t term,
@@ -215,9 +204,8 @@ void GrpcNodeTransport::StartCall(
   call->request = request;
   call->request.set_controller_term(term_);
   call->done = std::move(done);
-  if (may_send_ && !may_send_()) {
-    std::move(call->done)(absl::UnavailableError(
-        "this controller no longer leads: nothing is sent to nodes"));
+  if (absl::Status deposed = CheckMaySend(); !deposed.ok()) {
+    std::move(call->done)(std::move(deposed));
     delete call;
     return;
   }
@@ -249,16 +237,13 @@ void GrpcNodeTransport::CreateCheckpoint(
     const std::string& address,
     const shutter::v1::CreateCheckpointRequest& request, absl::Duration timeout,
     Callback done) {
-  if (may_send_ && !may_send_()) {
-    std::move(done)(absl::UnavailableError(
-        "this controller no longer leads: nothing is sent to nodes"));
+  if (absl::Status deposed = CheckMaySend(); !deposed.ok()) {
+    std::move(done)(std::move(deposed));
     return;
   }
-  bool shut = false;
   {
     absl::MutexLock l(&mu_);
-    shut = shutdown_;
-    if (!shut && !unary_only_.count(address)) {
+    if (!shutdown_ && !unary_only_.count(address)) {
       auto* item = new StreamItem(this);
       item->request = request;
       item->request.set_controller_term(term_);
@@ -268,16 +253,26 @@ void GrpcNodeTransport::CreateCheckpoint(
       return;
     }
   }
-  if (shut) {
-    std::move(done)(absl::CancelledError("controller is shutting down"));
-    return;
-  }
+  // A node without streams; after Shutdown, this fails at once.
+  StartUnaryCheckpoint(address, request, timeout, std::move(done));
+}
+
+void GrpcNodeTransport::StartUnaryCheckpoint(
+    const std::string& address,
+    const shutter::v1::CreateCheckpointRequest& request, absl::Duration timeout,
+    Callback done) {
   StartCall<shutter::v1::CreateCheckpointRequest,
             shutter::v1::CreateCheckpointResponse>(
       address, request, timeout, std::move(done),
       [](auto* stub, auto* ctx, const auto& req, auto* cq) {
         return stub->PrepareAsyncCreateCheckpoint(ctx, req, cq);
       });
+}
+
+absl::Status GrpcNodeTransport::CheckMaySend() const {
+  if (!may_send_ || may_send_()) return absl::OkStatus();
+  return absl::UnavailableError(
+      "this controller no longer leads: nothing is sent to nodes");
 }
 
 void GrpcNodeTransport::SendOnStreamLocked(const std::string& address,
@@ -387,7 +382,7 @@ void GrpcNodeTransport::EndStreamLocked(CheckpointStream* stream) {
   stream->rw->Finish(&stream->status, &stream->finish_tag);
 }
 
-void GrpcNodeTransport::OnStreamFinished(CheckpointStream* stream) {
+void GrpcNodeTransport::OnStreamFinished(CheckpointStream* stream, bool) {
   std::vector<StreamItem*> resend;
   {
     absl::MutexLock l(&mu_);
@@ -420,14 +415,10 @@ void GrpcNodeTransport::OnStreamFinished(CheckpointStream* stream) {
                  address);
   }
   for (StreamItem* item : resend) {
-    absl::Duration left =
-        std::max(absl::ZeroDuration(), item->deadline - absl::Now());
-    StartCall<shutter::v1::CreateCheckpointRequest,
-              shutter::v1::CreateCheckpointResponse>(
-        address, item->request, left, std::move(item->done),
-        [](auto* stub, auto* ctx, const auto& req, auto* cq) {
-          return stub->PrepareAsyncCreateCheckpoint(ctx, req, cq);
-        });
+    StartUnaryCheckpoint(
+        address, item->request,
+        std::max(absl::ZeroDuration(), item->deadline - absl::Now()),
+        std::move(item->done));
     delete item;
   }
   {

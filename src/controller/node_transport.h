@@ -156,7 +156,16 @@ class GrpcNodeTransport : public NodeTransport {
   void OnStreamWritten(CheckpointStream* stream, bool ok)
       ABSL_LOCKS_EXCLUDED(mu_);
   void OnStreamRead(CheckpointStream* stream, bool ok) ABSL_LOCKS_EXCLUDED(mu_);
-  void OnStreamFinished(CheckpointStream* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  // Finish completed (always `ok`; the stream's status says how it ended).
+  void OnStreamFinished(CheckpointStream* stream, bool)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // CreateCheckpoint as a unary call (nodes without streams).
+  void StartUnaryCheckpoint(const std::string& address,
+                            const shutter::v1::CreateCheckpointRequest& request,
+                            absl::Duration timeout, Callback done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // UNAVAILABLE once `may_send_` says this term is over.
+  absl::Status CheckMaySend() const;
   // No more reads or writes will complete: asks for the final status once.
   void EndStreamLocked(CheckpointStream* stream)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -5,7 +5,6 @@
 #include "common/error_reason.h"
 #include "common/ids.h"
 #include "common/rpc.h"
-#include "node/checkpoint_stream.h"
 
 namespace shutter::node {
 
@@ -112,22 +111,29 @@ grpc::ServerUnaryReactor* NodeServiceImpl::CreateCheckpoint(
       !d.ok()) {
     return Finished(ctx, ToGrpcStatus(d));
   }
-  if (absl::Status t =
-          AdmitTerm(request->controller_term(), "CreateCheckpoint");
-      !t.ok()) {
-    return Finished(ctx, ToGrpcStatus(t, ctx));
-  }
-
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  taker_->CreateCheckpoint(
-      *request, [ctx, reactor, response, m = metrics_](
-                    absl::StatusOr<CreateCheckpointResponse> result) {
-        if (m != nullptr) RecordCheckpoint(m, result);
-        if (result.ok()) *response = std::move(result).value();
-        // The reason travels as trailing metadata (node.proto).
-        reactor->Finish(ToGrpcStatus(result.status(), ctx));
-      });
+  TakeCheckpoint(*request, [ctx, reactor, response](
+                               absl::StatusOr<CreateCheckpointResponse> r) {
+    if (r.ok()) *response = std::move(r).value();
+    // The reason travels as trailing metadata (node.proto).
+    reactor->Finish(ToGrpcStatus(r.status(), ctx));
+  });
   return reactor;
+}
+
+void NodeServiceImpl::TakeCheckpoint(const CreateCheckpointRequest& request,
+                                     CheckpointReply reply) {
+  if (absl::Status t = AdmitTerm(request.controller_term(), "CreateCheckpoint");
+      !t.ok()) {
+    std::move(reply)(std::move(t));
+    return;
+  }
+  taker_->CreateCheckpoint(
+      request, [reply = std::move(reply), m = metrics_](
+                   absl::StatusOr<CreateCheckpointResponse> r) mutable {
+        if (m != nullptr) RecordCheckpoint(m, r);
+        std::move(reply)(std::move(r));
+      });
 }
 
 grpc::ServerBidiReactor<CheckpointStreamRequest, CheckpointStreamResponse>*
@@ -137,19 +143,8 @@ NodeServiceImpl::CheckpointStream(grpc::CallbackServerContext* ctx) {
     return RefuseCheckpointStream(ToGrpcStatus(d));
   }
   return ServeCheckpointStream(
-      [this](const CreateCheckpointRequest& request, CheckpointReply answer) {
-        if (absl::Status t =
-                AdmitTerm(request.controller_term(), "CreateCheckpoint");
-            !t.ok()) {
-          std::move(answer)(t);
-          return;
-        }
-        taker_->CreateCheckpoint(
-            request, [answer = std::move(answer), m = metrics_](
-                         absl::StatusOr<CreateCheckpointResponse> r) mutable {
-              if (m != nullptr) RecordCheckpoint(m, r);
-              std::move(answer)(std::move(r));
-            });
+      [this](const CreateCheckpointRequest& request, CheckpointReply reply) {
+        TakeCheckpoint(request, std::move(reply));
       },
       stream_calls_);
 }

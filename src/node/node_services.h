@@ -6,6 +6,7 @@
 #include "common/metrics.h"
 #include "common/rpc.h"
 #include "common/security.h"
+#include "node/checkpoint_stream.h"
 #include "node/checkpoint_taker.h"
 #include "node/controller_term.h"
 #include "node/node_host.h"
@@ -102,6 +103,10 @@ class NodeServiceImpl final : public shutter::v1::NodeService::CallbackService {
  private:
   // OK, or STALE_CONTROLLER for a deposed controller's request.
   absl::Status AdmitTerm(uint64_t term, absl::string_view what);
+  // One checkpoint request, unary or streamed: the term admitted, the
+  // taker's answer counted in the metrics and passed to `reply`.
+  void TakeCheckpoint(const shutter::v1::CreateCheckpointRequest& request,
+                      CheckpointReply reply);
 
   CheckpointTaker* const taker_;
   NodeHost* const host_;
