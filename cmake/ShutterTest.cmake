@@ -2,7 +2,7 @@ find_package(GTest REQUIRED)
 include(GoogleTest)
 
 # shutter_test(NAME SOURCES... LIBS libs... [LABELS labels...] [TIMEOUT s]
-#              [COST s] [PROCESSORS n] [RESOURCE_GROUPS groups])
+#              [COST s] [PROCESSORS n] [RESOURCE_GROUPS groups] [JUMBO n])
 # Declares one GoogleTest binary and registers each of its tests with ctest.
 # COST is about how long one of its tests takes, in seconds: ctest starts
 # the costliest tests first, so in a fresh tree (no timings of an earlier
@@ -11,12 +11,20 @@ include(GoogleTest)
 # slots one of its tests takes (1 unless given), for tests that run many
 # processes at once. RESOURCE_GROUPS: what one of its tests takes from the
 # resources of tests/resources.json ("ha:1"), which ctest honours when run
-# with --resource-spec-file (scripts/test.sh does).
+# with --resource-spec-file (scripts/test.sh does). JUMBO: compile the
+# sources as n jumbo units (cmake/Jumbo.cmake), for binaries of many test
+# files whose compile time is mostly the same gtest, gRPC and protobuf
+# headers.
 function(shutter_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT;COST;PROCESSORS;RESOURCE_GROUPS"
+  cmake_parse_arguments(ARG "" "TIMEOUT;COST;PROCESSORS;RESOURCE_GROUPS;JUMBO"
                         "SOURCES;LIBS;LABELS"
                         ${ARGN})
-  add_executable(${name} ${ARG_SOURCES})
+  if(ARG_JUMBO)
+    add_executable(${name})
+    shutter_jumbo(${name} ${ARG_JUMBO} ${PROJECT_SOURCE_DIR}/tests ${ARG_SOURCES})
+  else()
+    add_executable(${name} ${ARG_SOURCES})
+  endif()
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gmock GTest::gtest GTest::gtest_main)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)

@@ -154,14 +154,14 @@ CreateCheckpointRequest Ask(uint32_t p) {
   return r;
 }
 
-struct Served {
-  explicit Served(ScriptedNode* node) {
+struct ServedNode {
+  explicit ServedNode(ScriptedNode* node) {
     auto s = StartGrpcServer("127.0.0.1:0", {node});
     EXPECT_OK(s);
     server = std::move(s).value();
     address = absl::StrCat("127.0.0.1:", server.port);
   }
-  ~Served() { Stop(); }
+  ~ServedNode() { Stop(); }
   void Stop() {
     if (server.server) StopGrpcServer(server, absl::ZeroDuration());
     server.server.reset();
@@ -172,7 +172,7 @@ struct Served {
 
 TEST(NodeTransportTest, AnswersComeBackToTheirRequestsInAnyOrderOverOneStream) {
   ScriptedNode node(/*streams=*/true);
-  Served served(&node);
+  ServedNode served(&node);
   GrpcNodeTransport transport;
   Results results;
   for (uint32_t p : {1, 2, 3}) {
@@ -209,7 +209,7 @@ TEST(NodeTransportTest, AnswersComeBackToTheirRequestsInAnyOrderOverOneStream) {
 
 TEST(NodeTransportTest, ANodeWithoutStreamsIsAskedByUnaryCalls) {
   ScriptedNode node(/*streams=*/false);
-  Served served(&node);
+  ServedNode served(&node);
   GrpcNodeTransport transport;
   Results results;
   // Both go on the stream, are refused with it, and are asked again.
@@ -238,7 +238,7 @@ TEST(NodeTransportTest, ANodeWithoutStreamsIsAskedByUnaryCalls) {
 TEST(NodeTransportTest,
      AStreamedRequestPastItsDeadlineFailsAndItsLateAnswerIsDropped) {
   ScriptedNode node(/*streams=*/true);
-  Served served(&node);
+  ServedNode served(&node);
   GrpcNodeTransport transport;
   Results results;
   const absl::Time start = absl::Now();
@@ -267,7 +267,7 @@ TEST(NodeTransportTest,
 
 TEST(NodeTransportTest, AStreamThatBreaksFailsItsRequestsAsNeverAnswered) {
   ScriptedNode node(/*streams=*/true);
-  auto served = std::make_unique<Served>(&node);
+  auto served = std::make_unique<ServedNode>(&node);
   GrpcNodeTransport transport;
   Results results;
   transport.CreateCheckpoint(served->address, Ask(1), kWait, results.For(1));
@@ -289,7 +289,7 @@ TEST(NodeTransportTest, AStreamThatBreaksFailsItsRequestsAsNeverAnswered) {
 
 TEST(NodeTransportTest, ShutdownEndsStreamedRequestsWithCancelled) {
   ScriptedNode node(/*streams=*/true);
-  Served served(&node);
+  ServedNode served(&node);
   Results results;
   {
     GrpcNodeTransport transport;
@@ -314,7 +314,7 @@ TEST(NodeTransportTest, ShutdownEndsStreamedRequestsWithCancelled) {
 // once the client closed its side and everything is answered.
 TEST(NodeTransportTest, TheNodeSideAnswersEveryCallOfAMessageAndEndsCleanly) {
   ScriptedNode node(/*streams=*/true);
-  Served served(&node);
+  ServedNode served(&node);
   auto stub = v1::NodeService::NewStub(MakeChannel(served.address));
   grpc::ClientContext ctx;
   auto stream = stub->CheckpointStream(&ctx);
