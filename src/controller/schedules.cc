@@ -16,7 +16,6 @@ using shutter::v1::Schedule;
 
 namespace {
 constexpr char kSchedulePrefix[] = "schedule/";
-constexpr size_t kMaxLabelBytes = 256;
 
 absl::Status Validate(const Schedule& s, absl::Duration min_every) {
   RETURN_IF_ERROR(CheckSafeId("schedule name", s.name()));

@@ -167,10 +167,6 @@ absl::Status CommitClusterManifest(snapshot::Repository& repo,
   return written;
 }
 
-namespace {
-constexpr size_t kMaxLabelBytes = 256;
-}  // namespace
-
 absl::StatusOr<std::string> StartSnapshot(
     JobEngine& engine, const shutter::v1::CreateSnapshotRequest& request) {
   // A repeated call (e.g. retried on a new leader): the first one's job.

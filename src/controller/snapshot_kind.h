@@ -1,6 +1,7 @@
 #ifndef SHUTTER_CONTROLLER_SNAPSHOT_KIND_H_
 #define SHUTTER_CONTROLLER_SNAPSHOT_KIND_H_
 
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <utility>
@@ -80,10 +81,13 @@ absl::Status CommitClusterManifest(snapshot::Repository& repo,
 
 class JobEngine;
 
+// The longest label a snapshot (or a schedule, for its snapshots) may have.
+inline constexpr size_t kMaxLabelBytes = 256;
+
 // The front door of snapshot jobs (AdminService.CreateSnapshot, schedules):
 // validates the request, resolves every partition's leader and submits the
 // job to `engine`. Returns the new snapshot id. INVALID_ARGUMENT for
-// unknown or repeated partition ids, or a label over 256 bytes or with
+// unknown or repeated partition ids, or a label over kMaxLabelBytes or with
 // control characters; FAILED_PRECONDITION if there are no partitions or
 // some have no usable leader (the message lists every one). On error
 // nothing is recorded or dispatched.
