@@ -68,8 +68,8 @@ fi
 # skip when it is missing (SHUTTER_REQUIRE_S3); set SHUTTER_ALLOW_NO_S3=1 to
 # let them skip locally. It runs through scripts/s3-test-server.py when
 # python3 imports moto: the same server, without a directory scan under a
-# global lock and a log line on every request (the S3 tests' moto CPU 64 ->
-# ~40 s; see that script), else as moto_server itself.
+# global lock and a log line on every request (that script says what it
+# saves), else as moto_server itself.
 if command -v moto_server >/dev/null 2>&1; then
   moto_log=$(mktemp)
   tmp_files+=("$moto_log")
