@@ -26,11 +26,6 @@ std::string FindEtcd() {
   return "";
 }
 
-// The log so far ("" before it exists).
-std::string Slurp(const std::string& path) {
-  return fs::ReadFile(path).value_or("");
-}
-
 }  // namespace
 
 absl::StatusOr<int> PickFreePort() {
@@ -81,13 +76,13 @@ absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(
       const std::string log = server->members_[i].log;
       if (!PollUntil(
               [&] {
-                return Slurp(log).find("serving client traffic") !=
+                return ReadFileOrEmpty(log).find("serving client traffic") !=
                        std::string::npos;
               },
               absl::Seconds(30))) {
-        last = absl::NotFoundError(absl::StrCat(
-            "etcd member ", i,
-            " did not come up within 30 s: ", Slurp(log).substr(0, 4000)));
+        last = absl::NotFoundError(
+            absl::StrCat("etcd member ", i, " did not come up within 30 s: ",
+                         ReadFileOrEmpty(log).substr(0, 4000)));
       }
     }
     if (last.ok()) return server;
@@ -102,7 +97,7 @@ absl::Status EtcdTestServer::Launch(int i, bool wait) {
   m.process = std::make_unique<Subprocess>();
   const std::string client = absl::StrCat("http://127.0.0.1:", m.client_port);
   const std::string peer = absl::StrCat("http://127.0.0.1:", m.peer_port);
-  const size_t before = Slurp(m.log).size();
+  const size_t before = ReadFileOrEmpty(m.log).size();
   RETURN_IF_ERROR(m.process->Start({FindEtcd(),
                                     "--name",
                                     m.name,
@@ -130,7 +125,7 @@ absl::Status EtcdTestServer::Launch(int i, bool wait) {
   if (!wait) return absl::OkStatus();
   const bool up = PollUntil(
       [&] {
-        return Slurp(m.log).find("serving client traffic", before) !=
+        return ReadFileOrEmpty(m.log).find("serving client traffic", before) !=
                std::string::npos;
       },
       absl::Seconds(30));

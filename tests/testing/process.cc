@@ -10,12 +10,12 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/fs.h"
 
 extern char** environ;
 
@@ -41,14 +41,11 @@ bool WaitPid(pid_t pid, absl::Duration timeout, int* status) {
   }
 }
 
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  return fs::ReadFile(path).value_or("");
+}
 
 Subprocess::~Subprocess() {
   if (pid_ > 0) {
@@ -141,8 +138,8 @@ absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,
   close(ofd);
   close(efd);
   auto cleanup = [&] {
-    if (out) *out = Slurp(out_tmpl);
-    if (err) *err = Slurp(err_tmpl);
+    if (out) *out = ReadFileOrEmpty(out_tmpl);
+    if (err) *err = ReadFileOrEmpty(err_tmpl);
     unlink(out_tmpl);
     unlink(err_tmpl);
   };
@@ -177,7 +174,7 @@ absl::StatusOr<int> WaitForPortFile(const std::string& path,
   int port = 0;
   bool ok = PollUntil(
       [&] {
-        std::string s = Slurp(path);
+        std::string s = ReadFileOrEmpty(path);
         return absl::SimpleAtoi(absl::StripAsciiWhitespace(s), &port) &&
                port > 0;
       },

@@ -54,6 +54,10 @@ bool PollUntil(const std::function<bool()>& cond, absl::Duration timeout);
 absl::StatusOr<int> WaitForPortFile(const std::string& path,
                                     absl::Duration timeout);
 
+// The contents of `path`, or "" if it cannot be read (e.g. a daemon's log
+// that is not written yet).
+std::string ReadFileOrEmpty(const std::string& path);
+
 // The names of process `pid`'s threads now (/proc/PID/task/*/comm; empty
 // if it has gone).
 std::vector<std::string> ThreadNames(pid_t pid);
