@@ -17,7 +17,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace adaptive_test {
 
 using shutter::v1::ListNodesResponse;
 using shutter::v1::NodeInfo;
@@ -136,5 +136,5 @@ TEST_F(AdaptiveTest, NodesReportLoadAndOperatorsPinLimits) {
   EXPECT_NE(n1.limit_reason(), "pinned by an operator");
 }
 
-}  // namespace
+}  // namespace adaptive_test
 }  // namespace shutter

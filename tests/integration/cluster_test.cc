@@ -39,7 +39,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace cluster_test {
 
 using namespace shutter::v1;  // NOLINT
 using testing::PollUntil;
@@ -665,5 +665,5 @@ TEST(ConnectionStormTest, LowFileLimitEndsServingOrExitingNeverHanging) {
               exited ? "exited non-zero (listener died)" : "serves again");
 }
 
-}  // namespace
+}  // namespace cluster_test
 }  // namespace shutter

@@ -29,7 +29,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace console_test {
 
 using namespace shutter::v1;  // NOLINT
 using testing::Http;
@@ -696,5 +696,5 @@ TEST_F(ConsoleAuthTest, InABrowserLoginAndRoles) {
               "--viewer-token", kViewerToken});
 }
 
-}  // namespace
+}  // namespace console_test
 }  // namespace shutter

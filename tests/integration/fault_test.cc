@@ -36,7 +36,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace fault_test {
 
 using namespace shutter::v1;  // NOLINT
 using testing::PollUntil;
@@ -749,5 +749,5 @@ INSTANTIATE_TEST_SUITE_P(Stores, FaultTest,
                            return name;
                          });
 
-}  // namespace
+}  // namespace fault_test
 }  // namespace shutter

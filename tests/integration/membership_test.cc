@@ -27,7 +27,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace membership_test {
 
 using namespace shutter::v1;  // NOLINT
 using testing::PollUntil;
@@ -392,5 +392,5 @@ TEST_F(MembershipTest, RollingRestartOfEveryNodeDuringASnapshotCommits) {
   }
 }
 
-}  // namespace
+}  // namespace membership_test
 }  // namespace shutter

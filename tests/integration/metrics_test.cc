@@ -24,7 +24,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace metrics_test {
 
 using testing::PollUntil;
 using testing::RunCommand;
@@ -301,5 +301,5 @@ TEST_F(MetricsTest, OnlyTheExactMetricsPathIsServed) {
   }
 }
 
-}  // namespace
+}  // namespace metrics_test
 }  // namespace shutter

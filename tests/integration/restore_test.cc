@@ -36,7 +36,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace restore_test {
 
 using namespace shutter::v1;  // NOLINT
 using testing::PollUntil;
@@ -626,5 +626,5 @@ TEST_P(RestoreTest, CancelStopsWhatHasNotSwappedAndKeepsEachPartitionWhole) {
 INSTANTIATE_TEST_SUITE_P(Stores, RestoreTest, ::testing::Values("fs", "s3"),
                          [](const auto& info) { return info.param; });
 
-}  // namespace
+}  // namespace restore_test
 }  // namespace shutter

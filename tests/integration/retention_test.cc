@@ -28,7 +28,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace retention_test {
 
 using namespace shutter::v1;  // NOLINT
 using testing::PollUntil;
@@ -407,5 +407,5 @@ TEST_P(RetentionTest, DisasterDrillBootstrapsEveryNodeFromTheLatestSnapshot) {
 INSTANTIATE_TEST_SUITE_P(Stores, RetentionTest, ::testing::Values("fs", "s3"),
                          [](const auto& info) { return info.param; });
 
-}  // namespace
+}  // namespace retention_test
 }  // namespace shutter

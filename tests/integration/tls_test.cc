@@ -30,7 +30,7 @@
 #include "testing/temp_dir.h"
 
 namespace shutter {
-namespace {
+namespace tls_test {
 
 using namespace shutter::v1;  // NOLINT
 using testing::CertFiles;
@@ -322,5 +322,5 @@ TEST_F(TlsTest, SighupReloadsTheTokenFileAndKeepsServing) {
   EXPECT_EQ(::waitpid(cluster_.controller_pid(), &status, WNOHANG), 0);
 }
 
-}  // namespace
+}  // namespace tls_test
 }  // namespace shutter
