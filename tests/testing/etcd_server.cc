@@ -7,6 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -26,23 +32,53 @@ std::string FindEtcd() {
   return "";
 }
 
-}  // namespace
-
-absl::StatusOr<int> PickFreePort() {
+// Whether 127.0.0.1:`port` can be bound now (`port` 0: any; the port bound
+// is returned in *bound).
+bool BindsOnLoopback(int port, int* bound) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket");
+  if (fd < 0) return false;
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
+  a.sin_port = htons(static_cast<uint16_t>(port));
   socklen_t len = sizeof(a);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  ::close(fd);
+  if (ok) *bound = ntohs(a.sin_port);
+  return ok;
+}
+
+}  // namespace
+
+absl::StatusOr<int> PickFreePort() {
+  // Below the kernel's ephemeral range, so the port cannot be taken as the
+  // local end of an outgoing connection (any test's gRPC or HTTP client)
+  // between this pick and the caller's bind: a port picked by binding port
+  // 0 comes from that range, and an HA test once lost a controller's port
+  // to such a connection ("address already in use").
+  int low = 32768;
+  if (auto range = fs::ReadFile("/proc/sys/net/ipv4/ip_local_port_range");
+      range.ok()) {
+    std::vector<std::string> parts =
+        absl::StrSplit(*range, absl::ByAnyChar(" \t\n"), absl::SkipEmpty());
+    if (!parts.empty() && !absl::SimpleAtoi(parts[0], &low)) low = 32768;
+  }
+  const int first = std::max(1024, low - 16384);
+  if (low > first) {
+    // At random, so that tests picking at once rarely try the same ports.
+    std::mt19937 gen(std::random_device{}());
+    std::uniform_int_distribution<int> pick(first, low - 1);
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      int bound = 0;
+      if (BindsOnLoopback(pick(gen), &bound)) return bound;
+    }
+  }
+  int bound = 0;
+  if (!BindsOnLoopback(0, &bound)) {
     return absl::InternalError("bind 127.0.0.1:0");
   }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  return bound;
 }
 
 absl::StatusOr<std::unique_ptr<EtcdTestServer>> EtcdTestServer::Start(

@@ -63,8 +63,10 @@ class EtcdTestServer {
     }                                                             \
   } while (0)
 
-// A free TCP port on 127.0.0.1 (bound and released: another process could
-// take it before the caller binds it, which Start retries).
+// A free TCP port on 127.0.0.1, below the kernel's ephemeral port range
+// where it has room (so no outgoing connection can be given it), else any
+// (bound and released: another process could still bind it before the
+// caller does, which Start retries).
 absl::StatusOr<int> PickFreePort();
 
 }  // namespace shutter::testing
