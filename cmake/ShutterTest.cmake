@@ -2,7 +2,8 @@ find_package(GTest REQUIRED)
 include(GoogleTest)
 
 # shutter_test(NAME SOURCES... LIBS libs... [LABELS labels...] [TIMEOUT s]
-#              [COST s] [PROCESSORS n] [RESOURCE_GROUPS groups] [JUMBO n])
+#              [COST s] [PROCESSORS n] [RESOURCE_GROUPS groups] [JUMBO n]
+#              [SOURCE_COSTS file s file s...])
 # Declares one GoogleTest binary and registers each of its tests with ctest.
 # COST is about how long one of its tests takes, in seconds: ctest starts
 # the costliest tests first, so in a fresh tree (no timings of an earlier
@@ -14,11 +15,21 @@ include(GoogleTest)
 # with --resource-spec-file (scripts/test.sh does). JUMBO: compile the
 # sources as n jumbo units (cmake/Jumbo.cmake), for binaries of many test
 # files whose compile time is mostly the same gtest, gRPC and protobuf
-# headers.
+# headers. SOURCE_COSTS: sources given with a COST each (instead of
+# SOURCES and COST), for a binary of test files whose tests take different
+# times: each file's tests are registered with its own COST (one discovery
+# per file, filtered to the suites it declares with TEST, TEST_F or TEST_P;
+# a TEST_P suite's tests are named <instantiation>/<suite>.<test>).
 function(shutter_test name)
   cmake_parse_arguments(ARG "" "TIMEOUT;COST;PROCESSORS;RESOURCE_GROUPS;JUMBO"
-                        "SOURCES;LIBS;LABELS"
+                        "SOURCES;LIBS;LABELS;SOURCE_COSTS"
                         ${ARGN})
+  set(costs)
+  while(ARG_SOURCE_COSTS)
+    list(POP_FRONT ARG_SOURCE_COSTS source cost)
+    list(APPEND ARG_SOURCES ${source})
+    list(APPEND costs ${cost})
+  endwhile()
   if(ARG_JUMBO)
     add_executable(${name})
     shutter_jumbo(${name} ${ARG_JUMBO} ${PROJECT_SOURCE_DIR}/tests ${ARG_SOURCES})
@@ -42,5 +53,22 @@ function(shutter_test name)
   if(ARG_LABELS)
     list(APPEND props LABELS "${ARG_LABELS}")
   endif()
-  gtest_discover_tests(${name} PROPERTIES ${props} DISCOVERY_TIMEOUT 30)
+  if(NOT costs)
+    gtest_discover_tests(${name} PROPERTIES ${props} DISCOVERY_TIMEOUT 30)
+    return()
+  endif()
+  foreach(source cost IN ZIP_LISTS ARG_SOURCES costs)
+    file(STRINGS ${source} declarations REGEX "^TEST(_F|_P)?\\(")
+    set(filter "")
+    foreach(line IN LISTS declarations)
+      if(NOT line MATCHES "^TEST(_F|_P)?\\(([A-Za-z0-9_]+),")
+        # Its tests would be in the binary but never run.
+        message(FATAL_ERROR "${source}: the suite of \"${line}\" is not on "
+                            "its line; keep TEST(Suite, on one line")
+      endif()
+      string(APPEND filter "${CMAKE_MATCH_2}.*:*/${CMAKE_MATCH_2}.*:")
+    endforeach()
+    gtest_discover_tests(${name} TEST_FILTER "${filter}"
+      PROPERTIES ${props} COST ${cost} DISCOVERY_TIMEOUT 30)
+  endforeach()
 endfunction()
