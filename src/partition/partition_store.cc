@@ -2,17 +2,29 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "partition/write_stall_listener.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/options.h"
 #include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
 namespace shutter::partition {
+
+int TableOpeningThreads(const std::string& dir) {
+  std::vector<std::string> names;
+  if (!rocksdb::Env::Default()->GetChildren(dir, &names).ok()) return 1;
+  const auto tables = std::count_if(
+      names.begin(), names.end(),
+      [](const std::string& n) { return absl::EndsWith(n, ".sst"); });
+  return static_cast<int>(std::clamp<decltype(tables)>(tables / 8, 1, 16));
+}
+
 namespace {
 
 constexpr char kMetaCf[] = "meta";
@@ -32,8 +44,9 @@ absl::Status ToStatus(const rocksdb::Status& s, absl::string_view what) {
   return absl::Status(code, absl::StrCat(what, ": ", s.ToString()));
 }
 
-rocksdb::DBOptions MakeDbOptions() {
+rocksdb::DBOptions MakeDbOptions(const std::string& dir) {
   rocksdb::DBOptions o;
+  o.max_file_opening_threads = TableOpeningThreads(dir);
   o.create_if_missing = true;
   o.create_missing_column_families = true;
   // Flush both column families together so data and its applied index
@@ -96,7 +109,7 @@ absl::StatusOr<std::unique_ptr<PartitionStore>> PartitionStore::Open(
       {kMetaCf, rocksdb::ColumnFamilyOptions()}};
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
-  rocksdb::DBOptions db_options = MakeDbOptions();
+  rocksdb::DBOptions db_options = MakeDbOptions(options.path);
   if (options.write_stalls != nullptr) {
     db_options.listeners.push_back(std::make_shared<WriteStallListener>(
         options.write_stalls, [] { return absl::Now(); }));
@@ -154,7 +167,7 @@ void PartitionStore::AllowWrites() {
 absl::Status PartitionStore::StampRestored(const std::string& dir,
                                            uint64_t epoch,
                                            const std::string& marker) {
-  rocksdb::DBOptions o = MakeDbOptions();
+  rocksdb::DBOptions o = MakeDbOptions(dir);
   o.create_if_missing = false;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
@@ -317,6 +330,7 @@ absl::StatusOr<std::unique_ptr<ReadOnlyPartition>> ReadOnlyPartition::Open(
     const std::string& dir) {
   rocksdb::DBOptions o;
   o.info_log = std::make_shared<NullLogger>();
+  o.max_file_opening_threads = TableOpeningThreads(dir);
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
       {kMetaCf, rocksdb::ColumnFamilyOptions()}};

@@ -167,6 +167,16 @@ class PartitionStore {
   std::string writes_refused_ ABSL_GUARDED_BY(write_mu_);
 };
 
+// Threads RocksDB may use to open the table (SST) files of the store in
+// `dir` when it opens it: one per 8 table files in the directory, at least
+// 1 (the opening thread alone) and at most 16 (RocksDB's own default for
+// `max_file_opening_threads`). RocksDB starts that many threads for each
+// column family at every open whatever the number of files, so with its
+// default every open of a small store (a checkpoint read back, a partition
+// at start) created and joined 30 threads; a large store still opens its
+// files in parallel. 1 if `dir` cannot be listed (e.g. a new store).
+int TableOpeningThreads(const std::string& dir);
+
 // A partition database (typically a published checkpoint) opened
 // read-only. Opening writes nothing into the directory (no LOG file).
 // Thread-safe.

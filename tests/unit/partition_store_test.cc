@@ -1,6 +1,7 @@
 #include "partition/partition_store.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -146,6 +147,34 @@ TEST(PartitionStoreTest, CheckpointIsAStandaloneDatabaseWithItsOwnMeta) {
     EXPECT_NE(e.path().filename().string().rfind("LOG", 0), 0u) << e.path();
   }
   EXPECT_FALSE(store.CreateCheckpoint(tmp.Sub("cp")).ok());  // must not exist
+}
+
+TEST(PartitionStoreTest, TableOpeningThreadsGrowWithTheTableFiles) {
+  testing::TempDir tmp;
+  // Nothing to list yet (a new store): the opening thread alone.
+  EXPECT_EQ(TableOpeningThreads(tmp.Sub("missing")), 1);
+  // A real checkpoint of a small store: a few table files, no extra thread.
+  auto s = PartitionStore::Open({tmp.Sub("p"), 1});
+  ASSERT_OK(s);
+  ASSERT_OK((*s)->TakeLeadership());
+  ASSERT_OK((*s)->Write(Puts(0, 100), false));
+  ASSERT_OK((*s)->CreateCheckpoint(tmp.Sub("cp")));
+  EXPECT_EQ(TableOpeningThreads(tmp.Sub("cp")), 1);
+  // One thread per 8 table files, at most 16; other files do not count.
+  const std::string dir = tmp.Sub("many");
+  std::filesystem::create_directories(dir);
+  auto add_files = [&](int from, int to, const char* suffix) {
+    for (int i = from; i < to; ++i) {
+      std::ofstream(absl::StrCat(dir, "/", 100000 + i, suffix)).put('x');
+    }
+  };
+  add_files(0, 7, ".sst");
+  add_files(0, 50, ".log");
+  EXPECT_EQ(TableOpeningThreads(dir), 1);
+  add_files(7, 24, ".sst");
+  EXPECT_EQ(TableOpeningThreads(dir), 3);
+  add_files(24, 1000, ".sst");
+  EXPECT_EQ(TableOpeningThreads(dir), 16);
 }
 
 }  // namespace
