@@ -206,6 +206,7 @@ python3 -m json.tool deploy/grafana/shutter-dashboard.json >/dev/null
 phase "benchmarks (smoke)"
 build/bench/scheduler_overhead_bench --smoke
 build/bench/makespan_sim_bench --smoke
+build/bench/partition_open_bench --smoke
 build/bench/cluster_bench --smoke
 build/bench/controller_scale_bench --smoke
 build/bench/incremental_bench --smoke
