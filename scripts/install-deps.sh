@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake ninja-build ccache pkg-config clang clang-format
+  build-essential cmake ninja-build ccache pkg-config clang clang-format lld
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev librocksdb-dev libssl-dev
   libcurl4-openssl-dev prometheus-cpp-dev prometheus
