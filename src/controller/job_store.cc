@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "controller/job_records.h"
+#include "partition/partition_store.h"
 #include "rocksdb/db.h"
 #include "rocksdb/write_batch.h"
 #include "spdlog/spdlog.h"
@@ -270,6 +271,9 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Open(
     const std::string& path) {
   rocksdb::Options o;
   o.create_if_missing = true;
+  // RocksDB's default starts 15 threads at every open to open the table
+  // files, however few; the job store has a handful.
+  o.max_file_opening_threads = partition::TableOpeningThreads(path);
   rocksdb::DB* db = nullptr;
   absl::Status s = FromRocks(rocksdb::DB::Open(o, path, &db),
                              absl::StrCat("open job store at ", path));
