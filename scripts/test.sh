@@ -207,6 +207,7 @@ phase "benchmarks (smoke)"
 build/bench/scheduler_overhead_bench --smoke
 build/bench/makespan_sim_bench --smoke
 build/bench/partition_open_bench --smoke
+build/bench/manifest_encode_bench --smoke
 build/bench/cluster_bench --smoke
 build/bench/controller_scale_bench --smoke
 build/bench/incremental_bench --smoke
