@@ -60,6 +60,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -144,6 +145,13 @@ struct Result {
   double rss_peak_mib = 0;     // VmHWM: the most it ever had
   double write_bytes = 0;
   int peak_in_flight = 0;
+  // create -> the first request at a fake node; the last answer sent ->
+  // COMMITTED seen by the poll (10 ms); CPU of this process (the fake
+  // nodes, their heartbeats, the poll) over the snapshot.
+  double first_request_ms = 0;
+  double commit_tail_ms = 0;
+  double bench_cpu_s = 0;
+  double late_mean_ms = 0, late_max_ms = 0;  // delayed answers
   double hb_p50_ms = 0, hb_p99_ms = 0, hb_max_ms = 0;
   double idle_cpu_pct = -1;  // heartbeats only, % of one core
   int jobs = 1;
@@ -204,7 +212,28 @@ class FakeNodes final : public NodeService::CallbackService {
   void set_delay(absl::Duration d) { delay_ = d; }
   void set_report_digest(bool on) { report_digest_ = on; }
   int peak() const { return peak_.load(); }
-  void ResetPeak() { peak_ = 0; }
+  void ResetPeak() {
+    peak_ = 0;
+    first_request_us_ = 0;
+    last_answer_us_ = 0;
+    late_sum_us_ = 0;
+    late_max_us_ = 0;
+    late_count_ = 0;
+  }
+  // How late the delayed answers went out after their delay, on average
+  // and at most (ms): the fake nodes' own share of the makespan on a
+  // machine they share with the controller.
+  double mean_late_ms() const {
+    const int64_t n = late_count_.load();
+    return n == 0 ? 0 : late_sum_us_.load() / 1000.0 / n;
+  }
+  double max_late_ms() const { return late_max_us_.load() / 1000.0; }
+  // When the first request since ResetPeak arrived and the last answer was
+  // sent (Unix micros; 0 if none): the snapshot's timeline as the nodes
+  // see it, so the time to COMMITTED splits into dispatch, answers and
+  // the commit after the last answer.
+  int64_t first_request_us() const { return first_request_us_.load(); }
+  int64_t last_answer_us() const { return last_answer_us_.load(); }
   void Shutdown() {
     for (auto& t : timers_) t.Shutdown();
   }
@@ -237,55 +266,97 @@ class FakeNodes final : public NodeService::CallbackService {
         });
   }
 
-  // Publishes `req` (after the delay) and passes the answer to `done`.
+  // Publishes `request` and passes the answer to `done` once the delay has
+  // passed since the request came. As a node, which stores its manifest
+  // while the checkpoint runs and answers when it is done, the fake writes
+  // the manifest at once (on a timer thread) and answers at the end of
+  // the delay; writing it only then made every answer late by the write,
+  // which on this machine's ext4 (no journal) takes milliseconds after
+  // many files were deleted: docs/performance.md, "The fake nodes' own
+  // lateness".
   void Take(const CreateCheckpointRequest& request,
             shutter::node::CheckpointReply done) {
     {
       absl::MutexLock l(&calls_mu_);
       ++calls_[{request.snapshot_id(), request.partition_id()}];
     }
+    int64_t unset = 0;
+    first_request_us_.compare_exchange_strong(unset,
+                                              absl::ToUnixMicros(absl::Now()));
     int now = ++in_flight_;
     int peak = peak_.load();
     while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
     }
-    auto answer = [this, req = request, done = std::move(done)]() mutable {
-      CreateCheckpointResponse resp;
-      PartitionManifest m;
-      m.set_format_version(1);
-      m.set_snapshot_id(req.snapshot_id());
-      m.set_partition_id(req.partition_id());
-      m.set_node_id(absl::StrFormat("f%05d", req.partition_id() / per_node_));
-      m.set_leader_epoch(req.expected_leader_epoch());
-      m.set_applied_index(1);
-      m.set_created_at_micros(absl::ToUnixMicros(absl::Now()));
-      const std::string rel =
-          shutter::snapshot::Repository::PartitionManifestPath(
-              req.snapshot_id(), req.partition_id());
-      const std::string path = repo_ + "/" + rel;
-      std::error_code ec;
-      stdfs::create_directories(stdfs::path(path).parent_path(), ec);
-      // A fake: no fsync (the controller's own costs are measured).
-      const std::string encoded = shutter::snapshot::EncodePartitionManifest(m);
-      std::ofstream(path) << encoded;
-      *resp.mutable_manifest() = m;
-      resp.set_manifest_path(rel);
-      // As a node reports the manifest it stored (--no-digest: as nodes
-      // from before digests, which the controller reads back).
-      if (report_digest_) {
-        resp.set_manifest_sha256(shutter::snapshot::sigv4::HexSha256(encoded));
-        resp.set_manifest_bytes(encoded.size());
-      }
-      --in_flight_;
-      std::move(done)(std::move(resp));
-    };
     if (delay_ <= absl::ZeroDuration()) {
-      answer();
-    } else {
-      // Several timer threads: 400 "nodes" answering at once are not
-      // serialized behind one thread of this process.
-      timers_[next_timer_++ % timers_.size()].RunAfter(delay_,
-                                                       std::move(answer));
+      Send(Publish(request), std::move(done), std::nullopt);
+      return;
     }
+    const absl::Time due = absl::Now() + delay_;
+    // Several timer threads: 400 "nodes" answering at once are not
+    // serialized behind one thread of this process.
+    shutter::ThreadTimer* timer = &timers_[next_timer_++ % timers_.size()];
+    timer->RunAfter(
+        absl::ZeroDuration(),
+        [this, timer, req = request, done = std::move(done), due]() mutable {
+          CreateCheckpointResponse resp = Publish(req);
+          timer->RunAfter(
+              std::max(absl::ZeroDuration(), due - absl::Now()),
+              [this, resp = std::move(resp), done = std::move(done),
+               due]() mutable { Send(std::move(resp), std::move(done), due); });
+        });
+  }
+
+  // Writes the partition manifest of `req` to the repository and returns
+  // the answer that reports it.
+  CreateCheckpointResponse Publish(const CreateCheckpointRequest& req) {
+    CreateCheckpointResponse resp;
+    PartitionManifest m;
+    m.set_format_version(1);
+    m.set_snapshot_id(req.snapshot_id());
+    m.set_partition_id(req.partition_id());
+    m.set_node_id(absl::StrFormat("f%05d", req.partition_id() / per_node_));
+    m.set_leader_epoch(req.expected_leader_epoch());
+    m.set_applied_index(1);
+    m.set_created_at_micros(absl::ToUnixMicros(absl::Now()));
+    const std::string rel =
+        shutter::snapshot::Repository::PartitionManifestPath(
+            req.snapshot_id(), req.partition_id());
+    const std::string path = repo_ + "/" + rel;
+    std::error_code ec;
+    stdfs::create_directories(stdfs::path(path).parent_path(), ec);
+    // A fake: no fsync (the controller's own costs are measured).
+    const std::string encoded = shutter::snapshot::EncodePartitionManifest(m);
+    std::ofstream(path) << encoded;
+    *resp.mutable_manifest() = m;
+    resp.set_manifest_path(rel);
+    // As a node reports the manifest it stored (--no-digest: as nodes
+    // from before digests, which the controller reads back).
+    if (report_digest_) {
+      resp.set_manifest_sha256(shutter::snapshot::sigv4::HexSha256(encoded));
+      resp.set_manifest_bytes(encoded.size());
+    }
+    return resp;
+  }
+
+  // Sends an answer; `due` (delayed answers) is when it should go out.
+  void Send(CreateCheckpointResponse resp, shutter::node::CheckpointReply done,
+            std::optional<absl::Time> due) {
+    --in_flight_;
+    const absl::Time sent_at = absl::Now();
+    if (due.has_value()) {
+      const int64_t late =
+          std::max<int64_t>(0, absl::ToInt64Microseconds(sent_at - *due));
+      late_sum_us_ += late;
+      ++late_count_;
+      int64_t max = late_max_us_.load();
+      while (late > max && !late_max_us_.compare_exchange_weak(max, late)) {
+      }
+    }
+    const int64_t sent = absl::ToUnixMicros(sent_at);
+    int64_t last = last_answer_us_.load();
+    while (sent > last && !last_answer_us_.compare_exchange_weak(last, sent)) {
+    }
+    std::move(done)(std::move(resp));
   }
 
   // CreateCheckpoint calls for a partition of `snapshot_id` beyond the
@@ -312,6 +383,11 @@ class FakeNodes final : public NodeService::CallbackService {
   std::atomic<uint32_t> next_timer_{0};
   std::atomic<int> in_flight_{0};
   std::atomic<int> peak_{0};
+  std::atomic<int64_t> first_request_us_{0};
+  std::atomic<int64_t> last_answer_us_{0};
+  std::atomic<int64_t> late_sum_us_{0};
+  std::atomic<int64_t> late_max_us_{0};
+  std::atomic<int64_t> late_count_{0};
 };
 
 // utime + stime of a process, seconds.
@@ -422,6 +498,10 @@ class Bench {
   // (the controller reads each manifest back), for before/after figures.
   void set_report_digest(bool on) { report_digest_ = on; }
 
+  // Where the scenarios' repository goes (a fresh directory under `dir`);
+  // empty: beside the controller's data, under $TMPDIR.
+  void set_repository_dir(std::string dir) { repository_dir_ = std::move(dir); }
+
   // How many times the console's figures are measured before a miss
   // counts: on a shared 2-core VM the same binary's median drawing time
   // varied 440-984 ms within an hour, so CI measures a miss once more.
@@ -471,7 +551,9 @@ class Bench {
 
   Result Run(const Scenario& sc) {
     shutter::testing::TempDir tmp;
-    const std::string repo = tmp.Sub("repo");
+    std::optional<shutter::testing::TempDir> repo_tmp;
+    if (!repository_dir_.empty()) repo_tmp.emplace(repository_dir_);
+    const std::string repo = repo_tmp ? repo_tmp->Sub("repo") : tmp.Sub("repo");
     FakeNodes fakes(repo, sc.per_node);
     fakes.set_delay(absl::Milliseconds(sc.delay_ms));
     fakes.set_report_digest(report_digest_);
@@ -596,6 +678,7 @@ class Bench {
     r.partitions = total;
     fakes.ResetPeak();
     const double cpu0 = ProcessCpuSeconds(controller.pid());
+    const double bench_cpu0 = ProcessCpuSeconds(getpid());
     const double switches0 = ProcessContextSwitches(controller.pid());
     r.rss_before_mib =
         ProcessField(controller.pid(), "status", "VmRSS:") / 1024.0;
@@ -640,8 +723,18 @@ class Bench {
       if (absl::Now() > deadline) Die("snapshot did not finish in 30 min");
       absl::SleepFor(absl::Milliseconds(10));  // polling a real process
     }
-    r.commit_s = absl::ToDoubleSeconds(absl::Now() - t0);
+    const absl::Time committed = absl::Now();
+    r.commit_s = absl::ToDoubleSeconds(committed - t0);
     r.cpu_s = ProcessCpuSeconds(controller.pid()) - cpu0;
+    r.bench_cpu_s = ProcessCpuSeconds(getpid()) - bench_cpu0;
+    r.late_mean_ms = fakes.mean_late_ms();
+    r.late_max_ms = fakes.max_late_ms();
+    if (fakes.first_request_us() > 0) {
+      r.first_request_ms = absl::ToDoubleMilliseconds(
+          absl::FromUnixMicros(fakes.first_request_us()) - t0);
+      r.commit_tail_ms = absl::ToDoubleMilliseconds(
+          committed - absl::FromUnixMicros(fakes.last_answer_us()));
+    }
     r.switches = ProcessContextSwitches(controller.pid()) - switches0;
     r.write_bytes = ProcessField(controller.pid(), "io", "write_bytes:") - wb0;
     r.rss_mib = ProcessField(controller.pid(), "status", "VmRSS:") / 1024.0;
@@ -730,6 +823,7 @@ class Bench {
   const std::string controller_bin_;
   const int heartbeat_ms_;
   bool report_digest_ = true;
+  std::string repository_dir_;
   int console_attempts_ = 1;
 };
 
@@ -1169,6 +1263,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-digest", no_digest,
                "Fake nodes answer without the stored manifest's digest (as "
                "nodes before it: the controller reads each manifest back)");
+  std::string repository_dir;
+  app.add_option("--repository-dir", repository_dir,
+                 "Put the scenarios' repository (the fake nodes' manifests, "
+                 "the cluster manifest) under this directory, e.g. a tmpfs, "
+                 "instead of beside the controller's data");
   app.add_flag("--huge", huge, "Also S4: 10,000 nodes");
   bool no_etcd = false;
   app.add_flag("--no-etcd", no_etcd, "Leave out the etcd scenarios");
@@ -1232,6 +1331,7 @@ int main(int argc, char** argv) {
   }
   Bench bench(controller_bin, 1000);
   bench.set_report_digest(!no_digest);
+  bench.set_repository_dir(repository_dir);
   if (console_check) bench.set_console_attempts(2);
   std::printf("%-3s %6s %7s %4s %5s | %9s %10s %8s %9s %8s %9s %9s %6s | %s\n",
               "", "nodes", "parts", "cap", "delay", "create ms", "commit s",
@@ -1255,14 +1355,18 @@ int main(int argc, char** argv) {
     std::printf(
         "%-4s %6d %7d %4d %4dms | %9.1f %10.3f %8.2f %9.4f %8.1f %9.2f "
         "%9.0f %6d | %.1f/%.1f/%.1f %s (RSS before %.1f MiB, 2 s after "
-        "%.1f MiB, peak %.1f MiB; %.2f context switches per partition)\n",
+        "%.1f MiB, peak %.1f MiB; %.2f context switches per partition; "
+        "first request %.0f ms after create, COMMITTED %.0f ms after the "
+        "last answer; the fake nodes' process %.2f s CPU, their delayed "
+        "answers %.1f ms late on average, %.1f at most)\n",
         sc.name.c_str(), sc.nodes, r.partitions, sc.capacity, sc.delay_ms,
         r.create_rpc_ms, r.commit_s, r.cpu_s, 1000 * r.cpu_s / r.partitions,
         r.rss_mib, 1024 * r.rss_mib / r.partitions,
         r.write_bytes / r.partitions, r.peak_in_flight, r.hb_p50_ms,
         r.hb_p99_ms, r.hb_max_ms, r.state.c_str(), r.rss_before_mib,
         r.rss_settled_mib, r.rss_peak_mib,
-        r.switches / std::max(r.partitions, 1));
+        r.switches / std::max(r.partitions, 1), r.first_request_ms,
+        r.commit_tail_ms, r.bench_cpu_s, r.late_mean_ms, r.late_max_ms);
     if (r.page_kb_median >= 0) {
       std::printf(
           "    console job page (%d partitions, headless Chromium, 7 fresh "

@@ -12,10 +12,10 @@ namespace shutter::testing {
 // the object goes away.
 class TempDir {
  public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string tmpl =
-        std::string(base && *base ? base : "/tmp") + "/shutter-test-XXXXXX";
+  TempDir() : TempDir(DefaultBase()) {}
+  // A fresh directory under `base` instead.
+  explicit TempDir(const std::string& base) {
+    std::string tmpl = base + "/shutter-test-XXXXXX";
     char* p = mkdtemp(tmpl.data());
     path_ = p ? p : "";
   }
@@ -29,6 +29,10 @@ class TempDir {
   std::string Sub(const std::string& name) const { return path_ + "/" + name; }
 
  private:
+  static std::string DefaultBase() {
+    const char* base = getenv("TMPDIR");
+    return base && *base ? base : "/tmp";
+  }
   std::string path_;
 };
 
