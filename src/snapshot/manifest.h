@@ -41,9 +41,9 @@ namespace internal {
 // printer writes with the options above, for the field types the
 // manifests use, and falls back to the printer for anything else (a field
 // type it does not write, a string with a byte outside ASCII). The
-// printer costs ~15 ms per MB (1.5 s for a 100,000-partition cluster
-// manifest, on the commit's path); this, a small fraction of it
-// (manifest_encode_bench).
+// printer writes ~50 MB of JSON a second here (0.7 s for a
+// 100,000-partition cluster manifest, on the commit's path); this, about
+// 0.1x of its time for a cluster manifest (manifest_encode_bench).
 //
 // True and `*out` set if the fast path wrote `m` (exposed for tests).
 bool EncodeManifestFast(const google::protobuf::Message& m, std::string* out);
