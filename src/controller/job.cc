@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/text.h"
+#include "snapshot/manifest.h"
 
 namespace shutter::controller {
 
@@ -261,6 +262,7 @@ absl::Status Job::Page(const shutter::v1::GetSnapshotRequest& request,
 
 shutter::v1::ClusterManifest Job::BuildManifest(absl::Time committed_at) const {
   shutter::v1::ClusterManifest cm;
+  cm.set_format_version(snapshot::kManifestFormatVersion);
   cm.set_snapshot_id(header_.snapshot_id());
   cm.set_label(header_.label());
   cm.set_created_at_micros(header_.created_at_micros());

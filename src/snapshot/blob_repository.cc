@@ -4,6 +4,7 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -604,10 +605,17 @@ absl::Status BlobRepository::DownloadPartition(
 absl::Status BlobRepository::CommitClusterManifest(
     const ClusterManifest& manifest) {
   RETURN_IF_ERROR(CheckSnapshotId(manifest.snapshot_id()));
-  ClusterManifest m = manifest;
-  m.set_format_version(kManifestFormatVersion);
-  absl::Status s = store_->Put(ClusterManifestPath(manifest.snapshot_id()),
-                               EncodeClusterManifest(m), IfAbsent());
+  // Written at this build's version; copied only to set it (a copy of a
+  // 100,000-partition manifest takes ~0.1-0.4 s and ~30 MB on the commit's
+  // path, so the controller builds it at the version already).
+  std::optional<ClusterManifest> versioned;
+  if (manifest.format_version() != kManifestFormatVersion) {
+    versioned.emplace(manifest);
+    versioned->set_format_version(kManifestFormatVersion);
+  }
+  absl::Status s = store_->Put(
+      ClusterManifestPath(manifest.snapshot_id()),
+      EncodeClusterManifest(versioned ? *versioned : manifest), IfAbsent());
   if (absl::IsAlreadyExists(s)) {
     return absl::AlreadyExistsError(
         absl::StrCat("snapshot ", manifest.snapshot_id(),

@@ -12,6 +12,7 @@
 #include "controller/job.h"
 #include "controller/job_store.h"
 #include "gtest/gtest.h"
+#include "snapshot/manifest.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -187,6 +188,9 @@ TEST(JobTest, ManifestListsPublishedAndMissing) {
   ASSERT_EQ(cm.missing_size(), 1);
   EXPECT_EQ(cm.missing(0).reason(), "disk on fire");
   EXPECT_EQ(cm.committed_at_micros(), 100000000);
+  // Built at the version the repository writes, so it is not copied to
+  // set it.
+  EXPECT_EQ(cm.format_version(), snapshot::kManifestFormatVersion);
 }
 
 // An in-memory JobStore whose writes can be made to fail.
