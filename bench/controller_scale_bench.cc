@@ -203,6 +203,14 @@ std::string NodeAddress(int i, int port) {
   return absl::StrFormat("127.0.%d.%d:%d", i / 250, i % 250 + 1, port);
 }
 
+// Raises `a` to `v` if `v` is larger (a maximum kept by several threads).
+template <typename T>
+void StoreMax(std::atomic<T>& a, T v) {
+  T seen = a.load();
+  while (v > seen && !a.compare_exchange_weak(seen, v)) {
+  }
+}
+
 // Fake nodes: answers every CreateCheckpoint with a minimal publication.
 class FakeNodes final : public NodeService::CallbackService {
  public:
@@ -212,7 +220,8 @@ class FakeNodes final : public NodeService::CallbackService {
   void set_delay(absl::Duration d) { delay_ = d; }
   void set_report_digest(bool on) { report_digest_ = on; }
   int peak() const { return peak_.load(); }
-  void ResetPeak() {
+  // Starts a scenario's measurements afresh (peak, timeline, lateness).
+  void ResetMeasurements() {
     peak_ = 0;
     first_request_us_ = 0;
     last_answer_us_ = 0;
@@ -228,10 +237,10 @@ class FakeNodes final : public NodeService::CallbackService {
     return n == 0 ? 0 : late_sum_us_.load() / 1000.0 / n;
   }
   double max_late_ms() const { return late_max_us_.load() / 1000.0; }
-  // When the first request since ResetPeak arrived and the last answer was
-  // sent (Unix micros; 0 if none): the snapshot's timeline as the nodes
-  // see it, so the time to COMMITTED splits into dispatch, answers and
-  // the commit after the last answer.
+  // When the first request since ResetMeasurements arrived and the last answer
+  // was sent (Unix micros; 0 if none): the snapshot's timeline as the nodes see
+  // it, so the time to COMMITTED splits into dispatch, answers and the commit
+  // after the last answer.
   int64_t first_request_us() const { return first_request_us_.load(); }
   int64_t last_answer_us() const { return last_answer_us_.load(); }
   void Shutdown() {
@@ -272,8 +281,8 @@ class FakeNodes final : public NodeService::CallbackService {
   // the manifest at once (on a timer thread) and answers at the end of
   // the delay; writing it only then made every answer late by the write,
   // which on this machine's ext4 (no journal) takes milliseconds after
-  // many files were deleted: docs/performance.md, "The fake nodes' own
-  // lateness".
+  // many files were deleted: docs/performance.md, "The commit's tail, and
+  // the fake nodes' own lateness".
   void Take(const CreateCheckpointRequest& request,
             shutter::node::CheckpointReply done) {
     {
@@ -283,10 +292,7 @@ class FakeNodes final : public NodeService::CallbackService {
     int64_t unset = 0;
     first_request_us_.compare_exchange_strong(unset,
                                               absl::ToUnixMicros(absl::Now()));
-    int now = ++in_flight_;
-    int peak = peak_.load();
-    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
-    }
+    StoreMax(peak_, ++in_flight_);
     if (delay_ <= absl::ZeroDuration()) {
       Send(Publish(request), std::move(done), std::nullopt);
       return;
@@ -348,14 +354,9 @@ class FakeNodes final : public NodeService::CallbackService {
           std::max<int64_t>(0, absl::ToInt64Microseconds(sent_at - *due));
       late_sum_us_ += late;
       ++late_count_;
-      int64_t max = late_max_us_.load();
-      while (late > max && !late_max_us_.compare_exchange_weak(max, late)) {
-      }
+      StoreMax(late_max_us_, late);
     }
-    const int64_t sent = absl::ToUnixMicros(sent_at);
-    int64_t last = last_answer_us_.load();
-    while (sent > last && !last_answer_us_.compare_exchange_weak(last, sent)) {
-    }
+    StoreMax(last_answer_us_, absl::ToUnixMicros(sent_at));
     std::move(done)(std::move(resp));
   }
 
@@ -676,7 +677,7 @@ class Bench {
     std::atomic<bool> listing{sc.list_while_running};
     std::thread lister;
     r.partitions = total;
-    fakes.ResetPeak();
+    fakes.ResetMeasurements();
     const double cpu0 = ProcessCpuSeconds(controller.pid());
     const double bench_cpu0 = ProcessCpuSeconds(getpid());
     const double switches0 = ProcessContextSwitches(controller.pid());
