@@ -233,9 +233,10 @@ absl::Status Controller::StartTerm(uint64_t term,
   t->admin = std::make_unique<AdminServiceImpl>(
       t->registry.get(), t->engine.get(), t->maintenance.get(),
       t->schedules.get(), p.authz);
-  t->membership = std::make_unique<Membership>(
-      t->registry.get(), t->engine.get(),
-      absl::Milliseconds(o.heartbeat_interval_ms), p.repo_id, term);
+  t->membership =
+      std::make_unique<Membership>(t->registry.get(), t->engine.get(),
+                                   absl::Milliseconds(o.heartbeat_interval_ms),
+                                   p.repo_id, term, t->transport.get());
   t->node_facing =
       std::make_unique<ControllerServiceImpl>(t->membership.get(), p.authz);
   t->services.admin = t->admin.get();

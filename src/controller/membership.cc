@@ -8,10 +8,12 @@ namespace shutter::controller {
 
 absl::Status Membership::Heartbeat(const shutter::v1::HeartbeatRequest& req,
                                    shutter::v1::HeartbeatResponse* resp) {
-  bool full_needed = false, capacity_changed = false;
+  bool full_needed = false, capacity_changed = false, registered = false;
   resp->set_controller_term(term_);
-  absl::Status s = registry_->Heartbeat(req, &full_needed, &capacity_changed);
+  absl::Status s =
+      registry_->Heartbeat(req, &full_needed, &capacity_changed, &registered);
   if (!s.ok()) return s;
+  if (registered && transport_ != nullptr) transport_->Connect(req.address());
   resp->set_full_report_needed(full_needed);
   if (full_needed || req.leaving()) return absl::OkStatus();
   if (NodeLimits* limits = engine_->limits(); limits != nullptr) {

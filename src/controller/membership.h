@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "controller/job_engine.h"
 #include "controller/node_registry.h"
+#include "controller/node_transport.h"
 #include "shutter/v1/controller.pb.h"
 
 namespace shutter::controller {
@@ -17,20 +18,24 @@ namespace shutter::controller {
 // incarnation and its partitions; the node's concurrency limit follows
 // its capacity, pin and load (NodeLimits, when the engine has them) and
 // reaches the scheduler only when it changes (the scheduler's lock is busy
-// while a large job is queued, and a heartbeat must not wait for it).
+// while a large job is queued, and a heartbeat must not wait for it); and
+// a node that registers (or comes back at a new address or as a new
+// process) is connected to at once (NodeTransport::Connect), so that the
+// first job does not pay for the connection.
 // Thread-safe; the pointers must outlive it.
 class Membership {
  public:
   // `term`: the leader's term, told to every node it answers (0 without
-  // etcd).
+  // etcd). `transport`: the term's calls to nodes (null: none made).
   Membership(NodeRegistry* registry, JobEngine* engine,
              absl::Duration expected_interval, std::string repository_id,
-             uint64_t term = 0)
+             uint64_t term = 0, NodeTransport* transport = nullptr)
       : registry_(registry),
         engine_(engine),
         expected_interval_(expected_interval),
         repository_id_(std::move(repository_id)),
-        term_(term) {}
+        term_(term),
+        transport_(transport) {}
 
   // Records the heartbeat and fills the answer. Errors are the
   // registry's (a refused incarnation, a foreign repository).
@@ -43,6 +48,7 @@ class Membership {
   const absl::Duration expected_interval_;
   const std::string repository_id_;
   const uint64_t term_;
+  NodeTransport* const transport_;
 };
 
 }  // namespace shutter::controller

@@ -21,9 +21,10 @@ NodeRegistry::NodeRegistry(const Options& options, Clock* clock)
 
 absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
                                      bool* full_report_needed,
-                                     bool* capacity_changed) {
+                                     bool* capacity_changed, bool* registered) {
   if (full_report_needed != nullptr) *full_report_needed = false;
   if (capacity_changed != nullptr) *capacity_changed = false;
+  if (registered != nullptr) *registered = false;
   RETURN_IF_ERROR(CheckSafeId("heartbeat: node_id", req.node_id()));
   if (req.address().empty()) {
     return absl::InvalidArgumentError(
@@ -161,6 +162,7 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
       return absl::OkStatus();
     }
     NodeState& n = known->second;
+    if (registered != nullptr) *registered = n.address != req.address();
     n.address = req.address();
     if (capacity_changed != nullptr) {
       *capacity_changed = n.capacity != req.checkpoint_capacity();
@@ -202,6 +204,12 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
   if (capacity_changed != nullptr) {
     *capacity_changed =
         old == nodes_.end() || old->second.capacity != fresh.capacity;
+  }
+  if (registered != nullptr) {
+    *registered = old == nodes_.end() ||
+                  old->second.instance_id != fresh.instance_id ||
+                  old->second.start_count != fresh.start_count ||
+                  old->second.address != fresh.address;
   }
   ReindexLocked(req.node_id(), old == nodes_.end() ? nullptr : &old->second,
                 &fresh);

@@ -78,11 +78,14 @@ class NodeRegistry {
   // start only refreshes liveness, address and capacity; from anyone else
   // it records nothing and sets *full_report_needed (if given).
   // *capacity_changed (if given) says whether the node's capacity differs
-  // from what was recorded (or the node is new).
+  // from what was recorded (or the node is new). *registered (if given)
+  // says whether the heartbeat was recorded for a process the registry did
+  // not have at that address: a new node, another incarnation or start, or
+  // a new address (what the controller reaches the node by may be new).
   absl::Status Heartbeat(const shutter::v1::HeartbeatRequest& request,
                          bool* full_report_needed = nullptr,
-                         bool* capacity_changed = nullptr)
-      ABSL_LOCKS_EXCLUDED(mu_);
+                         bool* capacity_changed = nullptr,
+                         bool* registered = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
 
   // What a task's answer proved about a partition: the node's incarnation
   // `instance_id` now leads `partition_id` at `epoch` with `applied_index`

@@ -275,8 +275,15 @@ absl::Status GrpcNodeTransport::CheckMaySend() const {
       "this controller no longer leads: nothing is sent to nodes");
 }
 
-void GrpcNodeTransport::SendOnStreamLocked(const std::string& address,
-                                           StreamItem* item) {
+void GrpcNodeTransport::Connect(const std::string& address) {
+  if (!CheckMaySend().ok()) return;
+  absl::MutexLock l(&mu_);
+  if (shutdown_ || unary_only_.count(address) != 0) return;
+  StreamLocked(address);
+}
+
+GrpcNodeTransport::CheckpointStream* GrpcNodeTransport::StreamLocked(
+    const std::string& address) {
   CheckpointStream*& stream = streams_[address];
   if (stream == nullptr) {
     stream = new CheckpointStream(this, address);
@@ -285,6 +292,12 @@ void GrpcNodeTransport::SendOnStreamLocked(const std::string& address,
         StubLocked(address)->PrepareAsyncCheckpointStream(&stream->ctx, cq_);
     stream->rw->StartCall(&stream->started_tag);
   }
+  return stream;
+}
+
+void GrpcNodeTransport::SendOnStreamLocked(const std::string& address,
+                                           StreamItem* item) {
+  CheckpointStream* stream = StreamLocked(address);
   item->call_id = ++next_call_id_;
   item->stream = stream;
   in_flight_.insert(item);

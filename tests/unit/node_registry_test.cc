@@ -345,5 +345,45 @@ TEST_F(NodeRegistryTest, ListsCountsAndCapacity) {
   EXPECT_TRUE(changed);
 }
 
+TEST_F(NodeRegistryTest, SaysWhenTheProcessAtTheAddressMayBeNew) {
+  // The controller connects to a node when this is set (Membership), so
+  // that the first job does not wait for the connection.
+  auto keep_alive = [](HeartbeatRequest r) {
+    r.clear_partitions();
+    r.set_partitions_omitted(true);
+    return r;
+  };
+  bool full = false, changed = false, registered = false;
+  auto beat = [&](const HeartbeatRequest& r) {
+    registered = true;  // each call must set it either way
+    EXPECT_OK(registry_.Heartbeat(r, &full, &changed, &registered));
+    return registered;
+  };
+  // Unknown: a keep-alive registers nothing.
+  EXPECT_FALSE(beat(keep_alive(Beat("a", {{0, true, 1}}))));
+  EXPECT_TRUE(beat(Beat("a", {{0, true, 1}})));  // new node
+  EXPECT_FALSE(beat(keep_alive(Beat("a", {}))));
+  EXPECT_FALSE(beat(Beat("a", {{0, true, 2}})));  // a full report, same process
+  // The same process at a new address, by keep-alive or full report.
+  HeartbeatRequest moved = Beat("a", {{0, true, 2}});
+  moved.set_address("elsewhere:1");
+  EXPECT_TRUE(beat(keep_alive(moved)));
+  EXPECT_FALSE(beat(moved));
+  moved.set_address("a:1");
+  EXPECT_TRUE(beat(moved));
+  // A restart (a higher start) reports in full, and is new.
+  HeartbeatRequest restarted = Beat("a", {{0, true, 3}});
+  restarted.mutable_instance()->set_start_count(2);
+  EXPECT_FALSE(beat(keep_alive(restarted)));
+  EXPECT_TRUE(full);
+  EXPECT_TRUE(beat(restarted));
+  // A refused heartbeat registers nothing.
+  HeartbeatRequest other = Beat("a", {});
+  other.mutable_instance()->set_instance_id("other");
+  registered = true;
+  EXPECT_FALSE(registry_.Heartbeat(other, &full, &changed, &registered).ok());
+  EXPECT_FALSE(registered);
+}
+
 }  // namespace
 }  // namespace shutter::controller

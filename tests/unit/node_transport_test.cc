@@ -55,7 +55,10 @@ class ScriptedNode final : public v1::NodeService::CallbackService {
 
   grpc::ServerBidiReactor<CheckpointStreamRequest, CheckpointStreamResponse>*
   CheckpointStream(grpc::CallbackServerContext*) override {
-    ++streams_opened_;
+    {
+      absl::MutexLock l(&mu_);
+      ++streams_opened_;
+    }
     if (!streams_) {
       return node::RefuseCheckpointStream(
           grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no streams here"));
@@ -95,8 +98,20 @@ class ScriptedNode final : public v1::NodeService::CallbackService {
     std::move(answer)(resp);
   }
 
+  // Waits until `n` streams were opened.
+  bool WaitStreams(int n) {
+    absl::MutexLock l(&mu_);
+    auto ready = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return streams_opened_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&ready), kWait);
+  }
+
   int unary_calls() const { return unary_calls_; }
-  int streams_opened() const { return streams_opened_; }
+  int streams_opened() {
+    absl::MutexLock l(&mu_);
+    return streams_opened_;
+  }
 
  private:
   void Hold(const CreateCheckpointRequest& req, node::CheckpointReply a) {
@@ -106,8 +121,8 @@ class ScriptedNode final : public v1::NodeService::CallbackService {
 
   const bool streams_;
   std::atomic<int> unary_calls_{0};
-  std::atomic<int> streams_opened_{0};
   absl::Mutex mu_;
+  int streams_opened_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint32_t, node::CheckpointReply> held_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -233,6 +248,53 @@ TEST(NodeTransportTest, ANodeWithoutStreamsIsAskedByUnaryCalls) {
   EXPECT_OK(results.Get(3));
   EXPECT_EQ(node.unary_calls(), 3);
   EXPECT_EQ(node.streams_opened(), 1);
+}
+
+TEST(NodeTransportTest, ConnectOpensTheStreamBeforeTheFirstCheckpoint) {
+  // What the controller does when a node registers: the first job's
+  // requests then go out on a stream that is already open.
+  ScriptedNode node(/*streams=*/true);
+  ServedNode served(&node);
+  GrpcNodeTransport transport;
+  Results results;
+  transport.Connect(served.address);
+  ASSERT_TRUE(node.WaitStreams(1));
+  transport.Connect(served.address);  // one stream per node, still
+  transport.CreateCheckpoint(served.address, Ask(1), kWait, results.For(1));
+  ASSERT_TRUE(node.WaitHeld(1));
+  node.Answer(1);
+  ASSERT_TRUE(results.Wait(1));
+  ASSERT_OK(results.Get(1));
+  EXPECT_EQ(results.Get(1)->manifest().partition_id(), 1u);
+  EXPECT_EQ(node.streams_opened(), 1);
+  EXPECT_EQ(node.unary_calls(), 0);
+  transport.Shutdown();  // ends the idle stream too
+}
+
+TEST(NodeTransportTest, ConnectToANodeWithoutStreamsLeavesItUnaryCalls) {
+  ScriptedNode node(/*streams=*/false);
+  ServedNode served(&node);
+  GrpcNodeTransport transport;
+  Results results;
+  transport.Connect(served.address);
+  ASSERT_TRUE(node.WaitStreams(1));  // refused
+  // Whether or not the refusal was seen yet, the checkpoint is asked
+  // by a unary call, and no other stream is tried.
+  transport.CreateCheckpoint(served.address, Ask(1), kWait, results.For(1));
+  ASSERT_TRUE(node.WaitHeld(1));
+  node.Answer(1);
+  ASSERT_TRUE(results.Wait(1));
+  EXPECT_OK(results.Get(1));
+  EXPECT_EQ(node.unary_calls(), 1);
+  transport.Connect(served.address);
+  transport.CreateCheckpoint(served.address, Ask(2), kWait, results.For(2));
+  ASSERT_TRUE(node.WaitHeld(1));
+  node.Answer(2);
+  ASSERT_TRUE(results.Wait(2));
+  EXPECT_OK(results.Get(2));
+  EXPECT_EQ(node.unary_calls(), 2);
+  EXPECT_EQ(node.streams_opened(), 1);
+  transport.Shutdown();
 }
 
 TEST(NodeTransportTest,
