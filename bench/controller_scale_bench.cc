@@ -55,6 +55,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -152,6 +153,10 @@ struct Result {
   double commit_tail_ms = 0;
   double bench_cpu_s = 0;
   double late_mean_ms = 0, late_max_ms = 0;  // delayed answers
+  // Delayed answers: every slot busy (ms after the first request); a
+  // node's answer -> its next request, p50 / p90 / max (ms).
+  double all_busy_ms = -1;
+  double turn_p50_ms = -1, turn_p90_ms = -1, turn_max_ms = -1;
   double hb_p50_ms = 0, hb_p99_ms = 0, hb_max_ms = 0;
   double idle_cpu_pct = -1;  // heartbeats only, % of one core
   int jobs = 1;
@@ -228,6 +233,10 @@ class FakeNodes final : public NodeService::CallbackService {
     late_sum_us_ = 0;
     late_max_us_ = 0;
     late_count_ = 0;
+    absl::MutexLock l(&turn_mu_);
+    answered_.clear();
+    turnarounds_us_.clear();
+    all_busy_us_ = 0;
   }
   // How late the delayed answers went out after their delay, on average
   // and at most (ms): the fake nodes' own share of the makespan on a
@@ -243,6 +252,27 @@ class FakeNodes final : public NodeService::CallbackService {
   // after the last answer.
   int64_t first_request_us() const { return first_request_us_.load(); }
   int64_t last_answer_us() const { return last_answer_us_.load(); }
+  // A node's turnaround: from an answer it sent to the next request it
+  // got (the slot the answer freed, used again), in ms, at quantile `q` of
+  // all of them (-1 if none); and when every slot was first busy, ms after
+  // the first request. With tasks of one length, the makespan is the first
+  // request, that spread, the tasks, the turnarounds and the commit's tail.
+  double turnaround_ms(double q) const {
+    absl::MutexLock l(&turn_mu_);
+    if (turnarounds_us_.empty()) return -1;
+    std::vector<int64_t> v = turnarounds_us_;
+    const size_t i =
+        std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5));
+    std::nth_element(v.begin(), v.begin() + i, v.end());
+    return v[i] / 1000.0;
+  }
+  double all_busy_ms() const {
+    absl::MutexLock l(&turn_mu_);
+    const int64_t first = first_request_us_.load();
+    return all_busy_us_ == 0 || first == 0 ? -1
+                                           : (all_busy_us_ - first) / 1000.0;
+  }
+  void set_slots(int slots) { slots_ = slots; }
   void Shutdown() {
     for (auto& t : timers_) t.Shutdown();
   }
@@ -292,7 +322,18 @@ class FakeNodes final : public NodeService::CallbackService {
     int64_t unset = 0;
     first_request_us_.compare_exchange_strong(unset,
                                               absl::ToUnixMicros(absl::Now()));
-    StoreMax(peak_, ++in_flight_);
+    const int in_flight = ++in_flight_;
+    StoreMax(peak_, in_flight);
+    if (delay_ > absl::ZeroDuration()) {
+      const int64_t now_us = absl::ToUnixMicros(absl::Now());
+      absl::MutexLock l(&turn_mu_);
+      if (in_flight >= slots_ && all_busy_us_ == 0) all_busy_us_ = now_us;
+      auto& sent = answered_[request.partition_id() / per_node_];
+      if (!sent.empty()) {
+        turnarounds_us_.push_back(now_us - sent.front());
+        sent.pop_front();
+      }
+    }
     if (delay_ <= absl::ZeroDuration()) {
       Send(Publish(request), std::move(done), std::nullopt);
       return;
@@ -357,6 +398,11 @@ class FakeNodes final : public NodeService::CallbackService {
       StoreMax(late_max_us_, late);
     }
     StoreMax(last_answer_us_, absl::ToUnixMicros(sent_at));
+    if (due.has_value()) {
+      absl::MutexLock l(&turn_mu_);
+      answered_[resp.manifest().partition_id() / per_node_].push_back(
+          absl::ToUnixMicros(sent_at));
+    }
     std::move(done)(std::move(resp));
   }
 
@@ -389,6 +435,12 @@ class FakeNodes final : public NodeService::CallbackService {
   std::atomic<int64_t> late_sum_us_{0};
   std::atomic<int64_t> late_max_us_{0};
   std::atomic<int64_t> late_count_{0};
+  int slots_ = 0;  // every node's capacity, summed
+  mutable absl::Mutex turn_mu_;
+  // Per node: when its answers not yet followed by a request went out.
+  std::map<int, std::deque<int64_t>> answered_ ABSL_GUARDED_BY(turn_mu_);
+  std::vector<int64_t> turnarounds_us_ ABSL_GUARDED_BY(turn_mu_);
+  int64_t all_busy_us_ ABSL_GUARDED_BY(turn_mu_) = 0;
 };
 
 // utime + stime of a process, seconds.
@@ -558,6 +610,7 @@ class Bench {
     FakeNodes fakes(repo, sc.per_node);
     fakes.set_delay(absl::Milliseconds(sc.delay_ms));
     fakes.set_report_digest(report_digest_);
+    fakes.set_slots(std::min(sc.nodes * sc.capacity, sc.nodes * sc.per_node));
     fakes.set_streams(!sc.unary);
     auto server = shutter::StartGrpcServer("0.0.0.0:0", {&fakes});
     if (!server.ok()) Die(server.status().ToString());
@@ -730,6 +783,10 @@ class Bench {
     r.bench_cpu_s = ProcessCpuSeconds(getpid()) - bench_cpu0;
     r.late_mean_ms = fakes.mean_late_ms();
     r.late_max_ms = fakes.max_late_ms();
+    r.all_busy_ms = fakes.all_busy_ms();
+    r.turn_p50_ms = fakes.turnaround_ms(0.5);
+    r.turn_p90_ms = fakes.turnaround_ms(0.9);
+    r.turn_max_ms = fakes.turnaround_ms(1.0);
     if (fakes.first_request_us() > 0) {
       r.first_request_ms = absl::ToDoubleMilliseconds(
           absl::FromUnixMicros(fakes.first_request_us()) - t0);
@@ -1368,6 +1425,12 @@ int main(int argc, char** argv) {
         r.rss_settled_mib, r.rss_peak_mib,
         r.switches / std::max(r.partitions, 1), r.first_request_ms,
         r.commit_tail_ms, r.bench_cpu_s, r.late_mean_ms, r.late_max_ms);
+    if (r.turn_p50_ms >= 0) {
+      std::printf(
+          "    every slot busy %.1f ms after the first request; a node's "
+          "answer -> its next request p50 %.1f / p90 %.1f / max %.1f ms\n",
+          r.all_busy_ms, r.turn_p50_ms, r.turn_p90_ms, r.turn_max_ms);
+    }
     if (r.page_kb_median >= 0) {
       std::printf(
           "    console job page (%d partitions, headless Chromium, 7 fresh "
