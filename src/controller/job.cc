@@ -39,6 +39,17 @@ Job::Job(shutter::v1::Snapshot record) {
 }
 
 PartitionTask* Job::Find(uint32_t partition_id) {
+  // Tasks are sorted by partition id, and clusters usually number their
+  // partitions 0..n-1: then the task is at its id's offset, and a large
+  // job is not searched twice per answer.
+  if (!tasks_.empty()) {
+    const uint64_t at =
+        uint64_t{partition_id} - uint64_t{tasks_.front().partition_id()};
+    if (partition_id >= tasks_.front().partition_id() && at < tasks_.size() &&
+        tasks_[at].partition_id() == partition_id) {
+      return &tasks_[at];
+    }
+  }
   auto it = std::lower_bound(tasks_.begin(), tasks_.end(), partition_id,
                              [](const PartitionTask& t, uint32_t id) {
                                return t.partition_id() < id;

@@ -302,18 +302,31 @@ bool NodeRegistry::IsAlive(const std::string& node_id) const {
   return it != nodes_.end() && AliveLocked(it->second);
 }
 
+absl::InlinedVector<NodeRegistry::Claim, 1> NodeRegistry::BestClaimsLocked(
+    const std::vector<std::string>& reporters, uint32_t partition_id) const {
+  absl::InlinedVector<Claim, 1> best;
+  for (const std::string& id : reporters) {
+    const NodeState& n = nodes_.at(id);
+    if (!AliveLocked(n)) continue;
+    const auto& p = n.partitions[n.index.at(partition_id)];
+    if (p.role() != shutter::v1::PARTITION_ROLE_LEADER) continue;
+    if (!best.empty()) {
+      const uint64_t best_epoch = best.front().partition->leader_epoch();
+      if (p.leader_epoch() < best_epoch) continue;
+      if (p.leader_epoch() > best_epoch) best.clear();
+    }
+    best.push_back({&id, &n, &p});
+  }
+  return best;
+}
+
 PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
   PartitionInfo info;
   info.set_partition_id(partition_id);
   auto reporters = partition_nodes_.find(partition_id);
   if (reporters == partition_nodes_.end()) return info;
-  // Highest epoch among live leadership claims, and who claims it.
-  uint64_t best_epoch = 0;
-  std::vector<const std::string*> claimants;
-  const shutter::v1::HostedPartition* best = nullptr;
   for (const std::string& id : reporters->second) {
     const NodeState& n = nodes_.at(id);
-    const bool alive = AliveLocked(n);
     const auto& p = n.partitions[n.index.at(partition_id)];
     auto* r = info.add_replicas();
     r->set_node_id(id);
@@ -321,25 +334,20 @@ PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
     r->set_leader_epoch(p.leader_epoch());
     r->set_applied_index(p.applied_index());
     r->set_approximate_size_bytes(p.approximate_size_bytes());
-    r->set_alive(alive);
-    if (!alive || p.role() != shutter::v1::PARTITION_ROLE_LEADER) continue;
-    if (claimants.empty() || p.leader_epoch() > best_epoch) {
-      best_epoch = p.leader_epoch();
-      claimants = {&id};
-      best = &p;
-    } else if (p.leader_epoch() == best_epoch) {
-      claimants.push_back(&id);
-    }
+    r->set_alive(AliveLocked(n));
   }
-  if (claimants.size() == 1) {
-    info.set_leader_node_id(*claimants[0]);
-    info.set_leader_address(nodes_.at(*claimants[0]).address);
-    info.set_leader_epoch(best_epoch);
-    info.set_applied_index(best->applied_index());
-    info.set_approximate_size_bytes(best->approximate_size_bytes());
-  } else if (claimants.size() > 1) {
+  // Highest epoch among live leadership claims, and who claims it.
+  const auto best = BestClaimsLocked(reporters->second, partition_id);
+  if (best.size() == 1) {
+    const Claim& c = best.front();
+    info.set_leader_node_id(*c.node_id);
+    info.set_leader_address(c.node->address);
+    info.set_leader_epoch(c.partition->leader_epoch());
+    info.set_applied_index(c.partition->applied_index());
+    info.set_approximate_size_bytes(c.partition->approximate_size_bytes());
+  } else if (best.size() > 1) {
     info.set_conflict(true);
-    info.set_leader_epoch(best_epoch);
+    info.set_leader_epoch(best.front().partition->leader_epoch());
   }
   return info;
 }
@@ -381,33 +389,31 @@ bool NodeRegistry::ObservePartition(const std::string& node_id,
 absl::StatusOr<NodeRegistry::Leader> NodeRegistry::ResolveLeader(
     uint32_t partition_id) const {
   absl::ReaderMutexLock l(&mu_);
-  PartitionInfo info = DescribeLocked(partition_id);
-  if (info.replicas_size() == 0) {
+  auto reporters = partition_nodes_.find(partition_id);
+  if (reporters == partition_nodes_.end()) {
     return absl::NotFoundError(
         absl::StrCat("no node reports partition ", partition_id));
   }
-  if (info.conflict()) {
+  const auto best = BestClaimsLocked(reporters->second, partition_id);
+  if (best.size() > 1) {
     std::vector<std::string> who;
-    for (const auto& r : info.replicas()) {
-      if (r.alive() && r.role() == shutter::v1::PARTITION_ROLE_LEADER &&
-          r.leader_epoch() == info.leader_epoch()) {
-        who.push_back(r.node_id());
-      }
-    }
+    for (const Claim& c : best) who.push_back(*c.node_id);
     return absl::FailedPreconditionError(absl::StrCat(
         "partition ", partition_id, " has conflicting leaders at epoch ",
-        info.leader_epoch(), ": ", absl::StrJoin(who, ", ")));
+        best.front().partition->leader_epoch(), ": ",
+        absl::StrJoin(who, ", ")));
   }
-  if (info.leader_node_id().empty()) {
+  if (best.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("partition ", partition_id, " has no live leader"));
   }
+  const Claim& c = best.front();
   Leader leader;
-  leader.node_id = info.leader_node_id();
-  leader.instance_id = nodes_.at(leader.node_id).instance_id;
-  leader.address = info.leader_address();
-  leader.epoch = info.leader_epoch();
-  leader.approximate_size_bytes = info.approximate_size_bytes();
+  leader.node_id = *c.node_id;
+  leader.instance_id = c.node->instance_id;
+  leader.address = c.node->address;
+  leader.epoch = c.partition->leader_epoch();
+  leader.approximate_size_bytes = c.partition->approximate_size_bytes();
   return leader;
 }
 

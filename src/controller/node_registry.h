@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -162,6 +163,18 @@ class NodeRegistry {
                                    const NodeState& n) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   shutter::v1::PartitionInfo DescribeLocked(uint32_t partition_id) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // A live node's claim to lead a partition.
+  struct Claim {
+    const std::string* node_id;
+    const NodeState* node;
+    const shutter::v1::HostedPartition* partition;
+  };
+  // The live leadership claims on `partition_id`, reported by `reporters`,
+  // at the highest epoch claimed: one (the leader), several (a conflict)
+  // or none. Builds nothing: ResolveLeader runs twice per task.
+  absl::InlinedVector<Claim, 1> BestClaimsLocked(
+      const std::vector<std::string>& reporters, uint32_t partition_id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const Options options_;

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -227,7 +228,7 @@ class GrpcNodeTransport : public NodeTransport {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // threads told to end
   std::map<std::string, std::unique_ptr<shutter::v1::NodeService::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
-  std::set<CallBase*> in_flight_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<CallBase*> in_flight_ ABSL_GUARDED_BY(mu_);
   int cancels_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Calls whose Finish completed, for the callback threads.
   std::deque<CallBase*> finished_ ABSL_GUARDED_BY(mu_);

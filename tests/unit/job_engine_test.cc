@@ -1,9 +1,11 @@
 // The job engine's parts without threads or RPCs: the Job bookkeeping, the
 // job store's record schema, and group commit with an in-memory store that
 // can fail or "crash" between groups.
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -35,6 +37,32 @@ Snapshot MakeRecord(const std::string& id, int tasks) {
     t->set_node_id("n1");
   }
   return s;
+}
+
+TEST(JobTest, FindsEveryTaskWhateverItsPartitionIds) {
+  // Dense ids from 0 (found at their offset), from elsewhere, with gaps,
+  // and at the ends of the range.
+  const std::vector<std::vector<uint32_t>> id_sets = {
+      {0, 1, 2, 3, 4}, {5, 6, 7}, {0, 1, 2, 10, 11},
+      {3, 4, 9},       {7},       {0, 4294967294u, 4294967295u},
+  };
+  for (const auto& ids : id_sets) {
+    Snapshot s;
+    s.set_snapshot_id("j");
+    for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+      s.add_partitions()->set_partition_id(*it);
+    }
+    Job job(std::move(s));
+    for (uint32_t id : ids) {
+      PartitionTask* t = job.Find(id);
+      ASSERT_NE(t, nullptr) << id;
+      EXPECT_EQ(t->partition_id(), id);
+    }
+    for (uint32_t absent : {8u, 12u, 100u, 4294967293u}) {
+      if (std::find(ids.begin(), ids.end(), absent) != ids.end()) continue;
+      EXPECT_EQ(job.Find(absent), nullptr) << absent;
+    }
+  }
 }
 
 TEST(JobTest, KeepsTasksSortedAndCountsCurrent) {
