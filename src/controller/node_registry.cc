@@ -1,5 +1,6 @@
 #include "controller/node_registry.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -354,11 +355,13 @@ PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
 
 std::vector<PartitionInfo> NodeRegistry::ListPartitions() const {
   absl::ReaderMutexLock l(&mu_);
+  std::vector<uint32_t> ids;
+  ids.reserve(partition_nodes_.size());
+  for (const auto& entry : partition_nodes_) ids.push_back(entry.first);
+  std::sort(ids.begin(), ids.end());
   std::vector<PartitionInfo> out;
-  out.reserve(partition_nodes_.size());
-  for (const auto& entry : partition_nodes_) {
-    out.push_back(DescribeLocked(entry.first));
-  }
+  out.reserve(ids.size());
+  for (uint32_t id : ids) out.push_back(DescribeLocked(id));
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
@@ -226,8 +227,9 @@ class GrpcNodeTransport : public NodeTransport {
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // threads told to end
-  std::map<std::string, std::unique_ptr<shutter::v1::NodeService::Stub>> stubs_
-      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string,
+                      std::unique_ptr<shutter::v1::NodeService::Stub>>
+      stubs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<CallBase*> in_flight_ ABSL_GUARDED_BY(mu_);
   int cancels_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // Calls whose Finish completed, for the callback threads.
@@ -235,7 +237,8 @@ class GrpcNodeTransport : public NodeTransport {
   // The stream each address' checkpoints go on (absent until the first,
   // and after one broke); every stream whose final status has not come
   // back yet; addresses that do not serve streams.
-  std::map<std::string, CheckpointStream*> streams_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, CheckpointStream*> streams_
+      ABSL_GUARDED_BY(mu_);
   std::set<CheckpointStream*> open_streams_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> unary_only_ ABSL_GUARDED_BY(mu_);
   uint64_t next_call_id_ ABSL_GUARDED_BY(mu_) = 0;
