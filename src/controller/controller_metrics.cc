@@ -17,7 +17,7 @@ void ExportControllerState(metrics::Registry* registry,
   registry->AddGaugeCallback(
       "shutter_registry_partitions", "Partitions any node reports",
       [nodes](const metrics::EmitFn& emit) {
-        emit({}, static_cast<double>(nodes->ListPartitions().size()));
+        emit({}, static_cast<double>(nodes->PartitionCount()));
       },
       owner);
   registry->AddGaugeCallback(

@@ -353,6 +353,22 @@ PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
   return info;
 }
 
+std::vector<uint32_t> NodeRegistry::PartitionIds() const {
+  std::vector<uint32_t> ids;
+  {
+    absl::ReaderMutexLock l(&mu_);
+    ids.reserve(partition_nodes_.size());
+    for (const auto& entry : partition_nodes_) ids.push_back(entry.first);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+size_t NodeRegistry::PartitionCount() const {
+  absl::ReaderMutexLock l(&mu_);
+  return partition_nodes_.size();
+}
+
 std::vector<PartitionInfo> NodeRegistry::ListPartitions() const {
   absl::ReaderMutexLock l(&mu_);
   std::vector<uint32_t> ids;

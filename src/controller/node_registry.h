@@ -118,6 +118,10 @@ class NodeRegistry {
   // Every partition any known node reports, sorted by id.
   std::vector<shutter::v1::PartitionInfo> ListPartitions() const
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Their ids alone, sorted, and their number: what a job or a metric needs,
+  // without describing each (100,000 PartitionInfo messages).
+  std::vector<uint32_t> PartitionIds() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t PartitionCount() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // NOT_FOUND if no node reports the partition; FAILED_PRECONDITION if no
   // live node leads it or leadership is in conflict (the message says which).

@@ -184,24 +184,21 @@ absl::StatusOr<std::string> StartSnapshot(
     RETURN_IF_ERROR(CheckSafeId("schedule", request.schedule()));
   }
   std::vector<uint32_t> ids;
-  std::vector<shutter::v1::PartitionInfo> known =
-      engine.registry()->ListPartitions();
+  const std::vector<uint32_t> known = engine.registry()->PartitionIds();
   if (request.partition_ids().empty()) {
-    for (const auto& p : known) ids.push_back(p.partition_id());
+    ids = known;
     if (ids.empty()) {
       return absl::FailedPreconditionError(
           "no partitions are known: no node has reported any yet");
     }
   } else {
     std::set<uint32_t> seen;
-    std::set<uint32_t> known_ids;
-    for (const auto& p : known) known_ids.insert(p.partition_id());
     for (uint32_t id : request.partition_ids()) {
       if (!seen.insert(id).second) {
         return absl::InvalidArgumentError(
             absl::StrCat("partition ", id, " is listed twice"));
       }
-      if (known_ids.count(id) == 0) {
+      if (!std::binary_search(known.begin(), known.end(), id)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "unknown partition ", id, ": no node reports hosting it"));
       }

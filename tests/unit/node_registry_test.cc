@@ -267,6 +267,14 @@ TEST_F(NodeRegistryTest, PartitionIndexFollowsHeartbeats) {
   parts = registry_.ListPartitions();
   ASSERT_EQ(parts.size(), 2u + 1000u);
   for (const auto& p : parts) EXPECT_EQ(p.replicas_size(), 1);
+  // Sorted by id (the index is hashed), and the ids alone say the same.
+  const std::vector<uint32_t> ids = registry_.PartitionIds();
+  ASSERT_EQ(ids.size(), parts.size());
+  EXPECT_EQ(registry_.PartitionCount(), parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    EXPECT_EQ(ids[i], parts[i].partition_id());
+    if (i > 0) EXPECT_LT(ids[i - 1], ids[i]);
+  }
 }
 
 TEST_F(NodeRegistryTest, KeepAlivesRefreshLivenessAndKeepTheLastReport) {
