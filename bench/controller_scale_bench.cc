@@ -670,12 +670,27 @@ class Bench {
     std::atomic<bool> record{false};
     absl::Mutex lat_mu;
     std::vector<double> latencies;
+    // Each fake node heartbeats as the reference node does: one
+    // HeartbeatStream on a channel of its own (its own TCP connection: no
+    // shared subchannel), without HTTP/2 BDP probing (MakeControlChannel).
+    // A few threads drive the 1,000 streams in turn.
+    shutter::RaiseOpenFileLimit();
+    std::vector<std::unique_ptr<ControllerService::Stub>> beat_stubs;
+    std::vector<std::unique_ptr<shutter::node::HeartbeatStream>> beat_streams;
+    for (int i = 0; i < sc.nodes; ++i) {
+      grpc::ChannelArguments cargs;
+      cargs.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      cargs.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+      beat_stubs.push_back(ControllerService::NewStub(grpc::CreateCustomChannel(
+          target, grpc::InsecureChannelCredentials(), cargs)));
+      beat_streams.push_back(std::make_unique<shutter::node::HeartbeatStream>(
+          beat_stubs.back().get()));
+    }
     constexpr int kBeatThreads = 4;
     std::vector<std::thread> beaters;
     std::atomic<int> first_round{0};
     for (int t = 0; t < kBeatThreads; ++t) {
       beaters.emplace_back([&, t] {
-        auto stub = ControllerService::NewStub(shutter::MakeChannel(target));
         // As the reference node does: a full report every 10th round (and
         // when asked), keep-alives otherwise.
         int rounds = 0;
@@ -683,19 +698,19 @@ class Bench {
           absl::Time round = absl::Now();
           const bool full_round = rounds++ % 10 == 0;
           for (int i = t; i < sc.nodes && !stop; i += kBeatThreads) {
-            grpc::ClientContext ctx;
-            ctx.set_deadline(std::chrono::system_clock::now() +
-                             std::chrono::seconds(10));
+            shutter::node::HeartbeatStream& stream = *beat_streams[i];
             HeartbeatResponse r;
+            std::string leader;
             absl::Time t0 = absl::Now();
-            grpc::Status st = stub->Heartbeat(
-                &ctx, full_round ? beats[i] : keep_alives[i], &r);
+            absl::Status st =
+                stream.Exchange(full_round ? beats[i] : keep_alives[i],
+                                t0 + absl::Seconds(10), &r, &leader);
             if (st.ok() && r.full_report_needed()) {
-              grpc::ClientContext again;
-              st = stub->Heartbeat(&again, beats[i], &r);
+              st = stream.Exchange(beats[i], absl::Now() + absl::Seconds(10),
+                                   &r, &leader);
             }
             double ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
-            if (!st.ok()) Die("heartbeat: " + st.error_message());
+            if (!st.ok()) Die("heartbeat: " + st.ToString());
             if (record) {
               absl::MutexLock l(&lat_mu);
               latencies.push_back(ms);
@@ -845,6 +860,11 @@ class Bench {
       }
       ++r.jobs;
     }
+    // The nodes stop beating before the controller stops (the restart
+    // below measures recovery, not heartbeats).
+    stop = true;
+    for (auto& t : beaters) t.join();
+    beat_streams.clear();
     if (sc.more_jobs > 0) {
       controller.Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
       uint64_t bytes = 0;
@@ -868,8 +888,6 @@ class Bench {
       }
       r.restart_s = absl::ToDoubleSeconds(absl::Now() - t1);
     }
-    stop = true;
-    for (auto& t : beaters) t.join();
     admin.reset();
     controller.Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
     shutter::StopGrpcServer(*server, absl::ZeroDuration());
