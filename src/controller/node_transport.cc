@@ -131,10 +131,16 @@ GrpcNodeTransport::GrpcNodeTransport(uint64_t term,
 
 GrpcNodeTransport::~GrpcNodeTransport() { Shutdown(); }
 
-NodeService::Stub* GrpcNodeTransport::StubLocked(const std::string& address) {
+std::shared_ptr<NodeService::Stub> GrpcNodeTransport::StubLocked(
+    const std::string& address) {
   auto& stub = stubs_[address];
   if (!stub) stub = NodeService::NewStub(MakeChannel(address));
-  return stub.get();
+  return stub;
+}
+
+bool GrpcNodeTransport::HasChannel(const std::string& address) {
+  absl::MutexLock l(&mu_);
+  return stubs_.contains(address);
 }
 
 void GrpcNodeTransport::Finished(CallBase* call) {
@@ -176,7 +182,7 @@ void GrpcNodeTransport::Ended(CallBase* call) {
 template <typename Request, typename Response, typename Prepare>
 bool GrpcNodeTransport::Launch(Call<Request, Response>* call,
                                const std::string& address, Prepare prepare) {
-  NodeService::Stub* stub;
+  std::shared_ptr<NodeService::Stub> stub;
   {
     absl::MutexLock l(&mu_);
     if (shutdown_) return false;
@@ -188,7 +194,7 @@ bool GrpcNodeTransport::Launch(Call<Request, Response>* call,
       in_flight_.insert(call);
     }
   }
-  call->reader = prepare(stub, &call->ctx, call->request, cq_);
+  call->reader = prepare(stub.get(), &call->ctx, call->request, cq_);
   call->reader->StartCall();
   call->reader->Finish(&call->response, &call->status,
                        static_cast<QueueTag*>(call));
@@ -403,6 +409,12 @@ void GrpcNodeTransport::OnStreamFinished(CheckpointStream* stream, bool) {
         stream->status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
         !stream->answered;
     if (unimplemented && !shutdown_) unary_only_.insert(stream->address);
+    if (stream->status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+        !streams_.contains(stream->address)) {
+      // Not reachable, or its connection broke: the channel goes, so that
+      // gRPC stops dialing it; the next call makes a new one.
+      stubs_.erase(stream->address);
+    }
     for (auto& [id, item] : stream->pending) {
       deadlines_.erase({item->deadline, item});
       item->stream = nullptr;

@@ -153,6 +153,9 @@ class GrpcNodeTransport : public NodeTransport {
   // Not from a callback of this transport (it waits for them).
   void Shutdown() override ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Whether the transport holds a channel to `address` (tests).
+  bool HasChannel(const std::string& address) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Callback threads: enough for the answers' checks to overlap.
   static constexpr int kCallbackThreads = 4;
 
@@ -196,8 +199,10 @@ class GrpcNodeTransport : public NodeTransport {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fails streamed requests whose deadline passed.
   void KeepDeadlines() ABSL_LOCKS_EXCLUDED(mu_);
-  shutter::v1::NodeService::Stub* StubLocked(const std::string& address)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The address' stub (and channel), made if there is none. Shared: a
+  // call holds it while it starts, as the transport may drop it meanwhile.
+  std::shared_ptr<shutter::v1::NodeService::Stub> StubLocked(
+      const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts a call that ends with `done`, tracked for Shutdown. `prepare`
   // is the stub's PrepareAsync method.
   template <typename Request, typename Response, typename Prepare>
@@ -227,8 +232,13 @@ class GrpcNodeTransport : public NodeTransport {
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // threads told to end
+  // One channel per address. Dropped when the address' stream ends
+  // UNAVAILABLE (the node could not be reached, or its connection broke):
+  // gRPC would otherwise dial a node that is gone every second for as long
+  // as the channel lives (docs/performance.md, "Connected before the first
+  // job"); the next call to the address makes a new one.
   absl::flat_hash_map<std::string,
-                      std::unique_ptr<shutter::v1::NodeService::Stub>>
+                      std::shared_ptr<shutter::v1::NodeService::Stub>>
       stubs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<CallBase*> in_flight_ ABSL_GUARDED_BY(mu_);
   int cancels_in_flight_ ABSL_GUARDED_BY(mu_) = 0;

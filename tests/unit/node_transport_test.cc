@@ -21,6 +21,7 @@
 #include "common/rpc.h"
 #include "gtest/gtest.h"
 #include "node/checkpoint_stream.h"
+#include "testing/etcd_server.h"
 #include "testing/status_matchers.h"
 
 namespace shutter {
@@ -170,8 +171,8 @@ CreateCheckpointRequest Ask(uint32_t p) {
 }
 
 struct ServedNode {
-  explicit ServedNode(ScriptedNode* node) {
-    auto s = StartGrpcServer("127.0.0.1:0", {node});
+  explicit ServedNode(ScriptedNode* node, int port = 0) {
+    auto s = StartGrpcServer(absl::StrCat("127.0.0.1:", port), {node});
     EXPECT_OK(s);
     server = std::move(s).value();
     address = absl::StrCat("127.0.0.1:", server.port);
@@ -269,6 +270,36 @@ TEST(NodeTransportTest, ConnectOpensTheStreamBeforeTheFirstCheckpoint) {
   EXPECT_EQ(node.streams_opened(), 1);
   EXPECT_EQ(node.unary_calls(), 0);
   transport.Shutdown();  // ends the idle stream too
+}
+
+TEST(NodeTransportTest,
+     AnUnreachableNodesChannelIsDroppedAndMadeAgainWhenAsked) {
+  // A node registered at an address nothing listens on (it crashed, or it
+  // advertises an address the controller cannot reach): once its stream
+  // fails, the transport lets the channel go, or gRPC would dial it every
+  // second for as long as the controller runs.
+  auto port = testing::PickFreePort();
+  ASSERT_OK(port);
+  const std::string address = absl::StrCat("127.0.0.1:", *port);
+  GrpcNodeTransport transport;
+  transport.Connect(address);
+  const absl::Time deadline = absl::Now() + kWait;
+  while (transport.HasChannel(address) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));  // bounded poll of gRPC's work
+  }
+  EXPECT_FALSE(transport.HasChannel(address));
+  // The node comes up there: the next checkpoint makes a new channel.
+  ScriptedNode node(/*streams=*/true);
+  ServedNode served(&node, *port);
+  ASSERT_EQ(served.address, address);
+  Results results;
+  transport.CreateCheckpoint(address, Ask(1), kWait, results.For(1));
+  ASSERT_TRUE(node.WaitHeld(1));
+  node.Answer(1);
+  ASSERT_TRUE(results.Wait(1));
+  EXPECT_OK(results.Get(1));
+  EXPECT_TRUE(transport.HasChannel(address));
+  transport.Shutdown();
 }
 
 TEST(NodeTransportTest, ConnectToANodeWithoutStreamsLeavesItUnaryCalls) {
