@@ -697,7 +697,17 @@ class Bench {
         while (!stop) {
           absl::Time round = absl::Now();
           const bool full_round = rounds++ % 10 == 0;
-          for (int i = t; i < sc.nodes && !stop; i += kBeatThreads) {
+          const int count = (sc.nodes - t + kBeatThreads - 1) / kBeatThreads;
+          int k = 0;
+          for (int i = t; i < sc.nodes && !stop; i += kBeatThreads, ++k) {
+            if (rounds > 1) {
+              // Spread over the interval, as independent nodes' beats are
+              // (the first round, registration, goes at once).
+              const absl::Duration left =
+                  round + absl::Milliseconds(heartbeat_ms_) * k / count -
+                  absl::Now();
+              if (left > absl::ZeroDuration()) absl::SleepFor(left);  // pacing
+            }
             shutter::node::HeartbeatStream& stream = *beat_streams[i];
             HeartbeatResponse r;
             std::string leader;
