@@ -170,6 +170,19 @@ CreateCheckpointRequest Ask(uint32_t p) {
   return r;
 }
 
+// Asks partition `p` of `node` at `address`, has the node answer it, and
+// checks that the answer came back (results then hold `n` partitions).
+void AskAndAnswer(GrpcNodeTransport& transport, ScriptedNode& node,
+                  const std::string& address, uint32_t p, Results& results,
+                  size_t n) {
+  transport.CreateCheckpoint(address, Ask(p), kWait, results.For(p));
+  ASSERT_TRUE(node.WaitHeld(1));
+  node.Answer(p);
+  ASSERT_TRUE(results.Wait(n));
+  ASSERT_OK(results.Get(p));
+  EXPECT_EQ(results.Get(p)->manifest().partition_id(), p);
+}
+
 struct ServedNode {
   explicit ServedNode(ScriptedNode* node, int port = 0) {
     auto s = StartGrpcServer(absl::StrCat("127.0.0.1:", port), {node});
@@ -261,12 +274,8 @@ TEST(NodeTransportTest, ConnectOpensTheStreamBeforeTheFirstCheckpoint) {
   transport.Connect(served.address);
   ASSERT_TRUE(node.WaitStreams(1));
   transport.Connect(served.address);  // one stream per node, still
-  transport.CreateCheckpoint(served.address, Ask(1), kWait, results.For(1));
-  ASSERT_TRUE(node.WaitHeld(1));
-  node.Answer(1);
-  ASSERT_TRUE(results.Wait(1));
-  ASSERT_OK(results.Get(1));
-  EXPECT_EQ(results.Get(1)->manifest().partition_id(), 1u);
+  ASSERT_NO_FATAL_FAILURE(
+      AskAndAnswer(transport, node, served.address, 1, results, 1));
   EXPECT_EQ(node.streams_opened(), 1);
   EXPECT_EQ(node.unary_calls(), 0);
   transport.Shutdown();  // ends the idle stream too
@@ -293,11 +302,8 @@ TEST(NodeTransportTest,
   ServedNode served(&node, *port);
   ASSERT_EQ(served.address, address);
   Results results;
-  transport.CreateCheckpoint(address, Ask(1), kWait, results.For(1));
-  ASSERT_TRUE(node.WaitHeld(1));
-  node.Answer(1);
-  ASSERT_TRUE(results.Wait(1));
-  EXPECT_OK(results.Get(1));
+  ASSERT_NO_FATAL_FAILURE(
+      AskAndAnswer(transport, node, address, 1, results, 1));
   EXPECT_TRUE(transport.HasChannel(address));
   transport.Shutdown();
 }
@@ -311,18 +317,12 @@ TEST(NodeTransportTest, ConnectToANodeWithoutStreamsLeavesItUnaryCalls) {
   ASSERT_TRUE(node.WaitStreams(1));  // refused
   // Whether or not the refusal was seen yet, the checkpoint is asked
   // by a unary call, and no other stream is tried.
-  transport.CreateCheckpoint(served.address, Ask(1), kWait, results.For(1));
-  ASSERT_TRUE(node.WaitHeld(1));
-  node.Answer(1);
-  ASSERT_TRUE(results.Wait(1));
-  EXPECT_OK(results.Get(1));
+  ASSERT_NO_FATAL_FAILURE(
+      AskAndAnswer(transport, node, served.address, 1, results, 1));
   EXPECT_EQ(node.unary_calls(), 1);
   transport.Connect(served.address);
-  transport.CreateCheckpoint(served.address, Ask(2), kWait, results.For(2));
-  ASSERT_TRUE(node.WaitHeld(1));
-  node.Answer(2);
-  ASSERT_TRUE(results.Wait(2));
-  EXPECT_OK(results.Get(2));
+  ASSERT_NO_FATAL_FAILURE(
+      AskAndAnswer(transport, node, served.address, 2, results, 2));
   EXPECT_EQ(node.unary_calls(), 2);
   EXPECT_EQ(node.streams_opened(), 1);
   transport.Shutdown();
