@@ -235,7 +235,7 @@ class FakeNodes final : public NodeService::CallbackService {
     late_count_ = 0;
     absl::MutexLock l(&turn_mu_);
     answered_.clear();
-    turnarounds_us_.clear();
+    turnarounds_ms_.clear();
     all_busy_us_ = 0;
   }
   // How late the delayed answers went out after their delay, on average
@@ -252,19 +252,14 @@ class FakeNodes final : public NodeService::CallbackService {
   // after the last answer.
   int64_t first_request_us() const { return first_request_us_.load(); }
   int64_t last_answer_us() const { return last_answer_us_.load(); }
-  // A node's turnaround: from an answer it sent to the next request it
-  // got (the slot the answer freed, used again), in ms, at quantile `q` of
-  // all of them (-1 if none); and when every slot was first busy, ms after
-  // the first request. With tasks of one length, the makespan is the first
-  // request, that spread, the tasks, the turnarounds and the commit's tail.
-  double turnaround_ms(double q) const {
+  // Every node's turnarounds, ms: from an answer it sent to the next
+  // request it got (the slot the answer freed, used again); and when every
+  // slot was first busy, ms after the first request. With tasks of one
+  // length, the makespan is the first request, that spread, the tasks,
+  // the turnarounds and the commit's tail.
+  std::vector<double> turnarounds_ms() const {
     absl::MutexLock l(&turn_mu_);
-    if (turnarounds_us_.empty()) return -1;
-    std::vector<int64_t> v = turnarounds_us_;
-    const size_t i =
-        std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5));
-    std::nth_element(v.begin(), v.begin() + i, v.end());
-    return v[i] / 1000.0;
+    return turnarounds_ms_;
   }
   double all_busy_ms() const {
     absl::MutexLock l(&turn_mu_);
@@ -330,7 +325,7 @@ class FakeNodes final : public NodeService::CallbackService {
       if (in_flight >= slots_ && all_busy_us_ == 0) all_busy_us_ = now_us;
       auto& sent = answered_[request.partition_id() / per_node_];
       if (!sent.empty()) {
-        turnarounds_us_.push_back(now_us - sent.front());
+        turnarounds_ms_.push_back((now_us - sent.front()) / 1000.0);
         sent.pop_front();
       }
     }
@@ -390,15 +385,13 @@ class FakeNodes final : public NodeService::CallbackService {
             std::optional<absl::Time> due) {
     --in_flight_;
     const absl::Time sent_at = absl::Now();
+    StoreMax(last_answer_us_, absl::ToUnixMicros(sent_at));
     if (due.has_value()) {
       const int64_t late =
           std::max<int64_t>(0, absl::ToInt64Microseconds(sent_at - *due));
       late_sum_us_ += late;
       ++late_count_;
       StoreMax(late_max_us_, late);
-    }
-    StoreMax(last_answer_us_, absl::ToUnixMicros(sent_at));
-    if (due.has_value()) {
       absl::MutexLock l(&turn_mu_);
       answered_[resp.manifest().partition_id() / per_node_].push_back(
           absl::ToUnixMicros(sent_at));
@@ -439,7 +432,7 @@ class FakeNodes final : public NodeService::CallbackService {
   mutable absl::Mutex turn_mu_;
   // Per node: when its answers not yet followed by a request went out.
   std::map<int, std::deque<int64_t>> answered_ ABSL_GUARDED_BY(turn_mu_);
-  std::vector<int64_t> turnarounds_us_ ABSL_GUARDED_BY(turn_mu_);
+  std::vector<double> turnarounds_ms_ ABSL_GUARDED_BY(turn_mu_);
   int64_t all_busy_us_ ABSL_GUARDED_BY(turn_mu_) = 0;
 };
 
@@ -533,6 +526,18 @@ double ProcessField(pid_t pid, const std::string& file,
     }
   }
   return 0;
+}
+
+// A stub on a connection of its own (no shared subchannel), as a node in a
+// process of its own has; with or without HTTP/2 BDP probing (the
+// reference node's channel to the controller has none: MakeControlChannel).
+std::unique_ptr<ControllerService::Stub> OwnConnectionStub(
+    const std::string& target, bool bdp_probe) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (!bdp_probe) args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  return ControllerService::NewStub(grpc::CreateCustomChannel(
+      target, grpc::InsecureChannelCredentials(), args));
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -692,12 +697,7 @@ class Bench {
     std::vector<std::unique_ptr<shutter::node::HeartbeatStream>> beat_streams;
     for (int i = 0; i < sc.nodes; ++i) {
       if (i % per_connection == 0) {
-        grpc::ChannelArguments cargs;
-        cargs.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-        cargs.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-        beat_stubs.push_back(
-            ControllerService::NewStub(grpc::CreateCustomChannel(
-                target, grpc::InsecureChannelCredentials(), cargs)));
+        beat_stubs.push_back(OwnConnectionStub(target, /*bdp_probe=*/false));
       }
       beat_streams.push_back(std::make_unique<shutter::node::HeartbeatStream>(
           beat_stubs.back().get()));
@@ -825,9 +825,12 @@ class Bench {
     r.late_mean_ms = fakes.mean_late_ms();
     r.late_max_ms = fakes.max_late_ms();
     r.all_busy_ms = fakes.all_busy_ms();
-    r.turn_p50_ms = fakes.turnaround_ms(0.5);
-    r.turn_p90_ms = fakes.turnaround_ms(0.9);
-    r.turn_max_ms = fakes.turnaround_ms(1.0);
+    if (const std::vector<double> turns = fakes.turnarounds_ms();
+        !turns.empty()) {
+      r.turn_p50_ms = Percentile(turns, 0.5);
+      r.turn_p90_ms = Percentile(turns, 0.9);
+      r.turn_max_ms = Percentile(turns, 1.0);
+    }
     if (fakes.first_request_us() > 0) {
       r.first_request_ms = absl::ToDoubleMilliseconds(
           absl::FromUnixMicros(fakes.first_request_us()) - t0);
@@ -1210,15 +1213,10 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   };
   std::vector<FakeNode> fleet(nodes);
   for (int i = 0; i < nodes; ++i) {
-    // Channels of its own: its own TCP connections (no shared
-    // subchannel), one with gRPC's defaults, one as MakeControlChannel's.
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    fleet[i].probing = ControllerService::NewStub(grpc::CreateCustomChannel(
-        target, grpc::InsecureChannelCredentials(), args));
-    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-    fleet[i].stub = ControllerService::NewStub(grpc::CreateCustomChannel(
-        target, grpc::InsecureChannelCredentials(), args));
+    // Its own TCP connections: one with gRPC's defaults, one as
+    // MakeControlChannel's.
+    fleet[i].probing = OwnConnectionStub(target, /*bdp_probe=*/true);
+    fleet[i].stub = OwnConnectionStub(target, /*bdp_probe=*/false);
     HeartbeatRequest& b = fleet[i].full;
     b.set_node_id(absl::StrFormat("h%05d", i));
     b.set_address(absl::StrFormat("127.0.0.1:%d", 20000 + i));

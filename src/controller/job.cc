@@ -41,12 +41,12 @@ Job::Job(shutter::v1::Snapshot record) {
 PartitionTask* Job::Find(uint32_t partition_id) {
   // Tasks are sorted by partition id, and clusters usually number their
   // partitions 0..n-1: then the task is at its id's offset, and a large
-  // job is not searched twice per answer.
+  // job is not searched twice per answer. (An id below the first wraps to
+  // an offset past the end.)
   if (!tasks_.empty()) {
     const uint64_t at =
         uint64_t{partition_id} - uint64_t{tasks_.front().partition_id()};
-    if (partition_id >= tasks_.front().partition_id() && at < tasks_.size() &&
-        tasks_[at].partition_id() == partition_id) {
+    if (at < tasks_.size() && tasks_[at].partition_id() == partition_id) {
       return &tasks_[at];
     }
   }

@@ -353,15 +353,17 @@ PartitionInfo NodeRegistry::DescribeLocked(uint32_t partition_id) const {
   return info;
 }
 
-std::vector<uint32_t> NodeRegistry::PartitionIds() const {
+std::vector<uint32_t> NodeRegistry::SortedIdsLocked() const {
   std::vector<uint32_t> ids;
-  {
-    absl::ReaderMutexLock l(&mu_);
-    ids.reserve(partition_nodes_.size());
-    for (const auto& entry : partition_nodes_) ids.push_back(entry.first);
-  }
+  ids.reserve(partition_nodes_.size());
+  for (const auto& entry : partition_nodes_) ids.push_back(entry.first);
   std::sort(ids.begin(), ids.end());
   return ids;
+}
+
+std::vector<uint32_t> NodeRegistry::PartitionIds() const {
+  absl::ReaderMutexLock l(&mu_);
+  return SortedIdsLocked();
 }
 
 size_t NodeRegistry::PartitionCount() const {
@@ -371,10 +373,7 @@ size_t NodeRegistry::PartitionCount() const {
 
 std::vector<PartitionInfo> NodeRegistry::ListPartitions() const {
   absl::ReaderMutexLock l(&mu_);
-  std::vector<uint32_t> ids;
-  ids.reserve(partition_nodes_.size());
-  for (const auto& entry : partition_nodes_) ids.push_back(entry.first);
-  std::sort(ids.begin(), ids.end());
+  const std::vector<uint32_t> ids = SortedIdsLocked();
   std::vector<PartitionInfo> out;
   out.reserve(ids.size());
   for (uint32_t id : ids) out.push_back(DescribeLocked(id));

@@ -169,6 +169,8 @@ class NodeRegistry {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   shutter::v1::PartitionInfo DescribeLocked(uint32_t partition_id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Every reported partition's id, sorted (the index is hashed).
+  std::vector<uint32_t> SortedIdsLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // A live node's claim to lead a partition.
   struct Claim {
     const std::string* node_id;

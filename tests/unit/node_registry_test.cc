@@ -273,7 +273,9 @@ TEST_F(NodeRegistryTest, PartitionIndexFollowsHeartbeats) {
   EXPECT_EQ(registry_.PartitionCount(), parts.size());
   for (size_t i = 0; i < parts.size(); ++i) {
     EXPECT_EQ(ids[i], parts[i].partition_id());
-    if (i > 0) EXPECT_LT(ids[i - 1], ids[i]);
+    if (i > 0) {
+      EXPECT_LT(ids[i - 1], ids[i]);
+    }
   }
 }
 
