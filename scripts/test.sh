@@ -28,12 +28,12 @@ case "${1:-}" in
 esac
 # Elapsed time at each phase, so a slow phase shows in the CI log.
 phase() { echo "test.sh: [$(( $(date +%s) - start ))s] $*"; }
-# Background jobs (moto_server, the clang build) and temporary files go
-# when the script exits, however it exits.
+# Background jobs (moto_server, the clang build, the checks beside the
+# tests) and temporary files go when the script exits, however it exits.
 bg_pids=()
 tmp_files=()
 cleanup() {
-  for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${bg_pids[@]}"; do kill -- "$p" 2>/dev/null || true; done
   rm -f "${tmp_files[@]}"
 }
 trap cleanup EXIT
@@ -125,6 +125,126 @@ echo "test.sh: console screenshots go to $SHUTTER_SCREENSHOT_DIR"
 test_jobs="${SHUTTER_TEST_JOBS:-4}"
 resource_spec="$PWD/tests/resources.json"
 
+# The checks that need only the release tree, the package, the benchmarks'
+# smoke runs and the ThreadSanitizer job, run beside the release tests in a
+# background job at nice 10, with their output kept and printed after the
+# tests: the tests leave about a quarter of the two cores idle (they wait
+# on processes, leases and throttled streams), and these checks use at most
+# one core at a time, so they take what the tests leave instead of running
+# after them (figures: docs/performance.md, "Checks beside the tests"). The
+# console check, which times the job page, stays last and alone.
+side_checks() {
+  phase() { echo "test.sh: [$(( $(date +%s) - start ))s] (beside the tests) $*"; }
+  phase "package"
+
+  # The Debian package: contents, maintainer scripts, and the binaries run
+  # from a dry install (extracted into a temporary root; no systemd here to
+  # start the units for real).
+  (cd build && cpack -G DEB >/dev/null)
+  deb=$(ls build/shutter_*_amd64.deb)
+  contents=$(dpkg-deb -c "$deb")
+  for f in ./usr/bin/shutter-controller ./usr/bin/shutter-node ./usr/bin/shutterctl \
+      ./usr/lib/systemd/system/shutter-controller.service \
+      ./usr/lib/systemd/system/shutter-node.service \
+      ./etc/shutter/controller.toml ./etc/shutter/node.toml; do
+    grep -q " $f\$" <<<"$contents" || { echo "test.sh: $deb lacks $f" >&2; exit 1; }
+  done
+  pkg_root=$(mktemp -d)
+  dpkg-deb -x "$deb" "$pkg_root"
+  dpkg-deb -e "$deb" "$pkg_root/DEBIAN"
+  for script in postinst prerm postrm; do sh -n "$pkg_root/DEBIAN/$script"; done
+  grep -qx /etc/shutter/controller.toml "$pkg_root/DEBIAN/conffiles"
+  "$pkg_root/usr/bin/shutterctl" --help >/dev/null
+  "$pkg_root/usr/bin/shutter-controller" --help >/dev/null
+  "$pkg_root/usr/bin/shutter-node" --help >/dev/null
+  rm -rf "$pkg_root"
+  echo "test.sh: package $(basename "$deb"): contents, scripts and binaries OK"
+
+  # A real install where we may (root, and no Shutter installed here): the
+  # maintainer scripts create the user and state directory, the installed
+  # units pass systemd-analyze verify, the packaged configuration refuses to
+  # start until TLS is set up (exit 2, one line), and a purge removes the
+  # user and state again. Starting the units needs systemd as PID 1, which CI
+  # machines do not have.
+  if [[ $(id -u) == 0 ]] && ! dpkg -s shutter >/dev/null 2>&1; then
+    dpkg -i "$deb" >/dev/null
+    getent passwd shutter >/dev/null
+    [[ $(stat -c '%U %a' /var/lib/shutter) == "shutter 750" ]]
+    systemd-analyze verify /usr/lib/systemd/system/shutter-controller.service \
+      /usr/lib/systemd/system/shutter-node.service
+    rc=0
+    err=$(runuser -u shutter -- /usr/bin/shutter-controller \
+      --config /etc/shutter/controller.toml 2>&1) || rc=$?
+    [[ $rc == 2 && $err == *"--tls-"* ]] || {
+      echo "test.sh: installed controller: exit $rc: $err" >&2; exit 1; }
+    dpkg --purge shutter >/dev/null
+    if getent passwd shutter >/dev/null || [[ -e /var/lib/shutter ]]; then
+      echo "test.sh: purge left the shutter user or /var/lib/shutter" >&2
+      exit 1
+    fi
+    echo "test.sh: package installed, units verified, purged"
+  fi
+
+  # The systemd units stay hardened: systemd-analyze's offline security
+  # review must rate both at most 3.0 (they were 8.8 EXPOSED before).
+  for unit in deploy/shutter-controller.service deploy/shutter-node.service; do
+    if ! systemd-analyze security --offline=true --threshold=30 "$unit" >/dev/null 2>&1; then
+      echo "test.sh: $unit is rated above 3.0:" >&2
+      systemd-analyze security --offline=true "$unit" >&2 || true
+      exit 1
+    fi
+    echo "test.sh: $(systemd-analyze security --offline=true "$unit" 2>&1 | grep 'Overall exposure')"
+  done
+
+  # Monitoring: the alert rules pass promtool, the dashboard is JSON (the
+  # metrics themselves are checked by promtool in metrics_test).
+  promtool check rules deploy/prometheus/shutter-alerts.yml
+  # The alerts fire on a first failure (series that start at 0 and step to 1).
+  (cd deploy/prometheus && promtool test rules shutter-alerts.test.yml)
+  python3 -m json.tool deploy/grafana/shutter-dashboard.json >/dev/null
+
+  # Benchmarks in smoke mode: they must keep compiling and working.
+  phase "benchmarks (smoke)"
+  build/bench/scheduler_overhead_bench --smoke
+  build/bench/makespan_sim_bench --smoke
+  build/bench/partition_open_bench --smoke
+  build/bench/manifest_encode_bench --smoke
+  build/bench/cluster_bench --smoke
+  build/bench/controller_scale_bench --smoke
+  build/bench/incremental_bench --smoke
+  build/bench/restore_bench --smoke
+  build/bench/restore_bench --job deep-verify --smoke
+  build/bench/foreground_bench --smoke
+
+  # ThreadSanitizer job: src/scheduler depends on Abseil only, so this build
+  # is small. Set SHUTTER_SKIP_TSAN=1 to skip it locally.
+  if [[ "${SHUTTER_SKIP_TSAN:-0}" != 1 ]]; then
+    phase "ThreadSanitizer (scheduler)"
+    cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DSHUTTER_SCHEDULER_ONLY=ON \
+      -DCMAKE_CXX_FLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
+      -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
+    ninja -C build-tsan -j2
+    export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+    (cd build-tsan && ctest --output-on-failure -j2 --timeout 300)
+    build-tsan/tests/scheduler/scheduler_test --gtest_brief=1 \
+      --gtest_filter='SchedulerStressTest.*' --gtest_repeat=20
+  fi
+}
+
+if (( ! quick )); then
+  side_log=$(mktemp)
+  tmp_files+=("$side_log")
+  # A process group of its own (set -m), so an exit kills the benchmarks'
+  # and packaging processes it started, not only the job's shell.
+  set -m
+  ( renice -n 10 -p "$BASHPID" >/dev/null; side_checks ) >"$side_log" 2>&1 &
+  side_pid=$!
+  set +m
+  bg_pids+=("-$side_pid")
+  phase "package, benchmarks (smoke) and ThreadSanitizer started beside the tests (nice 10)"
+fi
+
 # metrics_test fails (rather than skips) without promtool.
 phase "unit and integration tests"
 (cd build && SHUTTER_REQUIRE_PROMTOOL=1 ctest --output-on-failure -j"$test_jobs" \
@@ -134,101 +254,13 @@ if (( quick )); then
   exit 0
 fi
 
-phase "package"
-
-# The Debian package: contents, maintainer scripts, and the binaries run
-# from a dry install (extracted into a temporary root; no systemd here to
-# start the units for real).
-(cd build && cpack -G DEB >/dev/null)
-deb=$(ls build/shutter_*_amd64.deb)
-contents=$(dpkg-deb -c "$deb")
-for f in ./usr/bin/shutter-controller ./usr/bin/shutter-node ./usr/bin/shutterctl \
-    ./usr/lib/systemd/system/shutter-controller.service \
-    ./usr/lib/systemd/system/shutter-node.service \
-    ./etc/shutter/controller.toml ./etc/shutter/node.toml; do
-  grep -q " $f\$" <<<"$contents" || { echo "test.sh: $deb lacks $f" >&2; exit 1; }
-done
-pkg_root=$(mktemp -d)
-dpkg-deb -x "$deb" "$pkg_root"
-dpkg-deb -e "$deb" "$pkg_root/DEBIAN"
-for script in postinst prerm postrm; do sh -n "$pkg_root/DEBIAN/$script"; done
-grep -qx /etc/shutter/controller.toml "$pkg_root/DEBIAN/conffiles"
-"$pkg_root/usr/bin/shutterctl" --help >/dev/null
-"$pkg_root/usr/bin/shutter-controller" --help >/dev/null
-"$pkg_root/usr/bin/shutter-node" --help >/dev/null
-rm -rf "$pkg_root"
-echo "test.sh: package $(basename "$deb"): contents, scripts and binaries OK"
-
-# A real install where we may (root, and no Shutter installed here): the
-# maintainer scripts create the user and state directory, the installed
-# units pass systemd-analyze verify, the packaged configuration refuses to
-# start until TLS is set up (exit 2, one line), and a purge removes the
-# user and state again. Starting the units needs systemd as PID 1, which CI
-# machines do not have.
-if [[ $(id -u) == 0 ]] && ! dpkg -s shutter >/dev/null 2>&1; then
-  dpkg -i "$deb" >/dev/null
-  getent passwd shutter >/dev/null
-  [[ $(stat -c '%U %a' /var/lib/shutter) == "shutter 750" ]]
-  systemd-analyze verify /usr/lib/systemd/system/shutter-controller.service \
-    /usr/lib/systemd/system/shutter-node.service
-  rc=0
-  err=$(runuser -u shutter -- /usr/bin/shutter-controller \
-    --config /etc/shutter/controller.toml 2>&1) || rc=$?
-  [[ $rc == 2 && $err == *"--tls-"* ]] || {
-    echo "test.sh: installed controller: exit $rc: $err" >&2; exit 1; }
-  dpkg --purge shutter >/dev/null
-  if getent passwd shutter >/dev/null || [[ -e /var/lib/shutter ]]; then
-    echo "test.sh: purge left the shutter user or /var/lib/shutter" >&2
-    exit 1
-  fi
-  echo "test.sh: package installed, units verified, purged"
+phase "package, benchmarks (smoke) and ThreadSanitizer (beside the tests)"
+if ! wait "$side_pid"; then
+  cat "$side_log" >&2
+  echo "test.sh: the checks beside the tests failed (output above)" >&2
+  exit 1
 fi
-
-# The systemd units stay hardened: systemd-analyze's offline security
-# review must rate both at most 3.0 (they were 8.8 EXPOSED before).
-for unit in deploy/shutter-controller.service deploy/shutter-node.service; do
-  if ! systemd-analyze security --offline=true --threshold=30 "$unit" >/dev/null 2>&1; then
-    echo "test.sh: $unit is rated above 3.0:" >&2
-    systemd-analyze security --offline=true "$unit" >&2 || true
-    exit 1
-  fi
-  echo "test.sh: $(systemd-analyze security --offline=true "$unit" 2>&1 | grep 'Overall exposure')"
-done
-
-# Monitoring: the alert rules pass promtool, the dashboard is JSON (the
-# metrics themselves are checked by promtool in metrics_test).
-promtool check rules deploy/prometheus/shutter-alerts.yml
-# The alerts fire on a first failure (series that start at 0 and step to 1).
-(cd deploy/prometheus && promtool test rules shutter-alerts.test.yml)
-python3 -m json.tool deploy/grafana/shutter-dashboard.json >/dev/null
-
-# Benchmarks in smoke mode: they must keep compiling and working.
-phase "benchmarks (smoke)"
-build/bench/scheduler_overhead_bench --smoke
-build/bench/makespan_sim_bench --smoke
-build/bench/partition_open_bench --smoke
-build/bench/manifest_encode_bench --smoke
-build/bench/cluster_bench --smoke
-build/bench/controller_scale_bench --smoke
-build/bench/incremental_bench --smoke
-build/bench/restore_bench --smoke
-build/bench/restore_bench --job deep-verify --smoke
-build/bench/foreground_bench --smoke
-
-# ThreadSanitizer job: src/scheduler depends on Abseil only, so this build
-# is small. Set SHUTTER_SKIP_TSAN=1 to skip it locally.
-if [[ "${SHUTTER_SKIP_TSAN:-0}" != 1 ]]; then
-  phase "ThreadSanitizer (scheduler)"
-  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DSHUTTER_SCHEDULER_ONLY=ON \
-    -DCMAKE_CXX_FLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
-    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
-  ninja -C build-tsan -j2
-  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
-  (cd build-tsan && ctest --output-on-failure -j2 --timeout 300)
-  build-tsan/tests/scheduler/scheduler_test --gtest_brief=1 \
-    --gtest_filter='SchedulerStressTest.*' --gtest_repeat=20
-fi
+cat "$side_log"
 
 # One clang tree for three checks (it used to be three builds: a GCC
 # ASan+UBSan tree, a clang front-end pass over every unit, and a clang
