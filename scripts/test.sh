@@ -308,8 +308,8 @@ if (( clang_job )); then
 
   # Each fuzzer runs a fixed number of inputs, about 15 s of one core on
   # the development machine, so it is the same check on a slower or busier
-  # machine; all five at once on the two cores (41-47 s here, where 15 s
-  # each two at a time took 45-52). Beside the sanitizer tests, even at
+  # machine; all five at once on the two cores (41 s alone here, 43-53 s
+  # in CI runs, as 15 s each two at a time took). Beside the tests, even at
   # nice 19, they made those tests 80-100 s longer. The 30-minute cap only
   # guards against a fuzzer that hangs. SHUTTER_FUZZ_SECONDS=N runs each for
   # N seconds instead (by hand: fuzz longer).
