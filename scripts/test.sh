@@ -27,7 +27,9 @@ case "${1:-}" in
   *) echo "usage: scripts/test.sh [--quick]" >&2; exit 2 ;;
 esac
 # Elapsed time at each phase, so a slow phase shows in the CI log.
-phase() { echo "test.sh: [$(( $(date +%s) - start ))s] $*"; }
+# phase_where names a background job's phases ("(beside the tests)").
+phase_where=""
+phase() { echo "test.sh: [$(( $(date +%s) - start ))s]${phase_where} $*"; }
 # Background jobs (moto_server, the clang build, the checks beside the
 # tests) and temporary files go when the script exits, however it exits.
 bg_pids=()
@@ -125,16 +127,18 @@ echo "test.sh: console screenshots go to $SHUTTER_SCREENSHOT_DIR"
 test_jobs="${SHUTTER_TEST_JOBS:-4}"
 resource_spec="$PWD/tests/resources.json"
 
-# The checks that need only the release tree, the package, the benchmarks'
-# smoke runs and the ThreadSanitizer job, run beside the release tests in a
-# background job at nice 10, with their output kept and printed after the
-# tests: the tests leave about a quarter of the two cores idle (they wait
-# on processes, leases and throttled streams), and these checks use at most
-# one core at a time, so they take what the tests leave instead of running
-# after them (figures: docs/performance.md, "Checks beside the tests"). The
-# console check, which times the job page, stays last and alone.
+# The checks that need only the release tree (the package, the benchmarks'
+# smoke runs, the ThreadSanitizer job, the benchmarks' thread-safety pass)
+# run beside the release tests in a background job at nice 10, with their
+# output kept and printed after the tests: the tests leave about a quarter
+# of the two cores idle (they wait on processes, leases and throttled
+# streams), and these checks take what the tests leave instead of running
+# after them (figures: docs/performance.md, "Checks beside the tests,
+# fuzzers by inputs"). The console check, which times the job page, stays
+# last and alone.
+side_what="package, benchmarks (smoke), ThreadSanitizer, thread-safety pass"
 side_checks() {
-  phase() { echo "test.sh: [$(( $(date +%s) - start ))s] (beside the tests) $*"; }
+  phase_where=" (beside the tests)"
   phase "package"
 
   # The Debian package: contents, maintainer scripts, and the binaries run
@@ -250,7 +254,7 @@ if (( ! quick )); then
   side_pid=$!
   set +m
   bg_pids+=("-$side_pid")
-  phase "package, benchmarks (smoke), ThreadSanitizer and the benchmarks' thread-safety pass started beside the tests (nice 10)"
+  phase "$side_what: started beside the tests (nice 10)"
 fi
 
 # metrics_test fails (rather than skips) without promtool.
@@ -262,7 +266,7 @@ if (( quick )); then
   exit 0
 fi
 
-phase "package, benchmarks (smoke), ThreadSanitizer, thread-safety pass (beside the tests)"
+phase "$side_what (beside the tests)"
 if ! wait "$side_pid"; then
   cat "$side_log" >&2
   echo "test.sh: the checks beside the tests failed (output above)" >&2
@@ -309,10 +313,11 @@ if (( clang_job )); then
   # Each fuzzer runs a fixed number of inputs, about 15 s of one core on
   # the development machine, so it is the same check on a slower or busier
   # machine; all five at once on the two cores (41 s alone here, 43-53 s
-  # in CI runs, as 15 s each two at a time took). Beside the tests, even at
-  # nice 19, they made those tests 80-100 s longer. The 30-minute cap only
-  # guards against a fuzzer that hangs. SHUTTER_FUZZ_SECONDS=N runs each for
-  # N seconds instead (by hand: fuzz longer).
+  # in CI runs, about what 15 s each, two at a time, took). Beside the
+  # sanitizer tests, even at nice 19, they made those tests 80-100 s
+  # longer. The 30-minute cap only guards against a fuzzer that hangs.
+  # SHUTTER_FUZZ_SECONDS=N runs each for N seconds instead (by hand: fuzz
+  # longer).
   phase "fuzzers"
   fuzz_dir=$(mktemp -d)
   declare -A fuzz_runs=([manifest]=145000 [text]=180000 [cron]=600000
@@ -326,16 +331,17 @@ if (( clang_job )); then
     fi
     mkdir -p "$fuzz_dir/$name"
     if ! build-clang/tests/fuzz/${name}_fuzz "${budget[@]}" \
-        -print_final_stats=1 "$fuzz_dir/$name" "tests/fuzz/corpus/$name" \
+        "$fuzz_dir/$name" "tests/fuzz/corpus/$name" \
         >"$fuzz_dir/$name.log" 2>&1; then
       echo "test.sh: fuzzer $name failed:" >&2
       tail -50 "$fuzz_dir/$name.log" >&2
       return 1
     fi
-    echo "test.sh: fuzzer $name: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$fuzz_dir/$name.log" | grep -o '[0-9]*$') runs in $(grep -o 'Done [0-9]* runs in [0-9]*' "$fuzz_dir/$name.log" | grep -o '[0-9]*$' || echo '?') s, no crash"
+    # libFuzzer's last line: "Done <n> runs in <s> second(s)".
+    echo "test.sh: fuzzer $name: $(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1 runs in \2 s/p' "$fuzz_dir/$name.log"), no crash"
   }
   pids=()
-  for name in manifest text cron s3_xml config; do
+  for name in "${!fuzz_runs[@]}"; do
     run_fuzzer "$name" & pids+=($!)
   done
   fuzz_rc=0
