@@ -93,6 +93,10 @@ struct GrpcNodeTransport::CheckpointStream {
       rw;
   // Guarded by the transport's mu_.
   std::map<uint64_t, StreamItem*> pending;  // asked, not answered
+  // Asked after a stream that never answered broke, before its final
+  // status says whether the node serves streams at all: sent on once it
+  // does (unary if the node has no streams, else on a new stream).
+  std::vector<StreamItem*> held;
   // Front: being written (when `writing`); the back takes new requests.
   std::deque<shutter::v1::CheckpointStreamRequest> outgoing;
   shutter::v1::CheckpointStreamResponse incoming;
@@ -304,9 +308,13 @@ GrpcNodeTransport::CheckpointStream* GrpcNodeTransport::StreamLocked(
 void GrpcNodeTransport::SendOnStreamLocked(const std::string& address,
                                            StreamItem* item) {
   CheckpointStream* stream = StreamLocked(address);
+  in_flight_.insert(item);
+  if (stream->broken) {  // never answered: its final status decides
+    stream->held.push_back(item);
+    return;
+  }
   item->call_id = ++next_call_id_;
   item->stream = stream;
-  in_flight_.insert(item);
   stream->pending.emplace(item->call_id, item);
   auto [it, inserted] = deadlines_.emplace(item->deadline, item);
   if (it == deadlines_.begin()) ++deadlines_changed_;
@@ -392,19 +400,26 @@ void GrpcNodeTransport::OnStreamRead(CheckpointStream* stream, bool ok) {
 void GrpcNodeTransport::EndStreamLocked(CheckpointStream* stream) {
   if (!stream->broken) {
     stream->broken = true;
-    // New checkpoints for the address open a new stream.
-    auto it = streams_.find(stream->address);
-    if (it != streams_.end() && it->second == stream) streams_.erase(it);
+    // New checkpoints for the address open a new stream; unless this one
+    // never answered, when they wait for its final status (a node without
+    // streams refuses the first, and no second one is tried).
+    if (stream->answered) ForgetStreamLocked(stream);
   }
   if (stream->finishing || stream->writing || stream->reading) return;
   stream->finishing = true;
   stream->rw->Finish(&stream->status, &stream->finish_tag);
 }
 
+void GrpcNodeTransport::ForgetStreamLocked(CheckpointStream* stream) {
+  auto it = streams_.find(stream->address);
+  if (it != streams_.end() && it->second == stream) streams_.erase(it);
+}
+
 void GrpcNodeTransport::OnStreamFinished(CheckpointStream* stream, bool) {
   std::vector<StreamItem*> resend;
   {
     absl::MutexLock l(&mu_);
+    ForgetStreamLocked(stream);
     const bool unimplemented =
         stream->status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
         !stream->answered;
@@ -433,6 +448,18 @@ void GrpcNodeTransport::OnStreamFinished(CheckpointStream* stream, bool) {
       finished_.push_back(item);
     }
     stream->pending.clear();
+    for (StreamItem* item : stream->held) {
+      if (shutdown_) {
+        item->result = absl::CancelledError("controller is shutting down");
+        finished_.push_back(item);
+      } else if (unimplemented) {
+        in_flight_.erase(item);
+        resend.push_back(item);
+      } else {
+        SendOnStreamLocked(stream->address, item);  // on a new stream
+      }
+    }
+    stream->held.clear();
   }
   const std::string& address = stream->address;
   if (!resend.empty()) {

@@ -172,6 +172,9 @@ class GrpcNodeTransport : public NodeTransport {
   void SendOnStreamLocked(const std::string& address, StreamItem* item)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteLocked(CheckpointStream* stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes `stream` from streams_ if it is the address' stream.
+  void ForgetStreamLocked(CheckpointStream* stream)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The queue thread's events of a stream.
   void OnStreamStarted(CheckpointStream* stream, bool ok)
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -328,6 +328,34 @@ TEST(NodeTransportTest, ConnectToANodeWithoutStreamsLeavesItUnaryCalls) {
   transport.Shutdown();
 }
 
+TEST(NodeTransportTest, ACheckpointAskedAsTheRefusedStreamEndsOpensNoOther) {
+  // The refusal of a node without streams ends the transport's stream in
+  // two steps (the stream breaks, then its final status comes): an ask
+  // that lands in between waits for the status, and goes unary, rather
+  // than opening a second stream. The asks land at a spread of moments
+  // after the node refused, each on a new transport (a new controller).
+  ScriptedNode node(/*streams=*/false);
+  ServedNode served(&node);
+  Results results;
+  constexpr int kTries = 40;
+  for (int i = 0; i < kTries; ++i) {
+    GrpcNodeTransport transport;
+    transport.Connect(served.address);
+    ASSERT_TRUE(node.WaitStreams(i + 1));  // refused
+    // Not a wait for anything: where in the window the ask lands.
+    absl::SleepFor(absl::Microseconds(20 * (i % 20)));
+    const uint32_t p = i + 1;
+    transport.CreateCheckpoint(served.address, Ask(p), kWait, results.For(p));
+    ASSERT_TRUE(node.WaitHeld(1));
+    node.Answer(p);
+    ASSERT_TRUE(results.Wait(p));
+    ASSERT_OK(results.Get(p));
+    ASSERT_EQ(node.streams_opened(), i + 1) << "try " << i;
+    transport.Shutdown();
+  }
+  EXPECT_EQ(node.unary_calls(), kTries);
+}
+
 TEST(NodeTransportTest,
      AStreamedRequestPastItsDeadlineFailsAndItsLateAnswerIsDropped) {
   ScriptedNode node(/*streams=*/true);
