@@ -107,6 +107,11 @@ void Heartbeater::Start() {
   thread_ = std::thread([this] { Loop(); });
 }
 
+void Heartbeater::ReportSoon() {
+  absl::MutexLock l(&mu_);
+  soon_ = true;
+}
+
 void Heartbeater::Stop() {
   {
     absl::MutexLock l(&mu_);
@@ -146,16 +151,16 @@ absl::Status Heartbeater::SendOnce(absl::Duration timeout, bool full) {
   req.set_repository_id(repository_id_);
   req.set_repository(repo_->Describe());
   if (options_.load) *req.mutable_load() = options_.load();
-  const std::vector<NodeHost::PartitionStatus> status = host_->Status();
-  std::vector<std::tuple<uint32_t, bool, uint64_t>> leadership;
-  leadership.reserve(status.size());
-  for (const auto& p : status) {
-    leadership.emplace_back(p.partition_id, p.leader, p.leader_epoch);
-  }
+  // Sizes are read from RocksDB only for a full report.
+  std::vector<std::tuple<uint32_t, bool, uint64_t>> leadership =
+      host_->Leadership();
   full = full || full_needed_ || leadership != last_reported_ ||
          since_full_ + 1 >= options_.full_report_every;
   if (full) {
+    const std::vector<NodeHost::PartitionStatus> status = host_->Status();
+    leadership.clear();  // as reported
     for (const auto& p : status) {
+      leadership.emplace_back(p.partition_id, p.leader, p.leader_epoch);
       auto* hp = req.add_partitions();
       hp->set_partition_id(p.partition_id);
       hp->set_role(p.leader ? shutter::v1::PARTITION_ROLE_LEADER
@@ -201,7 +206,13 @@ void Heartbeater::Loop() {
   bool was_ok = true;
   const absl::Duration timeout =
       std::max(options_.interval, absl::Milliseconds(500));
+  constexpr absl::Duration kFirstRetry = absl::Milliseconds(100);
+  absl::Duration retry = kFirstRetry;
   for (;;) {
+    {
+      absl::MutexLock l(&mu_);
+      soon_ = false;  // this beat carries what changed before it
+    }
     absl::Status s = SendOnce(timeout, /*full=*/false);
     if (IsFatal(s)) {
       spdlog::error("controller {} refused this node: {}", Target(),
@@ -212,15 +223,26 @@ void Heartbeater::Loop() {
     if (s.ok() && !was_ok) {
       spdlog::info("heartbeats to controller {} resumed", Target());
     } else if (!s.ok() && was_ok) {
-      spdlog::warn("heartbeat to controller {} failed ({}); retrying every {}",
-                   Target(), std::string(s.message()),
-                   absl::FormatDuration(options_.interval));
+      spdlog::warn(
+          "heartbeat to controller {} failed ({}); retrying, at most {} "
+          "apart",
+          Target(), std::string(s.message()),
+          absl::FormatDuration(options_.interval));
     }
     was_ok = s.ok();
-    absl::MutexLock l(&mu_);
-    if (mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.interval)) {
-      return;
+    absl::Duration wait = options_.interval;
+    if (s.ok()) {
+      retry = kFirstRetry;
+    } else {
+      wait = std::min(retry, options_.interval);
+      retry = std::min(retry * 2, options_.interval);
     }
+    absl::MutexLock l(&mu_);
+    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stop_ || soon_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&woken), wait);
+    if (stop_) return;
   }
 }
 

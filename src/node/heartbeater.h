@@ -23,15 +23,17 @@
 namespace shutter::node {
 
 // Registers the node with the controller and then sends a Heartbeat every
-// `interval` from its own thread (to the leader, with several controllers:
-// a follower's UNAVAILABLE answer names it in its "shutter-leader"
-// trailer, which is followed at once; an unreachable controller makes it
-// try the next one in the list), describing the node (its incarnation and
-// repository identity) and every hosted partition. Transient failures are
-// logged (once per outage) and retried at the next tick. A refusal that
-// retrying cannot cure (controller.proto: ALREADY_EXISTS, FAILED_PRECONDITION,
-// INVALID_ARGUMENT) is fatal: it is logged, the loop stops and `on_fatal`
-// runs once with it (the daemon then exits).
+// `interval` (and at once after ReportSoon) from its own thread (to the leader,
+// with several controllers: a follower's UNAVAILABLE answer names it in its
+// "shutter-leader" trailer, which is followed at once; an unreachable
+// controller makes it try the next one in the list), describing the node (its
+// incarnation and repository identity) and every hosted partition. Transient
+// failures are logged (once per outage) and retried sooner than the next tick:
+// after 100 ms, doubling up to `interval` (a restarted controller, or a new
+// leader of a group, has its nodes back within a fraction of a tick). A refusal
+// that retrying cannot cure (controller.proto: ALREADY_EXISTS,
+// FAILED_PRECONDITION, INVALID_ARGUMENT) is fatal: it is logged, the loop stops
+// and `on_fatal` runs once with it (the daemon then exits).
 //
 // Thread-safe; `host` and `repo` must outlive the heartbeater.
 class Heartbeater {
@@ -75,6 +77,11 @@ class Heartbeater {
 
   // Starts the loop; its first heartbeat goes out at once.
   void Start();
+  // A partition's role or epoch changed: the next heartbeat (carrying the
+  // full report) goes out now rather than at the next tick, so that the
+  // controller sends work to the new leader within a round trip. Cheap;
+  // any thread; before Start or after Stop it does nothing.
+  void ReportSoon() ABSL_LOCKS_EXCLUDED(mu_);
   // Stops the thread; returns once it has exited. Idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -126,6 +133,7 @@ class Heartbeater {
   bool full_needed_ = true;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool soon_ ABSL_GUARDED_BY(mu_) = false;  // ReportSoon since the last beat
   std::thread thread_;
 };
 

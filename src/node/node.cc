@@ -301,6 +301,8 @@ absl::Status Node::Start() {
   RETURN_IF_ERROR(p.host->TakeLeadership());
   p.lifecycle->SetServing(true);
   p.heartbeater->Start();
+  p.host->SetRolesChangedListener(
+      [h = p.heartbeater.get()] { h->ReportSoon(); });
   p.watchdog =
       WatchListener(o.listen, *p.server,
                     absl::Milliseconds(o.listener_check_ms), &listener_dead_);
@@ -326,6 +328,7 @@ void Node::Shutdown() {
   }
   p.metrics.StopServing();  // its callbacks read what is torn down next
   p.watchdog.reset();
+  if (p.host) p.host->SetRolesChangedListener(nullptr);  // before the reset
   if (p.heartbeater) p.heartbeater->Stop();
   // Take no new work; give checkpoints in flight a grace period, then
   // cancel what remains. Idle connections are not waited for.

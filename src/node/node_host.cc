@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/error_reason.h"
@@ -138,6 +139,20 @@ absl::Status NodeHost::TakeLeadership() {
   return absl::OkStatus();
 }
 
+void NodeHost::SetRolesChangedListener(std::function<void()> listener) {
+  absl::MutexLock l(&listener_mu_);
+  roles_changed_ = std::move(listener);
+}
+
+void NodeHost::NotifyRolesChanged() const {
+  std::function<void()> listener;
+  {
+    absl::MutexLock l(&listener_mu_);
+    listener = roles_changed_;
+  }
+  if (listener) listener();
+}
+
 absl::StatusOr<NodeHost::Slot*> NodeHost::FindSlot(
     uint32_t partition_id) const {
   auto it = slots_.find(partition_id);
@@ -226,6 +241,24 @@ std::vector<NodeHost::PartitionStatus> NodeHost::Status() const {
   return out;
 }
 
+std::vector<std::tuple<uint32_t, bool, uint64_t>> NodeHost::Leadership() const {
+  std::vector<std::tuple<uint32_t, bool, uint64_t>> out;
+  out.reserve(slots_.size());
+  for (const auto& [id, slot] : slots_) {
+    StoreRef store;
+    {
+      absl::MutexLock l(&slot->mu);
+      store = slot->store;
+      if (store == nullptr) {  // mid-swap: as Status() reports it
+        out.emplace_back(id, slot->last.leader, slot->last.leader_epoch);
+        continue;
+      }
+    }
+    out.emplace_back(id, store->is_leader(), store->meta().leader_epoch);
+  }
+  return out;
+}
+
 absl::Status NodeHost::BeginRestore(uint32_t partition_id,
                                     const std::string& reason) {
   ASSIGN_OR_RETURN(Slot * slot, FindSlot(partition_id));
@@ -276,6 +309,10 @@ absl::Status NodeHost::SwapInRestored(
     closed = slot->closed;
     slot->store = nullptr;
   }
+  // Whichever store ends up live, a leader's epoch rose when it reopened.
+  absl::Cleanup notify = [this, was_leader] {
+    if (was_leader) NotifyRolesChanged();
+  };
   if (!closed->WaitForNotificationWithTimeout(drain)) {
     absl::MutexLock l(&slot->mu);
     slot->store = weak.lock();

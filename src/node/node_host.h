@@ -7,6 +7,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -76,6 +77,10 @@ class NodeHost {
   StoreRef Find(uint32_t partition_id) const;
 
   std::vector<PartitionStatus> Status() const;
+  // (partition, leader, epoch) of every hosted partition, by id: what
+  // Status() says of leadership, without the sizes it reads from RocksDB
+  // (a node's keep-alive heartbeat needs only this).
+  std::vector<std::tuple<uint32_t, bool, uint64_t>> Leadership() const;
 
   const std::string& data_dir() const { return data_dir_; }
 
@@ -114,6 +119,16 @@ class NodeHost {
     sync_dir_after_swap_ = std::move(sync);
   }
 
+  // `listener` is called (on the changing thread, without the host's locks)
+  // after a partition's role or epoch changed through the host: a restore
+  // that retook leadership, or NotifyRolesChanged. The daemon points it at
+  // Heartbeater::ReportSoon. Replaces the previous listener; any thread.
+  void SetRolesChangedListener(std::function<void()> listener)
+      ABSL_LOCKS_EXCLUDED(listener_mu_);
+  // For code that changed a store's role itself (PartitionStore's
+  // TakeLeadership / StepDown on an Acquire'd store): calls the listener.
+  void NotifyRolesChanged() const ABSL_LOCKS_EXCLUDED(listener_mu_);
+
   // Latency of every successful write to any of the node's partitions
   // (the node's foreground write latency; see LoadMonitor).
   LatencyRecorder* write_latency() const { return &write_latency_; }
@@ -132,6 +147,9 @@ class NodeHost {
     // What Status() last reported, repeated while the store is swapped.
     PartitionStatus last ABSL_GUARDED_BY(mu);
   };
+
+  mutable absl::Mutex listener_mu_;
+  std::function<void()> roles_changed_ ABSL_GUARDED_BY(listener_mu_);
 
   explicit NodeHost(const Options& options)
       : data_dir_(options.data_dir), leader_for_(options.leader_for) {}

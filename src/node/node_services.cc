@@ -227,6 +227,7 @@ grpc::ServerUnaryReactor* NodeServiceImpl::SetPartitionRole(
   } else {
     store->StepDown();
   }
+  host_->NotifyRolesChanged();  // reported at once, not at the next tick
   response->set_leader_epoch(store->meta().leader_epoch);
   reactor->Finish(grpc::Status::OK);
   return reactor;
