@@ -312,7 +312,7 @@ if (( clang_job )); then
 
   # Each fuzzer runs a fixed number of inputs, about 15 s of one core on
   # the development machine, so it is the same check on a slower or busier
-  # machine; all five at once on the two cores (41 s alone here, 43-53 s
+  # machine; all five at once on the two cores (41 s alone here, 43-62 s
   # in CI runs, about what 15 s each, two at a time, took). Beside the
   # sanitizer tests, even at nice 19, they made those tests 80-100 s
   # longer. The 30-minute cap only guards against a fuzzer that hangs.
