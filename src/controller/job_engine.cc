@@ -612,8 +612,9 @@ void JobEngine::StartTask(JobKind* kind, const std::string& snapshot_id,
       *header, task, address,
       [this, snapshot_id, partition_id, started,
        token = std::move(token)](absl::StatusOr<TaskOutcome> result) mutable {
-        // The node is done with this task: free its slot first.
-        token.Release();
+        // The node is done with this task: free its slot first, and start
+        // the node's next task from this thread (no hand-off to a worker).
+        token.ReleaseAndRun();
         OnTaskDone(snapshot_id, partition_id, started, std::move(result));
       });
 }

@@ -42,6 +42,8 @@ using JobQueue = std::vector<std::unique_ptr<Task>>;  // a heap by HeapLess
 
 thread_local Scheduler* tls_scheduler = nullptr;
 thread_local int tls_worker = -1;
+// True while this thread runs a task body (a worker's, or ReleaseAndRun's).
+thread_local bool tls_in_body = false;
 
 const std::string& EmptyString() {
   static const std::string* s = new std::string;
@@ -100,6 +102,12 @@ void SlotToken::Release() {
   if (task_ == nullptr) return;
   Scheduler* owner = std::exchange(owner_, nullptr);
   owner->Release(std::move(task_));
+}
+
+void SlotToken::ReleaseAndRun() {
+  if (task_ == nullptr) return;
+  Scheduler* owner = std::exchange(owner_, nullptr);
+  owner->Release(std::move(task_), /*run_here=*/!tls_in_body);
 }
 
 const std::string& SlotToken::key() const {
@@ -422,7 +430,7 @@ size_t Scheduler::CancelJob(uint64_t job) {
   return dropped.size();
 }
 
-void Scheduler::Release(std::unique_ptr<Task> task) {
+void Scheduler::Release(std::unique_ptr<Task> task, bool run_here) {
   if (options_.global_limit > 0) {
     LockGuard<Mutex> g(global_mu_);
     --global_in_flight_;
@@ -437,8 +445,22 @@ void Scheduler::Release(std::unique_ptr<Task> task) {
     AdmitLocked(task->key, ks, *task->shard, &ready);
   }
   AdmitGlobalWaiters(&ready);
+  std::unique_ptr<Task> here;
+  if (run_here && !ready.empty()) {
+    here = std::move(ready.front());
+    ready.erase(ready.begin());
+    ready_count_.fetch_sub(1);  // taken, as a worker takes it
+  }
   PushReady(std::move(ready));
   task.reset();  // its captures may be heavy; destroyed outside any lock
+  if (here != nullptr) {
+    executed_.fetch_add(1, std::memory_order_relaxed);
+    inline_runs_.fetch_add(1, std::memory_order_relaxed);
+    TaskFn fn = std::move(here->fn);
+    tls_in_body = true;
+    std::move(fn)(SlotToken(this, std::move(here)));
+    tls_in_body = false;
+  }
 }
 
 std::unique_ptr<Task> Scheduler::TakeWork(int self) {
@@ -482,7 +504,9 @@ void Scheduler::WorkerLoop(int self) {
       idle = 0;
       executed_.fetch_add(1, std::memory_order_relaxed);
       TaskFn fn = std::move(t->fn);
+      tls_in_body = true;
       std::move(fn)(SlotToken(this, std::move(t)));
+      tls_in_body = false;
       continue;
     }
     if (++idle < kIdlePolls && !stopping_.load()) {
@@ -583,6 +607,7 @@ Scheduler::Stats Scheduler::GetStats() const {
   Stats s;
   s.submitted = submitted_.load();
   s.executed = executed_.load();
+  s.run_here = inline_runs_.load();
   s.dropped = dropped_.load();
   s.steals = steals_.load();
   for (size_t i = 0; i < kShards; ++i) {

@@ -42,6 +42,14 @@ class SlotToken {
 
   // Gives the slot back now. Idempotent.
   void Release();
+  // Release(), and if the freed slot admits a task, runs that task's body
+  // on the calling thread before returning (any other task admitted goes
+  // to the workers, as with Release): one hand-off to a worker less, for a
+  // caller on a thread of its own that is done with the slot, e.g. an RPC
+  // callback whose answer frees the node for its next task. Within a task
+  // body (on a worker, or in a body this runs) it is Release(): bodies
+  // never nest. Idempotent.
+  void ReleaseAndRun();
   bool held() const { return task_ != nullptr; }
   // The key, job and id of the task holding the slot (empty/0 if !held()).
   const std::string& key() const;
@@ -136,6 +144,7 @@ class Scheduler {
     uint64_t executed = 0;  // bodies run
     uint64_t dropped = 0;   // never ran: cancelled or shut down
     uint64_t steals = 0;    // tasks a worker took from another's deque
+    uint64_t run_here = 0;  // bodies ReleaseAndRun ran on its caller's thread
     std::map<std::string, KeyStats> keys;
   };
 
@@ -210,7 +219,9 @@ class Scheduler {
   // jobs, then largest weight). Requires ks.queued > 0 and the lock.
   std::unique_ptr<Task> PopNext(KeyState& ks);
   void PushReady(ReadyList ready);
-  void Release(std::unique_ptr<Task> task);
+  // With `run_here`, the first task admitted runs on this thread (see
+  // SlotToken::ReleaseAndRun).
+  void Release(std::unique_ptr<Task> task, bool run_here = false);
   std::unique_ptr<Task> TakeWork(int self);
   void WorkerLoop(int self);
   absl::Time Now() const;
@@ -231,6 +242,7 @@ class Scheduler {
   // to a deque).
   alignas(64) std::atomic<int64_t> ready_count_{0};
   alignas(64) std::atomic<uint64_t> executed_{0};  // workers
+  std::atomic<uint64_t> inline_runs_{0};
   std::atomic<uint64_t> steals_{0};
   std::atomic<uint64_t> dropped_{0};
   alignas(64) std::mutex idle_mu_;

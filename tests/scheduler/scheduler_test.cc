@@ -338,6 +338,55 @@ TEST(SchedulerTest, SlotComesBackOnEveryPath) {
   EXPECT_EQ(st.completed, 3u);
 }
 
+TEST(SchedulerTest, ReleaseAndRunStartsTheNextTaskOnTheCallersThread) {
+  std::mutex mu;
+  std::condition_variable cv;
+  SlotToken held;  // A's slot, handed to this thread (an RPC callback)
+  std::thread::id b_thread, c_thread;
+  bool c_ran = false;
+  Scheduler s(Opts(2, 1));  // last: workers joined before the state above
+  s.Submit({"k", 0, 0, nullptr}, [&](SlotToken t) {  // A
+    std::lock_guard<std::mutex> l(mu);
+    held = std::move(t);
+    cv.notify_all();
+  });
+  s.Submit({"k", 0, 0, nullptr}, [&](SlotToken t) {  // B
+    {
+      std::lock_guard<std::mutex> l(mu);
+      b_thread = std::this_thread::get_id();
+    }
+    t.ReleaseAndRun();  // inside a body: a plain Release, C goes to a worker
+  });
+  s.Submit({"k", 0, 0, nullptr}, [&](SlotToken) {  // C
+    std::lock_guard<std::mutex> l(mu);
+    c_thread = std::this_thread::get_id();
+    c_ran = true;
+    cv.notify_all();
+  });
+  SlotToken a;
+  {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(
+        cv.wait_for(l, std::chrono::seconds(10), [&] { return held.held(); }));
+    a = std::move(held);
+  }
+  EXPECT_EQ(s.GetKeyStats("k").in_flight, 1);  // B and C wait for A's slot
+  a.ReleaseAndRun();  // B runs here, before this returns
+  {
+    std::unique_lock<std::mutex> l(mu);
+    EXPECT_EQ(b_thread, std::this_thread::get_id());
+    ASSERT_TRUE(
+        cv.wait_for(l, std::chrono::seconds(10), [&] { return c_ran; }));
+    EXPECT_NE(c_thread, std::this_thread::get_id());
+  }
+  a.ReleaseAndRun();  // idempotent
+  auto st = s.GetStats();
+  EXPECT_EQ(st.run_here, 1u);
+  EXPECT_EQ(st.executed, 3u);
+  EXPECT_EQ(s.GetKeyStats("k").in_flight, 0);
+  EXPECT_EQ(s.GetKeyStats("k").completed, 3u);
+}
+
 TEST(SchedulerTest, ShutdownAccountsForEveryTaskOnce) {
   Harness h(Opts(2, 1));
   for (int i = 0; i < 5; ++i) h.Submit("a", 0, i);
@@ -445,7 +494,11 @@ TEST(SchedulerStressTest, RandomConcurrentUse) {
           continue;
         }
         --in_flight[std::stoi(tok.key())];
-        tok.Release();
+        if (rng() % 2 == 0) {
+          tok.Release();
+        } else {
+          tok.ReleaseAndRun();  // the next task's body may run right here
+        }
         ++settled;
       }
     });
