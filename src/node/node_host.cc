@@ -309,7 +309,9 @@ absl::Status NodeHost::SwapInRestored(
     closed = slot->closed;
     slot->store = nullptr;
   }
-  // Whichever store ends up live, a leader's epoch rose when it reopened.
+  // Whichever store ends up live, a leader's epoch rose if it was reopened
+  // (a restore that gives up before closing it reports it unchanged: a
+  // heartbeat early, no harm).
   absl::Cleanup notify = [this, was_leader] {
     if (was_leader) NotifyRolesChanged();
   };

@@ -454,13 +454,17 @@ void Scheduler::Release(std::unique_ptr<Task> task, bool run_here) {
   PushReady(std::move(ready));
   task.reset();  // its captures may be heavy; destroyed outside any lock
   if (here != nullptr) {
-    executed_.fetch_add(1, std::memory_order_relaxed);
     inline_runs_.fetch_add(1, std::memory_order_relaxed);
-    TaskFn fn = std::move(here->fn);
-    tls_in_body = true;
-    std::move(fn)(SlotToken(this, std::move(here)));
-    tls_in_body = false;
+    RunBody(std::move(here));
   }
+}
+
+void Scheduler::RunBody(std::unique_ptr<Task> task) {
+  executed_.fetch_add(1, std::memory_order_relaxed);
+  TaskFn fn = std::move(task->fn);
+  tls_in_body = true;
+  std::move(fn)(SlotToken(this, std::move(task)));
+  tls_in_body = false;
 }
 
 std::unique_ptr<Task> Scheduler::TakeWork(int self) {
@@ -502,11 +506,7 @@ void Scheduler::WorkerLoop(int self) {
         (idle == 0 || ready_count_.load() > 0) ? TakeWork(self) : nullptr;
     if (t != nullptr) {
       idle = 0;
-      executed_.fetch_add(1, std::memory_order_relaxed);
-      TaskFn fn = std::move(t->fn);
-      tls_in_body = true;
-      std::move(fn)(SlotToken(this, std::move(t)));
-      tls_in_body = false;
+      RunBody(std::move(t));
       continue;
     }
     if (++idle < kIdlePolls && !stopping_.load()) {

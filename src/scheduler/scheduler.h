@@ -223,6 +223,8 @@ class Scheduler {
   // SlotToken::ReleaseAndRun).
   void Release(std::unique_ptr<Task> task, bool run_here = false);
   std::unique_ptr<Task> TakeWork(int self);
+  // Runs an admitted task's body on this thread, holding its slot.
+  void RunBody(std::unique_ptr<Task> task);
   void WorkerLoop(int self);
   absl::Time Now() const;
 
@@ -241,8 +243,8 @@ class Scheduler {
   // Admitted tasks not yet taken by a worker (including those on their way
   // to a deque).
   alignas(64) std::atomic<int64_t> ready_count_{0};
-  alignas(64) std::atomic<uint64_t> executed_{0};  // workers
-  std::atomic<uint64_t> inline_runs_{0};
+  alignas(64) std::atomic<uint64_t> executed_{0};  // bodies run (RunBody)
+  std::atomic<uint64_t> inline_runs_{0};           // ... by ReleaseAndRun
   std::atomic<uint64_t> steals_{0};
   std::atomic<uint64_t> dropped_{0};
   alignas(64) std::mutex idle_mu_;
