@@ -36,9 +36,10 @@
 // met (CI, at the end of the suite, on an otherwise idle machine).
 // --failover N runs failover trials instead (see RunFailover).
 // --heartbeats N measures N nodes' heartbeats alone, each node on its own
-// connection: unary calls against one stream per node (RunHeartbeats);
-// with --heartbeats-on-etcd the controller's job store is a real etcd, as
-// in a controller group.
+// connection: unary calls against one stream per node (RunHeartbeats),
+// then the floor: the same exchange over plain TCP to one epoll thread
+// (tcp_floor.h); with --heartbeats-on-etcd the controller's job store is a
+// real etcd, as in a controller group.
 // Each scenario and heartbeat mode also prints the controller's context
 // switches (per partition, per beat): a count that holds when the VM's
 // speed drifts, as CPU time does not.
@@ -87,6 +88,7 @@
 #include "snapshot/manifest.h"
 #include "snapshot/repository.h"
 #include "snapshot/sigv4.h"
+#include "tcp_floor.h"
 #include "testing/etcd_server.h"
 #include "testing/process.h"
 #include "testing/temp_dir.h"
@@ -1209,6 +1211,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
     std::unique_ptr<ControllerService::Stub> probing;  // default channel
     std::unique_ptr<ControllerService::Stub> stub;     // no BDP probing
     std::unique_ptr<shutter::node::HeartbeatStream> stream;
+    std::unique_ptr<shutter::bench::TcpFloorClient> floor;  // last mode
     HeartbeatRequest full, keep_alive;
   };
   std::vector<FakeNode> fleet(nodes);
@@ -1236,14 +1239,21 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
     fleet[i].keep_alive.clear_partitions();
     fleet[i].keep_alive.set_partitions_omitted(true);
   }
-  enum Mode { kUnaryProbing, kUnary, kStream };
-  // One beat of node i: unary or on its stream; its round trip in ms.
+  enum Mode { kUnaryProbing, kUnary, kStream, kTcpFloor };
+  size_t answer_bytes = 0;  // a keep-alive's answer, for the floor's
+  // One beat of node i: unary, on its stream, or the floor's exchange of
+  // the same sizes; its round trip in ms.
   auto beat = [&](FakeNode& n, Mode mode, bool full) -> double {
     const bool stream = mode == kStream;
     const HeartbeatRequest& req = full ? n.full : n.keep_alive;
     HeartbeatResponse resp;
     const absl::Time t0 = absl::Now();
     absl::Status s;
+    if (mode == kTcpFloor) {
+      s = n.floor->Exchange(req.ByteSizeLong());
+      if (!s.ok()) Die("floor exchange: " + s.ToString());
+      return absl::ToDoubleMilliseconds(absl::Now() - t0);
+    }
     if (stream) {
       if (n.stream == nullptr) {
         n.stream =
@@ -1259,10 +1269,12 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
     }
     if (!s.ok()) Die("heartbeat: " + s.ToString());
     if (resp.full_report_needed()) Die("heartbeat: full report asked for");
+    if (!full) answer_bytes = resp.ByteSizeLong();
     return absl::ToDoubleMilliseconds(absl::Now() - t0);
   };
-  // Register every node, unary.
+  // Register every node, unary; then one keep-alive for an answer's size.
   for (auto& n : fleet) beat(n, kUnary, true);
+  beat(fleet[0], kUnary, false);
 
   struct Measured {
     double cpu_pct = 0, p50 = 0, p99 = 0, max = 0;
@@ -1272,7 +1284,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   // `seconds` of 1 Hz beats from 4 threads (each a quarter of the fleet,
   // spread over the second); a full report every 10th round, as the
   // reference node sends. The first round is not measured (streams open).
-  auto run = [&](Mode mode) {
+  auto run = [&](Mode mode, pid_t pid) {
     constexpr int kThreads = 4;
     absl::Mutex mu;
     std::vector<double> lat;
@@ -1296,8 +1308,8 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
             if (left > absl::ZeroDuration()) absl::SleepFor(left);  // pacing
           }
           if (round == 0 && t == 0) {
-            cpu0 = ProcessCpuSeconds(controller.pid());
-            switches0 = ProcessContextSwitches(controller.pid());
+            cpu0 = ProcessCpuSeconds(pid);
+            switches0 = ProcessContextSwitches(pid);
           }
           const absl::Duration left = start + absl::Seconds(1) - absl::Now();
           if (left > absl::ZeroDuration()) absl::SleepFor(left);  // pacing
@@ -1309,12 +1321,11 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
     // CPU from the end of the first round (thread 0's) to the last.
     for (auto& th : threads) th.join();
     Measured m;
-    const double cpu1 = ProcessCpuSeconds(controller.pid());
+    const double cpu1 = ProcessCpuSeconds(pid);
     m.cpu_pct = 100 * (cpu1 - cpu0.load()) / seconds;
     m.beats = static_cast<int>(lat.size());
     m.switches_per_beat =
-        (ProcessContextSwitches(controller.pid()) - switches0.load()) /
-        std::max(m.beats, 1);
+        (ProcessContextSwitches(pid) - switches0.load()) / std::max(m.beats, 1);
     m.p50 = Percentile(lat, 0.50);
     m.p99 = Percentile(lat, 0.99);
     m.max = Percentile(lat, 1.0);
@@ -1331,21 +1342,58 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
         what, m.cpu_pct, m.switches_per_beat, m.p50, m.p99, m.max, m.beats);
     std::fflush(stdout);
   };
-  const Measured probing = run(kUnaryProbing);
+  const Measured probing = run(kUnaryProbing, controller.pid());
   print("unary calls, BDP probing (before)", probing);
-  const Measured unary = run(kUnary);
+  const Measured unary = run(kUnary, controller.pid());
   print("unary calls, no BDP probing", unary);
-  const Measured streamed = run(kStream);
+  const Measured streamed = run(kStream, controller.pid());
   print("one stream each, no BDP probing", streamed);
-  std::printf(
-      "  CPU against before: unary without probing %.2fx, streams %.2fx "
-      "(target: <= 5%% of a core at 1,000 nodes; max round trip <= 100 "
-      "ms)\n",
-      unary.cpu_pct / std::max(probing.cpu_pct, 1e-9),
-      streamed.cpu_pct / std::max(probing.cpu_pct, 1e-9));
-  std::fflush(stdout);
   for (auto& n : fleet) n.stream.reset();
   controller.Stop(SIGTERM, absl::Seconds(30)).IgnoreError();
+
+  // The floor: the same beats' sizes over plain TCP to one epoll thread in
+  // a process of its own (this program again, --tcp-floor-server), the
+  // controller stopped.
+  shutter::testing::Subprocess floor_server;
+  const std::string floor_port_file = tmp.Sub("floor.port");
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) Die("/proc/self/exe: " + ec.message());
+  absl::Status floor_started = floor_server.Start(
+      {self, "--tcp-floor-server", floor_port_file, "--tcp-floor-answer-bytes",
+       absl::StrCat(answer_bytes)},
+      tmp.Sub("floor.log"));
+  if (!floor_started.ok()) Die(floor_started.ToString());
+  auto floor_port =
+      shutter::testing::WaitForPortFile(floor_port_file, absl::Seconds(30));
+  if (!floor_port.ok()) Die(floor_port.status().ToString());
+  for (auto& n : fleet) {
+    n.floor = std::make_unique<shutter::bench::TcpFloorClient>();
+    if (absl::Status s = n.floor->Connect(*floor_port); !s.ok()) {
+      Die("floor connect: " + s.ToString());
+    }
+  }
+  const Measured floor = run(kTcpFloor, floor_server.pid());
+  print("floor: plain TCP, one epoll thread", floor);
+  for (auto& n : fleet) n.floor.reset();
+  floor_server.Stop(SIGKILL, absl::Seconds(30)).IgnoreError();
+
+  // (Too few beats for the CPU clock's 10 ms ticks, as in --smoke, read
+  // as "-".)
+  const std::string against_floor =
+      floor.cpu_pct > 0
+          ? absl::StrFormat("%.2fx", streamed.cpu_pct / floor.cpu_pct)
+          : std::string("-");
+  std::printf(
+      "  CPU against before: unary without probing %.2fx, streams %.2fx; "
+      "streams against the floor %s, %.1f us of CPU per beat against %.1f "
+      "us (target: <= 5%% of a core at 1,000 nodes; max round trip <= 100 "
+      "ms)\n",
+      unary.cpu_pct / std::max(probing.cpu_pct, 1e-9),
+      streamed.cpu_pct / std::max(probing.cpu_pct, 1e-9), against_floor.c_str(),
+      1e4 * streamed.cpu_pct * seconds / std::max(streamed.beats, 1),
+      1e4 * floor.cpu_pct * seconds / std::max(floor.beats, 1));
+  std::fflush(stdout);
   return 0;  // then etcd stops (its destructor)
 }
 
@@ -1386,9 +1434,17 @@ int main(int argc, char** argv) {
   app.add_option("--lease-ms", lease_ms, "--failover: the leader lease")
       ->capture_default_str();
   int heartbeat_nodes = 0, heartbeat_seconds = 10;
+  std::string floor_port_file;
+  size_t floor_answer_bytes = 0;
+  app.add_option("--tcp-floor-server", floor_port_file,
+                 "(internal) serve --heartbeats' plain-TCP floor, writing "
+                 "the port here")
+      ->group("");
+  app.add_option("--tcp-floor-answer-bytes", floor_answer_bytes)->group("");
   app.add_option("--heartbeats", heartbeat_nodes,
                  "Instead of the scenarios: the controller's CPU for this "
-                 "many nodes' heartbeats, unary vs streams");
+                 "many nodes' heartbeats, unary vs streams, and the floor "
+                 "(the same exchange over plain TCP)");
   app.add_option("--heartbeat-seconds", heartbeat_seconds,
                  "--heartbeats: seconds measured per mode")
       ->capture_default_str();
@@ -1397,6 +1453,12 @@ int main(int argc, char** argv) {
                "--heartbeats: the controller's job store on a real etcd "
                "(as in a controller group) instead of the embedded one");
   shutter::bench::ParseFlags(app, argc, argv);
+  if (!floor_port_file.empty()) {
+    absl::Status s =
+        shutter::bench::ServeTcpFloor(floor_port_file, floor_answer_bytes);
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
   if (heartbeat_nodes > 0) {
     return RunHeartbeats(controller_bin, heartbeat_nodes, heartbeat_seconds,
                          heartbeats_on_etcd);

@@ -215,6 +215,7 @@ side_checks() {
   build/bench/manifest_encode_bench --smoke
   build/bench/cluster_bench --smoke
   build/bench/controller_scale_bench --smoke
+  build/bench/controller_scale_bench --heartbeats 20 --heartbeat-seconds 1
   build/bench/incremental_bench --smoke
   build/bench/restore_bench --smoke
   build/bench/restore_bench --job deep-verify --smoke
