@@ -1378,19 +1378,19 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   for (auto& n : fleet) n.floor.reset();
   floor_server.Stop(SIGKILL, absl::Seconds(30)).IgnoreError();
 
-  // (Too few beats for the CPU clock's 10 ms ticks, as in --smoke, read
-  // as "-".)
-  const std::string against_floor =
-      floor.cpu_pct > 0
-          ? absl::StrFormat("%.2fx", streamed.cpu_pct / floor.cpu_pct)
-          : std::string("-");
+  // A ratio of CPU figures, or "-" when the one below is 0 (too few beats
+  // for the CPU clock's 10 ms ticks, as in the suite's smoke run).
+  auto ratio = [](double a, double b) {
+    return b > 0 ? absl::StrFormat("%.2fx", a / b) : std::string("-");
+  };
   std::printf(
-      "  CPU against before: unary without probing %.2fx, streams %.2fx; "
-      "streams against the floor %s, %.1f us of CPU per beat against %.1f "
-      "us (target: <= 5%% of a core at 1,000 nodes; max round trip <= 100 "
+      "  CPU against before: unary without probing %s, streams %s; streams "
+      "against the floor %s, %.1f us of CPU per beat against %.1f us "
+      "(target: <= 5%% of a core at 1,000 nodes; max round trip <= 100 "
       "ms)\n",
-      unary.cpu_pct / std::max(probing.cpu_pct, 1e-9),
-      streamed.cpu_pct / std::max(probing.cpu_pct, 1e-9), against_floor.c_str(),
+      ratio(unary.cpu_pct, probing.cpu_pct).c_str(),
+      ratio(streamed.cpu_pct, probing.cpu_pct).c_str(),
+      ratio(streamed.cpu_pct, floor.cpu_pct).c_str(),
       1e4 * streamed.cpu_pct * seconds / std::max(streamed.beats, 1),
       1e4 * floor.cpu_pct * seconds / std::max(floor.beats, 1));
   std::fflush(stdout);
