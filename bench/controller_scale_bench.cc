@@ -1240,10 +1240,11 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
     fleet[i].keep_alive.set_partitions_omitted(true);
   }
   enum Mode { kUnaryProbing, kUnary, kStream, kTcpFloor };
-  size_t answer_bytes = 0;  // a keep-alive's answer, for the floor's
   // One beat of node i: unary, on its stream, or the floor's exchange of
-  // the same sizes; its round trip in ms.
-  auto beat = [&](FakeNode& n, Mode mode, bool full) -> double {
+  // the same sizes; its round trip in ms. The answer goes to `answer` when
+  // given.
+  auto beat = [&](FakeNode& n, Mode mode, bool full,
+                  HeartbeatResponse* answer = nullptr) -> double {
     const bool stream = mode == kStream;
     const HeartbeatRequest& req = full ? n.full : n.keep_alive;
     HeartbeatResponse resp;
@@ -1269,12 +1270,14 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
     }
     if (!s.ok()) Die("heartbeat: " + s.ToString());
     if (resp.full_report_needed()) Die("heartbeat: full report asked for");
-    if (!full) answer_bytes = resp.ByteSizeLong();
+    if (answer != nullptr) *answer = resp;
     return absl::ToDoubleMilliseconds(absl::Now() - t0);
   };
   // Register every node, unary; then one keep-alive for an answer's size.
   for (auto& n : fleet) beat(n, kUnary, true);
-  beat(fleet[0], kUnary, false);
+  HeartbeatResponse keep_alive_answer;
+  beat(fleet[0], kUnary, false, &keep_alive_answer);
+  const size_t answer_bytes = keep_alive_answer.ByteSizeLong();
 
   struct Measured {
     double cpu_pct = 0, p50 = 0, p99 = 0, max = 0;
