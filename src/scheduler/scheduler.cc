@@ -18,6 +18,7 @@ struct Task {
   std::string key;
   uint64_t job = 0;
   int64_t weight = 0;
+  bool waits_at_key = false;
   TaskFn fn;
   std::function<void(bool)> on_cancel;
   absl::Time enqueued;
@@ -53,7 +54,10 @@ const std::string& EmptyString() {
 
 struct Scheduler::KeyState {
   int limit = -1;  // -1: options_.default_limit
+  int ahead = 0;
   int in_flight = 0;
+  // In flight without waits_at_key: while any is, nothing goes ahead.
+  int in_flight_strict = 0;
   int peak_in_flight = 0;
   uint64_t completed = 0;
   absl::Duration queued_time;
@@ -158,6 +162,12 @@ std::unique_ptr<Task> Scheduler::PopNext(KeyState& ks) {
   return t;
 }
 
+const Task& Scheduler::PeekNext(const KeyState& ks) {
+  auto jit = ks.jobs.upper_bound(ks.last_job);
+  if (jit == ks.jobs.end()) jit = ks.jobs.begin();
+  return *jit->second.front();  // the heap's top
+}
+
 bool Scheduler::TryTakeGlobalLocked(const std::string& key, KeyState& ks) {
   if (options_.global_limit <= 0) return true;
   LockGuard<Mutex> g(global_mu_);
@@ -174,6 +184,7 @@ bool Scheduler::TryTakeGlobalLocked(const std::string& key, KeyState& ks) {
 
 void Scheduler::AdmitOneLocked(KeyState& ks, Task* t) {
   ++ks.in_flight;
+  if (!t->waits_at_key) ++ks.in_flight_strict;
   ks.peak_in_flight = std::max(ks.peak_in_flight, ks.in_flight);
   if (t->on_cancel) ks.running[t->id] = t;
   // Counted as ready from admission on (before it reaches a deque), so
@@ -181,14 +192,27 @@ void Scheduler::AdmitOneLocked(KeyState& ks, Task* t) {
   ready_count_.fetch_add(1);
 }
 
+void Scheduler::UnadmitLocked(KeyState& ks, const Task& t) {
+  --ks.in_flight;
+  if (!t.waits_at_key) --ks.in_flight_strict;
+  if (t.on_cancel) ks.running.erase(t.id);
+}
+
 void Scheduler::AdmitLocked(const std::string& key, KeyState& ks, Shard& shard,
-                            ReadyList* ready) {
+                            ReadyList* ready, bool ahead_too) {
   if (stopping_.load() || ks.queued == 0) return;
   const int limit = ks.limit < 0 ? options_.default_limit : ks.limit;
+  // Past the limit only tasks that wait at the key, only while all in
+  // flight do, and only in queue order (a task that may not go ahead is
+  // not overtaken by one that may).
+  auto admissible = [&] {
+    if (ks.in_flight < limit) return true;
+    return ahead_too && limit > 0 && ks.in_flight < limit + ks.ahead &&
+           ks.in_flight_strict == 0 && PeekNext(ks).waits_at_key;
+  };
   absl::Time now;
   bool have_now = false;
-  while (ks.queued > 0 && ks.in_flight < limit &&
-         TryTakeGlobalLocked(key, ks)) {
+  while (ks.queued > 0 && admissible() && TryTakeGlobalLocked(key, ks)) {
     std::unique_ptr<Task> t = PopNext(ks);
     if (!have_now) {
       now = Now();
@@ -249,6 +273,7 @@ std::unique_ptr<Task> Scheduler::MakeTask(TaskOptions options, TaskFn fn) {
   t->key = std::move(options.key);
   t->job = options.job;
   t->weight = options.weight;
+  t->waits_at_key = options.waits_at_key;
   t->fn = std::move(fn);
   t->on_cancel = std::move(options.on_cancel);
   submitted_.fetch_add(1, std::memory_order_relaxed);
@@ -322,22 +347,26 @@ std::vector<uint64_t> Scheduler::SubmitBatch(
   }
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-  for (auto [shard, ks] : touched) {
-    ReadyList ready;
-    {
-      LockGuard<SpinLock> l(shard->mu);
-      if (ks->queued > 0) {
-        // The key's name: any queued task carries it.
-        const std::string key = ks->jobs.begin()->second.front()->key;
-        AdmitLocked(key, *ks, *shard, &ready);
+  // Every key's slots first, then what waits ahead at the keys: the tasks
+  // that can start at once are not behind the others.
+  for (const bool ahead : {false, true}) {
+    for (auto [shard, ks] : touched) {
+      ReadyList ready;
+      {
+        LockGuard<SpinLock> l(shard->mu);
+        if (ks->queued > 0) {
+          // The key's name: any queued task carries it.
+          const std::string key = ks->jobs.begin()->second.front()->key;
+          AdmitLocked(key, *ks, *shard, &ready, ahead);
+        }
       }
+      PushReady(std::move(ready));
     }
-    PushReady(std::move(ready));
   }
   return ids;
 }
 
-void Scheduler::SetLimit(absl::string_view key, int limit) {
+void Scheduler::SetLimit(absl::string_view key, int limit, int ahead) {
   ReadyList ready;
   Shard& shard = ShardFor(key);
   {
@@ -345,6 +374,7 @@ void Scheduler::SetLimit(absl::string_view key, int limit) {
     std::string k(key);
     KeyState& ks = shard.keys[k];
     ks.limit = std::max(0, limit);
+    ks.ahead = std::max(0, ahead);
     AdmitLocked(k, ks, shard, &ready);
   }
   PushReady(std::move(ready));
@@ -439,9 +469,8 @@ void Scheduler::Release(std::unique_ptr<Task> task, bool run_here) {
   {
     LockGuard<SpinLock> l(task->shard->mu);
     KeyState& ks = *task->ks;
-    --ks.in_flight;
+    UnadmitLocked(ks, *task);
     ++ks.completed;
-    if (task->on_cancel) ks.running.erase(task->id);
     AdmitLocked(task->key, ks, *task->shard, &ready);
   }
   AdmitGlobalWaiters(&ready);
@@ -557,8 +586,7 @@ void Scheduler::Shutdown() {
       --global_in_flight_;
     }
     LockGuard<SpinLock> l(t->shard->mu);
-    --t->ks->in_flight;
-    t->ks->running.erase(t->id);
+    UnadmitLocked(*t->ks, *t);
     dropped.push_back(std::move(t));
   }
   // 3. In-flight tasks are told to cancel.
@@ -595,6 +623,7 @@ Scheduler::KeyStats Scheduler::GetKeyStats(absl::string_view key) const {
   }
   const KeyState& ks = it->second;
   s.limit = ks.limit < 0 ? options_.default_limit : ks.limit;
+  s.ahead = ks.ahead;
   s.queued = static_cast<int>(ks.queued);
   s.in_flight = ks.in_flight;
   s.peak_in_flight = ks.peak_in_flight;

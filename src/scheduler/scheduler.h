@@ -78,6 +78,16 @@ struct TaskOptions {
   // flight (it should wind down and release its token). May run
   // concurrently with the body or just after it completed.
   std::function<void(bool running)> on_cancel;
+  // The key itself holds work sent to it beyond its limit, in order, and
+  // starts it only as its own slots free (a node queues checkpoint
+  // requests above its capacity). Such a task may be admitted past the
+  // key's limit, by up to the key's `ahead` (SetLimit), while every task
+  // in flight on the key is such a task: the key then has its next task at
+  // hand when a slot frees, instead of waiting for the completion to reach
+  // the scheduler and the next task to come back. Tasks without it never
+  // start past the limit, and none is admitted ahead while one of them is
+  // in flight.
+  bool waits_at_key = false;
 };
 
 // The body receives the slot token and keeps the slot until it releases
@@ -88,7 +98,9 @@ using TaskFn = absl::AnyInvocable<void(SlotToken) &&>;
 //
 // Admission: every key (node id) has a limit; a task is admitted (takes a
 // slot) only while its key has fewer tasks in flight than its limit, and
-// the global in-flight count is under the optional global limit. Admission
+// the global in-flight count is under the optional global limit. A key
+// may also take up to `ahead` more tasks that wait at the key
+// (TaskOptions::waits_at_key), admitted only after its limit is full. Admission
 // happens the moment a slot frees or a task arrives, under the key's shard
 // lock, so the scheduler is work-conserving: no key ever has a free slot
 // and an admissible queued task at the same time. A full key never delays
@@ -130,7 +142,11 @@ class Scheduler {
 
   struct KeyStats {
     int limit = 0;
+    // Tasks that may be admitted past the limit (SetLimit).
+    int ahead = 0;
     int queued = 0;
+    // Admitted and not completed, those admitted ahead included (so up to
+    // limit + ahead).
     int in_flight = 0;
     int peak_in_flight = 0;
     uint64_t completed = 0;
@@ -166,10 +182,12 @@ class Scheduler {
   std::vector<uint64_t> SubmitBatch(
       std::vector<std::pair<TaskOptions, TaskFn>> tasks);
 
-  // Sets a key's limit (>= 0; 0 drains the key: nothing new starts). Takes
-  // effect at once: raising admits queued tasks; lowering lets in-flight
-  // tasks finish but admits nothing until the key is under the new limit.
-  void SetLimit(absl::string_view key, int limit);
+  // Sets a key's limit (>= 0; 0 drains the key: nothing new starts) and
+  // how many tasks that wait at the key it may take beyond the limit
+  // (`ahead` >= 0; none while the limit is 0). Takes effect at once:
+  // raising admits queued tasks; lowering lets in-flight tasks finish but
+  // admits nothing until the key is under the new bound.
+  void SetLimit(absl::string_view key, int limit, int ahead = 0);
 
   // Moves a queued task from `from_key` to `to_key` (its partition's leader
   // moved), keeping its job, weight and submission order. NOT_FOUND if the
@@ -206,10 +224,11 @@ class Scheduler {
   Shard& ShardFor(absl::string_view key) const;
   std::unique_ptr<Task> MakeTask(TaskOptions options, TaskFn fn);
   void Drop(std::unique_ptr<Task> task);
-  // Admits as many queued tasks of `key` as its limit allows; appends them
-  // to *ready. Requires the shard's lock.
+  // Admits as many queued tasks of `key` as its limit allows, and with
+  // `ahead_too` as many waiting at the key as its `ahead` allows after
+  // that; appends them to *ready. Requires the shard's lock.
   void AdmitLocked(const std::string& key, KeyState& ks, Shard& shard,
-                   ReadyList* ready);
+                   ReadyList* ready, bool ahead_too = true);
   // Counts `t` as in flight on its key. Requires the shard's lock.
   void AdmitOneLocked(KeyState& ks, Task* t);
   bool TryTakeGlobalLocked(const std::string& key, KeyState& ks);
@@ -218,6 +237,11 @@ class Scheduler {
   // Removes and returns the next task to admit from `ks` (round-robin over
   // jobs, then largest weight). Requires ks.queued > 0 and the lock.
   std::unique_ptr<Task> PopNext(KeyState& ks);
+  // The task PopNext would return, left queued.
+  static const Task& PeekNext(const KeyState& ks);
+  // Undoes AdmitOneLocked for a task that completed or was dropped
+  // unstarted. Requires the shard's lock.
+  static void UnadmitLocked(KeyState& ks, const Task& t);
   void PushReady(ReadyList ready);
   // With `run_here`, the first task admitted runs on this thread (see
   // SlotToken::ReleaseAndRun).

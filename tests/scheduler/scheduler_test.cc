@@ -23,11 +23,12 @@ class Harness {
   ~Harness() { s_.Shutdown(); }
 
   uint64_t Submit(const std::string& key, int64_t weight, int tag,
-                  uint64_t job = 0) {
+                  uint64_t job = 0, bool waits_at_key = false) {
     TaskOptions o;
     o.key = key;
     o.job = job;
     o.weight = weight;
+    o.waits_at_key = waits_at_key;
     o.on_cancel = [this, tag](bool running) {
       std::lock_guard<std::mutex> l(mu_);
       (running ? cancelled_running_ : dropped_).push_back(tag);
@@ -237,6 +238,106 @@ TEST(SchedulerTest, LimitChangesWhileRunning) {
   ASSERT_TRUE(h.WaitStarted(6));
   h.ExpectWorkConserving({"a"});
   for (int i = 4; i < 6; ++i) h.Complete(i);
+}
+
+TEST(SchedulerTest, TasksThatWaitAtTheKeyGoAheadOfAFullLimitUpToAhead) {
+  Harness h(Opts(2, 1));
+  h.s().SetLimit("a", 2, /*ahead=*/2);
+  for (int i = 0; i < 6; ++i) h.Submit("a", 0, i, 0, /*waits_at_key=*/true);
+  ASSERT_TRUE(h.WaitStarted(4));
+  auto a = h.s().GetKeyStats("a");
+  EXPECT_EQ(a.limit, 2);
+  EXPECT_EQ(a.ahead, 2);
+  EXPECT_EQ(a.in_flight, 4);
+  EXPECT_EQ(a.queued, 2);
+  h.Complete(0);
+  ASSERT_TRUE(h.WaitStarted(5));
+  EXPECT_EQ(h.s().GetKeyStats("a").in_flight, 4);
+  // Lowering the bound admits nothing until the key is under it.
+  h.s().SetLimit("a", 2, /*ahead=*/0);
+  h.Complete(1);
+  h.Complete(2);
+  EXPECT_EQ(h.started().size(), 5u);
+  h.Complete(3);
+  ASSERT_TRUE(h.WaitStarted(6));
+  EXPECT_EQ(h.s().GetKeyStats("a").in_flight, 2);
+  // A drained key takes nothing ahead either.
+  h.s().SetLimit("a", 0, /*ahead=*/3);
+  h.Submit("a", 0, 6, 0, true);
+  h.Complete(4);
+  h.Complete(5);
+  EXPECT_EQ(h.started().size(), 6u);
+  EXPECT_EQ(h.s().GetKeyStats("a").queued, 1);
+  EXPECT_EQ(h.peak("a"), 4);
+}
+
+TEST(SchedulerTest, NothingGoesAheadWhileATaskThatDoesNotWaitIsInFlight) {
+  Harness h(Opts(2, 1));
+  h.s().SetLimit("b", 2, /*ahead=*/2);
+  h.Submit("b", 0, 10);  // does not wait at the key
+  ASSERT_TRUE(h.WaitStarted(1));
+  for (int i = 11; i <= 13; ++i) h.Submit("b", 0, i, 0, true);
+  ASSERT_TRUE(h.WaitStarted(2));  // 11, within the limit
+  EXPECT_EQ(h.started().size(), 2u);
+  EXPECT_EQ(h.s().GetKeyStats("b").in_flight, 2);
+  h.Complete(10);
+  // 12 within the limit, then 13 ahead: all in flight wait at the key.
+  ASSERT_TRUE(h.WaitStarted(4));
+  EXPECT_EQ(h.s().GetKeyStats("b").in_flight, 3);
+  for (int i = 11; i <= 13; ++i) h.Complete(i);
+}
+
+TEST(SchedulerTest, ATaskThatDoesNotWaitIsNotOvertakenByOneThatDoes) {
+  Harness h(Opts(1, 1));
+  h.s().SetLimit("c", 1, /*ahead=*/1);
+  h.Submit("c", 0, 20, 0, true);
+  ASSERT_TRUE(h.WaitStarted(1));
+  h.Submit("c", 0, 21);  // next in line, may not go ahead
+  h.Submit("c", 0, 22, 0, true);
+  EXPECT_EQ(h.started().size(), 1u);
+  EXPECT_EQ(h.s().GetKeyStats("c").queued, 2);
+  h.Complete(20);
+  ASSERT_TRUE(h.WaitStarted(2));
+  EXPECT_EQ(h.started().size(), 2u);  // 22 waits behind 21, in flight
+  h.Complete(21);
+  ASSERT_TRUE(h.WaitStarted(3));
+  EXPECT_EQ(h.started(), (std::vector<int>{20, 21, 22}));
+  h.Complete(22);
+}
+
+TEST(SchedulerTest, BatchFillsEveryKeysLimitBeforeAnythingGoesAhead) {
+  Scheduler s(Opts(1, 1));
+  std::mutex mu;
+  std::vector<std::string> started;
+  std::vector<SlotToken> held;
+  std::condition_variable cv;
+  const std::vector<std::string> keys = {"n1", "n2", "n3"};
+  for (const auto& k : keys) s.SetLimit(k, 1, /*ahead=*/1);
+  std::vector<std::pair<TaskOptions, TaskFn>> batch;
+  for (const auto& k : keys) {
+    for (int i = 0; i < 2; ++i) {
+      TaskOptions o{k, 1, 0, nullptr};
+      o.waits_at_key = true;
+      batch.emplace_back(std::move(o), [&](SlotToken t) {
+        std::lock_guard<std::mutex> l(mu);
+        started.push_back(t.key());
+        held.push_back(std::move(t));
+        cv.notify_all();
+      });
+    }
+  }
+  s.SubmitBatch(std::move(batch));
+  {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10),
+                            [&] { return started.size() >= 6; }));
+    // One worker runs bodies in admission order: a task per key first.
+    std::set<std::string> first(started.begin(), started.begin() + 3);
+    EXPECT_EQ(first.size(), 3u);
+  }
+  for (const auto& k : keys) EXPECT_EQ(s.GetKeyStats(k).in_flight, 2);
+  std::lock_guard<std::mutex> l(mu);
+  held.clear();
 }
 
 TEST(SchedulerTest, GlobalLimitRunsOneAtATimeAcrossKeys) {
@@ -465,16 +566,23 @@ TEST(SchedulerStressTest, RandomConcurrentUse) {
   constexpr int kKeys = 8, kTasksPerThread = 1500, kSubmitters = 3;
   constexpr int kTasks = kTasksPerThread * kSubmitters;
   std::vector<std::atomic<int>> in_flight(kKeys), limit(kKeys);
+  // In flight without waits_at_key; even keys take `ahead` = their limit.
+  std::vector<std::atomic<int>> strict(kKeys);
   std::vector<std::atomic<int>> ran(kTasks), dropped(kTasks);
-  std::atomic<bool> violated{false};
+  std::atomic<bool> violated{false}, went_ahead_beside_strict{false};
+  std::atomic<int> ahead_seen{0};
+  // Bodies count themselves in and completers out under count_mu, so each
+  // check sees one consistent moment.
+  std::mutex count_mu;
+  std::mutex limit_mu;
   std::mutex mu;
-  std::vector<SlotToken> held;
+  std::vector<std::pair<bool, SlotToken>> held;  // (waits_at_key, token)
   std::atomic<int> settled{0};
   std::atomic<bool> stop{false};
   Scheduler s(Opts(3, 1));  // after the state its tasks use
   for (int k = 0; k < kKeys; ++k) {
     limit[k] = 1 + k % 3;
-    s.SetLimit(std::to_string(k), limit[k]);
+    s.SetLimit(std::to_string(k), limit[k], k % 2 == 0 ? limit[k].load() : 0);
   }
   std::vector<std::thread> threads;
   for (int c = 0; c < 2; ++c) {
@@ -482,11 +590,13 @@ TEST(SchedulerStressTest, RandomConcurrentUse) {
       std::mt19937 rng(c);
       while (!stop) {
         SlotToken tok;
+        bool waits = false;
         {
           std::lock_guard<std::mutex> l(mu);
           if (!held.empty()) {
             size_t i = rng() % held.size();
-            tok = std::move(held[i]);
+            waits = held[i].first;
+            tok = std::move(held[i].second);
             held.erase(held.begin() + i);
           }
         }
@@ -494,7 +604,11 @@ TEST(SchedulerStressTest, RandomConcurrentUse) {
           std::this_thread::yield();
           continue;
         }
-        --in_flight[std::stoi(tok.key())];
+        {
+          std::lock_guard<std::mutex> l(count_mu);
+          if (!waits) --strict[std::stoi(tok.key())];
+          --in_flight[std::stoi(tok.key())];
+        }
         if (rng() % 2 == 0) {
           tok.Release();
         } else {
@@ -514,18 +628,34 @@ TEST(SchedulerStressTest, RandomConcurrentUse) {
         o.key = std::to_string(k);
         o.job = 1 + rng() % 4;
         o.weight = rng() % 100;
+        const bool waits = rng() % 4 != 0;
+        o.waits_at_key = waits;
         o.on_cancel = [&, tag](bool running) {
           if (!running) {
             ++dropped[tag];
             ++settled;
           }
         };
-        uint64_t id = s.Submit(std::move(o), [&, tag](SlotToken tok) {
+        uint64_t id = s.Submit(std::move(o), [&, tag, waits](SlotToken tok) {
           int key = std::stoi(tok.key());
-          if (++in_flight[key] > limit[key]) violated = true;
+          {
+            // The tasks counted here are a subset of those the scheduler
+            // has in flight (counted in after admission, out before
+            // release), and the limits only grow, so these checks are
+            // sound.
+            std::lock_guard<std::mutex> l(count_mu);
+            if (!waits) ++strict[key];
+            const int n = ++in_flight[key];
+            const int lim = limit[key];
+            if (n > lim + (key % 2 == 0 ? lim : 0)) violated = true;
+            if (n > lim) {
+              ++ahead_seen;
+              if (strict[key] > 0) went_ahead_beside_strict = true;
+            }
+          }
           ++ran[tag];
           std::lock_guard<std::mutex> l(mu);
-          held.push_back(std::move(tok));
+          held.emplace_back(waits, std::move(tok));
         });
         if (id != 0 && rng() % 10 == 0) {  // leader moved
           int to = rng() % kKeys;
@@ -533,8 +663,10 @@ TEST(SchedulerStressTest, RandomConcurrentUse) {
         }
         if (rng() % 300 == 0) {
           int kk = rng() % kKeys;
+          // One raise at a time, so the scheduler's limits only grow too.
+          std::lock_guard<std::mutex> l(limit_mu);
           int nl = ++limit[kk];
-          s.SetLimit(std::to_string(kk), nl);
+          s.SetLimit(std::to_string(kk), nl, kk % 2 == 0 ? nl : 0);
         }
         if (i == kTasksPerThread / 2 && t == 0) s.CancelJob(4);
       }
@@ -550,6 +682,8 @@ TEST(SchedulerStressTest, RandomConcurrentUse) {
   threads[1].join();
   EXPECT_EQ(settled.load(), kTasks);
   EXPECT_FALSE(violated.load());
+  EXPECT_FALSE(went_ahead_beside_strict.load());
+  RecordProperty("ahead_seen", ahead_seen.load());
   for (int i = 0; i < kTasks; ++i) {
     ASSERT_EQ(ran[i].load() + dropped[i].load(), 1) << "task " << i;
   }
