@@ -47,7 +47,10 @@ int NodesList(const Global& g) {
            n.alive() ? "alive" : "DEAD",
            absl::StrFormat("%.1fs ago", n.millis_since_heartbeat() / 1000.0),
            absl::StrCat(n.checkpoint_capacity()), LimitCell(n),
-           absl::StrCat(n.checkpoints_in_flight()),
+           n.checkpoints_sent_ahead() > 0
+               ? absl::StrCat(n.checkpoints_in_flight(), " (",
+                              n.checkpoints_sent_ahead(), " ahead)")
+               : absl::StrCat(n.checkpoints_in_flight()),
            absl::StrCat(n.checkpoints_queued()),
            absl::StrCat(n.partitions_hosted()),
            absl::StrCat(n.partitions_led()),

@@ -177,6 +177,7 @@ absl::Status Controller::StartTerm(uint64_t term,
   JobEngine::Options eopts;
   eopts.rpc_timeout = absl::Milliseconds(o.rpc_timeout_ms);
   eopts.dispatch_threads = o.dispatch_threads;
+  eopts.queue_at_nodes = o.queue_at_nodes;
   eopts.max_in_flight_total = o.max_in_flight_total;
   eopts.max_attempts = o.max_attempts;
   eopts.job_timeout = absl::Seconds(o.job_timeout_s);

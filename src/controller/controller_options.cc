@@ -60,6 +60,11 @@ absl::StatusOr<ControllerOptions> ParseControllerOptions(
                  "Threads that dispatch tasks")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--queue-at-nodes", o.queue_at_nodes,
+                 "Send each node that queues checkpoints a second round of "
+                 "requests while its limit equals its capacity, so a freed "
+                 "slot starts the next checkpoint without a round trip")
+      ->capture_default_str();
   app.add_option("--adaptive-limits", o.adaptive_limits,
                  "Adapt each node's concurrency limit to its reported load")
       ->capture_default_str();

@@ -78,6 +78,10 @@ struct ControllerOptions {
   int schedule_min_interval_ms = 60000;
   // Threads that dispatch tasks (1..64).
   int dispatch_threads = 2;
+  // Send nodes that queue checkpoints (HeartbeatRequest.queues_checkpoints)
+  // up to twice their limit of checkpoint requests while the limit equals
+  // their capacity (JobEngine::Options::queue_at_nodes).
+  bool queue_at_nodes = true;
   // Adapt each node's concurrency limit to the load its heartbeats report
   // (docs/adaptive.md); off: the limit is the node's capacity (or a pin).
   bool adaptive_limits = true;

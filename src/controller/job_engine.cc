@@ -557,11 +557,14 @@ JobEngine::MakeSchedulerTask(JobKind* kind, const std::string& snapshot_id,
   // Keep the node's limit in step with its capacity, pin or adaptive
   // limit (heartbeats move it between dispatches).
   if (const int limit = LimitFor(leader.node_id); limit > 0) {
-    scheduler_.SetLimit(leader.node_id, limit);
+    scheduler_.SetLimit(leader.node_id, limit, AheadFor(leader.node_id, limit));
   }
-  return {scheduler::TaskOptions{
-              leader.node_id, job_id,
-              static_cast<int64_t>(leader.approximate_size_bytes), nullptr},
+  scheduler::TaskOptions task_options{
+      leader.node_id, job_id,
+      static_cast<int64_t>(leader.approximate_size_bytes), nullptr};
+  task_options.waits_at_key =
+      options_.queue_at_nodes && kind->NodeQueuesTasks();
+  return {std::move(task_options),
           [this, kind, snapshot_id, partition_id,
            queued = clock_->Now()](scheduler::SlotToken token) {
             if (options_.metrics != nullptr) {
@@ -656,6 +659,10 @@ void JobEngine::OnTaskDone(const std::string& snapshot_id,
     }
   } else if (IsFinished(job->header().state())) {
     return;
+  }
+  // A task sent ahead of a free slot started when the node gave it one.
+  if (verified.ok() && result->waited_at_node > absl::ZeroDuration()) {
+    started = std::min(clock_->Now(), started + result->waited_at_node);
   }
   const int64_t millis = absl::ToInt64Milliseconds(clock_->Now() - started);
   t->set_started_at_micros(absl::ToUnixMicros(started));
@@ -1179,7 +1186,17 @@ std::vector<shutter::v1::SnapshotSummary> JobEngine::ListSnapshots(
 }
 
 void JobEngine::SetNodeLimit(const std::string& node_id, int limit) {
-  scheduler_.SetLimit(node_id, limit);
+  scheduler_.SetLimit(node_id, limit, AheadFor(node_id, limit));
+}
+
+int JobEngine::AheadFor(const std::string& node_id, int limit) const {
+  if (!options_.queue_at_nodes || limit <= 0) return 0;
+  bool queues = false;
+  auto cap = registry_->Capacity(node_id, &queues);
+  // Only the node's own capacity bounds what it runs at once: under a
+  // lower limit it would run what was sent ahead.
+  if (!cap.ok() || !queues || static_cast<int>(*cap) != limit) return 0;
+  return limit;
 }
 
 scheduler::Scheduler::KeyStats JobEngine::NodeKeyStats(

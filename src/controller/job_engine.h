@@ -84,6 +84,17 @@ class JobEngine {
     absl::Duration rpc_timeout = absl::Minutes(10);
     // Threads that start tasks (task bodies only start an RPC).
     int dispatch_threads = 2;
+    // Pipelining: a node that queues checkpoints
+    // (HeartbeatRequest.queues_checkpoints) and whose limit equals its
+    // capacity may have up to twice its limit of a kind's tasks in flight
+    // when the kind's node queues them (JobKind::NodeQueuesTasks): the
+    // node runs its capacity and starts the rest as its slots free, so a
+    // slot does not wait for an answer's round trip to the controller.
+    // Never while a task of another kind is in flight on the node, and
+    // never with a lower limit (a pin, the adaptive rule), which the node
+    // could not enforce. A lower limit set while tasks wait at the node
+    // applies once those (at most one per slot) have run.
+    bool queue_at_nodes = true;
     // Checkpoints in flight over the whole cluster; 0 = no cap beyond the
     // per-node limits. 1 gives a serial controller (for comparison).
     int max_in_flight_total = 0;
@@ -160,6 +171,8 @@ class JobEngine {
   // The node's concurrency limit now (see Options::limits); 0 if the
   // registry does not know the node.
   int LimitFor(const std::string& node_id) const;
+  // How many tasks beyond `limit` the node may hold (queue_at_nodes).
+  int AheadFor(const std::string& node_id, int limit) const;
   // The kind of a job this engine has; null if unknown.
   const JobKind* KindOfJob(const std::string& job_id) const
       ABSL_LOCKS_EXCLUDED(mu_);

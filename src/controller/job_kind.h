@@ -33,6 +33,10 @@ struct TaskOutcome {
   // A snapshot's publish: SHA-256 (hex) of the stored partition manifest,
   // for the cluster manifest (empty if the node did not report it).
   std::string manifest_sha256;
+  // How long the task waited at its node for a slot before it started
+  // (sent ahead: JobEngine::Options::queue_at_nodes); the engine records
+  // its start and duration without it.
+  absl::Duration waited_at_node;
 };
 
 // A job to submit (JobEngine::Submit), as a kind's front door planned it:
@@ -73,6 +77,12 @@ class JobKind {
   // True if a committed job of this kind is a snapshot in the repository
   // (it can be restored, verified, pinned, deleted, kept by retention).
   virtual bool ProducesSnapshot() const { return false; }
+  // True if a node that says it queues checkpoints
+  // (HeartbeatRequest.queues_checkpoints) holds this kind's requests
+  // beyond its capacity and starts them in order as its slots free. The
+  // engine may then send such a node tasks ahead of a free slot
+  // (JobEngine::Options::queue_at_nodes).
+  virtual bool NodeQueuesTasks() const { return false; }
 
   // Where a task of this kind runs now: the node, incarnation, epoch and
   // address it goes to (it keeps that node's slot while it runs; the

@@ -166,9 +166,11 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
     if (registered != nullptr) *registered = n.address != req.address();
     n.address = req.address();
     if (capacity_changed != nullptr) {
-      *capacity_changed = n.capacity != req.checkpoint_capacity();
+      *capacity_changed = n.capacity != req.checkpoint_capacity() ||
+                          n.queues_checkpoints != req.queues_checkpoints();
     }
     n.capacity = req.checkpoint_capacity();
+    n.queues_checkpoints = req.queues_checkpoints();
     n.last_heartbeat = clock_->Now();
     n.left = false;
     return absl::OkStatus();
@@ -178,6 +180,7 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
   fresh.start_count = req.instance().start_count();
   fresh.address = req.address();
   fresh.capacity = req.checkpoint_capacity();
+  fresh.queues_checkpoints = req.queues_checkpoints();
   fresh.last_heartbeat = clock_->Now();
   fresh.partitions.assign(req.partitions().begin(), req.partitions().end());
   fresh.index.reserve(fresh.partitions.size());
@@ -204,7 +207,8 @@ absl::Status NodeRegistry::Heartbeat(const HeartbeatRequest& req,
   }
   if (capacity_changed != nullptr) {
     *capacity_changed =
-        old == nodes_.end() || old->second.capacity != fresh.capacity;
+        old == nodes_.end() || old->second.capacity != fresh.capacity ||
+        old->second.queues_checkpoints != fresh.queues_checkpoints;
   }
   if (registered != nullptr) {
     *registered = old == nodes_.end() ||
@@ -446,11 +450,14 @@ absl::StatusOr<shutter::v1::NodeInfo> NodeRegistry::Node(
 }
 
 absl::StatusOr<uint32_t> NodeRegistry::Capacity(
-    const std::string& node_id) const {
+    const std::string& node_id, bool* queues_checkpoints) const {
   absl::ReaderMutexLock l(&mu_);
   auto it = nodes_.find(node_id);
   if (it == nodes_.end()) {
     return absl::NotFoundError(absl::StrCat("no node ", Quote(node_id)));
+  }
+  if (queues_checkpoints != nullptr) {
+    *queues_checkpoints = it->second.queues_checkpoints;
   }
   return it->second.capacity;
 }

@@ -79,8 +79,9 @@ class NodeRegistry {
   // A keep-alive (partitions_omitted) from the registered incarnation and
   // start only refreshes liveness, address and capacity; from anyone else
   // it records nothing and sets *full_report_needed (if given).
-  // *capacity_changed (if given) says whether the node's capacity differs
-  // from what was recorded (or the node is new). *registered (if given)
+  // *capacity_changed (if given) says whether the node's capacity (or
+  // whether it queues checkpoints) differs from what was recorded (or the
+  // node is new). *registered (if given)
   // says whether the heartbeat was recorded for a process the registry did
   // not have at that address: a new node, another incarnation or start, or
   // a new address (what the controller reaches the node by may be new).
@@ -136,8 +137,11 @@ class NodeRegistry {
   absl::StatusOr<shutter::v1::NodeInfo> Node(const std::string& node_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Capacity last reported by the node; NOT_FOUND if unknown.
-  absl::StatusOr<uint32_t> Capacity(const std::string& node_id) const
+  // Capacity last reported by the node; NOT_FOUND if unknown. With
+  // `queues_checkpoints`, also whether the node said it holds checkpoint
+  // requests beyond its capacity (HeartbeatRequest.queues_checkpoints).
+  absl::StatusOr<uint32_t> Capacity(const std::string& node_id,
+                                    bool* queues_checkpoints = nullptr) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -146,6 +150,7 @@ class NodeRegistry {
     uint64_t start_count = 0;
     std::string address;
     uint32_t capacity = 0;
+    bool queues_checkpoints = false;
     absl::Time last_heartbeat;
     // The incarnation said it was leaving (HeartbeatRequest.leaving): it
     // still counts as alive (it may come back as itself within

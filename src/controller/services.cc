@@ -1,5 +1,6 @@
 #include "controller/services.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "common/rpc.h"
@@ -13,6 +14,16 @@
 namespace shutter::controller {
 
 using namespace shutter::v1;  // NOLINT: service message types
+
+namespace {
+// The scheduler's view of a node's slots: what is in flight (tasks sent
+// ahead to a node that queues them included), queued, and sent ahead.
+void SetSlots(const scheduler::Scheduler::KeyStats& ks, NodeInfo& n) {
+  n.set_checkpoints_in_flight(ks.in_flight);
+  n.set_checkpoints_queued(ks.queued);
+  n.set_checkpoints_sent_ahead(std::max(0, ks.in_flight - ks.limit));
+}
+}  // namespace
 
 grpc::Status AdminServiceImpl::CreateSnapshot(grpc::ServerContext* ctx,
                                               const CreateSnapshotRequest* req,
@@ -84,10 +95,7 @@ grpc::Status AdminServiceImpl::ListNodes(grpc::ServerContext* ctx,
   auto stats = coordinator_->NodeStats();
   for (auto& n : registry_->ListNodes()) {
     auto it = stats.find(n.node_id());
-    if (it != stats.end()) {
-      n.set_checkpoints_in_flight(it->second.in_flight);
-      n.set_checkpoints_queued(it->second.queued);
-    }
+    if (it != stats.end()) SetSlots(it->second, n);
     DescribeLimit(n);
     *resp->add_nodes() = std::move(n);
   }
@@ -151,8 +159,7 @@ grpc::Status AdminServiceImpl::SetNodeLimit(grpc::ServerContext* ctx,
                *limit);
   NodeInfo n = *std::move(node);
   scheduler::Scheduler::KeyStats ks = coordinator_->NodeKeyStats(n.node_id());
-  n.set_checkpoints_in_flight(ks.in_flight);
-  n.set_checkpoints_queued(ks.queued);
+  SetSlots(ks, n);
   DescribeLimit(n);
   *resp->mutable_node() = std::move(n);
   return grpc::Status::OK;

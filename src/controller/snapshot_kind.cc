@@ -48,6 +48,8 @@ void SnapshotKind::RunTask(const shutter::v1::Snapshot& job,
         outcome.uploaded_bytes = result->uploaded_bytes();
         outcome.reused_bytes = result->reused_bytes();
         outcome.manifest_sha256 = std::move(*result->mutable_manifest_sha256());
+        outcome.waited_at_node =
+            absl::Milliseconds(std::max<int64_t>(0, result->waited_millis()));
         std::move(done)(std::move(outcome));
       });
 }

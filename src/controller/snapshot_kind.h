@@ -35,6 +35,7 @@ class SnapshotKind : public JobKind {
   }
   const char* name() const override { return "snapshot"; }
   bool ProducesSnapshot() const override { return true; }
+  bool NodeQueuesTasks() const override { return true; }
 
   void RunTask(const shutter::v1::Snapshot& job,
                const shutter::v1::PartitionTask& task,

@@ -1,5 +1,7 @@
 #include "node/checkpoint_taker.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
@@ -78,7 +80,9 @@ void CheckpointTaker::CreateCheckpoint(const CreateCheckpointRequest& request,
   // A repeat of a checkpoint in progress (e.g. a controller retrying after
   // a restart) joins it and gets its result.
   runner_.Run(request.snapshot_id(), request.partition_id(), std::move(done),
-              [this, request] { return Run(request); });
+              [this, request, arrived = clock_->Now()] {
+                return Run(request, arrived);
+              });
 }
 
 void CheckpointTaker::Finished(
@@ -90,12 +94,14 @@ void CheckpointTaker::Finished(
 }
 
 absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
-    const CreateCheckpointRequest& req) {
+    const CreateCheckpointRequest& req, absl::Time arrived) {
   // Leadership may have changed, or the snapshot been cancelled, while the
   // request waited for a slot.
   RETURN_IF_ERROR(CheckNotCancelled(req.snapshot_id()));
   RETURN_IF_ERROR(Admit(req));
   CreateCheckpointResponse resp;
+  resp.set_waited_millis(
+      std::max<int64_t>(0, absl::ToInt64Milliseconds(clock_->Now() - arrived)));
   resp.set_manifest_path(snapshot::Repository::PartitionManifestPath(
       req.snapshot_id(), req.partition_id()));
   snapshot::ManifestDigest stored;
@@ -235,6 +241,8 @@ CheckpointTaker::Stats CheckpointTaker::GetStats() const {
   Stats stats;
   stats.in_flight = run.in_flight;
   stats.peak_in_flight = run.peak_in_flight;
+  stats.running = run.running;
+  stats.peak_running = run.peak_running;
   stats.failed = run.failed;
   stats.joined = run.joined;
   absl::MutexLock l(&mu_);

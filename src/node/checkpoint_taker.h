@@ -83,8 +83,11 @@ class CheckpointTaker {
   };
 
   struct Stats {
+    // Requests waiting for a slot or running; of those, running.
     uint32_t in_flight = 0;
     uint32_t peak_in_flight = 0;
+    uint32_t running = 0;
+    uint32_t peak_running = 0;
     uint64_t published = 0;          // newly written
     uint64_t already_published = 0;  // answered from the repository
     uint64_t failed = 0;
@@ -141,8 +144,10 @@ class CheckpointTaker {
 
   // Checks done before queueing; OK means the request may proceed.
   absl::Status Admit(const shutter::v1::CreateCheckpointRequest& request) const;
+  // Takes and publishes the checkpoint once a slot is free; `arrived` is
+  // when the request came (its wait goes into waited_millis).
   absl::StatusOr<shutter::v1::CreateCheckpointResponse> Run(
-      const shutter::v1::CreateCheckpointRequest& request);
+      const shutter::v1::CreateCheckpointRequest& request, absl::Time arrived);
   // Statistics of a checkpoint's outcome (the runner's finished hook).
   void Finished(
       const absl::StatusOr<shutter::v1::CreateCheckpointResponse>& result)

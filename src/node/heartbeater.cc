@@ -137,6 +137,8 @@ shutter::v1::HeartbeatRequest Heartbeater::Identity() const {
   req.set_node_id(options_.node_id);
   req.set_address(options_.advertise_address);
   req.set_checkpoint_capacity(options_.checkpoint_capacity);
+  // CheckpointTaker queues requests beyond the capacity (WorkRunner).
+  req.set_queues_checkpoints(true);
   req.mutable_instance()->set_instance_id(options_.instance.instance_id);
   req.mutable_instance()->set_start_count(options_.instance.start_count);
   return req;

@@ -194,6 +194,13 @@ absl::Status Node::Start() {
   topts.min_free_bytes = static_cast<uint64_t>(o.min_free_mib) << 20;
   topts.io_class = *ParseIoClass(o.snapshot_io_class);  // checked
   topts.nice = o.snapshot_nice;
+  if (o.test_before_checkpoint) {
+    topts.test_before_checkpoint =
+        [f = o.test_before_checkpoint](
+            const shutter::v1::CreateCheckpointRequest& r) {
+          f(r.partition_id());
+        };
+  }
   ASSIGN_OR_RETURN(p.taker,
                    CheckpointTaker::Create(topts, p.host.get(), p.repo.get(),
                                            Clock::Real()));

@@ -39,6 +39,13 @@ void ExportNodeState(metrics::Registry* registry, const std::string& data_dir,
         emit({}, taker->GetStats().in_flight);
       });
   registry->AddGaugeCallback(
+      "shutter_node_checkpoints_running",
+      "Checkpoints running now (at most the capacity; the rest of those in "
+      "flight wait for a slot)",
+      [taker](const metrics::EmitFn& emit) {
+        emit({}, taker->GetStats().running);
+      });
+  registry->AddGaugeCallback(
       "shutter_node_checkpoint_capacity",
       "Checkpoints this node takes at once (reported to the controller)",
       [taker](const metrics::EmitFn& emit) {

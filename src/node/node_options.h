@@ -2,6 +2,7 @@
 #define SHUTTER_NODE_NODE_OPTIONS_H_
 
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -84,6 +85,9 @@ struct NodeOptions {
   std::string port_file;
   // trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
+  // Tests only (no flag): called with the partition id as each checkpoint
+  // starts running, on its worker thread, before it is taken.
+  std::function<void(uint32_t partition_id)> test_before_checkpoint;
 };
 
 // Parses flags and the optional config file. INVALID_ARGUMENT with a

@@ -51,8 +51,12 @@ class WorkRunner {
     std::function<void(const absl::StatusOr<Response>&)> finished;
   };
   struct Stats {
+    // Requests being handled: waiting for a worker or running.
     uint32_t in_flight = 0;
     uint32_t peak_in_flight = 0;
+    // Of those, running now (at most `capacity`), and the most at once.
+    uint32_t running = 0;
+    uint32_t peak_running = 0;
     uint64_t succeeded = 0;
     uint64_t failed = 0;
     // Requests that joined a run already in progress.
@@ -95,9 +99,18 @@ class WorkRunner {
            Body body) {
     flights_.Run(scheduler_, options_.what, {job_id, partition},
                  std::move(done), [this, body = std::move(body)]() mutable {
+                   {
+                     absl::MutexLock l(&mu_);
+                     ++stats_.running;
+                     stats_.peak_running =
+                         std::max(stats_.peak_running, stats_.running);
+                   }
                    SetThreadIoClass(options_.io_class);
                    SetThreadNice(options_.nice);
-                   return std::move(body)();
+                   absl::StatusOr<Response> r = std::move(body)();
+                   absl::MutexLock l(&mu_);
+                   --stats_.running;
+                   return r;
                  });
   }
 

@@ -117,7 +117,9 @@ TEST_F(AdaptiveTest, NodesReportLoadAndOperatorsPinLimits) {
   auto stats = cluster_.NodeStats(0);
   ASSERT_OK(stats);
   EXPECT_EQ(stats->node_id(), "n1");
+  // Below the capacity nothing is sent ahead: one at the node at a time.
   EXPECT_EQ(stats->peak_checkpoints_in_flight(), 1u);
+  EXPECT_EQ(stats->peak_checkpoints_running(), 1u);
   EXPECT_EQ(stats->checkpoints_published(), static_cast<uint64_t>(kPerNode));
 
   // The pin survives a controller restart.

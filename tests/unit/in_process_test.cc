@@ -3,6 +3,8 @@
 // what the daemons' main()s do, without processes. The real-process tests
 // (tests/integration) stay the reference; this one shows the objects
 // start, work together and stop whole, which high availability needs.
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "node/node.h"
 #include "shutter/v1/admin.grpc.pb.h"
+#include "shutter/v1/node.grpc.pb.h"
 #include "snapshot/repository.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -21,8 +24,10 @@
 namespace shutter {
 namespace {
 
-TEST(InProcessTest, ControllerAndNodesAsObjectsTakeAndVerifyASnapshot) {
-  testing::TempDir tmp;
+// A controller on an ephemeral loopback port with its data and repository
+// under `tmp`, insecure, heartbeats every 100 ms.
+controller::ControllerOptions TestControllerOptions(
+    const testing::TempDir& tmp) {
   controller::ControllerOptions co;
   co.listen = "127.0.0.1:0";
   co.data_dir = tmp.Sub("controller");
@@ -30,6 +35,12 @@ TEST(InProcessTest, ControllerAndNodesAsObjectsTakeAndVerifyASnapshot) {
   co.tls.insecure = true;
   co.heartbeat_interval_ms = 100;
   co.listener_check_ms = 0;
+  return co;
+}
+
+TEST(InProcessTest, ControllerAndNodesAsObjectsTakeAndVerifyASnapshot) {
+  testing::TempDir tmp;
+  controller::ControllerOptions co = TestControllerOptions(tmp);
   auto controller = std::make_unique<controller::Controller>(co);
   ASSERT_OK(controller->Start());
   ASSERT_GT(controller->port(), 0);
@@ -125,6 +136,267 @@ TEST(InProcessTest, ControllerAndNodesAsObjectsTakeAndVerifyASnapshot) {
   EXPECT_EQ(wait(created.snapshot_id()).state(),
             shutter::v1::SNAPSHOT_STATE_COMMITTED);
   controller->Shutdown();
+}
+
+// A controller and one node of capacity 1 hosting and leading partitions
+// 0-3, as objects in this process, with a hook run as each checkpoint
+// starts on the node.
+class OneSlotCluster {
+ public:
+  OneSlotCluster(bool queue_at_nodes, std::function<void(uint32_t)> hook)
+      : co_(TestControllerOptions(tmp_)) {
+    co_.adaptive_limits = false;  // the limit stays at the capacity
+    co_.queue_at_nodes = queue_at_nodes;
+    no_.node_id = "n0";
+    no_.listen = "127.0.0.1:0";
+    no_.data_dir = tmp_.Sub("node0");
+    no_.repository = co_.repository;
+    no_.partitions = {0, 1, 2, 3};
+    no_.leader_for = {0, 1, 2, 3};
+    no_.checkpoint_capacity = 1;
+    no_.tls.insecure = true;
+    no_.heartbeat_interval_ms = 100;
+    no_.listener_check_ms = 0;
+    no_.min_free_mib = 0;
+    no_.enable_data_plane = true;  // SetPartitionRole, a test hook
+    no_.test_before_checkpoint = std::move(hook);
+  }
+  ~OneSlotCluster() {
+    if (node_) node_->Shutdown();
+    if (controller_) controller_->Shutdown();
+  }
+
+  absl::Status Start() {
+    controller_ = std::make_unique<controller::Controller>(co_);
+    if (absl::Status s = controller_->Start(); !s.ok()) return s;
+    const std::string address = absl::StrCat("127.0.0.1:", controller_->port());
+    admin_ = shutter::v1::AdminService::NewStub(MakeChannel(address));
+    no_.controller = address;
+    node_ = std::make_unique<node::Node>(no_);
+    if (absl::Status s = node_->Start(); !s.ok()) return s;
+    node_stub_ = shutter::v1::NodeService::NewStub(
+        MakeChannel(absl::StrCat("127.0.0.1:", node_->port())));
+    return absl::OkStatus();
+  }
+  shutter::v1::AdminService::Stub& admin() { return *admin_; }
+  shutter::v1::NodeService::Stub& node() { return *node_stub_; }
+
+  static std::chrono::system_clock::time_point In(int seconds) {
+    return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
+  }
+
+  // Waits (bounded) until the controller sees a leader for `n` partitions.
+  bool WaitForLeaders(int n) {
+    const absl::Time until = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < until) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(In(10));
+      shutter::v1::ListPartitionsResponse parts;
+      if (admin_
+              ->ListPartitions(&ctx, shutter::v1::ListPartitionsRequest(),
+                               &parts)
+              .ok()) {
+        int led = 0;
+        for (const auto& p : parts.partitions()) {
+          led += !p.leader_node_id().empty();
+        }
+        if (led == n) return true;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
+  absl::StatusOr<std::string> CreateSnapshot() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(10));
+    shutter::v1::CreateSnapshotResponse created;
+    grpc::Status s = admin_->CreateSnapshot(
+        &ctx, shutter::v1::CreateSnapshotRequest(), &created);
+    if (!s.ok()) return absl::UnknownError(s.error_message());
+    return created.snapshot_id();
+  }
+
+  // The job once finished (bounded wait), with its tasks.
+  absl::StatusOr<shutter::v1::Snapshot> WaitFinished(const std::string& id) {
+    const absl::Time until = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < until) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(In(10));
+      shutter::v1::GetSnapshotRequest req;
+      req.set_snapshot_id(id);
+      shutter::v1::GetSnapshotResponse got;
+      if (admin_->GetSnapshot(&ctx, req, &got).ok() &&
+          controller::IsFinished(got.snapshot().state())) {
+        return got.snapshot();
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return absl::DeadlineExceededError("the snapshot did not finish");
+  }
+
+  absl::StatusOr<shutter::v1::GetNodeStatsResponse> NodeStats() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(5));
+    shutter::v1::GetNodeStatsResponse st;
+    grpc::Status s =
+        node_stub_->GetNodeStats(&ctx, shutter::v1::GetNodeStatsRequest(), &st);
+    if (!s.ok()) return absl::UnknownError(s.error_message());
+    return st;
+  }
+
+  absl::Status SetRole(uint32_t partition, bool leader, uint64_t min_epoch) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(10));
+    shutter::v1::SetPartitionRoleRequest req;
+    req.set_partition_id(partition);
+    req.set_role(leader ? shutter::v1::PARTITION_ROLE_LEADER
+                        : shutter::v1::PARTITION_ROLE_FOLLOWER);
+    req.set_min_epoch(min_epoch);
+    shutter::v1::SetPartitionRoleResponse resp;
+    grpc::Status s = node_stub_->SetPartitionRole(&ctx, req, &resp);
+    if (!s.ok()) return absl::UnknownError(s.error_message());
+    return absl::OkStatus();
+  }
+
+  // Waits (bounded) until the node holds `n` checkpoint requests.
+  bool WaitInFlightAtNode(uint32_t n) {
+    const absl::Time until = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < until) {
+      auto st = NodeStats();
+      if (st.ok() && st->checkpoints_in_flight() >= n) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+
+ private:
+  testing::TempDir tmp_;
+  controller::ControllerOptions co_;
+  node::NodeOptions no_;
+  std::unique_ptr<controller::Controller> controller_;
+  std::unique_ptr<node::Node> node_;
+  std::unique_ptr<shutter::v1::AdminService::Stub> admin_;
+  std::unique_ptr<shutter::v1::NodeService::Stub> node_stub_;
+};
+
+// What a node that queues checkpoints is sent: with --queue-at-nodes (the
+// default) a second round ahead of its free slots, held at the node and
+// never run past its capacity; without it, one request per slot.
+class QueueAtNodesTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(QueueAtNodesTest, ANodeHoldsTheRoundSentAheadAndRunsItsCapacity) {
+  const bool queue_at_nodes = GetParam();
+  // The first checkpoint to run waits (bounded) until the node holds a
+  // second request, and records what the node and the controller say
+  // meanwhile. Without queueing at nodes it does not wait.
+  std::atomic<bool> first{true};
+  std::atomic<uint32_t> held_in_flight{0}, held_running{0}, sent_ahead{0};
+  OneSlotCluster* cluster = nullptr;
+  OneSlotCluster c(queue_at_nodes, [&](uint32_t) {
+    if (!queue_at_nodes || !first.exchange(false)) return;
+    if (!cluster->WaitInFlightAtNode(2)) return;
+    auto st = cluster->NodeStats();
+    if (st.ok()) {
+      held_in_flight = st->checkpoints_in_flight();
+      held_running = st->checkpoints_running();
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(OneSlotCluster::In(5));
+    shutter::v1::ListNodesResponse nodes;
+    if (cluster->admin()
+            .ListNodes(&ctx, shutter::v1::ListNodesRequest(), &nodes)
+            .ok() &&
+        nodes.nodes_size() == 1) {
+      sent_ahead = nodes.nodes(0).checkpoints_sent_ahead();
+    }
+  });
+  cluster = &c;
+  ASSERT_OK(c.Start());
+  ASSERT_TRUE(c.WaitForLeaders(4));
+  auto id = c.CreateSnapshot();
+  ASSERT_OK(id);
+  auto snap = c.WaitFinished(*id);
+  ASSERT_OK(snap);
+  EXPECT_EQ(snap->state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
+      << snap->error();
+  auto st = c.NodeStats();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->checkpoints_published(), 4u);
+  // Never more running than the capacity, whatever was sent.
+  EXPECT_EQ(st->peak_checkpoints_running(), 1u);
+  if (queue_at_nodes) {
+    // One slot, one request ahead of it: two at the node, one running,
+    // and the controller counting one sent ahead.
+    EXPECT_EQ(held_in_flight.load(), 2u);
+    EXPECT_EQ(held_running.load(), 1u);
+    EXPECT_EQ(sent_ahead.load(), 1u);
+    EXPECT_EQ(st->peak_checkpoints_in_flight(), 2u);
+  } else {
+    EXPECT_EQ(st->peak_checkpoints_in_flight(), 1u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, QueueAtNodesTest, ::testing::Bool(),
+                         [](const auto& info) {
+                           return info.param ? std::string("queued")
+                                             : std::string("one_per_slot");
+                         });
+
+// A request sent ahead waits at its node while leadership moves: when its
+// turn comes it is refused (nothing published at the old epoch), and the
+// partition is checkpointed again at its new epoch.
+TEST(SentAheadTest, ARequestWaitingAtTheNodeIsRefusedAfterLeadershipMoves) {
+  std::atomic<bool> first{true};
+  std::atomic<int> running_partition{-1};
+  std::atomic<bool> stepped_down{false};
+  OneSlotCluster* cluster = nullptr;
+  OneSlotCluster c(/*queue_at_nodes=*/true, [&](uint32_t partition) {
+    if (!first.exchange(false)) return;
+    running_partition = static_cast<int>(partition);
+    // A second request is at the node, behind this one: every other
+    // partition steps down (the one waiting among them).
+    if (!cluster->WaitInFlightAtNode(2)) return;
+    bool ok = true;
+    for (uint32_t p = 0; p < 4; ++p) {
+      if (p != partition) ok = ok && cluster->SetRole(p, false, 0).ok();
+    }
+    stepped_down = ok;
+  });
+  cluster = &c;
+  ASSERT_OK(c.Start());
+  ASSERT_TRUE(c.WaitForLeaders(4));
+  auto id = c.CreateSnapshot();
+  ASSERT_OK(id);
+  // The request that waited is refused when its turn comes (the node's
+  // runner counts it failed); then the partitions lead again, at epoch 2.
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  for (;;) {
+    auto st = c.NodeStats();
+    if (stepped_down && st.ok() && st->checkpoints_failed() >= 1) break;
+    ASSERT_LT(absl::Now(), until)
+        << "the waiting request was not refused: stepped down "
+        << stepped_down.load() << ", node stats "
+        << (st.ok() ? st->ShortDebugString() : st.status().ToString());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  for (uint32_t p = 0; p < 4; ++p) {
+    if (static_cast<int>(p) != running_partition) {
+      ASSERT_OK(c.SetRole(p, true, /*min_epoch=*/2));
+    }
+  }
+  auto snap = c.WaitFinished(*id);
+  ASSERT_OK(snap);
+  ASSERT_EQ(snap->state(), shutter::v1::SNAPSHOT_STATE_COMMITTED)
+      << snap->error();
+  for (const auto& t : snap->partitions()) {
+    const bool moved = static_cast<int>(t.partition_id()) != running_partition;
+    EXPECT_EQ(t.leader_epoch(), moved ? 2u : 1u) << t.partition_id();
+  }
+  auto st = c.NodeStats();
+  ASSERT_OK(st);
+  EXPECT_EQ(st->peak_checkpoints_running(), 1u);
+  EXPECT_EQ(st->checkpoints_published(), 4u);
 }
 
 }  // namespace

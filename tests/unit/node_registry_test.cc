@@ -355,6 +355,34 @@ TEST_F(NodeRegistryTest, ListsCountsAndCapacity) {
   EXPECT_TRUE(changed);
 }
 
+TEST_F(NodeRegistryTest, KeepsWhetherTheNodeQueuesCheckpoints) {
+  bool changed = false;
+  ASSERT_OK(
+      registry_.Heartbeat(Beat("a", {{1, true, 1}}, 3), nullptr, &changed));
+  EXPECT_TRUE(changed);  // new
+  bool queues = true;
+  auto cap = registry_.Capacity("a", &queues);
+  ASSERT_OK(cap);
+  EXPECT_EQ(*cap, 3u);
+  EXPECT_FALSE(queues);  // a node that does not say so does not
+  // Saying it, in a full report or a keep-alive, is a change.
+  HeartbeatRequest b = Beat("a", {{1, true, 1}}, 3);
+  b.set_queues_checkpoints(true);
+  ASSERT_OK(registry_.Heartbeat(b, nullptr, &changed));
+  EXPECT_TRUE(changed);
+  ASSERT_OK(registry_.Capacity("a", &queues));
+  EXPECT_TRUE(queues);
+  b.clear_partitions();
+  b.set_partitions_omitted(true);
+  ASSERT_OK(registry_.Heartbeat(b, nullptr, &changed));
+  EXPECT_FALSE(changed);
+  b.set_queues_checkpoints(false);
+  ASSERT_OK(registry_.Heartbeat(b, nullptr, &changed));
+  EXPECT_TRUE(changed);
+  ASSERT_OK(registry_.Capacity("a", &queues));
+  EXPECT_FALSE(queues);
+}
+
 TEST_F(NodeRegistryTest, SaysWhenTheProcessAtTheAddressMayBeNew) {
   // The controller connects to a node when this is set (Membership), so
   // that the first job does not wait for the connection.

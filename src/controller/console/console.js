@@ -247,7 +247,11 @@ const WAIT_COLORS = {leader: '#bc4c00', node: '#8250df',
                      restart: '#57606a'};
 
 // Tasks of each node in slot lanes: a task goes to the first lane free
-// when it starts (interval partitioning), so lanes = peak concurrency.
+// when it starts (interval partitioning), so lanes = peak concurrency. A
+// lane that frees up to 25 ms (or a tenth of the task, if less) after the
+// task starts still takes it: a checkpoint sent ahead to its node starts
+// there as the previous one ends, and its recorded start (the controller's
+// clock less the node's wait) is off by the messages' latency.
 function lanes(tl) {
   const byNode = tl.nodes.map(() => []);
   for (const t of tl.tasks) if (t[1] >= 0 && t[2] >= 0) byNode[t[1]].push(t);
@@ -255,7 +259,8 @@ function lanes(tl) {
     tasks.sort((a, b) => a[2] - b[2]);
     const ends = [];
     const placed = tasks.map((t) => {
-      let lane = ends.findIndex((e) => e <= t[2]);
+      const slack = Math.min(25, t[3] / 10);
+      let lane = ends.findIndex((e) => e <= t[2] + slack);
       if (lane < 0) { lane = ends.length; ends.push(0); }
       ends[lane] = t[2] + Math.max(t[3], 1);
       return {t, lane};
