@@ -17,6 +17,8 @@
 //   S2L S2 again with `partitions list` called in a loop meanwhile
 //       (heartbeat latency under that load)
 //   S3  100 nodes x 16, capacity 4, 200 ms checkpoints (ideal 0.8 s)
+//   S3N as S3 with nothing sent ahead (controller --queue-at-nodes=false):
+//       one request per slot, the next only after the answer
 //   S3b as S3 with 50 ms checkpoints
 //   S3c as S3 with capacity 16 (one round of 1,600 at once)
 //   S3d as S3 with capacity 1 (16 rounds of 100)
@@ -129,6 +131,9 @@ struct Scenario {
   bool console = false;
   // The fake nodes serve no CheckpointStream: unary calls, as before it.
   bool unary = false;
+  // The controller sends nodes (which queue beyond their capacity, as the
+  // reference node does) a second round ahead (--queue-at-nodes).
+  bool queue_at_nodes = true;
 };
 
 struct Result {
@@ -156,7 +161,7 @@ struct Result {
   double bench_cpu_s = 0;
   double late_mean_ms = 0, late_max_ms = 0;  // delayed answers
   // Delayed answers: every slot busy (ms after the first request); a
-  // node's answer -> its next request, p50 / p90 / max (ms).
+  // node's answer -> the next checkpoint it starts, p50 / p90 / max (ms).
   double all_busy_ms = -1;
   double turn_p50_ms = -1, turn_p90_ms = -1, turn_max_ms = -1;
   double hb_p50_ms = 0, hb_p99_ms = 0, hb_max_ms = 0;
@@ -255,7 +260,8 @@ class FakeNodes final : public NodeService::CallbackService {
   int64_t first_request_us() const { return first_request_us_.load(); }
   int64_t last_answer_us() const { return last_answer_us_.load(); }
   // Every node's turnarounds, ms: from an answer it sent to the next
-  // request it got (the slot the answer freed, used again); and when every
+  // checkpoint it started (the slot the answer freed, used again: a request
+  // that came, or one that waited at the node); and when every
   // slot was first busy, ms after the first request. With tasks of one
   // length, the makespan is the first request, that spread, the tasks,
   // the turnarounds and the commit's tail.
@@ -270,6 +276,10 @@ class FakeNodes final : public NodeService::CallbackService {
                                            : (all_busy_us_ - first) / 1000.0;
   }
   void set_slots(int slots) { slots_ = slots; }
+  // Each node runs at most `capacity` checkpoints at once and holds the
+  // requests beyond it in order, starting each as a slot frees (its delay
+  // counts from then), as the reference node does. 0: no limit.
+  void set_capacity(int capacity) { capacity_ = capacity; }
   void Shutdown() {
     for (auto& t : timers_) t.Shutdown();
   }
@@ -319,6 +329,22 @@ class FakeNodes final : public NodeService::CallbackService {
     int64_t unset = 0;
     first_request_us_.compare_exchange_strong(unset,
                                               absl::ToUnixMicros(absl::Now()));
+    if (capacity_ > 0) {
+      absl::MutexLock l(&slots_mu_);
+      NodeSlots& n = nodes_[request.partition_id() / per_node_];
+      if (n.running >= capacity_) {
+        n.waiting.push_back({request, std::move(done), absl::Now()});
+        return;
+      }
+      ++n.running;
+    }
+    Start(request, std::move(done), absl::ZeroDuration());
+  }
+
+  // Runs `request` in a slot of its node (taken by the caller), after it
+  // `waited` for that slot.
+  void Start(const CreateCheckpointRequest& request,
+             shutter::node::CheckpointReply done, absl::Duration waited) {
     const int in_flight = ++in_flight_;
     StoreMax(peak_, in_flight);
     if (delay_ > absl::ZeroDuration()) {
@@ -332,7 +358,7 @@ class FakeNodes final : public NodeService::CallbackService {
       }
     }
     if (delay_ <= absl::ZeroDuration()) {
-      Send(Publish(request), std::move(done), std::nullopt);
+      Send(Publish(request, waited), std::move(done), std::nullopt);
       return;
     }
     const absl::Time due = absl::Now() + delay_;
@@ -340,9 +366,9 @@ class FakeNodes final : public NodeService::CallbackService {
     // serialized behind one thread of this process.
     shutter::ThreadTimer* timer = &timers_[next_timer_++ % timers_.size()];
     timer->RunAfter(
-        absl::ZeroDuration(),
-        [this, timer, req = request, done = std::move(done), due]() mutable {
-          CreateCheckpointResponse resp = Publish(req);
+        absl::ZeroDuration(), [this, timer, req = request,
+                               done = std::move(done), due, waited]() mutable {
+          CreateCheckpointResponse resp = Publish(req, waited);
           timer->RunAfter(
               std::max(absl::ZeroDuration(), due - absl::Now()),
               [this, resp = std::move(resp), done = std::move(done),
@@ -352,8 +378,10 @@ class FakeNodes final : public NodeService::CallbackService {
 
   // Writes the partition manifest of `req` to the repository and returns
   // the answer that reports it.
-  CreateCheckpointResponse Publish(const CreateCheckpointRequest& req) {
+  CreateCheckpointResponse Publish(const CreateCheckpointRequest& req,
+                                   absl::Duration waited) {
     CreateCheckpointResponse resp;
+    resp.set_waited_millis(absl::ToInt64Milliseconds(waited));
     PartitionManifest m;
     m.set_format_version(1);
     m.set_snapshot_id(req.snapshot_id());
@@ -386,6 +414,19 @@ class FakeNodes final : public NodeService::CallbackService {
   void Send(CreateCheckpointResponse resp, shutter::node::CheckpointReply done,
             std::optional<absl::Time> due) {
     --in_flight_;
+    // The slot goes to the node's next waiting request, if any, before the
+    // answer goes out (as CheckpointTaker's runner does).
+    std::optional<Waiting> next;
+    if (capacity_ > 0) {
+      absl::MutexLock l(&slots_mu_);
+      NodeSlots& n = nodes_[resp.manifest().partition_id() / per_node_];
+      if (!n.waiting.empty()) {
+        next.emplace(std::move(n.waiting.front()));
+        n.waiting.pop_front();
+      } else {
+        --n.running;
+      }
+    }
     const absl::Time sent_at = absl::Now();
     StoreMax(last_answer_us_, absl::ToUnixMicros(sent_at));
     if (due.has_value()) {
@@ -397,6 +438,9 @@ class FakeNodes final : public NodeService::CallbackService {
       absl::MutexLock l(&turn_mu_);
       answered_[resp.manifest().partition_id() / per_node_].push_back(
           absl::ToUnixMicros(sent_at));
+    }
+    if (next.has_value()) {
+      Start(next->request, std::move(next->done), absl::Now() - next->arrived);
     }
     std::move(done)(std::move(resp));
   }
@@ -431,6 +475,18 @@ class FakeNodes final : public NodeService::CallbackService {
   std::atomic<int64_t> late_max_us_{0};
   std::atomic<int64_t> late_count_{0};
   int slots_ = 0;  // every node's capacity, summed
+  int capacity_ = 0;
+  struct Waiting {
+    CreateCheckpointRequest request;
+    shutter::node::CheckpointReply done;
+    absl::Time arrived;
+  };
+  struct NodeSlots {
+    int running = 0;
+    std::deque<Waiting> waiting;
+  };
+  absl::Mutex slots_mu_;
+  std::map<int, NodeSlots> nodes_ ABSL_GUARDED_BY(slots_mu_);
   mutable absl::Mutex turn_mu_;
   // Per node: when its answers not yet followed by a request went out.
   std::map<int, std::deque<int64_t>> answered_ ABSL_GUARDED_BY(turn_mu_);
@@ -618,6 +674,7 @@ class Bench {
     fakes.set_delay(absl::Milliseconds(sc.delay_ms));
     fakes.set_report_digest(report_digest_);
     fakes.set_slots(std::min(sc.nodes * sc.capacity, sc.nodes * sc.per_node));
+    fakes.set_capacity(sc.capacity);
     fakes.set_streams(!sc.unary);
     auto server = shutter::StartGrpcServer("0.0.0.0:0", {&fakes});
     if (!server.ok()) Die(server.status().ToString());
@@ -627,6 +684,7 @@ class Bench {
     args.insert(args.end(),
                 {"--heartbeat-interval-ms", absl::StrCat(heartbeat_ms_),
                  "--rpc-timeout-ms", "600000"});
+    if (!sc.queue_at_nodes) args.push_back("--queue-at-nodes=false");
     std::string console_url;
     if (sc.console) {
       auto cport = shutter::testing::PickFreePort();
@@ -655,6 +713,7 @@ class Bench {
       b.set_node_id(absl::StrFormat("f%05d", i));
       b.set_address(NodeAddress(i, server->port));
       b.set_checkpoint_capacity(sc.capacity);
+      b.set_queues_checkpoints(true);  // FakeNodes::set_capacity
       b.mutable_instance()->set_instance_id(absl::StrFormat("inst%05d", i));
       b.mutable_instance()->set_start_count(1);
       b.set_repository_id(rid);
@@ -1477,20 +1536,24 @@ int main(int argc, char** argv) {
   } else if (console_check) {
     scenarios = {{"C", 1000, 10, 4, 0, false, 0, 0, false, true}};
   } else {
-    scenarios = {{"S1", 100, 10, 4, 0, false},
-                 {"S2", 1000, 10, 4, 0, false, 10},
-                 {"S2E", 1000, 10, 4, 0, false, 0, 0, true},
-                 {"S2L", 1000, 10, 4, 0, true, 0},
-                 {"S3", 100, 16, 4, 200, false},
-                 // S2 and S3 with unary calls, for the streams' gain
-                 // (--only S3,S3U).
-                 {"S2U", 1000, 10, 4, 0, false, 10, 0, false, false, true},
-                 {"S3U", 100, 16, 4, 200, false, 0, 0, false, false, true},
-                 {"S3b", 100, 16, 4, 50, false},
-                 {"S3c", 100, 16, 16, 200, false},
-                 {"S3d", 100, 16, 1, 200, false},
-                 {"R", 100, 10, 4, 0, false, 0, 49},
-                 {"C", 1000, 10, 4, 0, false, 0, 0, false, true}};
+    scenarios = {
+        {"S1", 100, 10, 4, 0, false},
+        {"S2", 1000, 10, 4, 0, false, 10},
+        {"S2E", 1000, 10, 4, 0, false, 0, 0, true},
+        {"S2L", 1000, 10, 4, 0, true, 0},
+        {"S3", 100, 16, 4, 200, false},
+        // S2 and S3 with unary calls, for the streams' gain
+        // (--only S3,S3U).
+        {"S2U", 1000, 10, 4, 0, false, 10, 0, false, false, true},
+        {"S3U", 100, 16, 4, 200, false, 0, 0, false, false, true},
+        // S3 with one request per slot: nothing sent ahead
+        // (--queue-at-nodes=false; --only S3,S3N).
+        {"S3N", 100, 16, 4, 200, false, 0, 0, false, false, false, false},
+        {"S3b", 100, 16, 4, 50, false},
+        {"S3c", 100, 16, 16, 200, false},
+        {"S3d", 100, 16, 1, 200, false},
+        {"R", 100, 10, 4, 0, false, 0, 49},
+        {"C", 1000, 10, 4, 0, false, 0, 0, false, true}};
     if (huge) {
       scenarios.push_back({"S4", 10000, 10, 4, 0, false, 10});
       // Issue 21's 100,000 partitions on 1,000 nodes.
@@ -1540,7 +1603,7 @@ int main(int argc, char** argv) {
     if (r.turn_p50_ms >= 0) {
       std::printf(
           "    every slot busy %.1f ms after the first request; a node's "
-          "answer -> its next request p50 %.1f / p90 %.1f / max %.1f ms\n",
+          "answer -> its next start p50 %.1f / p90 %.1f / max %.1f ms\n",
           r.all_busy_ms, r.turn_p50_ms, r.turn_p90_ms, r.turn_max_ms);
     }
     if (r.page_kb_median >= 0) {
@@ -1657,8 +1720,18 @@ int main(int argc, char** argv) {
         a.switches / std::max(a.partitions, 1),
         b.switches / std::max(b.partitions, 1), a.commit_s, b.commit_s);
   }
+  if (has("S3") && has("S3N")) {
+    const Result& a = results["S3"];
+    const Result& b = results["S3N"];
+    std::printf(
+        "S3 vs S3N (a second round sent ahead vs one request per slot): "
+        "create -> COMMITTED %.3f vs %.3f s (%.2fx), %.4f vs %.4f ms CPU "
+        "per partition\n",
+        a.commit_s, b.commit_s, a.commit_s / b.commit_s,
+        1000 * a.cpu_s / a.partitions, 1000 * b.cpu_s / b.partitions);
+  }
   for (const auto& [name, r] : results) {
-    if (name != "S3" && name != "S3U") continue;
+    if (name != "S3" && name != "S3U" && name != "S3N") continue;
     const Scenario* sc = nullptr;
     for (const auto& s : scenarios) {
       if (s.name == name) sc = &s;
