@@ -31,6 +31,10 @@ absl::Status Membership::Heartbeat(const shutter::v1::HeartbeatRequest& req,
     engine_->SetNodeLimit(req.node_id(),
                           static_cast<int>(req.checkpoint_capacity()));
   }
+  // What the node holds follows the limit too (queues_checkpoints).
+  if (const int limit = engine_->LimitFor(req.node_id()); limit > 0) {
+    resp->set_checkpoint_limit(static_cast<uint32_t>(limit));
+  }
   resp->set_expected_interval_millis(
       absl::ToInt64Milliseconds(expected_interval_));
   resp->set_repository_id(repository_id_);

@@ -60,6 +60,17 @@ void CheckpointTaker::CancelSnapshot(const std::string& snapshot_id) {
   runner_.Cancel(snapshot_id);
 }
 
+void CheckpointTaker::SetLimit(uint32_t limit) {
+  const int clamped = std::clamp(static_cast<int>(std::min(limit, 1u << 16)), 1,
+                                 std::max(1, options_.capacity));
+  {
+    absl::MutexLock l(&mu_);
+    if (limit_ == static_cast<uint32_t>(clamped)) return;
+    limit_ = static_cast<uint32_t>(clamped);
+  }
+  runner_.SetLimit(clamped);
+}
+
 absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
   RETURN_IF_ERROR(AdmitPartitionWork(
       {{"snapshot_id", &req.snapshot_id()}}, [this] { return CheckServing(); },
@@ -246,6 +257,9 @@ CheckpointTaker::Stats CheckpointTaker::GetStats() const {
   stats.failed = run.failed;
   stats.joined = run.joined;
   absl::MutexLock l(&mu_);
+  stats.limit = limit_ > 0
+                    ? limit_
+                    : static_cast<uint32_t>(std::max(1, options_.capacity));
   stats.published = published_;
   stats.already_published = already_published_;
   stats.publish_bytes_read = publish_bytes_read_;

@@ -95,6 +95,9 @@ class CheckpointTaker {
     uint64_t joined = 0;
     // Bytes read from checkpoint files by publishes.
     uint64_t publish_bytes_read = 0;
+    // Checkpoints this node starts at once now: the controller's limit
+    // (SetLimit), clamped to the capacity; the capacity until one came.
+    uint32_t limit = 0;
   };
 
   using Callback = absl::AnyInvocable<
@@ -120,6 +123,10 @@ class CheckpointTaker {
   // with CANCELLED right before their publication would become visible
   // (nothing is published), and later requests are refused. Idempotent.
   void CancelSnapshot(const std::string& snapshot_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // The controller's limit for this node (HeartbeatResponse): at most that
+  // many checkpoints run at once from now on (clamped to 1..capacity);
+  // held requests wait for it, running ones finish.
+  void SetLimit(uint32_t limit) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The lifecycle's (see NodeLifecycle): starts (true) or stops (false)
   // accepting requests (queued and running checkpoints are not affected);
@@ -164,6 +171,7 @@ class CheckpointTaker {
   Clock* const clock_;
 
   mutable absl::Mutex mu_;
+  uint32_t limit_ ABSL_GUARDED_BY(mu_) = 0;  // 0: the capacity
   uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t already_published_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t publish_bytes_read_ ABSL_GUARDED_BY(mu_) = 0;

@@ -80,6 +80,9 @@ absl::Status Heartbeater::Send(const shutter::v1::HeartbeatRequest& req,
     s = Call(address, req, deadline, resp, &leader);
     if (s.ok()) {
       if (options_.on_term) options_.on_term(resp->controller_term());
+      if (options_.on_limit && resp->checkpoint_limit() > 0) {
+        options_.on_limit(resp->checkpoint_limit());
+      }
       absl::MutexLock l(&stub_mu_);
       if (target_ != address) {
         spdlog::info("heartbeats go to controller {} (term {})", address,

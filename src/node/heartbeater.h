@@ -46,6 +46,8 @@ class Heartbeater {
     std::vector<std::string> controller_addresses;
     // Called with the term of each answering leader (0 without etcd).
     std::function<void(uint64_t)> on_term;
+    // Called with each answer's checkpoint_limit when it has one (> 0).
+    std::function<void(uint32_t)> on_limit;
     int checkpoint_capacity = 2;
     absl::Duration interval = absl::Seconds(1);
     // Called once, on the heartbeat thread, with a fatal refusal.

@@ -281,6 +281,9 @@ absl::Status Node::Start() {
   hopts.on_term = [term = p.controller_term.get()](uint64_t t) {
     term->Observe(t);
   };
+  hopts.on_limit = [taker = p.taker.get()](uint32_t limit) {
+    taker->SetLimit(limit);
+  };
   hopts.checkpoint_capacity = o.checkpoint_capacity;
   hopts.interval = absl::Milliseconds(o.heartbeat_interval_ms);
   hopts.on_fatal = [this](const absl::Status& s) {

@@ -160,6 +160,7 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
   response->set_checkpoint_capacity(taker_->options().capacity);
   response->set_checkpoints_in_flight(s.in_flight);
   response->set_checkpoints_running(s.running);
+  response->set_checkpoint_limit(s.limit);
   response->set_peak_checkpoints_running(s.peak_running);
   response->set_peak_checkpoints_in_flight(s.peak_in_flight);
   response->set_checkpoints_published(s.published);

@@ -138,6 +138,13 @@ class WorkRunner {
     return stats_;
   }
 
+  // Runs at most `limit` at once from now on (clamped to 1..capacity):
+  // requests beyond it wait, running ones finish.
+  void SetLimit(int limit) {
+    scheduler_.SetLimit(options_.what,
+                        std::clamp(limit, 1, std::max(1, options_.capacity)));
+  }
+
   void Shutdown() { scheduler_.Shutdown(); }
 
  private:

@@ -106,6 +106,14 @@ TEST_F(AdaptiveTest, NodesReportLoadAndOperatorsPinLimits) {
   EXPECT_EQ(n1.pinned_limit(), 1u);
   EXPECT_EQ(n1.effective_limit(), 1u);
   EXPECT_EQ(n1.limit_reason(), "pinned by an operator");
+  // The node hears the limit with its next heartbeat's answer and holds
+  // to it (HeartbeatResponse.checkpoint_limit).
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto st = cluster_.NodeStats(0);
+        return st.ok() && st->checkpoint_limit() == 1u;
+      },
+      absl::Seconds(30)));
 
   // A snapshot: n1 never runs more than one checkpoint at once. (n2 may
   // run two; whether it does depends on timing, so it is not asserted.)

@@ -1,8 +1,10 @@
 #include "node/checkpoint_taker.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <vector>
 
 #include "common/error_reason.h"
 #include "gtest/gtest.h"
@@ -181,6 +183,64 @@ TEST_F(CheckpointTakerTest, RepeatWhileInProgressJoinsIt) {
   EXPECT_EQ(results[0]->manifest().SerializeAsString(),
             results[1]->manifest().SerializeAsString());
   EXPECT_EQ((*t)->GetStats().published, 1u);  // one checkpoint, two answers
+}
+
+TEST_F(CheckpointTakerTest, HeldRequestsFollowTheControllersLimit) {
+  // Capacity 2, the controller's limit 1: of three requests one runs and
+  // two wait; raising the limit starts one more; never above capacity.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  int started = 0;
+  CheckpointTaker::Options o = Opts("data/staging5", 2);
+  o.test_before_checkpoint = [&](const CreateCheckpointRequest&) {
+    std::unique_lock<std::mutex> l(mu);
+    ++started;
+    cv.notify_all();
+    cv.wait_for(l, std::chrono::seconds(10), [&] { return release; });
+  };
+  auto t = CheckpointTaker::Create(o, host_.get(), repo_.get(), &clock_);
+  ASSERT_OK(t);
+  (*t)->SetServing(true);
+  EXPECT_EQ((*t)->GetStats().limit, 2u);  // the capacity, until told
+  (*t)->SetLimit(1);
+  std::vector<int64_t> waited;
+  auto record = [&](absl::StatusOr<shutter::v1::CreateCheckpointResponse> r) {
+    EXPECT_OK(r);
+    std::lock_guard<std::mutex> l(mu);
+    waited.push_back(r.ok() ? r->waited_millis() : -1);
+    cv.notify_all();
+  };
+  (*t)->CreateCheckpoint(Req("la", 0, 1), record);
+  (*t)->CreateCheckpoint(Req("la", 1, 1), record);
+  (*t)->CreateCheckpoint(Req("lb", 0, 1), record);
+  {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(
+        cv.wait_for(l, std::chrono::seconds(10), [&] { return started >= 1; }));
+  }
+  EXPECT_EQ((*t)->GetStats().in_flight, 3u);
+  EXPECT_EQ((*t)->GetStats().running, 1u);
+  EXPECT_EQ((*t)->GetStats().limit, 1u);
+  clock_.Advance(absl::Milliseconds(250));  // the two others wait that long
+  (*t)->SetLimit(100);                      // clamped to the capacity
+  {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(
+        cv.wait_for(l, std::chrono::seconds(10), [&] { return started >= 2; }));
+  }
+  EXPECT_EQ((*t)->GetStats().running, 2u);
+  EXPECT_EQ((*t)->GetStats().limit, 2u);
+  {
+    std::unique_lock<std::mutex> l(mu);
+    release = true;
+    cv.notify_all();
+    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(10),
+                            [&] { return waited.size() == 3; }));
+  }
+  EXPECT_EQ((*t)->GetStats().peak_running, 2u);
+  std::sort(waited.begin(), waited.end());
+  EXPECT_EQ(waited, (std::vector<int64_t>{0, 250, 250}));
 }
 
 TEST_F(CheckpointTakerTest, CancelStopsARunningCheckpointBeforeItPublishes) {
