@@ -26,7 +26,7 @@
 //          [--latency-tolerance X]
 //          [--load-fraction 0.7] [--idle-s 8] [--warmup-s 4]
 //          [--heartbeat-ms 1000] [--io-class best-effort-low] [--nice 10]
-//          [--bandwidth-mibps 0] [--pin]
+//          [--bandwidth-mibps 0] [--pin] [--queue-at-nodes true]
 //          [--runs 3] [--smoke]
 // --pin: the daemons on CPU 0, the load generator's writers on CPU 1 (the
 // issue 21 lever: the figure about the cluster, not about a generator that
@@ -96,6 +96,8 @@ struct Config {
   // The daemons on CPU 0 (this process's main thread, which starts them,
   // and so every process it forks), the writers on CPU 1.
   bool pin = false;
+  // The controller's --queue-at-nodes (a second round sent ahead).
+  bool queue_at_nodes = true;
 };
 
 // Pins the calling thread (and what it starts from now on) to `cpu`.
@@ -381,6 +383,9 @@ int main(int argc, char** argv) {
   app.add_option("--runs", cfg.runs)->capture_default_str();
   app.add_flag("--pin", cfg.pin,
                "Daemons on CPU 0, the load generator's writers on CPU 1");
+  app.add_option("--queue-at-nodes", cfg.queue_at_nodes,
+                 "The controller sends nodes a second round ahead")
+      ->capture_default_str();
   shutter::bench::SmokeFlag(app, &smoke, [&](const auto& given) {
     if (!given("--nodes")) cfg.nodes = 1;
     if (!given("--partitions-per-node")) cfg.partitions_per_node = 2;
@@ -436,8 +441,9 @@ int main(int argc, char** argv) {
               std::filesystem::path(k->dir.path()).filename().string()),
           {}, {});
     }
-    std::vector<std::string> cflags = {"--adaptive-limits",
-                                       adaptive ? "true" : "false"};
+    std::vector<std::string> cflags = {
+        "--adaptive-limits", adaptive ? "true" : "false", "--queue-at-nodes",
+        cfg.queue_at_nodes ? "true" : "false"};
     if (adaptive && cfg.latency_tolerance > 0) {
       cflags.push_back("--adaptive-latency-tolerance");
       cflags.push_back(absl::StrCat(cfg.latency_tolerance));
