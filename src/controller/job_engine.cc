@@ -1196,6 +1196,12 @@ int JobEngine::AheadFor(const std::string& node_id, int limit) const {
   // Only the node's own capacity bounds what it runs at once: under a
   // lower limit it would run what was sent ahead.
   if (!cap.ok() || !queues || static_cast<int>(*cap) != limit) return 0;
+  // A node whose load the adaptive rule does not read as healthy gets one
+  // request per slot: what waits there would start the moment a slot
+  // frees, leaving its foreground traffic no gap.
+  if (options_.limits != nullptr && !options_.limits->HasHeadroom(node_id)) {
+    return 0;
+  }
   return limit;
 }
 

@@ -92,8 +92,10 @@ class JobEngine {
     // slot does not wait for an answer's round trip to the controller.
     // Never while a task of another kind is in flight on the node, and
     // never with a lower limit (a pin, the adaptive rule), which the node
-    // could not enforce at once. The node hears a lowered limit with its
-    // next heartbeat's answer and starts what it holds under it.
+    // could not enforce at once, nor to a node whose load the adaptive rule
+    // does not read as healthy (NodeLimits::HasHeadroom). The node hears a
+    // lowered limit with its next heartbeat's answer and starts what it holds
+    // under it.
     bool queue_at_nodes = true;
     // Checkpoints in flight over the whole cluster; 0 = no cap beyond the
     // per-node limits. 1 gives a serial controller (for comparison).

@@ -17,16 +17,23 @@ absl::Status Membership::Heartbeat(const shutter::v1::HeartbeatRequest& req,
   resp->set_full_report_needed(full_needed);
   if (full_needed || req.leaving()) return absl::OkStatus();
   if (NodeLimits* limits = engine_->limits(); limits != nullptr) {
-    int in_flight = 0, queued = 0;
-    if (req.has_load()) {
-      scheduler::Scheduler::KeyStats ks = engine_->NodeKeyStats(req.node_id());
-      in_flight = ks.in_flight;
-      queued = ks.queued;
-    }
+    scheduler::Scheduler::KeyStats ks;
+    if (req.has_load()) ks = engine_->NodeKeyStats(req.node_id());
     std::optional<int> changed = limits->Observe(
         req.node_id(), req.checkpoint_capacity(),
-        req.has_load() ? &req.load() : nullptr, in_flight, queued);
-    if (changed) engine_->SetNodeLimit(req.node_id(), *changed);
+        req.has_load() ? &req.load() : nullptr, ks.in_flight, ks.queued);
+    if (changed) {
+      engine_->SetNodeLimit(req.node_id(), *changed);
+    } else if (capacity_changed || req.has_load()) {
+      // The limit holds, but what may be sent ahead follows whether the
+      // node queues and its headroom (NodeLimits::HasHeadroom).
+      const int limit =
+          limits->Effective(req.node_id(), req.checkpoint_capacity());
+      if (capacity_changed ||
+          engine_->AheadFor(req.node_id(), limit) != ks.ahead) {
+        engine_->SetNodeLimit(req.node_id(), limit);
+      }
+    }
   } else if (capacity_changed) {
     engine_->SetNodeLimit(req.node_id(),
                           static_cast<int>(req.checkpoint_capacity()));

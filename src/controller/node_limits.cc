@@ -125,6 +125,14 @@ void NodeLimits::ApplyLocked(const std::string& node, NodeState& n,
   n.applied = effective;
 }
 
+bool NodeLimits::HasHeadroom(const std::string& node) const {
+  if (!options_.adaptive) return true;
+  absl::ReaderMutexLock l(&mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || !it->second.has_load) return true;
+  return it->second.rule.pressure() < options_.rule.healthy_below;
+}
+
 int NodeLimits::Effective(const std::string& node, uint32_t capacity) const {
   absl::MutexLock l(&mu_);
   auto it = nodes_.find(node);

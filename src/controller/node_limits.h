@@ -79,6 +79,13 @@ class NodeLimits {
   int Effective(const std::string& node, uint32_t capacity) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Whether `node` has headroom for checkpoints sent ahead of its free
+  // slots (JobEngine::Options::queue_at_nodes): yes unless the adaptive
+  // rule is on and the node's load, as the rule last read it, was not
+  // healthy (its pressure at or above the rule's healthy_below). A node
+  // that never reported load has it.
+  bool HasHeadroom(const std::string& node) const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Pins (1..capacity) or unpins (0) `node`, durably. INVALID_ARGUMENT
   // above the capacity; FAILED_PRECONDITION if the node was never
   // observed. Returns the new effective limit.

@@ -61,6 +61,31 @@ TEST(NodeLimitsTest, AdaptiveOffMeansCapacity) {
   EXPECT_EQ(limits.Describe("n1").reason, "adaptive limits off: the capacity");
 }
 
+TEST(NodeLimitsTest, HeadroomForRequestsSentAheadFollowsTheLoad) {
+  NodeLimits limits({}, nullptr);
+  EXPECT_TRUE(limits.HasHeadroom("n1"));  // never observed
+  limits.Observe("n1", 4, nullptr, 0, 0);
+  EXPECT_TRUE(limits.HasHeadroom("n1"));  // no load reported
+  const auto idle = Load(2000, false);
+  for (int i = 0; i < 5; ++i) limits.Observe("n1", 4, &idle, 0, 0);
+  EXPECT_TRUE(limits.HasHeadroom("n1"));
+  // One interval at three times the idle p99: not healthy, even before
+  // the rule lowers the limit (it waits for two in a row).
+  const auto busy = Load(6000, true);
+  limits.Observe("n1", 4, &busy, 4, 0);
+  EXPECT_EQ(limits.Effective("n1", 4), 4);
+  EXPECT_FALSE(limits.HasHeadroom("n1"));
+  // Healthy again once the smoothed pressure is back under the band.
+  for (int i = 0; i < 10; ++i) limits.Observe("n1", 4, &idle, 0, 0);
+  EXPECT_TRUE(limits.HasHeadroom("n1"));
+  // Without the adaptive rule every node has it.
+  NodeLimits::Options off;
+  off.adaptive = false;
+  NodeLimits fixed(off, nullptr);
+  for (int i = 0; i < 3; ++i) fixed.Observe("n1", 4, &busy, 4, 0);
+  EXPECT_TRUE(fixed.HasHeadroom("n1"));
+}
+
 TEST(NodeLimitsTest, PinsOverrideAndSurviveRestarts) {
   testing::TempDir dir;
   {
