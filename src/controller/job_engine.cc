@@ -556,8 +556,12 @@ JobEngine::MakeSchedulerTask(JobKind* kind, const std::string& snapshot_id,
                              const NodeRegistry::Leader& leader) {
   // Keep the node's limit in step with its capacity, pin or adaptive
   // limit (heartbeats move it between dispatches).
-  if (const int limit = LimitFor(leader.node_id); limit > 0) {
-    scheduler_.SetLimit(leader.node_id, limit, AheadFor(leader.node_id, limit));
+  // (One registry lookup for both: this runs once per task.)
+  bool queues = false;
+  if (auto cap = registry_->Capacity(leader.node_id, &queues); cap.ok()) {
+    const int limit = LimitGiven(leader.node_id, *cap);
+    scheduler_.SetLimit(leader.node_id, limit,
+                        AheadGiven(leader.node_id, limit, *cap, queues));
   }
   scheduler::TaskOptions task_options{
       leader.node_id, job_id,
@@ -1193,9 +1197,15 @@ int JobEngine::AheadFor(const std::string& node_id, int limit) const {
   if (!options_.queue_at_nodes || limit <= 0) return 0;
   bool queues = false;
   auto cap = registry_->Capacity(node_id, &queues);
+  return cap.ok() ? AheadGiven(node_id, limit, *cap, queues) : 0;
+}
+
+int JobEngine::AheadGiven(const std::string& node_id, int limit,
+                          uint32_t capacity, bool queues) const {
+  if (!options_.queue_at_nodes || limit <= 0) return 0;
   // Only the node's own capacity bounds what it runs at once: under a
   // lower limit it would run what was sent ahead.
-  if (!cap.ok() || !queues || static_cast<int>(*cap) != limit) return 0;
+  if (!queues || static_cast<int>(capacity) != limit) return 0;
   // A node whose load the adaptive rule does not read as healthy gets one
   // request per slot: what waits there would start the moment a slot
   // frees, leaving its foreground traffic no gap.
@@ -1212,9 +1222,12 @@ scheduler::Scheduler::KeyStats JobEngine::NodeKeyStats(
 
 int JobEngine::LimitFor(const std::string& node_id) const {
   auto cap = registry_->Capacity(node_id);
-  if (!cap.ok()) return 0;
-  if (options_.limits == nullptr) return static_cast<int>(*cap);
-  return options_.limits->Effective(node_id, *cap);
+  return cap.ok() ? LimitGiven(node_id, *cap) : 0;
+}
+
+int JobEngine::LimitGiven(const std::string& node_id, uint32_t capacity) const {
+  if (options_.limits == nullptr) return static_cast<int>(capacity);
+  return options_.limits->Effective(node_id, capacity);
 }
 
 std::map<std::string, scheduler::Scheduler::KeyStats> JobEngine::NodeStats()

@@ -310,6 +310,11 @@ class JobEngine {
   // place, or fails it past the deadline. `kind` is the job's kind.
   void Dispatch(JobKind* kind, const std::string& snapshot_id,
                 uint32_t partition_id) ABSL_LOCKS_EXCLUDED(mu_);
+  // LimitFor and AheadFor with what the registry holds of the node (its
+  // capacity, whether it queues checkpoints) already looked up.
+  int LimitGiven(const std::string& node_id, uint32_t capacity) const;
+  int AheadGiven(const std::string& node_id, int limit, uint32_t capacity,
+                 bool queues) const;
   // The scheduler task that runs a partition on `leader` (key = node, job,
   // weight = the partition's reported size); applies the node's limit.
   std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(

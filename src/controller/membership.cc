@@ -16,32 +16,29 @@ absl::Status Membership::Heartbeat(const shutter::v1::HeartbeatRequest& req,
   if (registered && transport_ != nullptr) transport_->Connect(req.address());
   resp->set_full_report_needed(full_needed);
   if (full_needed || req.leaving()) return absl::OkStatus();
+  // The node's limit after this beat: sent back (below) and applied.
+  int limit = static_cast<int>(req.checkpoint_capacity());
   if (NodeLimits* limits = engine_->limits(); limits != nullptr) {
     scheduler::Scheduler::KeyStats ks;
     if (req.has_load()) ks = engine_->NodeKeyStats(req.node_id());
     std::optional<int> changed = limits->Observe(
         req.node_id(), req.checkpoint_capacity(),
         req.has_load() ? &req.load() : nullptr, ks.in_flight, ks.queued);
-    if (changed) {
-      engine_->SetNodeLimit(req.node_id(), *changed);
-    } else if (capacity_changed || req.has_load()) {
-      // The limit holds, but what may be sent ahead follows whether the
-      // node queues and its headroom (NodeLimits::HasHeadroom).
-      const int limit =
-          limits->Effective(req.node_id(), req.checkpoint_capacity());
-      if (capacity_changed ||
-          engine_->AheadFor(req.node_id(), limit) != ks.ahead) {
-        engine_->SetNodeLimit(req.node_id(), limit);
-      }
+    limit = changed
+                ? *changed
+                : limits->Effective(req.node_id(), req.checkpoint_capacity());
+    // When the limit holds, what may be sent ahead can still move with
+    // whether the node queues and its headroom (NodeLimits::HasHeadroom).
+    if (changed || capacity_changed ||
+        (req.has_load() &&
+         engine_->AheadFor(req.node_id(), limit) != ks.ahead)) {
+      engine_->SetNodeLimit(req.node_id(), limit);
     }
   } else if (capacity_changed) {
-    engine_->SetNodeLimit(req.node_id(),
-                          static_cast<int>(req.checkpoint_capacity()));
+    engine_->SetNodeLimit(req.node_id(), limit);
   }
   // What the node holds follows the limit too (queues_checkpoints).
-  if (const int limit = engine_->LimitFor(req.node_id()); limit > 0) {
-    resp->set_checkpoint_limit(static_cast<uint32_t>(limit));
-  }
+  resp->set_checkpoint_limit(static_cast<uint32_t>(limit));
   resp->set_expected_interval_millis(
       absl::ToInt64Milliseconds(expected_interval_));
   resp->set_repository_id(repository_id_);

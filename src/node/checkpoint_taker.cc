@@ -61,14 +61,8 @@ void CheckpointTaker::CancelSnapshot(const std::string& snapshot_id) {
 }
 
 void CheckpointTaker::SetLimit(uint32_t limit) {
-  const int clamped = std::clamp(static_cast<int>(std::min(limit, 1u << 16)), 1,
-                                 std::max(1, options_.capacity));
-  {
-    absl::MutexLock l(&mu_);
-    if (limit_ == static_cast<uint32_t>(clamped)) return;
-    limit_ = static_cast<uint32_t>(clamped);
-  }
-  runner_.SetLimit(clamped);
+  // The runner clamps to 1..capacity; this only keeps the int positive.
+  runner_.SetLimit(static_cast<int>(std::min(limit, 1u << 16)));
 }
 
 absl::Status CheckpointTaker::Admit(const CreateCheckpointRequest& req) const {
@@ -254,12 +248,10 @@ CheckpointTaker::Stats CheckpointTaker::GetStats() const {
   stats.peak_in_flight = run.peak_in_flight;
   stats.running = run.running;
   stats.peak_running = run.peak_running;
+  stats.limit = run.limit;
   stats.failed = run.failed;
   stats.joined = run.joined;
   absl::MutexLock l(&mu_);
-  stats.limit = limit_ > 0
-                    ? limit_
-                    : static_cast<uint32_t>(std::max(1, options_.capacity));
   stats.published = published_;
   stats.already_published = already_published_;
   stats.publish_bytes_read = publish_bytes_read_;

@@ -126,7 +126,7 @@ class CheckpointTaker {
   // The controller's limit for this node (HeartbeatResponse): at most that
   // many checkpoints run at once from now on (clamped to 1..capacity);
   // held requests wait for it, running ones finish.
-  void SetLimit(uint32_t limit) ABSL_LOCKS_EXCLUDED(mu_);
+  void SetLimit(uint32_t limit);
 
   // The lifecycle's (see NodeLifecycle): starts (true) or stops (false)
   // accepting requests (queued and running checkpoints are not affected);
@@ -171,7 +171,6 @@ class CheckpointTaker {
   Clock* const clock_;
 
   mutable absl::Mutex mu_;
-  uint32_t limit_ ABSL_GUARDED_BY(mu_) = 0;  // 0: the capacity
   uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t already_published_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t publish_bytes_read_ ABSL_GUARDED_BY(mu_) = 0;

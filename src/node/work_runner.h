@@ -61,6 +61,8 @@ class WorkRunner {
     uint64_t failed = 0;
     // Requests that joined a run already in progress.
     uint64_t joined = 0;
+    // How many run at once now (SetLimit; the capacity until set).
+    uint32_t limit = 0;
   };
   using Callback = typename SingleFlight<Response>::Callback;
   using Body = absl::AnyInvocable<absl::StatusOr<Response>() &&>;
@@ -134,8 +136,11 @@ class WorkRunner {
   }
 
   Stats GetStats() const ABSL_LOCKS_EXCLUDED(mu_) {
+    const int limit = scheduler_.GetKeyStats(options_.what).limit;
     absl::MutexLock l(&mu_);
-    return stats_;
+    Stats s = stats_;
+    s.limit = static_cast<uint32_t>(limit);
+    return s;
   }
 
   // Runs at most `limit` at once from now on (clamped to 1..capacity):

@@ -46,6 +46,16 @@ thread_local int tls_worker = -1;
 // True while this thread runs a task body (a worker's, or ReleaseAndRun's).
 thread_local bool tls_in_body = false;
 
+// The job whose turn it is on a key (round-robin: the first after the last
+// served, wrapping around), as an iterator into its `jobs`. Requires a
+// queued task. A template so that it needs no name for the private
+// Scheduler::KeyState.
+template <typename KeyStateT>
+auto NextJob(KeyStateT& ks) {
+  auto jit = ks.jobs.upper_bound(ks.last_job);
+  return jit == ks.jobs.end() ? ks.jobs.begin() : jit;
+}
+
 const std::string& EmptyString() {
   static const std::string* s = new std::string;
   return *s;
@@ -149,9 +159,7 @@ void Scheduler::Enqueue(std::unique_ptr<Task> task, KeyState& ks) {
 }
 
 std::unique_ptr<Task> Scheduler::PopNext(KeyState& ks) {
-  // Round-robin over the jobs queued on this key.
-  auto jit = ks.jobs.upper_bound(ks.last_job);
-  if (jit == ks.jobs.end()) jit = ks.jobs.begin();
+  auto jit = NextJob(ks);
   JobQueue& q = jit->second;
   std::pop_heap(q.begin(), q.end(), HeapLess());
   std::unique_ptr<Task> t = std::move(q.back());
@@ -163,9 +171,7 @@ std::unique_ptr<Task> Scheduler::PopNext(KeyState& ks) {
 }
 
 const Task& Scheduler::PeekNext(const KeyState& ks) {
-  auto jit = ks.jobs.upper_bound(ks.last_job);
-  if (jit == ks.jobs.end()) jit = ks.jobs.begin();
-  return *jit->second.front();  // the heap's top
+  return *NextJob(ks)->second.front();  // the heap's top
 }
 
 bool Scheduler::TryTakeGlobalLocked(const std::string& key, KeyState& ks) {

@@ -18,6 +18,7 @@
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/node.grpc.pb.h"
 #include "snapshot/repository.h"
+#include "testing/process.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -187,24 +188,24 @@ class OneSlotCluster {
 
   // Waits (bounded) until the controller sees a leader for `n` partitions.
   bool WaitForLeaders(int n) {
-    const absl::Time until = absl::Now() + absl::Seconds(30);
-    while (absl::Now() < until) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(In(10));
-      shutter::v1::ListPartitionsResponse parts;
-      if (admin_
-              ->ListPartitions(&ctx, shutter::v1::ListPartitionsRequest(),
-                               &parts)
-              .ok()) {
-        int led = 0;
-        for (const auto& p : parts.partitions()) {
-          led += !p.leader_node_id().empty();
-        }
-        if (led == n) return true;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return false;
+    return testing::PollUntil(
+        [&] {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(In(10));
+          shutter::v1::ListPartitionsResponse parts;
+          if (!admin_
+                   ->ListPartitions(&ctx, shutter::v1::ListPartitionsRequest(),
+                                    &parts)
+                   .ok()) {
+            return false;
+          }
+          int led = 0;
+          for (const auto& p : parts.partitions()) {
+            led += !p.leader_node_id().empty();
+          }
+          return led == n;
+        },
+        absl::Seconds(30));
   }
 
   absl::StatusOr<std::string> CreateSnapshot() {
@@ -219,20 +220,21 @@ class OneSlotCluster {
 
   // The job once finished (bounded wait), with its tasks.
   absl::StatusOr<shutter::v1::Snapshot> WaitFinished(const std::string& id) {
-    const absl::Time until = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < until) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(In(10));
-      shutter::v1::GetSnapshotRequest req;
-      req.set_snapshot_id(id);
-      shutter::v1::GetSnapshotResponse got;
-      if (admin_->GetSnapshot(&ctx, req, &got).ok() &&
-          controller::IsFinished(got.snapshot().state())) {
-        return got.snapshot();
-      }
-      absl::SleepFor(absl::Milliseconds(20));
+    shutter::v1::GetSnapshotResponse got;
+    const bool finished = testing::PollUntil(
+        [&] {
+          grpc::ClientContext ctx;
+          ctx.set_deadline(In(10));
+          shutter::v1::GetSnapshotRequest req;
+          req.set_snapshot_id(id);
+          return admin_->GetSnapshot(&ctx, req, &got).ok() &&
+                 controller::IsFinished(got.snapshot().state());
+        },
+        absl::Seconds(60));
+    if (!finished) {
+      return absl::DeadlineExceededError("the snapshot did not finish");
     }
-    return absl::DeadlineExceededError("the snapshot did not finish");
+    return got.snapshot();
   }
 
   absl::StatusOr<shutter::v1::GetNodeStatsResponse> NodeStats() {
@@ -261,13 +263,12 @@ class OneSlotCluster {
 
   // Waits (bounded) until the node holds `n` checkpoint requests.
   bool WaitInFlightAtNode(uint32_t n) {
-    const absl::Time until = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < until) {
-      auto st = NodeStats();
-      if (st.ok() && st->checkpoints_in_flight() >= n) return true;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return false;
+    return testing::PollUntil(
+        [&] {
+          auto st = NodeStats();
+          return st.ok() && st->checkpoints_in_flight() >= n;
+        },
+        absl::Seconds(20));
   }
 
  private:
@@ -370,16 +371,16 @@ TEST(SentAheadTest, ARequestWaitingAtTheNodeIsRefusedAfterLeadershipMoves) {
   ASSERT_OK(id);
   // The request that waited is refused when its turn comes (the node's
   // runner counts it failed); then the partitions lead again, at epoch 2.
-  const absl::Time until = absl::Now() + absl::Seconds(30);
-  for (;;) {
-    auto st = c.NodeStats();
-    if (stepped_down && st.ok() && st->checkpoints_failed() >= 1) break;
-    ASSERT_LT(absl::Now(), until)
-        << "the waiting request was not refused: stepped down "
-        << stepped_down.load() << ", node stats "
-        << (st.ok() ? st->ShortDebugString() : st.status().ToString());
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  absl::StatusOr<shutter::v1::GetNodeStatsResponse> st;
+  ASSERT_TRUE(testing::PollUntil(
+      [&] {
+        st = c.NodeStats();
+        return stepped_down && st.ok() && st->checkpoints_failed() >= 1;
+      },
+      absl::Seconds(30)))
+      << "the waiting request was not refused: stepped down "
+      << stepped_down.load() << ", node stats "
+      << (st.ok() ? st->ShortDebugString() : st.status().ToString());
   for (uint32_t p = 0; p < 4; ++p) {
     if (static_cast<int>(p) != running_partition) {
       ASSERT_OK(c.SetRole(p, true, /*min_epoch=*/2));
@@ -393,7 +394,7 @@ TEST(SentAheadTest, ARequestWaitingAtTheNodeIsRefusedAfterLeadershipMoves) {
     const bool moved = static_cast<int>(t.partition_id()) != running_partition;
     EXPECT_EQ(t.leader_epoch(), moved ? 2u : 1u) << t.partition_id();
   }
-  auto st = c.NodeStats();
+  st = c.NodeStats();
   ASSERT_OK(st);
   EXPECT_EQ(st->peak_checkpoints_running(), 1u);
   EXPECT_EQ(st->checkpoints_published(), 4u);
