@@ -66,10 +66,24 @@ AdminService::Stub* LocalCluster::admin() {
     target = group_controller_address(leader < 0 ? 0 : leader);
   }
   if (!admin_ || target != admin_target_) {
-    admin_ = AdminService::NewStub(MakeChannel(target));
+    admin_ = AdminService::NewStub(ChannelTo(target));
     admin_target_ = target;
   }
   return admin_.get();
+}
+
+void LocalCluster::CloseChannels() {
+  admin_.reset();
+  absl::MutexLock l(&channels_mu_);
+  channels_.clear();
+}
+
+std::shared_ptr<grpc::Channel> LocalCluster::ChannelTo(
+    const std::string& address) {
+  absl::MutexLock l(&channels_mu_);
+  std::shared_ptr<grpc::Channel>& c = channels_[address];
+  if (!c) c = MakeChannel(address);
+  return c;
 }
 
 std::string LocalCluster::group_controller_address(int i) const {
@@ -84,7 +98,7 @@ int LocalCluster::LeaderIndex(int skip) {
   for (int k = 0; k < controllers_; ++k) {
     const int i = (last_leader_ + k) % controllers_;
     if (i == skip || !group_[i]) continue;
-    auto stub = AdminService::NewStub(MakeChannel(group_controller_address(i)));
+    auto stub = AdminService::NewStub(ChannelTo(group_controller_address(i)));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(10));
@@ -399,7 +413,7 @@ absl::Status LocalCluster::Write(
     uint32_t partition,
     const std::vector<std::pair<std::string, std::string>>& kvs) {
   const int node = static_cast<int>(partition) / options_.partitions_per_node;
-  auto stub = PartitionData::NewStub(MakeChannel(nodes_[node].address));
+  auto stub = PartitionData::NewStub(ChannelTo(nodes_[node].address));
   WriteRequest req;
   req.set_partition_id(partition);
   for (const auto& [k, v] : kvs) {
@@ -454,7 +468,7 @@ absl::Status LocalCluster::LoadRandom(int keys, int value_size, int batch) {
 absl::StatusOr<std::vector<std::optional<std::string>>> LocalCluster::Read(
     uint32_t partition, const std::vector<std::string>& keys) {
   const int node = static_cast<int>(partition) / options_.partitions_per_node;
-  auto stub = PartitionData::NewStub(MakeChannel(nodes_[node].address));
+  auto stub = PartitionData::NewStub(ChannelTo(nodes_[node].address));
   GetRequest req;
   req.set_partition_id(partition);
   for (const auto& k : keys) req.add_keys(k);
@@ -474,7 +488,7 @@ absl::StatusOr<std::vector<std::optional<std::string>>> LocalCluster::Read(
 absl::StatusOr<uint64_t> LocalCluster::SetRole(int i, uint32_t partition,
                                                bool leader,
                                                uint64_t min_epoch) {
-  auto stub = NodeService::NewStub(MakeChannel(nodes_[i].address));
+  auto stub = NodeService::NewStub(ChannelTo(nodes_[i].address));
   grpc::ClientContext ctx;
   ctx.set_deadline(Deadline(10));
   SetPartitionRoleRequest req;
@@ -488,7 +502,7 @@ absl::StatusOr<uint64_t> LocalCluster::SetRole(int i, uint32_t partition,
 }
 
 absl::StatusOr<GetNodeStatsResponse> LocalCluster::NodeStats(int i) {
-  auto stub = NodeService::NewStub(MakeChannel(nodes_[i].address));
+  auto stub = NodeService::NewStub(ChannelTo(nodes_[i].address));
   grpc::ClientContext ctx;
   ctx.set_deadline(Deadline(5));
   GetNodeStatsResponse resp;
