@@ -31,6 +31,7 @@
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/s3_server.h"
+#include "testing/sanitizers.h"
 #include "testing/snapshot_checks.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -757,12 +758,7 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
 // store and transport; the release tree runs all four. It saves about 85
 // s of test time (20 s of the suite's wall time) on the two cores the
 // sanitizer tests saturate.
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SHUTTER_FAULT_TEST_UNDER_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(SHUTTER_FAULT_TEST_UNDER_ASAN)
+#ifdef SHUTTER_TEST_UNDER_ASAN
 #define SHUTTER_FAULT_TEST_STORES "s3", "fs-tls", "fs-etcd"
 #else
 #define SHUTTER_FAULT_TEST_STORES "fs", "s3", "fs-tls", "fs-etcd"
