@@ -1,9 +1,19 @@
 find_package(GTest REQUIRED)
 include(GoogleTest)
 
+# Under the sanitizers a process start costs about 0.25 s of CPU (ASan's
+# set-up, the loader, static initializers, LeakSanitizer's scan at exit):
+# 240 unit tests, each in a process of its own, spent about 60 s of CPU
+# that way on the two cores the sanitizer phase saturates. With this on,
+# a binary declared UNIT is one ctest test that runs all of its tests in
+# one process (GoogleTest's own default); scripts/test.sh turns it on in
+# the sanitizer tree. The release tree keeps one ctest test per test.
+option(SHUTTER_WHOLE_UNIT_TESTS
+       "Register each UNIT test binary as one ctest test" OFF)
+
 # shutter_test(NAME SOURCES... LIBS libs... [LABELS labels...] [TIMEOUT s]
 #              [COST s] [PROCESSORS n] [RESOURCE_GROUPS groups] [JUMBO n]
-#              [SOURCE_COSTS file s file s...])
+#              [SOURCE_COSTS file s file s...] [UNIT] [WHOLE_COST s])
 # Declares one GoogleTest binary and registers each of its tests with ctest.
 # COST is about how long one of its tests takes, in seconds: ctest starts
 # the costliest tests first, so in a fresh tree (no timings of an earlier
@@ -20,8 +30,12 @@ include(GoogleTest)
 # times: each file's tests are registered with its own COST (one discovery
 # per file, filtered to the suites it declares with TEST, TEST_F or TEST_P;
 # a TEST_P suite's tests are named <instantiation>/<suite>.<test>).
+# UNIT: a binary of unit tests, registered as one ctest test when
+# SHUTTER_WHOLE_UNIT_TESTS is on (above); WHOLE_COST is then its COST, about
+# how many seconds the whole binary takes under the sanitizers.
 function(shutter_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT;COST;PROCESSORS;RESOURCE_GROUPS;JUMBO"
+  cmake_parse_arguments(ARG "UNIT"
+                        "TIMEOUT;COST;PROCESSORS;RESOURCE_GROUPS;JUMBO;WHOLE_COST"
                         "SOURCES;LIBS;LABELS;SOURCE_COSTS"
                         ${ARGN})
   set(costs)
@@ -52,6 +66,17 @@ function(shutter_test name)
   endif()
   if(ARG_LABELS)
     list(APPEND props LABELS "${ARG_LABELS}")
+  endif()
+  if(ARG_UNIT AND SHUTTER_WHOLE_UNIT_TESTS)
+    add_test(NAME ${name} COMMAND ${name} --gtest_brief=1)
+    if(NOT ARG_WHOLE_COST)
+      set(ARG_WHOLE_COST 1)
+    endif()
+    set_tests_properties(${name} PROPERTIES TIMEOUT 600 COST ${ARG_WHOLE_COST})
+    if(ARG_LABELS)
+      set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
+    endif()
+    return()
   endif()
   if(NOT costs)
     gtest_discover_tests(${name} PROPERTIES ${props} DISCOVERY_TIMEOUT 30)

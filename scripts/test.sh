@@ -54,6 +54,7 @@ if (( ! quick )) && [[ "${SHUTTER_SKIP_CLANG:-${SHUTTER_SKIP_ASAN:-0}}" != 1 ]];
   (
     cmake -S . -B build-clang -G Ninja -DCMAKE_BUILD_TYPE=Debug \
       -DCMAKE_CXX_COMPILER=clang++ -DSHUTTER_BUILD_BENCH=OFF -DSHUTTER_FUZZ=ON \
+      -DSHUTTER_WHOLE_UNIT_TESTS=ON \
       -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only" \
       -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety -O1 -fno-sanitize-recover=undefined" \
       >/dev/null &&
