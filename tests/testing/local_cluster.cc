@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -151,9 +153,25 @@ absl::Status LocalCluster::StartGroupController(
   std::filesystem::create_directories(options_.dir);
   std::filesystem::remove(port_file);
   group_[i] = std::make_unique<Subprocess>();
-  RETURN_IF_ERROR(group_[i]->Start(
-      argv, absl::StrCat(options_.dir, "/controller", i, ".log")));
-  return WaitForPortFile(port_file, absl::Seconds(30)).status();
+  const std::string log = absl::StrCat(options_.dir, "/controller", i, ".log");
+  RETURN_IF_ERROR(group_[i]->Start(argv, log));
+  // Up when its port file is written; a member that exits first (its port
+  // taken, see StartController) is not waited for.
+  bool exited = false;
+  PollUntil(
+      [&] {
+        int status = 0;
+        exited = group_[i]->Exited(&status);
+        return exited || !ReadFileOrEmpty(port_file).empty();
+      },
+      absl::Seconds(30));
+  if (exited) {
+    group_[i].reset();
+    return absl::UnavailableError(
+        absl::StrCat("controller ", i, " exited at start: ",
+                     absl::StripAsciiWhitespace(ReadFileOrEmpty(log))));
+  }
+  return WaitForPortFile(port_file, absl::Seconds(1)).status();
 }
 
 absl::StatusOr<int> LocalCluster::StopGroupController(int i, int sig,
@@ -185,7 +203,26 @@ absl::Status LocalCluster::StartController(
     }
     group_flags_ = extra_flags;
     for (int i = 0; i < controllers_; ++i) {
-      RETURN_IF_ERROR(StartGroupController(i));
+      absl::Status s = StartGroupController(i);
+      // A port is picked before the member binds it, and another process
+      // (another test's etcd, proxy or controller) can take it in between
+      // ("address already in use"). Until the nodes start, nobody else
+      // knows the group's addresses: the member gets another port.
+      const bool nodes_know_addresses =
+          std::any_of(nodes_.begin(), nodes_.end(),
+                      [](const Node& n) { return !n.address.empty(); });
+      for (int retry = 0; !s.ok() && retry < 3 && !nodes_know_addresses &&
+                          absl::StrContains(s.message(), "already in use");
+           ++retry) {
+        ASSIGN_OR_RETURN(group_ports_[i], PickFreePort());
+        std::vector<std::string> addresses;
+        for (int j = 0; j < controllers_; ++j) {
+          addresses.push_back(group_controller_address(j));
+        }
+        controller_addr_ = absl::StrJoin(addresses, ",");
+        s = StartGroupController(i);
+      }
+      RETURN_IF_ERROR(s);
     }
     admin_.reset();
     return absl::OkStatus();
