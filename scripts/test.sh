@@ -268,21 +268,13 @@ if (( quick )); then
   exit 0
 fi
 
-# The checks beside the tests are waited for before the fuzzers (or here,
-# without the clang job), not before the sanitizer tests: what is left of
-# them when the release tests end (at nice 10 they had what the tests
-# left; 27 s of the thread-safety pass in a clean-clone run) runs beside
-# the sanitizer tests' start instead of delaying it.
-finish_side_checks() {
-  phase "$side_what (beside the tests)"
-  if ! wait "$side_pid"; then
-    cat "$side_log" >&2
-    echo "test.sh: the checks beside the tests failed (output above)" >&2
-    exit 1
-  fi
-  cat "$side_log"
-}
-(( clang_job )) || finish_side_checks
+phase "$side_what (beside the tests)"
+if ! wait "$side_pid"; then
+  cat "$side_log" >&2
+  echo "test.sh: the checks beside the tests failed (output above)" >&2
+  exit 1
+fi
+cat "$side_log"
 
 # One clang tree for three checks (it used to be three builds: a GCC
 # ASan+UBSan tree, a clang front-end pass over every unit, and a clang
@@ -319,8 +311,6 @@ if (( clang_job )); then
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ctest --output-on-failure -j"$test_jobs" \
       --resource-spec-file "$resource_spec" --timeout 600)
-
-  finish_side_checks
 
   # Each fuzzer runs a fixed number of inputs, about 15 s of one core on
   # the development machine, so it is the same check on a slower or busier
