@@ -1190,7 +1190,11 @@ std::vector<shutter::v1::SnapshotSummary> JobEngine::ListSnapshots(
 }
 
 void JobEngine::SetNodeLimit(const std::string& node_id, int limit) {
-  scheduler_.SetLimit(node_id, limit, AheadFor(node_id, limit));
+  SetNodeLimit(node_id, limit, AheadFor(node_id, limit));
+}
+
+void JobEngine::SetNodeLimit(const std::string& node_id, int limit, int ahead) {
+  scheduler_.SetLimit(node_id, limit, ahead);
 }
 
 int JobEngine::AheadFor(const std::string& node_id, int limit) const {

@@ -175,6 +175,11 @@ class JobEngine {
   int LimitFor(const std::string& node_id) const;
   // How many tasks beyond `limit` the node may hold (queue_at_nodes).
   int AheadFor(const std::string& node_id, int limit) const;
+  // AheadFor with the node's capacity and whether it queues checkpoints
+  // (HeartbeatRequest.queues_checkpoints) as the caller has them, e.g.
+  // from a heartbeat the registry has just recorded.
+  int AheadGiven(const std::string& node_id, int limit, uint32_t capacity,
+                 bool queues) const;
   // The kind of a job this engine has; null if unknown.
   const JobKind* KindOfJob(const std::string& job_id) const
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -245,8 +250,10 @@ class JobEngine {
   std::vector<std::string> InterruptedDeletes() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Applies a node's concurrency limit to the scheduler (at once, for
-  // queued work too).
+  // queued work too), with AheadFor(node_id, limit) or, if the caller has
+  // computed it, `ahead` tasks beyond it.
   void SetNodeLimit(const std::string& node_id, int limit);
+  void SetNodeLimit(const std::string& node_id, int limit, int ahead);
 
   // Options::limits (may be null).
   NodeLimits* limits() const { return options_.limits; }
@@ -310,11 +317,8 @@ class JobEngine {
   // place, or fails it past the deadline. `kind` is the job's kind.
   void Dispatch(JobKind* kind, const std::string& snapshot_id,
                 uint32_t partition_id) ABSL_LOCKS_EXCLUDED(mu_);
-  // LimitFor and AheadFor with what the registry holds of the node (its
-  // capacity, whether it queues checkpoints) already looked up.
+  // LimitFor with the node's capacity already looked up.
   int LimitGiven(const std::string& node_id, uint32_t capacity) const;
-  int AheadGiven(const std::string& node_id, int limit, uint32_t capacity,
-                 bool queues) const;
   // The scheduler task that runs a partition on `leader` (key = node, job,
   // weight = the partition's reported size); applies the node's limit.
   std::pair<scheduler::TaskOptions, scheduler::TaskFn> MakeSchedulerTask(

@@ -29,10 +29,14 @@ absl::Status Membership::Heartbeat(const shutter::v1::HeartbeatRequest& req,
                 : limits->Effective(req.node_id(), req.checkpoint_capacity());
     // When the limit holds, what may be sent ahead can still move with
     // whether the node queues and its headroom (NodeLimits::HasHeadroom).
-    if (changed || capacity_changed ||
-        (req.has_load() &&
-         engine_->AheadFor(req.node_id(), limit) != ks.ahead)) {
-      engine_->SetNodeLimit(req.node_id(), limit);
+    // The registry has just recorded the beat's capacity and queueing.
+    if (changed || capacity_changed || req.has_load()) {
+      const int ahead =
+          engine_->AheadGiven(req.node_id(), limit, req.checkpoint_capacity(),
+                              req.queues_checkpoints());
+      if (changed || capacity_changed || ahead != ks.ahead) {
+        engine_->SetNodeLimit(req.node_id(), limit, ahead);
+      }
     }
   } else if (capacity_changed) {
     engine_->SetNodeLimit(req.node_id(), limit);
