@@ -92,6 +92,25 @@ std::string LocalCluster::group_controller_address(int i) const {
   return absl::StrCat("127.0.0.1:", group_ports_[i]);
 }
 
+absl::StatusOr<int> LocalCluster::PickGroupPort() const {
+  // Ports are released before the members bind them: two picks can return
+  // the same one, so pick again until it is not the group's already.
+  int port = 0;
+  do {
+    ASSIGN_OR_RETURN(port, PickFreePort());
+  } while (std::find(group_ports_.begin(), group_ports_.end(), port) !=
+           group_ports_.end());
+  return port;
+}
+
+std::string LocalCluster::GroupAddresses() const {
+  std::vector<std::string> addresses;
+  for (int i = 0; i < static_cast<int>(group_ports_.size()); ++i) {
+    addresses.push_back(group_controller_address(i));
+  }
+  return absl::StrJoin(addresses, ",");
+}
+
 pid_t LocalCluster::group_controller_pid(int i) const {
   return group_[i] ? group_[i]->pid() : -1;
 }
@@ -186,20 +205,12 @@ absl::Status LocalCluster::StartController(
     std::vector<std::string> extra_flags) {
   if (controllers_ > 1) {
     if (group_ports_.empty()) {
-      std::vector<std::string> addresses;
       for (int i = 0; i < controllers_; ++i) {
-        // Ports are released before the members bind them: two picks can
-        // return the same one, so pick again until it is not taken here.
-        int port = 0;
-        do {
-          ASSIGN_OR_RETURN(port, PickFreePort());
-        } while (std::find(group_ports_.begin(), group_ports_.end(), port) !=
-                 group_ports_.end());
+        ASSIGN_OR_RETURN(const int port, PickGroupPort());
         group_ports_.push_back(port);
-        addresses.push_back(absl::StrCat("127.0.0.1:", port));
       }
       group_.resize(controllers_);
-      controller_addr_ = absl::StrJoin(addresses, ",");
+      controller_addr_ = GroupAddresses();
     }
     group_flags_ = extra_flags;
     for (int i = 0; i < controllers_; ++i) {
@@ -214,12 +225,8 @@ absl::Status LocalCluster::StartController(
       for (int retry = 0; !s.ok() && retry < 3 && !nodes_know_addresses &&
                           absl::StrContains(s.message(), "already in use");
            ++retry) {
-        ASSIGN_OR_RETURN(group_ports_[i], PickFreePort());
-        std::vector<std::string> addresses;
-        for (int j = 0; j < controllers_; ++j) {
-          addresses.push_back(group_controller_address(j));
-        }
-        controller_addr_ = absl::StrJoin(addresses, ",");
+        ASSIGN_OR_RETURN(group_ports_[i], PickGroupPort());
+        controller_addr_ = GroupAddresses();
         s = StartGroupController(i);
       }
       RETURN_IF_ERROR(s);

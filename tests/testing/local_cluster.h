@@ -192,6 +192,11 @@ class LocalCluster {
     std::string address;
   };
 
+  // A port for a group member, not one of the group's already.
+  absl::StatusOr<int> PickGroupPort() const;
+  // The group's addresses, comma-separated (the nodes' --controller).
+  std::string GroupAddresses() const;
+
   const Options options_;
   std::unique_ptr<Subprocess> controller_;
   // The group's members (SetControllerGroup) and their ports.
