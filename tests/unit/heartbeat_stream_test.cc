@@ -160,6 +160,30 @@ TEST(DaemonMetricsTest, CallsEndingAfterTheRegistryIsGoneAreNotRecorded) {
   SetRpcObserver(nullptr);
 }
 
+// A stream is observed by the RPC metrics once, when it ends, with the
+// code it ended with (docs/operations.md, shutter_rpc_duration_seconds).
+TEST(DaemonMetricsTest, AHeartbeatStreamIsObservedOnceWhenItEnds) {
+  auto registry = std::make_unique<metrics::Registry>();
+  ASSERT_OK(metrics::StartDaemonMetrics(registry.get(), ""));
+  {
+    controller::ServingGate gate([] { return std::string(kLeader); },
+                                 [] { return std::string("127.0.0.1:1"); });
+    controller::ControllerGate service(&gate);
+    Served served(&service, &service);
+    HeartbeatStream stream(served.stub());
+    std::string leader;
+    EXPECT_TRUE(absl::IsUnavailable(BeatOnce(stream, &leader)));
+  }
+  const std::string text = registry->Render();
+  EXPECT_NE(
+      text.find(
+          R"(shutter_rpc_duration_seconds_count{code="UNAVAILABLE",method="HeartbeatStream",service="ControllerService"} 1)"),
+      std::string::npos)
+      << text;
+  registry.reset();
+  SetRpcObserver(nullptr);
+}
+
 // Reads beats and never answers them.
 class Silent final
     : public ControllerService::WithCallbackMethod_HeartbeatStream<

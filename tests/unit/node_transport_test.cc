@@ -434,6 +434,14 @@ TEST(NodeTransportTest, ShutdownEndsStreamedRequestsWithCancelled) {
 // answers (batched or not) each once by call id, and the stream ends OK
 // once the client closed its side and everything is answered.
 TEST(NodeTransportTest, TheNodeSideAnswersEveryCallOfAMessageAndEndsCleanly) {
+  // The RPC metrics observe the stream once, when it ends, not its
+  // checkpoints one by one (docs/operations.md).
+  absl::Mutex observed_mu;
+  std::vector<std::pair<std::string, grpc::StatusCode>> observed;
+  SetRpcObserver([&](const std::string& method, grpc::StatusCode code, double) {
+    absl::MutexLock l(&observed_mu);
+    observed.emplace_back(method, code);
+  });
   ScriptedNode node(/*streams=*/true);
   ServedNode served(&node);
   auto stub = v1::NodeService::NewStub(MakeChannel(served.address));
@@ -470,6 +478,11 @@ TEST(NodeTransportTest, TheNodeSideAnswersEveryCallOfAMessageAndEndsCleanly) {
   EXPECT_EQ(answers[107].code(), static_cast<int>(grpc::UNAVAILABLE));
   EXPECT_EQ(answers[107].message(), "draining");
   EXPECT_EQ(answers[107].error_reason(), "NODE_UNAVAILABLE");
+  SetRpcObserver(nullptr);
+  absl::MutexLock l(&observed_mu);
+  ASSERT_EQ(observed.size(), 1u);
+  EXPECT_EQ(observed[0].first, "/shutter.v1.NodeService/CheckpointStream");
+  EXPECT_EQ(observed[0].second, grpc::StatusCode::OK);
 }
 
 }  // namespace
