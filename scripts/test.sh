@@ -238,10 +238,11 @@ side_checks() {
   fi
 
   # The benchmarks are not built in the clang tree: clang's thread-safety
-  # analysis goes over them here, front end only, from the release tree's
-  # compile commands (see the clang tree below).
+  # analysis goes over them here, from the release tree's compile commands
+  # (see the clang tree below), through ccache: units unchanged since a
+  # clean check are not analysed again.
   if (( clang_job )); then
-    phase "thread-safety analysis of the benchmarks (clang front end)"
+    phase "thread-safety analysis of the benchmarks (clang, cached)"
     python3 scripts/thread_safety.py build 2 /bench/
   fi
 }
@@ -282,7 +283,7 @@ cat "$side_log"
 #  - clang's thread-safety analysis as errors while it compiles (GCC
 #    ignores ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED), so every
 #    unit it builds is checked; the benchmarks, not built here, get the
-#    front-end-only pass (scripts/thread_safety.py);
+#    pass of scripts/thread_safety.py;
 #  - AddressSanitizer + UndefinedBehaviorSanitizer over every unit and
 #    integration test (the daemons run instrumented too). UBSan's vptr
 #    check is off: across gRPC's shared libraries it reports shared_ptr
