@@ -33,6 +33,7 @@
 #include "partition/partition_store.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "snapshot/repository.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/temp_dir.h"
 

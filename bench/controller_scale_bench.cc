@@ -91,6 +91,7 @@
 #include "snapshot/repository.h"
 #include "snapshot/sigv4.h"
 #include "tcp_floor.h"
+#include "testing/binaries.h"
 #include "testing/etcd_server.h"
 #include "testing/process.h"
 #include "testing/temp_dir.h"

@@ -56,6 +56,7 @@
 #include "common/rpc.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/temp_dir.h"
 

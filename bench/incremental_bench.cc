@@ -35,6 +35,7 @@
 #include "shutter/v1/admin.grpc.pb.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/s3_server.h"
 #include "testing/temp_dir.h"

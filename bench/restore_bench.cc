@@ -23,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "bench_flags.h"
 #include "shutter/v1/admin.grpc.pb.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/temp_dir.h"
 

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "shutter/v1/admin.pb.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/shutterctl.h"

@@ -31,6 +31,7 @@
 #include "shutter/v1/node.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
 #include "snapshot/repository.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/shutterctl.h"

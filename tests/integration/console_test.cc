@@ -20,6 +20,7 @@
 #include "common/rpc.h"
 #include "common/security.h"
 #include "gtest/gtest.h"
+#include "testing/binaries.h"
 #include "testing/certs.h"
 #include "testing/etcd_server.h"
 #include "testing/http_client.h"

@@ -26,6 +26,7 @@
 #include "partition/partition_store.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
+#include "testing/binaries.h"
 #include "testing/certs.h"
 #include "testing/etcd_server.h"
 #include "testing/local_cluster.h"

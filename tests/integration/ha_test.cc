@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "shutter/v1/node.grpc.pb.h"
 #include "snapshot/repository.h"
+#include "testing/binaries.h"
 #include "testing/etcd_server.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"

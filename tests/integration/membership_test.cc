@@ -19,6 +19,7 @@
 #include "common/fs.h"
 #include "gtest/gtest.h"
 #include "snapshot/repository.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/shutterctl.h"

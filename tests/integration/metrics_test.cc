@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/fs.h"
 #include "gtest/gtest.h"
+#include "testing/binaries.h"
 #include "testing/http_client.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"

@@ -28,6 +28,7 @@
 #include "shutter/v1/partition_data.grpc.pb.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/s3_server.h"

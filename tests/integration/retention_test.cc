@@ -19,6 +19,7 @@
 #include "shutter/v1/admin.pb.h"
 #include "snapshot/blob_store.h"
 #include "snapshot/repository.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 #include "testing/s3_server.h"

@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/node.grpc.pb.h"
+#include "testing/binaries.h"
 #include "testing/certs.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"

@@ -1,9 +1,8 @@
 #ifndef SHUTTER_TESTS_TESTING_SHUTTERCTL_H_
 #define SHUTTER_TESTS_TESTING_SHUTTERCTL_H_
 
-// shutterctl as the integration tests run it: the real binary (the
-// SHUTTERCTL_BIN each integration test is compiled with) against a
-// LocalCluster's controller.
+// shutterctl as the integration tests run it: the real binary
+// (SHUTTERCTL_BIN, testing/binaries.h) against a LocalCluster's controller.
 
 #include <string>
 #include <vector>
@@ -11,12 +10,12 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "testing/binaries.h"
 #include "testing/local_cluster.h"
 #include "testing/process.h"
 
 namespace shutter::testing {
 
-#ifdef SHUTTERCTL_BIN
 // Runs `shutterctl args...` with SHUTTER_CONTROLLER set to the cluster's
 // controller; returns its exit code, or -1 (and a test failure) if it could
 // not be run or did not finish within `timeout`.
@@ -30,7 +29,6 @@ inline int RunShutterctl(const LocalCluster& cluster,
   EXPECT_TRUE(rc.ok()) << rc.status();
   return rc.ok() ? *rc : -1;
 }
-#endif
 
 // Parses shutterctl's `-o json` output; a test failure (naming the text) if
 // it is not an `M`.
