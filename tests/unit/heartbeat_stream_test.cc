@@ -73,13 +73,18 @@ class Served {
   std::unique_ptr<ControllerService::Stub> stub_;
 };
 
+// A controller with no term, which follows kLeader, served as the
+// controller serves it.
+struct Follower {
+  controller::ServingGate gate{[] { return std::string(kLeader); },
+                               [] { return std::string("127.0.0.1:1"); }};
+  controller::ControllerGate service{&gate};
+  Served served{&service, &service};
+};
+
 TEST(HeartbeatStreamTest, AFollowerEndsTheStreamNamingTheLeader) {
-  // No term: this controller follows kLeader.
-  controller::ServingGate gate([] { return std::string(kLeader); },
-                               [] { return std::string("127.0.0.1:1"); });
-  controller::ControllerGate service(&gate);
-  Served served(&service, &service);
-  HeartbeatStream stream(served.stub());
+  Follower follower;
+  HeartbeatStream stream(follower.served.stub());
   std::string leader;
   absl::Status s = BeatOnce(stream, &leader);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
@@ -93,11 +98,9 @@ TEST(HeartbeatStreamTest, AFollowerEndsTheStreamNamingTheLeader) {
 }
 
 TEST(HeartbeatStreamTest, CloseStreamsEndsOpenStreamsAndRefusesNewOnes) {
-  controller::ServingGate gate([] { return std::string(kLeader); },
-                               [] { return std::string("127.0.0.1:1"); });
-  controller::ControllerGate service(&gate);
-  Served served(&service, &service);
-  auto open = std::make_unique<HeartbeatStream>(served.stub());
+  Follower follower;
+  controller::ControllerGate& service = follower.service;
+  auto open = std::make_unique<HeartbeatStream>(follower.served.stub());
   ASSERT_TRUE(testing::PollUntil([&] { return service.open_streams() == 1; },
                                  absl::Seconds(10)));
   service.CloseStreams();
@@ -111,7 +114,7 @@ TEST(HeartbeatStreamTest, CloseStreamsEndsOpenStreamsAndRefusesNewOnes) {
   // A stream cancelled by a stopping controller reads as unreachable.
   absl::Status s = BeatOnce(*open, &leader);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
-  HeartbeatStream fresh(served.stub());
+  HeartbeatStream fresh(follower.served.stub());
   s = BeatOnce(fresh, &leader);
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_NE(s.message().find("shutting down"), absl::string_view::npos) << s;
@@ -166,11 +169,8 @@ TEST(DaemonMetricsTest, AHeartbeatStreamIsObservedOnceWhenItEnds) {
   auto registry = std::make_unique<metrics::Registry>();
   ASSERT_OK(metrics::StartDaemonMetrics(registry.get(), ""));
   {
-    controller::ServingGate gate([] { return std::string(kLeader); },
-                                 [] { return std::string("127.0.0.1:1"); });
-    controller::ControllerGate service(&gate);
-    Served served(&service, &service);
-    HeartbeatStream stream(served.stub());
+    Follower follower;
+    HeartbeatStream stream(follower.served.stub());
     std::string leader;
     EXPECT_TRUE(absl::IsUnavailable(BeatOnce(stream, &leader)));
   }
