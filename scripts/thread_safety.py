@@ -21,6 +21,7 @@ no failed compile, so it is found again every time). A unit compiled anew
 costs a little more than the front end alone.
 """
 import concurrent.futures
+import contextlib
 import json
 import os
 import shlex
@@ -64,23 +65,21 @@ def main():
     if only:
         entries = [e for e in entries if any(o in e["file"] for o in only)]
 
-    objects = tempfile.TemporaryDirectory() if CCACHE else None
-
     def run(indexed):
         i, entry = indexed
-        obj = os.path.join(objects.name, f"{i}.o") if objects else None
+        obj = os.path.join(objects, f"{i}.o") if objects else None
         p = subprocess.run(clang_command(entry, obj), cwd=entry["directory"],
                            capture_output=True, text=True)
         return entry["file"], p.returncode, p.stderr
 
     failed = []
-    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+    with (tempfile.TemporaryDirectory() if CCACHE
+          else contextlib.nullcontext()) as objects, \
+            concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         for name, rc, err in pool.map(run, enumerate(entries)):
             if rc != 0:
                 failed.append(name)
                 sys.stderr.write(f"{name}:\n{err}\n")
-    if objects:
-        objects.cleanup()
     print(f"thread-safety analysis: {len(entries)} translation units, "
           f"{len(failed)} with findings")
     return 1 if failed else 0

@@ -30,11 +30,12 @@ absl::Status Membership::Heartbeat(const shutter::v1::HeartbeatRequest& req,
     // When the limit holds, what may be sent ahead can still move with
     // whether the node queues and its headroom (NodeLimits::HasHeadroom).
     // The registry has just recorded the beat's capacity and queueing.
-    if (changed || capacity_changed || req.has_load()) {
+    const bool moved = changed || capacity_changed;
+    if (moved || req.has_load()) {
       const int ahead =
           engine_->AheadGiven(req.node_id(), limit, req.checkpoint_capacity(),
                               req.queues_checkpoints());
-      if (changed || capacity_changed || ahead != ks.ahead) {
+      if (moved || ahead != ks.ahead) {
         engine_->SetNodeLimit(req.node_id(), limit, ahead);
       }
     }

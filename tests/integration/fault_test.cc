@@ -227,6 +227,16 @@ class FaultTestBase : public ::testing::Test {
 
 // Parameter: the repository ("fs", "s3"), with "-tls" for mutual TLS, with
 // "-etcd" for the controller's jobs in etcd.
+//
+// Under AddressSanitizer (scripts/test.sh's clang tree) the plain "fs"
+// variant is not instantiated ("fs-tls" and "fs-etcd" run on the same
+// directory store), and each scenario runs on one of the other three
+// (FaultTest::LeftOutUnderAsan); the release tree runs all four.
+#ifdef SHUTTER_TEST_UNDER_ASAN
+#define SHUTTER_FAULT_TEST_STORES "s3", "fs-tls", "fs-etcd"
+#else
+#define SHUTTER_FAULT_TEST_STORES "fs", "s3", "fs-tls", "fs-etcd"
+#endif
 class FaultTest : public FaultTestBase,
                   public ::testing::WithParamInterface<std::string> {
  protected:
@@ -240,15 +250,14 @@ class FaultTest : public FaultTestBase,
     return GetParam().find("-etcd") != std::string::npos;
   }
   void SetUp() override {
-    left_out_ = LeftOutUnderAsan();
-    if (left_out_) {
+    if (LeftOutUnderAsan()) {
       GTEST_SKIP() << "under AddressSanitizer this scenario runs on "
                       "another variant (fault_test.cc, kAsanVariant)";
     }
     FaultTestBase::SetUp();
   }
   void TearDown() override {
-    if (!left_out_) FaultTestBase::TearDown();
+    if (!IsSkipped()) FaultTestBase::TearDown();
   }
 
  private:
@@ -278,16 +287,14 @@ class FaultTest : public FaultTestBase,
     if (it == kAsanVariant->end()) return false;
     // A variant not instantiated there would leave the scenario out
     // everywhere.
-    EXPECT_TRUE(it->second == "s3" || it->second == "fs-tls" ||
-                it->second == "fs-etcd")
+    const std::set<std::string> instantiated = {SHUTTER_FAULT_TEST_STORES};
+    EXPECT_TRUE(instantiated.count(it->second) == 1)
         << scenario << ": no variant " << it->second;
     return it->second != GetParam();
 #else
     return false;
 #endif
   }
-
-  bool left_out_ = false;
 };
 
 // Scenario 1: a node is killed (SIGKILL) while it writes checkpoints; it
@@ -801,15 +808,6 @@ TEST_F(FullRepositoryTest, FailsCleanlyOrCommitsPartialAsAsked) {
   }
 }
 
-// Under AddressSanitizer (scripts/test.sh's clang tree) the plain "fs"
-// variant is not instantiated ("fs-tls" and "fs-etcd" run on the same
-// directory store), and each scenario runs on one of the other three
-// (FaultTest::LeftOutUnderAsan); the release tree runs all four.
-#ifdef SHUTTER_TEST_UNDER_ASAN
-#define SHUTTER_FAULT_TEST_STORES "s3", "fs-tls", "fs-etcd"
-#else
-#define SHUTTER_FAULT_TEST_STORES "fs", "s3", "fs-tls", "fs-etcd"
-#endif
 INSTANTIATE_TEST_SUITE_P(Stores, FaultTest,
                          ::testing::Values(SHUTTER_FAULT_TEST_STORES),
                          [](const auto& info) {

@@ -176,21 +176,14 @@ absl::Status LocalCluster::StartGroupController(
   RETURN_IF_ERROR(group_[i]->Start(argv, log));
   // Up when its port file is written; a member that exits first (its port
   // taken, see StartController) is not waited for.
-  bool exited = false;
-  PollUntil(
-      [&] {
-        int status = 0;
-        exited = group_[i]->Exited(&status);
-        return exited || !ReadFileOrEmpty(port_file).empty();
-      },
-      absl::Seconds(30));
-  if (exited) {
+  auto port = WaitForPortFile(port_file, absl::Seconds(30), group_[i].get());
+  if (absl::IsUnavailable(port.status())) {
     group_[i].reset();
     return absl::UnavailableError(
         absl::StrCat("controller ", i, " exited at start: ",
                      absl::StripAsciiWhitespace(ReadFileOrEmpty(log))));
   }
-  return WaitForPortFile(port_file, absl::Seconds(1)).status();
+  return port.status();
 }
 
 absl::StatusOr<int> LocalCluster::StopGroupController(int i, int sig,

@@ -170,15 +170,23 @@ bool PollUntil(const std::function<bool()>& cond, absl::Duration timeout) {
 }
 
 absl::StatusOr<int> WaitForPortFile(const std::string& path,
-                                    absl::Duration timeout) {
+                                    absl::Duration timeout,
+                                    Subprocess* process) {
   int port = 0;
+  bool exited = false;
   bool ok = PollUntil(
       [&] {
         std::string s = ReadFileOrEmpty(path);
-        return absl::SimpleAtoi(absl::StripAsciiWhitespace(s), &port) &&
-               port > 0;
+        if (absl::SimpleAtoi(absl::StripAsciiWhitespace(s), &port) &&
+            port > 0) {
+          return true;
+        }
+        int status = 0;
+        exited = process != nullptr && process->Exited(&status);
+        return exited;
       },
       timeout);
+  if (exited) return absl::UnavailableError("exited before writing " + path);
   if (!ok) return absl::DeadlineExceededError("no port file " + path);
   return port;
 }

@@ -50,9 +50,11 @@ absl::StatusOr<int> RunCommand(const std::vector<std::string>& argv,
 // Polls `cond` (every 20 ms) until it is true or `timeout` passes.
 bool PollUntil(const std::function<bool()>& cond, absl::Duration timeout);
 
-// Waits for a port file written by a daemon and returns the port.
+// Waits for a port file written by a daemon and returns the port. With
+// `process` (the daemon), stops waiting if it exits first: UNAVAILABLE.
 absl::StatusOr<int> WaitForPortFile(const std::string& path,
-                                    absl::Duration timeout);
+                                    absl::Duration timeout,
+                                    Subprocess* process = nullptr);
 
 // The contents of `path`, or "" if it cannot be read (e.g. a daemon's log
 // that is not written yet).
