@@ -114,6 +114,12 @@ std::shared_ptr<grpc::Channel> MakeEtcdChannel(
   return grpc::CreateCustomChannel(address, creds, args);
 }
 
+}  // namespace
+
+// Not in the anonymous namespace: EtcdLeaseKeeper::Stream and
+// EtcdWatch::Stream, declared in the header, hold one (-Wsubobject-linkage).
+namespace etcd_internal {
+
 // A bidirectional stream on gRPC's async API, its completions served by a
 // queue's thread (QueueTag; the controller's one polling thread, see
 // EtcdClient::UseQueue): Send() queues a request, Next() waits for the next
@@ -258,7 +264,7 @@ class BidiCall {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace
+}  // namespace etcd_internal
 
 EtcdClient::EtcdClient(Options options) : options_(std::move(options)) {}
 
@@ -469,8 +475,8 @@ absl::StatusOr<ep::StatusResponse> EtcdClient::EndpointStatus(
 
 // ---- Lease keep-alive ------------------------------------------------------
 
-using KeepAliveCall =
-    BidiCall<ep::LeaseKeepAliveRequest, ep::LeaseKeepAliveResponse>;
+using KeepAliveCall = etcd_internal::BidiCall<ep::LeaseKeepAliveRequest,
+                                              ep::LeaseKeepAliveResponse>;
 
 struct EtcdLeaseKeeper::Stream {
   Stream(EtcdClient::Endpoint* e, grpc::CompletionQueue* cq) : endpoint(e) {
@@ -521,7 +527,7 @@ absl::StatusOr<int64_t> EtcdLeaseKeeper::Renew(absl::Time deadline) {
 
 // ---- Watch ----------------------------------------------------------------
 
-using WatchCall = BidiCall<ep::WatchRequest, ep::WatchResponse>;
+using WatchCall = etcd_internal::BidiCall<ep::WatchRequest, ep::WatchResponse>;
 
 struct EtcdWatch::Stream {
   Stream(EtcdClient::Endpoint* e, grpc::CompletionQueue* cq) {
