@@ -700,7 +700,8 @@ class Bench {
     const std::string port_file = tmp.Sub("controller.port");
     absl::Status s = controller.Start(args, tmp.Sub("controller.log"));
     if (!s.ok()) Die(s.ToString());
-    auto port = shutter::testing::WaitForPortFile(port_file, absl::Seconds(30));
+    auto port = shutter::testing::WaitForPortFile(port_file, absl::Seconds(30),
+                                                  &controller);
     if (!port.ok()) Die(port.status().ToString());
     const std::string target = absl::StrCat("127.0.0.1:", *port);
     auto repo_id = shutter::fs::ReadFile(repo + "/REPOSITORY_ID");
@@ -974,7 +975,8 @@ class Bench {
           tmp.Sub("controller.log"));
       if (!s.ok()) Die(s.ToString());
       // The port file is written once the jobs are recovered and serving.
-      if (!shutter::testing::WaitForPortFile(port_file, absl::Minutes(5))
+      if (!shutter::testing::WaitForPortFile(port_file, absl::Minutes(5),
+                                             &controller)
                .ok()) {
         Die("restarted controller did not serve");
       }
@@ -1259,7 +1261,8 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   if (on_etcd) etcd = StartJobStoreEtcd(tmp, &args);
   absl::Status started = controller.Start(args, tmp.Sub("controller.log"));
   if (!started.ok()) Die(started.ToString());
-  auto port = shutter::testing::WaitForPortFile(port_file, absl::Seconds(30));
+  auto port = shutter::testing::WaitForPortFile(port_file, absl::Seconds(30),
+                                                &controller);
   if (!port.ok()) Die(port.status().ToString());
   const std::string target = absl::StrCat("127.0.0.1:", *port);
   WaitUntilServing(target);
@@ -1455,8 +1458,8 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
        absl::StrCat(answer_bytes)},
       tmp.Sub("floor.log"));
   if (!floor_started.ok()) Die(floor_started.ToString());
-  auto floor_port =
-      shutter::testing::WaitForPortFile(floor_port_file, absl::Seconds(30));
+  auto floor_port = shutter::testing::WaitForPortFile(
+      floor_port_file, absl::Seconds(30), &floor_server);
   if (!floor_port.ok()) Die(floor_port.status().ToString());
   for (auto& n : fleet) {
     n.floor = std::make_unique<shutter::bench::TcpFloorClient>();

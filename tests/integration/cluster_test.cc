@@ -610,7 +610,7 @@ TEST(ConnectionStormTest, LowFileLimitEndsServingOrExitingNeverHanging) {
        "--data-dir", tmp.Sub("controller"), "--repository", tmp.Sub("repo"),
        "--listener-check-ms", "300"},
       tmp.Sub("controller.log")));
-  auto port = WaitForPortFile(port_file, absl::Seconds(30));
+  auto port = WaitForPortFile(port_file, absl::Seconds(30), &controller);
   ASSERT_OK(port);
   const std::string target = absl::StrCat("127.0.0.1:", *port);
   std::vector<int> fds;

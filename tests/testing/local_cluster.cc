@@ -261,7 +261,7 @@ absl::Status LocalCluster::StartController(
   controller_ = std::make_unique<Subprocess>();
   absl::Status s = controller_->Start(argv, options_.dir + "/controller.log");
   if (!s.ok()) return s;
-  auto port = WaitForPortFile(port_file, absl::Seconds(30));
+  auto port = WaitForPortFile(port_file, absl::Seconds(30), controller_.get());
   if (!port.ok()) return port.status();
   controller_port_ = *port;
   controller_addr_ = absl::StrCat("127.0.0.1:", *port);
@@ -349,7 +349,7 @@ absl::Status LocalCluster::StartNode(int i,
   absl::Status s = p->Start(
       argv, absl::StrCat(options_.dir, "/node", i, ".log"), node_env_[i]);
   if (!s.ok()) return s;
-  auto port = WaitForPortFile(port_file, absl::Seconds(30));
+  auto port = WaitForPortFile(port_file, absl::Seconds(30), p.get());
   if (!port.ok()) return port.status();
   nodes_[i].process = std::move(p);
   nodes_[i].address = absl::StrCat("127.0.0.1:", *port);
