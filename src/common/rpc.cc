@@ -19,6 +19,7 @@
 #include "common/health.h"
 #include "common/queue_thread.h"
 #include "common/text.h"
+#include "common/thread_name.h"
 #include "grpc/support/log.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -370,12 +371,6 @@ QueueThread::~QueueThread() {
   thread_.join();
 }
 
-void NameThisThread(const char* name) {
-  char buf[16];
-  std::snprintf(buf, sizeof(buf), "%s", name);
-  pthread_setname_np(pthread_self(), buf);
-}
-
 uint64_t RaiseOpenFileLimit() {
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
@@ -393,7 +388,10 @@ ListenerWatchdog::ListenerWatchdog(std::string target, absl::Duration interval,
       interval_(interval),
       failures_(failures),
       on_dead_(std::move(on_dead)) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("listener-check");
+    Loop();
+  });
 }
 
 ListenerWatchdog::~ListenerWatchdog() {

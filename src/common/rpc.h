@@ -91,10 +91,6 @@ class QueueTag {
 // until it has been shut down and drained.
 void ServeQueueTags(grpc::CompletionQueue* cq);
 
-// Names the calling thread (at most 15 bytes show), for `top -H`, perf
-// and /proc/PID/task/*/comm.
-void NameThisThread(const char* name);
-
 // A started gRPC server and the port it bound.
 struct RunningServer {
   std::unique_ptr<grpc::Server> server;

@@ -1,10 +1,15 @@
 #include "common/timer.h"
 
 #include "absl/time/clock.h"
+#include "common/thread_name.h"
 
 namespace shutter {
 
-ThreadTimer::ThreadTimer() : thread_([this] { Loop(); }) {}
+ThreadTimer::ThreadTimer()
+    : thread_([this] {
+        NameThisThread("timer");
+        Loop();
+      }) {}
 
 ThreadTimer::~ThreadTimer() { Shutdown(); }
 

@@ -2,6 +2,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/thread_name.h"
 
 namespace shutter::controller {
 
@@ -12,7 +13,10 @@ constexpr size_t kLingerRecords = 512;
 }  // namespace
 
 GroupCommitter::GroupCommitter(JobStore* store) : store_(store) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("job-commit");
+    Loop();
+  });
 }
 
 GroupCommitter::~GroupCommitter() { Shutdown(); }

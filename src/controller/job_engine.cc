@@ -38,6 +38,7 @@ JobEngine::JobEngine(const Options& options,
         o.num_workers = options.dispatch_threads;
         o.default_limit = 1;  // until the node's heartbeat says more
         o.global_limit = options.max_in_flight_total;
+        o.thread_name = "dispatch";
         return o;
       }()),
       committer_(store),

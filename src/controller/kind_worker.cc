@@ -4,12 +4,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/thread_name.h"
 #include "controller/job_engine.h"
 #include "controller/job_states.h"
 
 namespace shutter::controller {
 
-KindWorker::KindWorker() : thread_([this] { Loop(); }) {}
+KindWorker::KindWorker()
+    : thread_([this] {
+        NameThisThread("kind-worker");
+        Loop();
+      }) {}
 
 KindWorker::~KindWorker() { Shutdown(); }
 

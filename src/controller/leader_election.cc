@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/thread_name.h"
 #include "shutter/store/v1/controllers.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -41,8 +42,14 @@ std::string LeaderElection::ControllerKey(absl::string_view id) const {
 }
 
 void LeaderElection::Start() {
-  keeper_ = std::thread([this] { KeepAliveLoop(); });
-  thread_ = std::thread([this] { Run(); });
+  keeper_ = std::thread([this] {
+    NameThisThread("lease-keeper");
+    KeepAliveLoop();
+  });
+  thread_ = std::thread([this] {
+    NameThisThread("election");
+    Run();
+  });
 }
 
 void LeaderElection::Shutdown() {

@@ -8,6 +8,7 @@
 #include "common/ids.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "common/thread_name.h"
 #include "controller/delete_kind.h"
 #include "controller/gc_kind.h"
 #include "controller/job_states.h"
@@ -266,7 +267,10 @@ void Maintenance::Start() {
   absl::MutexLock l(&mu_);
   resume_gc_ = std::move(running);
   resume_deletes_ = true;
-  worker_ = std::thread([this] { WorkerLoop(); });
+  worker_ = std::thread([this] {
+    NameThisThread("maintenance");
+    WorkerLoop();
+  });
 }
 
 void Maintenance::Shutdown() {

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/error_reason.h"
 #include "common/rpc.h"
+#include "common/thread_name.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {

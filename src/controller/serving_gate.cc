@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc.h"
+#include "common/thread_name.h"
 
 namespace shutter::controller {
 

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/rpc.h"
+#include "common/thread_name.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::controller {
@@ -142,7 +143,10 @@ class TlsFront::Impl {
                                                  "\": ", std::strerror(errno)));
     }
     port_ = BoundPort(listen_fd_);
-    acceptor_ = std::thread([this] { AcceptLoop(); });
+    acceptor_ = std::thread([this] {
+      NameThisThread("tls-accept");
+      AcceptLoop();
+    });
     return absl::OkStatus();
   }
 
@@ -206,6 +210,7 @@ class TlsFront::Impl {
       }
       // Relay touches the front only before it counts itself out.
       std::thread([this, fd, st = st_] {
+        NameThisThread("tls-relay");
         Relay(fd);
         absl::MutexLock l(&st->mu);
         st->open.erase(fd);

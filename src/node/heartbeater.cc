@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/rpc.h"
+#include "common/thread_name.h"
 #include "spdlog/spdlog.h"
 
 namespace shutter::node {
@@ -107,7 +108,10 @@ absl::Status Heartbeater::Send(const shutter::v1::HeartbeatRequest& req,
 Heartbeater::~Heartbeater() { Stop(); }
 
 void Heartbeater::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("heartbeater");
+    Loop();
+  });
 }
 
 void Heartbeater::ReportSoon() {

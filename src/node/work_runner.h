@@ -91,6 +91,7 @@ class WorkRunner {
           scheduler::Scheduler::Options o;
           o.num_workers = std::max(1, options_.capacity);
           o.default_limit = std::max(1, options_.capacity);
+          o.thread_name = options_.what;
           return o;
         }()) {}
   ~WorkRunner() { Shutdown(); }

@@ -1,5 +1,7 @@
 #include "scheduler/scheduler.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -531,6 +533,11 @@ std::unique_ptr<Task> Scheduler::TakeWork(int self) {
 void Scheduler::WorkerLoop(int self) {
   tls_scheduler = this;
   tls_worker = self;
+  {
+    std::string name = absl::StrCat(options_.thread_name, "-", self);
+    name.resize(std::min<size_t>(name.size(), 15));
+    pthread_setname_np(pthread_self(), name.c_str());
+  }
   // Before sleeping, an idle worker polls a little (yielding the CPU):
   // tasks usually arrive in bursts, and a futex wake per task costs more
   // than the task.

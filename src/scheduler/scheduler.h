@@ -138,6 +138,9 @@ class Scheduler {
     int global_limit = 0;
     // Clock for queue-time statistics; null = absl::Now.
     std::function<absl::Time()> now;
+    // Worker threads are named "<thread_name>-<i>", cut to the 15
+    // characters Linux keeps (what top -H, perf and /proc show).
+    std::string thread_name = "scheduler";
   };
 
   struct KeyStats {

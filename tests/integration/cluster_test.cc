@@ -231,6 +231,25 @@ TEST_F(ClusterTest, SnapshotHoldsExactlyTheDataWrittenBeforeIt) {
     EXPECT_FALSE(threads.empty());
     EXPECT_EQ(std::count(threads.begin(), threads.end(), "nexting_thread"), 0)
         << absl::StrJoin(threads, ", ");
+    // Every thread Shutter starts has a name (docs/operations.md,
+    // "Threads"); still named after the process: the main thread and
+    // RocksDB's periodic-task timer, which RocksDB leaves unnamed.
+    auto count = [&](const char* name) {
+      return std::count(threads.begin(), threads.end(), name);
+    };
+    EXPECT_EQ(count("queue"), 1) << absl::StrJoin(threads, ", ");
+    EXPECT_EQ(count("dispatch-0"), 1) << absl::StrJoin(threads, ", ");
+    EXPECT_EQ(count("job-commit"), 1) << absl::StrJoin(threads, ", ");
+    EXPECT_EQ(count("node-answers"), 4) << absl::StrJoin(threads, ", ");
+    EXPECT_LE(count("shutter-control"), 2) << absl::StrJoin(threads, ", ");
+    const std::vector<std::string> node_threads =
+        testing::ThreadNames(cluster_.node_pid(0));
+    EXPECT_EQ(
+        std::count(node_threads.begin(), node_threads.end(), "heartbeater"), 1)
+        << absl::StrJoin(node_threads, ", ");
+    EXPECT_EQ(
+        std::count(node_threads.begin(), node_threads.end(), "checkpoint-0"), 1)
+        << absl::StrJoin(node_threads, ", ");
   }
 
   // No node ever ran more checkpoints at once than its capacity, nor held
