@@ -32,6 +32,10 @@ int Main(int argc, char** argv) {
   }
   CLI::App app{"shutterctl: operate a Shutter cluster"};
   app.require_subcommand(1);
+  // The global options below are understood after the command as well
+  // ("shutterctl snapshots list -o json"): the commands, which inherit
+  // this, hand the options they do not know up to their parent.
+  app.fallthrough();
   app.add_option("--controller", g.controller,
                  "Controller host:port, or host:port,host:port,... of a "
                  "controller group (the leader is found; env "
@@ -110,7 +114,8 @@ int Main(int argc, char** argv) {
     for (const CLI::App* sub : at->get_subcommands({})) {
       choices.push_back(sub->get_name());
     }
-    const std::vector<std::string> rest = at->remaining();
+    // (The word the command did not take fell through to a parent.)
+    const std::vector<std::string> rest = app.remaining(/*recurse=*/true);
     if (choices.empty()) return Fail(e.what(), 2);
     if (!rest.empty()) {
       return Fail(absl::StrCat("unknown command ", Quote(rest.front()),

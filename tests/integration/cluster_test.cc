@@ -331,6 +331,17 @@ TEST_F(ClusterTest, BadRequestsGetClearErrorsAndRecordNothing) {
   ListSnapshotsResponse list;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &list).ok());
   EXPECT_EQ(list.snapshots_size(), 0);
+  // The global options go after the command too, as operators type them.
+  ASSERT_EQ(Ctl({"snapshots", "list", "-o", "json", "--timeout-ms", "5000"},
+                &out, &err),
+            0)
+      << err;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(out, &list).ok())
+      << out;
+  EXPECT_EQ(Ctl({"snapshots", "list", "-o", "yaml"}, &out, &err), 2);
+  EXPECT_NE(err.find("--output"), std::string::npos) << err;
+  EXPECT_EQ(Ctl({"snapshots", "list", "--frobnicate"}, &out, &err), 2);
+  EXPECT_NE(err.find("--frobnicate"), std::string::npos) << err;
   {
     auto repo = snapshot::OpenRepository(repo_dir_);
     ASSERT_OK(repo);
