@@ -74,6 +74,15 @@ const char* Noun(const Snapshot& s) {
                        : "snapshot";
 }
 
+// The command that lists a job's partitions ("snapshots", "restores", ...).
+const char* JobsCommand(const Snapshot& s) {
+  return IsRestore(s)  ? "restores"
+         : IsVerify(s) ? "verifies"
+         : IsGc(s)     ? "gcs"
+         : IsDelete(s) ? "deletes"
+                       : "snapshots";
+}
+
 const char* DoneWord(const Snapshot& s) {
   return IsRestore(s)             ? "restored"
          : IsVerify(s)            ? "verified"
@@ -282,7 +291,7 @@ int ShowSnapshot(const Global& g, const std::string& id, bool all,
 
 int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
   const bool tty = isatty(fileno(stderr));
-  int last_done = -1;
+  std::string last_line;
   for (;;) {
     GetSnapshotRequest req;
     req.set_snapshot_id(id);
@@ -295,13 +304,22 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
     const int done = sum.partitions_published();
     const int failed = sum.partitions_failed();
     bool terminal = controller::IsFinished(snap.state());
-    if (done + failed != last_done || terminal) {
-      std::string line = absl::StrFormat(
-          "%s %s: %d/%d partitions %s, %d running, %d failed [%s]", Noun(snap),
-          id, done, sum.partitions_total(), DoneWord(snap),
-          sum.partitions_running(), failed, StateName(snap.state()));
+    // Partitions WAITING (for a node that stopped answering, for a leader,
+    // or backing off) are counted, so that a wait that does not move says
+    // why; `snapshots show` gives each one's last error.
+    std::string waiting;
+    if (sum.partitions_waiting() > 0) {
+      waiting =
+          absl::StrFormat(", %d waiting (shutterctl %s show %s says why)",
+                          sum.partitions_waiting(), JobsCommand(snap), id);
+    }
+    std::string line = absl::StrFormat(
+        "%s %s: %d/%d partitions %s, %d running%s, %d failed [%s]", Noun(snap),
+        id, done, sum.partitions_total(), DoneWord(snap),
+        sum.partitions_running(), waiting, failed, StateName(snap.state()));
+    if (line != last_line || terminal) {
       std::fprintf(stderr, tty ? "\r%s\033[K" : "%s\n", line.c_str());
-      last_done = done + failed;
+      last_line = line;
     }
     if (terminal) {
       if (tty) std::fputc('\n', stderr);

@@ -317,6 +317,38 @@ TEST_F(MembershipTest, RemovingANodeThatLeftUnblocksSnapshots) {
   EXPECT_NE(out.find("4/4 published"), std::string::npos) << out;
 }
 
+// A node crashes (SIGKILL: it did not leave) just before an operator asks
+// for a snapshot and waits: the wait says that its partitions are waiting
+// and where to read why, and the snapshot commits once the node is back.
+TEST_F(MembershipTest, AWaitSaysWhatWaitsForACrashedNodeAndEndsWhenItReturns) {
+  Start(2, 2, {}, /*dead_after_ms=*/60000);
+  ASSERT_OK(cluster_->StopNode(1, SIGKILL));
+  const std::string log = tmp_.Sub("wait.log");
+  testing::Subprocess wait;
+  ASSERT_OK(
+      wait.Start({SHUTTERCTL_BIN, "snapshots", "create", "--wait"}, log,
+                 {"SHUTTER_CONTROLLER=" + cluster_->controller_address()}));
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return testing::ReadFileOrEmpty(log).find(
+                   "2 waiting (shutterctl snapshots show ") !=
+               std::string::npos;
+      },
+      absl::Seconds(30)))
+      << testing::ReadFileOrEmpty(log);
+  ASSERT_OK(cluster_->StartNode(1));
+  int status = 0;
+  ASSERT_TRUE(
+      PollUntil([&] { return wait.Exited(&status); }, absl::Seconds(60)))
+      << testing::ReadFileOrEmpty(log);
+  const std::string text = testing::ReadFileOrEmpty(log);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+  EXPECT_NE(text.find("4/4 partitions published, 0 running, 0 failed "
+                      "[COMMITTED]"),
+            std::string::npos)
+      << text;
+}
+
 // Operators restart nodes one at a time (rolling upgrades) while
 // snapshots run. Each node is stopped (SIGTERM) while it has checkpoints
 // of the snapshot to do, stays down about 2 s (less than the controller's
