@@ -292,13 +292,46 @@ int ShowSnapshot(const Global& g, const std::string& id, bool all,
 int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
   const bool tty = isatty(fileno(stderr));
   std::string last_line;
+  // The job is durable: a controller that restarts (or a group that
+  // elects another leader) resumes it, so a wait rides out a controller
+  // that does not answer for up to kRideOut instead of reporting a
+  // failure that did not happen.
+  constexpr absl::Duration kRideOut = absl::Minutes(5);
+  absl::Time unreachable_since = absl::InfiniteFuture();
   for (;;) {
     GetSnapshotRequest req;
     req.set_snapshot_id(id);
     req.set_summary_only(true);
     GetSnapshotResponse resp;
     grpc::Status s = c.Call(&AdminService::Stub::GetSnapshot, req, &resp);
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      const absl::Time now = absl::Now();
+      if (unreachable_since == absl::InfiniteFuture()) {
+        unreachable_since = now;
+        if (tty) std::fputc('\n', stderr);
+        std::fprintf(
+            stderr, "%s\n",
+            absl::StrCat(
+                "shutterctl: the controller does not answer (",
+                absl::StatusCodeToString(
+                    static_cast<absl::StatusCode>(s.error_code())),
+                "); still waiting: the job resumes when a controller serves "
+                "again (giving up after ",
+                absl::FormatDuration(kRideOut), ")")
+                .c_str());
+        last_line.clear();
+      }
+      if (now - unreachable_since < kRideOut) {
+        absl::SleepFor(absl::Seconds(1));  // polling a controller that is down
+        continue;
+      }
+    }
     if (!s.ok()) return FailRpc(s, "wait for snapshot");
+    if (unreachable_since != absl::InfiniteFuture()) {
+      std::fprintf(stderr, "shutterctl: the controller answers again\n");
+      unreachable_since = absl::InfiniteFuture();
+    }
     const Snapshot& snap = resp.snapshot();
     const SnapshotSummary& sum = resp.summary();
     const int done = sum.partitions_published();

@@ -349,6 +349,64 @@ TEST_F(MembershipTest, AWaitSaysWhatWaitsForACrashedNodeAndEndsWhenItReturns) {
       << text;
 }
 
+// The controller is killed and restarted while an operator waits for a
+// snapshot: the wait says the controller does not answer, keeps waiting,
+// and ends with the snapshot committed (exit 0), as the job resumed,
+// instead of failing a snapshot that did not fail.
+TEST_F(MembershipTest, AWaitRidesOutAControllerRestart) {
+  // 0.5 MiB per partition at 0.25 MiB/s, one at a time: ~4 s of work.
+  Start(1, 2, {"--publish-stream-mibps", "0.25"}, /*dead_after_ms=*/5000,
+        /*capacity=*/1);
+  std::mt19937_64 rng(7);
+  for (int p = 0; p < 2; ++p) {
+    std::vector<std::pair<std::string, std::string>> kvs;
+    for (int k = 0; k < 128; ++k) {
+      std::string v(4096, '\0');
+      for (int i = 0; i + 8 <= 4096; i += 8) {
+        uint64_t r = rng();
+        std::memcpy(&v[i], &r, 8);
+      }
+      kvs.emplace_back(absl::StrFormat("key-%05d", k), std::move(v));
+    }
+    ASSERT_OK(cluster_->Write(p, kvs));
+  }
+  const std::string log = tmp_.Sub("wait.log");
+  testing::Subprocess wait;
+  ASSERT_OK(
+      wait.Start({SHUTTERCTL_BIN, "snapshots", "create", "--wait"}, log,
+                 {"SHUTTER_CONTROLLER=" + cluster_->controller_address()}));
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return testing::ReadFileOrEmpty(log).find("0/2 partitions published") !=
+               std::string::npos;
+      },
+      absl::Seconds(30)))
+      << testing::ReadFileOrEmpty(log);
+  ASSERT_OK(cluster_->StopController(SIGKILL).status());
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return testing::ReadFileOrEmpty(log).find(
+                   "the controller does not answer (UNAVAILABLE); still "
+                   "waiting") != std::string::npos;
+      },
+      absl::Seconds(30)))
+      << testing::ReadFileOrEmpty(log);
+  int status = 0;
+  EXPECT_FALSE(wait.Exited(&status)) << testing::ReadFileOrEmpty(log);
+  ASSERT_OK(cluster_->StartController());
+  ASSERT_TRUE(
+      PollUntil([&] { return wait.Exited(&status); }, absl::Seconds(60)))
+      << testing::ReadFileOrEmpty(log);
+  const std::string text = testing::ReadFileOrEmpty(log);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+  EXPECT_NE(text.find("the controller answers again"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("2/2 partitions published, 0 running, 0 failed "
+                      "[COMMITTED]"),
+            std::string::npos)
+      << text;
+}
+
 // Operators restart nodes one at a time (rolling upgrades) while
 // snapshots run. Each node is stopped (SIGTERM) while it has checkpoints
 // of the snapshot to do, stays down about 2 s (less than the controller's
