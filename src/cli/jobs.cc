@@ -90,6 +90,18 @@ const char* DoneWord(const Snapshot& s) {
                                   : "published";
 }
 
+// A task's state as a person reads it: a restore's or verify's finished
+// partition is RESTORED or VERIFIED, not PUBLISHED (the JSON keeps the
+// API's names).
+std::string TaskStateWord(const Snapshot& s, PartitionTaskState state) {
+  if (state == PARTITION_TASK_STATE_PUBLISHED) {
+    if (IsRestore(s)) return "RESTORED";
+    if (IsVerify(s)) return "VERIFIED";
+    if (IsGc(s) || IsDelete(s)) return "DONE";
+  }
+  return TaskStateName(state);
+}
+
 void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
   if (g.output == "json") {
     std::cout << Json(r);
@@ -180,15 +192,16 @@ void PrintSnapshot(const Global& g, const GetSnapshotResponse& r, bool all) {
     // Fetched whole only for the lists above: the table keeps to what
     // needs attention unless --all.
     if (!all && p.state() == PARTITION_TASK_STATE_PUBLISHED) continue;
-    t.Add(
-        {absl::StrCat(p.partition_id()), TaskStateName(p.state()), p.node_id(),
-         absl::StrCat(p.leader_epoch()), absl::StrCat(p.applied_index()),
-         absl::StrCat(p.file_count()), HumanBytes(p.total_bytes()),
-         absl::StrFormat("%dms", p.duration_millis()),
-         p.unreachable() == 0 ? absl::StrCat(p.attempts())
-                              : absl::StrCat(p.attempts(), " (",
-                                             p.unreachable(), " unreachable)"),
-         p.last_error().empty() ? "-" : EscapeForTerminal(p.last_error())});
+    t.Add({absl::StrCat(p.partition_id()), TaskStateWord(s, p.state()),
+           p.node_id(), absl::StrCat(p.leader_epoch()),
+           absl::StrCat(p.applied_index()), absl::StrCat(p.file_count()),
+           HumanBytes(p.total_bytes()),
+           absl::StrFormat("%dms", p.duration_millis()),
+           p.unreachable() == 0
+               ? absl::StrCat(p.attempts())
+               : absl::StrCat(p.attempts(), " (", p.unreachable(),
+                              " unreachable)"),
+           p.last_error().empty() ? "-" : EscapeForTerminal(p.last_error())});
   }
   std::cout << t.Render();
   if (!all) {

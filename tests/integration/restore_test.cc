@@ -294,6 +294,13 @@ TEST_P(RestoreTest, RoundTripRestoresExactlyTheSnapshotAndFencesTheOldEpoch) {
     EXPECT_EQ(t.applied_index(), applied_at_snapshot.at(t.partition_id()));
     EXPECT_GT(t.leader_epoch(), old_epoch.at(t.partition_id()));
   }
+  // For people, a restored partition reads RESTORED, not PUBLISHED.
+  ASSERT_EQ(Ctl({"restores", "show", done.snapshot().snapshot_id(), "--all"},
+                &out, &err),
+            0)
+      << err;
+  EXPECT_TRUE(absl::StrContains(out, " RESTORED ")) << out;
+  EXPECT_FALSE(absl::StrContains(out, "PUBLISHED")) << out;
   // Listed as a restore, not as a snapshot.
   ASSERT_EQ(Ctl({"-o", "json", "restores", "list"}, &out, &err), 0);
   ASSERT_EQ(Json<ListSnapshotsResponse>(out).snapshots_size(), 1);
