@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/rate_limiter.h"
@@ -198,6 +200,51 @@ absl::Status CreateDirs(const std::string& dir) {
                         absl::StrCat("mkdir -p ", dir, ": ", ec.message()));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<DirectoryLock> DirectoryLock::Acquire(const std::string& dir,
+                                                     absl::string_view name) {
+  const std::string path = absl::StrCat(dir, "/", name);
+  // A new open file description each time, so that a second lock in this
+  // process conflicts too (flock locks belong to the description).
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus("open", path);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    std::string holder;
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    ::close(fd);
+    if (err != EWOULDBLOCK) {
+      errno = err;
+      return ErrnoStatus("lock", path);
+    }
+    if (n > 0) {
+      holder = absl::StrCat(" (pid ", absl::StripAsciiWhitespace(buf), ")");
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, " is in use by another process", holder, ", which holds ", path));
+  }
+  // Ours: say who holds it. (Best effort: the lock is what counts.)
+  const std::string pid = absl::StrCat(::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) !=
+                                     static_cast<ssize_t>(pid.size())) {
+    // Ignored: a stale or empty pid only makes the message less precise.
+  }
+  return DirectoryLock(fd);
+}
+
+DirectoryLock& DirectoryLock::operator=(DirectoryLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 absl::Status CheckWritableDir(const std::string& dir) {

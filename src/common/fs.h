@@ -50,6 +50,30 @@ absl::Status CreateDirs(const std::string& dir);
 // it is a file, a parent is a file, permission denied, read-only, full.
 absl::Status CheckWritableDir(const std::string& dir);
 
+// An exclusive lock on a daemon's data directory, held for as long as the
+// object lives (flock on "<dir>/<name>", which also holds the holder's
+// pid for the message below; the kernel releases it if the process dies,
+// so a crash leaves nothing to clean up).
+class DirectoryLock {
+ public:
+  // FAILED_PRECONDITION naming the holder's pid if another process holds
+  // the lock (or another DirectoryLock of this process does); other errors
+  // as ErrnoStatus.
+  static absl::StatusOr<DirectoryLock> Acquire(const std::string& dir,
+                                               absl::string_view name);
+  DirectoryLock(DirectoryLock&& other) noexcept : fd_(other.fd_) {
+    other.fd_ = -1;
+  }
+  DirectoryLock& operator=(DirectoryLock&& other) noexcept;
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+  ~DirectoryLock();
+
+ private:
+  explicit DirectoryLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
 // Removes `path` recursively if it exists. OK if it does not exist.
 absl::Status RemoveAll(const std::string& path);
 

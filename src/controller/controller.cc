@@ -113,6 +113,9 @@ struct Controller::Term {
 // Process-wide parts, declared in start order; Shutdown() stops them in
 // reverse.
 struct Controller::Parts {
+  // Held for the process's life: no second controller on this data
+  // directory.
+  std::optional<fs::DirectoryLock> data_dir_lock;
   std::shared_ptr<Authorizer> authz;
   std::unique_ptr<snapshot::Repository> repo;
   std::string repo_id;
@@ -289,6 +292,16 @@ absl::Status Controller::Start() {
   const uint64_t max_files = RaiseOpenFileLimit();
   RETURN_IF_ERROR(
       daemon::ConfigError("--data-dir", fs::CheckWritableDir(o.data_dir)));
+  auto lock = fs::DirectoryLock::Acquire(o.data_dir, "controller.lock");
+  if (!lock.ok()) {
+    return daemon::ConfigError(
+        "--data-dir",
+        absl::Status(
+            lock.status().code(),
+            absl::StrCat(lock.status().message(),
+                         ": is another shutter-controller running on it?")));
+  }
+  p.data_dir_lock = *std::move(lock);
   snapshot::RepositoryOptions repo_opts;
   snapshot::ApplyS3Flags(o.s3, &repo_opts);
   auto repo = snapshot::OpenRepository(o.repository, repo_opts);

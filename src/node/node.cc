@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +84,10 @@ std::function<void(const char*)> TestFaultHook() {
 
 // Declared in start order; Shutdown() stops them in reverse.
 struct Node::Parts {
+  // Held for the process's life: no second node on this data directory
+  // (it would raise the start count and release this node's publish locks
+  // before failing to open the partitions).
+  std::optional<fs::DirectoryLock> data_dir_lock;
   std::shared_ptr<const Authorizer> authz;
   NodeInstanceInfo instance;
   std::unique_ptr<snapshot::FileHashCache> hash_cache;
@@ -132,6 +137,15 @@ absl::Status Node::Start() {
   const uint64_t max_files = RaiseOpenFileLimit();
   RETURN_IF_ERROR(
       daemon::ConfigError("--data-dir", fs::CheckWritableDir(o.data_dir)));
+  auto lock = fs::DirectoryLock::Acquire(o.data_dir, "node.lock");
+  if (!lock.ok()) {
+    return daemon::ConfigError(
+        "--data-dir",
+        absl::Status(lock.status().code(),
+                     absl::StrCat(lock.status().message(),
+                                  ": is another shutter-node running on it?")));
+  }
+  p.data_dir_lock = *std::move(lock);
   auto instance = StartNodeInstance(o.data_dir, o.node_id);
   if (!instance.ok()) {
     return daemon::ConfigError("--data-dir", instance.status());

@@ -25,6 +25,14 @@ int TableOpeningThreads(const std::string& dir) {
   return static_cast<int>(std::clamp<decltype(tables)>(tables / 8, 1, 16));
 }
 
+bool LockHeldElsewhere(absl::string_view open_error) {
+  // RocksDB's PosixEnv::LockFile: flock(LOCK_EX | LOCK_NB) failed with
+  // EWOULDBLOCK ("While lock file: <dir>/LOCK: Resource temporarily
+  // unavailable"). A lock held by this process reads differently.
+  return absl::StrContains(open_error, "While lock file") &&
+         absl::StrContains(open_error, "Resource temporarily unavailable");
+}
+
 namespace {
 
 constexpr char kMetaCf[] = "meta";
@@ -114,10 +122,17 @@ absl::StatusOr<std::unique_ptr<PartitionStore>> PartitionStore::Open(
     db_options.listeners.push_back(std::make_shared<WriteStallListener>(
         options.write_stalls, [] { return absl::Now(); }));
   }
+  const rocksdb::Status opened =
+      rocksdb::DB::Open(db_options, options.path, cfs, &handles, &db);
+  if (!opened.ok() && LockHeldElsewhere(opened.ToString())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "open partition ", options.partition_id, " at ", options.path,
+        ": another process has it open (its LOCK is held): is another node "
+        "running on this data directory?"));
+  }
   RETURN_IF_ERROR(
-      ToStatus(rocksdb::DB::Open(db_options, options.path, cfs, &handles, &db),
-               absl::StrCat("open partition ", options.partition_id, " at ",
-                            options.path)));
+      ToStatus(opened, absl::StrCat("open partition ", options.partition_id,
+                                    " at ", options.path)));
   store->db_.reset(db);
   // The default column family is reachable as db->DefaultColumnFamily().
   db->DestroyColumnFamilyHandle(handles[0]).PermitUncheckedError();

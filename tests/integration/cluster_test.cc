@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -427,6 +428,43 @@ TEST_F(ClusterTest, DaemonsRefuseBadOptionsNamingThem) {
       2);
   EXPECT_TRUE(OneLine(err)) << err;
   EXPECT_NE(err.find("already in use"), std::string::npos) << err;
+  // A second daemon on a running one's data directory says so, and the
+  // running one goes on.
+  EXPECT_EQ(controller({"--data-dir", tmp_.Sub("controller"), "--listen",
+                        "127.0.0.1:0"}),
+            2);
+  EXPECT_TRUE(OneLine(err)) << err;
+  EXPECT_NE(err.find(absl::StrCat("in use by another process (pid ",
+                                  cluster_.controller_pid(), ")")),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("is another shutter-controller running on it?"),
+            std::string::npos)
+      << err;
+  {
+    auto rc = RunCommand(
+        {SHUTTER_NODE_BIN, "--insecure", "--node-id",
+         testing::LocalCluster::NodeId(0), "--partitions", "0", "--repository",
+         repo_dir_, "--controller", cluster_.controller_address(), "--data-dir",
+         cluster_.node_dir(0), "--listen", "127.0.0.1:0"},
+        &out, &err, absl::Seconds(30));
+    ASSERT_OK(rc);
+    EXPECT_EQ(*rc, 2);
+    EXPECT_TRUE(OneLine(err)) << err;
+    EXPECT_NE(err.find(absl::StrCat("in use by another process (pid ",
+                                    cluster_.node_pid(0), ")")),
+              std::string::npos)
+        << err;
+    EXPECT_NE(err.find("is another shutter-node running on it?"),
+              std::string::npos)
+        << err;
+    // It stopped before touching the running node's incarnation.
+    auto instance = fs::ReadFile(cluster_.node_dir(0) + "/NODE_INSTANCE");
+    ASSERT_OK(instance);
+    EXPECT_TRUE(absl::StrContains(*instance, "start_count=1\n")) << *instance;
+  }
+  EXPECT_OK(cluster_.NodeStats(0).status());
+  EXPECT_EQ(Ctl({"nodes", "list"}, &out, &err), 0) << err;
 }
 
 TEST_F(ClusterTest, AdminApiAnswersMalformedInputWithInvalidArgument) {

@@ -215,7 +215,9 @@ TEST_F(MembershipTest, RestartWithTheSameDataDirectoryIsTheSameNode) {
   EXPECT_EQ(after.instance_id(), before.instance_id());
   EXPECT_EQ(after.start_count(), before.start_count() + 1);
   EXPECT_EQ(after.address(), cluster_->node_address(0));
-  // A data directory belongs to one node id.
+  // A data directory belongs to one node id (checked once no node runs on
+  // it: while one does, its lock refuses any other, cluster_test).
+  ASSERT_OK(cluster_->StopNode(0, SIGTERM));
   std::string err;
   EXPECT_EQ(RunNode({"--node-id", "n9", "--partitions", "0", "--data-dir",
                      cluster_->node_dir(0), "--repository",
