@@ -1,8 +1,13 @@
 #include "partition/partition_store.h"
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "partition/write_stall_listener.h"
@@ -38,6 +43,45 @@ TEST(PartitionStoreTest, EpochIncreasesDurablyOnEveryLeadershipTake) {
     EXPECT_FALSE((*s)->is_leader());
     EXPECT_EQ(*(*s)->TakeLeadership(), 2u);
   }
+}
+
+// A store another process has open (its RocksDB LOCK held) is refused
+// with a message that says so, not RocksDB's "While lock file".
+TEST(PartitionStoreTest, AStoreOpenInAnotherProcessIsRefusedSayingSo) {
+  testing::TempDir tmp;
+  ASSERT_OK(PartitionStore::Open({tmp.Sub("p"), 3}).status());
+  int locked[2], release[2];
+  ASSERT_EQ(pipe(locked), 0);
+  ASSERT_EQ(pipe(release), 0);
+  const std::string lock_file = tmp.Sub("p/LOCK");
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Only system calls after fork: take the lock as RocksDB does (a
+    // write lock with fcntl), say so, hold it until told.
+    const int fd = open(lock_file.c_str(), O_RDWR);
+    struct flock fl = {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    char c = (fd >= 0 && fcntl(fd, F_SETLK, &fl) == 0) ? 'y' : 'n';
+    (void)!write(locked[1], &c, 1);
+    (void)!read(release[0], &c, 1);
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(read(locked[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  auto refused = PartitionStore::Open({tmp.Sub("p"), 3});
+  EXPECT_THAT(refused.status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(absl::StrContains(refused.status().message(),
+                                "another process has it open"))
+      << refused.status();
+  ASSERT_EQ(write(release[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  for (int fd : {locked[0], locked[1], release[0], release[1]}) close(fd);
+  EXPECT_OK(PartitionStore::Open({tmp.Sub("p"), 3}).status());
 }
 
 TEST(PartitionStoreTest, LeadershipCanJumpToAMinimumEpoch) {
