@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -66,38 +67,41 @@ bool IsGc(const Snapshot& s) { return s.type() == JOB_TYPE_GC; }
 
 bool IsDelete(const Snapshot& s) { return s.type() == JOB_TYPE_DELETE; }
 
-const char* Noun(const Snapshot& s) {
-  return IsRestore(s)  ? "restore"
-         : IsVerify(s) ? "verify"
-         : IsGc(s)     ? "gc"
-         : IsDelete(s) ? "delete"
-                       : "snapshot";
+// What a job of each kind is called: its noun, the command that lists
+// such jobs, and the word for a finished partition (for the progress line;
+// upper-cased in tables).
+struct KindWords {
+  const char* noun;
+  const char* command;
+  const char* done;
+};
+
+const KindWords& WordsFor(const Snapshot& s) {
+  static const KindWords kSnapshot{"snapshot", "snapshots", "published"};
+  static const KindWords kRestore{"restore", "restores", "restored"};
+  static const KindWords kVerify{"verify", "verifies", "verified"};
+  static const KindWords kGc{"gc", "gcs", "done"};
+  static const KindWords kDelete{"delete", "deletes", "done"};
+  return IsRestore(s)  ? kRestore
+         : IsVerify(s) ? kVerify
+         : IsGc(s)     ? kGc
+         : IsDelete(s) ? kDelete
+                       : kSnapshot;
 }
+
+const char* Noun(const Snapshot& s) { return WordsFor(s).noun; }
 
 // The command that lists a job's partitions ("snapshots", "restores", ...).
-const char* JobsCommand(const Snapshot& s) {
-  return IsRestore(s)  ? "restores"
-         : IsVerify(s) ? "verifies"
-         : IsGc(s)     ? "gcs"
-         : IsDelete(s) ? "deletes"
-                       : "snapshots";
-}
+const char* JobsCommand(const Snapshot& s) { return WordsFor(s).command; }
 
-const char* DoneWord(const Snapshot& s) {
-  return IsRestore(s)             ? "restored"
-         : IsVerify(s)            ? "verified"
-         : IsGc(s) || IsDelete(s) ? "done"
-                                  : "published";
-}
+const char* DoneWord(const Snapshot& s) { return WordsFor(s).done; }
 
 // A task's state as a person reads it: a restore's or verify's finished
 // partition is RESTORED or VERIFIED, not PUBLISHED (the JSON keeps the
 // API's names).
 std::string TaskStateWord(const Snapshot& s, PartitionTaskState state) {
   if (state == PARTITION_TASK_STATE_PUBLISHED) {
-    if (IsRestore(s)) return "RESTORED";
-    if (IsVerify(s)) return "VERIFIED";
-    if (IsGc(s) || IsDelete(s)) return "DONE";
+    return absl::AsciiStrToUpper(DoneWord(s));
   }
   return TaskStateName(state);
 }

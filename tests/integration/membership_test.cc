@@ -77,6 +77,36 @@ class MembershipTest : public ::testing::Test {
     return rc.ok() ? *rc : -1;
   }
 
+  // Writes `keys` keys of `value_size` random (incompressible) bytes into
+  // partition p.
+  void WriteRandom(int p, int keys, int value_size, std::mt19937_64& rng) {
+    std::vector<std::pair<std::string, std::string>> kvs;
+    for (int k = 0; k < keys; ++k) {
+      std::string v(value_size, '\0');
+      for (int i = 0; i + 8 <= value_size; i += 8) {
+        uint64_t r = rng();
+        std::memcpy(&v[i], &r, 8);
+      }
+      kvs.emplace_back(absl::StrFormat("key-%05d", k), std::move(v));
+    }
+    ASSERT_OK(cluster_->Write(p, kvs));
+  }
+
+  // Starts `shutterctl snapshots create --wait` as an operator would, its
+  // output to `log`.
+  void StartWaitingCreate(testing::Subprocess* wait, const std::string& log) {
+    ASSERT_OK(
+        wait->Start({SHUTTERCTL_BIN, "snapshots", "create", "--wait"}, log,
+                    {"SHUTTER_CONTROLLER=" + cluster_->controller_address()}));
+  }
+
+  // True once the file `log` holds `text`, false after 30 s.
+  static bool LogShows(const std::string& log, absl::string_view text) {
+    return PollUntil(
+        [&] { return absl::StrContains(testing::ReadFileOrEmpty(log), text); },
+        absl::Seconds(30));
+  }
+
   ListNodesResponse ListNodes() {
     grpc::ClientContext ctx;
     ListNodesResponse resp;
@@ -327,16 +357,8 @@ TEST_F(MembershipTest, AWaitSaysWhatWaitsForACrashedNodeAndEndsWhenItReturns) {
   ASSERT_OK(cluster_->StopNode(1, SIGKILL));
   const std::string log = tmp_.Sub("wait.log");
   testing::Subprocess wait;
-  ASSERT_OK(
-      wait.Start({SHUTTERCTL_BIN, "snapshots", "create", "--wait"}, log,
-                 {"SHUTTER_CONTROLLER=" + cluster_->controller_address()}));
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        return testing::ReadFileOrEmpty(log).find(
-                   "2 waiting (shutterctl snapshots show ") !=
-               std::string::npos;
-      },
-      absl::Seconds(30)))
+  StartWaitingCreate(&wait, log);
+  ASSERT_TRUE(LogShows(log, "2 waiting (shutterctl snapshots show "))
       << testing::ReadFileOrEmpty(log);
   ASSERT_OK(cluster_->StartNode(1));
   int status = 0;
@@ -360,38 +382,15 @@ TEST_F(MembershipTest, AWaitRidesOutAControllerRestart) {
   Start(1, 2, {"--publish-stream-mibps", "0.25"}, /*dead_after_ms=*/5000,
         /*capacity=*/1);
   std::mt19937_64 rng(7);
-  for (int p = 0; p < 2; ++p) {
-    std::vector<std::pair<std::string, std::string>> kvs;
-    for (int k = 0; k < 128; ++k) {
-      std::string v(4096, '\0');
-      for (int i = 0; i + 8 <= 4096; i += 8) {
-        uint64_t r = rng();
-        std::memcpy(&v[i], &r, 8);
-      }
-      kvs.emplace_back(absl::StrFormat("key-%05d", k), std::move(v));
-    }
-    ASSERT_OK(cluster_->Write(p, kvs));
-  }
+  for (int p = 0; p < 2; ++p) WriteRandom(p, 128, 4096, rng);
   const std::string log = tmp_.Sub("wait.log");
   testing::Subprocess wait;
-  ASSERT_OK(
-      wait.Start({SHUTTERCTL_BIN, "snapshots", "create", "--wait"}, log,
-                 {"SHUTTER_CONTROLLER=" + cluster_->controller_address()}));
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        return testing::ReadFileOrEmpty(log).find("0/2 partitions published") !=
-               std::string::npos;
-      },
-      absl::Seconds(30)))
+  StartWaitingCreate(&wait, log);
+  ASSERT_TRUE(LogShows(log, "0/2 partitions published"))
       << testing::ReadFileOrEmpty(log);
   ASSERT_OK(cluster_->StopController(SIGKILL).status());
-  ASSERT_TRUE(PollUntil(
-      [&] {
-        return testing::ReadFileOrEmpty(log).find(
-                   "the controller does not answer (UNAVAILABLE); still "
-                   "waiting") != std::string::npos;
-      },
-      absl::Seconds(30)))
+  ASSERT_TRUE(LogShows(
+      log, "the controller does not answer (UNAVAILABLE); still waiting"))
       << testing::ReadFileOrEmpty(log);
   int status = 0;
   EXPECT_FALSE(wait.Exited(&status)) << testing::ReadFileOrEmpty(log);
@@ -424,16 +423,7 @@ TEST_F(MembershipTest, RollingRestartOfEveryNodeDuringASnapshotCommits) {
   Start(kNodes, kPerNode, slow, /*dead_after_ms=*/5000, /*capacity=*/1);
   std::mt19937_64 rng(11);
   for (int p = 0; p < kNodes * kPerNode; ++p) {
-    std::vector<std::pair<std::string, std::string>> kvs;
-    for (int k = 0; k < kKeys; ++k) {
-      std::string v(kValue, '\0');
-      for (int i = 0; i + 8 <= kValue; i += 8) {
-        uint64_t r = rng();
-        std::memcpy(&v[i], &r, 8);
-      }
-      kvs.emplace_back(absl::StrFormat("key-%05d", k), std::move(v));
-    }
-    ASSERT_OK(cluster_->Write(p, kvs));
+    WriteRandom(p, kKeys, kValue, rng);
   }
   auto id = cluster_->CreateSnapshot();
   ASSERT_OK(id);
