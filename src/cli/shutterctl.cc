@@ -36,6 +36,12 @@ int Main(int argc, char** argv) {
   // ("shutterctl snapshots list -o json"): the commands, which inherit
   // this, hand the options they do not know up to their parent.
   app.fallthrough();
+  // Inherited by every command, whose own help lists only its options.
+  app.footer(
+      "Global options (--controller, -o/--output, --timeout-ms, --tls-ca, "
+      "--tls-cert, --tls-key, --token-file, --insecure) go before or after "
+      "the command; shutterctl --help describes them. Exit codes: 0 done, 1 "
+      "failed, 2 bad usage, 3 PARTIAL.");
   app.add_option("--controller", g.controller,
                  "Controller host:port, or host:port,host:port,... of a "
                  "controller group (the leader is found; env "

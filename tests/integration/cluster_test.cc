@@ -343,6 +343,12 @@ TEST_F(ClusterTest, BadRequestsGetClearErrorsAndRecordNothing) {
   EXPECT_NE(err.find("--output"), std::string::npos) << err;
   EXPECT_EQ(Ctl({"snapshots", "list", "--frobnicate"}, &out, &err), 2);
   EXPECT_NE(err.find("--frobnicate"), std::string::npos) << err;
+  // A command's help says where the global options are.
+  ASSERT_EQ(Ctl({"snapshots", "list", "--help"}, &out, &err), 0) << err;
+  EXPECT_NE(out.find("snapshots list [OPTIONS]"), std::string::npos) << out;
+  EXPECT_NE(out.find("Global options (--controller, -o/--output"),
+            std::string::npos)
+      << out;
   {
     auto repo = snapshot::OpenRepository(repo_dir_);
     ASSERT_OK(repo);
