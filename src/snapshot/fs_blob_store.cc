@@ -175,7 +175,20 @@ absl::Status FsBlobStore::Move(const std::string& from, const std::string& to,
   // The file was fsynced when it was written: a rename (or a link and an
   // unlink) and the directories' fsyncs make the move durable.
   RETURN_IF_ERROR(Install(path, to, if_absent));
-  return fs::SyncDir(fs::Dirname(path));
+  const std::string dir = fs::Dirname(path);
+  absl::Status synced = fs::SyncDir(dir);
+  // A concurrent Delete or Move may have removed the directory our move
+  // emptied: then our entry is gone with it.
+  if (absl::IsNotFound(synced)) return absl::OkStatus();
+  RETURN_IF_ERROR(synced);
+  RemoveEmptyDirs(dir);
+  return absl::OkStatus();
+}
+
+void FsBlobStore::RemoveEmptyDirs(std::string dir) const {
+  while (dir.size() > root_.size() && ::rmdir(dir.c_str()) == 0) {
+    dir = fs::Dirname(dir);
+  }
 }
 
 absl::StatusOr<BlobStore::PutResult> FsBlobStore::PutFile(
@@ -314,10 +327,7 @@ absl::Status FsBlobStore::Delete(const std::string& key) {
   // then our entry is gone with it.
   if (absl::IsNotFound(synced)) return absl::OkStatus();
   RETURN_IF_ERROR(synced);
-  // Remove directories the delete emptied, as an object store has none.
-  while (dir.size() > root_.size() && ::rmdir(dir.c_str()) == 0) {
-    dir = fs::Dirname(dir);
-  }
+  RemoveEmptyDirs(dir);
   return absl::OkStatus();
 }
 

@@ -49,6 +49,10 @@ class FsBlobStore : public BlobStore {
   absl::Status Install(const std::string& tmp, const std::string& key,
                        bool if_absent);
   std::string TempPath() const;
+  // After an object left `dir`: removes it and its parents while they are
+  // empty, up to the root, as an object store has no directories (a
+  // concurrent Install recreates what it needs: see there).
+  void RemoveEmptyDirs(std::string dir) const;
 
   const std::string root_;
 };

@@ -185,6 +185,20 @@ TEST_P(RepositoryTest, BlobStoreContract) {
   EXPECT_EQ(*store()->Get("m/x"), "third");
   EXPECT_THAT(store()->Move("m/none", "m/z", true),
               StatusIs(absl::StatusCode::kNotFound));
+  // A directory store keeps no directory a move or a delete emptied (as an
+  // object store has none): a cancelled snapshot's attempt directories
+  // stayed behind forever.
+  if (GetParam() == "fs") {
+    ASSERT_OK(store()->Put("s/1/attempts/a/incoming/f", "x", plain));
+    ASSERT_OK(store()->Put("s/1/manifest", "m", plain));
+    ASSERT_OK(store()->Move("s/1/attempts/a/incoming/f", "b/f", true));
+    const std::string root = store()->LocalPath("s");
+    EXPECT_FALSE(fs::Exists(root + "/1/attempts")) << "left behind";
+    EXPECT_TRUE(fs::Exists(root + "/1/manifest"));
+    ASSERT_OK(store()->Delete("s/1/manifest"));
+    EXPECT_FALSE(fs::Exists(root)) << "left behind";
+    EXPECT_TRUE(fs::Exists(store()->LocalPath("b/f")));
+  }
 }
 
 TEST_P(RepositoryTest, PublishStoresSstsByContentAndTheRestPerAttempt) {
