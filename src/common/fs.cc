@@ -202,8 +202,8 @@ absl::Status CreateDirs(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<DirectoryLock> DirectoryLock::Acquire(const std::string& dir,
-                                                     absl::string_view name) {
+absl::StatusOr<DirectoryLock> DirectoryLock::Acquire(
+    const std::string& dir, absl::string_view name, absl::string_view program) {
   const std::string path = absl::StrCat(dir, "/", name);
   // A new open file description each time, so that a second lock in this
   // process conflicts too (flock locks belong to the description).
@@ -223,14 +223,13 @@ absl::StatusOr<DirectoryLock> DirectoryLock::Acquire(const std::string& dir,
       holder = absl::StrCat(" (pid ", absl::StripAsciiWhitespace(buf), ")");
     }
     return absl::FailedPreconditionError(absl::StrCat(
-        dir, " is in use by another process", holder, ", which holds ", path));
+        dir, " is in use by another process", holder, ", which holds ", path,
+        ": is another ", program, " running on it?"));
   }
   // Ours: say who holds it. (Best effort: the lock is what counts.)
   const std::string pid = absl::StrCat(::getpid(), "\n");
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) !=
-                                     static_cast<ssize_t>(pid.size())) {
-    // Ignored: a stale or empty pid only makes the message less precise.
-  }
+  // (A failure only makes the refusal's message less precise.)
+  if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, pid.data(), pid.size(), 0);
   return DirectoryLock(fd);
 }
 

@@ -57,10 +57,11 @@ absl::Status CheckWritableDir(const std::string& dir);
 class DirectoryLock {
  public:
   // FAILED_PRECONDITION naming the holder's pid if another process holds
-  // the lock (or another DirectoryLock of this process does); other errors
-  // as ErrnoStatus.
+  // the lock (or another DirectoryLock of this process does), and asking
+  // whether another `program` runs on `dir`; other errors as ErrnoStatus.
   static absl::StatusOr<DirectoryLock> Acquire(const std::string& dir,
-                                               absl::string_view name);
+                                               absl::string_view name,
+                                               absl::string_view program);
   DirectoryLock(DirectoryLock&& other) noexcept : fd_(other.fd_) {
     other.fd_ = -1;
   }

@@ -292,15 +292,9 @@ absl::Status Controller::Start() {
   const uint64_t max_files = RaiseOpenFileLimit();
   RETURN_IF_ERROR(
       daemon::ConfigError("--data-dir", fs::CheckWritableDir(o.data_dir)));
-  auto lock = fs::DirectoryLock::Acquire(o.data_dir, "controller.lock");
-  if (!lock.ok()) {
-    return daemon::ConfigError(
-        "--data-dir",
-        absl::Status(
-            lock.status().code(),
-            absl::StrCat(lock.status().message(),
-                         ": is another shutter-controller running on it?")));
-  }
+  auto lock = fs::DirectoryLock::Acquire(o.data_dir, "controller.lock",
+                                         "shutter-controller");
+  if (!lock.ok()) return daemon::ConfigError("--data-dir", lock.status());
   p.data_dir_lock = *std::move(lock);
   snapshot::RepositoryOptions repo_opts;
   snapshot::ApplyS3Flags(o.s3, &repo_opts);

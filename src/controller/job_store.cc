@@ -275,14 +275,8 @@ absl::StatusOr<std::unique_ptr<RocksDbJobStore>> RocksDbJobStore::Open(
   // files, however few; the job store has a handful.
   o.max_file_opening_threads = partition::TableOpeningThreads(path);
   rocksdb::DB* db = nullptr;
-  const rocksdb::Status opened = rocksdb::DB::Open(o, path, &db);
-  if (!opened.ok() && partition::LockHeldElsewhere(opened.ToString())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("open job store at ", path,
-                     ": another process has it open (its LOCK is held): is "
-                     "another controller running on this --data-dir?"));
-  }
-  absl::Status s = FromRocks(opened, absl::StrCat("open job store at ", path));
+  absl::Status s = FromRocks(rocksdb::DB::Open(o, path, &db),
+                             absl::StrCat("open job store at ", path));
   if (!s.ok()) return s;
   return std::unique_ptr<RocksDbJobStore>(
       new RocksDbJobStore(std::unique_ptr<rocksdb::DB>(db)));

@@ -137,14 +137,9 @@ absl::Status Node::Start() {
   const uint64_t max_files = RaiseOpenFileLimit();
   RETURN_IF_ERROR(
       daemon::ConfigError("--data-dir", fs::CheckWritableDir(o.data_dir)));
-  auto lock = fs::DirectoryLock::Acquire(o.data_dir, "node.lock");
-  if (!lock.ok()) {
-    return daemon::ConfigError(
-        "--data-dir",
-        absl::Status(lock.status().code(),
-                     absl::StrCat(lock.status().message(),
-                                  ": is another shutter-node running on it?")));
-  }
+  auto lock =
+      fs::DirectoryLock::Acquire(o.data_dir, "node.lock", "shutter-node");
+  if (!lock.ok()) return daemon::ConfigError("--data-dir", lock.status());
   p.data_dir_lock = *std::move(lock);
   auto instance = StartNodeInstance(o.data_dir, o.node_id);
   if (!instance.ok()) {

@@ -25,15 +25,18 @@ int TableOpeningThreads(const std::string& dir) {
   return static_cast<int>(std::clamp<decltype(tables)>(tables / 8, 1, 16));
 }
 
+namespace {
+
+// True when `open_error`, the text of a failed RocksDB open, says that the
+// store's LOCK file is held by another process (RocksDB's
+// PosixEnv::LockFile: "While lock file: <dir>/LOCK: Resource temporarily
+// unavailable"; a lock held by this process reads differently). A node
+// daemon's own data directory lock refuses a second node before this;
+// this is for services that embed the store.
 bool LockHeldElsewhere(absl::string_view open_error) {
-  // RocksDB's PosixEnv::LockFile: flock(LOCK_EX | LOCK_NB) failed with
-  // EWOULDBLOCK ("While lock file: <dir>/LOCK: Resource temporarily
-  // unavailable"). A lock held by this process reads differently.
   return absl::StrContains(open_error, "While lock file") &&
          absl::StrContains(open_error, "Resource temporarily unavailable");
 }
-
-namespace {
 
 constexpr char kMetaCf[] = "meta";
 constexpr char kAppliedIndexKey[] = "applied_index";

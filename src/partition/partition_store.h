@@ -9,7 +9,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/latency_recorder.h"
 
@@ -177,11 +176,6 @@ class PartitionStore {
 // at start) created and joined 30 threads; a large store still opens its
 // files in parallel. 1 if `dir` cannot be listed (e.g. a new store).
 int TableOpeningThreads(const std::string& dir);
-
-// True when `open_error`, the text of a failed RocksDB open, says that the
-// store's LOCK file is held by another process: the store is open
-// elsewhere (e.g. a second daemon started on the same data directory).
-bool LockHeldElsewhere(absl::string_view open_error);
 
 // A partition database (typically a published checkpoint) opened
 // read-only. Opening writes nothing into the directory (no LOG file).

@@ -175,20 +175,19 @@ absl::Status FsBlobStore::Move(const std::string& from, const std::string& to,
   // The file was fsynced when it was written: a rename (or a link and an
   // unlink) and the directories' fsyncs make the move durable.
   RETURN_IF_ERROR(Install(path, to, if_absent));
-  const std::string dir = fs::Dirname(path);
-  absl::Status synced = fs::SyncDir(dir);
-  // A concurrent Delete or Move may have removed the directory our move
-  // emptied: then our entry is gone with it.
-  if (absl::IsNotFound(synced)) return absl::OkStatus();
-  RETURN_IF_ERROR(synced);
-  RemoveEmptyDirs(dir);
-  return absl::OkStatus();
+  return LeftDir(fs::Dirname(path));
 }
 
-void FsBlobStore::RemoveEmptyDirs(std::string dir) const {
+absl::Status FsBlobStore::LeftDir(std::string dir) const {
+  absl::Status synced = fs::SyncDir(dir);
+  // A concurrent Delete or Move may have removed the directory our entry
+  // left: then the entry is gone with it.
+  if (absl::IsNotFound(synced)) return absl::OkStatus();
+  RETURN_IF_ERROR(synced);
   while (dir.size() > root_.size() && ::rmdir(dir.c_str()) == 0) {
     dir = fs::Dirname(dir);
   }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<BlobStore::PutResult> FsBlobStore::PutFile(
@@ -321,14 +320,7 @@ absl::Status FsBlobStore::Delete(const std::string& key) {
     if (errno == ENOENT || errno == ENOTDIR) return absl::OkStatus();
     return fs::ErrnoStatus("delete", path);
   }
-  std::string dir = fs::Dirname(path);
-  absl::Status synced = fs::SyncDir(dir);
-  // A concurrent Delete may have removed the directory our unlink emptied:
-  // then our entry is gone with it.
-  if (absl::IsNotFound(synced)) return absl::OkStatus();
-  RETURN_IF_ERROR(synced);
-  RemoveEmptyDirs(dir);
-  return absl::OkStatus();
+  return LeftDir(fs::Dirname(path));
 }
 
 }  // namespace shutter::snapshot

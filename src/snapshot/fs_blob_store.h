@@ -49,10 +49,11 @@ class FsBlobStore : public BlobStore {
   absl::Status Install(const std::string& tmp, const std::string& key,
                        bool if_absent);
   std::string TempPath() const;
-  // After an object left `dir`: removes it and its parents while they are
-  // empty, up to the root, as an object store has no directories (a
-  // concurrent Install recreates what it needs: see there).
-  void RemoveEmptyDirs(std::string dir) const;
+  // After an object left `dir` (a delete, a move): makes that durable,
+  // then removes `dir` and its parents while they are empty, up to the
+  // root, as an object store has no directories (a concurrent Install
+  // recreates what it needs: see there).
+  absl::Status LeftDir(std::string dir) const;
 
   const std::string root_;
 };

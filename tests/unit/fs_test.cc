@@ -15,9 +15,11 @@ namespace {
 TEST(DirectoryLockTest, OneHolderAtATimeNamedInTheRefusal) {
   testing::TempDir tmp;
   {
-    auto first = DirectoryLock::Acquire(tmp.path(), "node.lock");
+    auto first =
+        DirectoryLock::Acquire(tmp.path(), "node.lock", "shutter-node");
     ASSERT_OK(first);
-    auto second = DirectoryLock::Acquire(tmp.path(), "node.lock");
+    auto second =
+        DirectoryLock::Acquire(tmp.path(), "node.lock", "shutter-node");
     ASSERT_FALSE(second.ok());
     EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
     EXPECT_TRUE(absl::StrContains(second.status().message(),
@@ -27,14 +29,19 @@ TEST(DirectoryLockTest, OneHolderAtATimeNamedInTheRefusal) {
         absl::StrContains(second.status().message(), tmp.Sub("node.lock")))
         << second.status();
     // Another name is another lock.
-    EXPECT_OK(DirectoryLock::Acquire(tmp.path(), "controller.lock").status());
+    EXPECT_OK(DirectoryLock::Acquire(tmp.path(), "controller.lock",
+                                     "shutter-controller")
+                  .status());
     // Moved, it is still held.
     DirectoryLock moved = *std::move(first);
-    EXPECT_FALSE(DirectoryLock::Acquire(tmp.path(), "node.lock").ok());
+    EXPECT_FALSE(
+        DirectoryLock::Acquire(tmp.path(), "node.lock", "shutter-node").ok());
   }
-  EXPECT_OK(DirectoryLock::Acquire(tmp.path(), "node.lock").status());
+  EXPECT_OK(
+      DirectoryLock::Acquire(tmp.path(), "node.lock", "shutter-node").status());
   // A directory that does not exist is an error naming the file.
-  auto missing = DirectoryLock::Acquire(tmp.Sub("no/such"), "node.lock");
+  auto missing =
+      DirectoryLock::Acquire(tmp.Sub("no/such"), "node.lock", "shutter-node");
   ASSERT_FALSE(missing.ok());
   EXPECT_TRUE(absl::StrContains(missing.status().message(), "no/such"))
       << missing.status();
