@@ -14,7 +14,6 @@ HeartbeatStream::HeartbeatStream(shutter::v1::ControllerService::Stub* stub) {
   // is destroyed). Released once the stream has ended and no write is in
   // flight (ReleaseHoldLocked).
   AddHold();
-  StartRead(&incoming_);
   StartCall();
 }
 
@@ -61,18 +60,17 @@ void HeartbeatStream::OnReadDone(bool ok) {
     bool release;
     {
       absl::MutexLock l(&mu_);
+      reading_ = false;
       ended_ = true;
       release = ReleaseHoldLocked();
     }
     if (release) RemoveHold();
     return;
   }
-  {
-    absl::MutexLock l(&mu_);
-    answers_.push_back(std::move(incoming_));
-  }
+  absl::MutexLock l(&mu_);
+  reading_ = false;
+  answers_.push_back(std::move(incoming_));
   incoming_.Clear();
-  StartRead(&incoming_);
 }
 
 void HeartbeatStream::OnDone(const grpc::Status& s) {
@@ -101,6 +99,7 @@ absl::Status HeartbeatStream::EndStatus(std::string* leader) const {
 absl::Status HeartbeatStream::Exchange(
     const shutter::v1::HeartbeatRequest& request, absl::Time deadline,
     shutter::v1::HeartbeatResponse* response, std::string* leader) {
+  bool start_read = false;
   {
     absl::MutexLock l(&mu_);
     // The previous beat's write is done (its answer came), or the stream
@@ -118,7 +117,12 @@ absl::Status HeartbeatStream::Exchange(
     // With writing_ set the hold stays: the write below starts on a call
     // gRPC has not ended, whatever the controller does meanwhile.
     writing_ = true;
+    start_read = !reading_;
+    reading_ = true;
   }
+  // The read first: the window update it sends at once then reaches the
+  // controller together with the beat rather than alone (see the header).
+  if (start_read) StartRead(&incoming_);
   StartWrite(&request_);
   absl::MutexLock l(&mu_);
   auto answered = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {

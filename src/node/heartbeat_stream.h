@@ -16,11 +16,20 @@ namespace shutter::node {
 // beat is one request and its response (see controller.proto). Opened at
 // construction; Exchange sends a beat and waits for its answer.
 //
+// A read is outstanding only from a beat until its answer. gRPC 1.51
+// answers a read started after a message was taken with an HTTP/2
+// WINDOW_UPDATE sent at once: started right after each answer, it reached
+// the controller as a packet of its own a second before the next beat (a
+// wake-up and a read more per beat there); started with the beat, it goes
+// out just before it and the controller takes both in one read
+// (docs/performance.md, "The read with the beat").
+//
 // Once the stream has ended (the controller refused a beat, redirected to
 // the leader, went away, or a beat timed out) every Exchange returns the
-// end's status: make a new stream. Not thread-safe: one caller at a time
-// (the node's heartbeat thread); the destructor cancels the stream and
-// waits until gRPC is done with it.
+// end's status: make a new stream. An end between beats is seen by the
+// next Exchange, which returns it at once. Not thread-safe: one caller at
+// a time (the node's heartbeat thread); the destructor cancels the stream
+// and waits until gRPC is done with it.
 class HeartbeatStream final
     : public grpc::ClientBidiReactor<shutter::v1::HeartbeatRequest,
                                      shutter::v1::HeartbeatResponse> {
@@ -42,7 +51,9 @@ class HeartbeatStream final
                         shutter::v1::HeartbeatResponse* response,
                         std::string* leader) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // True once the stream has ended (Exchange would fail at once).
+  // True once the stream is known to have ended (Exchange would fail at
+  // once): by a beat or its deadline, or the destructor. False does not
+  // promise the next Exchange reaches the controller.
   bool done() const ABSL_LOCKS_EXCLUDED(mu_);
 
   void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
@@ -63,6 +74,8 @@ class HeartbeatStream final
   shutter::v1::HeartbeatResponse incoming_;  // the read in flight
   mutable absl::Mutex mu_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // A read is outstanding (started by Exchange, ended by OnReadDone).
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
   // The stream ended (its read failed, or this object is going away): no
   // more writes start.
   bool ended_ ABSL_GUARDED_BY(mu_) = false;

@@ -41,10 +41,15 @@ absl::Status Heartbeater::Call(const std::string& address,
   if (!unary) {
     // Heartbeat thread (or Register / SendLeaving, never concurrently).
     std::unique_ptr<HeartbeatStream>& stream = streams_[address];
-    if (stream == nullptr || stream->done()) {
-      stream = std::make_unique<HeartbeatStream>(stub);
-    }
+    const bool reused = stream != nullptr && !stream->done();
+    if (!reused) stream = std::make_unique<HeartbeatStream>(stub);
     absl::Status s = stream->Exchange(req, deadline, resp, leader);
+    if (reused && absl::IsUnavailable(s) && leader->empty()) {
+      // It may have ended since the last beat (a restarted controller),
+      // which only this beat could see: once more on a new stream.
+      stream = std::make_unique<HeartbeatStream>(stub);
+      s = stream->Exchange(req, deadline, resp, leader);
+    }
     if (s.ok()) return s;
     stream.reset();  // ended or stuck: a new one for the next beat
     if (!absl::IsUnimplemented(s)) return s;

@@ -3,10 +3,12 @@
 // controller): a role change is reported at once rather than at the next
 // tick, and a failed beat is retried within a fraction of the interval.
 // Both run with an interval of an hour, so only those paths can send the
-// beats the tests wait for.
+// beats the tests wait for. And on streams: one that ended between two
+// beats costs no beat.
 
 #include "node/heartbeater.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,10 +89,49 @@ class StandInController final : public v1::ControllerService::CallbackService {
   std::vector<HeartbeatRequest> accepted_ ABSL_GUARDED_BY(mu_);
 };
 
+// Serves heartbeat streams: answers a stream's first beat and ends the
+// stream with the answer, as a controller that restarts between two beats
+// would leave it.
+class EndsEachStream final : public v1::ControllerService::CallbackService {
+ public:
+  grpc::ServerBidiReactor<HeartbeatRequest, HeartbeatResponse>* HeartbeatStream(
+      grpc::CallbackServerContext*) override {
+    streams_.fetch_add(1);
+    return new Reactor;
+  }
+  int streams() const { return streams_.load(); }
+
+ private:
+  class Reactor final
+      : public grpc::ServerBidiReactor<HeartbeatRequest, HeartbeatResponse> {
+   public:
+    Reactor() { StartRead(&req_); }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    HeartbeatRequest req_;
+    HeartbeatResponse resp_;
+  };
+  std::atomic<int> streams_{0};
+};
+
 class HeartbeaterTest : public ::testing::Test {
  protected:
   // Partitions 0 and 1, node leads 0; a controller refusing `refuse` beats.
   void Start(int refuse) {
+    controller_ = std::make_unique<StandInController>(refuse);
+    ASSERT_NO_FATAL_FAILURE(Serve(controller_.get(), /*loop=*/true));
+  }
+  // The node as Start's, heartbeating to `service`; its loop started if
+  // `loop`.
+  void Serve(grpc::Service* service, bool loop) {
     auto h = NodeHost::Open({tmp_.Sub("data"), {0, 1}, {0}});
     ASSERT_OK(h);
     host_ = std::move(h).value();
@@ -98,8 +139,7 @@ class HeartbeaterTest : public ::testing::Test {
     auto r = snapshot::OpenRepository(tmp_.Sub("repo"));
     ASSERT_OK(r);
     repo_ = std::move(r).value();
-    controller_ = std::make_unique<StandInController>(refuse);
-    auto s = StartGrpcServer("127.0.0.1:0", {controller_.get()});
+    auto s = StartGrpcServer("127.0.0.1:0", {service});
     ASSERT_OK(s);
     server_ = std::move(s).value();
     Heartbeater::Options o;
@@ -111,7 +151,7 @@ class HeartbeaterTest : public ::testing::Test {
     heartbeater_ = std::make_unique<Heartbeater>(o, host_.get(), repo_.get());
     host_->SetRolesChangedListener(
         [h = heartbeater_.get()] { h->ReportSoon(); });
-    heartbeater_->Start();
+    if (loop) heartbeater_->Start();
   }
   void TearDown() override {
     if (host_) host_->SetRolesChangedListener(nullptr);
@@ -142,6 +182,18 @@ TEST_F(HeartbeaterTest, AFailedBeatIsRetriedWithinAFractionOfTheInterval) {
   ASSERT_NO_FATAL_FAILURE(Start(/*refuse=*/3));
   EXPECT_TRUE(controller_->WaitAccepted(1));
   EXPECT_EQ(controller_->beats(), 4);
+}
+
+// The node's stream keeps no read open between beats (heartbeat_stream.h),
+// so a stream that ended since the last beat is seen by the next one,
+// which then goes out on a new stream rather than failing.
+TEST_F(HeartbeaterTest, AStreamThatEndedBetweenBeatsCostsNoBeat) {
+  EndsEachStream service;
+  ASSERT_NO_FATAL_FAILURE(Serve(&service, /*loop=*/false));
+  for (int beat = 1; beat <= 3; ++beat) {
+    EXPECT_OK(heartbeater_->Register(kWait)) << "beat " << beat;
+  }
+  EXPECT_EQ(service.streams(), 3);
 }
 
 }  // namespace
