@@ -24,6 +24,9 @@ struct Global {
   std::string controller = "127.0.0.1:7000";
   std::string output = "table";
   int timeout_ms = 30000;
+  // With --wait: stop waiting after this many seconds (exit 4; the job
+  // goes on). 0: wait for the job's end.
+  int wait_timeout_s = 0;
   // TLS when a CA is given (common/security.h); the bearer token, if any,
   // goes with every admin call.
   TlsOptions tls;

@@ -315,6 +315,16 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
   // failure that did not happen.
   constexpr absl::Duration kRideOut = absl::Minutes(5);
   absl::Time unreachable_since = absl::InfiniteFuture();
+  const absl::Duration patience = absl::Seconds(g.wait_timeout_s);
+  const absl::Time give_up =
+      g.wait_timeout_s > 0 ? absl::Now() + patience : absl::InfiniteFuture();
+  // --wait-timeout ran out: says where the job stands; it is not touched.
+  auto gave_up = [&](absl::string_view where) {
+    if (tty && !last_line.empty()) std::fputc('\n', stderr);
+    return Fail(absl::StrCat("gave up waiting after ",
+                             absl::FormatDuration(patience), ": ", where),
+                4);
+  };
   for (;;) {
     GetSnapshotRequest req;
     req.set_snapshot_id(id);
@@ -338,6 +348,10 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
                 absl::FormatDuration(kRideOut), ")")
                 .c_str());
         last_line.clear();
+      }
+      if (now >= give_up) {
+        return gave_up(absl::StrCat("the controller does not answer; job ", id,
+                                    " goes on when a controller serves again"));
       }
       if (now - unreachable_since < kRideOut) {
         absl::SleepFor(absl::Seconds(1));  // polling a controller that is down
@@ -387,6 +401,11 @@ int WaitForSnapshot(const Global& g, Client& c, const std::string& id) {
                                  StateName(snap.state()), ": ", snap.error()));
       }
       return 0;
+    }
+    if (absl::Now() >= give_up) {
+      return gave_up(absl::StrCat(
+          Noun(snap), " ", id, " is still ", StateName(snap.state()),
+          " and goes on (shutterctl ", JobsCommand(snap), " show ", id, ")"));
     }
     // A person is watching: poll a few times a second.
     absl::SleepFor(absl::Milliseconds(200));

@@ -1,8 +1,9 @@
 // shutterctl: the operator CLI over the controller's admin API.
 //
 // Exit codes: 0 success; 1 the operation failed (RPC error, snapshot
-// FAILED or CANCELLED); 2 bad usage; 3 snapshot PARTIAL (with --wait). Errors
-// are one line on stderr: "shutterctl: <reason>".
+// FAILED or CANCELLED); 2 bad usage; 3 snapshot PARTIAL (with --wait); 4
+// --wait gave up after --wait-timeout (the job goes on). Errors are one
+// line on stderr: "shutterctl: <reason>".
 //
 // This file holds the global flags and the parsing; each noun's commands
 // are in a file of its own (nodes.cc, partitions.cc, snapshots.cc,
@@ -38,10 +39,11 @@ int Main(int argc, char** argv) {
   app.fallthrough();
   // Inherited by every command, whose own help lists only its options.
   app.footer(
-      "Global options (--controller, -o/--output, --timeout-ms, --tls-ca, "
-      "--tls-cert, --tls-key, --token-file, --insecure) go before or after "
-      "the command; shutterctl --help describes them. Exit codes: 0 done, 1 "
-      "failed, 2 bad usage, 3 PARTIAL.");
+      "Global options (--controller, -o/--output, --timeout-ms, "
+      "--wait-timeout, --tls-ca, --tls-cert, --tls-key, --token-file, "
+      "--insecure) go before or after the command; shutterctl --help "
+      "describes them. Exit codes: 0 done, 1 failed, 2 bad usage, 3 "
+      "PARTIAL, 4 --wait gave up (the job goes on).");
   app.add_option("--controller", g.controller,
                  "Controller host:port, or host:port,host:port,... of a "
                  "controller group (the leader is found; env "
@@ -53,6 +55,11 @@ int Main(int argc, char** argv) {
   app.add_option("--timeout-ms", g.timeout_ms, "Deadline of each call")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600000));
+  app.add_option("--wait-timeout", g.wait_timeout_s,
+                 "With --wait: stop waiting after this many seconds, exit 4 "
+                 "(the job goes on; 0: wait for its end)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 30 * 24 * 3600));
   for (auto [var, field] :
        {std::pair<const char*, std::string*>{"SHUTTER_TLS_CA", &g.tls.ca},
         {"SHUTTER_TLS_CERT", &g.tls.cert},

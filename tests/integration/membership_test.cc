@@ -360,6 +360,22 @@ TEST_F(MembershipTest, AWaitSaysWhatWaitsForACrashedNodeAndEndsWhenItReturns) {
   StartWaitingCreate(&wait, log);
   ASSERT_TRUE(LogShows(log, "2 waiting (shutterctl snapshots show "))
       << testing::ReadFileOrEmpty(log);
+  // A script's bounded wait gives up instead, exit 4, and the job goes on.
+  const std::string bounded_log = tmp_.Sub("bounded.log");
+  testing::Subprocess bounded;
+  ASSERT_OK(bounded.Start(
+      {SHUTTERCTL_BIN, "snapshots", "create", "--wait", "--wait-timeout", "1"},
+      bounded_log, {"SHUTTER_CONTROLLER=" + cluster_->controller_address()}));
+  int bounded_status = 0;
+  ASSERT_TRUE(PollUntil([&] { return bounded.Exited(&bounded_status); },
+                        absl::Seconds(30)))
+      << testing::ReadFileOrEmpty(bounded_log);
+  EXPECT_TRUE(WIFEXITED(bounded_status) && WEXITSTATUS(bounded_status) == 4)
+      << testing::ReadFileOrEmpty(bounded_log);
+  EXPECT_TRUE(LogShows(bounded_log, "gave up waiting after 1s: snapshot "))
+      << testing::ReadFileOrEmpty(bounded_log);
+  EXPECT_TRUE(LogShows(bounded_log, " is still RUNNING and goes on"))
+      << testing::ReadFileOrEmpty(bounded_log);
   ASSERT_OK(cluster_->StartNode(1));
   int status = 0;
   ASSERT_TRUE(
@@ -371,6 +387,23 @@ TEST_F(MembershipTest, AWaitSaysWhatWaitsForACrashedNodeAndEndsWhenItReturns) {
                       "[COMMITTED]"),
             std::string::npos)
       << text;
+  // The job the bounded wait left went on and committed too.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        grpc::ClientContext ctx;
+        ListSnapshotsResponse resp;
+        if (!cluster_->admin()
+                 ->ListSnapshots(&ctx, ListSnapshotsRequest(), &resp)
+                 .ok()) {
+          return false;
+        }
+        int committed = 0;
+        for (const auto& s : resp.snapshots()) {
+          committed += s.state() == SNAPSHOT_STATE_COMMITTED;
+        }
+        return committed == 2;
+      },
+      absl::Seconds(60)));
 }
 
 // The controller is killed and restarted while an operator waits for a
