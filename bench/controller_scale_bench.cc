@@ -50,6 +50,7 @@
 //          [--no-etcd] [--only S2,S2E]
 //          [--controller-bin PATH]   (default: the one built with it)
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,6 +59,7 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -1283,8 +1285,27 @@ int RunFailover(const std::string& controller_bin, int trials, int lease_ms) {
 // With `on_etcd`, the controller keeps its jobs on a real one-member etcd
 // started here (--job-store etcd://...), as each controller of a group
 // does: its election's lease keep-alive and watch run beside the beats.
+// Pins every thread of process `pid` to `cpu` (twice over, for threads
+// started meanwhile); the threads they start later inherit it.
+void PinProcess(pid_t pid, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& [tid, ns] : ThreadCpuNanos(pid)) {
+      if (::sched_setaffinity(tid, sizeof(set), &set) != 0 && errno != ESRCH) {
+        Die(absl::StrCat("sched_setaffinity(", tid, ", CPU ", cpu,
+                         "): ", std::strerror(errno)));
+      }
+    }
+  }
+}
+
 int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
-                  bool on_etcd, const std::set<std::string>& modes) {
+                  bool on_etcd, const std::set<std::string>& modes, bool pin) {
+  if (pin && std::thread::hardware_concurrency() < 2) {
+    Die("--pin needs 2 CPUs");
+  }
   shutter::testing::TempDir tmp;
   const std::string repo = tmp.Sub("repo");
   if (absl::Status s = shutter::fs::CreateDirs(repo); !s.ok()) {
@@ -1302,6 +1323,12 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   if (!port.ok()) Die(port.status().ToString());
   const std::string target = absl::StrCat("127.0.0.1:", *port);
   WaitUntilServing(target);
+  if (pin) {
+    // As a real controller, whose nodes run on other machines: the fake
+    // fleet neither preempts it nor shares its core.
+    PinProcess(controller.pid(), 0);
+    PinProcess(getpid(), 1);
+  }
   auto repo_id = shutter::fs::ReadFile(repo + "/REPOSITORY_ID");
   if (!repo_id.ok()) Die(repo_id.status().ToString());
   const std::string rid(absl::StripAsciiWhitespace(*repo_id));
@@ -1448,8 +1475,11 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   };
   std::printf(
       "heartbeats alone: %d nodes, each on its own connection, 1 Hz, "
-      "%d s per mode, job store %s (controller CPU, %% of one core)\n",
-      nodes, seconds, on_etcd ? "etcd" : "embedded");
+      "%d s per mode, job store %s (controller CPU, %% of one core)%s\n",
+      nodes, seconds, on_etcd ? "etcd" : "embedded",
+      pin ? "; the controller (and the floor's server) on CPU 0, the fake "
+            "fleet on CPU 1"
+          : "");
   auto print = [](const char* what, const Measured& m) {
     std::printf(
         "  %-34s %6.1f%% of a core  %.1f context switches per beat  round "
@@ -1497,6 +1527,7 @@ int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
   auto floor_port = shutter::testing::WaitForPortFile(
       floor_port_file, absl::Seconds(30), &floor_server);
   if (!floor_port.ok()) Die(floor_port.status().ToString());
+  if (pin) PinProcess(floor_server.pid(), 0);
   for (auto& n : fleet) {
     n.floor = std::make_unique<shutter::bench::TcpFloorClient>();
     if (absl::Status s = n.floor->Connect(*floor_port); !s.ok()) {
@@ -1583,6 +1614,11 @@ int main(int argc, char** argv) {
                  "--heartbeats: which modes to run "
                  "(comma-separated)")
       ->capture_default_str();
+  bool heartbeat_pin = false;
+  app.add_flag("--pin", heartbeat_pin,
+               "--heartbeats: the controller (and the floor's server) on "
+               "CPU 0, the fake fleet on CPU 1, as a controller whose nodes "
+               "run on other machines");
   bool heartbeats_on_etcd = false;
   app.add_flag("--heartbeats-on-etcd", heartbeats_on_etcd,
                "--heartbeats: the controller's job store on a real etcd "
@@ -1605,7 +1641,7 @@ int main(int argc, char** argv) {
       modes.emplace(m);
     }
     return RunHeartbeats(controller_bin, heartbeat_nodes, heartbeat_seconds,
-                         heartbeats_on_etcd, modes);
+                         heartbeats_on_etcd, modes, heartbeat_pin);
   }
   if (failover_trials > 0) {
     return RunFailover(controller_bin, failover_trials, lease_ms);
