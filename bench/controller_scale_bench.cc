@@ -58,8 +58,8 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -510,25 +510,32 @@ double ProcessCpuSeconds(pid_t pid) {
   return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
 }
 
+// The thread ids of process `pid` (/proc/<pid>/task).
+std::vector<int> ThreadIds(pid_t pid) {
+  std::vector<int> out;
+  DIR* d = opendir(absl::StrCat("/proc/", pid, "/task").c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    int tid = 0;
+    if (absl::SimpleAtoi(e->d_name, &tid)) out.push_back(tid);
+  }
+  closedir(d);
+  return out;
+}
+
 // Each thread's time on a CPU so far, in ns (/proc/<pid>/task/*/schedstat),
 // by thread id: /proc/<pid>/stat counts in clock ticks (10 ms), too coarse
 // for a scenario whose whole cost is 0.1-0.2 s.
 std::map<int, int64_t> ThreadCpuNanos(pid_t pid) {
   std::map<int, int64_t> out;
-  const std::string dir = absl::StrCat("/proc/", pid, "/task");
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
-    int tid = 0;
-    if (!absl::SimpleAtoi(e->d_name, &tid)) continue;
-    auto text =
-        shutter::fs::ReadFile(absl::StrCat(dir, "/", tid, "/schedstat"));
-    int64_t ns = 0;
-    if (!text.ok()) continue;
+  for (int tid : ThreadIds(pid)) {
+    auto text = shutter::fs::ReadFile(
+        absl::StrCat("/proc/", pid, "/task/", tid, "/schedstat"));
+    if (!text.ok()) continue;  // it ended
     std::vector<std::string> f = absl::StrSplit(*text, ' ');
+    int64_t ns = 0;
     if (!f.empty() && absl::SimpleAtoi(f[0], &ns)) out[tid] = ns;
   }
-  closedir(d);
   return out;
 }
 
@@ -543,6 +550,22 @@ double CpuSecondsSince(pid_t pid, const std::map<int, int64_t>& before) {
     ns += now - (it == before.end() ? 0 : it->second);
   }
   return ns / 1e9;
+}
+
+// Pins every thread of process `pid` to `cpu` (twice over, for threads
+// started meanwhile); the threads they start later inherit it.
+void PinProcess(pid_t pid, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int tid : ThreadIds(pid)) {
+      if (::sched_setaffinity(tid, sizeof(set), &set) != 0 && errno != ESRCH) {
+        Die(absl::StrCat("sched_setaffinity(", tid, ", CPU ", cpu,
+                         "): ", std::strerror(errno)));
+      }
+    }
+  }
 }
 
 // A controller's command line for the benchmark: insecure on an ephemeral
@@ -1285,22 +1308,6 @@ int RunFailover(const std::string& controller_bin, int trials, int lease_ms) {
 // With `on_etcd`, the controller keeps its jobs on a real one-member etcd
 // started here (--job-store etcd://...), as each controller of a group
 // does: its election's lease keep-alive and watch run beside the beats.
-// Pins every thread of process `pid` to `cpu` (twice over, for threads
-// started meanwhile); the threads they start later inherit it.
-void PinProcess(pid_t pid, int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  for (int pass = 0; pass < 2; ++pass) {
-    for (const auto& [tid, ns] : ThreadCpuNanos(pid)) {
-      if (::sched_setaffinity(tid, sizeof(set), &set) != 0 && errno != ESRCH) {
-        Die(absl::StrCat("sched_setaffinity(", tid, ", CPU ", cpu,
-                         "): ", std::strerror(errno)));
-      }
-    }
-  }
-}
-
 int RunHeartbeats(const std::string& controller_bin, int nodes, int seconds,
                   bool on_etcd, const std::set<std::string>& modes, bool pin) {
   if (pin && std::thread::hardware_concurrency() < 2) {
