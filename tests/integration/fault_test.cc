@@ -135,12 +135,8 @@ class FaultTestBase : public ::testing::Test {
       for (int b = 0; b < kBatches; ++b) {
         std::vector<std::pair<std::string, std::string>> kvs;
         for (int k = 0; k < kKeysPerBatch; ++k) {
-          std::string v(kValueSize, '\0');
-          for (int i = 0; i + 8 <= kValueSize; i += 8) {
-            uint64_t r = rng();
-            std::memcpy(&v[i], &r, 8);
-          }
-          kvs.emplace_back(absl::StrFormat("key-%d-%05d", b, k), std::move(v));
+          kvs.emplace_back(absl::StrFormat("key-%d-%05d", b, k),
+                           testing::LocalCluster::RandomValue(rng, kValueSize));
         }
         ASSERT_OK(cluster_.Write(p, kvs));
       }

@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <random>
 
@@ -82,12 +81,8 @@ class MembershipTest : public ::testing::Test {
   void WriteRandom(int p, int keys, int value_size, std::mt19937_64& rng) {
     std::vector<std::pair<std::string, std::string>> kvs;
     for (int k = 0; k < keys; ++k) {
-      std::string v(value_size, '\0');
-      for (int i = 0; i + 8 <= value_size; i += 8) {
-        uint64_t r = rng();
-        std::memcpy(&v[i], &r, 8);
-      }
-      kvs.emplace_back(absl::StrFormat("key-%05d", k), std::move(v));
+      kvs.emplace_back(absl::StrFormat("key-%05d", k),
+                       testing::LocalCluster::RandomValue(rng, value_size));
     }
     ASSERT_OK(cluster_->Write(p, kvs));
   }
