@@ -96,6 +96,10 @@ void CheckpointTaker::Finished(
   absl::MutexLock l(&mu_);
   ++(result->already_published() ? already_published_ : published_);
   publish_bytes_read_ += result->local_bytes_read();
+  if (!result->already_published()) {
+    checkpoint_phase_millis_ += result->checkpoint_millis();
+    publish_phase_millis_ += result->publish_millis();
+  }
 }
 
 absl::StatusOr<CreateCheckpointResponse> CheckpointTaker::Run(
@@ -255,6 +259,8 @@ CheckpointTaker::Stats CheckpointTaker::GetStats() const {
   stats.published = published_;
   stats.already_published = already_published_;
   stats.publish_bytes_read = publish_bytes_read_;
+  stats.checkpoint_phase_millis = checkpoint_phase_millis_;
+  stats.publish_phase_millis = publish_phase_millis_;
   return stats;
 }
 

@@ -95,6 +95,10 @@ class CheckpointTaker {
     uint64_t joined = 0;
     // Bytes read from checkpoint files by publishes.
     uint64_t publish_bytes_read = 0;
+    // Time newly written checkpoints spent in each phase, summed
+    // (CreateCheckpointResponse.checkpoint_millis, publish_millis).
+    int64_t checkpoint_phase_millis = 0;
+    int64_t publish_phase_millis = 0;
     // Checkpoints this node starts at once now: the controller's limit
     // (SetLimit), clamped to the capacity; the capacity until one came.
     uint32_t limit = 0;
@@ -174,6 +178,8 @@ class CheckpointTaker {
   uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t already_published_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t publish_bytes_read_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t checkpoint_phase_millis_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t publish_phase_millis_ ABSL_GUARDED_BY(mu_) = 0;
   LatencyRecorder durations_;
   // Declared last: its runs use the members above until it is shut down.
   WorkRunner<shutter::v1::CreateCheckpointResponse> runner_;

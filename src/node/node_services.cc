@@ -168,6 +168,8 @@ grpc::ServerUnaryReactor* NodeServiceImpl::GetNodeStats(
   response->set_answered_already_published(s.already_published);
   response->set_joined_in_progress(s.joined);
   response->set_publish_bytes_read(s.publish_bytes_read);
+  response->set_checkpoint_phase_millis(s.checkpoint_phase_millis);
+  response->set_publish_phase_millis(s.publish_phase_millis);
   response->set_write_stalls(host_->write_stalls().stalls.load());
   response->set_write_stall_micros(
       static_cast<int64_t>(host_->write_stalls().stalled_micros.load()));

@@ -146,6 +146,51 @@ TEST_F(CheckpointTakerTest, RepeatReturnsThePublishedManifest) {
   EXPECT_EQ(second->manifest().applied_index(), 1u);
 }
 
+// A clock that moves 7 ms each time it is read: every phase of a
+// checkpoint takes a known, non-zero time.
+class TickingClock : public Clock {
+ public:
+  absl::Time Now() const override {
+    absl::MutexLock l(&mu_);
+    now_ += absl::Milliseconds(7);
+    return now_;
+  }
+  void SleepFor(absl::Duration d) override {
+    absl::MutexLock l(&mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  mutable absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::UnixEpoch();
+};
+
+TEST_F(CheckpointTakerTest, StatsSumEachPhaseOfNewlyWrittenCheckpoints) {
+  TickingClock ticking;
+  auto t = CheckpointTaker::Create(Opts("data/staging2", 2), host_.get(),
+                                   repo_.get(), &ticking);
+  ASSERT_OK(t);
+  (*t)->SetServing(true);
+  auto first = (*t)->CreateCheckpointSync(Req("s1", 0, 1));
+  ASSERT_OK(first);
+  auto second = (*t)->CreateCheckpointSync(Req("s1", 1, 1));
+  ASSERT_OK(second);
+  EXPECT_GT(first->checkpoint_millis(), 0);
+  EXPECT_GT(first->publish_millis(), 0);
+  auto st = (*t)->GetStats();
+  EXPECT_EQ(st.checkpoint_phase_millis,
+            first->checkpoint_millis() + second->checkpoint_millis());
+  EXPECT_EQ(st.publish_phase_millis,
+            first->publish_millis() + second->publish_millis());
+  // An answer from the repository took no checkpoint: it adds nothing.
+  auto repeat = (*t)->CreateCheckpointSync(Req("s1", 0, 1));
+  ASSERT_OK(repeat);
+  EXPECT_TRUE(repeat->already_published());
+  EXPECT_EQ((*t)->GetStats().checkpoint_phase_millis,
+            st.checkpoint_phase_millis);
+  EXPECT_EQ((*t)->GetStats().publish_phase_millis, st.publish_phase_millis);
+}
+
 TEST_F(CheckpointTakerTest, RepeatWhileInProgressJoinsIt) {
   // A second taker over the same host, whose checkpoints pause until the
   // test has sent the repeated request.
