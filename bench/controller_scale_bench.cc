@@ -49,7 +49,6 @@
 // Usage: controller_scale_bench [--smoke] [--console-check] [--huge]
 //          [--no-etcd] [--only S2,S2E]
 //          [--controller-bin PATH]   (default: the one built with it)
-#include <dirent.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -88,6 +87,7 @@
 #include "controller/etcd_client.h"
 #include "node/checkpoint_stream.h"
 #include "node/heartbeat_stream.h"
+#include "proc_stats.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/controller.grpc.pb.h"
 #include "shutter/v1/node.grpc.pb.h"
@@ -104,6 +104,8 @@ namespace {
 
 using namespace shutter::v1;  // NOLINT
 namespace stdfs = std::filesystem;
+using shutter::bench::ThreadCpuNanos;
+using shutter::bench::ThreadIds;
 
 // Exits at once: it may be called from a worker thread while others run,
 // where exit()'s static destructors would crash under them.
@@ -508,35 +510,6 @@ double ProcessCpuSeconds(pid_t pid) {
   std::vector<std::string> f = absl::StrSplit(rest, ' ');
   if (f.size() < 13) return 0;
   return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
-}
-
-// The thread ids of process `pid` (/proc/<pid>/task).
-std::vector<int> ThreadIds(pid_t pid) {
-  std::vector<int> out;
-  DIR* d = opendir(absl::StrCat("/proc/", pid, "/task").c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = readdir(d)) {
-    int tid = 0;
-    if (absl::SimpleAtoi(e->d_name, &tid)) out.push_back(tid);
-  }
-  closedir(d);
-  return out;
-}
-
-// Each thread's time on a CPU so far, in ns (/proc/<pid>/task/*/schedstat),
-// by thread id: /proc/<pid>/stat counts in clock ticks (10 ms), too coarse
-// for a scenario whose whole cost is 0.1-0.2 s.
-std::map<int, int64_t> ThreadCpuNanos(pid_t pid) {
-  std::map<int, int64_t> out;
-  for (int tid : ThreadIds(pid)) {
-    auto text = shutter::fs::ReadFile(
-        absl::StrCat("/proc/", pid, "/task/", tid, "/schedstat"));
-    if (!text.ok()) continue;  // it ended
-    std::vector<std::string> f = absl::StrSplit(*text, ' ');
-    int64_t ns = 0;
-    if (!f.empty() && absl::SimpleAtoi(f[0], &ns)) out[tid] = ns;
-  }
-  return out;
 }
 
 // CPU seconds `pid` spent since `before` (ThreadCpuNanos): threads alive

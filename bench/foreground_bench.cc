@@ -27,6 +27,7 @@
 //          [--load-fraction 0.7] [--idle-s 8] [--warmup-s 4]
 //          [--heartbeat-ms 1000] [--io-class best-effort-low] [--nice 10]
 //          [--bandwidth-mibps 0] [--pin] [--queue-at-nodes true]
+//          [--sync true]
 //          [--runs 3] [--smoke]
 // --pin: the daemons on CPU 0, the load generator's writers on CPU 1 (the
 // issue 21 lever: the figure about the cluster, not about a generator that
@@ -43,17 +44,20 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "bench_flags.h"
 #include "common/rpc.h"
+#include "proc_stats.h"
 #include "shutter/v1/admin.grpc.pb.h"
 #include "shutter/v1/partition_data.grpc.pb.h"
 #include "testing/binaries.h"
@@ -99,6 +103,9 @@ struct Config {
   bool pin = false;
   // The controller's --queue-at-nodes (a second round sent ahead).
   bool queue_at_nodes = true;
+  // The foreground's writes wait for their WAL's fdatasync (false: they
+  // are acknowledged from the page cache, as unsynced RocksDB writes).
+  bool sync = true;
 };
 
 // Pins the calling thread (and what it starts from now on) to `cpu`.
@@ -131,10 +138,11 @@ struct Sample {
 // Open-loop synced writers. Rate 0 = closed loop (as fast as they go).
 class Foreground {
  public:
-  // `cpu` >= 0: the writers run on that CPU only.
+  // `cpu` >= 0: the writers run on that CPU only. `sync`: each write
+  // waits for its WAL to be on disk.
   Foreground(shutter::testing::LocalCluster* c, int writers, double rate,
-             int cpu = -1)
-      : c_(c), writers_(writers), rate_(rate), cpu_(cpu) {}
+             int cpu, bool sync)
+      : c_(c), writers_(writers), rate_(rate), cpu_(cpu), sync_(sync) {}
 
   void Start() {
     stop_ = false;
@@ -192,7 +200,7 @@ class Foreground {
       const int p = static_cast<int>(rng() % parts);
       WriteRequest req;
       req.set_partition_id(p);
-      req.set_sync(true);
+      req.set_sync(sync_);
       auto* put = req.add_mutations()->mutable_put();
       put->set_key(absl::StrFormat("fg-%02d-%010d", w, seq++));
       put->set_value(shutter::testing::LocalCluster::RandomValue(rng, 128));
@@ -218,6 +226,7 @@ class Foreground {
   const int writers_;
   const double rate_;
   const int cpu_;
+  const bool sync_;
   std::atomic<bool> stop_{false};
   std::atomic<int> errors_{0};
   std::vector<std::vector<Sample>> samples_;
@@ -287,29 +296,118 @@ void Freshen(shutter::testing::LocalCluster& c, int fresh_mib, int round) {
   ::sync();
 }
 
+// What the cluster's processes and its disk did over a window of a case:
+// the resources a snapshot and the foreground compete for.
+struct Usage {
+  double seconds = 0;
+  // CPU-seconds of the nodes' checkpoint threads ("checkpoint-N": the
+  // checkpoint, hashing, copying) and RocksDB's background threads
+  // ("rocksdb:*": the checkpoint's flush; the load fills no memtable).
+  double snapshot_cpu = 0;
+  double other_cpu = 0;  // the nodes' other threads: serving the load
+  double controller_cpu = 0;
+  double disk_busy = 0;  // fraction of the window with I/O in flight
+  double disk_mib = 0;   // written
+};
+
+// Reads Usage from its construction to each Read().
+class UsageMeter {
+ public:
+  UsageMeter(shutter::testing::LocalCluster& c, std::string dir)
+      : dir_(std::move(dir)),
+        start_(absl::Now()),
+        disk_(shutter::bench::DiskCountersFor(dir_)) {
+    for (int i = 0; i < c.options().nodes; ++i) {
+      nodes_.push_back({c.node_pid(i), {}});
+    }
+    controller_ = {c.controller_pid(), {}};
+    for (auto* p : All()) p->ns = shutter::bench::ThreadCpuNanos(p->pid);
+  }
+
+  Usage Read() {
+    Usage u;
+    u.seconds = absl::ToDoubleSeconds(absl::Now() - start_);
+    for (auto* p : All()) {
+      for (const auto& [tid, now] : shutter::bench::ThreadCpuNanos(p->pid)) {
+        auto it = p->ns.find(tid);
+        const double s = (now - (it == p->ns.end() ? 0 : it->second)) / 1e9;
+        if (p == &controller_) {
+          u.controller_cpu += s;
+          continue;
+        }
+        const std::string name = shutter::bench::ThreadName(p->pid, tid);
+        const bool snapshot = absl::StartsWith(name, "checkpoint") ||
+                              absl::StartsWith(name, "rocksdb:");
+        (snapshot ? u.snapshot_cpu : u.other_cpu) += s;
+      }
+    }
+    const shutter::bench::DiskCounters d =
+        shutter::bench::DiskCountersFor(dir_);
+    if (d.found && disk_.found) {
+      u.disk_busy = (d.busy_ms - disk_.busy_ms) / 1e3 / u.seconds;
+      u.disk_mib =
+          (d.sectors_written - disk_.sectors_written) * 512.0 / (1024 * 1024);
+    }
+    return u;
+  }
+
+ private:
+  struct Proc {
+    pid_t pid;
+    std::map<int, int64_t> ns;  // CPU ns by thread at the start
+  };
+  std::vector<Proc*> All() {
+    std::vector<Proc*> all;
+    for (auto& n : nodes_) all.push_back(&n);
+    all.push_back(&controller_);
+    return all;
+  }
+
+  const std::string dir_;
+  const absl::Time start_;
+  const shutter::bench::DiskCounters disk_;
+  std::vector<Proc> nodes_;
+  Proc controller_;
+};
+
+// What the nodes count, summed over them (GetNodeStats).
+struct NodeTotals {
+  uint64_t stalls = 0;  // RocksDB write stalls
+  int64_t stall_micros = 0;
+  uint64_t published = 0;     // checkpoints newly written
+  int64_t checkpoint_ms = 0;  // their time in the checkpoint phase
+  int64_t publish_ms = 0;     // and in the publish phase
+};
+
+NodeTotals Totals(shutter::testing::LocalCluster& c) {
+  NodeTotals t;
+  for (int i = 0; i < c.options().nodes; ++i) {
+    auto st = c.NodeStats(i);
+    Check(st.status());
+    t.stalls += st->write_stalls();
+    t.stall_micros += st->write_stall_micros();
+    t.published += st->checkpoints_published();
+    t.checkpoint_ms += st->checkpoint_phase_millis();
+    t.publish_ms += st->publish_phase_millis();
+  }
+  return t;
+}
+
 struct SnapshotRun {
   absl::Time start, end;
   double seconds = 0;
   // RocksDB write stalls on all nodes while it ran.
   uint64_t stalls = 0;
   double stalled_ms = 0;
+  // Per checkpoint, on average: its RocksDB checkpoint (the flush, the
+  // links) and its publish (hashing, copying, syncing).
+  double checkpoint_ms = 0;
+  double publish_ms = 0;
 };
-
-// (stalls, stalled micros) summed over the nodes.
-std::pair<uint64_t, int64_t> Stalls(shutter::testing::LocalCluster& c) {
-  std::pair<uint64_t, int64_t> sum{0, 0};
-  for (int i = 0; i < c.options().nodes; ++i) {
-    auto st = c.NodeStats(i);
-    Check(st.status());
-    sum.first += st->write_stalls();
-    sum.second += st->write_stall_micros();
-  }
-  return sum;
-}
 
 SnapshotRun RunSnapshot(shutter::testing::LocalCluster& c) {
   SnapshotRun r;
-  const auto stalls_before = Stalls(c);
+  const NodeTotals before = Totals(c);
   r.start = absl::Now();
   auto id = c.CreateSnapshot();
   Check(id.status());
@@ -320,9 +418,15 @@ SnapshotRun RunSnapshot(shutter::testing::LocalCluster& c) {
   }
   r.end = absl::Now();
   r.seconds = (snap->finished_at_micros() - snap->created_at_micros()) / 1e6;
-  const auto stalls_after = Stalls(c);
-  r.stalls = stalls_after.first - stalls_before.first;
-  r.stalled_ms = (stalls_after.second - stalls_before.second) / 1e3;
+  const NodeTotals after = Totals(c);
+  r.stalls = after.stalls - before.stalls;
+  r.stalled_ms = (after.stall_micros - before.stall_micros) / 1e3;
+  if (const uint64_t n = after.published - before.published; n > 0) {
+    r.checkpoint_ms =
+        static_cast<double>(after.checkpoint_ms - before.checkpoint_ms) / n;
+    r.publish_ms =
+        static_cast<double>(after.publish_ms - before.publish_ms) / n;
+  }
   if (getenv("FOREGROUND_BENCH_TASKS") != nullptr) {
     for (const auto& t : snap->partitions()) {
       std::printf("  task p%u on %s: start +%.2f s, %.2f s\n", t.partition_id(),
@@ -384,6 +488,10 @@ int main(int argc, char** argv) {
   app.add_option("--runs", cfg.runs)->capture_default_str();
   app.add_flag("--pin", cfg.pin,
                "Daemons on CPU 0, the load generator's writers on CPU 1");
+  app.add_option("--sync", cfg.sync,
+                 "The load's writes wait for their WAL's fdatasync (false: "
+                 "unsynced writes, to tell the disk's flushes from the rest)")
+      ->capture_default_str();
   app.add_option("--queue-at-nodes", cfg.queue_at_nodes,
                  "The controller sends nodes a second round ahead")
       ->capture_default_str();
@@ -465,7 +573,7 @@ int main(int argc, char** argv) {
   double sustained = 0;
   {
     auto k = fresh(false, fixed_nodes);
-    Foreground fg(k->c.get(), cfg.calibration_writers, 0, writer_cpu);
+    Foreground fg(k->c.get(), cfg.calibration_writers, 0, writer_cpu, cfg.sync);
     fg.Start();
     absl::SleepFor(absl::Seconds(smoke ? 1 : 3));
     const absl::Time to = absl::Now();
@@ -482,14 +590,15 @@ int main(int argc, char** argv) {
           : "";
   std::printf(
       "foreground impact: %d nodes x %d partitions, capacity %d, %d MiB of "
-      "fresh data per partition before each snapshot; %d writers of synced "
+      "fresh data per partition before each snapshot; %d writers of %s "
       "single-key writes at %.0f/s (%.0f%% of the %.0f/s %d closed-loop "
       "writers sustained); publish streams capped at %.0f MiB/s; heartbeats "
       "every %d ms; isolation: --snapshot-io-class %s --snapshot-nice %d%s%s\n",
       cfg.nodes, cfg.partitions_per_node, cfg.capacity, cfg.fresh_mib,
-      cfg.writers, rate, cfg.load_fraction * 100, sustained,
-      cfg.calibration_writers, cfg.stream_mibps, cfg.heartbeat_ms,
-      cfg.io_class.c_str(), cfg.nice, cap.c_str(),
+      cfg.writers, cfg.sync ? "synced" : "unsynced", rate,
+      cfg.load_fraction * 100, sustained, cfg.calibration_writers,
+      cfg.stream_mibps, cfg.heartbeat_ms, cfg.io_class.c_str(), cfg.nice,
+      cap.c_str(),
       cfg.pin ? "; daemons pinned to CPU 0, writers to CPU 1" : "");
 
   std::vector<double> u_s, f_s, a_s;
@@ -497,13 +606,19 @@ int main(int argc, char** argv) {
   uint64_t u_stalls = 0, f_stalls = 0, a_stalls = 0;
   double u_stall_ms = 0, f_stall_ms = 0, a_stall_ms = 0;
   std::vector<Stats> idle_v, fixed_v, adaptive_v;
+  // What each case's window cost the cluster's CPU and disk.
+  std::vector<Usage> u_use, idle_use, f_use, a_use;
+  std::vector<SnapshotRun> u_runs, f_runs, a_runs;
   for (int r = 0; r < cfg.runs; ++r) {
     // Unconstrained: fixed limits, normal I/O class, no foreground.
     {
       auto k = fresh(false, fixed_nodes);
       Freshen(*k->c, cfg.fresh_mib, 1);
+      UsageMeter meter(*k->c, k->dir.path());
       SnapshotRun s = RunSnapshot(*k->c);
+      u_use.push_back(meter.Read());
       u_s.push_back(s.seconds);
+      u_runs.push_back(s);
       u_stalls += s.stalls;
       u_stall_ms += s.stalled_ms;
       stop(*k);
@@ -512,17 +627,22 @@ int main(int argc, char** argv) {
     {
       auto k = fresh(false, fixed_nodes);
       Freshen(*k->c, cfg.fresh_mib, 1);
-      Foreground fg(k->c.get(), cfg.writers, rate, writer_cpu);
+      Foreground fg(k->c.get(), cfg.writers, rate, writer_cpu, cfg.sync);
       fg.Start();
       absl::SleepFor(absl::Seconds(1));
       const absl::Time idle_from = absl::Now();
+      UsageMeter idle_meter(*k->c, k->dir.path());
       absl::SleepFor(absl::Seconds(cfg.idle_s));
+      idle_use.push_back(idle_meter.Read());
       const absl::Time idle_to = absl::Now();
+      UsageMeter meter(*k->c, k->dir.path());
       SnapshotRun s = RunSnapshot(*k->c);
+      f_use.push_back(meter.Read());
       auto all = fg.Stop();
       idle_v.push_back(Summarize(all, idle_from, idle_to));
       fixed_v.push_back(Summarize(all, s.start, s.end));
       f_s.push_back(s.seconds);
+      f_runs.push_back(s);
       f_stalls += s.stalls;
       f_stall_ms += s.stalled_ms;
       stop(*k);
@@ -532,15 +652,18 @@ int main(int argc, char** argv) {
     {
       auto k = fresh(true, isolated_nodes);
       Freshen(*k->c, cfg.fresh_mib, 1);
-      Foreground fg(k->c.get(), cfg.writers, rate, writer_cpu);
+      Foreground fg(k->c.get(), cfg.writers, rate, writer_cpu, cfg.sync);
       fg.Start();
       absl::SleepFor(absl::Seconds(1 + cfg.warmup_s));
       ShowLimits(*k->c, "before");
+      UsageMeter meter(*k->c, k->dir.path());
       SnapshotRun s = RunSnapshot(*k->c);
+      a_use.push_back(meter.Read());
       ShowLimits(*k->c, "after ");
       auto all = fg.Stop();
       adaptive_v.push_back(Summarize(all, s.start, s.end));
       a_s.push_back(s.seconds);
+      a_runs.push_back(s);
       a_stalls += s.stalls;
       a_stall_ms += s.stalled_ms;
       stop(*k);
@@ -583,6 +706,45 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(u_stalls), u_stall_ms,
       static_cast<unsigned long long>(f_stalls), f_stall_ms,
       static_cast<unsigned long long>(a_stalls), a_stall_ms);
+  // Shares of one core and of the disk's time, medians over the runs.
+  std::printf("%-14s %17s %17s %11s %10s %11s %14s %11s\n", "resources",
+              "nodes: snapshot", "nodes: the rest", "controller", "disk busy",
+              "disk MiB/s", "checkpoint ms", "publish ms");
+  auto use_row = [&](const char* name, const std::vector<Usage>& v,
+                     const std::vector<SnapshotRun>* runs) {
+    auto per_s = [&](double Usage::*f) {
+      std::vector<double> x;
+      for (const auto& u : v) x.push_back(u.*f / u.seconds);
+      return med(x);
+    };
+    std::vector<double> busy;
+    for (const auto& u : v) busy.push_back(u.disk_busy);
+    std::printf("%-14s %16.0f%% %16.0f%% %10.0f%% %9.0f%% %11.1f", name,
+                100 * per_s(&Usage::snapshot_cpu),
+                100 * per_s(&Usage::other_cpu),
+                100 * per_s(&Usage::controller_cpu), 100 * med(busy),
+                per_s(&Usage::disk_mib));
+    if (runs != nullptr) {
+      std::vector<double> ck, pub;
+      for (const auto& r : *runs) {
+        ck.push_back(r.checkpoint_ms);
+        pub.push_back(r.publish_ms);
+      }
+      std::printf(" %14.0f %11.0f", med(ck), med(pub));
+    } else {
+      std::printf(" %14s %11s", "-", "-");
+    }
+    std::printf("\n");
+  };
+  use_row("unconstrained", u_use, &u_runs);
+  use_row("idle", idle_use, nullptr);
+  use_row("fixed", f_use, &f_runs);
+  use_row("adaptive", a_use, &a_runs);
+  std::printf(
+      "(CPU in %% of one core: the nodes' checkpoint and RocksDB background "
+      "threads, their other threads, the controller; the disk that holds "
+      "the cluster%s; a checkpoint's two phases, its average)\n",
+      cfg.repository.empty() ? " and its repository" : "");
   const double a_ratio = med_stat(adaptive_v, &Stats::p99) / idle_p99;
   const double a_dur = med(a_s) / u;
   std::printf(
