@@ -105,6 +105,7 @@ namespace {
 using namespace shutter::v1;  // NOLINT
 namespace stdfs = std::filesystem;
 using shutter::bench::ThreadCpuNanos;
+using shutter::bench::ThreadCpuNanosSince;
 using shutter::bench::ThreadIds;
 
 // Exits at once: it may be called from a worker thread while others run,
@@ -512,16 +513,11 @@ double ProcessCpuSeconds(pid_t pid) {
   return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
 }
 
-// CPU seconds `pid` spent since `before` (ThreadCpuNanos): threads alive
-// at both samples by their difference, threads started since in full. A
-// thread that ended in between is missed (the controller's are
-// long-lived).
+// CPU seconds `pid` spent since `before` (ThreadCpuNanosSince: a thread
+// that ended in between is missed; the controller's are long-lived).
 double CpuSecondsSince(pid_t pid, const std::map<int, int64_t>& before) {
   int64_t ns = 0;
-  for (const auto& [tid, now] : ThreadCpuNanos(pid)) {
-    auto it = before.find(tid);
-    ns += now - (it == before.end() ? 0 : it->second);
-  }
+  for (const auto& [tid, d] : ThreadCpuNanosSince(pid, before)) ns += d;
   return ns / 1e9;
 }
 

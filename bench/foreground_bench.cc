@@ -306,8 +306,8 @@ struct Usage {
   double snapshot_cpu = 0;
   double other_cpu = 0;  // the nodes' other threads: serving the load
   double controller_cpu = 0;
-  double disk_busy = 0;  // fraction of the window with I/O in flight
-  double disk_mib = 0;   // written
+  double disk_busy_s = 0;  // with I/O in flight
+  double disk_mib = 0;     // written
 };
 
 // Reads Usage from its construction to each Read().
@@ -316,35 +316,35 @@ class UsageMeter {
   UsageMeter(shutter::testing::LocalCluster& c, std::string dir)
       : dir_(std::move(dir)),
         start_(absl::Now()),
-        disk_(shutter::bench::DiskCountersFor(dir_)) {
+        disk_(shutter::bench::DiskCountersFor(dir_)),
+        controller_{c.controller_pid(),
+                    shutter::bench::ThreadCpuNanos(c.controller_pid())} {
     for (int i = 0; i < c.options().nodes; ++i) {
-      nodes_.push_back({c.node_pid(i), {}});
+      nodes_.push_back(
+          {c.node_pid(i), shutter::bench::ThreadCpuNanos(c.node_pid(i))});
     }
-    controller_ = {c.controller_pid(), {}};
-    for (auto* p : All()) p->ns = shutter::bench::ThreadCpuNanos(p->pid);
   }
 
-  Usage Read() {
+  Usage Read() const {
     Usage u;
     u.seconds = absl::ToDoubleSeconds(absl::Now() - start_);
-    for (auto* p : All()) {
-      for (const auto& [tid, now] : shutter::bench::ThreadCpuNanos(p->pid)) {
-        auto it = p->ns.find(tid);
-        const double s = (now - (it == p->ns.end() ? 0 : it->second)) / 1e9;
-        if (p == &controller_) {
-          u.controller_cpu += s;
-          continue;
-        }
-        const std::string name = shutter::bench::ThreadName(p->pid, tid);
+    for (const Proc& n : nodes_) {
+      for (const auto& [tid, ns] :
+           shutter::bench::ThreadCpuNanosSince(n.pid, n.ns)) {
+        const std::string name = shutter::bench::ThreadName(n.pid, tid);
         const bool snapshot = absl::StartsWith(name, "checkpoint") ||
                               absl::StartsWith(name, "rocksdb:");
-        (snapshot ? u.snapshot_cpu : u.other_cpu) += s;
+        (snapshot ? u.snapshot_cpu : u.other_cpu) += ns / 1e9;
       }
+    }
+    for (const auto& [tid, ns] :
+         shutter::bench::ThreadCpuNanosSince(controller_.pid, controller_.ns)) {
+      u.controller_cpu += ns / 1e9;
     }
     const shutter::bench::DiskCounters d =
         shutter::bench::DiskCountersFor(dir_);
     if (d.found && disk_.found) {
-      u.disk_busy = (d.busy_ms - disk_.busy_ms) / 1e3 / u.seconds;
+      u.disk_busy_s = (d.busy_ms - disk_.busy_ms) / 1e3;
       u.disk_mib =
           (d.sectors_written - disk_.sectors_written) * 512.0 / (1024 * 1024);
     }
@@ -356,18 +356,12 @@ class UsageMeter {
     pid_t pid;
     std::map<int, int64_t> ns;  // CPU ns by thread at the start
   };
-  std::vector<Proc*> All() {
-    std::vector<Proc*> all;
-    for (auto& n : nodes_) all.push_back(&n);
-    all.push_back(&controller_);
-    return all;
-  }
 
   const std::string dir_;
   const absl::Time start_;
   const shutter::bench::DiskCounters disk_;
+  const Proc controller_;
   std::vector<Proc> nodes_;
-  Proc controller_;
 };
 
 // What the nodes count, summed over them (GetNodeStats).
@@ -601,14 +595,11 @@ int main(int argc, char** argv) {
       cap.c_str(),
       cfg.pin ? "; daemons pinned to CPU 0, writers to CPU 1" : "");
 
-  std::vector<double> u_s, f_s, a_s;
-  // RocksDB write stalls during each case's snapshots, summed over runs.
-  uint64_t u_stalls = 0, f_stalls = 0, a_stalls = 0;
-  double u_stall_ms = 0, f_stall_ms = 0, a_stall_ms = 0;
+  // Each case's snapshots, one per run.
+  std::vector<SnapshotRun> u_runs, f_runs, a_runs;
   std::vector<Stats> idle_v, fixed_v, adaptive_v;
   // What each case's window cost the cluster's CPU and disk.
   std::vector<Usage> u_use, idle_use, f_use, a_use;
-  std::vector<SnapshotRun> u_runs, f_runs, a_runs;
   for (int r = 0; r < cfg.runs; ++r) {
     // Unconstrained: fixed limits, normal I/O class, no foreground.
     {
@@ -617,10 +608,7 @@ int main(int argc, char** argv) {
       UsageMeter meter(*k->c, k->dir.path());
       SnapshotRun s = RunSnapshot(*k->c);
       u_use.push_back(meter.Read());
-      u_s.push_back(s.seconds);
       u_runs.push_back(s);
-      u_stalls += s.stalls;
-      u_stall_ms += s.stalled_ms;
       stop(*k);
     }
     // Idle, then fixed: the same configuration under the load.
@@ -641,10 +629,7 @@ int main(int argc, char** argv) {
       auto all = fg.Stop();
       idle_v.push_back(Summarize(all, idle_from, idle_to));
       fixed_v.push_back(Summarize(all, s.start, s.end));
-      f_s.push_back(s.seconds);
       f_runs.push_back(s);
-      f_stalls += s.stalls;
-      f_stall_ms += s.stalled_ms;
       stop(*k);
     }
     // Adaptive limits + isolation, from a cold controller: it learns the
@@ -662,10 +647,7 @@ int main(int argc, char** argv) {
       ShowLimits(*k->c, "after ");
       auto all = fg.Stop();
       adaptive_v.push_back(Summarize(all, s.start, s.end));
-      a_s.push_back(s.seconds);
       a_runs.push_back(s);
-      a_stalls += s.stalls;
-      a_stall_ms += s.stalled_ms;
       stop(*k);
     }
   }
@@ -680,32 +662,48 @@ int main(int argc, char** argv) {
     return med(x);
   };
   const double idle_p99 = med_stat(idle_v, &Stats::p99);
-  const double u = med(u_s);
+  // A field of a case's snapshots: its median over the runs.
+  auto run_med = [&](const std::vector<SnapshotRun>& runs,
+                     double SnapshotRun::*f) {
+    std::vector<double> x;
+    for (const auto& r : runs) x.push_back(r.*f);
+    return med(x);
+  };
+  const double u = run_med(u_runs, &SnapshotRun::seconds);
   std::printf("%-14s %8s %9s %9s %9s %10s %10s %11s\n", "case", "writes",
               "p50 ms", "p99 ms", "max ms", "svc p99", "p99/idle",
               "snapshot s");
   auto row = [&](const char* name, const std::vector<Stats>& v,
-                 const std::vector<double>* secs) {
+                 const std::vector<SnapshotRun>* runs) {
     std::printf("%-14s %8zu %9.2f %9.2f %9.1f %10.2f %9.2fx", name, v.back().n,
                 med_stat(v, &Stats::p50), med_stat(v, &Stats::p99),
                 med_stat(v, &Stats::max), med_stat(v, &Stats::service_p99),
                 med_stat(v, &Stats::p99) / idle_p99);
-    if (secs != nullptr) {
-      std::printf(" %10.2f (%.2fx unconstrained)", med(*secs), med(*secs) / u);
+    if (runs != nullptr) {
+      const double secs = run_med(*runs, &SnapshotRun::seconds);
+      std::printf(" %10.2f (%.2fx unconstrained)", secs, secs / u);
     }
     std::printf("\n");
   };
   std::printf("%-14s %8s %9s %9s %9s %10s %10s %11.2f\n", "unconstrained", "-",
               "-", "-", "-", "-", "-", u);
   row("idle", idle_v, nullptr);
-  row("fixed", fixed_v, &f_s);
-  row("adaptive", adaptive_v, &a_s);
+  row("fixed", fixed_v, &f_runs);
+  row("adaptive", adaptive_v, &a_runs);
+  // RocksDB write stalls during a case's snapshots, summed over the runs.
+  auto stalls = [](const std::vector<SnapshotRun>& runs) {
+    unsigned long long n = 0;
+    double ms = 0;
+    for (const auto& r : runs) {
+      n += r.stalls;
+      ms += r.stalled_ms;
+    }
+    return absl::StrFormat("%u (%.0f ms)", n, ms);
+  };
   std::printf(
       "RocksDB write stalls during the snapshots (all runs): unconstrained "
-      "%llu (%.0f ms), fixed %llu (%.0f ms), adaptive %llu (%.0f ms)\n",
-      static_cast<unsigned long long>(u_stalls), u_stall_ms,
-      static_cast<unsigned long long>(f_stalls), f_stall_ms,
-      static_cast<unsigned long long>(a_stalls), a_stall_ms);
+      "%s, fixed %s, adaptive %s\n",
+      stalls(u_runs).c_str(), stalls(f_runs).c_str(), stalls(a_runs).c_str());
   // Shares of one core and of the disk's time, medians over the runs.
   std::printf("%-14s %17s %17s %11s %10s %11s %14s %11s\n", "resources",
               "nodes: snapshot", "nodes: the rest", "controller", "disk busy",
@@ -717,20 +715,14 @@ int main(int argc, char** argv) {
       for (const auto& u : v) x.push_back(u.*f / u.seconds);
       return med(x);
     };
-    std::vector<double> busy;
-    for (const auto& u : v) busy.push_back(u.disk_busy);
     std::printf("%-14s %16.0f%% %16.0f%% %10.0f%% %9.0f%% %11.1f", name,
                 100 * per_s(&Usage::snapshot_cpu),
                 100 * per_s(&Usage::other_cpu),
-                100 * per_s(&Usage::controller_cpu), 100 * med(busy),
-                per_s(&Usage::disk_mib));
+                100 * per_s(&Usage::controller_cpu),
+                100 * per_s(&Usage::disk_busy_s), per_s(&Usage::disk_mib));
     if (runs != nullptr) {
-      std::vector<double> ck, pub;
-      for (const auto& r : *runs) {
-        ck.push_back(r.checkpoint_ms);
-        pub.push_back(r.publish_ms);
-      }
-      std::printf(" %14.0f %11.0f", med(ck), med(pub));
+      std::printf(" %14.0f %11.0f", run_med(*runs, &SnapshotRun::checkpoint_ms),
+                  run_med(*runs, &SnapshotRun::publish_ms));
     } else {
       std::printf(" %14s %11s", "-", "-");
     }
@@ -746,7 +738,7 @@ int main(int argc, char** argv) {
       "the cluster%s; a checkpoint's two phases, its average)\n",
       cfg.repository.empty() ? " and its repository" : "");
   const double a_ratio = med_stat(adaptive_v, &Stats::p99) / idle_p99;
-  const double a_dur = med(a_s) / u;
+  const double a_dur = run_med(a_runs, &SnapshotRun::seconds) / u;
   std::printf(
       "targets: adaptive p99 <= 1.25x idle: %.2fx %s; adaptive snapshot <= "
       "2x unconstrained: %.2fx %s\n",

@@ -47,6 +47,19 @@ inline std::map<int, int64_t> ThreadCpuNanos(pid_t pid) {
   return out;
 }
 
+// Each thread's CPU ns since `before` (a ThreadCpuNanos of the same
+// process): threads alive at both samples by their difference, threads
+// started since in full. A thread that ended in between is missed.
+inline std::map<int, int64_t> ThreadCpuNanosSince(
+    pid_t pid, const std::map<int, int64_t>& before) {
+  std::map<int, int64_t> out = ThreadCpuNanos(pid);
+  for (auto& [tid, ns] : out) {
+    auto it = before.find(tid);
+    if (it != before.end()) ns -= it->second;
+  }
+  return out;
+}
+
 // A thread's name (/proc/<pid>/task/<tid>/comm), "" once it ended.
 inline std::string ThreadName(pid_t pid, int tid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/task/", tid, "/comm"));
